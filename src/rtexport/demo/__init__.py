@@ -1,0 +1,1 @@
+"""The built-in demo: a generated phantom course, an illustrative site and a two-beam plan."""

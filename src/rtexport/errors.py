@@ -1,0 +1,81 @@
+"""The exception hierarchy.
+
+::
+
+    RTExportError                 every error rtexport raises on purpose
+    ├── ConfigError               site.toml or the workspace is wrong
+    ├── CourseImportError         a CT series / RT Structure Set cannot be imported
+    ├── PlanError                 a plan file is invalid or cannot be applied
+    ├── AuthError                 unknown user, wrong password, missing role
+    ├── DoseError                 dose cannot be computed
+    ├── GateError                 export refused; carries every finding
+    ├── BuildError                a DICOM object cannot be built from the model
+    ├── WriteError                files could not be written; says which were
+    └── SendError                 C-STORE / C-ECHO failed
+
+Messages say what was wrong, where, and what to do about it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class RTExportError(Exception):
+    """Base of every error rtexport raises on purpose."""
+
+
+class ConfigError(RTExportError):
+    """The site configuration or the workspace is unusable."""
+
+    def __init__(self, message: str, problems: Sequence[str] = ()) -> None:
+        self.problems = list(problems)
+        if self.problems:
+            message = message + "\n" + "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(message)
+
+
+class CourseImportError(RTExportError):
+    """A course could not be imported; nothing was stored."""
+
+
+class PlanError(RTExportError):
+    """A plan file is invalid, or does not fit the site or course."""
+
+    def __init__(self, message: str, problems: Sequence[str] = ()) -> None:
+        self.problems = list(problems)
+        if self.problems:
+            message = message + "\n" + "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(message)
+
+
+class AuthError(RTExportError):
+    """Unknown user, wrong password or insufficient role."""
+
+
+class DoseError(RTExportError):
+    """Dose could not be computed."""
+
+
+class GateError(RTExportError):
+    """Export refused; ``findings`` lists every reason at once."""
+
+    def __init__(self, findings: Sequence[str]) -> None:
+        self.findings = list(findings)
+        super().__init__("export refused:\n" + "\n".join(f"  - {f}" for f in self.findings))
+
+
+class BuildError(RTExportError):
+    """A DICOM object could not be built from the model."""
+
+
+class WriteError(RTExportError):
+    """Writing to a folder failed; ``written`` lists the files completed before the failure."""
+
+    def __init__(self, message: str, written: Sequence[str] = ()) -> None:
+        self.written = list(written)
+        super().__init__(message)
+
+
+class SendError(RTExportError):
+    """A DICOM network operation failed."""

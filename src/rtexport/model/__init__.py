@@ -1,0 +1,1 @@
+"""The domain model: site configuration, course, plan and dose. Imports no pydicom."""
