@@ -1,0 +1,1 @@
+"""Export pipeline: gate → build → write (folder) or send (C-STORE)."""
