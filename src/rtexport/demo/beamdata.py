@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy.interpolate import PchipInterpolator
+from scipy.interpolate import CubicHermiteSpline, PchipInterpolator
 
 # nominal MeV: (dmax, Ds %, R90, R80, R50, Rp) in cm, from shared/reference/dose-engine.md
 REFERENCE_TABLE: dict[int, tuple[float, float, float, float, float, float]] = {
@@ -31,21 +31,14 @@ def depth_dose(energy: int, step_mm: float = 1.0) -> tuple[list[float], list[flo
     """Synthesised PDD (depth mm, % of max) through the table's points."""
     dmax, ds, r90, r80, r50, rp = REFERENCE_TABLE[energy]
     dx = BREMSSTRAHLUNG_PCT[energy]
-    # Falloff between R80 and R50 is near linear; the tangent at R50 meets the tail at Rp.
-    slope = (80.0 - 50.0) / (r50 - r80)
-    knots_cm = [0.0, 0.45 * dmax, dmax, r90, r80, r50, rp - 0.15 * (rp - r50), rp + 0.35, rp + 2.5]
-    knots_pct = [
-        ds,
-        ds + 0.75 * (100.0 - ds),
-        100.0,
-        90.0,
-        80.0,
-        50.0,
-        max(dx + 1.0, 50.0 - slope * 0.85 * (rp - r50)),
-        dx,
-        0.8 * dx,
-    ]
-    curve = PchipInterpolator(np.array(knots_cm) * 10.0, knots_pct)
+    # The fall-off is steepest at R50, where its tangent meets the bremsstrahlung tail at Rp; beyond R50 a
+    # parabola joins the tail smoothly at Rp + (Rp - R50).
+    steepest = (50.0 - dx) / (rp - r50)
+    knots_cm = np.array([0.0, 0.45 * dmax, dmax, r90, r80, r50, rp + (rp - r50), rp + 2.5])
+    knots_pct = np.array([ds, ds + 0.75 * (100.0 - ds), 100.0, 90.0, 80.0, 50.0, dx, dx])
+    slopes = PchipInterpolator(knots_cm, knots_pct).derivative()(knots_cm)
+    slopes[5], slopes[6], slopes[7] = -steepest, 0.0, 0.0
+    curve = CubicHermiteSpline(knots_cm * 10.0, knots_pct, slopes / 10.0)
     depths = np.arange(0.0, (rp + 2.5) * 10.0 + 1e-9, step_mm)
     return [round(float(d), 3) for d in depths], [round(float(v), 3) for v in curve(depths)]
 

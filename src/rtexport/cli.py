@@ -1,0 +1,218 @@
+"""The ``rtexport`` command line: a thin layer over the workspace and the export pipeline."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from rtexport.errors import RTExportError
+from rtexport.workspace import Workspace
+from rtexport.workspace.workspace import Role, default_home
+
+app = typer.Typer(help="DICOM export for electron radiotherapy planning.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+site_app = typer.Typer(help="Site configuration.", no_args_is_help=True)
+course_app = typer.Typer(help="Imported courses.", no_args_is_help=True)
+plan_app = typer.Typer(help="Plans and their revisions.", no_args_is_help=True)
+user_app = typer.Typer(help="Users (planners and physicists).", no_args_is_help=True)
+app.add_typer(site_app, name="site")
+app.add_typer(course_app, name="course")
+app.add_typer(plan_app, name="plan")
+app.add_typer(user_app, name="user")
+
+out = Console()
+err = Console(stderr=True)
+
+HomeOpt = Annotated[
+    Path | None,
+    typer.Option("--home", envvar="RTEXPORT_HOME", help="Workspace folder (default: ./rtexport-home).",
+                 show_default=False),
+]
+PasswordStdin = Annotated[bool, typer.Option("--password-stdin", help="Read the password from standard input.")]
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _home(home: Path | None) -> Path:
+    return home if home is not None else default_home()
+
+
+def _ws(home: Path | None) -> Workspace:
+    return Workspace.open(_home(home))
+
+
+def _password(from_stdin: bool) -> str:
+    if from_stdin:
+        line = sys.stdin.readline()
+        return line.rstrip("\r\n")
+    return str(typer.prompt("Password", hide_input=True))
+
+
+@app.command()
+def init(home: HomeOpt = None) -> None:
+    """Create an empty workspace (site.toml, database, store)."""
+    ws = Workspace.init(_home(home))
+    out.print(f"workspace created in {ws.home}; edit {ws.site_path} then run 'rtexport site check'")
+
+
+@site_app.command("check")
+def site_check(home: HomeOpt = None) -> None:
+    """List every problem in site.toml, each with its path."""
+    ws = _ws(home)
+    problems = ws.site_problems()
+    if problems:
+        for p in problems:
+            out.print(f"{ws.site_path}: {p}", highlight=False, markup=False)
+        fail(f"{len(problems)} problem(s) in the site configuration")
+    site = ws.site()
+    out.print(f"site configuration OK: {len(site.machines)} machine(s), {len(site.ct_curves)} CT curve(s), "
+              f"{len(site.materials)} material(s), {len(site.dicom.servers)} DICOM server(s)")
+
+
+@app.command("import")
+def import_(folder: Path, course: Annotated[str, typer.Option("--course", help="Course id.")],
+            home: HomeOpt = None) -> None:
+    """Import one CT series and one RT Structure Set from FOLDER as a course."""
+    ws = _ws(home)
+    result = ws.import_course(folder, course, actor="cli")
+    c = result.course
+    out.print(f"imported course {c.id}: patient {c.patient.patient_id}, {len(c.slices)} CT slices, "
+              f"{len(c.structures)} structures (External: {c.external.name if c.external else 'none'})")
+    for path, reason in result.skipped:
+        out.print(f"  skipped {path}: {reason}", highlight=False)
+
+
+@course_app.command("list")
+def course_list(home: HomeOpt = None) -> None:
+    """List the imported courses."""
+    table = Table("course", "patient", "slices", "structures", "External", "imported")
+    for c in _ws(home).courses():
+        table.add_row(c.id, f"{c.patient.patient_name} ({c.patient.patient_id})", str(len(c.slices)),
+                      ", ".join(s.name for s in c.structures), c.external.name if c.external else "-",
+                      c.imported_at)
+    out.print(table)
+
+
+@plan_app.command("load")
+def plan_load(file: Path, home: HomeOpt = None) -> None:
+    """Load a plan file: a new plan, or a new revision when it changed."""
+    ws = _ws(home)
+    from rtexport.model.plan import read_plan_file
+
+    _, text = read_plan_file(file)
+    state, changed = ws.load_plan(text, str(file), actor="cli")
+    if changed:
+        out.print(f"plan {state.plan.id}: revision {state.revision.number} stored")
+    else:
+        out.print(f"plan {state.plan.id}: unchanged (revision {state.revision.number})")
+
+
+@plan_app.command("list")
+def plan_list(home: HomeOpt = None) -> None:
+    """List plans: id, label, revision, approval and dose state."""
+    ws = _ws(home)
+    table = Table("plan", "label", "course", "revision", "approval", "authorization", "dose")
+    for pid in ws.plan_ids():
+        s = ws.plan_state(pid)
+        table.add_row(pid, s.plan.label, s.plan.course, str(s.revision.number),
+                      f"APPROVED by {s.approval.user}" if s.approval else "UNAPPROVED",
+                      s.authorization.user if s.authorization else "-", s.dose_state)
+    out.print(table)
+
+
+@plan_app.command("show")
+def plan_show(plan: str, home: HomeOpt = None) -> None:
+    """Show one plan: state, beams and its current plan file."""
+    ws = _ws(home)
+    s = ws.plan_state(plan)
+    out.print(f"[bold]{s.plan.id}[/] '{s.plan.label}' course {s.plan.course}, revision {s.revision.number} "
+              f"of {s.revisions}, created {s.revision.created_at:%Y-%m-%d %H:%M} by {s.revision.created_by}")
+    out.print("approval: " + (f"APPROVED by {s.approval.user} at {s.approval.at:%Y-%m-%d %H:%M}"
+                              if s.approval else "UNAPPROVED"))
+    if not s.approved:
+        out.print("export authorization: " + (f"{s.authorization.user} at {s.authorization.at:%Y-%m-%d %H:%M}"
+                                              if s.authorization else "none"))
+    out.print(f"dose: {s.dose_state}")
+    table = Table("beam", "MeV", "applicator", "gantry", "coll", "couch", "SSD mm", "MU/fx", "bolus")
+    for b in s.plan.beams:
+        stored = s.dose.beam(b.name) if s.dose else None
+        mu = stored.mu_per_fraction if stored else b.mu
+        bolus = f"{b.bolus.thickness_mm:g} mm {b.bolus.material}" if b.bolus else "-"
+        table.add_row(b.name, f"{b.energy_mev:g}", b.applicator, f"{b.gantry_deg:g}", f"{b.collimator_deg:g}",
+                      f"{b.couch_deg:g}", f"{b.ssd_mm:g}", "-" if mu is None else f"{mu:.1f}", bolus)
+    out.print(table)
+
+
+@plan_app.command("clone")
+def plan_clone(plan: str, new_id: str, home: HomeOpt = None) -> None:
+    """Make an unapproved copy of PLAN under NEW_ID."""
+    s = _ws(home).clone_plan(plan, new_id, actor="cli")
+    out.print(f"plan {s.plan.id}: unapproved copy of {plan}, revision 1")
+
+
+@user_app.command("add")
+def user_add(name: str, role: Annotated[Role, typer.Option("--role")], password_stdin: PasswordStdin = False,
+             home: HomeOpt = None) -> None:
+    """Add a user; a physicist is a qualified user."""
+    ws = _ws(home)
+    user = ws.add_user(name, role, _password(password_stdin))
+    out.print(f"user {user.name} added ({user.role.value})")
+
+
+@user_app.command("list")
+def user_list(home: HomeOpt = None) -> None:
+    """List users and their roles."""
+    for u in _ws(home).users():
+        out.print(f"{u.name}\t{u.role.value}")
+
+
+@app.command()
+def approve(plan: str, user: Annotated[str, typer.Option("--user")], password_stdin: PasswordStdin = False,
+            home: HomeOpt = None) -> None:
+    """Approve PLAN's current revision (physicists only; needs current dose)."""
+    s = _ws(home).approve(plan, user, _password(password_stdin))
+    assert s.approval is not None
+    out.print(f"plan {plan} revision {s.revision.number} APPROVED by {s.approval.user} at {s.approval.at}")
+
+
+@app.command()
+def authorize(plan: str, user: Annotated[str, typer.Option("--user")], password_stdin: PasswordStdin = False,
+              home: HomeOpt = None) -> None:
+    """Authorize export of an unapproved PLAN's current revision (physicists only)."""
+    s = _ws(home).authorize(plan, user, _password(password_stdin))
+    assert s.authorization is not None
+    out.print(f"export of plan {plan} revision {s.revision.number} authorized by {s.authorization.user}")
+
+
+@app.command()
+def audit(plan: Annotated[str | None, typer.Option("--plan")] = None,
+          as_json: Annotated[bool, typer.Option("--json")] = False, home: HomeOpt = None) -> None:
+    """Show the append-only audit log."""
+    entries = _ws(home).audit_entries(plan)
+    if as_json:
+        out.print_json(json.dumps(entries))
+        return
+    table = Table("#", "at", "actor", "action", "plan", "rev", "outcome", "detail")
+    for e in entries:
+        table.add_row(str(e["id"]), e["at"], e["actor"], e["action"], e["plan_id"] or "",
+                      "" if e["revision"] is None else str(e["revision"]), e["outcome"],
+                      json.dumps(e["detail"])[:80])
+    out.print(table)
+
+
+def main() -> None:
+    try:
+        app()
+    except RTExportError as e:
+        err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, markup=True, soft_wrap=True)
+        sys.exit(1)

@@ -1,0 +1,149 @@
+"""Modules common to every object we build (PS3.3 C.7, C.12) and Part 10 encoding."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filewriter import dcmwrite
+from pydicom.sequence import Sequence
+from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.valuerep import DSfloat
+
+from rtexport.dicom.enums import Modality
+from rtexport.dicom.uids import UIDFactory
+from rtexport.errors import BuildError
+from rtexport.model.course import PatientStudy
+
+# Fixed, so that the same dataset always encodes to the same bytes.
+IMPLEMENTATION_CLASS_UID = "2.25.203957446174523183306452151963818093573"
+IMPLEMENTATION_VERSION_NAME = "RTEXPORT_1"
+SERIES_NUMBERS = {Modality.RTSTRUCT: 901, Modality.RTPLAN: 902, Modality.RTDOSE: 903}
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """Everything a builder needs besides the model: UIDs, the frozen clock, who we are."""
+
+    uids: UIDFactory
+    when: datetime
+    manufacturer: str
+    software_version: str
+    station_name: str = ""
+
+    @property
+    def date(self) -> str:
+        return self.when.strftime("%Y%m%d")
+
+    @property
+    def time(self) -> str:
+        return self.when.strftime("%H%M%S")
+
+
+def ds_value(x: float) -> DSfloat:
+    """A Decimal String of at most 16 characters."""
+    return DSfloat(float(x), auto_format=True)
+
+
+def ds_values(xs: Iterable[float]) -> list[DSfloat]:
+    return [ds_value(x) for x in xs]
+
+
+def sop_reference(sop_class_uid: str, sop_instance_uid: str) -> Dataset:
+    """An item of a Referenced SOP sequence."""
+    item = Dataset()
+    item.ReferencedSOPClassUID = sop_class_uid
+    item.ReferencedSOPInstanceUID = sop_instance_uid
+    return item
+
+
+def seq(items: Iterable[Dataset]) -> Sequence:
+    return Sequence(list(items))
+
+
+def add_patient_module(ds: Dataset, patient: PatientStudy) -> None:
+    """Patient Module (PS3.3 C.7.1.1), copied from the imported CT."""
+    ds.PatientName = patient.patient_name
+    ds.PatientID = patient.patient_id
+    ds.PatientBirthDate = patient.patient_birth_date
+    ds.PatientSex = patient.patient_sex
+
+
+def add_general_study_module(ds: Dataset, patient: PatientStudy) -> None:
+    """General Study Module (PS3.3 C.7.2.1), copied from the imported CT."""
+    if not patient.study_instance_uid:
+        raise BuildError("the course has no StudyInstanceUID; re-import the CT series")
+    ds.StudyInstanceUID = patient.study_instance_uid
+    ds.StudyDate = patient.study_date
+    ds.StudyTime = patient.study_time
+    ds.ReferringPhysicianName = patient.referring_physician_name
+    ds.StudyID = patient.study_id
+    ds.AccessionNumber = patient.accession_number
+    if patient.study_description:
+        ds.StudyDescription = patient.study_description
+
+
+def add_rt_series_module(ds: Dataset, ctx: BuildContext, modality: Modality, description: str = "") -> None:
+    """RT Series Module (PS3.3 C.8.8.1): one series per object kind in an export state."""
+    ds.Modality = modality.value
+    ds.SeriesInstanceUID = ctx.uids.uid(modality.value, "series")
+    ds.SeriesNumber = SERIES_NUMBERS[modality]
+    ds.SeriesDate = ctx.date
+    ds.SeriesTime = ctx.time
+    if description:
+        ds.SeriesDescription = description
+    ds.OperatorsName = ""
+
+
+def add_frame_of_reference_module(ds: Dataset, frame_of_reference_uid: str) -> None:
+    """Frame of Reference Module (PS3.3 C.7.4.1): the CT's frame."""
+    if not frame_of_reference_uid:
+        raise BuildError("no Frame of Reference UID: the CT series must carry one; re-import it")
+    ds.FrameOfReferenceUID = frame_of_reference_uid
+    ds.PositionReferenceIndicator = ""
+
+
+def add_general_equipment_module(ds: Dataset, ctx: BuildContext) -> None:
+    """General Equipment Module (PS3.3 C.7.5.1): this software."""
+    ds.Manufacturer = ctx.manufacturer
+    ds.SoftwareVersions = ctx.software_version
+    if ctx.station_name:
+        ds.StationName = ctx.station_name
+
+
+def add_sop_common_module(ds: Dataset, ctx: BuildContext, sop_class_uid: str, sop_instance_uid: str) -> None:
+    """SOP Common Module (PS3.3 C.12.1), with the file meta that must agree with it."""
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.SOPClassUID = sop_class_uid
+    ds.SOPInstanceUID = sop_instance_uid
+    ds.InstanceCreationDate = ctx.date
+    ds.InstanceCreationTime = ctx.time
+    ds.file_meta = file_meta(ds)
+
+
+def file_meta(ds: Dataset) -> FileMetaDataset:
+    """File meta information (PS3.10 7.1) agreeing with ``ds``."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+    return meta
+
+
+def encode(ds: Dataset) -> bytes:
+    """Part 10 bytes of ``ds``: explicit VR little endian, file meta agreeing with the dataset.
+
+    ``ds`` is not modified; its own file meta (if any) is replaced in the output.
+    """
+    if "SOPClassUID" not in ds or "SOPInstanceUID" not in ds:
+        raise BuildError("cannot encode a dataset without SOPClassUID and SOPInstanceUID")
+    out = Dataset(ds)  # shallow: shares elements, own file meta
+    out.file_meta = file_meta(ds)
+    buffer = io.BytesIO()
+    dcmwrite(buffer, out, enforce_file_format=True)
+    return buffer.getvalue()

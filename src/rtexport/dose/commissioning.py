@@ -1,0 +1,166 @@
+"""Beam-data analysis and the broad-beam model derived from it (Hogstrom 1981, ICRU 35)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from scipy.special import erf
+
+from rtexport.errors import DoseError
+from rtexport.model.site import Applicator, EnergyData
+
+FloatArray = npt.NDArray[np.float64]
+
+X0_WATER_CM = 36.08  # radiation length of water, g/cm²
+_ES_MEV = 21.2  # Rossi's scattering constant
+_ME_MEV = 0.511
+_GAUSS_80_20 = 1.683  # 80-20 % width of a Gaussian edge, in σ
+
+
+@dataclass(frozen=True)
+class PDDMetrics:
+    """Depths (mm) of a percent depth dose: dmax, R90, R80, R50, practical range Rp; surface and tail (%)."""
+
+    dmax_mm: float
+    r90_mm: float
+    r80_mm: float
+    r50_mm: float
+    rp_mm: float
+    surface_pct: float
+    bremsstrahlung_pct: float
+
+
+def pdd_metrics(depth_mm: npt.ArrayLike, dose: npt.ArrayLike) -> PDDMetrics:
+    """dmax, R90, R80, R50 (distal, interpolated on a 0.05 mm grid) and Rp, where the tangent at the steepest
+    point of the fall-off meets the bremsstrahlung tail (the dose at the deepest depth)."""
+    z = np.asarray(depth_mm, dtype=np.float64)
+    d = np.asarray(dose, dtype=np.float64)
+    fine = np.arange(z[0], z[-1], 0.05)
+    df = np.interp(fine, z, d)
+    imax = int(np.argmax(df))
+    df = 100.0 * df / df[imax]
+    tail = float(df[-1])
+
+    def distal(level: float) -> float:
+        below = np.nonzero(df[imax:] < level)[0]
+        if below.size == 0:
+            raise DoseError(f"depth dose never falls below {level:g} %")
+        k = imax + int(below[0])
+        return float(np.interp(level, [df[k], df[k - 1]], [fine[k], fine[k - 1]]))
+
+    grad = np.gradient(df, fine)
+    ks = imax + int(np.argmin(grad[imax:]))
+    rp = fine[ks] + (tail - df[ks]) / grad[ks]
+    return PDDMetrics(
+        dmax_mm=float(fine[imax]),
+        r90_mm=distal(90.0),
+        r80_mm=distal(80.0),
+        r50_mm=distal(50.0),
+        rp_mm=float(rp),
+        surface_pct=float(df[0]),
+        bremsstrahlung_pct=tail,
+    )
+
+
+def scattering_power_water(energy_mev: FloatArray) -> FloatArray:
+    """Linear scattering power of water (rad²/mm, polar angle) after Rossi: (Es / pβ)² / X0."""
+    e = np.maximum(energy_mev, 0.2)
+    pbeta = e * (e + 2 * _ME_MEV) / (e + _ME_MEV)
+    return np.asarray((_ES_MEV / pbeta) ** 2 / (X0_WATER_CM * 10.0), dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class BroadBeam:
+    """The commissioned broad-beam model of one energy, in mm.
+
+    ``dinf`` is the electron part of the infinitely broad field's depth dose (fraction of the reference dmax
+    dose), unfolded from the reference field; ``tail`` the bremsstrahlung dose added after the lateral sum.
+    """
+
+    depth_mm: FloatArray
+    dinf: FloatArray
+    tail: float
+    metrics: PDDMetrics
+    e0_mev: float
+    sigma_theta_rad: float
+    virtual_ssd_mm: float
+    reference_ssd_mm: float
+
+    @property
+    def rp_mm(self) -> float:
+        return self.metrics.rp_mm
+
+    def energy_at(self, zeff_mm: FloatArray) -> FloatArray:
+        """Mean energy at effective depth: E0 (1 − z/Rp), floored at 0.2 MeV."""
+        return np.maximum(self.e0_mev * (1.0 - zeff_mm / self.rp_mm), 0.2)
+
+    def electron_dose(self, zeff_mm: FloatArray) -> FloatArray:
+        return np.interp(zeff_mm, self.depth_mm, self.dinf, left=self.dinf[0], right=0.0)
+
+
+def sigma_theta(energy: EnergyData, sad_mm: float, cutout_distance_mm: float) -> float:
+    """In-air angular spread: given, or from the 80-20 % penumbra in air at the isocenter plane."""
+    if energy.sigma_theta_rad is not None:
+        return energy.sigma_theta_rad
+    assert energy.penumbra_80_20_mm is not None  # the model requires one of the two
+    return energy.penumbra_80_20_mm / _GAUSS_80_20 / (sad_mm - cutout_distance_mm)
+
+
+def water_sigma_mm(
+    beam: BroadBeam, depth_mm: FloatArray, ssd_mm: float, cutout_distance_mm: float
+) -> FloatArray:
+    """Pencil σ (mm, at the depth, not projected) in water on the central axis."""
+    z = np.asarray(depth_mm, dtype=np.float64)
+    u = np.linspace(0.0, 1.0, 201)
+    sig2 = np.empty_like(z)
+    for i, zi in enumerate(z):
+        uu = u * zi
+        t = scattering_power_water(beam.energy_at(np.minimum(uu, beam.metrics.r80_mm)))
+        sig2[i] = 0.5 * np.trapezoid(t * (zi - uu) ** 2, uu) if zi > 0 else 0.0
+    air = beam.sigma_theta_rad * (ssd_mm - cutout_distance_mm + z)
+    zc = np.minimum(z, beam.metrics.r80_mm)  # σ stops growing beyond R80
+    if np.any(z > beam.metrics.r80_mm):
+        k = np.searchsorted(z, beam.metrics.r80_mm)
+        sig2 = np.where(z > beam.metrics.r80_mm, np.interp(zc, z[: k + 1], sig2[: k + 1]), sig2)
+    return np.asarray(np.sqrt(sig2 + air**2), dtype=np.float64)
+
+
+def broad_beam(
+    energy: EnergyData, reference: Applicator, sad_mm: float, cutout_distance_mm: float
+) -> BroadBeam:
+    """Unfold the infinitely broad field from the reference-applicator depth dose:
+    D∞(z) = (D_ref(z) − D_x) / (erf(a/√2σ) erf(b/√2σ)), with a, b the half sides projected to the depth."""
+    z = np.asarray(energy.pdd.depth_mm, dtype=np.float64)
+    d = np.asarray(energy.pdd.dose_pct, dtype=np.float64)
+    metrics = pdd_metrics(z, d)
+    dref = d / d.max()
+    tail = metrics.bremsstrahlung_pct / 100.0
+    ssd = energy.reference_ssd_mm
+    provisional = BroadBeam(
+        depth_mm=z,
+        dinf=dref,
+        tail=tail,
+        metrics=metrics,
+        e0_mev=2.33 * metrics.r50_mm / 10.0,
+        sigma_theta_rad=sigma_theta(energy, sad_mm, cutout_distance_mm),
+        virtual_ssd_mm=energy.virtual_ssd_mm,
+        reference_ssd_mm=ssd,
+    )
+    sig = water_sigma_mm(provisional, z, ssd, cutout_distance_mm)
+    scale = (sad_mm + 0.0) / (ssd + z)  # σ projected back to the isocenter plane, where the opening is given
+    a, b = reference.opening_mm[0] / 2.0, reference.opening_mm[1] / 2.0
+    ff = erf(a / (math.sqrt(2.0) * sig * scale)) * erf(b / (math.sqrt(2.0) * sig * scale))
+    dinf = np.maximum(dref - tail, 0.0) / ff
+    return BroadBeam(
+        depth_mm=z,
+        dinf=dinf,
+        tail=tail,
+        metrics=metrics,
+        e0_mev=provisional.e0_mev,
+        sigma_theta_rad=provisional.sigma_theta_rad,
+        virtual_ssd_mm=energy.virtual_ssd_mm,
+        reference_ssd_mm=ssd,
+    )

@@ -1,0 +1,72 @@
+"""Fixtures shared by the whole suite: a small generated phantom and a workspace with the demo site."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pydicom.config
+import pytest
+
+from rtexport.demo.beamdata import demo_site
+from rtexport.demo.phantom import PhantomSpec, write_phantom
+from rtexport.workspace import Workspace
+
+SMALL = PhantomSpec(rows=80, columns=80, pixel_mm=4.0, slices=16, slice_mm=5.0, seed="test")
+
+
+@pytest.fixture(autouse=True)
+def _strict_pydicom() -> Iterator[None]:
+    old = pydicom.config.settings.writing_validation_mode
+    pydicom.config.settings.writing_validation_mode = pydicom.config.RAISE
+    yield
+    pydicom.config.settings.writing_validation_mode = old
+
+
+@pytest.fixture(scope="session")
+def _phantom_master(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("phantom-master")
+    write_phantom(folder, SMALL)
+    return folder
+
+
+@pytest.fixture
+def phantom_dir(_phantom_master: Path, tmp_path: Path) -> Path:
+    """A fresh copy of the small phantom's DICOM files (tests may damage it)."""
+    target = tmp_path / "phantom"
+    shutil.copytree(_phantom_master, target)
+    return target
+
+
+class Clock:
+    """A controllable clock: each call returns the time, then moves it on by one second."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 3, 1, 9, 0, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        t = self.now
+        self.now += timedelta(seconds=1)
+        return t
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, clock: Clock) -> Iterator[Workspace]:
+    """An empty workspace with the demo site configuration."""
+    ws = Workspace.init(tmp_path / "home", demo_site(), clock=clock)
+    yield ws
+    ws.close()
+
+
+@pytest.fixture
+def course_ws(workspace: Workspace, phantom_dir: Path) -> Workspace:
+    """The workspace with the small phantom imported as course C1."""
+    workspace.import_course(phantom_dir, "C1")
+    return workspace

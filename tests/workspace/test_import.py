@@ -1,0 +1,146 @@
+"""Course import: checks, byte-for-byte storage, and all-or-nothing on bad input."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from rtexport.demo.phantom import PhantomSpec, write_phantom
+from rtexport.errors import CourseImportError
+from rtexport.workspace import Workspace
+
+
+def stored_files(ws: Workspace) -> list[Path]:
+    return [p for p in (ws.home / "store").rglob("*") if p.is_file()] if (ws.home / "store").exists() else []
+
+
+def assert_nothing_stored(ws: Workspace) -> None:
+    assert ws.courses() == []
+    assert stored_files(ws) == []
+
+
+def test_import_keeps_every_file_byte_for_byte(workspace: Workspace, phantom_dir: Path) -> None:
+    result = workspace.import_course(phantom_dir, "C1")
+    course = workspace.course("C1")
+    assert len(course.slices) == 16
+    assert [s.z_mm for s in course.slices] == sorted(s.z_mm for s in course.slices)
+    assert course.external is not None and course.external.name == "BODY"
+    originals = {pydicom.dcmread(p).SOPInstanceUID: p.read_bytes() for p in phantom_dir.glob("CT*.dcm")}
+    for s in course.slices:
+        assert workspace.store.get(s.sha256) == originals[s.sop_instance_uid]
+    rs = next(phantom_dir.glob("RS*.dcm"))
+    assert workspace.store.get(course.structure_set.sha256) == rs.read_bytes()
+    assert result.skipped == []
+
+
+def test_files_that_are_not_dicom_are_listed_as_skipped(workspace: Workspace, phantom_dir: Path) -> None:
+    (phantom_dir / "notes.txt").write_text("patient positioned with vac-lok")
+    sub = phantom_dir / "sub"
+    sub.mkdir()
+    ds = pydicom.Dataset()
+    ds.file_meta = pydicom.dataset.FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.1.3.10"
+    ds.file_meta.MediaStorageSOPInstanceUID = "2.25.1"
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    ds.SOPClassUID = "1.2.840.10008.1.3.10"
+    ds.SOPInstanceUID = "2.25.1"
+    ds.save_as(sub / "DICOMDIR", enforce_file_format=True)
+    result = workspace.import_course(phantom_dir, "C1")
+    skipped = {p.name: why for p, why in result.skipped}
+    assert set(skipped) == {"notes.txt", "DICOMDIR"}
+    assert "not a DICOM" in skipped["notes.txt"]
+    assert "DICOMDIR" in skipped["DICOMDIR"]
+
+
+def test_truncated_file_names_the_file(workspace: Workspace, phantom_dir: Path) -> None:
+    victim = phantom_dir / "CT0005.dcm"
+    victim.write_bytes(victim.read_bytes()[:3000])
+    with pytest.raises(CourseImportError, match=r"CT0005\.dcm: .*truncated"):
+        workspace.import_course(phantom_dir, "C1")
+    assert_nothing_stored(workspace)
+
+
+def test_corrupt_file_names_the_file(workspace: Workspace, phantom_dir: Path) -> None:
+    victim = phantom_dir / "CT0003.dcm"
+    data = bytearray(victim.read_bytes())
+    data[140:400] = b"\xff" * 260
+    victim.write_bytes(bytes(data))
+    with pytest.raises(CourseImportError, match=r"CT0003\.dcm: corrupt or truncated"):
+        workspace.import_course(phantom_dir, "C1")
+    assert_nothing_stored(workspace)
+
+
+def test_second_ct_series_is_refused(workspace: Workspace, phantom_dir: Path) -> None:
+    extra = phantom_dir / "CT0002.dcm"
+    ds = pydicom.dcmread(extra)
+    ds.SeriesInstanceUID = "2.25.42"
+    ds.SOPInstanceUID = "2.25.43"
+    ds.file_meta.MediaStorageSOPInstanceUID = "2.25.43"
+    ds.save_as(phantom_dir / "other-series.dcm", enforce_file_format=True)
+    with pytest.raises(CourseImportError, match=r"more than one CT series"):
+        workspace.import_course(phantom_dir, "C1")
+    assert_nothing_stored(workspace)
+
+
+def test_structure_set_on_another_frame_is_refused(workspace: Workspace, phantom_dir: Path) -> None:
+    rs_path = next(phantom_dir.glob("RS*.dcm"))
+    ds = pydicom.dcmread(rs_path)
+    ds.FrameOfReferenceUID = "2.25.77"
+    ds.ReferencedFrameOfReferenceSequence[0].FrameOfReferenceUID = "2.25.77"
+    for roi in ds.StructureSetROISequence:
+        roi.ReferencedFrameOfReferenceUID = "2.25.77"
+    ds.save_as(rs_path, enforce_file_format=True)
+    with pytest.raises(CourseImportError, match=r"RS\.phantom\.dcm: structure set is on Frame of Reference 2\.25\.77"):
+        workspace.import_course(phantom_dir, "C1")
+    assert_nothing_stored(workspace)
+
+
+def test_missing_slice_is_refused(workspace: Workspace, phantom_dir: Path) -> None:
+    (phantom_dir / "CT0008.dcm").unlink()
+    with pytest.raises(CourseImportError, match=r"1 missing slice\(s\) between z=-7\.5 and z=2\.5"):
+        workspace.import_course(phantom_dir, "C1")
+    assert_nothing_stored(workspace)
+
+
+def test_no_ct_is_refused(workspace: Workspace, phantom_dir: Path) -> None:
+    for p in phantom_dir.glob("CT*.dcm"):
+        p.unlink()
+    with pytest.raises(CourseImportError, match=r"no CT images found"):
+        workspace.import_course(phantom_dir, "C1")
+    assert_nothing_stored(workspace)
+
+
+def test_no_structure_set_is_refused(workspace: Workspace, phantom_dir: Path) -> None:
+    next(phantom_dir.glob("RS*.dcm")).unlink()
+    with pytest.raises(CourseImportError, match=r"no RT Structure Set found"):
+        workspace.import_course(phantom_dir, "C1")
+    assert_nothing_stored(workspace)
+
+
+def test_second_patient_is_refused(workspace: Workspace, phantom_dir: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    write_phantom(other, PhantomSpec(rows=80, columns=80, pixel_mm=4.0, slices=16, slice_mm=5.0, seed="test",
+                                     patient_id="SOMEONE-ELSE"))
+    shutil.copy(other / "CT0001.dcm", phantom_dir / "stray.dcm")
+    with pytest.raises(CourseImportError, match=r"more than one patient"):
+        workspace.import_course(phantom_dir, "C1")
+    assert_nothing_stored(workspace)
+
+
+def test_structure_set_referencing_other_images_is_refused(workspace: Workspace, phantom_dir: Path) -> None:
+    rs_path = next(phantom_dir.glob("RS*.dcm"))
+    ds = pydicom.dcmread(rs_path)
+    ds.ROIContourSequence[0].ContourSequence[0].ContourImageSequence[0].ReferencedSOPInstanceUID = "2.25.99"
+    ds.save_as(rs_path, enforce_file_format=True)
+    with pytest.raises(CourseImportError, match=r"references 1 CT image\(s\) not in this series"):
+        workspace.import_course(phantom_dir, "C1")
+    assert_nothing_stored(workspace)
+
+
+def test_same_course_id_twice_is_refused_and_first_kept(course_ws: Workspace, phantom_dir: Path) -> None:
+    with pytest.raises(CourseImportError, match=r"course 'C1' exists already"):
+        course_ws.import_course(phantom_dir, "C1")
+    assert [c.id for c in course_ws.courses()] == ["C1"]
