@@ -1,0 +1,128 @@
+"""Writing exported files to a folder: atomic (temporary file in the target folder, fsync, rename), never
+overwriting a different file, and saying exactly what was written when something fails."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rtexport.errors import WriteError
+from rtexport.export.objects import ExportObject
+
+_CHUNK = 1 << 20
+
+
+@dataclass
+class WriteReport:
+    folder: Path
+    written: list[Path] = field(default_factory=list)
+    identical: list[Path] = field(default_factory=list)  # already there with the same bytes: skipped
+
+    @property
+    def bytes_written(self) -> int:
+        return sum(p.stat().st_size for p in self.written)
+
+
+def _same_content(obj: ExportObject, path: Path) -> bool:
+    if path.stat().st_size != obj.size:
+        return False
+    with obj.open() as a, path.open("rb") as b:
+        while True:
+            x, y = a.read(_CHUNK), b.read(_CHUNK)
+            if x != y:
+                return False
+            if not x:
+                return True
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_one(obj: ExportObject, target: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".rtexport-", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if obj.path is not None:
+                with obj.path.open("rb") as src:
+                    shutil.copyfileobj(src, f, _CHUNK)
+            else:
+                assert obj.data is not None
+                f.write(obj.data)
+            f.flush()
+            os.fsync(f.fileno())
+        # link() fails if the name appeared meanwhile: never overwrite, even in a race.
+        os.link(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _describe(e: OSError) -> str:
+    if e.errno == errno.ENOSPC:
+        return "the disk is full"
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "permission denied"
+    return e.strerror or str(e)
+
+
+def write_folder(objects: Sequence[ExportObject], folder: Path,
+                 progress: Callable[[ExportObject], None] | None = None) -> WriteReport:
+    """Write ``objects`` into ``folder`` as ``<kind>.<uid>.dcm``.
+
+    Checked before anything is written: the folder can be created and written, no name holds different
+    content, and the disk has room. A failure midway leaves no partial file and raises :class:`WriteError`
+    listing the files written before it.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise WriteError(f"cannot create export folder {folder}: {_describe(e)}; nothing was written") from e
+    report = WriteReport(folder)
+    todo: list[ExportObject] = []
+    conflicts: list[str] = []
+    for obj in objects:
+        target = folder / obj.filename
+        if target.exists():
+            if _same_content(obj, target):
+                report.identical.append(target)
+            else:
+                conflicts.append(str(target))
+        else:
+            todo.append(obj)
+    if conflicts:
+        raise WriteError(
+            f"{len(conflicts)} file(s) in {folder} have the same name but other content and were not "
+            f"overwritten: {', '.join(conflicts[:3])}{' …' if len(conflicts) > 3 else ''}; "
+            "choose another folder or move them away. Nothing was written."
+        )
+    need = sum(o.size for o in todo)
+    free = shutil.disk_usage(folder).free
+    if need > free:
+        raise WriteError(f"not enough space in {folder}: need {need / 1e6:.1f} MB, {free / 1e6:.1f} MB free; "
+                         "nothing was written")
+    for obj in todo:
+        target = folder / obj.filename
+        try:
+            _write_one(obj, target)
+        except OSError as e:
+            done = ", ".join(p.name for p in report.written) or "none"
+            raise WriteError(
+                f"writing {target} failed: {_describe(e)}. {len(report.written)} file(s) were written before "
+                f"the failure ({done}); no partial file was left. Fix the cause and export again: files already "
+                "written are recognized and skipped.",
+                written=[str(p) for p in report.written],
+            ) from e
+        report.written.append(target)
+        if progress is not None:
+            progress(obj)
+    _fsync_dir(folder)
+    return report
