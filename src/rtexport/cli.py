@@ -5,16 +5,30 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from rtexport.errors import RTExportError
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from rtexport.errors import GateError, RTExportError
+from rtexport.export.gate import Item, parse_items
+from rtexport.export.objects import ExportObject, ObjectKind
 from rtexport.workspace import Workspace
 from rtexport.workspace.workspace import Role, default_home
+
+if TYPE_CHECKING:
+    from rtexport.export.pipeline import PreparedExport
 
 app = typer.Typer(help="DICOM export for electron radiotherapy planning.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -208,6 +222,105 @@ def audit(plan: Annotated[str | None, typer.Option("--plan")] = None,
                       "" if e["revision"] is None else str(e["revision"]), e["outcome"],
                       json.dumps(e["detail"])[:80])
     out.print(table)
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TransferSpeedColumn(),
+                    TimeRemainingColumn(), console=err, transient=True)
+
+
+@app.command()
+def dose(plan: str, grid_mm: Annotated[float | None, typer.Option("--grid-mm", help="Dose grid spacing.")] = None,
+         home: HomeOpt = None) -> None:
+    """Compute and store dose for PLAN's current revision (one grid per beam, and their sum)."""
+    from rtexport.services import compute_dose
+
+    ws = _ws(home)
+    with err.status(f"computing dose for {plan} ..."):
+        state = compute_dose(ws, plan, actor="cli", grid_mm=grid_mm)
+    assert state.dose is not None
+    table = Table("beam", "MU/fx", "dose/fx at norm. point (Gy)", "normalization point (mm)")
+    for b in state.dose.beams:
+        table.add_row(b.beam_name, f"{b.mu_per_fraction:.1f}", f"{b.dose_per_fraction_gy:.3f}",
+                      ", ".join(f"{v:.1f}" for v in b.normalization_point_mm))
+    out.print(table)
+    g = state.dose.plan
+    out.print(f"plan dose: max {float(g.gy.max()):.2f} Gy on a {' x '.join(map(str, g.geometry.shape[::-1]))} "
+              f"grid of {g.geometry.spacing_mm[0]:g} mm (revision {state.revision.number})")
+
+
+def _items(text: str) -> tuple[Item, ...]:
+    try:
+        return parse_items(text)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--items") from e
+
+
+ItemsOpt = Annotated[str, typer.Option("--items", help="Comma-separated: ct,rtstruct,rtplan,dose-plan,dose-beam.")]
+
+
+@app.command("export")
+def export(
+    plan: str,
+    to: Annotated[Path | None, typer.Option("--to", help="Folder (default: the site's export folder).")] = None,
+    items: ItemsOpt = "ct,rtstruct,rtplan,dose-plan,dose-beam",
+    user: Annotated[str, typer.Option("--user", help="Who exports (recorded in the audit log).")] = "cli",
+    home: HomeOpt = None,
+) -> None:
+    """Export PLAN's DICOM objects to a folder."""
+    from rtexport.export.pipeline import export_to_folder, prepare
+
+    ws = _ws(home)
+    chosen = _items(items)
+    try:
+        prep = prepare(ws, plan, chosen, user)
+    except GateError as e:
+        fail(str(e), 2)
+    with _progress() as bar:
+        task = bar.add_task("writing", total=prep.total_bytes)
+        _, report = export_to_folder(ws, plan, chosen, to, user, lambda o: bar.advance(task, o.size), prep)
+    _summary(prep, f"{report.folder}", len(report.written), len(report.identical))
+
+
+@app.command()
+def demo(home: Annotated[Path, typer.Option("--home", help="Demo workspace folder (replaced on each run).")] = Path(
+    "rtexport-demo")) -> None:
+    """Build the demo: phantom course, site, users, two-beam plan; compute dose; authorize; export everything."""
+    from rtexport.demo.build import authorize_demo, build_demo_workspace
+    from rtexport.demo.plan import DEMO_PLAN_ID
+    from rtexport.export.pipeline import export_to_folder, prepare
+    from rtexport.services import compute_dose
+
+    ws = build_demo_workspace(home, step=lambda s: out.print(f"- {s}"))
+    out.print("- computing dose (pencil beam)")
+    state = compute_dose(ws, DEMO_PLAN_ID, actor="pat")
+    assert state.dose is not None
+    for b in state.dose.beams:
+        out.print(f"    beam {b.beam_name}: {b.mu_per_fraction:.1f} MU/fraction")
+    out.print("- authorizing export (physicist phil)")
+    authorize_demo(ws)
+    items = tuple(Item)
+    prep = prepare(ws, DEMO_PLAN_ID, items, "pat")
+    with _progress() as bar:
+        task = bar.add_task("exporting", total=prep.total_bytes)
+        _, report = export_to_folder(ws, DEMO_PLAN_ID, items, None, "pat", lambda o: bar.advance(task, o.size), prep)
+    _summary(prep, str(report.folder), len(report.written), len(report.identical))
+    out.print(f"demo workspace: {ws.home}  (try: rtexport --home {ws.home} plan show {DEMO_PLAN_ID})")
+
+
+def _summary(prep: PreparedExport, where: str, written: int, identical: int) -> None:
+    state = prep.state
+    table = Table("object", "files", "MB", "UID(s)", title=f"export of {state.plan.id} revision "
+                  f"{state.revision.number} ({'APPROVED' if state.approved else 'UNAPPROVED'}) to {where}")
+    by_kind: dict[str, list[ExportObject]] = {}
+    for o in prep.objects:
+        by_kind.setdefault(o.description if o.kind is not ObjectKind.CT else "CT Images", []).append(o)
+    for name, objs in by_kind.items():
+        uid = objs[0].sop_instance_uid if len(objs) == 1 else f"{len(objs)} instances"
+        table.add_row(name, str(len(objs)), f"{sum(o.size for o in objs) / 1e6:.2f}", uid)
+    out.print(table)
+    out.print(f"{written} file(s) written, {identical} identical file(s) already there, "
+              f"{prep.total_bytes / 1e6:.1f} MB in all")
 
 
 def main() -> None:

@@ -1,0 +1,61 @@
+"""Operations shared by the CLI and the web page: dose computation and the data they need from a course."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rtexport.dose import CTVolume, bolus_contours, compute_plan_dose
+from rtexport.errors import DoseError, PlanError
+from rtexport.model.course import Contour, Course
+from rtexport.model.plan import Plan, plan_problems
+from rtexport.model.site import Site
+from rtexport.workspace import PlanState, Workspace
+from rtexport.workspace.dicomio import contours_by_name, load_hu, read_dataset
+from rtexport.workspace.workspace import StoredBeamDose
+
+ENGINE_NAME = "rtexport pencil beam (Hogstrom)"
+
+
+def course_contours(ws: Workspace, course: Course) -> dict[str, list[Contour]]:
+    return contours_by_name(read_dataset(ws.store.get(course.structure_set.sha256)))
+
+
+def plan_bolus_contours(site: Site, course: Course, plan: Plan,
+                        contours: dict[str, list[Contour]]) -> dict[str, Sequence[Contour]]:
+    """Bolus contours on the CT slices, by beam name, for beams with a bolus."""
+    machine = site.machine(plan.machine)
+    if machine is None:
+        raise PlanError(f"plan {plan.id}: unknown machine {plan.machine!r}")
+    out: dict[str, Sequence[Contour]] = {}
+    for beam in plan.beams:
+        if beam.bolus is None:
+            continue
+        app = machine.applicator(beam.applicator)
+        if app is None:
+            raise PlanError(f"plan {plan.id}: beam {beam.name}: unknown applicator {beam.applicator!r}")
+        out[beam.name] = bolus_contours(course.ct, contours[plan.external], beam, app,
+                                        machine.source_axis_distance_mm)
+    return out
+
+
+def compute_dose(ws: Workspace, plan_id: str, actor: str = "system", grid_mm: float | None = None) -> PlanState:
+    """Compute and store dose for the plan's current revision."""
+    state = ws.plan_state(plan_id)
+    if state.approved:
+        raise PlanError(f"plan {plan_id} is approved: its dose is fixed; clone it to change anything")
+    site = ws.site()
+    course = ws.course(state.plan.course)
+    problems = plan_problems(state.plan, site, course)
+    if problems:
+        raise PlanError(f"plan {plan_id} does not fit the site or course", problems)
+    volume = CTVolume(course.ct, load_hu(ws.store, course))
+    result = compute_plan_dose(state.plan, site, volume, course_contours(ws, course), grid_mm)
+    if not result.beams:
+        raise DoseError(f"plan {plan_id}: no beam dose computed")
+    beams = [
+        StoredBeamDose(b.beam_name, b.mu_per_fraction, b.dose_per_fraction_at_norm_gy, b.normalization_point_mm,
+                       b.dose)
+        for b in result.beams
+    ]
+    ws.save_dose(plan_id, state.revision.number, beams, result.plan, ENGINE_NAME, actor)
+    return ws.plan_state(plan_id)
