@@ -10,7 +10,7 @@ from datetime import datetime
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filewriter import dcmwrite
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRLittleEndian
 from pydicom.valuerep import DSfloat
 
 from rtexport.dicom.enums import Modality
@@ -19,7 +19,7 @@ from rtexport.errors import BuildError
 from rtexport.model.course import PatientStudy
 
 # Fixed, so that the same dataset always encodes to the same bytes.
-IMPLEMENTATION_CLASS_UID = "2.25.203957446174523183306452151963818093573"
+IMPLEMENTATION_CLASS_UID = UID("2.25.203957446174523183306452151963818093573")
 IMPLEMENTATION_VERSION_NAME = "RTEXPORT_1"
 SERIES_NUMBERS = {Modality.RTSTRUCT: 901, Modality.RTPLAN: 902, Modality.RTDOSE: 903}
 

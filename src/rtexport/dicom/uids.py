@@ -26,7 +26,7 @@ def is_valid_uid(uid: str) -> bool:
 
 
 class UIDFactory:
-    """Makes UIDs for one export state. ``key`` names that state, e.g. ``[plan id, revision token, state]``."""
+    """Makes the UIDs of one export state, named by ``key`` (e.g. ``[plan id, revision token, state]``)."""
 
     def __init__(self, root: str | None, key: Sequence[str]) -> None:
         if root is not None and (not is_valid_uid(root) or len(root) > 40):
@@ -41,14 +41,14 @@ class UIDFactory:
 
     def _digest(self, parts: tuple[str | int, ...]) -> bytes:
         # JSON keeps the parts apart (["ab","c"] != ["a","bc"]) and 1 apart from "1".
-        text = json.dumps({"key": list(self.key), "parts": list(parts)}, ensure_ascii=False, separators=(",", ":"))
+        text = json.dumps({"key": list(self.key), "parts": list(parts)}, ensure_ascii=False)
         return text.encode("utf-8")
 
     def uid(self, *parts: str | int) -> str:
         """The UID for ``parts`` (e.g. ``"rtplan"``, ``"series"``) in this factory's state."""
         data = self._digest(parts)
         if self.root is None:
-            return "2.25.%d" % uuid.uuid5(_NAMESPACE, data.decode("utf-8")).int
+            return f"2.25.{uuid.uuid5(_NAMESPACE, data.decode('utf-8')).int}"
         digits = MAX_UID_LENGTH - len(self.root) - 1
         # Exactly `digits` digits with a non-zero first digit: as long as the root allows, no leading zero.
         value = int.from_bytes(hashlib.sha256(data).digest(), "big")

@@ -1,0 +1,193 @@
+"""Fixtures: a small phantom course, the demo site, a plan, a build context; strict pydicom writing."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Iterator
+from datetime import datetime
+
+import numpy as np
+import pydicom.config
+import pytest
+from pydicom.dataset import Dataset
+
+from rtexport.demo.beamdata import demo_site
+from rtexport.demo.phantom import PhantomSpec, ct_datasets, ct_uids, rtstruct_dataset
+from rtexport.dicom.common import BuildContext
+from rtexport.dicom.uids import UIDFactory
+from rtexport.model.course import (
+    Contour,
+    Course,
+    CTGeometry,
+    CTSlice,
+    PatientStudy,
+    Structure,
+    StructureSetRef,
+)
+from rtexport.model.plan import Plan, parse_plan
+from rtexport.model.site import Site
+
+SPEC = PhantomSpec(rows=48, columns=64, pixel_mm=5.0, slices=16, slice_mm=5.0, seed="dicom-tests")
+WHEN = datetime(2026, 3, 4, 10, 20, 30)
+
+PLAN_TOML = """
+format = 1
+id = "P1"
+label = "Chestwall"
+course = "C1"
+machine = "DemoLinac"
+ct_curve = "Default"
+external = "OUTLINE2"
+fractions = 25
+prescription_gy = 50.0
+
+[[override]]
+structure = "Prosthesis"
+material = "CompactBone"
+
+[[override]]
+structure = "Lung"
+material = "Lung"
+
+[[beam]]
+name = "AP"
+energy_mev = 12.0
+applicator = "10x10"
+target = "PTV"
+ssd_mm = 1000.0
+cutout_mm = [[-40.0, -30.0], [40.0, -30.0], [40.0, 30.0], [-40.0, 30.0]]
+bolus = { thickness_mm = 5.0, margin_mm = 10.0, material = "Superflab" }
+
+[[beam]]
+name = "LAO"
+energy_mev = 9.0
+applicator = "15x15"
+gantry_deg = 30.0
+collimator_deg = 10.0
+isocenter_mm = [10.0, -60.0, 0.0]
+ssd_mm = 1050.0
+"""
+
+
+def _encoded(ds: Dataset) -> bytes:
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def make_course(spec: PhantomSpec, course_id: str = "C1") -> Course:
+    """A Course as an importer would fill it from the phantom's CT and RT Structure Set datasets."""
+    series, frame, _ = ct_uids(spec)
+    slices = []
+    first: Dataset | None = None
+    for ds in ct_datasets(spec):
+        data = _encoded(ds)
+        first = first or ds
+        z = float(ds.ImagePositionPatient[2])
+        digest = hashlib.sha256(data).hexdigest()
+        slices.append(CTSlice(ds.SOPInstanceUID, ds.SOPClassUID, z, digest, len(data)))
+    assert first is not None
+    rs = rtstruct_dataset(spec)
+    rs_bytes = _encoded(rs)
+    types = {int(o.ReferencedROINumber): str(o.RTROIInterpretedType) for o in rs.RTROIObservationsSequence}
+    structures = tuple(
+        Structure(int(r.ROINumber), str(r.ROIName), types[int(r.ROINumber)])
+        for r in rs.StructureSetROISequence
+    )
+    patient = PatientStudy(
+        patient_name=str(first.PatientName),
+        patient_id=first.PatientID,
+        patient_birth_date=first.PatientBirthDate,
+        patient_sex=first.PatientSex,
+        study_instance_uid=first.StudyInstanceUID,
+        study_date=first.StudyDate,
+        study_time=first.StudyTime,
+        referring_physician_name=str(first.ReferringPhysicianName),
+        study_id=first.StudyID,
+        accession_number=first.AccessionNumber,
+        study_description=first.get("StudyDescription", ""),
+    )
+    slices.sort(key=lambda s: s.z_mm)
+    x0, y0, _ = first.ImagePositionPatient
+    geometry = CTGeometry(
+        frame_of_reference_uid=frame,
+        series_instance_uid=series,
+        origin_mm=(float(x0), float(y0), slices[0].z_mm),
+        pixel_spacing_mm=(float(first.PixelSpacing[0]), float(first.PixelSpacing[1])),
+        rows=int(first.Rows),
+        columns=int(first.Columns),
+        slice_z_mm=tuple(s.z_mm for s in slices),
+        patient_position=first.PatientPosition,
+    )
+    ref = StructureSetRef(
+        sop_instance_uid=rs.SOPInstanceUID,
+        series_instance_uid=rs.SeriesInstanceUID,
+        sha256=hashlib.sha256(rs_bytes).hexdigest(),
+        label=rs.StructureSetLabel,
+        structures=structures,
+    )
+    return Course(id=course_id, patient=patient, ct=geometry, slices=tuple(slices), structure_set=ref)
+
+
+def square_bolus(
+    course: Course, cx: float, cy: float, half: float, z_range: tuple[float, float]
+) -> list[Contour]:
+    """Closed square contours on the CT slices within ``z_range``."""
+    out = []
+    for z in course.ct.slice_z_mm:
+        if z_range[0] <= z <= z_range[1]:
+            corners = [(-1, -1), (1, -1), (1, 1), (-1, 1)]
+            pts = [(cx + sx * half, cy + sy * half) for sx, sy in corners]
+            out.append(Contour(np.array([(x, y, z) for x, y in pts], dtype=np.float64)))
+    return out
+
+
+@pytest.fixture(autouse=True)
+def strict_writing() -> Iterator[None]:
+    """Every dataset written in these tests is checked by pydicom (e.g. DS ≤ 16 chars, UI ≤ 64)."""
+    old = pydicom.config.settings.writing_validation_mode
+    pydicom.config.settings.writing_validation_mode = pydicom.config.RAISE
+    yield
+    pydicom.config.settings.writing_validation_mode = old
+
+
+@pytest.fixture(scope="session")
+def course() -> Course:
+    return make_course(SPEC)
+
+
+@pytest.fixture
+def original() -> Dataset:
+    return rtstruct_dataset(SPEC)
+
+
+@pytest.fixture(scope="session")
+def site() -> Site:
+    return Site.model_validate(demo_site())
+
+
+@pytest.fixture(scope="session")
+def plan() -> Plan:
+    return parse_plan(PLAN_TOML)
+
+
+@pytest.fixture
+def bolus(course: Course) -> dict[str, list[Contour]]:
+    # On the anterior surface (y = -100 mm for the phantom's body), over the PTV's extent in z.
+    return {"AP": square_bolus(course, 0.0, -105.0, 50.0, (-30.0, 30.0))}
+
+
+def make_context(key: list[str], when: datetime = WHEN, root: str | None = None) -> BuildContext:
+    return BuildContext(
+        uids=UIDFactory(root, key),
+        when=when,
+        manufacturer="rtexport tests",
+        software_version="0.1.0",
+        station_name="TESTSTATION",
+    )
+
+
+@pytest.fixture
+def ctx() -> BuildContext:
+    return make_context(["P1", "rev-1", "UNAPPROVED"])
