@@ -29,6 +29,7 @@ from rtexport.workspace.workspace import Role, default_home
 
 if TYPE_CHECKING:
     from rtexport.export.pipeline import PreparedExport
+    from rtexport.export.send import Destination, InstanceResult
 
 app = typer.Typer(help="DICOM export for electron radiotherapy planning.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -259,27 +260,114 @@ def _items(text: str) -> tuple[Item, ...]:
 ItemsOpt = Annotated[str, typer.Option("--items", help="Comma-separated: ct,rtstruct,rtplan,dose-plan,dose-beam.")]
 
 
+def _destination(ws: Workspace, server: str | None, aet: str | None, host: str | None, port: int | None,
+                 tls_ca: Path | None) -> Destination | None:
+    from rtexport.export.send import Destination
+    from rtexport.model.site import TLSConfig, validate_ae_title
+
+    if server is not None:
+        if aet or host or port:
+            raise typer.BadParameter("give --server NAME or --aet/--host/--port, not both")
+        found = ws.site().dicom.server(server)
+        if found is None:
+            known = ", ".join(s.name for s in ws.site().dicom.servers) or "none configured"
+            raise typer.BadParameter(f"no server {server!r} in site.toml (servers: {known})", param_hint="--server")
+        return Destination.from_server(found)
+    if aet is None and host is None and port is None:
+        return None
+    if aet is None or host is None or port is None:
+        raise typer.BadParameter("a custom server needs --aet, --host and --port")
+    try:
+        validate_ae_title(aet)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--aet") from e
+    return Destination(aet, host, port, TLSConfig(ca_file=tls_ca) if tls_ca else None)
+
+
+ServerOpt = Annotated[str | None, typer.Option("--server", help="A DICOM server from site.toml.")]
+AetOpt = Annotated[str | None, typer.Option("--aet", help="Custom server: called AE title.")]
+HostOpt = Annotated[str | None, typer.Option("--host", help="Custom server: host.")]
+PortOpt = Annotated[int | None, typer.Option("--port", help="Custom server: port.", min=1, max=65535)]
+TlsOpt = Annotated[Path | None, typer.Option("--tls-ca", help="Custom server: use TLS, verifying with this CA file.")]
+
+
 @app.command("export")
 def export(
     plan: str,
     to: Annotated[Path | None, typer.Option("--to", help="Folder (default: the site's export folder).")] = None,
     items: ItemsOpt = "ct,rtstruct,rtplan,dose-plan,dose-beam",
+    server: ServerOpt = None,
+    aet: AetOpt = None,
+    host: HostOpt = None,
+    port: PortOpt = None,
+    tls_ca: TlsOpt = None,
+    commit: Annotated[bool, typer.Option("--commit", help="Ask the server to commit storage (push model).")] = False,
     user: Annotated[str, typer.Option("--user", help="Who exports (recorded in the audit log).")] = "cli",
     home: HomeOpt = None,
 ) -> None:
-    """Export PLAN's DICOM objects to a folder."""
-    from rtexport.export.pipeline import export_to_folder, prepare
+    """Export PLAN's DICOM objects to a folder, or to a DICOM server (C-STORE)."""
+    from rtexport.export.pipeline import export_to_folder, export_to_server, prepare
 
     ws = _ws(home)
     chosen = _items(items)
+    dest = _destination(ws, server, aet, host, port, tls_ca)
+    if dest is not None and to is not None:
+        raise typer.BadParameter("give --to or a server, not both")
     try:
         prep = prepare(ws, plan, chosen, user)
     except GateError as e:
         fail(str(e), 2)
+    if dest is None:
+        with _progress() as bar:
+            task = bar.add_task("writing", total=prep.total_bytes)
+            _, report = export_to_folder(ws, plan, chosen, to, user, lambda o: bar.advance(task, o.size), prep)
+        _summary(prep, f"{report.folder}", len(report.written), len(report.identical))
+        return
+    lines: list[str] = []
     with _progress() as bar:
-        task = bar.add_task("writing", total=prep.total_bytes)
-        _, report = export_to_folder(ws, plan, chosen, to, user, lambda o: bar.advance(task, o.size), prep)
-    _summary(prep, f"{report.folder}", len(report.written), len(report.identical))
+        task = bar.add_task(f"sending to {dest.ae_title}", total=prep.total_bytes)
+
+        def on_result(r: InstanceResult) -> None:
+            bar.advance(task, r.obj.size)
+            status = "" if r.status is None else f" 0x{r.status:04X}"
+            lines.append(f"{r.outcome.value:<8} {r.obj.filename}{status} {r.meaning}")
+
+        _, sent = export_to_server(ws, plan, chosen, dest, user, on_result, commit, prep)
+    for line in lines:
+        out.print(line, highlight=False, markup=False)
+    counts: dict[str, int] = {}
+    for r in sent.results:
+        counts[r.outcome.value] = counts.get(r.outcome.value, 0) + 1
+    out.print(f"{dest.ae_title}@{dest.host}:{dest.port}: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+    if sent.committed is not None:
+        out.print(f"storage commitment: {len(sent.committed)} of {len(sent.results)} instance(s) committed")
+    if not sent.ok:
+        fail("not every instance was stored; run the same export again to send the rest", 3)
+
+
+@app.command()
+def echo(server: ServerOpt = None, aet: AetOpt = None, host: HostOpt = None, port: PortOpt = None,
+         tls_ca: TlsOpt = None, home: HomeOpt = None) -> None:
+    """Test a DICOM destination with C-ECHO."""
+    from rtexport.export.send import echo as c_echo
+
+    ws = _ws(home)
+    dest = _destination(ws, server, aet, host, port, tls_ca)
+    if dest is None:
+        raise typer.BadParameter("give --server NAME or --aet/--host/--port")
+    c_echo(dest, ws.site().dicom.local_ae_title)
+    out.print(f"C-ECHO {dest.ae_title}@{dest.host}:{dest.port}: success")
+
+
+@app.command()
+def serve(host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+          port: Annotated[int, typer.Option("--port")] = 8000, home: HomeOpt = None) -> None:
+    """Serve the web page (plans, pictures, DVH, the Export block)."""
+    from rtexport.web.app import serve as run
+
+    ws = _ws(home)
+    ws.close()
+    run(ws.home, host=host, port=port)
 
 
 @app.command()

@@ -17,6 +17,7 @@ from rtexport.errors import ConfigError, GateError, RTExportError
 from rtexport.export.gate import Item, check_export, site_findings
 from rtexport.export.local import WriteReport, write_folder
 from rtexport.export.objects import ExportObject, ObjectKind
+from rtexport.export.send import Destination, InstanceOutcome, InstanceResult, SendReport, send_objects
 from rtexport.model.site import Site
 from rtexport.services import course_contours, plan_bolus_contours
 from rtexport.workspace import PlanState, Workspace
@@ -237,4 +238,30 @@ def export_to_folder(
         identical=len(report.identical),
         uids=prep.uids(),
     )
+    return prep, report
+
+
+def export_to_server(ws: Workspace, plan_id: str, items: Collection[Item], dest: Destination,
+                     actor: str = "system", progress: Callable[[InstanceResult], None] | None = None,
+                     commit: bool = False, prepared: PreparedExport | None = None) -> tuple[PreparedExport, SendReport]:
+    """Gate, build and C-STORE to ``dest``; audited in the spirit of "DICOM Instances Transferred" (110104)."""
+    prep = prepared or prepare(ws, plan_id, items, actor)
+    site = ws.site()
+    rev = prep.state.revision.number
+    where = f"{dest.ae_title}@{dest.host}:{dest.port}"
+    try:
+        report = send_objects(prep.objects, dest, site.dicom.local_ae_title, progress=progress, commit=commit)
+    except RTExportError as e:
+        ws.audit(actor, "export-server", "failed", plan_id, rev, destination=where,
+                 items=[i.value for i in prep.items], error=str(e), event="110104 DICOM Instances Transferred")
+        raise
+    stored = [r.obj.sop_instance_uid for r in report.results if r.outcome in (InstanceOutcome.STORED,
+                                                                              InstanceOutcome.WARNING)]
+    failed = {r.obj.sop_instance_uid: f"{r.outcome.value} {r.meaning}" for r in report.results
+              if r.outcome not in (InstanceOutcome.STORED, InstanceOutcome.WARNING)}
+    ws.audit(actor, "export-server", "ok" if report.ok else "incomplete", plan_id, rev, destination=where,
+             items=[i.value for i in prep.items], event="110104 DICOM Instances Transferred",
+             calling_ae=site.dicom.local_ae_title, stored=stored, not_stored=failed,
+             committed=None if report.committed is None else list(report.committed),
+             study=prep.state.plan.course)
     return prep, report
