@@ -1,0 +1,3 @@
+from rtexport.cli import main
+
+main()

@@ -1,0 +1,74 @@
+"""The command line as a user runs it: real processes, exit codes and messages."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from rtexport.demo.plan import DEMO_PLAN
+
+
+def run(home: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """``rtexport ARGS`` with the workspace given by RTEXPORT_HOME, as a user's shell would."""
+    return subprocess.run([sys.executable, "-m", "rtexport", *args], input=stdin, capture_output=True, text=True,
+                          timeout=120, env={"RTEXPORT_HOME": str(home), "PATH": "/usr/bin:/bin", "COLUMNS": "200"})
+
+
+def test_help_lists_every_command(tmp_path: Path) -> None:
+    r = subprocess.run([sys.executable, "-m", "rtexport", "--help"], capture_output=True, text=True,
+                       env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
+    assert r.returncode == 0
+    for command in ("init", "demo", "import", "site", "course", "plan", "user", "approve", "authorize", "audit",
+                    "dose", "export", "echo", "serve"):
+        assert f" {command} " in r.stdout, command
+
+
+def test_site_check_lists_problems_with_paths(tmp_path: Path) -> None:
+    home = tmp_path / "ws"
+    assert run(home, "init").returncode == 0
+    assert run(home, "site", "check").returncode == 0
+    site = home / "site.toml"
+    text = site.read_text().replace('local_ae_title = "RTEXPORT"', 'local_ae_title = "A\\\\B"')
+    text = text.replace("ct_curves = []", 'ct_curves = [{ name = "X", hu = [0.0, -5.0], '
+                        "rel_electron_density = [1.0, 1.0], mass_density = [1.0, 1.0] }]")
+    site.write_text(text)
+    r = run(home, "site", "check")
+    assert r.returncode == 1
+    assert "ct_curves[0].hu: HU values must increase" in r.stdout
+    assert "dicom.local_ae_title:" in r.stdout
+    assert "2 problem(s)" in r.stderr
+
+
+def test_import_error_names_file_and_stores_nothing(tmp_path: Path, phantom_dir: Path) -> None:
+    home = tmp_path / "ws"
+    run(home, "init")
+    (phantom_dir / "CT0004.dcm").unlink()
+    r = run(home, "import", str(phantom_dir), "--course", "C1")
+    assert r.returncode == 1
+    assert "missing slice" in r.stderr and "CT0003.dcm" in r.stderr
+    assert "C1" not in run(home, "course", "list").stdout
+
+
+def test_users_plans_and_authorization_from_the_shell(tmp_path: Path, phantom_dir: Path) -> None:
+    from rtexport.demo.beamdata import demo_site
+    from rtexport.workspace import Workspace
+
+    home = tmp_path / "ws"
+    Workspace.init(home, demo_site()).close()
+    assert run(home, "import", str(phantom_dir), "--course", "C1").returncode == 0
+    assert run(home, "user", "add", "phil", "--role", "physicist", "--password-stdin",
+               stdin="a-long-secret\n").returncode == 0
+    plan = tmp_path / "plan.toml"
+    plan.write_text(DEMO_PLAN)
+    r = run(home, "plan", "load", str(plan))
+    assert r.returncode == 0 and "revision 1 stored" in r.stdout
+    assert "unchanged" in run(home, "plan", "load", str(plan)).stdout
+    r = run(home, "authorize", "CW-E1", "--user", "phil", "--password-stdin", stdin="wrong-secret\n")
+    assert r.returncode == 1 and "wrong password" in r.stderr
+    r = run(home, "authorize", "CW-E1", "--user", "phil", "--password-stdin", stdin="a-long-secret\n")
+    assert r.returncode == 0 and "authorized by phil" in r.stdout
+    listing = run(home, "plan", "list").stdout
+    assert "CW-E1" in listing and "UNAPPROVED" in listing
+    log = run(home, "audit").stdout
+    assert "refused" in log and "authorize" in log and "a-long-secret" not in log
