@@ -10,8 +10,6 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
-
 from rich.progress import (
     BarColumn,
     Progress,
@@ -20,6 +18,7 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
+from rich.table import Table
 
 from rtexport.errors import GateError, RTExportError
 from rtexport.export.gate import Item, parse_items
@@ -31,8 +30,12 @@ if TYPE_CHECKING:
     from rtexport.export.pipeline import PreparedExport
     from rtexport.export.send import Destination, InstanceResult
 
-app = typer.Typer(help="DICOM export for electron radiotherapy planning.", no_args_is_help=True,
-                  pretty_exceptions_enable=False, add_completion=False)
+app = typer.Typer(
+    help="DICOM export for electron radiotherapy planning.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
 site_app = typer.Typer(help="Site configuration.", no_args_is_help=True)
 course_app = typer.Typer(help="Imported courses.", no_args_is_help=True)
 plan_app = typer.Typer(help="Plans and their revisions.", no_args_is_help=True)
@@ -47,8 +50,9 @@ err = Console(stderr=True)
 
 HomeOpt = Annotated[
     Path | None,
-    typer.Option("--home", envvar="RTEXPORT_HOME", help="Workspace folder (default: ./rtexport-home).",
-                 show_default=False),
+    typer.Option(
+        "--home", envvar="RTEXPORT_HOME", help="Workspace folder (default: ./rtexport-home).", show_default=False
+    ),
 ]
 PasswordStdin = Annotated[bool, typer.Option("--password-stdin", help="Read the password from standard input.")]
 
@@ -90,19 +94,24 @@ def site_check(home: HomeOpt = None) -> None:
             out.print(f"{ws.site_path}: {p}", highlight=False, markup=False)
         fail(f"{len(problems)} problem(s) in the site configuration")
     site = ws.site()
-    out.print(f"site configuration OK: {len(site.machines)} machine(s), {len(site.ct_curves)} CT curve(s), "
-              f"{len(site.materials)} material(s), {len(site.dicom.servers)} DICOM server(s)")
+    out.print(
+        f"site configuration OK: {len(site.machines)} machine(s), {len(site.ct_curves)} CT curve(s), "
+        f"{len(site.materials)} material(s), {len(site.dicom.servers)} DICOM server(s)"
+    )
 
 
 @app.command("import")
-def import_(folder: Path, course: Annotated[str, typer.Option("--course", help="Course id.")],
-            home: HomeOpt = None) -> None:
+def import_(
+    folder: Path, course: Annotated[str, typer.Option("--course", help="Course id.")], home: HomeOpt = None
+) -> None:
     """Import one CT series and one RT Structure Set from FOLDER as a course."""
     ws = _ws(home)
     result = ws.import_course(folder, course, actor="cli")
     c = result.course
-    out.print(f"imported course {c.id}: patient {c.patient.patient_id}, {len(c.slices)} CT slices, "
-              f"{len(c.structures)} structures (External: {c.external.name if c.external else 'none'})")
+    out.print(
+        f"imported course {c.id}: patient {c.patient.patient_id}, {len(c.slices)} CT slices, "
+        f"{len(c.structures)} structures (External: {c.external.name if c.external else 'none'})"
+    )
     for path, reason in result.skipped:
         out.print(f"  skipped {path}: {reason}", highlight=False)
 
@@ -112,9 +121,14 @@ def course_list(home: HomeOpt = None) -> None:
     """List the imported courses."""
     table = Table("course", "patient", "slices", "structures", "External", "imported")
     for c in _ws(home).courses():
-        table.add_row(c.id, f"{c.patient.patient_name} ({c.patient.patient_id})", str(len(c.slices)),
-                      ", ".join(s.name for s in c.structures), c.external.name if c.external else "-",
-                      c.imported_at)
+        table.add_row(
+            c.id,
+            f"{c.patient.patient_name} ({c.patient.patient_id})",
+            str(len(c.slices)),
+            ", ".join(s.name for s in c.structures),
+            c.external.name if c.external else "-",
+            c.imported_at,
+        )
     out.print(table)
 
 
@@ -139,9 +153,15 @@ def plan_list(home: HomeOpt = None) -> None:
     table = Table("plan", "label", "course", "revision", "approval", "authorization", "dose")
     for pid in ws.plan_ids():
         s = ws.plan_state(pid)
-        table.add_row(pid, s.plan.label, s.plan.course, str(s.revision.number),
-                      f"APPROVED by {s.approval.user}" if s.approval else "UNAPPROVED",
-                      s.authorization.user if s.authorization else "-", s.dose_state)
+        table.add_row(
+            pid,
+            s.plan.label,
+            s.plan.course,
+            str(s.revision.number),
+            f"APPROVED by {s.approval.user}" if s.approval else "UNAPPROVED",
+            s.authorization.user if s.authorization else "-",
+            s.dose_state,
+        )
     out.print(table)
 
 
@@ -150,21 +170,36 @@ def plan_show(plan: str, home: HomeOpt = None) -> None:
     """Show one plan: state, beams and its current plan file."""
     ws = _ws(home)
     s = ws.plan_state(plan)
-    out.print(f"[bold]{s.plan.id}[/] '{s.plan.label}' course {s.plan.course}, revision {s.revision.number} "
-              f"of {s.revisions}, created {s.revision.created_at:%Y-%m-%d %H:%M} by {s.revision.created_by}")
-    out.print("approval: " + (f"APPROVED by {s.approval.user} at {s.approval.at:%Y-%m-%d %H:%M}"
-                              if s.approval else "UNAPPROVED"))
+    out.print(
+        f"[bold]{s.plan.id}[/] '{s.plan.label}' course {s.plan.course}, revision {s.revision.number} "
+        f"of {s.revisions}, created {s.revision.created_at:%Y-%m-%d %H:%M} by {s.revision.created_by}"
+    )
+    out.print(
+        "approval: "
+        + (f"APPROVED by {s.approval.user} at {s.approval.at:%Y-%m-%d %H:%M}" if s.approval else "UNAPPROVED")
+    )
     if not s.approved:
-        out.print("export authorization: " + (f"{s.authorization.user} at {s.authorization.at:%Y-%m-%d %H:%M}"
-                                              if s.authorization else "none"))
+        out.print(
+            "export authorization: "
+            + (f"{s.authorization.user} at {s.authorization.at:%Y-%m-%d %H:%M}" if s.authorization else "none")
+        )
     out.print(f"dose: {s.dose_state}")
     table = Table("beam", "MeV", "applicator", "gantry", "coll", "couch", "SSD mm", "MU/fx", "bolus")
     for b in s.plan.beams:
         stored = s.dose.beam(b.name) if s.dose else None
         mu = stored.mu_per_fraction if stored else b.mu
         bolus = f"{b.bolus.thickness_mm:g} mm {b.bolus.material}" if b.bolus else "-"
-        table.add_row(b.name, f"{b.energy_mev:g}", b.applicator, f"{b.gantry_deg:g}", f"{b.collimator_deg:g}",
-                      f"{b.couch_deg:g}", f"{b.ssd_mm:g}", "-" if mu is None else f"{mu:.1f}", bolus)
+        table.add_row(
+            b.name,
+            f"{b.energy_mev:g}",
+            b.applicator,
+            f"{b.gantry_deg:g}",
+            f"{b.collimator_deg:g}",
+            f"{b.couch_deg:g}",
+            f"{b.ssd_mm:g}",
+            "-" if mu is None else f"{mu:.1f}",
+            bolus,
+        )
     out.print(table)
 
 
@@ -176,8 +211,12 @@ def plan_clone(plan: str, new_id: str, home: HomeOpt = None) -> None:
 
 
 @user_app.command("add")
-def user_add(name: str, role: Annotated[Role, typer.Option("--role")], password_stdin: PasswordStdin = False,
-             home: HomeOpt = None) -> None:
+def user_add(
+    name: str,
+    role: Annotated[Role, typer.Option("--role")],
+    password_stdin: PasswordStdin = False,
+    home: HomeOpt = None,
+) -> None:
     """Add a user; a physicist is a qualified user."""
     ws = _ws(home)
     user = ws.add_user(name, role, _password(password_stdin))
@@ -192,8 +231,9 @@ def user_list(home: HomeOpt = None) -> None:
 
 
 @app.command()
-def approve(plan: str, user: Annotated[str, typer.Option("--user")], password_stdin: PasswordStdin = False,
-            home: HomeOpt = None) -> None:
+def approve(
+    plan: str, user: Annotated[str, typer.Option("--user")], password_stdin: PasswordStdin = False, home: HomeOpt = None
+) -> None:
     """Approve PLAN's current revision (physicists only; needs current dose)."""
     s = _ws(home).approve(plan, user, _password(password_stdin))
     assert s.approval is not None
@@ -201,8 +241,9 @@ def approve(plan: str, user: Annotated[str, typer.Option("--user")], password_st
 
 
 @app.command()
-def authorize(plan: str, user: Annotated[str, typer.Option("--user")], password_stdin: PasswordStdin = False,
-              home: HomeOpt = None) -> None:
+def authorize(
+    plan: str, user: Annotated[str, typer.Option("--user")], password_stdin: PasswordStdin = False, home: HomeOpt = None
+) -> None:
     """Authorize export of an unapproved PLAN's current revision (physicists only)."""
     s = _ws(home).authorize(plan, user, _password(password_stdin))
     assert s.authorization is not None
@@ -210,8 +251,11 @@ def authorize(plan: str, user: Annotated[str, typer.Option("--user")], password_
 
 
 @app.command()
-def audit(plan: Annotated[str | None, typer.Option("--plan")] = None,
-          as_json: Annotated[bool, typer.Option("--json")] = False, home: HomeOpt = None) -> None:
+def audit(
+    plan: Annotated[str | None, typer.Option("--plan")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    home: HomeOpt = None,
+) -> None:
     """Show the append-only audit log."""
     entries = _ws(home).audit_entries(plan)
     if as_json:
@@ -219,20 +263,37 @@ def audit(plan: Annotated[str | None, typer.Option("--plan")] = None,
         return
     table = Table("#", "at", "actor", "action", "plan", "rev", "outcome", "detail")
     for e in entries:
-        table.add_row(str(e["id"]), e["at"], e["actor"], e["action"], e["plan_id"] or "",
-                      "" if e["revision"] is None else str(e["revision"]), e["outcome"],
-                      json.dumps(e["detail"])[:80])
+        table.add_row(
+            str(e["id"]),
+            e["at"],
+            e["actor"],
+            e["action"],
+            e["plan_id"] or "",
+            "" if e["revision"] is None else str(e["revision"]),
+            e["outcome"],
+            json.dumps(e["detail"])[:80],
+        )
     out.print(table)
 
 
 def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TransferSpeedColumn(),
-                    TimeRemainingColumn(), console=err, transient=True)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    )
 
 
 @app.command()
-def dose(plan: str, grid_mm: Annotated[float | None, typer.Option("--grid-mm", help="Dose grid spacing.")] = None,
-         home: HomeOpt = None) -> None:
+def dose(
+    plan: str,
+    grid_mm: Annotated[float | None, typer.Option("--grid-mm", help="Dose grid spacing.")] = None,
+    home: HomeOpt = None,
+) -> None:
     """Compute and store dose for PLAN's current revision (one grid per beam, and their sum)."""
     from rtexport.services import compute_dose
 
@@ -242,12 +303,18 @@ def dose(plan: str, grid_mm: Annotated[float | None, typer.Option("--grid-mm", h
     assert state.dose is not None
     table = Table("beam", "MU/fx", "dose/fx at norm. point (Gy)", "normalization point (mm)")
     for b in state.dose.beams:
-        table.add_row(b.beam_name, f"{b.mu_per_fraction:.1f}", f"{b.dose_per_fraction_gy:.3f}",
-                      ", ".join(f"{v:.1f}" for v in b.normalization_point_mm))
+        table.add_row(
+            b.beam_name,
+            f"{b.mu_per_fraction:.1f}",
+            f"{b.dose_per_fraction_gy:.3f}",
+            ", ".join(f"{v:.1f}" for v in b.normalization_point_mm),
+        )
     out.print(table)
     g = state.dose.plan
-    out.print(f"plan dose: max {float(g.gy.max()):.2f} Gy on a {' x '.join(map(str, g.geometry.shape[::-1]))} "
-              f"grid of {g.geometry.spacing_mm[0]:g} mm (revision {state.revision.number})")
+    out.print(
+        f"plan dose: max {float(g.gy.max()):.2f} Gy on a {' x '.join(map(str, g.geometry.shape[::-1]))} "
+        f"grid of {g.geometry.spacing_mm[0]:g} mm (revision {state.revision.number})"
+    )
 
 
 def _items(text: str) -> tuple[Item, ...]:
@@ -260,8 +327,9 @@ def _items(text: str) -> tuple[Item, ...]:
 ItemsOpt = Annotated[str, typer.Option("--items", help="Comma-separated: ct,rtstruct,rtplan,dose-plan,dose-beam.")]
 
 
-def _destination(ws: Workspace, server: str | None, aet: str | None, host: str | None, port: int | None,
-                 tls_ca: Path | None) -> Destination | None:
+def _destination(
+    ws: Workspace, server: str | None, aet: str | None, host: str | None, port: int | None, tls_ca: Path | None
+) -> Destination | None:
     from rtexport.export.send import Destination
     from rtexport.model.site import TLSConfig, validate_ae_title
 
@@ -346,8 +414,14 @@ def export(
 
 
 @app.command()
-def echo(server: ServerOpt = None, aet: AetOpt = None, host: HostOpt = None, port: PortOpt = None,
-         tls_ca: TlsOpt = None, home: HomeOpt = None) -> None:
+def echo(
+    server: ServerOpt = None,
+    aet: AetOpt = None,
+    host: HostOpt = None,
+    port: PortOpt = None,
+    tls_ca: TlsOpt = None,
+    home: HomeOpt = None,
+) -> None:
     """Test a DICOM destination with C-ECHO."""
     from rtexport.export.send import echo as c_echo
 
@@ -360,8 +434,11 @@ def echo(server: ServerOpt = None, aet: AetOpt = None, host: HostOpt = None, por
 
 
 @app.command()
-def serve(host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
-          port: Annotated[int, typer.Option("--port")] = 8000, home: HomeOpt = None) -> None:
+def serve(
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8000,
+    home: HomeOpt = None,
+) -> None:
     """Serve the web page (plans, pictures, DVH, the Export block)."""
     from rtexport.web.app import serve as run
 
@@ -371,8 +448,11 @@ def serve(host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
 
 
 @app.command()
-def demo(home: Annotated[Path, typer.Option("--home", help="Demo workspace folder (replaced on each run).")] = Path(
-    "rtexport-demo")) -> None:
+def demo(
+    home: Annotated[Path, typer.Option("--home", help="Demo workspace folder (replaced on each run).")] = Path(
+        "rtexport-demo"
+    ),
+) -> None:
     """Build the demo: phantom course, site, users, two-beam plan; compute dose; authorize; export everything."""
     from rtexport.demo.build import authorize_demo, build_demo_workspace
     from rtexport.demo.plan import DEMO_PLAN_ID
@@ -398,8 +478,14 @@ def demo(home: Annotated[Path, typer.Option("--home", help="Demo workspace folde
 
 def _summary(prep: PreparedExport, where: str, written: int, identical: int) -> None:
     state = prep.state
-    table = Table("object", "files", "MB", "UID(s)", title=f"export of {state.plan.id} revision "
-                  f"{state.revision.number} ({'APPROVED' if state.approved else 'UNAPPROVED'}) to {where}")
+    table = Table(
+        "object",
+        "files",
+        "MB",
+        "UID(s)",
+        title=f"export of {state.plan.id} revision "
+        f"{state.revision.number} ({'APPROVED' if state.approved else 'UNAPPROVED'}) to {where}",
+    )
     by_kind: dict[str, list[ExportObject]] = {}
     for o in prep.objects:
         by_kind.setdefault(o.description if o.kind is not ObjectKind.CT else "CT Images", []).append(o)
@@ -407,8 +493,10 @@ def _summary(prep: PreparedExport, where: str, written: int, identical: int) -> 
         uid = objs[0].sop_instance_uid if len(objs) == 1 else f"{len(objs)} instances"
         table.add_row(name, str(len(objs)), f"{sum(o.size for o in objs) / 1e6:.2f}", uid)
     out.print(table)
-    out.print(f"{written} file(s) written, {identical} identical file(s) already there, "
-              f"{prep.total_bytes / 1e6:.1f} MB in all")
+    out.print(
+        f"{written} file(s) written, {identical} identical file(s) already there, "
+        f"{prep.total_bytes / 1e6:.1f} MB in all"
+    )
 
 
 def main() -> None:

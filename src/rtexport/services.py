@@ -20,8 +20,9 @@ def course_contours(ws: Workspace, course: Course) -> dict[str, list[Contour]]:
     return contours_by_name(read_dataset(ws.store.get(course.structure_set.sha256)))
 
 
-def plan_bolus_contours(site: Site, course: Course, plan: Plan,
-                        contours: dict[str, list[Contour]]) -> dict[str, Sequence[Contour]]:
+def plan_bolus_contours(
+    site: Site, course: Course, plan: Plan, contours: dict[str, list[Contour]]
+) -> dict[str, Sequence[Contour]]:
     """Bolus contours on the CT slices, by beam name, for beams with a bolus."""
     machine = site.machine(plan.machine)
     if machine is None:
@@ -33,8 +34,7 @@ def plan_bolus_contours(site: Site, course: Course, plan: Plan,
         app = machine.applicator(beam.applicator)
         if app is None:
             raise PlanError(f"plan {plan.id}: beam {beam.name}: unknown applicator {beam.applicator!r}")
-        out[beam.name] = bolus_contours(course.ct, contours[plan.external], beam, app,
-                                        machine.source_axis_distance_mm)
+        out[beam.name] = bolus_contours(course.ct, contours[plan.external], beam, app, machine.source_axis_distance_mm)
     return out
 
 
@@ -53,8 +53,7 @@ def compute_dose(ws: Workspace, plan_id: str, actor: str = "system", grid_mm: fl
     if not result.beams:
         raise DoseError(f"plan {plan_id}: no beam dose computed")
     beams = [
-        StoredBeamDose(b.beam_name, b.mu_per_fraction, b.dose_per_fraction_at_norm_gy, b.normalization_point_mm,
-                       b.dose)
+        StoredBeamDose(b.beam_name, b.mu_per_fraction, b.dose_per_fraction_at_norm_gy, b.normalization_point_mm, b.dose)
         for b in result.beams
     ]
     ws.save_dose(plan_id, state.revision.number, beams, result.plan, ENGINE_NAME, actor)

@@ -11,16 +11,40 @@ from rtexport.demo.plan import DEMO_PLAN
 
 def run(home: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     """``rtexport ARGS`` with the workspace given by RTEXPORT_HOME, as a user's shell would."""
-    return subprocess.run([sys.executable, "-m", "rtexport", *args], input=stdin, capture_output=True, text=True,
-                          timeout=120, env={"RTEXPORT_HOME": str(home), "PATH": "/usr/bin:/bin", "COLUMNS": "200"})
+    return subprocess.run(
+        [sys.executable, "-m", "rtexport", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"RTEXPORT_HOME": str(home), "PATH": "/usr/bin:/bin", "COLUMNS": "200"},
+    )
 
 
 def test_help_lists_every_command(tmp_path: Path) -> None:
-    r = subprocess.run([sys.executable, "-m", "rtexport", "--help"], capture_output=True, text=True,
-                       env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
+    r = subprocess.run(
+        [sys.executable, "-m", "rtexport", "--help"],
+        capture_output=True,
+        text=True,
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+    )
     assert r.returncode == 0
-    for command in ("init", "demo", "import", "site", "course", "plan", "user", "approve", "authorize", "audit",
-                    "dose", "export", "echo", "serve"):
+    for command in (
+        "init",
+        "demo",
+        "import",
+        "site",
+        "course",
+        "plan",
+        "user",
+        "approve",
+        "authorize",
+        "audit",
+        "dose",
+        "export",
+        "echo",
+        "serve",
+    ):
         assert f" {command} " in r.stdout, command
 
 
@@ -30,8 +54,10 @@ def test_site_check_lists_problems_with_paths(tmp_path: Path) -> None:
     assert run(home, "site", "check").returncode == 0
     site = home / "site.toml"
     text = site.read_text().replace('local_ae_title = "RTEXPORT"', 'local_ae_title = "A\\\\B"')
-    text = text.replace("ct_curves = []", 'ct_curves = [{ name = "X", hu = [0.0, -5.0], '
-                        "rel_electron_density = [1.0, 1.0], mass_density = [1.0, 1.0] }]")
+    text = text.replace(
+        "ct_curves = []",
+        'ct_curves = [{ name = "X", hu = [0.0, -5.0], rel_electron_density = [1.0, 1.0], mass_density = [1.0, 1.0] }]',
+    )
     site.write_text(text)
     r = run(home, "site", "check")
     assert r.returncode == 1
@@ -57,8 +83,10 @@ def test_users_plans_and_authorization_from_the_shell(tmp_path: Path, phantom_di
     home = tmp_path / "ws"
     Workspace.init(home, demo_site()).close()
     assert run(home, "import", str(phantom_dir), "--course", "C1").returncode == 0
-    assert run(home, "user", "add", "phil", "--role", "physicist", "--password-stdin",
-               stdin="a-long-secret\n").returncode == 0
+    assert (
+        run(home, "user", "add", "phil", "--role", "physicist", "--password-stdin", stdin="a-long-secret\n").returncode
+        == 0
+    )
     plan = tmp_path / "plan.toml"
     plan.write_text(DEMO_PLAN)
     r = run(home, "plan", "load", str(plan))

@@ -14,8 +14,9 @@ from rtexport.export.objects import ExportObject, ObjectKind
 
 
 def objs(n: int, size: int = 4096) -> list[ExportObject]:
-    return [ExportObject.from_bytes(ObjectKind.RTDOSE, bytes([k % 251]) * size, "1.2.3", f"2.25.{k + 1}")
-            for k in range(n)]
+    return [
+        ExportObject.from_bytes(ObjectKind.RTDOSE, bytes([k % 251]) * size, "1.2.3", f"2.25.{k + 1}") for k in range(n)
+    ]
 
 
 @pytest.fixture

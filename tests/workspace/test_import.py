@@ -122,8 +122,10 @@ def test_no_structure_set_is_refused(workspace: Workspace, phantom_dir: Path) ->
 
 def test_second_patient_is_refused(workspace: Workspace, phantom_dir: Path, tmp_path: Path) -> None:
     other = tmp_path / "other"
-    write_phantom(other, PhantomSpec(rows=80, columns=80, pixel_mm=4.0, slices=16, slice_mm=5.0, seed="test",
-                                     patient_id="SOMEONE-ELSE"))
+    write_phantom(
+        other,
+        PhantomSpec(rows=80, columns=80, pixel_mm=4.0, slices=16, slice_mm=5.0, seed="test", patient_id="SOMEONE-ELSE"),
+    )
     shutil.copy(other / "CT0001.dcm", phantom_dir / "stray.dcm")
     with pytest.raises(CourseImportError, match=r"more than one patient"):
         workspace.import_course(phantom_dir, "C1")

@@ -24,8 +24,11 @@ def fake_dose(ws: Workspace, plan_id: str) -> None:
     from rtexport.model.dose import DoseGrid, GridGeometry
 
     state = ws.plan_state(plan_id)
-    grid = DoseGrid(GridGeometry((0.0, 0.0, 0.0), (2.5, 2.5, 2.5), (2, 2, 2)), np.ones((2, 2, 2), np.float32),
-                    ws.course(state.plan.course).ct.frame_of_reference_uid)
+    grid = DoseGrid(
+        GridGeometry((0.0, 0.0, 0.0), (2.5, 2.5, 2.5), (2, 2, 2)),
+        np.ones((2, 2, 2), np.float32),
+        ws.course(state.plan.course).ct.frame_of_reference_uid,
+    )
     beams = [StoredBeamDose(b.name, 100.0, 1.0, (0.0, 0.0, 0.0), grid) for b in state.plan.beams]
     ws.save_dose(plan_id, state.revision.number, beams, grid, "test")
 
@@ -45,15 +48,15 @@ def test_load_new_plan_then_unchanged_then_changed(course_ws: Workspace) -> None
     ("edit", "message"),
     [
         (('machine = "DemoLinac"', 'machine = "Nope"'), r"machine: unknown machine 'Nope'"),
-        (('energy_mev = 9', 'energy_mev = 7'), r"beam\[0\]\.energy_mev: DemoLinac has no 7 MeV"),
+        (("energy_mev = 9", "energy_mev = 7"), r"beam\[0\]\.energy_mev: DemoLinac has no 7 MeV"),
         (('applicator = "10x10"', 'applicator = "11x11"'), r"beam\[0\]\.applicator: DemoLinac has no applicator"),
         (('material = "Water"', 'material = "Gold"'), r"override\[0\]\.material: unknown material 'Gold'"),
         (('structure = "Prosthesis"', 'structure = "Heart"'), r"override\[0\]\.structure: no structure 'Heart'"),
         (('external = "OUTLINE2"', 'external = "SKIN"'), r"external: no structure 'SKIN'"),
-        (('[[-45, -35], [45, -35]', '[[-65, -35], [45, -35]'), r"beam\[0\]\.cutout_mm: cutout does not fit"),
-        (('gantry_deg = 20', 'gantry_deg = 400'), r"beam\[1\]\.gantry_deg: Input should be less than 360"),
+        (("[[-45, -35], [45, -35]", "[[-65, -35], [45, -35]"), r"beam\[0\]\.cutout_mm: cutout does not fit"),
+        (("gantry_deg = 20", "gantry_deg = 400"), r"beam\[1\]\.gantry_deg: Input should be less than 360"),
         (('material = "Superflab"', 'material = "Clay"'), r"beam\[0\]\.bolus\.material: unknown material"),
-        (('fractions = 25', 'fractions = 0'), r"fractions: Input should be greater than or equal to 1"),
+        (("fractions = 25", "fractions = 0"), r"fractions: Input should be greater than or equal to 1"),
     ],
 )
 def test_invalid_plan_names_the_key(course_ws: Workspace, edit: tuple[str, str], message: str) -> None:

@@ -26,8 +26,9 @@ def prepare_demo_home(home: Path) -> None:
     (home / MARKER).write_text("made by 'rtexport demo'; the next 'rtexport demo' replaces this folder\n")
 
 
-def build_demo_workspace(home: Path, spec: PhantomSpec | None = None,
-                         step: Callable[[str], None] = lambda _: None) -> Workspace:
+def build_demo_workspace(
+    home: Path, spec: PhantomSpec | None = None, step: Callable[[str], None] = lambda _: None
+) -> Workspace:
     """Everything up to (not including) dose and export."""
     prepare_demo_home(home)
     ws = Workspace.init(home, demo_site(export_folder="dicom-export"))

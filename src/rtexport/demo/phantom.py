@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, RTStructureSetStorage
+from pydicom.uid import UID, CTImageStorage, ExplicitVRLittleEndian, RTStructureSetStorage
 from pydicom.valuerep import DSfloat
 
 _NS = uuid.UUID("5d0b8f6e-2f3c-4a59-9d7e-8a1f1c0f6b21")
@@ -25,7 +25,7 @@ _IMPL_UID = "2.25.102387491651178362305574622313404934419"
 
 
 def _uid(*parts: object) -> str:
-    return "2.25.%d" % uuid.uuid5(_NS, "\x1f".join(str(p) for p in parts)).int
+    return f"2.25.{uuid.uuid5(_NS, chr(31).join(str(p) for p in parts)).int}"
 
 
 @dataclass(frozen=True)
@@ -97,10 +97,10 @@ def _patient_study(ds: Dataset, spec: PhantomSpec) -> None:
 
 def _file_meta(sop_class: str, sop_instance: str) -> FileMetaDataset:
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = sop_instance
+    meta.MediaStorageSOPClassUID = UID(sop_class)
+    meta.MediaStorageSOPInstanceUID = UID(sop_instance)
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = _IMPL_UID
+    meta.ImplementationClassUID = UID(_IMPL_UID)
     meta.ImplementationVersionName = "RTEXPORT_DEMO"
     return meta
 
@@ -240,8 +240,7 @@ def rtstruct_dataset(spec: PhantomSpec) -> Dataset:
             c.ContourGeometricType = "CLOSED_PLANAR"
             c.NumberOfContourPoints = len(poly)
             z = spec.z(k)
-            c.ContourData = [DSfloat(round(float(v), 2), auto_format=True)
-                             for x, y in poly for v in (x, y, z)]
+            c.ContourData = [DSfloat(round(float(v), 2), auto_format=True) for x, y in poly for v in (x, y, z)]
             items.append(c)
         rc = Dataset()
         rc.ROIDisplayColor = [(number * 67) % 256, (number * 131) % 256, (number * 197) % 256]

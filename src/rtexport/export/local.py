@@ -74,8 +74,9 @@ def _describe(e: OSError) -> str:
     return e.strerror or str(e)
 
 
-def write_folder(objects: Sequence[ExportObject], folder: Path,
-                 progress: Callable[[ExportObject], None] | None = None) -> WriteReport:
+def write_folder(
+    objects: Sequence[ExportObject], folder: Path, progress: Callable[[ExportObject], None] | None = None
+) -> WriteReport:
     """Write ``objects`` into ``folder`` as ``<kind>.<uid>.dcm``.
 
     Checked before anything is written: the folder can be created and written, no name holds different
@@ -107,8 +108,9 @@ def write_folder(objects: Sequence[ExportObject], folder: Path,
     need = sum(o.size for o in todo)
     free = shutil.disk_usage(folder).free
     if need > free:
-        raise WriteError(f"not enough space in {folder}: need {need / 1e6:.1f} MB, {free / 1e6:.1f} MB free; "
-                         "nothing was written")
+        raise WriteError(
+            f"not enough space in {folder}: need {need / 1e6:.1f} MB, {free / 1e6:.1f} MB free; nothing was written"
+        )
     for obj in todo:
         target = folder / obj.filename
         try:

@@ -56,11 +56,13 @@ class ExportObject:
         return self.path.read_bytes()
 
     @classmethod
-    def from_file(cls, kind: ObjectKind, path: Path, sop_class_uid: str, sop_instance_uid: str,
-                  description: str = "") -> ExportObject:
+    def from_file(
+        cls, kind: ObjectKind, path: Path, sop_class_uid: str, sop_instance_uid: str, description: str = ""
+    ) -> ExportObject:
         return cls(kind, sop_class_uid, sop_instance_uid, path.stat().st_size, path=path, description=description)
 
     @classmethod
-    def from_bytes(cls, kind: ObjectKind, data: bytes, sop_class_uid: str, sop_instance_uid: str,
-                   description: str = "") -> ExportObject:
+    def from_bytes(
+        cls, kind: ObjectKind, data: bytes, sop_class_uid: str, sop_instance_uid: str, description: str = ""
+    ) -> ExportObject:
         return cls(kind, sop_class_uid, sop_instance_uid, len(data), data=data, description=description)

@@ -155,9 +155,7 @@ def prepare(ws: Workspace, plan_id: str, items: Collection[Item], actor: str) ->
         mu = {b.beam_name: b.mu_per_fraction for b in dose.beams}
         beam_dose = {b.beam_name: b.dose_per_fraction_gy for b in dose.beams}
     approval = (
-        Approval("APPROVED", state.approval.user, state.approval.at)
-        if state.approval
-        else Approval("UNAPPROVED")
+        Approval("APPROVED", state.approval.user, state.approval.at) if state.approval else Approval("UNAPPROVED")
     )
     needs_plan = bool({Item.RTPLAN, Item.DOSE_PLAN, Item.DOSE_BEAM} & set(chosen))
     if needs_plan:
@@ -241,9 +239,16 @@ def export_to_folder(
     return prep, report
 
 
-def export_to_server(ws: Workspace, plan_id: str, items: Collection[Item], dest: Destination,
-                     actor: str = "system", progress: Callable[[InstanceResult], None] | None = None,
-                     commit: bool = False, prepared: PreparedExport | None = None) -> tuple[PreparedExport, SendReport]:
+def export_to_server(
+    ws: Workspace,
+    plan_id: str,
+    items: Collection[Item],
+    dest: Destination,
+    actor: str = "system",
+    progress: Callable[[InstanceResult], None] | None = None,
+    commit: bool = False,
+    prepared: PreparedExport | None = None,
+) -> tuple[PreparedExport, SendReport]:
     """Gate, build and C-STORE to ``dest``; audited in the spirit of "DICOM Instances Transferred" (110104)."""
     prep = prepared or prepare(ws, plan_id, items, actor)
     site = ws.site()
@@ -252,16 +257,39 @@ def export_to_server(ws: Workspace, plan_id: str, items: Collection[Item], dest:
     try:
         report = send_objects(prep.objects, dest, site.dicom.local_ae_title, progress=progress, commit=commit)
     except RTExportError as e:
-        ws.audit(actor, "export-server", "failed", plan_id, rev, destination=where,
-                 items=[i.value for i in prep.items], error=str(e), event="110104 DICOM Instances Transferred")
+        ws.audit(
+            actor,
+            "export-server",
+            "failed",
+            plan_id,
+            rev,
+            destination=where,
+            items=[i.value for i in prep.items],
+            error=str(e),
+            event="110104 DICOM Instances Transferred",
+        )
         raise
-    stored = [r.obj.sop_instance_uid for r in report.results if r.outcome in (InstanceOutcome.STORED,
-                                                                              InstanceOutcome.WARNING)]
-    failed = {r.obj.sop_instance_uid: f"{r.outcome.value} {r.meaning}" for r in report.results
-              if r.outcome not in (InstanceOutcome.STORED, InstanceOutcome.WARNING)}
-    ws.audit(actor, "export-server", "ok" if report.ok else "incomplete", plan_id, rev, destination=where,
-             items=[i.value for i in prep.items], event="110104 DICOM Instances Transferred",
-             calling_ae=site.dicom.local_ae_title, stored=stored, not_stored=failed,
-             committed=None if report.committed is None else list(report.committed),
-             study=prep.state.plan.course)
+    stored = [
+        r.obj.sop_instance_uid for r in report.results if r.outcome in (InstanceOutcome.STORED, InstanceOutcome.WARNING)
+    ]
+    failed = {
+        r.obj.sop_instance_uid: f"{r.outcome.value} {r.meaning}"
+        for r in report.results
+        if r.outcome not in (InstanceOutcome.STORED, InstanceOutcome.WARNING)
+    }
+    ws.audit(
+        actor,
+        "export-server",
+        "ok" if report.ok else "incomplete",
+        plan_id,
+        rev,
+        destination=where,
+        items=[i.value for i in prep.items],
+        event="110104 DICOM Instances Transferred",
+        calling_ae=site.dicom.local_ae_title,
+        stored=stored,
+        not_stored=failed,
+        committed=None if report.committed is None else list(report.committed),
+        study=prep.state.plan.course,
+    )
     return prep, report

@@ -56,10 +56,10 @@ class CTGeometry:
         return (z[-1] - z[0]) / (len(z) - 1) if len(z) > 1 else 1.0
 
     def x_mm(self) -> npt.NDArray[np.float64]:
-        return self.origin_mm[0] + self.pixel_spacing_mm[1] * np.arange(self.columns)
+        return self.origin_mm[0] + self.pixel_spacing_mm[1] * np.arange(self.columns, dtype=np.float64)
 
     def y_mm(self) -> npt.NDArray[np.float64]:
-        return self.origin_mm[1] + self.pixel_spacing_mm[0] * np.arange(self.rows)
+        return self.origin_mm[1] + self.pixel_spacing_mm[0] * np.arange(self.rows, dtype=np.float64)
 
 
 @dataclass(frozen=True)

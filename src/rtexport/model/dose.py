@@ -20,7 +20,11 @@ class GridGeometry:
     def axes(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
         """Coordinates (x, y, z) of voxel centres along each axis."""
         (ox, oy, oz), (dx, dy, dz), (nz, ny, nx) = self.origin_mm, self.spacing_mm, self.shape
-        return ox + dx * np.arange(nx), oy + dy * np.arange(ny), oz + dz * np.arange(nz)
+        return (
+            ox + dx * np.arange(nx, dtype=np.float64),
+            oy + dy * np.arange(ny, dtype=np.float64),
+            oz + dz * np.arange(nz, dtype=np.float64),
+        )
 
 
 @dataclass(frozen=True)

@@ -106,9 +106,7 @@ class Plan(_Model):
 def polygon_area(points: list[tuple[float, float]]) -> float:
     """Signed shoelace area."""
     n = len(points)
-    return 0.5 * sum(
-        points[i][0] * points[(i + 1) % n][1] - points[(i + 1) % n][0] * points[i][1] for i in range(n)
-    )
+    return 0.5 * sum(points[i][0] * points[(i + 1) % n][1] - points[(i + 1) % n][0] * points[i][1] for i in range(n))
 
 
 def cutout_fits(points: list[tuple[float, float]], shape: ApplicatorShape, opening: tuple[float, float]) -> bool:

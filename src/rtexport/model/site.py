@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import tomllib
 from enum import StrEnum
+from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Any, Self
 
@@ -23,7 +24,7 @@ class _Model(BaseModel):
 
 
 def _strictly_increasing(values: list[float], what: str) -> list[float]:
-    if any(b <= a for a, b in zip(values, values[1:], strict=False)):
+    if any(b <= a for a, b in pairwise(values)):
         raise ValueError(f"{what} must increase")
     return values
 

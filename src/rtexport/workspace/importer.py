@@ -7,6 +7,7 @@ import re
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 import pydicom
@@ -134,8 +135,7 @@ def read_course(folder: Path, course_id: str) -> ImportResult:
         names = ", ".join(str(s.path) for s in structs)
         raise CourseImportError(f"{folder}: more than one RT Structure Set ({names}); import one per course")
     course = _check(course_id, cts, structs[0])
-    return ImportResult(course, [*sorted(cts, key=lambda f: float(f.ds.ImagePositionPatient[2])), structs[0]],
-                        skipped)
+    return ImportResult(course, [*sorted(cts, key=lambda f: float(f.ds.ImagePositionPatient[2])), structs[0]], skipped)
 
 
 def _one(values: Iterable[tuple[str, Path]], what: str) -> str:
@@ -184,11 +184,11 @@ def _check(course_id: str, cts: list[ImportedFile], rs: ImportedFile) -> Course:
         positions.append((ipp[2], f))
     positions.sort(key=lambda t: t[0])
     zs = [z for z, _ in positions]
-    for (za, fa), (zb, fb) in zip(positions, positions[1:], strict=False):
+    for (za, fa), (zb, fb) in pairwise(positions):
         if abs(zb - za) < _POSITION_TOL_MM:
             raise CourseImportError(f"{fb.path}: same slice position z={zb:g} as {fa.path}")
     if len(zs) > 1:
-        steps = [b - a for a, b in zip(zs, zs[1:], strict=False)]
+        steps = [b - a for a, b in pairwise(zs)]
         step = min(steps)
         for (za, fa), (zb, _fb), s in zip(positions, positions[1:], steps, strict=False):
             if abs(s - step) > max(_POSITION_TOL_MM, 0.01 * step):
@@ -207,9 +207,7 @@ def _check(course_id: str, cts: list[ImportedFile], rs: ImportedFile) -> Course:
     rs_frames.discard("")
     if rs_frames != {frame}:
         other = ", ".join(sorted(rs_frames - {frame})) or "none"
-        raise CourseImportError(
-            f"{rs.path}: structure set is on Frame of Reference {other}, not the CT's {frame}"
-        )
+        raise CourseImportError(f"{rs.path}: structure set is on Frame of Reference {other}, not the CT's {frame}")
     ct_uids = {_str(f.ds, "SOPInstanceUID") for f in cts}
     referenced: set[str] = set()
     for fr in rs_ds.get("ReferencedFrameOfReferenceSequence", []):
@@ -233,8 +231,9 @@ def _check(course_id: str, cts: list[ImportedFile], rs: ImportedFile) -> Course:
     if not referenced:
         raise CourseImportError(f"{rs.path}: structure set references no CT images of the series")
 
-    types = {int(o.ReferencedROINumber): _str(o, "RTROIInterpretedType")
-             for o in rs_ds.get("RTROIObservationsSequence", [])}
+    types = {
+        int(o.ReferencedROINumber): _str(o, "RTROIInterpretedType") for o in rs_ds.get("RTROIObservationsSequence", [])
+    }
     structures = tuple(
         Structure(int(r.ROINumber), _str(r, "ROIName"), types.get(int(r.ROINumber), ""))
         for r in rs_ds.get("StructureSetROISequence", [])
@@ -272,8 +271,7 @@ def _check(course_id: str, cts: list[ImportedFile], rs: ImportedFile) -> Course:
         patient_position=_str(d, "PatientPosition") or "HFS",
     )
     slices = tuple(
-        CTSlice(_str(f.ds, "SOPInstanceUID"), _str(f.ds, "SOPClassUID"), z, f.digest, len(f.data))
-        for z, f in positions
+        CTSlice(_str(f.ds, "SOPInstanceUID"), _str(f.ds, "SOPClassUID"), z, f.digest, len(f.data)) for z, f in positions
     )
     ref = StructureSetRef(
         sop_instance_uid=_str(rs_ds, "SOPInstanceUID"),

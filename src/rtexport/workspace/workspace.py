@@ -157,8 +157,14 @@ def _course_from_json(text: str) -> Course:
     return Course(
         id=d["id"],
         patient=PatientStudy(**d["patient"]),
-        ct=CTGeometry(**{**ct, "origin_mm": tuple(ct["origin_mm"]), "pixel_spacing_mm": tuple(ct["pixel_spacing_mm"]),
-                         "slice_z_mm": tuple(ct["slice_z_mm"])}),
+        ct=CTGeometry(
+            **{
+                **ct,
+                "origin_mm": tuple(ct["origin_mm"]),
+                "pixel_spacing_mm": tuple(ct["pixel_spacing_mm"]),
+                "slice_z_mm": tuple(ct["slice_z_mm"]),
+            }
+        ),
         slices=tuple(CTSlice(**s) for s in d["slices"]),
         structure_set=StructureSetRef(**{**ss, "structures": tuple(Structure(**s) for s in ss["structures"])}),
         imported_at=d.get("imported_at", ""),
@@ -241,8 +247,15 @@ class Workspace:
         return path if path.is_absolute() else self.home / path
 
     # -- audit ------------------------------------------------------------------------------------------------
-    def audit(self, actor: str, action: str, outcome: str, plan_id: str | None = None,
-              revision: int | None = None, **detail: Any) -> None:
+    def audit(
+        self,
+        actor: str,
+        action: str,
+        outcome: str,
+        plan_id: str | None = None,
+        revision: int | None = None,
+        **detail: Any,
+    ) -> None:
         self._db.execute(
             "INSERT INTO audit (at, actor, action, plan_id, revision, outcome, detail) VALUES (?,?,?,?,?,?,?)",
             (_iso(self.clock()), actor, action, plan_id, revision, outcome, json.dumps(detail, sort_keys=True)),
@@ -260,8 +273,9 @@ class Workspace:
         if len(password) < 8:
             raise AuthError("a password needs at least 8 characters")
         try:
-            self._db.execute("INSERT INTO users VALUES (?,?,?,?)",
-                             (name, role.value, hash_password(password), _iso(self.clock())))
+            self._db.execute(
+                "INSERT INTO users VALUES (?,?,?,?)", (name, role.value, hash_password(password), _iso(self.clock()))
+            )
         except sqlite3.IntegrityError as e:
             raise AuthError(f"user {name!r} exists already") from e
         self.audit(name, "user-add", "ok", role=role.value)
@@ -270,8 +284,9 @@ class Workspace:
     def users(self) -> list[User]:
         return [User(r["name"], Role(r["role"])) for r in self._db.execute("SELECT * FROM users ORDER BY name")]
 
-    def authenticate(self, name: str, password: str, action: str, plan_id: str | None = None,
-                     revision: int | None = None) -> User:
+    def authenticate(
+        self, name: str, password: str, action: str, plan_id: str | None = None, revision: int | None = None
+    ) -> User:
         """Check the password; a refusal is audited and raised. Password never logged."""
         row = self._db.execute("SELECT * FROM users WHERE name = ?", (name,)).fetchone()
         if row is None or not verify_password(password, row["password_hash"]):
@@ -295,14 +310,23 @@ class Workspace:
                     created.append(digest)
             course = replace(result.course, imported_at=_iso(self.clock()))
             with self._tx() as db:
-                db.execute("INSERT INTO courses VALUES (?,?,?,?)",
-                           (course_id, _course_to_json(course), course.imported_at, actor))
+                db.execute(
+                    "INSERT INTO courses VALUES (?,?,?,?)",
+                    (course_id, _course_to_json(course), course.imported_at, actor),
+                )
         except BaseException:
             for digest in created:
                 self.store.remove(digest)
             raise
-        self.audit(actor, "import", "ok", course=course_id, folder=str(folder), files=len(result.files),
-                   skipped=[str(p) for p, _ in result.skipped])
+        self.audit(
+            actor,
+            "import",
+            "ok",
+            course=course_id,
+            folder=str(folder),
+            files=len(result.files),
+            skipped=[str(p) for p, _ in result.skipped],
+        )
         result.course = course
         return result
 
@@ -359,17 +383,26 @@ class Workspace:
         ).fetchone()
         if row is None:
             raise PlanError(f"no plan {plan_id!r} in this workspace (see 'rtexport plan list')")
-        return Revision(row["plan_id"], row["number"], row["digest"], row["toml"], row["token"],
-                        _dt(row["created_at"]), row["created_by"])
+        return Revision(
+            row["plan_id"],
+            row["number"],
+            row["digest"],
+            row["toml"],
+            row["token"],
+            _dt(row["created_at"]),
+            row["created_by"],
+        )
 
     def _approval(self, plan_id: str, revision: int) -> Signature | None:
-        row = self._db.execute("SELECT * FROM approvals WHERE plan_id = ? AND revision = ?",
-                               (plan_id, revision)).fetchone()
+        row = self._db.execute(
+            "SELECT * FROM approvals WHERE plan_id = ? AND revision = ?", (plan_id, revision)
+        ).fetchone()
         return None if row is None else Signature(row["reviewer"], _dt(row["at"]))
 
     def _authorization(self, plan_id: str, revision: int) -> Signature | None:
-        row = self._db.execute("SELECT * FROM authorizations WHERE plan_id = ? AND revision = ?",
-                               (plan_id, revision)).fetchone()
+        row = self._db.execute(
+            "SELECT * FROM authorizations WHERE plan_id = ? AND revision = ?", (plan_id, revision)
+        ).fetchone()
         return None if row is None else Signature(row["user"], _dt(row["at"]))
 
     def plan_ids(self) -> list[str]:
@@ -423,51 +456,80 @@ class Workspace:
         self._qualified("authorize", user, password, plan_id, rev)
         if state.approved:
             raise PlanError(f"plan {plan_id} is approved: export needs no authorization")
-        self._db.execute("INSERT OR REPLACE INTO authorizations VALUES (?,?,?,?)",
-                         (plan_id, rev, user, _iso(self.clock())))
+        self._db.execute(
+            "INSERT OR REPLACE INTO authorizations VALUES (?,?,?,?)", (plan_id, rev, user, _iso(self.clock()))
+        )
         self.audit(user, "authorize", "ok", plan_id, rev)
         return self.plan_state(plan_id)
 
     # -- dose -------------------------------------------------------------------------------------------------
-    def save_dose(self, plan_id: str, revision: int, beams: Sequence[StoredBeamDose], plan: DoseGrid,
-                  engine: str, actor: str = "system") -> None:
+    def save_dose(
+        self,
+        plan_id: str,
+        revision: int,
+        beams: Sequence[StoredBeamDose],
+        plan: DoseGrid,
+        engine: str,
+        actor: str = "system",
+    ) -> None:
         def put(grid: DoseGrid) -> dict[str, Any]:
             buf = io.BytesIO()
             np.save(buf, np.ascontiguousarray(grid.gy, dtype=np.float32), allow_pickle=False)
             digest, _ = self.store.put(buf.getvalue())
             g = grid.geometry
-            return {"sha256": digest, "origin_mm": g.origin_mm, "spacing_mm": g.spacing_mm, "shape": g.shape,
-                    "frame": grid.frame_of_reference_uid}
+            return {
+                "sha256": digest,
+                "origin_mm": g.origin_mm,
+                "spacing_mm": g.spacing_mm,
+                "shape": g.shape,
+                "frame": grid.frame_of_reference_uid,
+            }
 
         data = {
             "engine": engine,
             "plan": put(plan),
             "beams": [
-                {"name": b.beam_name, "mu_per_fraction": b.mu_per_fraction,
-                 "dose_per_fraction_gy": b.dose_per_fraction_gy,
-                 "normalization_point_mm": b.normalization_point_mm, "grid": put(b.dose)}
+                {
+                    "name": b.beam_name,
+                    "mu_per_fraction": b.mu_per_fraction,
+                    "dose_per_fraction_gy": b.dose_per_fraction_gy,
+                    "normalization_point_mm": b.normalization_point_mm,
+                    "grid": put(b.dose),
+                }
                 for b in beams
             ],
         }
-        self._db.execute("INSERT OR REPLACE INTO doses VALUES (?,?,?,?)",
-                         (plan_id, revision, json.dumps(data), _iso(self.clock())))
-        self.audit(actor, "dose", "ok", plan_id, revision, engine=engine,
-                   mu={b.beam_name: round(b.mu_per_fraction, 1) for b in beams})
+        self._db.execute(
+            "INSERT OR REPLACE INTO doses VALUES (?,?,?,?)", (plan_id, revision, json.dumps(data), _iso(self.clock()))
+        )
+        self.audit(
+            actor,
+            "dose",
+            "ok",
+            plan_id,
+            revision,
+            engine=engine,
+            mu={b.beam_name: round(b.mu_per_fraction, 1) for b in beams},
+        )
 
     def _grid(self, g: dict[str, Any]) -> DoseGrid:
         arr = np.load(self.store.path(g["sha256"]), allow_pickle=False)
-        geometry = GridGeometry(tuple(g["origin_mm"]), tuple(g["spacing_mm"]), tuple(g["shape"]))  # type: ignore[arg-type]
+        geometry = GridGeometry(tuple(g["origin_mm"]), tuple(g["spacing_mm"]), tuple(g["shape"]))
         return DoseGrid(geometry, arr, g["frame"])
 
     def dose(self, plan_id: str, revision: int) -> StoredDose | None:
-        row = self._db.execute("SELECT * FROM doses WHERE plan_id = ? AND revision = ?",
-                               (plan_id, revision)).fetchone()
+        row = self._db.execute("SELECT * FROM doses WHERE plan_id = ? AND revision = ?", (plan_id, revision)).fetchone()
         if row is None:
             return None
         d = json.loads(row["data"])
         beams = tuple(
-            StoredBeamDose(b["name"], b["mu_per_fraction"], b["dose_per_fraction_gy"],
-                           tuple(b["normalization_point_mm"]), self._grid(b["grid"]))  # type: ignore[arg-type]
+            StoredBeamDose(
+                b["name"],
+                b["mu_per_fraction"],
+                b["dose_per_fraction_gy"],
+                tuple(b["normalization_point_mm"]),
+                self._grid(b["grid"]),
+            )
             for b in d["beams"]
         )
         return StoredDose(revision, _dt(row["computed_at"]), beams, self._grid(d["plan"]), d["engine"])
