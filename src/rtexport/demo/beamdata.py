@@ -1,7 +1,7 @@
 """Illustrative electron beam data (NOT FOR CLINICAL USE).
 
-Depth doses are synthesised through the broad-field points of a public TrueBeam-like data set (10×10 applicator,
-SSD 100 cm): surface dose, dmax, R90, R80, R50 and Rp, with a bremsstrahlung tail.
+Depth doses are synthesised through the broad-field points of a public TrueBeam-like data set
+(10×10 applicator, SSD 100 cm): surface dose, dmax, R90, R80, R50 and Rp, with a bremsstrahlung tail.
 """
 
 from __future__ import annotations
@@ -99,18 +99,48 @@ def demo_site(export_folder: str = "dicom-export") -> dict[str, Any]:
             }
         ],
         "materials": [
-            {"name": "Water", "mass_density": 1.0, "rel_electron_density": 1.0,
-             "rel_stopping_power": 1.0, "rel_scattering_power": 1.0},
-            {"name": "Superflab", "mass_density": 1.02, "rel_electron_density": 1.0,
-             "rel_stopping_power": 1.0, "rel_scattering_power": 1.0},
-            {"name": "Wax", "mass_density": 0.93, "rel_electron_density": 0.96,
-             "rel_stopping_power": 0.96, "rel_scattering_power": 0.9},
-            {"name": "CompactBone", "mass_density": 1.85, "rel_electron_density": 1.65,
-             "rel_stopping_power": 1.65, "rel_scattering_power": 2.19},
-            {"name": "Lung", "mass_density": 0.26, "rel_electron_density": 0.26,
-             "rel_stopping_power": 0.26, "rel_scattering_power": 0.26},
-            {"name": "Cerrobend", "mass_density": 9.38, "rel_electron_density": 7.6,
-             "rel_stopping_power": 5.5, "rel_scattering_power": 40.0},
+            {
+                "name": "Water",
+                "mass_density": 1.0,
+                "rel_electron_density": 1.0,
+                "rel_stopping_power": 1.0,
+                "rel_scattering_power": 1.0,
+            },
+            {
+                "name": "Superflab",
+                "mass_density": 1.02,
+                "rel_electron_density": 1.0,
+                "rel_stopping_power": 1.0,
+                "rel_scattering_power": 1.0,
+            },
+            {
+                "name": "Wax",
+                "mass_density": 0.93,
+                "rel_electron_density": 0.96,
+                "rel_stopping_power": 0.96,
+                "rel_scattering_power": 0.9,
+            },
+            {
+                "name": "CompactBone",
+                "mass_density": 1.85,
+                "rel_electron_density": 1.65,
+                "rel_stopping_power": 1.65,
+                "rel_scattering_power": 2.19,
+            },
+            {
+                "name": "Lung",
+                "mass_density": 0.26,
+                "rel_electron_density": 0.26,
+                "rel_stopping_power": 0.26,
+                "rel_scattering_power": 0.26,
+            },
+            {
+                "name": "Cerrobend",
+                "mass_density": 9.38,
+                "rel_electron_density": 7.6,
+                "rel_stopping_power": 5.5,
+                "rel_scattering_power": 40.0,
+            },
         ],
         "dicom": {
             "export_folder": export_folder,

@@ -98,7 +98,7 @@ class BroadBeam:
         return np.maximum(self.e0_mev * (1.0 - zeff_mm / self.rp_mm), 0.2)
 
     def electron_dose(self, zeff_mm: FloatArray) -> FloatArray:
-        return np.interp(zeff_mm, self.depth_mm, self.dinf, left=self.dinf[0], right=0.0)
+        return np.asarray(np.interp(zeff_mm, self.depth_mm, self.dinf, left=self.dinf[0], right=0.0))
 
 
 def sigma_theta(energy: EnergyData, sad_mm: float, cutout_distance_mm: float) -> float:
@@ -109,9 +109,7 @@ def sigma_theta(energy: EnergyData, sad_mm: float, cutout_distance_mm: float) ->
     return energy.penumbra_80_20_mm / _GAUSS_80_20 / (sad_mm - cutout_distance_mm)
 
 
-def water_sigma_mm(
-    beam: BroadBeam, depth_mm: FloatArray, ssd_mm: float, cutout_distance_mm: float
-) -> FloatArray:
+def water_sigma_mm(beam: BroadBeam, depth_mm: FloatArray, ssd_mm: float, cutout_distance_mm: float) -> FloatArray:
     """Pencil σ (mm, at the depth, not projected) in water on the central axis."""
     z = np.asarray(depth_mm, dtype=np.float64)
     u = np.linspace(0.0, 1.0, 201)
@@ -128,9 +126,7 @@ def water_sigma_mm(
     return np.asarray(np.sqrt(sig2 + air**2), dtype=np.float64)
 
 
-def broad_beam(
-    energy: EnergyData, reference: Applicator, sad_mm: float, cutout_distance_mm: float
-) -> BroadBeam:
+def broad_beam(energy: EnergyData, reference: Applicator, sad_mm: float, cutout_distance_mm: float) -> BroadBeam:
     """Unfold the infinitely broad field from the reference-applicator depth dose:
     D∞(z) = (D_ref(z) − D_x) / (erf(a/√2σ) erf(b/√2σ)), with a, b the half sides projected to the depth."""
     z = np.asarray(energy.pdd.depth_mm, dtype=np.float64)

@@ -1,0 +1,301 @@
+"""The dose-engine interface and a Hogstrom Gaussian pencil-beam engine (Phys Med Biol 26:445, 1981).
+
+Work happens in the beam's fan grid: rays through a square lattice of pencils in the isocenter plane, sampled
+in planes perpendicular to the central axis. Along each pencil's ray, cumulative sums give the effective depth
+z_eff = ∫ S_rel dℓ and the moments A_n = Σ T ℓⁿ Δℓ of the scattering power, so
+σ² = ½(z²A0 − 2zA1 + A2) + in-air spread. Each depth plane is spread laterally with Gaussian pencil kernels;
+pencils' σ are binned on a geometric ladder (neighbouring rungs share a pencil linearly) so one dense,
+separable matrix pair per rung does the sum.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+from scipy import ndimage
+from scipy.special import erf
+
+from rtexport.dose.commissioning import BroadBeam, broad_beam, scattering_power_water, water_sigma_mm
+from rtexport.dose.geometry import BeamFrame
+from rtexport.dose.raster import fill_polygons
+from rtexport.errors import DoseError
+from rtexport.model.dose import GridGeometry
+from rtexport.model.plan import polygon_area
+from rtexport.model.site import Applicator, EnergyData
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class Medium:
+    """What the beam passes through, on an axial grid [z, y, x]: relative stopping power (S_rel ≈ ρ_e) and
+    relative linear scattering power (T_rel), 0 in air; ``inside`` marks where dose is reported."""
+
+    grid: GridGeometry
+    stopping: npt.NDArray[np.float32]
+    scattering: npt.NDArray[np.float32]
+    inside: npt.NDArray[np.bool_]
+
+    def __post_init__(self) -> None:
+        for name in ("stopping", "scattering", "inside"):
+            if getattr(self, name).shape != self.grid.shape:
+                raise DoseError(f"medium {name} has shape {getattr(self, name).shape}, grid is {self.grid.shape}")
+
+
+@dataclass(frozen=True)
+class BeamSetup:
+    """One beam as the engine needs it: geometry, aperture (BEV polygon in the plane ``frame.sad_mm`` from the
+    source), the applicator and the reference applicator of the beam data."""
+
+    name: str
+    frame: BeamFrame
+    cutout_mm: FloatArray
+    custom_cutout: bool
+    cutout_distance_mm: float
+    ssd_mm: float
+    applicator: Applicator
+    reference_applicator: Applicator
+
+
+class DoseEngine(Protocol):
+    """Anything that turns a medium and a beam into dose per monitor unit (Gy/MU) on ``medium.grid``."""
+
+    def beam_dose(self, medium: Medium, beam: BeamSetup, energy: EnergyData) -> npt.NDArray[np.float32]: ...
+
+
+def equivalent_square_mm(poly: FloatArray) -> float:
+    """Side of the equivalent square of a cutout: 4 · area / perimeter."""
+    perim = float(np.sum(np.hypot(*(np.roll(poly, -1, axis=0) - poly).T)))
+    return 4.0 * abs(polygon_area([(float(x), float(y)) for x, y in poly])) / perim
+
+
+def pencil_weights(poly: FloatArray, uc: FloatArray, vc: FloatArray, h: float, sub: int = 8) -> FloatArray:
+    """Fraction of each h × h pencil (centres uc × vc) inside the polygon: [u, v]."""
+    off = (np.arange(sub) + 0.5) / sub * h - h / 2
+    us = (uc[:, None] + off[None, :]).ravel()
+    vs = (vc[:, None] + off[None, :]).ravel()
+    m = fill_polygons([poly], us, vs).T  # [u, v]
+    return np.asarray(m.reshape(len(uc), sub, len(vc), sub).mean(axis=(1, 3)), dtype=np.float64)
+
+
+def _kernel(offsets_out: FloatArray, offsets_in: FloatArray, h: float, sigma: float) -> FloatArray:
+    """G[o, i] = fraction of a uniform pencil of width h at offsets_in[i] landing on offsets_out[o] (per unit
+    width, i.e. a pencil-integrated Gaussian)."""
+    diff = offsets_out[:, None] - offsets_in[None, :]
+    s = math.sqrt(2.0) * max(sigma, 1e-6)
+    return np.asarray(0.5 * (erf((diff + h / 2) / s) - erf((diff - h / 2) / s)), dtype=np.float64)
+
+
+class PencilBeamEngine:
+    """Hogstrom pencil beam. ``lateral_mm``: pencil spacing in the isocenter plane (default: the grid's finest
+    spacing, at most 2.5 mm); ``depth_mm``: plane spacing along the axis (default half that); ``sigma_ratio``:
+    ratio of neighbouring σ rungs."""
+
+    def __init__(
+        self, lateral_mm: float | None = None, depth_mm: float | None = None, sigma_ratio: float = 1.08
+    ) -> None:
+        self.lateral_mm = lateral_mm
+        self.depth_mm = depth_mm
+        self.sigma_ratio = sigma_ratio
+
+    def beam_dose(self, medium: Medium, beam: BeamSetup, energy: EnergyData) -> npt.NDArray[np.float32]:
+        rel = self.relative_dose(medium, beam, energy)
+        return (rel * self.gy_per_mu_scale(beam, energy)).astype(np.float32)
+
+    # --- output ------------------------------------------------------------------------------------------------
+    def gy_per_mu_scale(self, beam: BeamSetup, energy: EnergyData) -> float:
+        """Gy/MU per unit relative dose: calibration × applicator × cutout × SSD factors, divided by this
+        aperture's own central-axis water dose at dmax (the measured factors already contain it)."""
+        bb = self._broad(beam, energy)
+        app = energy.applicator_factors.get(beam.applicator.id)
+        if app is None:
+            raise DoseError(
+                f"beam {beam.name}: no applicator factor for applicator {beam.applicator.id!r} at "
+                f"{energy.energy_mev:g} MeV; add it to the site's applicator_factors"
+            )
+        dm = bb.metrics.dmax_mm
+        own = self._water_cax(bb, beam, beam.cutout_mm, beam.ssd_mm, dm)
+        if beam.custom_cutout and energy.cutout_factors:
+            sides = [p.side_mm for p in energy.cutout_factors]
+            factors = [p.factor for p in energy.cutout_factors]
+            cut = float(np.interp(equivalent_square_mm(beam.cutout_mm), sides, factors))
+        elif beam.custom_cutout:
+            # no table: the model's own small-field loss, relative to the open applicator
+            open_poly = _rect(beam.applicator.opening_mm)
+            cut = own / self._water_cax(bb, beam, open_poly, beam.ssd_mm, dm)
+        else:
+            cut = 1.0
+        fv = energy.virtual_ssd_mm
+        gap = beam.ssd_mm - energy.reference_ssd_mm
+        ssd = ((fv + dm) / (fv + gap + dm)) ** 2
+        return energy.calibration_cgy_per_mu / 100.0 * app * cut * ssd / own
+
+    def _broad(self, beam: BeamSetup, energy: EnergyData) -> BroadBeam:
+        return broad_beam(energy, beam.reference_applicator, beam.frame.sad_mm, beam.cutout_distance_mm)
+
+    def _water_cax(self, bb: BroadBeam, beam: BeamSetup, poly: FloatArray, ssd: float, z: float) -> float:
+        """Relative central-axis dose at depth z in water for an aperture, by the same pencil sum."""
+        h = self._lateral(None)
+        sig = float(water_sigma_mm(bb, np.array([z]), ssd, beam.cutout_distance_mm)[0])
+        sig_iso = sig * beam.frame.sad_mm / (ssd + z)
+        uc, vc = _lattice(poly, h)
+        w = pencil_weights(poly, uc, vc, h)
+        gu = _kernel(np.zeros(1), uc, h, sig_iso)[0]
+        gv = _kernel(np.zeros(1), vc, h, sig_iso)[0]
+        d_el = float(bb.electron_dose(np.array([z]))[0])
+        w0 = float(pencil_weights(poly, np.zeros(1), np.zeros(1), h)[0, 0])
+        return d_el * float(gu @ w @ gv) + bb.tail * w0
+
+    def _lateral(self, grid: GridGeometry | None) -> float:
+        if self.lateral_mm is not None:
+            return self.lateral_mm
+        return 2.5 if grid is None else min(min(grid.spacing_mm), 2.5)
+
+    # --- the pencil-beam sum ------------------------------------------------------------------------------------
+    def relative_dose(self, medium: Medium, beam: BeamSetup, energy: EnergyData) -> npt.NDArray[np.float32]:
+        """Dose relative to the reference field's maximum, on ``medium.grid`` (0 outside ``inside``)."""
+        bb = self._broad(beam, energy)
+        grid, frame = medium.grid, beam.frame
+        h = self._lateral(grid)
+        dstep = self.depth_mm if self.depth_mm is not None else h / 2.0
+        xs, ys, zs = grid.axes()
+        zi, yi, xi = np.nonzero(medium.inside)
+        if zi.size == 0:
+            raise DoseError(f"beam {beam.name}: the medium is empty (no voxel inside the External or bolus)")
+        lo = np.array([xs[xi.min()], ys[yi.min()], zs[zi.min()]]) - np.asarray(grid.spacing_mm)
+        hi = np.array([xs[xi.max()], ys[yi.max()], zs[zi.max()]]) + np.asarray(grid.spacing_mm)
+        corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+        dc = (corners - np.asarray(frame.source_mm)) @ frame.direction
+        if dc.min() <= beam.cutout_distance_mm:
+            raise DoseError(
+                f"beam {beam.name}: the patient or bolus reaches the cutout ({beam.cutout_distance_mm:g} mm from "
+                "the source); increase the SSD"
+            )
+        d = np.arange(dc.min(), dc.max() + dstep, dstep)
+
+        # pencils: lattice through the central axis covering the cutout
+        uc, vc = _lattice(beam.cutout_mm, h)
+        w = pencil_weights(beam.cutout_mm, uc, vc, h)
+        keep_u, keep_v = w.any(axis=1), w.any(axis=0)
+        uc, vc, w = uc[keep_u], vc[keep_v], w[np.ix_(keep_u, keep_v)]
+        if w.sum() <= 0:
+            raise DoseError(f"beam {beam.name}: the cutout lets no pencil through")
+
+        uu, vv = np.meshgrid(uc, vc, indexing="ij")
+        stretch = np.sqrt(1.0 + (uu**2 + vv**2) / frame.sad_mm**2)  # ray length per unit axis distance
+        pts = frame.from_fan(uu[..., None], vv[..., None], d[None, None, :])
+        idx = _indices(grid, pts)
+        s_rel = ndimage.map_coordinates(medium.stopping, idx, order=1, mode="constant", cval=0.0, prefilter=False)
+        t_rel = ndimage.map_coordinates(medium.scattering, idx, order=1, mode="constant", cval=0.0, prefilter=False)
+        occ = ndimage.map_coordinates(
+            medium.inside.astype(np.float32), idx, order=1, mode="constant", cval=0.0, prefilter=False
+        )
+        s_rel = s_rel.reshape(pts.shape[:-1]).astype(np.float64)
+        t_rel = t_rel.reshape(pts.shape[:-1]).astype(np.float64)
+        occ = occ.reshape(pts.shape[:-1]).astype(np.float64)
+        dl = (dstep * stretch)[..., None]
+
+        def path(x: FloatArray) -> FloatArray:  # trapezoid ∫ x dℓ from the first plane
+            return np.asarray(dl * (np.cumsum(x, axis=-1) - 0.5 * (x + x[..., :1])), dtype=np.float64)
+
+        zeff = path(s_rel)
+        z = path(occ)  # geometric depth below the surface: the same sampling makes z = z_eff in water
+        entered = z > 1e-6
+        ell = d[None, None, :] * stretch[..., None]  # ray length from the source
+
+        # multiple scattering, frozen beyond R80
+        tw = scattering_power_water(bb.energy_at(zeff)) * t_rel * dl
+        a0 = np.cumsum(tw, axis=-1)
+        a1 = np.cumsum(tw * z, axis=-1)
+        a2 = np.cumsum(tw * z * z, axis=-1)
+        sig2 = np.maximum(0.5 * (z * z * a0 - 2.0 * z * a1 + a2), 0.0)
+        beyond = zeff > bb.metrics.r80_mm
+        last = np.maximum.accumulate(np.where(beyond, 0, np.arange(len(d))[None, None, :]), axis=-1)
+        sig2 = np.take_along_axis(sig2, last, axis=-1)
+        air = bb.sigma_theta_rad * (ell - beam.cutout_distance_mm * stretch[..., None])
+        sigma_iso = np.sqrt(sig2 + air**2) * (frame.sad_mm / d)[None, None, :]
+
+        fv = bb.virtual_ssd_mm + (beam.ssd_mm - bb.reference_ssd_mm)
+        inv_sq = ((fv + zeff) / (fv + z)) ** 2
+        q = w[..., None] * bb.electron_dose(zeff) * inv_sq * entered  # [u, v, d]
+
+        # lateral spread: σ ladder, one separable matrix pair per rung, all planes at once
+        active = q > 0
+        if not active.any():
+            raise DoseError(f"beam {beam.name}: no pencil reaches the medium")
+        smin = float(sigma_iso[active].min())
+        smax = float(sigma_iso[active].max())
+        margin = math.ceil(4.0 * smax / h) * h
+        uo = np.arange(uc[0] - margin, uc[-1] + margin + h / 2, h)
+        vo = np.arange(vc[0] - margin, vc[-1] + margin + h / 2, h)
+        log_r = math.log(self.sigma_ratio)
+        t = np.log(np.maximum(sigma_iso, smin) / smin) / log_r
+        rung = np.floor(t).astype(np.int64)
+        frac = t - rung
+        nd = len(d)
+        qd = np.moveaxis(q, -1, 0)  # [d, u, v]
+        rung_d, frac_d = np.moveaxis(rung, -1, 0), np.moveaxis(frac, -1, 0)
+        out = np.zeros((nd, len(uo), len(vo)), dtype=np.float64)
+        planes = np.nonzero(qd.reshape(nd, -1).any(axis=1))[0]
+        qd, rung_d, frac_d = qd[planes], rung_d[planes], frac_d[planes]
+        for r in range(int(rung_d.max()) + 2):
+            lam = np.where(rung_d == r, 1.0 - frac_d, 0.0) + np.where(rung_d == r - 1, frac_d, 0.0)
+            sel = np.nonzero((lam * (qd > 0)).reshape(len(planes), -1).any(axis=1))[0]
+            if sel.size == 0:
+                continue
+            sig_r = smin * self.sigma_ratio**r
+            gu = _kernel(uo, uc, h, sig_r)
+            gv = _kernel(vo, vc, h, sig_r)
+            f = qd[sel] * lam[sel]
+            out[planes[sel]] += gu @ f @ gv.T
+
+        # bremsstrahlung: the tail dose inside the geometric aperture, where the ray has entered the medium
+        w_out = pencil_weights(beam.cutout_mm, uo, vo, h)
+        entered_out = np.zeros((len(uo), len(vo), nd), dtype=bool)
+        iu0 = round((uc[0] - uo[0]) / h)
+        iv0 = round((vc[0] - vo[0]) / h)
+        entered_out[iu0 : iu0 + len(uc), iv0 : iv0 + len(vc)] = entered
+        out += bb.tail * np.moveaxis(w_out[..., None] * entered_out, -1, 0)
+
+        # back to the patient grid
+        result = np.zeros(grid.shape, dtype=np.float32)
+        chunk = max(1, 2_000_000 // (grid.shape[1] * grid.shape[2]))
+        for k0 in range(0, grid.shape[0], chunk):
+            sub = medium.inside[k0 : k0 + chunk]
+            kz, ky, kx = np.nonzero(sub)
+            if kz.size == 0:
+                continue
+            p = np.column_stack([xs[kx], ys[ky], zs[kz + k0]])
+            u, v, dd = frame.to_fan(p)
+            coords = np.stack([(dd - d[0]) / dstep, (u - uo[0]) / h, (v - vo[0]) / h])
+            vals = ndimage.map_coordinates(out, coords, order=1, mode="constant", cval=0.0, prefilter=False)
+            result[kz + k0, ky, kx] = np.maximum(vals, 0.0)
+        return result
+
+
+def _rect(opening: tuple[float, float]) -> FloatArray:
+    w, h = opening
+    return np.array([(-w / 2, -h / 2), (w / 2, -h / 2), (w / 2, h / 2), (-w / 2, h / 2)])
+
+
+def _lattice(poly: FloatArray, h: float) -> tuple[FloatArray, FloatArray]:
+    """Pencil centres on multiples of h (so one pencil sits on the central axis) covering the polygon."""
+    lo, hi = poly.min(axis=0), poly.max(axis=0)
+    iu = np.arange(math.floor(lo[0] / h - 0.5), math.ceil(hi[0] / h + 0.5) + 1)
+    iv = np.arange(math.floor(lo[1] / h - 0.5), math.ceil(hi[1] / h + 0.5) + 1)
+    return iu * h, iv * h
+
+
+def _indices(grid: GridGeometry, pts: FloatArray) -> FloatArray:
+    (ox, oy, oz), (dx, dy, dz) = grid.origin_mm, grid.spacing_mm
+    return np.stack(
+        [
+            ((pts[..., 2] - oz) / dz).ravel(),
+            ((pts[..., 1] - oy) / dy).ravel(),
+            ((pts[..., 0] - ox) / dx).ravel(),
+        ]
+    )

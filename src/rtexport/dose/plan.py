@@ -1,0 +1,262 @@
+"""Plan dose: the medium from CT, overrides, External and bolus; MU; the sum over beams."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from scipy import ndimage
+
+from rtexport.dose.commissioning import X0_WATER_CM
+from rtexport.dose.engine import BeamSetup, DoseEngine, Medium, PencilBeamEngine
+from rtexport.dose.raster import _bolus_on_axes, beam_cutout, beam_frame, rasterize, sample
+from rtexport.dose.volume import CTVolume
+from rtexport.errors import DoseError
+from rtexport.model.course import Contour
+from rtexport.model.dose import DoseGrid, GridGeometry
+from rtexport.model.plan import Beam, Plan
+from rtexport.model.site import CTCurve, Machine, Site
+
+FloatArray = npt.NDArray[np.float64]
+
+# mass density (g/cm³) → X0_water / X0_medium: soft tissue, compact bone (30.5 g/cm²), cortical bone (27.0)
+_RHO = [1.05, 1.85, 1.92]
+_X0_RATIO = [1.0, X0_WATER_CM / 30.5, X0_WATER_CM / 27.0]
+
+
+@dataclass(frozen=True)
+class BeamDose:
+    """One beam's dose for the whole course, and where it was normalized."""
+
+    beam_name: str
+    mu_per_fraction: float
+    dose: DoseGrid
+    normalization_point_mm: tuple[float, float, float]
+    dose_per_fraction_at_norm_gy: float
+
+
+@dataclass(frozen=True)
+class PlanDose:
+    """Every beam's dose and their sum (Gy, whole course)."""
+
+    beams: tuple[BeamDose, ...]
+    plan: DoseGrid
+
+
+def relative_scattering_power(mass_density: FloatArray) -> FloatArray:
+    """T_rel ≈ ρ · X0_water / X0_medium, X0 ratio interpolated on mass density (1 up to soft tissue)."""
+    return np.asarray(mass_density * np.interp(mass_density, _RHO, _X0_RATIO), dtype=np.float64)
+
+
+def structure_centroid(contours: Sequence[Contour]) -> tuple[float, float, float] | None:
+    """Centroid of a structure: area-weighted centroids of its closed contours (None if they enclose nothing)."""
+    total, acc = 0.0, np.zeros(3)
+    for c in contours:
+        p = np.asarray(c.points_mm, dtype=np.float64)
+        if c.geometric_type != "CLOSED_PLANAR" or len(p) < 3:
+            continue
+        x, y = p[:, 0], p[:, 1]
+        xn, yn = np.roll(x, -1), np.roll(y, -1)
+        cross = x * yn - xn * y
+        area = 0.5 * float(cross.sum())
+        if abs(area) < 1e-9:
+            continue
+        cx = float(((x + xn) * cross).sum()) / (6.0 * area)
+        cy = float(((y + yn) * cross).sum()) / (6.0 * area)
+        total += abs(area)
+        acc += abs(area) * np.array([cx, cy, float(p[:, 2].mean())])
+    if total <= 0:
+        return None
+    return (float(acc[0] / total), float(acc[1] / total), float(acc[2] / total))
+
+
+def resolve_beam(beam: Beam, contours: Mapping[str, Sequence[Contour]]) -> Beam:
+    """``beam`` with ``isocenter_mm`` set (the centroid of its target structure if it names one)."""
+    if beam.isocenter_mm is not None:
+        return beam
+    assert beam.target is not None  # a Beam has exactly one of the two
+    if beam.target not in contours:
+        raise DoseError(f"beam {beam.name}: target structure {beam.target!r} has no contours")
+    c = structure_centroid(contours[beam.target])
+    if c is None:
+        raise DoseError(f"beam {beam.name}: target {beam.target!r} encloses no area; cannot aim the beam")
+    return beam.model_copy(update={"isocenter_mm": c, "target": None})
+
+
+def _work_grid(ct: CTVolume, grid_mm: float) -> GridGeometry:
+    g = ct.geometry
+    x, y = g.x_mm(), g.y_mm()
+    z0, z1 = g.slice_z_mm[0], g.slice_z_mm[-1]
+    shape = (
+        math.floor((z1 - z0) / grid_mm + 1e-6) + 1,
+        math.floor((y[-1] - y[0]) / grid_mm + 1e-6) + 1,
+        math.floor((x[-1] - x[0]) / grid_mm + 1e-6) + 1,
+    )
+    return GridGeometry(origin_mm=(float(x[0]), float(y[0]), float(z0)), spacing_mm=(grid_mm,) * 3, shape=shape)
+
+
+def _hu_on(ct: CTVolume, grid: GridGeometry) -> npt.NDArray[np.float32]:
+    g = ct.geometry
+    xs, ys, zs = grid.axes()
+    iz = np.interp(zs, g.slice_z_mm, np.arange(len(g.slice_z_mm)))
+    iy = (ys - g.origin_mm[1]) / g.pixel_spacing_mm[0]
+    ix = (xs - g.origin_mm[0]) / g.pixel_spacing_mm[1]
+    out = np.empty(grid.shape, dtype=np.float32)
+    hu = ct.hu
+    for k, zk in enumerate(iz):  # one interpolated slice at a time keeps memory to two CT slices
+        k0 = int(min(math.floor(zk), len(g.slice_z_mm) - 1))
+        k1 = min(k0 + 1, len(g.slice_z_mm) - 1)
+        f = float(zk - k0)
+        plane = (1 - f) * hu[k0].astype(np.float32) + f * hu[k1].astype(np.float32)
+        yy, xx = np.meshgrid(iy, ix, indexing="ij")
+        out[k] = ndimage.map_coordinates(plane, [yy, xx], order=1, mode="nearest", prefilter=False)
+    return out
+
+
+def _curve(curve: CTCurve, hu: npt.NDArray[np.float32]) -> tuple[FloatArray, FloatArray]:
+    rho_e = np.interp(hu, curve.hu, curve.rel_electron_density)
+    rho = np.interp(hu, curve.hu, curve.mass_density)
+    return rho_e, relative_scattering_power(rho)
+
+
+def _crop(grid: GridGeometry, mask: npt.NDArray[np.bool_]) -> tuple[GridGeometry, tuple[slice, ...]]:
+    idx = np.nonzero(mask)
+    sl = tuple(slice(max(int(i.min()) - 1, 0), min(int(i.max()) + 2, n)) for i, n in zip(idx, grid.shape, strict=True))
+    xs, ys, zs = grid.axes()
+    origin = (float(xs[sl[2].start]), float(ys[sl[1].start]), float(zs[sl[0].start]))
+    shape = (sl[0].stop - sl[0].start, sl[1].stop - sl[1].start, sl[2].stop - sl[2].start)
+    return GridGeometry(origin_mm=origin, spacing_mm=grid.spacing_mm, shape=shape), sl
+
+
+def _normalization(
+    dose: npt.NDArray[np.float32], grid: GridGeometry, inside: npt.NDArray[np.bool_], setup: BeamSetup
+) -> tuple[tuple[float, float, float], float]:
+    """Point of maximum dose on the central axis inside the medium, and the dose there."""
+    fr = setup.frame
+    xs, ys, zs = grid.axes()
+    corners = np.array([[x, y, z] for x in (xs[0], xs[-1]) for y in (ys[0], ys[-1]) for z in (zs[0], zs[-1])])
+    dc = (corners - np.asarray(fr.source_mm)) @ fr.direction
+    s = np.arange(max(dc.min(), 1.0), dc.max(), 0.5)
+    pts = np.asarray(fr.source_mm) + s[:, None] * fr.direction
+    axes = (xs, ys, zs)
+    vals = sample(dose, axes, pts) * (sample(inside, axes, pts, order=0) > 0.5)
+    k = int(np.argmax(vals))
+    if vals[k] <= 0:
+        raise DoseError(f"beam {setup.name}: no dose on the central axis inside the patient")
+    p = pts[k]
+    return (float(p[0]), float(p[1]), float(p[2])), float(vals[k])
+
+
+def compute_plan_dose(
+    plan: Plan,
+    site: Site,
+    ct: CTVolume,
+    contours: Mapping[str, Sequence[Contour]],
+    grid_mm: float | None = None,
+    engine: DoseEngine | None = None,
+) -> PlanDose:
+    """Dose of every beam of ``plan`` and their sum, on an axial grid of the CT's Frame of Reference covering
+    the body and bolus. MU from the plan, or from the prescription at each beam's normalization point."""
+    engine = engine or PencilBeamEngine()
+    machine: Machine | None = site.machine(plan.machine)
+    if machine is None:
+        raise DoseError(f"plan {plan.id}: unknown machine {plan.machine!r}")
+    curve = site.ct_curve(plan.ct_curve)
+    if curve is None:
+        raise DoseError(f"plan {plan.id}: unknown CT curve {plan.ct_curve!r}")
+    if plan.external not in contours or not contours[plan.external]:
+        raise DoseError(f"plan {plan.id}: the External {plan.external!r} has no contours")
+    work = _work_grid(ct, grid_mm or plan.dose_grid_mm)
+    axes = work.axes()
+    external = rasterize(contours[plan.external], work)
+    if not external.any():
+        raise DoseError(f"plan {plan.id}: the External {plan.external!r} encloses no voxel of the CT")
+
+    rho_e, t_rel = _curve(curve, _hu_on(ct, work))
+    for i, ov in enumerate(plan.overrides):
+        mat = site.material(ov.material)
+        if mat is None:
+            raise DoseError(f"override[{i}]: unknown material {ov.material!r}")
+        if ov.structure not in contours:
+            raise DoseError(f"override[{i}]: structure {ov.structure!r} has no contours")
+        m = rasterize(contours[ov.structure], work) & external
+        rho_e[m], t_rel[m] = mat.rel_stopping_power, mat.rel_scattering_power
+    rho_e[~external], t_rel[~external] = 0.0, 0.0
+
+    sad = machine.source_axis_distance_mm
+    setups: list[tuple[Beam, BeamSetup]] = []
+    inside = external.copy()
+    for beam in plan.beams:
+        b = resolve_beam(beam, contours)
+        energy = machine.energy(b.energy_mev)
+        app = machine.applicator(b.applicator)
+        if energy is None or app is None:
+            what = f"{b.energy_mev:g} MeV" if energy is None else f"applicator {b.applicator!r}"
+            raise DoseError(f"beam {b.name}: machine {machine.name} has no {what}")
+        ref = machine.applicator(energy.reference_applicator)
+        if ref is None:
+            raise DoseError(f"{energy.energy_mev:g} MeV: unknown reference applicator {energy.reference_applicator!r}")
+        if b.bolus is not None:
+            mat = site.material(b.bolus.material)
+            if mat is None:
+                raise DoseError(f"beam {b.name}: unknown bolus material {b.bolus.material!r}")
+            bm = _bolus_on_axes(axes, external, b, app, sad)
+            if not bm.any():
+                raise DoseError(f"beam {b.name}: the bolus covers no voxel (does the field hit the External?)")
+            rho_e[bm], t_rel[bm] = mat.rel_stopping_power, mat.rel_scattering_power
+            inside |= bm
+        frame, ssd = beam_frame(b, external, axes, sad)
+        setups.append(
+            (
+                b,
+                BeamSetup(
+                    name=b.name,
+                    frame=frame,
+                    cutout_mm=beam_cutout(b, app),
+                    custom_cutout=b.cutout_mm is not None,
+                    cutout_distance_mm=app.source_to_cutout_tray_mm,
+                    ssd_mm=ssd,
+                    applicator=app,
+                    reference_applicator=ref,
+                ),
+            )
+        )
+
+    grid, sl = _crop(work, inside)
+    medium = Medium(
+        grid=grid,
+        stopping=rho_e[sl].astype(np.float32),
+        scattering=t_rel[sl].astype(np.float32),
+        inside=inside[sl],
+    )
+    per_mu = []
+    for b, setup in setups:
+        energy = machine.energy(b.energy_mev)
+        assert energy is not None
+        d = engine.beam_dose(medium, setup, energy)
+        if not np.all(np.isfinite(d)):
+            raise DoseError(f"beam {b.name}: the dose engine returned non-finite dose")
+        per_mu.append((b, d, *_normalization(d, grid, medium.inside, setup)))
+
+    weights = [b.weight if b.weight is not None else 1.0 for b, *_ in per_mu]
+    total_w = sum(weights)
+    frame_uid = ct.geometry.frame_of_reference_uid
+    beams: list[BeamDose] = []
+    plan_gy = np.zeros(grid.shape, dtype=np.float32)
+    for (b, d, point, norm_per_mu), wgt in zip(per_mu, weights, strict=True):
+        mu = b.mu if b.mu is not None else plan.prescription_per_fraction_gy * wgt / total_w / norm_per_mu
+        gy = (d * np.float32(mu * plan.fractions)).astype(np.float32)
+        plan_gy += gy
+        beams.append(
+            BeamDose(
+                beam_name=b.name,
+                mu_per_fraction=float(mu),
+                dose=DoseGrid(grid, gy, frame_uid),
+                normalization_point_mm=point,
+                dose_per_fraction_at_norm_gy=float(mu * norm_per_mu),
+            )
+        )
+    return PlanDose(beams=tuple(beams), plan=DoseGrid(grid, plan_gy, frame_uid))
