@@ -1,0 +1,91 @@
+"""DCMTK ``storescp`` for tests and benchmarks: a free port, an output folder, TCP_NODELAY=1, stopped by PID.
+
+The DCMTK programs are called by absolute path: pynetdicom installs Python scripts named ``storescu`` and
+``storescp`` that come first on PATH in this environment.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+
+from support.orthanc import free_port, require
+
+DCMTK_BIN = Path("/usr/bin")
+STORESCP = DCMTK_BIN / "storescp"
+STORESCU = DCMTK_BIN / "storescu"
+ECHOSCU = DCMTK_BIN / "echoscu"
+
+
+def dataset_part(data: bytes) -> bytes:
+    """The bytes after the Part 10 file meta (group 0002, explicit VR little endian)."""
+    pos = 132
+    while data[pos : pos + 2] == b"\x02\x00":
+        vr = data[pos + 4 : pos + 6]
+        if vr in (b"OB", b"OW", b"SQ", b"UN", b"UT", b"UC", b"UR"):
+            pos += 12 + int.from_bytes(data[pos + 8 : pos + 12], "little")
+        else:
+            pos += 8 + int.from_bytes(data[pos + 6 : pos + 8], "little")
+    return data[pos:]
+
+
+class StoreSCP:
+    """``storescp`` writing what it receives into ``output``; ``fork`` handles associations in parallel."""
+
+    def __init__(self, output: Path, aet: str = "STORESCP", fork: bool = False, ignore: bool = False) -> None:
+        require(STORESCP, "dcmtk")
+        self.output = output
+        self.aet = aet
+        self.port = free_port()
+        self.fork = fork
+        self.ignore = ignore
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = output.parent / f"storescp-{self.port}.log"
+
+    def start(self, timeout: float = 10) -> StoreSCP:
+        self.output.mkdir(parents=True, exist_ok=True)
+        args = [str(STORESCP), "-aet", self.aet, "--output-directory", str(self.output)]
+        args += ["--fork"] if self.fork else []
+        args += ["--ignore"] if self.ignore else []
+        env = dict(os.environ, TCP_NODELAY="1")
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen([*args, str(self.port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"storescp exited with {self.process.returncode}: {self.log.read_text()}")
+            try:
+                # A bare TCP connect only makes storescp log a short error; it shows the port is listening.
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"storescp did not listen on port {self.port} within {timeout} s")
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.kill(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.process = None
+
+    def __enter__(self) -> StoreSCP:
+        return self.start()
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.stop()
+
+    def received(self) -> dict[str, bytes]:
+        """File name → dataset bytes of everything received (storescp names files ``<modality>.<SOP UID>``)."""
+        return {p.name: dataset_part(p.read_bytes()) for p in sorted(self.output.iterdir()) if p.is_file()}
