@@ -9,8 +9,8 @@ import pytest
 
 from rtexport.export.objects import ExportObject, ObjectKind
 from rtexport.export.send import read_objects
-from support.orthanc import MissingProgram, Orthanc, free_port
-from support.storescp import StoreSCP
+from tests.support.orthanc import MissingProgram, Orthanc, free_port
+from tests.support.storescp import StoreSCP
 
 CALLING_AE = "RTEXPORT"
 

@@ -12,7 +12,7 @@ from typing import Any
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, StoragePresentationContexts, evt
 
-from support.orthanc import free_port
+from tests.support.orthanc import free_port
 
 
 @dataclass

@@ -7,8 +7,8 @@ import pytest
 from rtexport.errors import SendError
 from rtexport.export.objects import ExportObject, ObjectKind
 from rtexport.export.send import Destination, InstanceOutcome, echo, send_objects
-from support.orthanc import Orthanc
-from support.storescp import StoreSCP, dataset_part
+from tests.support.orthanc import Orthanc
+from tests.support.storescp import StoreSCP, dataset_part
 
 from .conftest import CALLING_AE
 

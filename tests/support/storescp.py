@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from support.orthanc import free_port, require
+from .orthanc import free_port, require
 
 DCMTK_BIN = Path("/usr/bin")
 STORESCP = DCMTK_BIN / "storescp"
