@@ -1,0 +1,158 @@
+"""Physics checks of the pencil-beam engine in slab phantoms (no external data needed)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy.special import erf
+
+from rtexport.dose import BeamSetup, Medium, PencilBeamEngine
+from rtexport.dose.commissioning import broad_beam, water_sigma_mm
+from rtexport.dose.geometry import frame_from_angles
+from rtexport.model.dose import GridGeometry
+from rtexport.model.site import EnergyData, Site
+
+H = 2.0  # grid spacing, mm
+SURFACE_Y = -H / 2  # a voxel boundary: the water starts at y = -1
+
+
+def slab_medium(
+    slabs: tuple[tuple[float, float, float, float], ...] = (),
+    half_width: float = 140.0,
+    depth: float = 120.0,
+    density: float = 1.0,
+) -> Medium:
+    """Water (or uniform ``density``) for y >= SURFACE_Y, with slabs (y0, y1, S_rel, T_rel)."""
+    n = int(2 * half_width / H) + 1
+    ny = int(depth / H) + 2
+    g = GridGeometry(origin_mm=(-half_width, -H, -half_width), spacing_mm=(H, H, H), shape=(n, ny, n))
+    _, ys, _ = g.axes()
+    inside = np.broadcast_to((ys >= 0)[None, :, None], g.shape).copy()
+    s = np.where(inside, density, 0.0).astype(np.float32)
+    t = s.copy()
+    for y0, y1, sr, tr in slabs:
+        sel = (ys >= y0) & (ys < y1)
+        s[:, sel, :], t[:, sel, :] = sr, tr
+    return Medium(g, s, t, inside)
+
+
+def setup(site: Site, side_mm: float, energy: float = 12.0) -> tuple[BeamSetup, EnergyData]:
+    machine = site.machines[0]
+    app = machine.applicator("25x25" if side_mm > 100 else "10x10")
+    ref = machine.applicator("10x10")
+    assert app is not None and ref is not None
+    e = machine.energy(energy)
+    assert e is not None
+    a = side_mm / 2
+    frame = frame_from_angles((0.0, SURFACE_Y, 0.0), 0.0, 0.0, 0.0, 1000.0, 1000.0)
+    poly = np.array([(-a, -a), (a, -a), (a, a), (-a, a)])
+    return BeamSetup("T", frame, poly, side_mm != 100, app.source_to_cutout_tray_mm, 1000.0, app, ref), e
+
+
+def cax(medium: Medium, dose: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    xs, ys, zs = medium.grid.axes()
+    i, k = int(np.argmin(np.abs(zs))), int(np.argmin(np.abs(xs)))
+    depth = ys - SURFACE_Y
+    keep = depth > 0
+    return depth[keep], dose[i, keep, k]
+
+
+def depth_at(depth: np.ndarray, dose: np.ndarray, level: float) -> float:
+    """Distal depth where ``dose`` falls to ``level``."""
+    k = int(np.argmax(dose))
+    j = k + int(np.nonzero(dose[k:] < level)[0][0])
+    return float(np.interp(level, [dose[j], dose[j - 1]], [depth[j], depth[j - 1]]))
+
+
+def within_1pct_1mm(depth: np.ndarray, calc: np.ndarray, ref_depth: list[float], ref: np.ndarray) -> bool:
+    shifts = np.linspace(-1.0, 1.0, 21)
+    best = np.min([np.abs(calc - np.interp(depth + s, ref_depth, ref)) for s in shifts], axis=0)
+    return bool(np.all(best <= 0.01))
+
+
+@pytest.mark.parametrize("energy", [6.0, 12.0, 20.0])
+def test_reference_field_reproduces_its_depth_dose(site: Site, energy: float) -> None:
+    med = slab_medium(depth=140.0)
+    bs, e = setup(site, 100.0, energy)
+    depth, d = cax(med, PencilBeamEngine().relative_dose(med, bs, e))
+    ref = np.asarray(e.pdd.dose_pct) / 100.0
+    assert within_1pct_1mm(depth, d, e.pdd.depth_mm, ref)
+
+
+def test_field_edge_is_half_the_central_axis_dose(site: Site) -> None:
+    med = slab_medium()
+    bs, e = setup(site, 200.0)
+    dose = PencilBeamEngine().relative_dose(med, bs, e)
+    xs, ys, zs = med.grid.axes()
+    i = int(np.argmin(np.abs(zs)))
+    for z in (10.0, 25.0, 40.0):
+        j = int(np.argmin(np.abs(ys - SURFACE_Y - z)))
+        prof = dose[i, j, :]
+        c = prof[int(np.argmin(np.abs(xs)))]
+        right = xs >= 0
+        edge = float(np.interp(0.5 * c, prof[right][::-1], xs[right][::-1]))
+        geometric = 100.0 * (1000.0 + ys[j] - SURFACE_Y) / 1000.0
+        assert edge == pytest.approx(geometric, abs=1.0)
+
+
+def test_small_field_central_axis_follows_the_erf_formula(site: Site) -> None:
+    med = slab_medium()
+    bs, e = setup(site, 30.0, 20.0)
+    depth, d = cax(med, PencilBeamEngine().relative_dose(med, bs, e))
+    bb = broad_beam(e, bs.reference_applicator, 1000.0, bs.cutout_distance_mm)
+    sel = (depth > 2) & (depth < bb.metrics.r80_mm)
+    z = depth[sel]
+    sig = water_sigma_mm(bb, z, 1000.0, bs.cutout_distance_mm) * 1000.0 / (1000.0 + z)
+    expected = bb.electron_dose(z) * erf(30.0 / (2 * math.sqrt(2) * sig)) ** 2 + bb.tail
+    assert np.max(np.abs(d[sel] - expected)) < 0.02
+    broad = bb.electron_dose(z) + bb.tail
+    assert np.min(d[sel] / broad) < 0.95  # the small field really lost lateral equilibrium
+
+
+def test_oconnor_uniform_density_scales_depth(site: Site) -> None:
+    rho = 0.6
+    bs, e = setup(site, 200.0, 9.0)
+    bb = broad_beam(e, bs.reference_applicator, 1000.0, bs.cutout_distance_mm)
+    water_med, light = slab_medium(), slab_medium(depth=140.0, density=rho)
+    zw, dw = cax(water_med, PencilBeamEngine().relative_dose(water_med, bs, e))
+    zl, dl = cax(light, PencilBeamEngine().relative_dose(light, bs, e))
+    sel = zl * rho < bb.metrics.r80_mm + 5
+    fv = bb.virtual_ssd_mm
+    expected = np.interp(zl[sel] * rho, zw, dw) * ((fv + zl[sel] * rho) / (fv + zl[sel])) ** 2
+    assert np.max(np.abs(dl[sel] - expected)) < 0.01
+
+
+@pytest.mark.parametrize(
+    ("slab", "cet", "what"),
+    [((1.65, 2.19), 1.65, "compact bone 1 cm"), ((0.25, 0.25), 0.25, "lung 2 cm")],
+)
+def test_slab_shifts_isodoses_by_t_times_one_minus_cet(
+    site: Site, slab: tuple[float, float], cet: float, what: str
+) -> None:
+    t = 10.0 if cet > 1 else 20.0
+    y0 = 9.0
+    water_med = slab_medium(depth=160.0)
+    slab_med = slab_medium(((y0, y0 + t, *slab),), depth=160.0)
+    bs, e = setup(site, 200.0)
+    zw, dw = cax(water_med, PencilBeamEngine().relative_dose(water_med, bs, e))
+    zs, ds = cax(slab_med, PencilBeamEngine().relative_dose(slab_med, bs, e))
+    shift = depth_at(zs, ds, 0.5) - depth_at(zw, dw, 0.5)
+    assert shift == pytest.approx(t * (1 - cet), abs=2.0), what
+
+
+def test_symmetric_setup_gives_symmetric_dose(site: Site) -> None:
+    med = slab_medium(((20.0, 30.0, 1.65, 2.19),))
+    bs, e = setup(site, 60.0)
+    d = PencilBeamEngine().relative_dose(med, bs, e)
+    assert np.max(np.abs(d - d[:, :, ::-1])) < 1e-4
+    assert np.max(np.abs(d - d[::-1, :, :])) < 1e-4
+    assert np.all(np.isfinite(d)) and d.min() >= 0.0
+
+
+def test_calibration_gives_cgy_per_mu_at_reference(site: Site) -> None:
+    med = slab_medium()
+    bs, e = setup(site, 100.0)
+    _, d = cax(med, PencilBeamEngine().beam_dose(med, bs, e))
+    assert float(d.max()) == pytest.approx(e.calibration_cgy_per_mu / 100.0, rel=0.005)
