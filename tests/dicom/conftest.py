@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
@@ -15,6 +16,9 @@ from pydicom.dataset import Dataset
 from rtexport.demo.beamdata import demo_site
 from rtexport.demo.phantom import PhantomSpec, ct_datasets, ct_uids, rtstruct_dataset
 from rtexport.dicom.common import BuildContext
+from rtexport.dicom.rtdose import build_rtdose
+from rtexport.dicom.rtplan import Approval, build_rtplan
+from rtexport.dicom.rtstruct import build_rtstruct
 from rtexport.dicom.uids import UIDFactory
 from rtexport.model.course import (
     Contour,
@@ -25,6 +29,7 @@ from rtexport.model.course import (
     Structure,
     StructureSetRef,
 )
+from rtexport.model.dose import DoseGrid, GridGeometry
 from rtexport.model.plan import Plan, parse_plan
 from rtexport.model.site import Site
 
@@ -92,8 +97,7 @@ def make_course(spec: PhantomSpec, course_id: str = "C1") -> Course:
     rs_bytes = _encoded(rs)
     types = {int(o.ReferencedROINumber): str(o.RTROIInterpretedType) for o in rs.RTROIObservationsSequence}
     structures = tuple(
-        Structure(int(r.ROINumber), str(r.ROIName), types[int(r.ROINumber)])
-        for r in rs.StructureSetROISequence
+        Structure(int(r.ROINumber), str(r.ROIName), types[int(r.ROINumber)]) for r in rs.StructureSetROISequence
     )
     patient = PatientStudy(
         patient_name=str(first.PatientName),
@@ -130,9 +134,7 @@ def make_course(spec: PhantomSpec, course_id: str = "C1") -> Course:
     return Course(id=course_id, patient=patient, ct=geometry, slices=tuple(slices), structure_set=ref)
 
 
-def square_bolus(
-    course: Course, cx: float, cy: float, half: float, z_range: tuple[float, float]
-) -> list[Contour]:
+def square_bolus(course: Course, cx: float, cy: float, half: float, z_range: tuple[float, float]) -> list[Contour]:
     """Closed square contours on the CT slices within ``z_range``."""
     out = []
     for z in course.ct.slice_z_mm:
@@ -191,3 +193,69 @@ def make_context(key: list[str], when: datetime = WHEN, root: str | None = None)
 @pytest.fixture
 def ctx() -> BuildContext:
     return make_context(["P1", "rev-1", "UNAPPROVED"])
+
+
+MU = {"AP": 212.5, "LAO": 98.25}
+BEAM_DOSE_GY = {"AP": 1.25, "LAO": 0.75}
+APPROVED = Approval("APPROVED", "Curie^Marie", datetime(2026, 3, 3, 17, 5, 0))
+
+
+def beam_doses(course: Course, seed: int = 7) -> dict[str, DoseGrid]:
+    """Seeded random per-beam dose grids (Gy, whole course) on the CT's frame."""
+    geometry = GridGeometry(origin_mm=(-80.0, -110.0, -30.0), spacing_mm=(4.0, 4.0, 5.0), shape=(13, 20, 41))
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, peak in (("AP", 38.0), ("LAO", 22.0)):
+        gy = (rng.random(geometry.shape) * peak).astype(np.float32)
+        out[name] = DoseGrid(geometry, gy, course.ct.frame_of_reference_uid)
+    return out
+
+
+def plan_dose(beams: dict[str, DoseGrid]) -> DoseGrid:
+    grids = list(beams.values())
+    total = np.sum([g.gy for g in grids], axis=0, dtype=np.float32)
+    return DoseGrid(grids[0].geometry, total, grids[0].frame_of_reference_uid)
+
+
+@dataclass(frozen=True)
+class Exported:
+    rs: Dataset
+    rp: Dataset
+    rd_plan: Dataset
+    rd_beams: dict[str, Dataset]
+    doses: dict[str, DoseGrid]
+
+    def all(self) -> list[Dataset]:
+        return [self.rs, self.rp, self.rd_plan, *self.rd_beams.values()]
+
+
+def export_all(ctx: BuildContext, course: Course, plan: Plan, site: Site, bolus: dict[str, list[Contour]]) -> Exported:
+    """What the pipeline exports: derived RS, RP referencing it, plan dose and per-beam doses."""
+    rs = build_rtstruct(ctx, rtstruct_dataset(SPEC), plan, site, bolus, slices=course.slices)
+    rp = build_rtplan(ctx, course, plan, site, rs, MU, BEAM_DOSE_GY, APPROVED)
+    doses = beam_doses(course)
+    rd_plan = build_rtdose(ctx, course, plan_dose(doses), rp, None)
+    rd_beams = {name: build_rtdose(ctx, course, grid, rp, name) for name, grid in doses.items()}
+    return Exported(rs, rp, rd_plan, rd_beams, doses)
+
+
+@pytest.fixture
+def exported(ctx: BuildContext, course: Course, plan: Plan, site: Site, bolus: dict[str, list[Contour]]) -> Exported:
+    return export_all(ctx, course, plan, site, bolus)
+
+
+def ds_strings(ds: Dataset) -> list[tuple[str, str]]:
+    """(keyword, text) of every DS value in ``ds``, nested sequences included."""
+    out: list[tuple[str, str]] = []
+
+    def visit(d: Dataset) -> None:
+        for elem in d:
+            if elem.VR == "SQ":
+                for item in elem.value:
+                    visit(item)
+            elif elem.VR == "DS" and elem.value is not None and elem.value != "":
+                values = elem.value if elem.VM > 1 else [elem.value]
+                out.extend((elem.keyword, str(v)) for v in values)
+
+    visit(ds)
+    return out

@@ -48,7 +48,7 @@ def dose_grid_scaling(max_gy: float) -> float:
     step = 10.0 ** (math.floor(math.log10(raw)) - (_SIGNIFICANT_DIGITS - 1))
     scaling = math.ceil(raw / step) * step
     # Round-trip through the written text: quantization must use exactly the value a reader sees.
-    return float(ds_value(scaling))
+    return float(str(ds_value(scaling)))
 
 
 def quantize(gy: npt.NDArray[np.floating], scaling: float) -> npt.NDArray[np.uint16]:
@@ -119,9 +119,7 @@ def add_rt_dose_module(ds: Dataset, rtplan: Dataset, beam_number: int | None, sc
     ]
 
 
-def build_rtdose(
-    ctx: BuildContext, course: Course, dose: DoseGrid, rtplan: Dataset, beam_name: str | None
-) -> Dataset:
+def build_rtdose(ctx: BuildContext, course: Course, dose: DoseGrid, rtplan: Dataset, beam_name: str | None) -> Dataset:
     """The RT Dose (PS3.3 A.18) of the whole plan (``beam_name`` None) or of one beam, course dose in Gy."""
     frame = course.ct.frame_of_reference_uid
     if dose.frame_of_reference_uid != frame:

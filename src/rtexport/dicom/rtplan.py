@@ -60,7 +60,7 @@ _APERTURE_SHAPE = {
     ApplicatorShape.RECTANGLE: ApplicatorApertureShape.SYM_RECTANGLE,
     ApplicatorShape.CIRCLE: ApplicatorApertureShape.SYM_CIRCULAR,
 }
-# Patient coordinates (DICOM x, y, z) of the IEC patient support axes (X_s, Y_s, Z_s), per patient position.
+# Rows: DICOM patient x, y, z as combinations of the IEC patient support axes (X_s, Y_s, Z_s).
 _SUPPORT_TO_PATIENT = {
     "HFS": ((1, 0, 0), (0, 0, -1), (0, 1, 0)),
     "HFP": ((-1, 0, 0), (0, 0, 1), (0, 1, 0)),
@@ -103,7 +103,7 @@ def source_direction(gantry_deg: float, couch_deg: float, patient_position: str)
             fixed[2],
         ]
     )
-    direction: npt.NDArray[np.float64] = np.array(axes, dtype=np.float64).T @ support
+    direction: npt.NDArray[np.float64] = np.array(axes, dtype=np.float64) @ support
     return direction
 
 
@@ -154,9 +154,7 @@ def _applicator(machine: Machine, beam: Beam, where: str) -> Applicator:
 def _per_beam(values: Mapping[str, float], beam: Beam, what: str, where: str) -> float:
     value = values.get(beam.name)
     if value is None or not math.isfinite(value) or value < 0:
-        raise BuildError(
-            f"{where}: no valid {what} for beam {beam.name!r} (got {value!r}); compute the dose first"
-        )
+        raise BuildError(f"{where}: no valid {what} for beam {beam.name!r} (got {value!r}); compute the dose first")
     return float(value)
 
 

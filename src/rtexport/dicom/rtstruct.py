@@ -47,9 +47,7 @@ def _rois_by_name(ds: Dataset) -> dict[str, int]:
 
 
 def _observation(ds: Dataset, roi_number: int) -> Dataset | None:
-    return next(
-        (o for o in ds.get("RTROIObservationsSequence", []) if int(o.ReferencedROINumber) == roi_number), None
-    )
+    return next((o for o in ds.get("RTROIObservationsSequence", []) if int(o.ReferencedROINumber) == roi_number), None)
 
 
 def external_roi_numbers(ds: Dataset) -> list[int]:
@@ -61,9 +59,7 @@ def external_roi_numbers(ds: Dataset) -> list[int]:
     ]
 
 
-def needs_derived_structure_set(
-    original: Dataset, plan: Plan, bolus: Mapping[str, Sequence[Contour]]
-) -> bool:
+def needs_derived_structure_set(original: Dataset, plan: Plan, bolus: Mapping[str, Sequence[Contour]]) -> bool:
     """True when the exported structure set must differ from the imported one: density overrides, boli, or
     an External other than the single imported EXTERNAL."""
     if plan.overrides or any(bolus.values()):
@@ -186,9 +182,7 @@ def add_structure_set_identity(ds: Dataset, ctx: BuildContext, original: Dataset
     ds.SeriesInstanceUID = ctx.uids.uid("RTSTRUCT", "series")
     ds.StructureSetDate = ctx.date
     ds.StructureSetTime = ctx.time
-    ds.PredecessorStructureSetSequence = seq(
-        [sop_reference(str(original.SOPClassUID), str(original.SOPInstanceUID))]
-    )
+    ds.PredecessorStructureSetSequence = seq([sop_reference(str(original.SOPClassUID), str(original.SOPInstanceUID))])
     ds.file_meta = file_meta(ds)
 
 

@@ -1,0 +1,242 @@
+"""RT Plan of an electron plan: beams, control points, references, approval."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+
+import numpy as np
+import pytest
+from pydicom.dataset import Dataset
+
+from rtexport.dicom.common import BuildContext
+from rtexport.dicom.rtplan import Approval, beam_numbers, build_rtplan, source_direction
+from rtexport.dicom.rtstruct import bolus_roi_numbers, build_rtstruct
+from rtexport.errors import BuildError
+from rtexport.model.course import Contour, Course
+from rtexport.model.plan import Plan, parse_plan
+from rtexport.model.site import Site
+
+from .conftest import APPROVED, BEAM_DOSE_GY, MU, PLAN_TOML, Exported
+
+ROTATIONS = [
+    ("GantryAngle", "GantryRotationDirection"),
+    ("BeamLimitingDeviceAngle", "BeamLimitingDeviceRotationDirection"),
+    ("PatientSupportAngle", "PatientSupportRotationDirection"),
+    ("TableTopEccentricAngle", "TableTopEccentricRotationDirection"),
+    ("TableTopPitchAngle", "TableTopPitchRotationDirection"),
+    ("TableTopRollAngle", "TableTopRollRotationDirection"),
+]
+
+
+def beam(rp: Dataset, name: str) -> Dataset:
+    return next(b for b in rp.BeamSequence if b.BeamName == name)
+
+
+def test_beams_are_numbered_in_plan_order(plan: Plan, exported: Exported) -> None:
+    assert beam_numbers(plan) == {"AP": 1, "LAO": 2}
+    assert [(b.BeamNumber, b.BeamName) for b in exported.rp.BeamSequence] == [(1, "AP"), (2, "LAO")]
+
+
+def test_control_point_conditionals(exported: Exported) -> None:
+    """What dciodvfy does not check: CP0 carries every setting, CP1 only ends the meterset."""
+    for b in exported.rp.BeamSequence:
+        cps = b.ControlPointSequence
+        assert b.NumberOfControlPoints == len(cps) == 2
+        assert [cp.ControlPointIndex for cp in cps] == [0, 1]
+        assert [float(cp.CumulativeMetersetWeight) for cp in cps] == [0.0, 1.0]
+        assert float(b.FinalCumulativeMetersetWeight) == float(cps[-1].CumulativeMetersetWeight)
+        cp0 = cps[0]
+        for angle, direction in ROTATIONS:
+            assert angle in cp0, angle
+            assert cp0[direction].value == "NONE", direction
+        for keyword in (
+            "NominalBeamEnergy",
+            "BeamLimitingDevicePositionSequence",
+            "IsocenterPosition",
+            "SourceToSurfaceDistance",
+            "SurfaceEntryPoint",
+            "TableTopVerticalPosition",
+            "TableTopLongitudinalPosition",
+            "TableTopLateralPosition",
+        ):
+            assert keyword in cp0, keyword
+        devices = [d.RTBeamLimitingDeviceType for d in b.BeamLimitingDeviceSequence]
+        assert [p.RTBeamLimitingDeviceType for p in cp0.BeamLimitingDevicePositionSequence] == devices
+        assert set(cps[1].keys()) == {cps[1]["ControlPointIndex"].tag, cps[1]["CumulativeMetersetWeight"].tag}
+
+
+def test_electron_beam_attributes(exported: Exported, site: Site) -> None:
+    ap, lao = beam(exported.rp, "AP"), beam(exported.rp, "LAO")
+    assert (ap.BeamType, ap.RadiationType, ap.TreatmentMachineName) == ("STATIC", "ELECTRON", "DemoLinac")
+    assert (ap.PrimaryDosimeterUnit, ap.TreatmentDeliveryType, float(ap.SourceAxisDistance)) == (
+        "MU",
+        "TREATMENT",
+        1000.0,
+    )
+    assert (ap.NumberOfWedges, ap.NumberOfCompensators) == (0, 0)
+    assert float(ap.ControlPointSequence[0].NominalBeamEnergy) == 12.0
+    assert float(lao.ControlPointSequence[0].GantryAngle) == 30.0
+    assert float(lao.ControlPointSequence[0].BeamLimitingDeviceAngle) == 10.0
+    app = ap.ApplicatorSequence[0]
+    assert (app.ApplicatorID, app.ApplicatorType) == ("10x10", "ELECTRON_SQUARE")
+    assert float(app.ApplicatorGeometrySequence[0].ApplicatorOpening) == 100.0
+    jaws = {
+        p.RTBeamLimitingDeviceType: [float(v) for v in p.LeafJawPositions]
+        for p in lao.ControlPointSequence[0].BeamLimitingDevicePositionSequence
+    }
+    assert jaws == {"ASYMX": [-75.0, 75.0], "ASYMY": [-75.0, 75.0]}  # the 15x15 opening
+
+
+def test_cutout_is_an_aperture_block(exported: Exported) -> None:
+    ap, lao = beam(exported.rp, "AP"), beam(exported.rp, "LAO")
+    assert ap.NumberOfBlocks == len(ap.BlockSequence) == 1
+    block = ap.BlockSequence[0]
+    assert (block.BlockType, block.BlockDivergence, block.BlockMountingPosition) == (
+        "APERTURE",
+        "PRESENT",
+        "SOURCE_SIDE",
+    )
+    assert (block.MaterialID, float(block.BlockThickness), float(block.SourceToBlockTrayDistance)) == (
+        "Cerrobend",
+        12.0,
+        947.9,
+    )
+    assert block.BlockNumberOfPoints * 2 == len(block.BlockData)
+    assert [float(v) for v in block.BlockData] == [-40, -30, 40, -30, 40, 30, -40, 30]
+    # no cutout given: the open applicator
+    open_block = lao.BlockSequence[0]
+    assert [float(v) for v in open_block.BlockData] == [-75, -75, 75, -75, 75, 75, -75, 75]
+
+
+def test_bolus_references_the_bolus_roi(exported: Exported) -> None:
+    ap, lao = beam(exported.rp, "AP"), beam(exported.rp, "LAO")
+    assert ap.NumberOfBoli == len(ap.ReferencedBolusSequence) == 1
+    number = ap.ReferencedBolusSequence[0].ReferencedROINumber
+    assert number == bolus_roi_numbers(exported.rs)["AP"]
+    obs = next(o for o in exported.rs.RTROIObservationsSequence if o.ReferencedROINumber == number)
+    assert obs.RTROIInterpretedType == "BOLUS"
+    assert lao.NumberOfBoli == 0
+    assert "ReferencedBolusSequence" not in lao
+
+
+def test_isocenter_is_the_target_centroid_or_given(exported: Exported) -> None:
+    ap, lao = beam(exported.rp, "AP"), beam(exported.rp, "LAO")
+    # PTV of the phantom: x -45..45, y -96..-68, on slices with |z| <= 30 symmetric about 0
+    np.testing.assert_allclose([float(v) for v in ap.ControlPointSequence[0].IsocenterPosition], [0, -82, 0], atol=1e-6)
+    assert [float(v) for v in lao.ControlPointSequence[0].IsocenterPosition] == [10.0, -60.0, 0.0]
+
+
+def test_surface_entry_point_is_ssd_from_the_source(exported: Exported) -> None:
+    for b in exported.rp.BeamSequence:
+        cp0 = b.ControlPointSequence[0]
+        iso = np.array([float(v) for v in cp0.IsocenterPosition])
+        entry = np.array([float(v) for v in cp0.SurfaceEntryPoint])
+        source = iso + float(b.SourceAxisDistance) * source_direction(float(cp0.GantryAngle), 0.0, "HFS")
+        assert math.isclose(np.linalg.norm(entry - source), float(cp0.SourceToSurfaceDistance), abs_tol=1e-2)
+
+
+@pytest.mark.parametrize(
+    ("gantry", "couch", "position", "expected"),
+    [
+        (0, 0, "HFS", (0, -1, 0)),  # anterior
+        (90, 0, "HFS", (1, 0, 0)),  # patient left
+        (0, 0, "HFP", (0, 1, 0)),  # prone: the source faces the back
+        (90, 0, "FFS", (-1, 0, 0)),
+        (90, 90, "HFS", (0, 0, -1)),  # couch turned: the gantry side is the feet
+    ],
+)
+def test_source_direction(gantry: float, couch: float, position: str, expected: tuple[int, int, int]) -> None:
+    np.testing.assert_allclose(source_direction(gantry, couch, position), expected, atol=1e-12)
+
+
+def test_fraction_group_and_prescription(exported: Exported, plan: Plan) -> None:
+    group = exported.rp.FractionGroupSequence[0]
+    assert (group.NumberOfFractionsPlanned, group.NumberOfBeams, group.NumberOfBrachyApplicationSetups) == (25, 2, 0)
+    refs = {r.ReferencedBeamNumber: r for r in group.ReferencedBeamSequence}
+    for name, number in beam_numbers(plan).items():
+        assert float(refs[number].BeamMeterset) == MU[name]
+        assert float(refs[number].BeamDose) == BEAM_DOSE_GY[name]
+    dose_ref = exported.rp.DoseReferenceSequence[0]
+    assert (dose_ref.DoseReferenceType, float(dose_ref.TargetPrescriptionDose)) == ("TARGET", 50.0)
+    assert group.ReferencedDoseReferenceSequence[0].ReferencedDoseReferenceNumber == dose_ref.DoseReferenceNumber
+
+
+def test_plan_references_structure_set_setup_and_frame(exported: Exported, course: Course) -> None:
+    rp = exported.rp
+    assert rp.RTPlanGeometry == "PATIENT"
+    assert rp.ReferencedStructureSetSequence[0].ReferencedSOPInstanceUID == exported.rs.SOPInstanceUID
+    assert rp.PatientSetupSequence[0].PatientPosition == course.ct.patient_position
+    setup = rp.PatientSetupSequence[0].PatientSetupNumber
+    assert all(b.ReferencedPatientSetupNumber == setup for b in rp.BeamSequence)
+    assert rp.FrameOfReferenceUID == course.ct.frame_of_reference_uid
+    assert (rp.StudyInstanceUID, rp.PatientID) == (course.patient.study_instance_uid, course.patient.patient_id)
+
+
+def test_approval(exported: Exported) -> None:
+    rp = exported.rp
+    assert (rp.ApprovalStatus, rp.ReviewerName, rp.ReviewDate, rp.ReviewTime) == (
+        "APPROVED",
+        "Curie^Marie",
+        "20260303",
+        "170500",
+    )
+
+
+def test_unapproved_plan_has_no_review(
+    ctx: BuildContext, course: Course, plan: Plan, site: Site, exported: Exported
+) -> None:
+    rp = build_rtplan(ctx, course, plan, site, exported.rs, MU, BEAM_DOSE_GY, Approval("UNAPPROVED"))
+    assert rp.ApprovalStatus == "UNAPPROVED"
+    assert "ReviewDate" not in rp
+    assert "ReviewerName" not in rp
+
+
+@pytest.mark.parametrize("approval", [Approval("APPROVED"), Approval("APPROVED", "Dr", None)])
+def test_approved_without_reviewer_is_refused(
+    ctx: BuildContext, course: Course, plan: Plan, site: Site, exported: Exported, approval: Approval
+) -> None:
+    with pytest.raises(BuildError, match="needs the reviewer's name and the review time"):
+        build_rtplan(ctx, course, plan, site, exported.rs, MU, BEAM_DOSE_GY, approval)
+
+
+def test_missing_mu_is_refused(ctx: BuildContext, course: Course, plan: Plan, site: Site, exported: Exported) -> None:
+    with pytest.raises(BuildError, match="no valid MU per fraction for beam 'LAO'"):
+        build_rtplan(ctx, course, plan, site, exported.rs, {"AP": 100.0}, BEAM_DOSE_GY, APPROVED)
+
+
+def test_bolus_without_a_bolus_roi_is_refused(
+    ctx: BuildContext, course: Course, plan: Plan, site: Site, original: Dataset
+) -> None:
+    with pytest.raises(BuildError, match="no bolus ROI for beam 'AP'"):
+        build_rtplan(ctx, course, plan, site, original, MU, BEAM_DOSE_GY, APPROVED)
+
+
+def test_unknown_applicator_is_refused(ctx: BuildContext, course: Course, site: Site, exported: Exported) -> None:
+    plan = parse_plan(PLAN_TOML.replace('applicator = "15x15"', 'applicator = "14x14"'))
+    with pytest.raises(BuildError, match="DemoLinac has no applicator '14x14'"):
+        build_rtplan(ctx, course, plan, site, exported.rs, MU, BEAM_DOSE_GY, APPROVED)
+
+
+def test_structure_set_of_another_frame_is_refused(
+    ctx: BuildContext, course: Course, plan: Plan, site: Site, exported: Exported
+) -> None:
+    rs = exported.rs.copy()
+    rs.FrameOfReferenceUID = "2.25.1"
+    with pytest.raises(BuildError, match="is not the CT's"):
+        build_rtplan(ctx, course, plan, site, rs, MU, BEAM_DOSE_GY, APPROVED)
+
+
+def test_target_without_contours_is_refused(
+    ctx: BuildContext, course: Course, site: Site, original: Dataset, bolus: dict[str, list[Contour]]
+) -> None:
+    text = PLAN_TOML.replace("isocenter_mm = [10.0, -60.0, 0.0]", 'target = "Ghost"')
+    plan = parse_plan(text)
+    rs = build_rtstruct(ctx, original, plan, site, bolus)
+    with pytest.raises(BuildError, match="no structure 'Ghost'"):
+        build_rtplan(ctx, course, plan, site, rs, MU, BEAM_DOSE_GY, APPROVED)
+
+
+def test_plan_date_comes_from_the_context(course: Course, plan: Plan, site: Site, exported: Exported) -> None:
+    assert (exported.rp.RTPlanDate, exported.rp.RTPlanTime) == ("20260304", "102030")
+    assert datetime(2026, 3, 4, 10, 20, 30).strftime("%Y%m%d") == exported.rp.InstanceCreationDate
