@@ -1,0 +1,191 @@
+"""Geometry, contours, bolus and whole-plan dose on generated phantoms."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from scipy.ndimage import map_coordinates
+
+from rtexport.demo.beamdata import REFERENCE_TABLE, demo_site
+from rtexport.dose import CTVolume, beam_axes, bolus_contours, bolus_mask, compute_plan_dose, pdd_metrics, rasterize
+from rtexport.errors import DoseError
+from rtexport.model.course import Contour, CTGeometry
+from rtexport.model.dose import DoseGrid, GridGeometry
+from rtexport.model.plan import Plan
+from rtexport.model.site import Site, site_problems
+
+
+def square(cx: float, cy: float, half: float, z: float) -> np.ndarray:
+    return np.array(
+        [[cx - half, cy - half, z], [cx + half, cy - half, z], [cx + half, cy + half, z], [cx - half, cy + half, z]]
+    )
+
+
+def box_phantom(half: float = 80.0) -> tuple[CTVolume, dict[str, list[Contour]]]:
+    """A water box |x|, |y|, |z| <= half (3 mm slices) centred in a 2 mm CT."""
+    n, nz = 121, 61
+    xs = -120.0 + 2.0 * np.arange(n)
+    zs = tuple(float(z) for z in -90.0 + 3.0 * np.arange(nz))
+    geom = CTGeometry("2.25.1", "2.25.2", (-120.0, -120.0, -90.0), (2.0, 2.0), n, n, zs)
+    inbox = (np.abs(xs)[None, :] <= half) & (np.abs(xs)[:, None] <= half)
+    hu = np.where(np.abs(np.asarray(zs))[:, None, None] <= half, np.where(inbox, 0.0, -1000.0), -1000.0)
+    body = [Contour(square(0, 0, half, z)) for z in zs if abs(z) <= half]
+    return CTVolume(geom, hu.astype(np.float32)), {"BOX": body}
+
+
+def plan(overrides: list[dict[str, str]] | None = None, **beam: Any) -> Plan:
+    b: dict[str, Any] = {"name": "B1", "energy_mev": 12.0, "applicator": "10x10", "isocenter_mm": [0.0, 0.0, 0.0]}
+    b["mu"] = 100.0
+    b.update(beam)
+    return Plan.model_validate(
+        {
+            "format": 1, "id": "T", "label": "T", "course": "C", "machine": "DemoLinac", "ct_curve": "Default",
+            "external": "BOX", "fractions": 1, "prescription_gy": 2.0, "dose_grid_mm": 2.0, "beam": [b],
+            "override": overrides or [],
+        }
+    )  # fmt: skip
+
+
+def line_profile(dose: DoseGrid, direction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Depth below the box surface and dose along the line through the origin travelling in ``direction``."""
+    xs, ys, zs = dose.geometry.axes()
+    s = np.arange(-79.0, 80.0, 1.0)
+    pts = s[:, None] * direction
+    idx = [(pts[:, 2] - zs[0]) / 2.0, (pts[:, 1] - ys[0]) / 2.0, (pts[:, 0] - xs[0]) / 2.0]
+    return s + 80.0, map_coordinates(dose.gy, idx, order=1)
+
+
+def r50(depth: np.ndarray, d: np.ndarray) -> float:
+    k = int(np.argmax(d))
+    return float(np.interp(-0.5, -d[k:] / d.max(), depth[k:]))
+
+
+@pytest.mark.parametrize("energy", sorted(REFERENCE_TABLE))
+def test_demo_beam_data_reproduce_the_reference_table(site: Site, energy: int) -> None:
+    e = site.machines[0].energy(float(energy))
+    assert e is not None
+    m = pdd_metrics(e.pdd.depth_mm, e.pdd.dose_pct)
+    dmax, ds, r90, r80, r50_cm, rp = REFERENCE_TABLE[energy]
+    got = (m.dmax_mm, m.r90_mm, m.r80_mm, m.r50_mm, m.rp_mm)
+    assert got == pytest.approx(tuple(10 * v for v in (dmax, r90, r80, r50_cm, rp)), abs=0.5)
+    assert m.surface_pct == pytest.approx(ds, abs=0.5)
+
+
+def test_site_problems_name_bad_beam_data() -> None:
+    data = demo_site()
+    energy = data["machines"][0]["energies"][0]
+    energy["pdd"]["depth_mm"][3] = energy["pdd"]["depth_mm"][2]
+    _, problems = site_problems(data)
+    assert any(p.startswith("machines[0].energies[0].pdd.depth_mm") and "increase" in p for p in problems)
+    data = demo_site()
+    del data["machines"][0]["energies"][1]["applicator_factors"]["6x6"]
+    data["machines"][0]["energies"][2]["reference_applicator"] = "7x7"
+    _, problems = site_problems(data)
+    assert "machines[0].energies[1].applicator_factors: missing applicator(s) 6x6" in problems
+    assert "machines[0].energies[2].reference_applicator: unknown applicator '7x7'" in problems
+
+
+@pytest.mark.parametrize(
+    ("gantry", "couch", "travel"),
+    [(0, 0, (0, 1, 0)), (90, 0, (-1, 0, 0)), (270, 0, (1, 0, 0)), (180, 0, (0, -1, 0)), (90, 90, (0, 0, 1))],
+)
+def test_iec_angles_to_patient_lps(gantry: float, couch: float, travel: tuple[int, int, int]) -> None:
+    axes = beam_axes(gantry, 0.0, couch)
+    assert -axes[:, 2] == pytest.approx(np.array(travel, float), abs=1e-12)
+    assert np.linalg.det(axes) == pytest.approx(1.0)
+
+
+def test_collimator_rotates_the_beams_eye_view() -> None:
+    assert beam_axes(0, 0, 0)[:, 0] == pytest.approx([1, 0, 0], abs=1e-12)  # BEV x = patient left
+    assert beam_axes(0, 90, 0)[:, 0] == pytest.approx([0, 0, 1], abs=1e-12)
+
+
+def test_gantry_90_enters_from_the_patients_left(site: Site) -> None:
+    ct, contours = box_phantom()
+    dose = compute_plan_dose(plan(gantry_deg=90.0), site, ct, contours).plan
+    _, d = line_profile(dose, np.array([-1.0, 0.0, 0.0]))
+    assert int(np.argmax(d)) < 40  # maximum just inside the +x (left) surface
+    xs, _, _ = dose.geometry.axes()
+    assert dose.gy[:, :, xs > 40].max() > 0.9 * dose.gy.max()
+    assert dose.gy[:, :, xs < -40].max() < 0.1 * dose.gy.max()
+
+
+def test_rasterize_even_odd_keeps_holes_and_half_slice_rule() -> None:
+    cs = [Contour(square(0, 0, 20, z)) for z in (0.0, 3.0, 6.0)] + [Contour(square(0, 0, 10, 3.0))]
+    g = GridGeometry((-30.0, -30.0, -3.0), (1.0, 1.0, 1.0), (14, 61, 61))
+    m = rasterize(cs, g)
+    _, _, gz = g.axes()
+    at = {round(float(z)): m[k] for k, z in enumerate(gz)}
+    assert at[0].sum() == 40 * 40
+    assert not at[3][30, 30] and at[3][30, 45]  # hole at the centre, ring kept
+    assert at[-1].any() and not at[-2].any()  # within half a contour slice (1.5 mm) of z = 0 only
+    assert not at[8].any()
+
+
+def test_water_bolus_shifts_depth_dose_by_its_thickness(site: Site) -> None:
+    ct, contours = box_phantom()
+    bare = compute_plan_dose(plan(), site, ct, contours).plan
+    bolus = {"thickness_mm": 10.0, "margin_mm": 10.0, "material": "Water"}
+    with_bolus = compute_plan_dose(plan(bolus=bolus), site, ct, contours).plan
+    depth, a = line_profile(bare, np.array([0.0, 1.0, 0.0]))
+    _, b = line_profile(with_bolus, np.array([0.0, 1.0, 0.0]))
+    assert r50(depth, a) - r50(depth, b) == pytest.approx(10.0, abs=1.0)
+
+
+def test_bolus_mask_sits_on_the_surface_inside_the_grown_cutout(site: Site) -> None:
+    ct, contours = box_phantom()
+    g = GridGeometry((-120.0, -120.0, -90.0), (2.0, 2.0, 2.0), (91, 121, 121))
+    ext = rasterize(contours["BOX"], g)
+    app = site.machines[0].applicator("10x10")
+    assert app is not None
+    beam = plan(bolus={"thickness_mm": 10.0, "margin_mm": 10.0, "material": "Water"}).beams[0]
+    m = bolus_mask(g, ext, beam, app, 1000.0)
+    xs, ys, _ = g.axes()
+    _, ky, kx = np.nonzero(m)
+    assert not (m & ext).any()
+    assert ys[ky].min() >= -90.0 - 1e-6 and ys[ky].max() < -80.0
+    # cutout half-width 50 + margin 10 at the isocenter plane; the bolus sits 99-100 cm from the source (SSD 100)
+    assert np.abs(xs[kx]).max() == pytest.approx(60.0 * 0.995, abs=2.0)
+    cs = bolus_contours(ct.geometry, contours["BOX"], beam, app, 1000.0)
+    assert cs and all(len(c.points_mm) >= 3 and c.geometric_type == "CLOSED_PLANAR" for c in cs)
+    assert {float(c.points_mm[0, 2]) for c in cs} <= set(ct.geometry.slice_z_mm)
+
+
+def test_override_of_water_by_water_changes_nothing_and_lung_does(site: Site) -> None:
+    ct, contours = box_phantom()
+    base = compute_plan_dose(plan(), site, ct, contours).plan.gy
+    water = compute_plan_dose(plan([{"structure": "BOX", "material": "Water"}]), site, ct, contours).plan.gy
+    assert np.max(np.abs(water - base)) < 0.005 * base.max()
+    lung = compute_plan_dose(plan([{"structure": "BOX", "material": "Lung"}]), site, ct, contours).plan
+    depth, d = line_profile(lung, np.array([0.0, 1.0, 0.0]))
+    assert r50(depth, d) > 100.0  # 12 MeV R50 is 50 mm in water; lung at 0.26 pushes it far deeper
+
+
+def test_demo_phantom_plan_dose(site: Site, phantom: tuple[CTVolume, dict[str, list[Contour]]]) -> None:
+    ct, contours = phantom
+    p = Plan.model_validate(
+        {
+            "format": 1, "id": "P", "label": "P", "course": "C", "machine": "DemoLinac", "ct_curve": "Default",
+            "external": "BODY", "fractions": 10, "prescription_gy": 20.0,
+            "override": [{"structure": "Prosthesis", "material": "CompactBone"}],
+            "beam": [{"name": "AP", "energy_mev": 12.0, "applicator": "10x10", "target": "PTV",
+                      "bolus": {"thickness_mm": 5.0, "margin_mm": 5.0, "material": "Superflab"}}],
+        }
+    )  # fmt: skip
+    result = compute_plan_dose(p, site, ct, contours)
+    gy = result.plan.gy
+    assert np.all(np.isfinite(gy)) and gy.min() >= 0.0
+    beam = result.beams[0]
+    assert beam.dose_per_fraction_at_norm_gy == pytest.approx(2.0)
+    assert 19.0 <= gy.max() <= 22.0
+    px, _, pz = beam.normalization_point_mm
+    assert abs(px) < 3 and abs(pz) < 3  # on the central axis through the PTV centroid (x = z = 0)
+    assert beam.mu_per_fraction == pytest.approx(200.0, rel=0.1)  # ~1 cGy/MU at dmax, 2 Gy per fraction
+
+
+def test_beam_missing_the_body_is_a_dose_error(site: Site) -> None:
+    ct, contours = box_phantom()
+    with pytest.raises(DoseError, match="never enters the External"):
+        compute_plan_dose(plan(isocenter_mm=[0.0, 0.0, 200.0], gantry_deg=90.0), site, ct, contours)
