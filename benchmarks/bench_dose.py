@@ -1,0 +1,59 @@
+"""One electron beam on a 200×200×150 grid of 2 mm, 10×10 cm cutout, through bone and lung slabs.
+
+Run: python benchmarks/bench_dose.py   (prints seconds per stage and peak memory)
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+import tracemalloc
+
+import numpy as np
+
+from rtexport.demo.beamdata import demo_site
+from rtexport.dose import BeamSetup, Medium, PencilBeamEngine
+from rtexport.dose.geometry import frame_from_angles
+from rtexport.model.dose import GridGeometry
+from rtexport.model.site import Site
+
+
+def main() -> None:
+    site = Site.model_validate(demo_site())
+    machine = site.machines[0]
+    energy, app = machine.energy(12.0), machine.applicator("10x10")
+    assert energy is not None and app is not None
+    g = GridGeometry(origin_mm=(-199.0, -199.0, -149.0), spacing_mm=(2.0, 2.0, 2.0), shape=(150, 200, 200))
+    _, ys, _ = g.axes()
+    inside = np.broadcast_to((ys >= -100.0)[None, :, None], g.shape).copy()
+    s = inside.astype(np.float32)
+    t = s.copy()
+    bone = (ys >= -80.0) & (ys < -70.0)
+    lung = (ys >= -60.0) & (ys < -30.0)
+    s[:, bone, :], t[:, bone, :] = 1.65, 2.19
+    s[:, lung, :], t[:, lung, :] = 0.25, 0.25
+    medium = Medium(g, s, t, inside)
+    frame = frame_from_angles((0.0, -101.0, 0.0), 0.0, 0.0, 0.0, 1000.0, 1000.0)
+    poly = np.array([(-50.0, -50.0), (50.0, -50.0), (50.0, 50.0), (-50.0, 50.0)])
+    beam = BeamSetup("B", frame, poly, False, app.source_to_cutout_tray_mm, 1000.0, app, app)
+    engine = PencilBeamEngine()
+    engine.beam_dose(medium, beam, energy)  # warm up imports and BLAS threads
+
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        dose = engine.beam_dose(medium, beam, energy)
+        times.append(time.perf_counter() - t0)
+    tracemalloc.start()
+    engine.beam_dose(medium, beam, energy)
+    _, traced_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    print(f"grid {g.shape[2]}x{g.shape[1]}x{g.shape[0]} of 2 mm, 10x10 cm cutout, 12 MeV, bone + lung slabs")
+    print(f"seconds per beam: best {min(times):.2f}, runs {', '.join(f'{x:.2f}' for x in times)}")
+    print(f"peak memory: python allocations {traced_peak / 2**20:.0f} MiB, process max RSS {rss_mb:.0f} MiB")
+    print(f"dose max {float(dose.max()):.5f} Gy/MU, finite {bool(np.isfinite(dose).all())}")
+
+
+if __name__ == "__main__":
+    main()
