@@ -11,14 +11,15 @@ from pydicom.dataset import Dataset
 
 from rtexport.demo.beamdata import demo_site
 from rtexport.dicom.common import BuildContext, encode
-from rtexport.dicom.rtplan import build_rtplan
+from rtexport.dicom.rtplan import Approval, build_rtplan
+from rtexport.dicom.rtstruct import needs_derived_structure_set
 from rtexport.dicom.uids import is_valid_uid
 from rtexport.model.course import Contour, Course
 from rtexport.model.plan import Plan, parse_plan
 from rtexport.model.site import Site
 from tests.support.dciodvfy import assert_valid
 
-from .conftest import APPROVED, BEAM_DOSE_GY, MU, PLAN_TOML, Exported, ds_strings, export_all, make_context
+from .conftest import APPROVED, BEAM_DOSE_GY, MU, PLAN_TOML, WHEN, Exported, ds_strings, export_all, make_context
 
 
 def uids(ds: Dataset) -> set[str]:
@@ -56,6 +57,21 @@ def test_round_and_rectangular_applicators_pass_dciodvfy(
     site = Site.model_validate(data)
     plan = parse_plan(PLAN_TOML.replace('applicator = "15x15"', 'applicator = "X1"'))
     rp = build_rtplan(ctx, course, plan, site, exported.rs, MU, BEAM_DOSE_GY, APPROVED)
+    assert_valid(encode(rp))
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("approval", [Approval("UNAPPROVED"), Approval("REJECTED", "Bohr^Niels", WHEN)])
+def test_plan_on_the_imported_structure_set_passes_dciodvfy(
+    ctx: BuildContext, course: Course, site: Site, original: Dataset, approval: Approval
+) -> None:
+    """No override, no bolus, same External: the plan references the imported structure set itself."""
+    text = PLAN_TOML[: PLAN_TOML.index("[[override]]")] + PLAN_TOML[PLAN_TOML.index("[[beam]]") :]
+    text = text.replace('external = "OUTLINE2"', 'external = "BODY"').replace("bolus = {", "# bolus = {")
+    plan = parse_plan(text)
+    assert not needs_derived_structure_set(original, plan, {})
+    rp = build_rtplan(ctx, course, plan, site, original, MU, BEAM_DOSE_GY, approval)
+    assert rp.ReferencedStructureSetSequence[0].ReferencedSOPInstanceUID == original.SOPInstanceUID
     assert_valid(encode(rp))
 
 
