@@ -128,7 +128,7 @@ def prepare(ws: Workspace, plan_id: str, items: Collection[Item], actor: str) ->
     original = read_dataset(ws.store.get(course.structure_set.sha256))
     bolus = plan_bolus_contours(site, course, plan, course_contours(ws, course))
     if needs_derived_structure_set(original, plan, bolus):
-        rs = build_rtstruct(ctx, original, plan, site, bolus)
+        rs = build_rtstruct(ctx, original, plan, site, bolus, slices=course.slices)
         rs_obj = ExportObject.from_bytes(
             ObjectKind.RTSTRUCT,
             encode(rs),

@@ -1,0 +1,169 @@
+"""The export as a user runs it: gate, objects, references, UIDs, validity, audit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+
+from rtexport.demo.plan import DEMO_PLAN
+from rtexport.errors import GateError
+from rtexport.export.gate import Item
+from rtexport.export.pipeline import export_to_folder
+from rtexport.services import compute_dose
+from rtexport.workspace import Workspace
+from rtexport.workspace.workspace import Role
+from tests.support.dciodvfy import assert_valid
+
+ALL = tuple(Item)
+PHYS = ("phil", "physicist-pass-1")
+
+
+@pytest.fixture
+def planned(course_ws: Workspace) -> Workspace:
+    """The phantom course with the demo plan, its dose computed and its export authorized."""
+    course_ws.add_user("pat", Role.PLANNER, "planner-pass-1")
+    course_ws.add_user(*PHYS[:1], Role.PHYSICIST, PHYS[1])
+    course_ws.load_plan(DEMO_PLAN)
+    compute_dose(course_ws, "CW-E1")
+    course_ws.authorize("CW-E1", *PHYS)
+    return course_ws
+
+
+def read_all(folder: Path) -> dict[str, list[pydicom.Dataset]]:
+    out: dict[str, list[pydicom.Dataset]] = {}
+    for p in sorted(folder.glob("*.dcm")):
+        out.setdefault(p.name.split(".")[0], []).append(pydicom.dcmread(p))
+    return out
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.glob("*.dcm"))}
+
+
+@pytest.mark.integration
+def test_full_export_is_valid_and_every_reference_resolves(planned: Workspace, phantom_dir: Path,
+                                                           tmp_path: Path) -> None:
+    prep, report = export_to_folder(planned, "CW-E1", ALL, tmp_path / "out", actor="pat")
+    course = planned.course("C1")
+    assert len(report.written) == len(course.slices) + 1 + 1 + 1 + 2
+    # CT: byte-for-byte copies of the imported files
+    imported = {pydicom.dcmread(p).SOPInstanceUID: p.read_bytes() for p in phantom_dir.glob("CT*.dcm")}
+    for p in (tmp_path / "out").glob("CT.*.dcm"):
+        assert p.read_bytes() == imported[p.name[3:-4]]
+    for p in (tmp_path / "out").glob("R[SPD].*.dcm"):
+        assert_valid(p)
+    objs = read_all(tmp_path / "out")
+    (rs,), (rp,) = objs["RS"], objs["RP"]
+    frame = course.ct.frame_of_reference_uid
+    # RS → CT slices, same Frame of Reference and study
+    contour_refs = {i.ReferencedSOPInstanceUID for fr in rs.ReferencedFrameOfReferenceSequence
+                    for st in fr.RTReferencedStudySequence for se in st.RTReferencedSeriesSequence
+                    for i in se.ContourImageSequence}
+    assert contour_refs == set(imported)
+    assert rs.ReferencedFrameOfReferenceSequence[0].FrameOfReferenceUID == frame
+    assert rs.SOPInstanceUID != course.structure_set.sop_instance_uid  # derived: new UID
+    # RP → the exported RS, bolus → a BOLUS ROI of it
+    assert rp.ReferencedStructureSetSequence[0].ReferencedSOPInstanceUID == rs.SOPInstanceUID
+    bolus_rois = {o.ReferencedROINumber for o in rs.RTROIObservationsSequence if o.RTROIInterpretedType == "BOLUS"}
+    referenced_boli = {b.ReferencedROINumber for beam in rp.BeamSequence for b in beam.get("ReferencedBolusSequence", [])}
+    assert referenced_boli == bolus_rois and len(bolus_rois) == 1
+    externals = [o.ReferencedROINumber for o in rs.RTROIObservationsSequence if o.RTROIInterpretedType == "EXTERNAL"]
+    names = {r.ROINumber: r.ROIName for r in rs.StructureSetROISequence}
+    assert [names[n] for n in externals] == ["OUTLINE2"]
+    # RD → RP (and beam), same frame, per-beam doses add up to the plan dose
+    beam_numbers = {b.BeamName: b.BeamNumber for b in rp.BeamSequence}
+    plan_dose = [d for d in objs["RD"] if d.DoseSummationType == "PLAN"]
+    beam_doses = [d for d in objs["RD"] if d.DoseSummationType == "BEAM"]
+    assert len(plan_dose) == 1 and len(beam_doses) == 2
+    for d in objs["RD"]:
+        assert d.ReferencedRTPlanSequence[0].ReferencedSOPInstanceUID == rp.SOPInstanceUID
+        assert d.FrameOfReferenceUID == frame and d.StudyInstanceUID == course.patient.study_instance_uid
+        assert d.file_meta.MediaStorageSOPInstanceUID == d.SOPInstanceUID
+    assert "ReferencedFractionGroupSequence" not in plan_dose[0].ReferencedRTPlanSequence[0]
+    assert {d.ReferencedRTPlanSequence[0].ReferencedFractionGroupSequence[0].ReferencedBeamSequence[0]
+            .ReferencedBeamNumber for d in beam_doses} == set(beam_numbers.values())
+    total = plan_dose[0].pixel_array * float(plan_dose[0].DoseGridScaling)
+    summed = sum(d.pixel_array * float(d.DoseGridScaling) for d in beam_doses)
+    tolerance = float(plan_dose[0].DoseGridScaling) / 2 + sum(float(d.DoseGridScaling) / 2 for d in beam_doses)
+    assert np.max(np.abs(total - summed)) <= tolerance + 1e-9
+    assert float(total.max()) > 0.5 * 50.0  # 50 Gy prescription: dose is real, in Gy, for the whole course
+
+
+def test_unapproved_same_revision_gives_same_files_and_a_change_gives_new_uids(
+    planned: Workspace, tmp_path: Path
+) -> None:
+    export_to_folder(planned, "CW-E1", ALL, tmp_path / "a")
+    export_to_folder(planned, "CW-E1", ALL, tmp_path / "b")
+    assert files(tmp_path / "a") == files(tmp_path / "b")
+    planned.load_plan(DEMO_PLAN.replace("fractions = 25", "fractions = 20"))
+    compute_dose(planned, "CW-E1")
+    planned.authorize("CW-E1", *PHYS)
+    export_to_folder(planned, "CW-E1", ALL, tmp_path / "c")
+    first, second = set(files(tmp_path / "a")), set(files(tmp_path / "c"))
+    assert {n for n in first if n.startswith("CT.")} == {n for n in second if n.startswith("CT.")}
+    assert not {n for n in first if not n.startswith("CT.")} & second  # every RS/RP/RD UID is new
+
+
+def test_approved_plan_exports_byte_identical_files_with_fixed_uids(planned: Workspace, tmp_path: Path) -> None:
+    export_to_folder(planned, "CW-E1", ALL, tmp_path / "unapproved")
+    planned.approve("CW-E1", *PHYS)
+    export_to_folder(planned, "CW-E1", ALL, tmp_path / "a")
+    export_to_folder(planned, "CW-E1", ALL, tmp_path / "b")
+    assert files(tmp_path / "a") == files(tmp_path / "b")
+    (rp,) = read_all(tmp_path / "a")["RP"]
+    assert rp.ApprovalStatus == "APPROVED" and rp.ReviewerName == "phil"
+    unapproved = {n for n in files(tmp_path / "unapproved") if not n.startswith("CT.")}
+    assert not unapproved & set(files(tmp_path / "a"))  # approval changes content, so UIDs change too
+
+
+def test_unchanged_structure_set_is_exported_as_imported(planned: Workspace, phantom_dir: Path,
+                                                         tmp_path: Path) -> None:
+    plain = (DEMO_PLAN.replace('external = "OUTLINE2"', 'external = "BODY"')
+             .replace('[[override]]\nstructure = "Prosthesis"\nmaterial = "Water"\n', "")
+             .replace('bolus = { thickness_mm = 10, margin_mm = 10, material = "Superflab" }\n', "")
+             .replace('id = "CW-E1"', 'id = "PLAIN"'))
+    planned.load_plan(plain)
+    compute_dose(planned, "PLAIN")
+    planned.authorize("PLAIN", *PHYS)
+    export_to_folder(planned, "PLAIN", (Item.RTSTRUCT, Item.RTPLAN), tmp_path / "out")
+    (rs_file,) = (tmp_path / "out").glob("RS.*.dcm")
+    assert rs_file.read_bytes() == next(phantom_dir.glob("RS*.dcm")).read_bytes()
+    (rp,) = read_all(tmp_path / "out")["RP"]
+    assert rp.ReferencedStructureSetSequence[0].ReferencedSOPInstanceUID == pydicom.dcmread(rs_file).SOPInstanceUID
+
+
+def test_gate_lists_every_finding_writes_nothing_and_is_audited(planned: Workspace, tmp_path: Path) -> None:
+    planned.load_plan(DEMO_PLAN.replace("fractions = 25", "fractions = 24"))  # new revision: no dose, no authorization
+    site = planned.site_path
+    text = site.read_text()
+    site.write_text(text[: text.index("[[ct_curves]]")] + text[text.index("[[materials]]"):])
+    with pytest.raises(GateError) as info:
+        export_to_folder(planned, "CW-E1", ALL, tmp_path / "out", actor="pat")
+    findings = "\n".join(info.value.findings)
+    assert "no CT curve" in findings
+    assert "dose-plan, dose-beam need current dose for revision 2" in findings
+    assert "unapproved and its export is not authorized" in findings and "rtexport authorize CW-E1" in findings
+    assert not (tmp_path / "out").exists()
+    refused = [e for e in planned.audit_entries("CW-E1") if e["action"] == "export"]
+    assert refused[-1]["outcome"] == "refused" and refused[-1]["actor"] == "pat"
+
+
+def test_site_without_machine_blocks_export(planned: Workspace, tmp_path: Path) -> None:
+    site = planned.site_path
+    text = site.read_text()
+    site.write_text(text[: text.index("[[machines]]")] + text[text.index("[[ct_curves]]"):])
+    with pytest.raises(GateError, match=r"no treatment machine"):
+        export_to_folder(planned, "CW-E1", (Item.CT,), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_export_is_audited_with_who_what_and_where(planned: Workspace, tmp_path: Path) -> None:
+    export_to_folder(planned, "CW-E1", (Item.RTPLAN, Item.DOSE_PLAN), tmp_path / "out", actor="pat")
+    entry = [e for e in planned.audit_entries("CW-E1") if e["action"] == "export"][-1]
+    assert entry["outcome"] == "ok" and entry["actor"] == "pat" and entry["revision"] == 1
+    assert entry["detail"]["items"] == ["rtplan", "dose-plan"]
+    assert entry["detail"]["destination"] == str(tmp_path / "out")
+    assert sorted(entry["detail"]["uids"]) == ["RD", "RP"]
