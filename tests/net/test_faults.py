@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import pytest
 from pydicom.uid import ImplicitVRLittleEndian
 
@@ -169,3 +172,17 @@ def test_structure_set_goes_after_every_ct(objects: list[ExportObject]) -> None:
     assert order[-1] == "RS"
     assert report.results[0].obj.kind == "RS"  # the report keeps the caller's order
     assert order.count("CT") == len(objects) - 1
+
+
+def test_missing_or_mismatched_file_fails_alone(objects: list[ExportObject], tmp_path: Path) -> None:
+    gone = objects[1]
+    moved = tmp_path / "moved.dcm"
+    gone.path.rename(moved)  # type: ignore[union-attr]
+    wrong = dataclasses.replace(objects[2], sop_instance_uid="2.25.1")
+    with FakeSCP() as scp:
+        report = send_objects([objects[0], gone, wrong, *objects[3:]], _dest(scp), CALLING_AE)
+
+        assert [(r.outcome, r.status) for r in report.unstored] == [(InstanceOutcome.FAILED, None)] * 2
+        assert report.results[1].meaning.startswith("cannot read the file")
+        assert "differs from the export's 2.25.1" in report.results[2].meaning
+        assert set(scp.stored) == {o.sop_instance_uid for o in [objects[0], *objects[3:]]}
