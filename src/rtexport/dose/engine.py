@@ -170,12 +170,8 @@ class PencilBeamEngine:
         hi = np.array([xs[xi.max()], ys[yi.max()], zs[zi.max()]]) + np.asarray(grid.spacing_mm)
         corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
         dc = (corners - np.asarray(frame.source_mm)) @ frame.direction
-        if dc.min() <= beam.cutout_distance_mm:
-            raise DoseError(
-                f"beam {beam.name}: the patient or bolus reaches the cutout ({beam.cutout_distance_mm:g} mm from "
-                "the source); increase the SSD"
-            )
-        d = np.arange(dc.min(), dc.max() + dstep, dstep)
+        d0 = max(float(dc.min()), beam.cutout_distance_mm + dstep)  # nothing scatters before the cutout
+        d = np.arange(d0, dc.max() + dstep, dstep)
 
         # pencils: lattice through the central axis covering the cutout
         uc, vc = _lattice(beam.cutout_mm, h)
@@ -197,6 +193,11 @@ class PencilBeamEngine:
         s_rel = s_rel.reshape(pts.shape[:-1]).astype(np.float64)
         t_rel = t_rel.reshape(pts.shape[:-1]).astype(np.float64)
         occ = occ.reshape(pts.shape[:-1]).astype(np.float64)
+        if np.any(occ[..., 0] > 0) and d0 > dc.min():
+            raise DoseError(
+                f"beam {beam.name}: the patient or bolus reaches the cutout ({beam.cutout_distance_mm:g} mm from "
+                "the source); increase the SSD"
+            )
         dl = (dstep * stretch)[..., None]
 
         def path(x: FloatArray) -> FloatArray:  # trapezoid ∫ x dℓ from the first plane
