@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-from rtexport.dose import CTVolume, bolus_contours, compute_plan_dose
+from rtexport.dose import CTVolume, bolus_contours, compute_plan_dose, resolve_beam
 from rtexport.errors import DoseError, PlanError
 from rtexport.model.course import Contour, Course
 from rtexport.model.plan import Plan, plan_problems
@@ -36,6 +36,11 @@ def plan_bolus_contours(
             raise PlanError(f"plan {plan.id}: beam {beam.name}: unknown applicator {beam.applicator!r}")
         out[beam.name] = bolus_contours(course.ct, contours[plan.external], beam, app, machine.source_axis_distance_mm)
     return out
+
+
+def resolve_plan(plan: Plan, contours: Mapping[str, Sequence[Contour]]) -> Plan:
+    """``plan`` with every beam's isocenter set (a beam aimed at a target gets its centroid, as for dose)."""
+    return plan.model_copy(update={"beams": [resolve_beam(b, contours) for b in plan.beams]})
 
 
 def compute_dose(ws: Workspace, plan_id: str, actor: str = "system", grid_mm: float | None = None) -> PlanState:

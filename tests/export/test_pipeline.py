@@ -44,9 +44,10 @@ def files(folder: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.integration
-def test_full_export_is_valid_and_every_reference_resolves(planned: Workspace, phantom_dir: Path,
-                                                           tmp_path: Path) -> None:
-    prep, report = export_to_folder(planned, "CW-E1", ALL, tmp_path / "out", actor="pat")
+def test_full_export_is_valid_and_every_reference_resolves(
+    planned: Workspace, phantom_dir: Path, tmp_path: Path
+) -> None:
+    _, report = export_to_folder(planned, "CW-E1", ALL, tmp_path / "out", actor="pat")
     course = planned.course("C1")
     assert len(report.written) == len(course.slices) + 1 + 1 + 1 + 2
     # CT: byte-for-byte copies of the imported files
@@ -59,16 +60,22 @@ def test_full_export_is_valid_and_every_reference_resolves(planned: Workspace, p
     (rs,), (rp,) = objs["RS"], objs["RP"]
     frame = course.ct.frame_of_reference_uid
     # RS → CT slices, same Frame of Reference and study
-    contour_refs = {i.ReferencedSOPInstanceUID for fr in rs.ReferencedFrameOfReferenceSequence
-                    for st in fr.RTReferencedStudySequence for se in st.RTReferencedSeriesSequence
-                    for i in se.ContourImageSequence}
+    contour_refs = {
+        i.ReferencedSOPInstanceUID
+        for fr in rs.ReferencedFrameOfReferenceSequence
+        for st in fr.RTReferencedStudySequence
+        for se in st.RTReferencedSeriesSequence
+        for i in se.ContourImageSequence
+    }
     assert contour_refs == set(imported)
     assert rs.ReferencedFrameOfReferenceSequence[0].FrameOfReferenceUID == frame
     assert rs.SOPInstanceUID != course.structure_set.sop_instance_uid  # derived: new UID
     # RP → the exported RS, bolus → a BOLUS ROI of it
     assert rp.ReferencedStructureSetSequence[0].ReferencedSOPInstanceUID == rs.SOPInstanceUID
     bolus_rois = {o.ReferencedROINumber for o in rs.RTROIObservationsSequence if o.RTROIInterpretedType == "BOLUS"}
-    referenced_boli = {b.ReferencedROINumber for beam in rp.BeamSequence for b in beam.get("ReferencedBolusSequence", [])}
+    referenced_boli = {
+        b.ReferencedROINumber for beam in rp.BeamSequence for b in beam.get("ReferencedBolusSequence", [])
+    }
     assert referenced_boli == bolus_rois and len(bolus_rois) == 1
     externals = [o.ReferencedROINumber for o in rs.RTROIObservationsSequence if o.RTROIInterpretedType == "EXTERNAL"]
     names = {r.ROINumber: r.ROIName for r in rs.StructureSetROISequence}
@@ -83,8 +90,10 @@ def test_full_export_is_valid_and_every_reference_resolves(planned: Workspace, p
         assert d.FrameOfReferenceUID == frame and d.StudyInstanceUID == course.patient.study_instance_uid
         assert d.file_meta.MediaStorageSOPInstanceUID == d.SOPInstanceUID
     assert "ReferencedFractionGroupSequence" not in plan_dose[0].ReferencedRTPlanSequence[0]
-    assert {d.ReferencedRTPlanSequence[0].ReferencedFractionGroupSequence[0].ReferencedBeamSequence[0]
-            .ReferencedBeamNumber for d in beam_doses} == set(beam_numbers.values())
+    assert {
+        d.ReferencedRTPlanSequence[0].ReferencedFractionGroupSequence[0].ReferencedBeamSequence[0].ReferencedBeamNumber
+        for d in beam_doses
+    } == set(beam_numbers.values())
     total = plan_dose[0].pixel_array * float(plan_dose[0].DoseGridScaling)
     summed = sum(d.pixel_array * float(d.DoseGridScaling) for d in beam_doses)
     tolerance = float(plan_dose[0].DoseGridScaling) / 2 + sum(float(d.DoseGridScaling) / 2 for d in beam_doses)
@@ -119,12 +128,13 @@ def test_approved_plan_exports_byte_identical_files_with_fixed_uids(planned: Wor
     assert not unapproved & set(files(tmp_path / "a"))  # approval changes content, so UIDs change too
 
 
-def test_unchanged_structure_set_is_exported_as_imported(planned: Workspace, phantom_dir: Path,
-                                                         tmp_path: Path) -> None:
-    plain = (DEMO_PLAN.replace('external = "OUTLINE2"', 'external = "BODY"')
-             .replace('[[override]]\nstructure = "Prosthesis"\nmaterial = "Water"\n', "")
-             .replace('bolus = { thickness_mm = 10, margin_mm = 10, material = "Superflab" }\n', "")
-             .replace('id = "CW-E1"', 'id = "PLAIN"'))
+def test_unchanged_structure_set_is_exported_as_imported(planned: Workspace, phantom_dir: Path, tmp_path: Path) -> None:
+    plain = (
+        DEMO_PLAN.replace('external = "OUTLINE2"', 'external = "BODY"')
+        .replace('[[override]]\nstructure = "Prosthesis"\nmaterial = "Water"\n', "")
+        .replace('bolus = { thickness_mm = 10, margin_mm = 10, material = "Superflab" }\n', "")
+        .replace('id = "CW-E1"', 'id = "PLAIN"')
+    )
     planned.load_plan(plain)
     compute_dose(planned, "PLAIN")
     planned.authorize("PLAIN", *PHYS)
@@ -139,7 +149,7 @@ def test_gate_lists_every_finding_writes_nothing_and_is_audited(planned: Workspa
     planned.load_plan(DEMO_PLAN.replace("fractions = 25", "fractions = 24"))  # new revision: no dose, no authorization
     site = planned.site_path
     text = site.read_text()
-    site.write_text(text[: text.index("[[ct_curves]]")] + text[text.index("[[materials]]"):])
+    site.write_text(text[: text.index("[[ct_curves]]")] + text[text.index("[[materials]]") :])
     with pytest.raises(GateError) as info:
         export_to_folder(planned, "CW-E1", ALL, tmp_path / "out", actor="pat")
     findings = "\n".join(info.value.findings)
@@ -154,7 +164,7 @@ def test_gate_lists_every_finding_writes_nothing_and_is_audited(planned: Workspa
 def test_site_without_machine_blocks_export(planned: Workspace, tmp_path: Path) -> None:
     site = planned.site_path
     text = site.read_text()
-    site.write_text(text[: text.index("[[machines]]")] + text[text.index("[[ct_curves]]"):])
+    site.write_text(text[: text.index("[[machines]]")] + text[text.index("[[ct_curves]]") :])
     with pytest.raises(GateError, match=r"no treatment machine"):
         export_to_folder(planned, "CW-E1", (Item.CT,), tmp_path / "out")
     assert not (tmp_path / "out").exists()

@@ -19,7 +19,7 @@ from rtexport.export.local import WriteReport, write_folder
 from rtexport.export.objects import ExportObject, ObjectKind
 from rtexport.export.send import Destination, InstanceOutcome, InstanceResult, SendReport, send_objects
 from rtexport.model.site import Site
-from rtexport.services import course_contours, plan_bolus_contours
+from rtexport.services import course_contours, plan_bolus_contours, resolve_plan
 from rtexport.workspace import PlanState, Workspace
 from rtexport.workspace.dicomio import read_dataset
 
@@ -126,7 +126,10 @@ def prepare(ws: Workspace, plan_id: str, items: Collection[Item], actor: str) ->
             for s in course.slices
         ]
     original = read_dataset(ws.store.get(course.structure_set.sha256))
-    bolus = plan_bolus_contours(site, course, plan, course_contours(ws, course))
+    contours = course_contours(ws, course)
+    # Aim every beam once, as the dose engine did: a beam given a target gets that structure's centroid.
+    plan = resolve_plan(plan, contours)
+    bolus = plan_bolus_contours(site, course, plan, contours)
     if needs_derived_structure_set(original, plan, bolus):
         rs = build_rtstruct(ctx, original, plan, site, bolus, slices=course.slices)
         rs_obj = ExportObject.from_bytes(
@@ -255,7 +258,15 @@ def export_to_server(
     rev = prep.state.revision.number
     where = f"{dest.ae_title}@{dest.host}:{dest.port}"
     try:
-        report = send_objects(prep.objects, dest, site.dicom.local_ae_title, progress=progress, commit=commit)
+        report = send_objects(
+            prep.objects,
+            dest,
+            site.dicom.local_ae_title,
+            progress=progress,
+            commit=commit,
+            commit_listen_port=site.dicom.commitment_port,
+            commit_listen_host=site.dicom.commitment_host,
+        )
     except RTExportError as e:
         ws.audit(
             actor,

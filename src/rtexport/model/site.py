@@ -192,6 +192,9 @@ class DicomSettings(_Model):
     local_ae_title: str = "RTEXPORT"
     servers: list[DicomServer] = Field(default_factory=list)
     export_roots: list[Path] = Field(default_factory=list)
+    # Storage commitment: the archive reports back on a new association to this port (register our AE there).
+    commitment_port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    commitment_host: str = ""
 
     @field_validator("local_ae_title")
     @classmethod
