@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
@@ -55,6 +56,18 @@ HomeOpt = Annotated[
     ),
 ]
 PasswordStdin = Annotated[bool, typer.Option("--password-stdin", help="Read the password from standard input.")]
+
+
+@app.callback()
+def _root(
+    home: Annotated[
+        Path | None,
+        typer.Option("--home", help="Workspace folder for every command (or RTEXPORT_HOME; default ./rtexport-home)."),
+    ] = None,
+) -> None:
+    # Commands read RTEXPORT_HOME; the group runs before they parse, so `rtexport --home DIR CMD` works too.
+    if home is not None:
+        os.environ["RTEXPORT_HOME"] = str(home)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -486,6 +499,7 @@ def _summary(prep: PreparedExport, where: str, written: int, identical: int) -> 
         title=f"export of {state.plan.id} revision "
         f"{state.revision.number} ({'APPROVED' if state.approved else 'UNAPPROVED'}) to {where}",
     )
+    table.columns[3].overflow = "fold"  # a UID is copied whole from the screen, never cut
     by_kind: dict[str, list[ExportObject]] = {}
     for o in prep.objects:
         by_kind.setdefault(o.description if o.kind is not ObjectKind.CT else "CT Images", []).append(o)
