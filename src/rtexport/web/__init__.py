@@ -1,0 +1,1 @@
+"""The web page (FastAPI, server-rendered): plans, pictures, DVH and the Export block."""

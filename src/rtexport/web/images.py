@@ -1,0 +1,352 @@
+"""Pictures for the plan page: CT slices with structure outlines and dose (PNG), the DVH and the beam's-eye
+view of each cutout (SVG). Rendered server-side with numpy, scipy and Pillow."""
+
+from __future__ import annotations
+
+import io
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from html import escape
+from typing import Generic, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image, ImageDraw
+from scipy.ndimage import map_coordinates
+from skimage.draw import polygon as fill_polygon
+from skimage.measure import find_contours
+
+from rtexport.model.course import Contour, Course, CTGeometry
+from rtexport.model.dose import DoseGrid
+from rtexport.model.plan import Beam, default_cutout
+from rtexport.model.site import Applicator, ApplicatorShape
+
+K = TypeVar("K")
+V = TypeVar("V")
+F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
+
+WINDOW_HU = (-160.0, 240.0)  # soft tissue: level 40, width 400
+IMAGE_PX = 480  # the longer side of a rendered slice
+# Isodose lines, % of the prescription, with their colours (also shown in the page's legend).
+ISODOSE = ((107, "#ff3df5"), (100, "#ff2b2b"), (95, "#ff8c1a"), (90, "#ffe11a"), (80, "#3ddc5a"), (50, "#22c7e6"),
+           (30, "#3b6cff"))  # fmt: skip
+PALETTE = ("#f2c14e", "#ef5b5b", "#62d26f", "#4fb3ff", "#c77dff", "#ff9f1c", "#2ec4b6", "#e07a5f", "#9ad1d4", "#f4a5c0")
+
+
+class View(StrEnum):
+    AXIAL = "axial"
+    SAGITTAL = "sagittal"
+    CORONAL = "coronal"
+
+
+def structure_colors(names: Sequence[str], external: str | None) -> dict[str, str]:
+    colors = {}
+    k = 0
+    for name in names:
+        if name == external:
+            colors[name] = "#9fb4c7"
+        else:
+            colors[name] = PALETTE[k % len(PALETTE)]
+            k += 1
+    return colors
+
+
+@dataclass(frozen=True)
+class CourseVolume:
+    """The CT in HU and each structure as a mask on the CT grid, both indexed [z, y, x]."""
+
+    ct: CTGeometry
+    hu: F32
+    masks: dict[str, npt.NDArray[np.bool_]]
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        z, y, x = self.hu.shape
+        return (z, y, x)
+
+    def count(self, view: View) -> int:
+        nz, ny, nx = self.shape
+        return {View.AXIAL: nz, View.SAGITTAL: nx, View.CORONAL: ny}[view]
+
+    def voxel_cc(self) -> float:
+        dy, dx = self.ct.pixel_spacing_mm
+        return dx * dy * self.ct.slice_spacing_mm / 1000.0
+
+
+def rasterize(ct: CTGeometry, contours: dict[str, list[Contour]]) -> dict[str, npt.NDArray[np.bool_]]:
+    """Structure masks from planar contours; nested contours toggle (holes), contours off any slice are ignored."""
+    z = np.asarray(ct.slice_z_mm)
+    half = ct.slice_spacing_mm / 2
+    (ox, oy, _), (dy, dx) = ct.origin_mm, ct.pixel_spacing_mm
+    masks: dict[str, npt.NDArray[np.bool_]] = {}
+    for name, items in contours.items():
+        mask = np.zeros((len(z), ct.rows, ct.columns), dtype=bool)
+        for c in items:
+            pts = c.points_mm
+            if len(pts) < 3 or c.geometric_type != "CLOSED_PLANAR":
+                continue
+            k = int(np.argmin(np.abs(z - pts[0, 2])))
+            if abs(z[k] - pts[0, 2]) > half + 1e-6:
+                continue
+            rr, cc = fill_polygon((pts[:, 1] - oy) / dy, (pts[:, 0] - ox) / dx, (ct.rows, ct.columns))  # type: ignore[no-untyped-call]
+            mask[k, rr, cc] ^= True
+        masks[name] = mask
+    return masks
+
+
+@dataclass(frozen=True)
+class Plane:
+    """Where each output pixel lies in the patient: coordinates (x, y, z) of the pixel centres, each [rows, cols]."""
+
+    x: F64
+    y: F64
+    z: F64
+    label: str  # e.g. "z = -12.5 mm"
+
+
+def plane(ct: CTGeometry, view: View, index: int, size_px: int = IMAGE_PX) -> Plane:
+    """Output pixel grid of one slice: axial (anterior up), coronal and sagittal (superior up, anterior left)."""
+    xs, ys, zs = ct.x_mm(), ct.y_mm(), np.asarray(ct.slice_z_mm, dtype=np.float64)
+    dy, dx = ct.pixel_spacing_mm
+    dz = ct.slice_spacing_mm
+    span = {
+        "x": (xs[0] - dx / 2, xs[-1] + dx / 2),
+        "y": (ys[0] - dy / 2, ys[-1] + dy / 2),
+        "z": (zs[-1] + dz / 2, zs[0] - dz / 2),  # top of the picture: superior
+    }
+    h_axis, v_axis, fixed_axis, fixed = {
+        View.AXIAL: ("x", "y", "z", zs),
+        View.CORONAL: ("x", "z", "y", ys),
+        View.SAGITTAL: ("y", "z", "x", xs),
+    }[view]
+    index = min(max(index, 0), len(fixed) - 1)
+    h0, h1 = span[h_axis]
+    v0, v1 = span[v_axis]
+    mm_per_px = max(abs(h1 - h0), abs(v1 - v0)) / size_px
+    w = max(1, round(abs(h1 - h0) / mm_per_px))
+    h = max(1, round(abs(v1 - v0) / mm_per_px))
+    hc = h0 + (np.arange(w) + 0.5) * (h1 - h0) / w
+    vc = v0 + (np.arange(h) + 0.5) * (v1 - v0) / h
+    vv, hh = np.meshgrid(vc, hc, indexing="ij")
+    coords = {h_axis: hh, v_axis: vv, fixed_axis: np.full_like(hh, fixed[index])}
+    return Plane(coords["x"], coords["y"], coords["z"], f"{fixed_axis} = {fixed[index]:.1f} mm")
+
+
+def _ct_index(ct: CTGeometry, p: Plane) -> F64:
+    (ox, oy, _), (dy, dx) = ct.origin_mm, ct.pixel_spacing_mm
+    zs = np.asarray(ct.slice_z_mm, dtype=np.float64)
+    iz = np.interp(p.z, zs, np.arange(len(zs), dtype=np.float64)) if len(zs) > 1 else np.zeros_like(p.z)
+    return np.stack([iz, (p.y - oy) / dy, (p.x - ox) / dx])
+
+
+def sample_dose(dose: DoseGrid, x: F64, y: F64, z: F64) -> F64:
+    """Dose (Gy) at points, trilinear; zero outside the grid."""
+    g = dose.geometry
+    (ox, oy, oz), (dx, dy, dz) = g.origin_mm, g.spacing_mm
+    idx = np.stack([(z - oz) / dz, (y - oy) / dy, (x - ox) / dx])
+    out: F64 = map_coordinates(dose.gy.astype(np.float64), idx, order=1, mode="constant", cval=0.0)
+    return out
+
+
+def _colormap(rel: F64) -> npt.NDArray[np.float64]:
+    """Blue → cyan → green → yellow → red over 0.1–1.1 of the reference dose; RGB in 0–1."""
+    stops = np.array([0.1, 0.35, 0.6, 0.85, 1.1])
+    rgb = np.array([[0.15, 0.3, 1.0], [0.0, 0.8, 0.9], [0.2, 0.85, 0.3], [1.0, 0.9, 0.1], [1.0, 0.15, 0.1]])
+    return np.stack([np.interp(rel, stops, rgb[:, c]) for c in range(3)], axis=-1)
+
+
+def _hex(color: str) -> tuple[int, int, int]:
+    return (int(color[1:3], 16), int(color[3:5], 16), int(color[5:7], 16))
+
+
+def _lines(field: F64, level: float) -> list[list[tuple[float, float]]]:
+    return [[(float(c), float(r)) for r, c in line] for line in find_contours(field, level) if len(line) > 2]  # type: ignore[no-untyped-call]
+
+
+def render_slice(
+    vol: CourseVolume,
+    view: View,
+    index: int,
+    dose: DoseGrid | None,
+    reference_gy: float,
+    colors: dict[str, str],
+    size_px: int = IMAGE_PX,
+) -> bytes:
+    """A PNG of one slice: CT (soft-tissue window), dose colour wash from 10 %, isodose lines, outlines."""
+    p = plane(vol.ct, view, index, size_px)
+    idx = _ct_index(vol.ct, p)
+    hu = map_coordinates(vol.hu, idx, order=1, mode="nearest")
+    lo, hi = WINDOW_HU
+    gray = np.clip((hu - lo) / (hi - lo), 0.0, 1.0)
+    rgb = np.repeat(gray[..., None], 3, axis=-1)
+    rel: F64 | None = None
+    if dose is not None and reference_gy > 0:
+        rel = sample_dose(dose, p.x, p.y, p.z) / reference_gy
+        alpha = np.where(rel >= 0.1, 0.28 + 0.17 * np.clip(rel, 0, 1), 0.0)[..., None]
+        rgb = rgb * (1 - alpha) + _colormap(rel) * alpha
+    img = Image.fromarray(np.round(rgb * 255).astype(np.uint8), "RGB")
+    draw = ImageDraw.Draw(img)
+    if rel is not None:
+        for pct, color in ISODOSE:
+            for line in _lines(rel, pct / 100):
+                draw.line(line, fill=_hex(color), width=2)
+    for name, mask in vol.masks.items():
+        m = map_coordinates(mask.astype(np.float32), idx, order=1, mode="constant", cval=0.0)
+        for line in _lines(m, 0.5):
+            draw.line(line, fill=_hex(colors.get(name, "#ffffff")), width=2)
+    buf = io.BytesIO()
+    img.save(buf, "PNG", optimize=False, compress_level=6)
+    return buf.getvalue()
+
+
+# -- DVH ------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DVHCurve:
+    name: str
+    color: str
+    volume_cc: float
+    dose_gy: F64  # bin edges
+    volume_pct: F64  # cumulative: % of the structure receiving at least dose_gy
+    mean_gy: float
+    max_gy: float
+
+
+def dvh(vol: CourseVolume, dose: DoseGrid, colors: dict[str, str], bins: int = 200) -> list[DVHCurve]:
+    """Cumulative DVH of each non-empty structure, dose sampled at the CT voxel centres inside it."""
+    zs = np.asarray(vol.ct.slice_z_mm, dtype=np.float64)
+    xs, ys = vol.ct.x_mm(), vol.ct.y_mm()
+    per: dict[str, F64] = {}
+    for name, mask in vol.masks.items():
+        k, j, i = np.nonzero(mask)
+        if len(k):
+            per[name] = sample_dose(dose, xs[i], ys[j], zs[k])
+    top = max((float(d.max()) for d in per.values()), default=0.0)
+    edges = np.linspace(0.0, max(top, 1e-6) * 1.02, bins + 1)
+    curves = []
+    for name, d in per.items():
+        counts = np.histogram(d, bins=edges)[0][::-1].cumsum()[::-1]
+        pct = np.append(counts, 0) * 100.0 / len(d)
+        curves.append(
+            DVHCurve(
+                name, colors.get(name, "#ffffff"), len(d) * vol.voxel_cc(), edges, pct, float(d.mean()), float(d.max())
+            )
+        )
+    return curves
+
+
+def _nice_step(span: float, target: int = 6) -> float:
+    raw = span / target
+    mag = 10 ** math.floor(math.log10(raw)) if raw > 0 else 1.0
+    return next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+
+
+def dvh_svg(curves: Sequence[DVHCurve], prescription_gy: float, width: int = 560, height: int = 330) -> str:
+    """The cumulative DVH as an inline SVG: dose (Gy) across, volume (%) up, a dashed prescription line."""
+    left, right, top, bottom = 52, 16, 14, 40
+    pw, ph = width - left - right, height - top - bottom
+    dmax = max([float(c.dose_gy[-1]) for c in curves] + [prescription_gy * 1.15])
+    sx: Callable[[float], float] = lambda d: left + pw * d / dmax  # noqa: E731
+    sy: Callable[[float], float] = lambda v: top + ph * (1 - v / 100)  # noqa: E731
+    out = [
+        f'<svg class="dvh" viewBox="0 0 {width} {height}" role="img" aria-label="Dose-volume histogram" '
+        'xmlns="http://www.w3.org/2000/svg">',
+        f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" class="plot-bg"/>',
+    ]
+    step = _nice_step(dmax)
+    d = 0.0
+    while d <= dmax + 1e-9:
+        x = sx(d)
+        out.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{top + ph}" class="grid"/>')
+        out.append(f'<text x="{x:.1f}" y="{top + ph + 16}" class="tick" text-anchor="middle">{d:g}</text>')
+        d += step
+    for v in range(0, 101, 20):
+        y = sy(v)
+        out.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + pw}" y2="{y:.1f}" class="grid"/>')
+        out.append(f'<text x="{left - 6}" y="{y + 4:.1f}" class="tick" text-anchor="end">{v}</text>')
+    out.append(f'<text x="{left + pw / 2}" y="{height - 6}" class="axis" text-anchor="middle">Dose (Gy)</text>')
+    out.append(
+        f'<text x="14" y="{top + ph / 2}" class="axis" text-anchor="middle" '
+        f'transform="rotate(-90 14 {top + ph / 2})">Volume (%)</text>'
+    )
+    if prescription_gy > 0:
+        x = sx(prescription_gy)
+        out.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{top + ph}" class="rx"/>')
+    for c in curves:
+        pairs = zip(c.dose_gy, c.volume_pct, strict=True)
+        pts = " ".join(f"{sx(float(dd)):.1f},{sy(float(vv)):.1f}" for dd, vv in pairs)
+        out.append(
+            f'<polyline points="{pts}" fill="none" stroke="{c.color}" stroke-width="2">'
+            f"<title>{escape(c.name)}: mean {c.mean_gy:.2f} Gy, max {c.max_gy:.2f} Gy</title></polyline>"
+        )
+    out.append("</svg>")
+    return "".join(out)
+
+
+# -- beam's-eye view --------------------------------------------------------------------------------------------
+
+
+def bev_svg(beam: Beam, applicator: Applicator | None, size: int = 150) -> str:
+    """The applicator opening and the cutout at the isocenter plane, seen from the source (x right, y up)."""
+    opening = applicator.opening_mm if applicator else (100.0, 100.0)
+    shape = applicator.shape if applicator else ApplicatorShape.RECTANGLE
+    cutout = beam.cutout_mm or default_cutout(shape, opening)
+    half = max(opening[0], opening[1], *(abs(v) for p in cutout for v in p)) / 2 * 1.15 + 5
+    s = size / (2 * half)
+
+    def xy(x: float, y: float) -> str:
+        return f"{size / 2 + x * s:.1f},{size / 2 - y * s:.1f}"
+
+    w, h = opening
+    out = [
+        f'<svg class="bev" viewBox="0 0 {size} {size}" width="{size}" height="{size}" role="img" '
+        f'aria-label="Cutout of beam {escape(beam.name)} in beam\'s-eye view" xmlns="http://www.w3.org/2000/svg">',
+        f'<rect width="{size}" height="{size}" class="bev-bg"/>',
+    ]
+    if shape is ApplicatorShape.CIRCLE:
+        out.append(f'<circle cx="{size / 2}" cy="{size / 2}" r="{w / 2 * s:.1f}" class="bev-app"/>')
+    else:
+        out.append(
+            f'<rect x="{size / 2 - w / 2 * s:.1f}" y="{size / 2 - h / 2 * s:.1f}" width="{w * s:.1f}" '
+            f'height="{h * s:.1f}" class="bev-app"/>'
+        )
+    out.append(f'<polygon points="{" ".join(xy(x, y) for x, y in cutout)}" class="bev-cutout"/>')
+    out.append(f'<line x1="0" y1="{size / 2}" x2="{size}" y2="{size / 2}" class="bev-axis"/>')
+    out.append(f'<line x1="{size / 2}" y1="0" x2="{size / 2}" y2="{size}" class="bev-axis"/>')
+    out.append(f'<text x="4" y="{size - 5}" class="bev-label">{w:g}×{h:g} mm</text>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+# -- caches ---------------------------------------------------------------------------------------------------
+
+
+class LRU(Generic[K, V]):
+    """A small thread-safe least-recently-used cache (CT volumes are tens of MB: keep a few)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[K, V] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: K, make: Callable[[], V]) -> V:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        value = make()  # outside the lock: slow, and a duplicate build is harmless
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return value
+
+
+def course_key(course: Course) -> tuple[str, str, str]:
+    return (course.id, course.ct.series_instance_uid, course.structure_set.sha256)

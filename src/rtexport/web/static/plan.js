@@ -1,0 +1,123 @@
+// The plan page: slice sliders, the RT Dose checkboxes, server choice, C-ECHO, export jobs with progress.
+"use strict";
+(function () {
+  const csrf = document.querySelector('meta[name="csrf-token"]').content;
+  const $ = (sel, root = document) => root.querySelector(sel);
+
+  // Slice sliders: load the next picture once the previous one has arrived (no request pile-up).
+  for (const fig of document.querySelectorAll("figure.view")) {
+    const img = $("img", fig), range = $("input[type=range]", fig), pos = $("[data-role=pos]", fig);
+    let loading = false, wanted = null;
+    const show = () => {
+      if (loading || wanted === null) return;
+      loading = true;
+      img.src = img.dataset.base + wanted + ".png";
+      wanted = null;
+    };
+    img.addEventListener("load", () => { loading = false; show(); });
+    img.addEventListener("error", () => { loading = false; show(); });
+    range.addEventListener("input", () => {
+      pos.textContent = (Number(range.value) + 1) + " / " + (Number(range.max) + 1);
+      wanted = range.value;
+      show();
+    });
+  }
+
+  const section = $("#export");
+  if (!section) return;
+  const plan = section.dataset.plan;
+
+  // RT Dose: the parent box ticks both Plan and Beam; it shows ticked while either is.
+  const parent = $("#rtdose"), children = [...document.querySelectorAll(".dose-child")];
+  parent.addEventListener("change", () => children.forEach((c) => { c.checked = parent.checked; }));
+  children.forEach((c) => c.addEventListener("change", () => {
+    parent.checked = children.some((x) => x.checked);
+    parent.indeterminate = parent.checked && !children.every((x) => x.checked);
+  }));
+
+  // Server choice: show the chosen server's name, host and port, or the fields of a custom one.
+  const server = $("#server"), info = $("#server-info"), custom = $("#custom");
+  const showServer = () => {
+    const opt = server.selectedOptions[0];
+    const isCustom = opt.value === "custom";
+    custom.hidden = !isCustom;
+    info.hidden = isCustom;
+    for (const f of ["name", "host", "port"]) $(`[data-field=${f}]`, info).textContent = opt.dataset[f] || "—";
+  };
+  server.addEventListener("change", showServer);
+  showServer();
+
+  const items = () => [...document.querySelectorAll('input[name="items"]:checked')].map((c) => c.value);
+  const post = async (url, data) => {
+    const rsp = await fetch(url, { method: "POST", body: data, headers: { "X-CSRF-Token": csrf, Accept: "application/json" } });
+    let body = {};
+    try { body = await rsp.json(); } catch (e) { body = { error: rsp.status + " " + rsp.statusText }; }
+    return { status: rsp.status, body };
+  };
+
+  $("#echo").addEventListener("click", async () => {
+    const out = $("#echo-result");
+    out.className = "hint"; out.textContent = "Testing connection (C-ECHO)…";
+    const { body } = await post("/echo", new FormData($("#server-form")));
+    out.className = "hint " + (body.ok ? "good" : "bad");
+    out.textContent = body.ok ? "✓ " + body.message : "✗ " + (body.message || body.error);
+  });
+
+  const progress = $("#progress"), bar = $("#progress-bar"), tbody = $("#results tbody");
+  const buttons = [$("#export-local"), $("#export-server")];
+  const esc = (s) => String(s ?? "").replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" }[c]));
+  const goodOutcomes = new Set(["written", "stored", "identical file already there"]);
+
+  const render = (job) => {
+    const pct = job.total ? Math.round((100 * job.done) / job.total) : (job.state === "running" ? 3 : 100);
+    bar.style.width = pct + "%";
+    bar.className = job.state === "failed" || job.ok === false ? "bad" : job.state === "done" ? "good" : "";
+    $("#progress-title").textContent = job.state === "running"
+      ? (job.phase === "preparing" ? "Preparing the DICOM objects…" : `Exporting to ${job.destination}…`)
+      : job.ok ? "Export complete" : "Export failed";
+    $("#progress-text").textContent = `${job.done} of ${job.total || "?"} objects · ${job.seconds} s`;
+    const msg = $("#progress-message");
+    msg.className = "message " + (job.state === "running" ? "" : job.ok ? "good" : "bad");
+    msg.innerHTML = esc(job.message).replace(/\n/g, "<br>") +
+      (job.findings.length ? "<ul>" + job.findings.map((f) => `<li>${esc(f)}</li>`).join("") + "</ul>" : "");
+    tbody.innerHTML = job.results.map((r, i) =>
+      `<tr><td>${i + 1}</td><td>${esc(r.kind)}</td><td>${esc(r.description)}</td>` +
+      `<td><code>${esc(job.kind === "folder" ? r.file : r.uid)}</code></td>` +
+      `<td class="${goodOutcomes.has(r.outcome) ? "good" : r.outcome === "warning" ? "warnc" : "bad"}">${esc(r.outcome)}` +
+      `${r.status ? " " + esc(r.status) : ""}${r.meaning && r.outcome !== "stored" ? " · " + esc(r.meaning) : ""}</td></tr>`
+    ).join("");
+  };
+
+  const run = async (url, data) => {
+    items().forEach((v) => data.append("items", v));
+    buttons.forEach((b) => { b.disabled = true; });
+    progress.hidden = false;
+    render({ state: "running", phase: "preparing", total: 0, done: 0, results: [], findings: [], message: "", seconds: 0, destination: "" });
+    try {
+      const { status, body } = await post(url, data);
+      if (status !== 202) {
+        render({ state: "failed", ok: false, total: 0, done: 0, results: [], findings: body.findings || [], message: body.error || body.detail || "refused", seconds: 0 });
+        return;
+      }
+      for (;;) {
+        const rsp = await fetch("/jobs/" + body.job, { headers: { Accept: "application/json" } });
+        const job = await rsp.json();
+        if (!rsp.ok) { render({ state: "failed", ok: false, total: 0, done: 0, results: [], findings: [], message: job.error, seconds: 0 }); return; }
+        render(job);
+        if (job.state !== "running") return;
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    } finally {
+      buttons.forEach((b) => { b.disabled = false; });
+    }
+  };
+
+  $("#local-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    run(`/plans/${encodeURIComponent(plan)}/export/folder`, new FormData($("#local-form")));
+  });
+  $("#server-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    run(`/plans/${encodeURIComponent(plan)}/export/server`, new FormData($("#server-form")));
+  });
+})();

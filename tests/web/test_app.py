@@ -1,0 +1,233 @@
+"""The web page's routes as a browser uses them: log in, CSRF, authorization, export folders, the Export block."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from rtexport.web.app import check_export_folder
+from rtexport.workspace import Workspace
+from tests.web.conftest import PHYSICIST, PLAN, PLANNER, TestClient, csrf_of, edit_site, log_in
+
+ALL_ITEMS = ["ct", "rtstruct", "rtplan", "dose-plan", "dose-beam"]
+
+
+def authorize(client: TestClient, token: str, user: tuple[str, str] = PHYSICIST) -> None:
+    rsp = client.post(f"/plans/{PLAN}/authorize", data={"csrf": token, "name": user[0], "password": user[1]})
+    assert rsp.status_code == 303
+
+
+def wait_job(client: TestClient, job: str) -> dict[str, Any]:
+    for _ in range(600):
+        status = client.get(f"/jobs/{job}").json()
+        if status["state"] != "running":
+            return status  # type: ignore[no-any-return]
+        time.sleep(0.05)
+    raise AssertionError("export job did not finish within 30 s")
+
+
+def test_pages_need_a_login(client: TestClient) -> None:
+    rsp = client.get(f"/plans/{PLAN}")
+    assert rsp.status_code == 303 and rsp.headers["location"].startswith("/login")
+    assert client.get(f"/plans/{PLAN}/slice/axial/0.png").status_code == 303
+    assert client.get("/jobs/x", headers={"accept": "application/json"}).status_code == 401
+
+
+def test_login_wrong_password_then_right_then_logout(client: TestClient) -> None:
+    token = csrf_of(client.get("/login").text)
+    bad = client.post("/login", data={"csrf": token, "name": "pat", "password": "nope-nope"})
+    assert bad.status_code == 401 and "Unknown user or wrong password" in bad.text
+    token = log_in(client, PLANNER)
+    home = client.get("/")
+    assert home.status_code == 200 and "Course C1" in home.text and f"/plans/{PLAN}" in home.text
+    assert client.post("/logout", data={"csrf": token}).status_code == 303
+    assert client.get("/").status_code == 303
+
+
+def test_post_without_or_with_wrong_csrf_token_is_refused(client: TestClient, home: Path) -> None:
+    log_in(client, PLANNER)
+    for data in ({}, {"csrf": "forged"}):
+        rsp = client.post(f"/plans/{PLAN}/authorize", data={**data, "name": PHYSICIST[0], "password": PHYSICIST[1]})
+        assert rsp.status_code == 403 and "CSRF" in rsp.text
+    ws = Workspace.open(home)
+    assert ws.plan_state(PLAN).authorization is None
+    ws.close()
+
+
+def test_login_form_needs_csrf_too(client: TestClient) -> None:
+    client.get("/login")
+    rsp = client.post("/login", data={"name": PLANNER[0], "password": PLANNER[1]})
+    assert rsp.status_code == 403
+
+
+def test_tampered_session_cookie_is_not_a_login(client: TestClient) -> None:
+    log_in(client, PLANNER)
+    value = client.cookies["rtexport_session"]
+    body, stamp, mac = value.split(".")
+    client.cookies.set("rtexport_session", f"{body}x.{stamp}.{mac}")
+    assert client.get("/").status_code == 303
+
+
+def test_planner_cannot_authorize_but_physicist_can(client: TestClient, home: Path) -> None:
+    token = log_in(client, PLANNER)
+    authorize(client, token, PLANNER)
+    page = client.get(f"/plans/{PLAN}").text
+    assert "only a physicist may authorize" in page
+    assert 'id="authorize-form"' in page
+    authorize(client, token, PHYSICIST)
+    page = client.get(f"/plans/{PLAN}").text
+    assert "A qualified person has authorized the export of this plan" in page and "<strong>phil</strong>" in page
+    ws = Workspace.open(home)
+    entries = [(e["actor"], e["action"], e["outcome"]) for e in ws.audit_entries(PLAN)]
+    ws.close()
+    assert ("pat", "authorize", "refused") in entries and ("phil", "authorize", "ok") in entries
+
+
+def test_planner_cannot_approve(client: TestClient, home: Path) -> None:
+    token = log_in(client, PLANNER)
+    client.post(f"/plans/{PLAN}/approve", data={"csrf": token, "name": PLANNER[0], "password": PLANNER[1]})
+    assert "only a physicist may approve" in client.get(f"/plans/{PLAN}").text
+    ws = Workspace.open(home)
+    assert not ws.plan_state(PLAN).approved
+    ws.close()
+
+
+def test_export_waits_for_authorization(client: TestClient, home: Path) -> None:
+    token = log_in(client, PLANNER)
+    page = client.get(f"/plans/{PLAN}").text
+    assert 'class="needs-auth" disabled' in page
+    rsp = client.post(
+        f"/plans/{PLAN}/export/folder", data={"csrf": token, "folder": "dicom-export", "items": ALL_ITEMS}
+    )
+    assert rsp.status_code == 409 and any("not authorized" in f for f in rsp.json()["findings"])
+    assert not (home / "dicom-export").exists()
+
+
+def test_local_export_writes_every_file(client: TestClient, home: Path) -> None:
+    token = log_in(client, PLANNER)
+    authorize(client, token)
+    page = client.get(f"/plans/{PLAN}").text
+    assert f'value="{(home / "dicom-export").resolve()}"' in page  # prefilled with the site's default folder
+    rsp = client.post(
+        f"/plans/{PLAN}/export/folder", data={"csrf": token, "folder": "dicom-export/today", "items": ALL_ITEMS}
+    )
+    assert rsp.status_code == 202, rsp.text
+    job = wait_job(client, rsp.json()["job"])
+    assert job["state"] == "done" and job["ok"], job
+    files = sorted(p.name for p in (home / "dicom-export" / "today").iterdir())
+    assert len(files) == 16 + 1 + 1 + 1 + 2
+    assert {r["file"] for r in job["results"]} == set(files)
+    assert all(r["outcome"] == "written" for r in job["results"])
+    assert sum(f.startswith("RD.") for f in files) == 3 and sum(f.startswith("RP.") for f in files) == 1
+
+
+def test_export_only_the_chosen_items(client: TestClient, home: Path) -> None:
+    token = log_in(client, PLANNER)
+    authorize(client, token)
+    rsp = client.post(
+        f"/plans/{PLAN}/export/folder", data={"csrf": token, "folder": "dicom-export", "items": ["rtplan"]}
+    )
+    job = wait_job(client, rsp.json()["job"])
+    assert job["ok"] and [p.name[:3] for p in (home / "dicom-export").iterdir()] == ["RP."]
+
+
+def test_paths_outside_the_export_roots_are_refused(client: TestClient, home: Path, tmp_path: Path) -> None:
+    token = log_in(client, PLANNER)
+    authorize(client, token)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (home / "dicom-export").mkdir()
+    os.symlink(outside, home / "dicom-export" / "link")
+    for folder in ("../escape", str(outside), "dicom-export/../../escape", "dicom-export/link/sub", "/etc", "site"):
+        rsp = client.post(f"/plans/{PLAN}/export/folder", data={"csrf": token, "folder": folder, "items": ALL_ITEMS})
+        assert rsp.status_code == 403, folder
+        assert "outside the folders the site allows" in rsp.json()["error"]
+    assert list(outside.iterdir()) == [] and not (tmp_path / "escape").exists()
+
+
+def test_check_export_folder_accepts_the_root_and_below(home: Path) -> None:
+    ws = Workspace.open(home)
+    site = ws.site()
+    root = (home / "dicom-export").resolve()
+    assert check_export_folder(ws, site, "dicom-export") == (root, "")
+    assert check_export_folder(ws, site, f"{root}/a/b")[0] == root / "a" / "b"
+    assert check_export_folder(ws, site, "dicom-export-2")[0] is None  # a sibling with the same prefix
+    assert check_export_folder(ws, site, "  ")[0] is None
+    ws.close()
+
+
+def test_block_disabled_without_ct_curve_with_the_reason(client: TestClient, home: Path) -> None:
+    edit_site(home, lambda s: s.update(ct_curves=[]))
+    token = log_in(client, PHYSICIST)
+    page = client.get(f"/plans/{PLAN}").text
+    assert "DICOM export is disabled" in page and "no CT curve" in page
+    assert '<fieldset class="export-block" disabled>' in page
+    rsp = client.post(
+        f"/plans/{PLAN}/export/folder", data={"csrf": token, "folder": "dicom-export", "items": ALL_ITEMS}
+    )
+    assert rsp.status_code == 409 and any("no CT curve" in f for f in rsp.json()["findings"])
+
+
+def test_block_disabled_without_machine_or_dose(client: TestClient, home: Path) -> None:
+    ws = Workspace.open(home)
+    ws.load_plan(ws.plan_state(PLAN).plan.to_toml().replace("fractions = 25", "fractions = 20"), actor="pat")
+    ws.close()  # a new revision: no current dose
+    edit_site(home, lambda s: s.update(machines=[]))
+    log_in(client, PLANNER)
+    page = client.get(f"/plans/{PLAN}").text
+    assert "no treatment machine" in page and "has no current dose" in page
+    assert '<fieldset class="export-block" disabled>' in page
+
+
+def test_plan_page_shows_beams_state_and_dvh(client: TestClient) -> None:
+    log_in(client, PLANNER)
+    page = client.get(f"/plans/{PLAN}").text
+    for text in ("ANT_OBL", "9 MeV", "12 MeV", "10x10", "100 cm", "20°", "Revision", "Unapproved", 'class="dvh"'):
+        assert text in page, text
+    assert page.count('class="bev-cutout"') == 2
+
+
+def test_slices_show_ct_outlines_and_dose(client: TestClient) -> None:
+    log_in(client, PLANNER)
+    for view, count in (("axial", 16), ("sagittal", 80), ("coronal", 80)):
+        rsp = client.get(f"/plans/{PLAN}/slice/{view}/{count // 2}.png")
+        assert rsp.status_code == 200 and rsp.headers["content-type"] == "image/png"
+        rgb = np.asarray(Image.open(io.BytesIO(rsp.content)).convert("RGB")).astype(int)
+        assert max(rgb.shape[:2]) == 480
+        colour = np.abs(rgb[..., 0] - rgb[..., 2]) > 60  # grey CT has none; outlines and dose wash do
+        assert colour.mean() > 0.002, view
+    assert client.get(f"/plans/{PLAN}/slice/axial/16.png").status_code == 404
+
+
+def test_echo_to_a_closed_port_says_why(client: TestClient) -> None:
+    token = log_in(client, PLANNER)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    rsp = client.post(
+        "/echo", data={"csrf": token, "server": "custom", "aet": "NOBODY", "host": "127.0.0.1", "port": str(port)}
+    )
+    body = rsp.json()
+    assert rsp.status_code == 200 and body["ok"] is False and "C-ECHO" in body["message"]
+    bad = client.post("/echo", data={"csrf": token, "server": "custom", "aet": "X", "host": "h", "port": "70000"})
+    assert bad.status_code == 422
+
+
+def test_another_users_job_is_not_visible(client: TestClient, home: Path) -> None:
+    token = log_in(client, PLANNER)
+    authorize(client, token)
+    rsp = client.post(
+        f"/plans/{PLAN}/export/folder", data={"csrf": token, "folder": "dicom-export", "items": ["rtplan"]}
+    )
+    job = rsp.json()["job"]
+    wait_job(client, job)
+    client.post("/logout", data={"csrf": token})
+    log_in(client, PHYSICIST)
+    assert client.get(f"/jobs/{job}").status_code == 404
