@@ -1,0 +1,122 @@
+"""End to end in headless Chromium: log in, authorize, export to a folder and to Orthanc, a disabled block."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pydicom
+import pytest
+import uvicorn
+
+from rtexport.web.app import create_app
+from tests.support.orthanc import Orthanc, free_port
+from tests.web.conftest import PHYSICIST, PLAN, PLANNER, edit_site
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOT = Path("/tmp/rtexport-plan.png")
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def orthanc(tmp_path: Path) -> Iterator[Orthanc]:
+    with Orthanc(tmp_path / "orthanc") as o:
+        yield o
+
+
+@pytest.fixture
+def server(home: Path, orthanc: Orthanc) -> Iterator[str]:
+    """The app on a free loopback port, with the test Orthanc in the site's server list."""
+    servers = [{"name": "Test PACS", "ae_title": orthanc.aet, "host": "127.0.0.1", "port": orthanc.dicom_port}]
+    edit_site(home, lambda s: s["dicom"].update(servers=servers))
+    port = free_port()
+    srv = uvicorn.Server(uvicorn.Config(create_app(home), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not srv.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            pytest.fail("the web app did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(timeout=20)
+
+
+def test_authorize_export_to_folder_and_orthanc_then_disabled(
+    server: str, home: Path, orthanc: Orthanc, tmp_path: Path
+) -> None:
+    if not (CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK)):
+        pytest.fail(f"{CHROMIUM} is not installed: apt-get install chromium (needed for the browser tests)")
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(30_000)
+        page.goto(f"{server}/plans/{PLAN}")
+        # Log in as the planner: the login page brings us back to the plan.
+        page.fill("input[name=name]", PLANNER[0])
+        page.fill("input[name=password]", PLANNER[1])
+        page.click("button:has-text('Log in')")
+        expect(page.locator("h1")).to_contain_text("Chestwall e-")
+        expect(page.locator("#export-local")).to_be_disabled()  # not authorized yet
+        # A physicist authorizes at the planner's screen.
+        form = page.locator("#authorize-form")
+        form.locator("input[name=name]").fill(PHYSICIST[0])
+        form.locator("input[name=password]").fill(PHYSICIST[1])
+        form.locator("button").click()
+        expect(page.locator("#authorization")).to_contain_text("A qualified person has authorized the export")
+        expect(page.locator("#authorization")).to_contain_text("phil")
+        for view in ("axial", "sagittal", "coronal"):
+            img = page.locator(f"figure[data-view={view}] img")
+            page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=img.element_handle())
+        page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+        # Local export into a sub-folder of the export root.
+        folder = home / "dicom-export" / "browser"
+        page.fill("#folder", str(folder))
+        page.click("#export-local")
+        expect(page.locator("#progress-title")).to_have_text("Export complete")
+        files = sorted(folder.glob("*.dcm"))
+        assert len(files) == 16 + 1 + 1 + 1 + 2
+        expect(page.locator("#results tbody tr")).to_have_count(len(files))
+        plan_file = next(p for p in files if p.name.startswith("RP."))
+        validator = Path(__file__).parents[1] / "support" / "dciodvfy.py"
+        if validator.exists():
+            from tests.support.dciodvfy import assert_valid
+
+            assert_valid(plan_file)
+
+        # Server export: the site's server is preselected; test the connection, then export.
+        expect(page.locator("#server-info")).to_contain_text(str(orthanc.dicom_port))
+        page.click("#echo")
+        expect(page.locator("#echo-result")).to_contain_text("success")
+        page.click("#export-server")
+        expect(page.locator("#progress-title")).to_have_text("Export complete", timeout=60_000)
+        sent = {str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in files}
+        assert orthanc.sop_instance_uids() == sent
+        expect(page.locator("#results tbody td.good")).to_have_count(len(files))
+        page.locator("#export").screenshot(path=str(SCREENSHOT.with_name("rtexport-export.png")))
+
+        # The same page on a site without a CT curve: the block is disabled and says why.
+        edit_site(home, lambda s: s.update(ct_curves=[]))
+        page.reload()
+        expect(page.locator(".disabled-reasons")).to_contain_text("no CT curve")
+        expect(page.locator("#export-local")).to_be_disabled()
+        expect(page.locator("#export-server")).to_be_disabled()
+        browser.close()
