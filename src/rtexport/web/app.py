@@ -164,9 +164,8 @@ def create_app(home: Path, *, secret: str | None = None) -> FastAPI:
 
     def volume(ws: Workspace, course: Course) -> CourseVolume:
         def make() -> CourseVolume:
-            return CourseVolume(
-                course.ct, load_hu(ws.store, course), images.rasterize(course.ct, course_contours(ws, course))
-            )
+            contours = course_contours(ws, course)
+            return CourseVolume(course.ct, load_hu(ws.store, course), images.rasterize(course.ct, contours), contours)
 
         return caches.volumes.get(images.course_key(course), make)
 

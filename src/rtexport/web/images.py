@@ -63,6 +63,7 @@ class CourseVolume:
     ct: CTGeometry
     hu: F32
     masks: dict[str, npt.NDArray[np.bool_]]
+    contours: dict[str, list[Contour]]
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -107,6 +108,14 @@ class Plane:
     y: F64
     z: F64
     label: str  # e.g. "z = -12.5 mm"
+    origin: tuple[float, float]  # (horizontal, vertical) mm at the outer corner of pixel (0, 0)
+    step: tuple[float, float]  # mm per pixel across and down (negative when the axis runs backwards)
+
+    def pixels(self, h_mm: F64, v_mm: F64) -> list[tuple[float, float]]:
+        """Drawing coordinates (PIL: pixel centres at +0.5) of points given in the plane's mm."""
+        cols = (h_mm - self.origin[0]) / self.step[0]
+        rows = (v_mm - self.origin[1]) / self.step[1]
+        return [(float(c), float(r)) for c, r in zip(cols, rows, strict=True)]
 
 
 def plane(ct: CTGeometry, view: View, index: int, size_px: int = IMAGE_PX) -> Plane:
@@ -134,7 +143,8 @@ def plane(ct: CTGeometry, view: View, index: int, size_px: int = IMAGE_PX) -> Pl
     vc = v0 + (np.arange(h) + 0.5) * (v1 - v0) / h
     vv, hh = np.meshgrid(vc, hc, indexing="ij")
     coords = {h_axis: hh, v_axis: vv, fixed_axis: np.full_like(hh, fixed[index])}
-    return Plane(coords["x"], coords["y"], coords["z"], f"{fixed_axis} = {fixed[index]:.1f} mm")
+    label = f"{fixed_axis} = {fixed[index]:.1f} mm"
+    return Plane(coords["x"], coords["y"], coords["z"], label, (h0, v0), ((h1 - h0) / w, (v1 - v0) / h))
 
 
 def _ct_index(ct: CTGeometry, p: Plane) -> F64:
@@ -165,7 +175,8 @@ def _hex(color: str) -> tuple[int, int, int]:
 
 
 def _lines(field: F64, level: float) -> list[list[tuple[float, float]]]:
-    return [[(float(c), float(r)) for r, c in line] for line in find_contours(field, level) if len(line) > 2]  # type: ignore[no-untyped-call]
+    found = find_contours(field, level)  # type: ignore[no-untyped-call]
+    return [[(float(c) + 0.5, float(r) + 0.5) for r, c in line] for line in found if len(line) > 2]
 
 
 def render_slice(
@@ -195,12 +206,27 @@ def render_slice(
         for pct, color in ISODOSE:
             for line in _lines(rel, pct / 100):
                 draw.line(line, fill=_hex(color), width=2)
+    if view is View.AXIAL:
+        # The drawn contours themselves: smoother than an outline of the voxel mask.
+        z = float(p.z[0, 0])
+        half = vol.ct.slice_spacing_mm / 2
+        for name, items in vol.contours.items():
+            for c in items:
+                pts = c.points_mm
+                if len(pts) >= 3 and abs(pts[0, 2] - z) <= half + 1e-6:
+                    xy = p.pixels(pts[:, 0], pts[:, 1])
+                    draw.line([*xy, xy[0]], fill=_hex(colors.get(name, "#ffffff")), width=2, joint="curve")
+        return _png(img)
     for name, mask in vol.masks.items():
         m = map_coordinates(mask.astype(np.float32), idx, order=1, mode="constant", cval=0.0)
         for line in _lines(m, 0.5):
             draw.line(line, fill=_hex(colors.get(name, "#ffffff")), width=2)
+    return _png(img)
+
+
+def _png(img: Image.Image) -> bytes:
     buf = io.BytesIO()
-    img.save(buf, "PNG", optimize=False, compress_level=6)
+    img.save(buf, "PNG", compress_level=6)
     return buf.getvalue()
 
 
