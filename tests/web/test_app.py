@@ -231,3 +231,11 @@ def test_another_users_job_is_not_visible(client: TestClient, home: Path) -> Non
     client.post("/logout", data={"csrf": token})
     log_in(client, PHYSICIST)
     assert client.get(f"/jobs/{job}").status_code == 404
+
+
+def test_physicist_approves_then_export_needs_no_authorization(client: TestClient) -> None:
+    token = log_in(client, PLANNER)
+    client.post(f"/plans/{PLAN}/approve", data={"csrf": token, "name": PHYSICIST[0], "password": PHYSICIST[1]})
+    page = client.get(f"/plans/{PLAN}").text
+    assert "Approved by <strong>phil</strong>" in page and "export needs no authorization" in page
+    assert 'class="needs-auth" disabled' not in page
