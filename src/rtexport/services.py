@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from rtexport.dose import CTVolume, bolus_contours, compute_plan_dose, resolve_beam
 from rtexport.errors import DoseError, PlanError
@@ -16,8 +16,14 @@ from rtexport.workspace.workspace import StoredBeamDose
 ENGINE_NAME = "rtexport pencil beam (Hogstrom)"
 
 
-def course_contours(ws: Workspace, course: Course) -> dict[str, list[Contour]]:
-    return contours_by_name(read_dataset(ws.store.get(course.structure_set.sha256)))
+def course_contours(ws: Workspace, course: Course, names: Collection[str] | None = None) -> dict[str, list[Contour]]:
+    """Contours of the course's structures (all, or those named), by name."""
+    return contours_by_name(read_dataset(ws.store.get(course.structure_set.sha256)), names)
+
+
+def plan_structures(plan: Plan) -> set[str]:
+    """The structures a plan's geometry depends on: its External and its beams' targets."""
+    return {plan.external} | {b.target for b in plan.beams if b.target}
 
 
 def plan_bolus_contours(

@@ -98,8 +98,9 @@ def sample(
 ) -> FloatArray:
     """Trilinear (or nearest, order 0) samples of ``volume`` [z, y, x] at patient points; 0 outside."""
     idx = _grid_index(grid_axes, points).reshape(3, -1)
-    vol = volume.astype(np.float32) if volume.dtype == bool else volume
-    out = ndimage.map_coordinates(vol, idx, order=order, mode="constant", cval=0.0, prefilter=False)
+    # A mask is read in place as bytes: converting a CT-sized mask to float on every call costs more than sampling.
+    vol = volume.view(np.uint8) if volume.dtype == bool else volume
+    out = ndimage.map_coordinates(vol, idx, order=order, mode="constant", cval=0.0, prefilter=False, output=np.float64)
     return np.asarray(out, dtype=np.float64).reshape(points.shape[:-1])
 
 
@@ -171,6 +172,31 @@ def inside_polygon_with_margin(poly: FloatArray, u: FloatArray, v: FloatArray, m
     return inside | near
 
 
+_RAYS_PER_CHUNK = 2048
+
+
+def _first_hit(
+    frame: BeamFrame,
+    external: BoolArray,
+    grid_axes: tuple[FloatArray, FloatArray, FloatArray],
+    uu: FloatArray,
+    vv: FloatArray,
+    ds: FloatArray,
+) -> tuple[FloatArray, BoolArray]:
+    """Distance along the central-axis coordinate where each ray (uu, vv) first enters the External, sampled at
+    ``ds`` and refined linearly between samples; and whether it enters at all."""
+    pts = frame.from_fan(uu[:, None], vv[:, None], ds[None, :])
+    vals = sample(external, grid_axes, pts)
+    hit = vals >= 0.5
+    first = np.argmax(hit, axis=-1)
+    any_hit = hit.any(axis=-1)
+    k = np.maximum(first, 1)
+    i = np.arange(len(uu))
+    prev, cur = vals[i, k - 1], vals[i, k]
+    f = np.clip((0.5 - prev) / np.maximum(cur - prev, 1e-9), 0.0, 1.0)
+    return np.where(first == 0, ds[0], ds[k - 1] + f * (ds[k] - ds[k - 1])), any_hit
+
+
 def _ray_surface(
     frame: BeamFrame,
     external: BoolArray,
@@ -180,21 +206,35 @@ def _ray_surface(
     d_range: tuple[float, float],
     step: float,
 ) -> FloatArray:
-    """Ray length from the source to the first External entry for each ray (ub × vb); NaN if none."""
-    ds = np.arange(d_range[0], d_range[1] + step, step)
+    """Ray length from the source to the first External entry for each ray (ub × vb); NaN if none.
+
+    Rays march coarsely (2 mm, finer than any body outline feature that matters for bolus) and are then
+    refined at ``step`` inside the coarse interval, in chunks, so memory stays bounded whatever the CT size."""
+    coarse = max(2.0, step)
     uu, vv = np.meshgrid(ub, vb, indexing="ij")
-    pts = frame.from_fan(uu[..., None], vv[..., None], ds[None, None, :])
-    vals = sample(external, grid_axes, pts)
-    hit = vals >= 0.5
-    first = np.argmax(hit, axis=-1)
-    any_hit = hit.any(axis=-1)
-    k = np.maximum(first, 1)
-    i, j = np.indices(first.shape)
-    prev, cur = vals[i, j, k - 1], vals[i, j, k]
-    f = np.clip((0.5 - prev) / np.maximum(cur - prev, 1e-9), 0.0, 1.0)
-    d_hit = np.where(first == 0, ds[0], ds[k - 1] + f * step)
+    u_flat, v_flat = uu.ravel(), vv.ravel()
+    d_coarse = np.arange(d_range[0], d_range[1] + coarse, coarse)
+    fine = np.arange(0.0, coarse + step, step)
+    d_hit = np.full(u_flat.shape, np.nan)
+    for lo in range(0, len(u_flat), _RAYS_PER_CHUNK):
+        cu, cv = u_flat[lo : lo + _RAYS_PER_CHUNK], v_flat[lo : lo + _RAYS_PER_CHUNK]
+        rough, any_hit = _first_hit(frame, external, grid_axes, cu, cv, d_coarse)
+        start = np.maximum(rough - coarse, d_coarse[0])
+        # refine each ray on its own interval: sample start + fine, then take the first crossing
+        pts = frame.from_fan(cu[:, None], cv[:, None], start[:, None] + fine[None, :])
+        vals = sample(external, grid_axes, pts)
+        hit = vals >= 0.5
+        first = np.argmax(hit, axis=-1)
+        k = np.maximum(first, 1)
+        i = np.arange(len(cu))
+        prev, cur = vals[i, k - 1], vals[i, k]
+        f = np.clip((0.5 - prev) / np.maximum(cur - prev, 1e-9), 0.0, 1.0)
+        exact = np.where(first == 0, start, start + fine[k - 1] + f * step)
+        exact = np.where(hit.any(axis=-1), exact, rough)
+        d_hit[lo : lo + _RAYS_PER_CHUNK] = np.where(any_hit, exact, np.nan)
+    d_hit = d_hit.reshape(uu.shape)
     stretch = np.sqrt(1.0 + (uu**2 + vv**2) / frame.sad_mm**2)
-    return np.where(any_hit, d_hit * stretch, np.nan)
+    return np.asarray(d_hit * stretch, dtype=np.float64)
 
 
 def _bolus_on_axes(
@@ -285,7 +325,9 @@ def bolus_contours(
     out: list[Contour] = []
     for k in np.nonzero(mask.any(axis=(1, 2)))[0]:
         padded = np.pad(mask[k].astype(np.float64), 1)
-        for c in measure.find_contours(padded, 0.5):  # type: ignore[no-untyped-call]
+        for traced in measure.find_contours(padded, 0.5):  # type: ignore[no-untyped-call]
+            # a marching-squares trace has a vertex per pixel edge: drop the collinear ones (≤ 0.1 pixel off)
+            c = measure.approximate_polygon(traced, tolerance=0.1)  # type: ignore[no-untyped-call]
             if len(c) > 1 and np.allclose(c[0], c[-1]):
                 c = c[:-1]
             if len(c) < 3:

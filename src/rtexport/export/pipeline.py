@@ -19,7 +19,7 @@ from rtexport.export.local import WriteReport, write_folder
 from rtexport.export.objects import ExportObject, ObjectKind
 from rtexport.export.send import Destination, InstanceOutcome, InstanceResult, SendReport, send_objects
 from rtexport.model.site import Site
-from rtexport.services import course_contours, plan_bolus_contours, resolve_plan
+from rtexport.services import course_contours, plan_bolus_contours, plan_structures, resolve_plan
 from rtexport.workspace import PlanState, Workspace
 from rtexport.workspace.dicomio import read_dataset
 
@@ -126,7 +126,7 @@ def prepare(ws: Workspace, plan_id: str, items: Collection[Item], actor: str) ->
             for s in course.slices
         ]
     original = read_dataset(ws.store.get(course.structure_set.sha256))
-    contours = course_contours(ws, course)
+    contours = course_contours(ws, course, plan_structures(plan))
     # Aim every beam once, as the dose engine did: a beam given a target gets that structure's centroid.
     plan = resolve_plan(plan, contours)
     bolus = plan_bolus_contours(site, course, plan, contours)
