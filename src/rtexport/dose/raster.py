@@ -189,12 +189,13 @@ def _first_hit(
     vals = sample(external, grid_axes, pts)
     hit = vals >= 0.5
     first = np.argmax(hit, axis=-1)
-    any_hit = hit.any(axis=-1)
+    any_hit: BoolArray = np.asarray(hit.any(axis=-1), dtype=bool)
     k = np.maximum(first, 1)
     i = np.arange(len(uu))
     prev, cur = vals[i, k - 1], vals[i, k]
     f = np.clip((0.5 - prev) / np.maximum(cur - prev, 1e-9), 0.0, 1.0)
-    return np.where(first == 0, ds[0], ds[k - 1] + f * (ds[k] - ds[k - 1])), any_hit
+    d: FloatArray = np.asarray(np.where(first == 0, ds[0], ds[k - 1] + f * (ds[k] - ds[k - 1])), dtype=np.float64)
+    return d, any_hit
 
 
 def _ray_surface(
