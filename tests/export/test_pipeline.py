@@ -14,22 +14,10 @@ from rtexport.export.gate import Item
 from rtexport.export.pipeline import export_to_folder
 from rtexport.services import compute_dose
 from rtexport.workspace import Workspace
-from rtexport.workspace.workspace import Role
+from tests.conftest import PHYS
 from tests.support.dciodvfy import assert_valid
 
 ALL = tuple(Item)
-PHYS = ("phil", "physicist-pass-1")
-
-
-@pytest.fixture
-def planned(course_ws: Workspace) -> Workspace:
-    """The phantom course with the demo plan, its dose computed and its export authorized."""
-    course_ws.add_user("pat", Role.PLANNER, "planner-pass-1")
-    course_ws.add_user(*PHYS[:1], Role.PHYSICIST, PHYS[1])
-    course_ws.load_plan(DEMO_PLAN)
-    compute_dose(course_ws, "CW-E1")
-    course_ws.authorize("CW-E1", *PHYS)
-    return course_ws
 
 
 def read_all(folder: Path) -> dict[str, list[pydicom.Dataset]]:
@@ -177,3 +165,21 @@ def test_export_is_audited_with_who_what_and_where(planned: Workspace, tmp_path:
     assert entry["detail"]["items"] == ["rtplan", "dose-plan"]
     assert entry["detail"]["destination"] == str(tmp_path / "out")
     assert sorted(entry["detail"]["uids"]) == ["RD", "RP"]
+
+
+def test_one_uid_always_stands_for_the_same_bytes(
+    planned: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once exported, an object is kept: a later export (even by a changed builder) sends the same bytes."""
+    planned.approve("CW-E1", *PHYS)
+    export_to_folder(planned, "CW-E1", ALL, tmp_path / "a")
+    import rtexport.export.pipeline as pipeline
+
+    def changed_builder(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an exported object was built again")
+
+    monkeypatch.setattr(pipeline, "build_rtplan", changed_builder)
+    monkeypatch.setattr(pipeline, "build_rtstruct", changed_builder)
+    monkeypatch.setattr(pipeline, "build_rtdose", changed_builder)
+    export_to_folder(planned, "CW-E1", ALL, tmp_path / "b")
+    assert files(tmp_path / "a") == files(tmp_path / "b")

@@ -18,12 +18,12 @@ from rtexport.export.gate import Item, check_export, site_findings
 from rtexport.export.local import WriteReport, write_folder
 from rtexport.export.objects import ExportObject, ObjectKind
 from rtexport.export.send import Destination, InstanceOutcome, InstanceResult, SendReport, send_objects
+from rtexport.model.dose import DoseGrid
 from rtexport.model.site import Site
 from rtexport.services import course_contours, plan_bolus_contours, plan_structures, resolve_plan
 from rtexport.workspace import PlanState, Workspace
-from rtexport.workspace.dicomio import read_dataset
+from rtexport.workspace.dicomio import read_dataset, read_file_meta
 
-RT_STRUCTURE_SET_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
 Progress = Callable[[ExportObject], None]
 
 
@@ -125,77 +125,65 @@ def prepare(ws: Workspace, plan_id: str, items: Collection[Item], actor: str) ->
             )
             for s in course.slices
         ]
-    original = read_dataset(ws.store.get(course.structure_set.sha256))
-    contours = course_contours(ws, course, plan_structures(plan))
-    # Aim every beam once, as the dose engine did: a beam given a target gets that structure's centroid.
-    plan = resolve_plan(plan, contours)
-    bolus = plan_bolus_contours(site, course, plan, contours)
-    if needs_derived_structure_set(original, plan, bolus):
-        rs = build_rtstruct(ctx, original, plan, site, bolus, slices=course.slices)
-        rs_obj = ExportObject.from_bytes(
-            ObjectKind.RTSTRUCT,
-            encode(rs),
-            RT_STRUCTURE_SET_STORAGE,
-            str(rs.SOPInstanceUID),
-            "RT Structure Set (derived)",
+    key = "\x1f".join(ctx.uids.key)
+
+    def stored(kind: ObjectKind, digest: str, description: str) -> ExportObject:
+        path = ws.store.path(digest)
+        meta = read_file_meta(path)
+        return ExportObject(
+            kind, meta.sop_class_uid, meta.sop_instance_uid, path.stat().st_size, path=path, description=description
         )
-    else:
-        rs = original
-        rs_obj = ExportObject(
-            ObjectKind.RTSTRUCT,
-            RT_STRUCTURE_SET_STORAGE,
-            course.structure_set.sop_instance_uid,
-            ws.store.path(course.structure_set.sha256).stat().st_size,
-            path=ws.store.path(course.structure_set.sha256),
-            description="RT Structure Set (as imported)",
-        )
+
+    def build_rs() -> bytes:
+        original = read_dataset(ws.store.get(course.structure_set.sha256))
+        contours = course_contours(ws, course, plan_structures(plan))
+        # Aim every beam once, as the dose engine did: a beam given a target gets that structure's centroid.
+        bolus = plan_bolus_contours(site, course, resolve_plan(plan, contours), contours)
+        if not needs_derived_structure_set(original, plan, bolus):
+            return ws.store.get(course.structure_set.sha256)
+        return encode(build_rtstruct(ctx, original, resolve_plan(plan, contours), site, bolus, slices=course.slices))
+
+    rs_digest = ws.built(key + "\x1fRS", build_rs)
+    derived = rs_digest != course.structure_set.sha256
+    rs_obj = stored(
+        ObjectKind.RTSTRUCT, rs_digest, "RT Structure Set (derived)" if derived else "RT Structure Set (as imported)"
+    )
     if Item.RTSTRUCT in chosen:
         objects.append(rs_obj)
     dose = state.dose
-    mu = {b.name: b.mu for b in plan.beams if b.mu is not None}
-    beam_dose: dict[str, float] = {}
-    if dose is not None:
-        mu = {b.beam_name: b.mu_per_fraction for b in dose.beams}
-        beam_dose = {b.beam_name: b.dose_per_fraction_gy for b in dose.beams}
-    approval = (
-        Approval("APPROVED", state.approval.user, state.approval.at) if state.approval else Approval("UNAPPROVED")
-    )
     needs_plan = bool({Item.RTPLAN, Item.DOSE_PLAN, Item.DOSE_BEAM} & set(chosen))
-    if needs_plan:
-        rp = build_rtplan(ctx, course, plan, site, rs, mu, beam_dose, approval)
-        if Item.RTPLAN in chosen:
-            objects.append(
-                ExportObject.from_bytes(
-                    ObjectKind.RTPLAN,
-                    encode(rp),
-                    str(rp.SOPClassUID),
-                    str(rp.SOPInstanceUID),
-                    f"RT Plan {plan.label}",
-                )
-            )
-        if dose is not None and Item.DOSE_PLAN in chosen:
-            rd = build_rtdose(ctx, course, dose.plan, rp, None)
-            objects.append(
-                ExportObject.from_bytes(
-                    ObjectKind.RTDOSE,
-                    encode(rd),
-                    str(rd.SOPClassUID),
-                    str(rd.SOPInstanceUID),
-                    "RT Dose (plan)",
-                )
-            )
-        if dose is not None and Item.DOSE_BEAM in chosen:
-            for b in dose.beams:
-                rd = build_rtdose(ctx, course, b.dose, rp, b.beam_name)
-                objects.append(
-                    ExportObject.from_bytes(
-                        ObjectKind.RTDOSE,
-                        encode(rd),
-                        str(rd.SOPClassUID),
-                        str(rd.SOPInstanceUID),
-                        f"RT Dose (beam {b.beam_name})",
-                    )
-                )
+    if not needs_plan:
+        return PreparedExport(state, chosen, tuple(objects), ctx.when)
+
+    def build_rp() -> bytes:
+        rs = read_dataset(ws.store.get(rs_digest))
+        contours = course_contours(ws, course, plan_structures(plan))
+        mu = {b.name: b.mu for b in plan.beams if b.mu is not None}
+        beam_dose: dict[str, float] = {}
+        if dose is not None:
+            mu = {b.beam_name: b.mu_per_fraction for b in dose.beams}
+            beam_dose = {b.beam_name: b.dose_per_fraction_gy for b in dose.beams}
+        approval = (
+            Approval("APPROVED", state.approval.user, state.approval.at) if state.approval else Approval("UNAPPROVED")
+        )
+        return encode(build_rtplan(ctx, course, resolve_plan(plan, contours), site, rs, mu, beam_dose, approval))
+
+    rp_digest = ws.built(key + "\x1fRP", build_rp)
+    if Item.RTPLAN in chosen:
+        objects.append(stored(ObjectKind.RTPLAN, rp_digest, f"RT Plan {plan.label}"))
+    if dose is not None:
+        grids: list[tuple[str | None, DoseGrid, str]] = []
+        if Item.DOSE_PLAN in chosen:
+            grids.append((None, dose.plan, "RT Dose (plan)"))
+        if Item.DOSE_BEAM in chosen:
+            grids += [(b.beam_name, b.dose, f"RT Dose (beam {b.beam_name})") for b in dose.beams]
+        for beam_name, grid, description in grids:
+
+            def build_rd(beam_name: str | None = beam_name, grid: DoseGrid = grid) -> bytes:
+                return encode(build_rtdose(ctx, course, grid, read_dataset(ws.store.get(rp_digest)), beam_name))
+
+            digest = ws.built(f"{key}\x1fRD\x1f{beam_name or ''}", build_rd)
+            objects.append(stored(ObjectKind.RTDOSE, digest, description))
     return PreparedExport(state, chosen, tuple(objects), ctx.when)
 
 

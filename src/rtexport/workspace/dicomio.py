@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import io
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import pydicom
+import pydicom.filereader
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
 
@@ -19,6 +22,18 @@ CONTOUR_DATA = Tag(0x3006, 0x0050)
 
 def read_dataset(data: bytes) -> Dataset:
     return pydicom.dcmread(io.BytesIO(data))
+
+
+@dataclass(frozen=True)
+class FileIdentity:
+    sop_class_uid: str
+    sop_instance_uid: str
+
+
+def read_file_meta(path: Path) -> FileIdentity:
+    """SOP Class and Instance UIDs from a Part 10 file's meta header, without reading the data set."""
+    meta = pydicom.filereader.read_file_meta_info(path)
+    return FileIdentity(str(meta.MediaStorageSOPClassUID), str(meta.MediaStorageSOPInstanceUID))
 
 
 def load_hu(store: BlobStore, course: Course) -> npt.NDArray[np.float32]:

@@ -47,6 +47,8 @@ CREATE TABLE IF NOT EXISTS authorizations (
 CREATE TABLE IF NOT EXISTS doses (
     plan_id TEXT NOT NULL, revision INTEGER NOT NULL, data TEXT NOT NULL, computed_at TEXT NOT NULL,
     PRIMARY KEY (plan_id, revision));
+CREATE TABLE IF NOT EXISTS built (
+    key TEXT PRIMARY KEY, sha256 TEXT NOT NULL, created_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
     plan_id TEXT, revision INTEGER, outcome TEXT NOT NULL, detail TEXT NOT NULL);
@@ -511,6 +513,17 @@ class Workspace:
             engine=engine,
             mu={b.beam_name: round(b.mu_per_fraction, 1) for b in beams},
         )
+
+    # -- built objects ----------------------------------------------------------------------------------------
+    def built(self, key: str, build: Callable[[], bytes]) -> str:
+        """The stored digest of the object built for ``key`` (its UID key): built once, then the same bytes on
+        every export, so one UID never stands for two contents, even across software versions."""
+        row = self._db.execute("SELECT sha256 FROM built WHERE key = ?", (key,)).fetchone()
+        digest = None if row is None or not self.store.has(row["sha256"]) else str(row["sha256"])
+        if digest is None:
+            digest, _ = self.store.put(build())
+            self._db.execute("INSERT OR REPLACE INTO built VALUES (?,?,?)", (key, digest, _iso(self.clock())))
+        return digest
 
     def _grid(self, g: dict[str, Any]) -> DoseGrid:
         arr = np.load(self.store.path(g["sha256"]), allow_pickle=False)
