@@ -12,8 +12,12 @@ import pytest
 
 from rtexport.demo.beamdata import demo_site
 from rtexport.demo.phantom import PhantomSpec, write_phantom
+from rtexport.demo.plan import DEMO_PLAN
+from rtexport.services import compute_dose
 from rtexport.workspace import Workspace
+from rtexport.workspace.workspace import Role
 
+PHYS = ("phil", "physicist-pass-1")
 SMALL = PhantomSpec(rows=80, columns=80, pixel_mm=4.0, slices=16, slice_mm=5.0, seed="test")
 
 
@@ -70,3 +74,14 @@ def course_ws(workspace: Workspace, phantom_dir: Path) -> Workspace:
     """The workspace with the small phantom imported as course C1."""
     workspace.import_course(phantom_dir, "C1")
     return workspace
+
+
+@pytest.fixture
+def planned(course_ws: Workspace) -> Workspace:
+    """The phantom course with the demo plan, its dose computed and its export authorized."""
+    course_ws.add_user("pat", Role.PLANNER, "planner-pass-1")
+    course_ws.add_user(PHYS[0], Role.PHYSICIST, PHYS[1])
+    course_ws.load_plan(DEMO_PLAN)
+    compute_dose(course_ws, "CW-E1")
+    course_ws.authorize("CW-E1", *PHYS)
+    return course_ws

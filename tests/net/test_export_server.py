@@ -1,0 +1,87 @@
+"""Export of a plan to a DICOM server, end to end: gate, build, C-STORE to Orthanc, commitment, audit, CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pydicom
+import pytest
+import tomli_w
+
+from rtexport.demo.beamdata import demo_site
+from rtexport.errors import SendError
+from rtexport.export.gate import Item
+from rtexport.export.pipeline import export_to_server
+from rtexport.export.send import Destination
+from rtexport.workspace import Workspace
+from tests.support.orthanc import Orthanc, free_port
+from tests.support.storescp import StoreSCP, dataset_part
+
+pytestmark = pytest.mark.integration
+
+
+def configure(ws: Workspace, orthanc: Orthanc) -> None:
+    """Point the site at this Orthanc, and listen for its commitment reports where it expects us."""
+    site = demo_site()
+    site.pop("uid_root")
+    _, _, commit_port = orthanc.modalities["rtx"]
+    site["dicom"]["servers"] = [{"name": "archive", "ae_title": orthanc.aet, "host": "127.0.0.1",
+                                 "port": orthanc.dicom_port}]
+    site["dicom"]["commitment_port"] = commit_port
+    ws.site_path.write_text(tomli_w.dumps(site))
+
+
+def test_plan_export_arrives_whole_and_is_committed(planned: Workspace, orthanc: Orthanc, phantom_dir: Path) -> None:
+    orthanc.clear()
+    configure(planned, orthanc)
+    server = planned.site().dicom.server("archive")
+    assert server is not None
+    prep, report = export_to_server(planned, "CW-E1", tuple(Item), Destination.from_server(server), actor="pat",
+                                    commit=True)
+    assert report.ok, report.summary()
+    sent = {o.sop_instance_uid for o in prep.objects}
+    assert len(sent) == 16 + 1 + 1 + 3
+    assert orthanc.sop_instance_uids() == sent
+    assert set(report.committed or ()) == sent
+    # CT: the archive keeps our dataset bytes exactly (it writes its own file meta header)
+    imported = {pydicom.dcmread(p).SOPInstanceUID: p.read_bytes() for p in phantom_dir.glob("CT*.dcm")}
+    for orthanc_id, uid in orthanc.instances().items():
+        if uid in imported:
+            assert dataset_part(orthanc.file(orthanc_id)) == dataset_part(imported[uid])
+    entry = [e for e in planned.audit_entries("CW-E1") if e["action"] == "export-server"][-1]
+    assert entry["outcome"] == "ok" and entry["actor"] == "pat"
+    assert entry["detail"]["destination"] == f"{orthanc.aet}@127.0.0.1:{orthanc.dicom_port}"
+    assert set(entry["detail"]["stored"]) == sent and entry["detail"]["not_stored"] == {}
+    # the same export again is harmless: the archive still holds one copy of each
+    _, again = export_to_server(planned, "CW-E1", tuple(Item), Destination.from_server(server))
+    assert again.ok and orthanc.count_instances() == len(sent)
+
+
+def test_unreachable_server_is_reported_and_audited(planned: Workspace) -> None:
+    dest = Destination("NOBODY", "127.0.0.1", free_port())
+    with pytest.raises(SendError, match=r"NOBODY@127\.0\.0\.1"):
+        export_to_server(planned, "CW-E1", (Item.RTPLAN,), dest, actor="pat")
+    entry = [e for e in planned.audit_entries("CW-E1") if e["action"] == "export-server"][-1]
+    assert entry["outcome"] == "failed" and "NOBODY" in entry["detail"]["destination"]
+
+
+def test_cli_exports_to_a_custom_server_and_echoes(planned: Workspace, tmp_path: Path) -> None:
+    home = str(planned.home)
+    env = {"PATH": "/usr/bin:/bin", "COLUMNS": "200"}
+    with StoreSCP(tmp_path / "received") as scp:
+        base = [sys.executable, "-m", "rtexport", "--home", home]
+        echo = subprocess.run([*base, "echo", "--aet", scp.aet, "--host", "127.0.0.1", "--port", str(scp.port)],
+                              capture_output=True, text=True, env=env, timeout=60)
+        assert echo.returncode == 0, echo.stderr
+        assert "success" in echo.stdout
+        r = subprocess.run([*base, "export", "CW-E1", "--items", "rtstruct,rtplan,dose-plan", "--aet", scp.aet,
+                            "--host", "127.0.0.1", "--port", str(scp.port)],
+                           capture_output=True, text=True, env=env, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.count("STORED") == 3 or r.stdout.lower().count("stored ") >= 3
+        assert len(scp.received()) == 3
+    wrong = subprocess.run([*base, "export", "CW-E1", "--items", "rtplan", "--aet", "X", "--host", "127.0.0.1",
+                            "--port", str(free_port())], capture_output=True, text=True, env=env, timeout=60)
+    assert wrong.returncode != 0 and "X@127.0.0.1" in wrong.stderr
