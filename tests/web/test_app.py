@@ -9,10 +9,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import itsdangerous
 import numpy as np
+import pytest
 from PIL import Image
 
-from rtexport.web.app import check_export_folder
+from rtexport.web.app import check_export_folder, create_app
+from rtexport.web.auth import COOKIE
 from rtexport.workspace import Workspace
 from tests.web.conftest import PHYSICIST, PLAN, PLANNER, TestClient, csrf_of, edit_site, log_in
 
@@ -67,12 +70,50 @@ def test_login_form_needs_csrf_too(client: TestClient) -> None:
     assert rsp.status_code == 403
 
 
-def test_tampered_session_cookie_is_not_a_login(client: TestClient) -> None:
+def test_tampered_or_foreign_session_cookie_is_not_a_login(client: TestClient, home: Path) -> None:
     log_in(client, PLANNER)
-    value = client.cookies["rtexport_session"]
-    body, stamp, mac = value.split(".")
-    client.cookies.set("rtexport_session", f"{body}x.{stamp}.{mac}")
+    value = client.cookies[COOKIE]
+    i = len(value) // 2
+    client.cookies.clear()
+    client.cookies.set(COOKIE, value[:i] + ("B" if value[i] == "A" else "A") + value[i + 1 :])
     assert client.get("/").status_code == 303
+    # A physicist's session from an app with another secret is no login here.
+    with TestClient(create_app(home, secret="another-secret"), follow_redirects=False) as other:
+        log_in(other, PHYSICIST)
+        foreign = other.cookies[COOKIE]
+    client.cookies.clear()
+    client.cookies.set(COOKIE, foreign)
+    assert client.get("/").status_code == 303
+
+
+def test_session_cookie_is_httponly_strict_and_lasts_a_working_day(client: TestClient) -> None:
+    cookie = client.get("/login").headers["set-cookie"].lower()
+    assert cookie.startswith(f"{COOKIE}=")
+    assert "httponly" in cookie and "samesite=strict" in cookie and "max-age=43200" in cookie
+
+
+def test_session_expires_after_a_working_day(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    log_in(client, PLANNER)
+    assert client.get("/").status_code == 200
+    later = int(time.time()) + 12 * 3600 + 60
+    monkeypatch.setattr(itsdangerous.TimestampSigner, "get_timestamp", lambda self: later)
+    assert client.get("/").status_code == 303
+
+
+def test_login_starts_a_fresh_session_with_a_new_csrf_token(client: TestClient) -> None:
+    before = csrf_of(client.get("/login").text)
+    after = log_in(client, PLANNER)
+    assert after != before
+    rsp = client.post(f"/plans/{PLAN}/authorize", data={"csrf": before, "name": PHYSICIST[0], "password": PHYSICIST[1]})
+    assert rsp.status_code == 403
+    assert (
+        client.post(
+            f"/plans/{PLAN}/authorize",
+            headers={"X-CSRF-Token": after},
+            data={"name": PHYSICIST[0], "password": PHYSICIST[1]},
+        ).status_code
+        == 303
+    )
 
 
 def test_planner_cannot_authorize_but_physicist_can(client: TestClient, home: Path) -> None:

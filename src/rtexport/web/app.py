@@ -6,7 +6,6 @@ opened per request and per export job.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ from rtexport.services import course_contours
 from rtexport.web import images
 from rtexport.web.auth import (
     LoginRequired,
-    SessionMiddleware,
+    add_sessions,
     check_csrf,
     csrf_token,
     current_user,
@@ -141,7 +140,7 @@ def create_app(home: Path, *, secret: str | None = None) -> FastAPI:
     home = home.resolve()
     Workspace.open(home).close()  # fail now, not at the first request, when there is no workspace
     app = FastAPI(title="rtexport", docs_url=None, redoc_url=None, openapi_url=None)
-    app.add_middleware(SessionMiddleware, secret=secret or secrets.token_hex(32))
+    add_sessions(app, secret)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     templates = Jinja2Templates(directory=HERE / "templates")
     jobs = Jobs()
@@ -156,8 +155,7 @@ def create_app(home: Path, *, secret: str | None = None) -> FastAPI:
         return _error(401, "log in first")
 
     def page(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
-        user = request.scope["session"].get("user")
-        base = {"user": user, "role": request.scope["session"].get("role"), "csrf": csrf_token(request)}
+        base = {"user": request.session.get("user"), "role": request.session.get("role"), "csrf": csrf_token(request)}
         return templates.TemplateResponse(
             request, template, {**base, "flashes": take_flashes(request), **context}, status_code=status
         )
