@@ -295,6 +295,43 @@ def bolus_mask(grid: GridGeometry, external: BoolArray, beam: Beam, applicator: 
     return _bolus_on_axes(grid.axes(), external, beam, applicator, sad_mm)
 
 
+def _beam_box(
+    ct_geometry: CTGeometry,
+    external_contours: Sequence[Contour],
+    beam: Beam,
+    applicator: Applicator,
+    sad_mm: float,
+    axes: tuple[FloatArray, FloatArray, FloatArray],
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """The part of the fine axes that the beam's field (cutout grown by the bolus margin) can reach: the bolus
+    lies in it, so the fine work is bounded by the field, not by the length of the CT."""
+    assert beam.bolus is not None
+    xs, ys, zs = axes
+    coarse = (xs[::4], ys[::4], zs)  # every 4th fine point: the same samples, coarser
+    outline = rasterize_planes(external_contours, *coarse, ct_geometry.slice_spacing_mm)
+    if not outline.any():
+        return axes
+    frame, _ = beam_frame(beam, outline, coarse, sad_mm)
+    poly = beam_cutout(beam, applicator)
+    pad = beam.bolus.margin_mm + 4 * float(xs[1] - xs[0] if len(xs) > 1 else 1.0)
+    lo, hi = poly.min(axis=0) - pad, poly.max(axis=0) + pad
+    corners = np.array([[x, y, z] for x in (xs[0], xs[-1]) for y in (ys[0], ys[-1]) for z in (zs[0], zs[-1])])
+    d = (corners - np.asarray(frame.source_mm)) @ frame.direction
+    pyramid = frame.from_fan(
+        *np.meshgrid([lo[0], hi[0]], [lo[1], hi[1]], [max(float(d.min()), 1.0), float(d.max())], indexing="ij")
+    ).reshape(-1, 3)
+    bmin, bmax = pyramid.min(axis=0), pyramid.max(axis=0)
+    dz = ct_geometry.slice_spacing_mm
+    keep = (
+        (xs >= bmin[0]) & (xs <= bmax[0]),
+        (ys >= bmin[1]) & (ys <= bmax[1]),
+        (zs >= bmin[2] - dz) & (zs <= bmax[2] + dz),
+    )
+    if not all(k.any() for k in keep):
+        return axes
+    return xs[keep[0]], ys[keep[1]], zs[keep[2]]
+
+
 def bolus_contours(
     ct_geometry: CTGeometry,
     external_contours: Sequence[Contour],
@@ -319,6 +356,7 @@ def bolus_contours(
     xs = np.arange(x0, xs_ct[-1] + 1e-6, in_plane_mm)
     ys = np.arange(y0, ys_ct[-1] + 1e-6, in_plane_mm)
     zs = np.asarray(ct_geometry.slice_z_mm, dtype=np.float64)
+    xs, ys, zs = _beam_box(ct_geometry, external_contours, beam, applicator, sad_mm, (xs, ys, zs))
     external = rasterize_planes(external_contours, xs, ys, zs, ct_geometry.slice_spacing_mm)
     if not external.any():
         raise DoseError("the External has no contour on the CT slices; cannot build bolus")

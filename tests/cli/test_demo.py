@@ -1,0 +1,54 @@
+"""`rtexport demo`, the README's first command: it must run end to end and leave valid files."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from tests.support.dciodvfy import assert_valid
+
+
+@pytest.mark.integration
+def test_demo_builds_computes_authorizes_and_exports(tmp_path: Path) -> None:
+    home = tmp_path / "demo"
+    r = subprocess.run(
+        [sys.executable, "-m", "rtexport", "demo", "--home", str(home)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200"},
+    )
+    assert r.returncode == 0, r.stderr
+    assert "MU/fraction" in r.stdout and "65 file(s) written" in r.stdout
+    out = home / "dicom-export"
+    kinds = sorted(p.name.split(".")[0] for p in out.glob("*.dcm"))
+    assert kinds.count("CT") == 60 and kinds.count("RS") == 1 and kinds.count("RP") == 1 and kinds.count("RD") == 3
+    for p in out.glob("R[SPD].*.dcm"):
+        assert_valid(p)
+    (rp,) = [pydicom.dcmread(p) for p in out.glob("RP.*.dcm")]
+    assert rp.ApprovalStatus == "UNAPPROVED" and len(rp.BeamSequence) == 2
+    # running it again replaces the demo workspace, and refuses any other folder
+    again = subprocess.run(
+        [sys.executable, "-m", "rtexport", "demo", "--home", str(home)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200"},
+    )
+    assert again.returncode == 0, again.stderr
+    other = tmp_path / "precious"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    refused = subprocess.run(
+        [sys.executable, "-m", "rtexport", "demo", "--home", str(other)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200"},
+    )
+    assert refused.returncode == 1 and "not a demo workspace" in refused.stderr
+    assert (other / "notes.txt").read_text() == "keep me"
