@@ -11,7 +11,6 @@ from rtexport.model.plan import Plan, plan_problems
 from rtexport.model.site import Site
 from rtexport.workspace import PlanState, Workspace
 from rtexport.workspace.dicomio import contours_by_name, load_hu, read_dataset
-from rtexport.workspace.workspace import StoredBeamDose
 
 ENGINE_NAME = "rtexport pencil beam (Hogstrom)"
 
@@ -63,9 +62,5 @@ def compute_dose(ws: Workspace, plan_id: str, actor: str = "system", grid_mm: fl
     result = compute_plan_dose(state.plan, site, volume, course_contours(ws, course), grid_mm)
     if not result.beams:
         raise DoseError(f"plan {plan_id}: no beam dose computed")
-    beams = [
-        StoredBeamDose(b.beam_name, b.mu_per_fraction, b.dose_per_fraction_at_norm_gy, b.normalization_point_mm, b.dose)
-        for b in result.beams
-    ]
-    ws.save_dose(plan_id, state.revision.number, beams, result.plan, ENGINE_NAME, actor)
+    ws.save_dose(plan_id, state.revision.number, result.beams, result.plan, ENGINE_NAME, actor)
     return ws.plan_state(plan_id)

@@ -27,8 +27,9 @@ def configure(ws: Workspace, orthanc: Orthanc) -> None:
     site = demo_site()
     site.pop("uid_root")
     _, _, commit_port = orthanc.modalities["rtx"]
-    site["dicom"]["servers"] = [{"name": "archive", "ae_title": orthanc.aet, "host": "127.0.0.1",
-                                 "port": orthanc.dicom_port}]
+    site["dicom"]["servers"] = [
+        {"name": "archive", "ae_title": orthanc.aet, "host": "127.0.0.1", "port": orthanc.dicom_port}
+    ]
     site["dicom"]["commitment_port"] = commit_port
     ws.site_path.write_text(tomli_w.dumps(site))
 
@@ -38,8 +39,9 @@ def test_plan_export_arrives_whole_and_is_committed(planned: Workspace, orthanc:
     configure(planned, orthanc)
     server = planned.site().dicom.server("archive")
     assert server is not None
-    prep, report = export_to_server(planned, "CW-E1", tuple(Item), Destination.from_server(server), actor="pat",
-                                    commit=True)
+    prep, report = export_to_server(
+        planned, "CW-E1", tuple(Item), Destination.from_server(server), actor="pat", commit=True
+    )
     assert report.ok, report.summary()
     sent = {o.sop_instance_uid for o in prep.objects}
     assert len(sent) == 16 + 1 + 1 + 3
@@ -72,16 +74,54 @@ def test_cli_exports_to_a_custom_server_and_echoes(planned: Workspace, tmp_path:
     env = {"PATH": "/usr/bin:/bin", "COLUMNS": "200"}
     with StoreSCP(tmp_path / "received") as scp:
         base = [sys.executable, "-m", "rtexport", "--home", home]
-        echo = subprocess.run([*base, "echo", "--aet", scp.aet, "--host", "127.0.0.1", "--port", str(scp.port)],
-                              capture_output=True, text=True, env=env, timeout=60)
+        echo = subprocess.run(
+            [*base, "echo", "--aet", scp.aet, "--host", "127.0.0.1", "--port", str(scp.port)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
         assert echo.returncode == 0, echo.stderr
         assert "success" in echo.stdout
-        r = subprocess.run([*base, "export", "CW-E1", "--items", "rtstruct,rtplan,dose-plan", "--aet", scp.aet,
-                            "--host", "127.0.0.1", "--port", str(scp.port)],
-                           capture_output=True, text=True, env=env, timeout=120)
+        r = subprocess.run(
+            [
+                *base,
+                "export",
+                "CW-E1",
+                "--items",
+                "rtstruct,rtplan,dose-plan",
+                "--aet",
+                scp.aet,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(scp.port),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
         assert r.returncode == 0, r.stderr
         assert r.stdout.count("STORED") == 3 or r.stdout.lower().count("stored ") >= 3
         assert len(scp.received()) == 3
-    wrong = subprocess.run([*base, "export", "CW-E1", "--items", "rtplan", "--aet", "X", "--host", "127.0.0.1",
-                            "--port", str(free_port())], capture_output=True, text=True, env=env, timeout=60)
+    wrong = subprocess.run(
+        [
+            *base,
+            "export",
+            "CW-E1",
+            "--items",
+            "rtplan",
+            "--aet",
+            "X",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(free_port()),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert wrong.returncode != 0 and "X@127.0.0.1" in wrong.stderr

@@ -8,8 +8,9 @@ import pytest
 
 from rtexport.demo.plan import DEMO_PLAN
 from rtexport.errors import AuthError, PlanError
+from rtexport.model.dose import BeamDose
 from rtexport.workspace import Workspace
-from rtexport.workspace.workspace import Role, StoredBeamDose
+from rtexport.workspace.workspace import Role
 
 
 def with_users(ws: Workspace) -> Workspace:
@@ -29,7 +30,7 @@ def fake_dose(ws: Workspace, plan_id: str) -> None:
         np.ones((2, 2, 2), np.float32),
         ws.course(state.plan.course).ct.frame_of_reference_uid,
     )
-    beams = [StoredBeamDose(b.name, 100.0, 1.0, (0.0, 0.0, 0.0), grid) for b in state.plan.beams]
+    beams = [BeamDose(b.name, 100.0, grid, (0.0, 0.0, 0.0), 1.0) for b in state.plan.beams]
     ws.save_dose(plan_id, state.revision.number, beams, grid, "test")
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -16,7 +15,7 @@ from rtexport.dose.raster import _bolus_on_axes, beam_cutout, beam_frame, raster
 from rtexport.dose.volume import CTVolume
 from rtexport.errors import DoseError
 from rtexport.model.course import Contour
-from rtexport.model.dose import DoseGrid, GridGeometry
+from rtexport.model.dose import BeamDose, DoseGrid, GridGeometry, PlanDose
 from rtexport.model.plan import Beam, Plan
 from rtexport.model.site import CTCurve, Machine, Site
 
@@ -25,25 +24,6 @@ FloatArray = npt.NDArray[np.float64]
 # mass density (g/cm³) → X0_water / X0_medium: soft tissue, compact bone (30.5 g/cm²), cortical bone (27.0)
 _RHO = [1.05, 1.85, 1.92]
 _X0_RATIO = [1.0, X0_WATER_CM / 30.5, X0_WATER_CM / 27.0]
-
-
-@dataclass(frozen=True)
-class BeamDose:
-    """One beam's dose for the whole course, and where it was normalized."""
-
-    beam_name: str
-    mu_per_fraction: float
-    dose: DoseGrid
-    normalization_point_mm: tuple[float, float, float]
-    dose_per_fraction_at_norm_gy: float
-
-
-@dataclass(frozen=True)
-class PlanDose:
-    """Every beam's dose and their sum (Gy, whole course)."""
-
-    beams: tuple[BeamDose, ...]
-    plan: DoseGrid
 
 
 def relative_scattering_power(mass_density: FloatArray) -> FloatArray:
@@ -256,7 +236,7 @@ def compute_plan_dose(
                 mu_per_fraction=float(mu),
                 dose=DoseGrid(grid, gy, frame_uid),
                 normalization_point_mm=point,
-                dose_per_fraction_at_norm_gy=float(mu * norm_per_mu),
+                dose_per_fraction_gy=float(mu * norm_per_mu),
             )
         )
     return PlanDose(beams=tuple(beams), plan=DoseGrid(grid, plan_gy, frame_uid))

@@ -38,3 +38,25 @@ class DoseGrid:
     def __post_init__(self) -> None:
         if self.gy.shape != self.geometry.shape:
             raise ValueError(f"dose array shape {self.gy.shape} does not match grid {self.geometry.shape}")
+
+
+@dataclass(frozen=True)
+class BeamDose:
+    """One beam's dose for the whole course, its MU, and where it was normalized."""
+
+    beam_name: str
+    mu_per_fraction: float
+    dose: DoseGrid
+    normalization_point_mm: tuple[float, float, float]
+    dose_per_fraction_gy: float  # this beam's dose per fraction at its normalization point
+
+
+@dataclass(frozen=True)
+class PlanDose:
+    """Every beam's dose and their sum (Gy, whole course)."""
+
+    beams: tuple[BeamDose, ...]
+    plan: DoseGrid
+
+    def beam(self, name: str) -> BeamDose | None:
+        return next((b for b in self.beams if b.beam_name == name), None)

@@ -20,7 +20,7 @@ import tomli_w
 
 from rtexport.errors import AuthError, ConfigError, CourseImportError, PlanError
 from rtexport.model.course import Course, CTGeometry, CTSlice, PatientStudy, Structure, StructureSetRef
-from rtexport.model.dose import DoseGrid, GridGeometry
+from rtexport.model.dose import BeamDose, DoseGrid, GridGeometry
 from rtexport.model.plan import Plan, parse_plan, plan_digest, plan_problems
 from rtexport.model.site import Site, load_site, read_site_toml, site_problems
 from rtexport.workspace.importer import ImportResult, read_course
@@ -96,23 +96,14 @@ class Signature:
 
 
 @dataclass(frozen=True)
-class StoredBeamDose:
-    beam_name: str
-    mu_per_fraction: float
-    dose_per_fraction_gy: float
-    normalization_point_mm: tuple[float, float, float]
-    dose: DoseGrid
-
-
-@dataclass(frozen=True)
 class StoredDose:
     revision: int
     computed_at: datetime
-    beams: tuple[StoredBeamDose, ...]
+    beams: tuple[BeamDose, ...]
     plan: DoseGrid
     engine: str
 
-    def beam(self, name: str) -> StoredBeamDose | None:
+    def beam(self, name: str) -> BeamDose | None:
         return next((b for b in self.beams if b.beam_name == name), None)
 
 
@@ -469,7 +460,7 @@ class Workspace:
         self,
         plan_id: str,
         revision: int,
-        beams: Sequence[StoredBeamDose],
+        beams: Sequence[BeamDose],
         plan: DoseGrid,
         engine: str,
         actor: str = "system",
@@ -536,12 +527,12 @@ class Workspace:
             return None
         d = json.loads(row["data"])
         beams = tuple(
-            StoredBeamDose(
-                b["name"],
-                b["mu_per_fraction"],
-                b["dose_per_fraction_gy"],
-                tuple(b["normalization_point_mm"]),
-                self._grid(b["grid"]),
+            BeamDose(
+                beam_name=b["name"],
+                mu_per_fraction=b["mu_per_fraction"],
+                dose=self._grid(b["grid"]),
+                normalization_point_mm=tuple(b["normalization_point_mm"]),
+                dose_per_fraction_gy=b["dose_per_fraction_gy"],
             )
             for b in d["beams"]
         )
