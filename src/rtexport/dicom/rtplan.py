@@ -25,6 +25,7 @@ from rtexport.dicom.common import (
     seq,
     sop_reference,
 )
+from rtexport.dicom.contours import contours_by_name
 from rtexport.dicom.enums import (
     ApplicatorApertureShape,
     ApplicatorType,
@@ -46,7 +47,7 @@ from rtexport.dicom.enums import (
 )
 from rtexport.dicom.rtstruct import bolus_roi_numbers
 from rtexport.errors import BuildError
-from rtexport.model.course import Course
+from rtexport.model.course import Course, contours_centroid
 from rtexport.model.plan import Beam, Plan, default_cutout
 from rtexport.model.site import Applicator, ApplicatorShape, Machine, Site
 
@@ -108,33 +109,13 @@ def source_direction(gantry_deg: float, couch_deg: float, patient_position: str)
 
 
 def target_centroid(structure_set: Dataset, name: str) -> tuple[float, float, float]:
-    """Area-weighted centroid of a structure's closed planar contours (volume centroid for equal slices)."""
-    rois = structure_set.get("StructureSetROISequence", [])
-    number = next((int(r.ROINumber) for r in rois if r.ROIName == name), None)
-    if number is None:
+    """Area-weighted centroid of a structure's closed planar contours, as the dose engine aims the beam."""
+    if not any(r.ROIName == name for r in structure_set.get("StructureSetROISequence", [])):
         raise BuildError(f"target: no structure {name!r} in the exported structure set")
-    total, moment = 0.0, np.zeros(3)
-    for roi in structure_set.get("ROIContourSequence", []):
-        if int(roi.ReferencedROINumber) != number:
-            continue
-        for contour in roi.get("ContourSequence", []):
-            if contour.get("ContourGeometricType") != "CLOSED_PLANAR":
-                continue
-            p = np.asarray([float(v) for v in contour.ContourData]).reshape(-1, 3)
-            x, y = p[:, 0], p[:, 1]
-            xn, yn = np.roll(x, -1), np.roll(y, -1)
-            cross = x * yn - xn * y
-            area = cross.sum() / 2
-            if abs(area) < 1e-9:
-                continue
-            cx = ((x + xn) * cross).sum() / (6 * area)
-            cy = ((y + yn) * cross).sum() / (6 * area)
-            total += abs(area)
-            moment += abs(area) * np.array([cx, cy, p[:, 2].mean()])
-    if total == 0.0:
+    centroid = contours_centroid(contours_by_name(structure_set, [name])[name])
+    if centroid is None:
         raise BuildError(f"target: structure {name!r} has no closed contour; give isocenter_mm instead")
-    c = moment / total
-    return (float(c[0]), float(c[1]), float(c[2]))
+    return centroid
 
 
 def _machine(site: Site, plan: Plan) -> Machine:

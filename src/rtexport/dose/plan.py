@@ -14,7 +14,7 @@ from rtexport.dose.engine import BeamSetup, DoseEngine, Medium, PencilBeamEngine
 from rtexport.dose.raster import _bolus_on_axes, beam_cutout, beam_frame, rasterize, sample
 from rtexport.dose.volume import CTVolume
 from rtexport.errors import DoseError
-from rtexport.model.course import Contour
+from rtexport.model.course import Contour, contours_centroid
 from rtexport.model.dose import BeamDose, DoseGrid, GridGeometry, PlanDose
 from rtexport.model.plan import Beam, Plan
 from rtexport.model.site import CTCurve, Machine, Site
@@ -31,28 +31,6 @@ def relative_scattering_power(mass_density: FloatArray) -> FloatArray:
     return np.asarray(mass_density * np.interp(mass_density, _RHO, _X0_RATIO), dtype=np.float64)
 
 
-def structure_centroid(contours: Sequence[Contour]) -> tuple[float, float, float] | None:
-    """Centroid of a structure: area-weighted centroids of its closed contours (None if they enclose nothing)."""
-    total, acc = 0.0, np.zeros(3)
-    for c in contours:
-        p = np.asarray(c.points_mm, dtype=np.float64)
-        if c.geometric_type != "CLOSED_PLANAR" or len(p) < 3:
-            continue
-        x, y = p[:, 0], p[:, 1]
-        xn, yn = np.roll(x, -1), np.roll(y, -1)
-        cross = x * yn - xn * y
-        area = 0.5 * float(cross.sum())
-        if abs(area) < 1e-9:
-            continue
-        cx = float(((x + xn) * cross).sum()) / (6.0 * area)
-        cy = float(((y + yn) * cross).sum()) / (6.0 * area)
-        total += abs(area)
-        acc += abs(area) * np.array([cx, cy, float(p[:, 2].mean())])
-    if total <= 0:
-        return None
-    return (float(acc[0] / total), float(acc[1] / total), float(acc[2] / total))
-
-
 def resolve_beam(beam: Beam, contours: Mapping[str, Sequence[Contour]]) -> Beam:
     """``beam`` with ``isocenter_mm`` set (the centroid of its target structure if it names one)."""
     if beam.isocenter_mm is not None:
@@ -60,7 +38,7 @@ def resolve_beam(beam: Beam, contours: Mapping[str, Sequence[Contour]]) -> Beam:
     assert beam.target is not None  # a Beam has exactly one of the two
     if beam.target not in contours:
         raise DoseError(f"beam {beam.name}: target structure {beam.target!r} has no contours")
-    c = structure_centroid(contours[beam.target])
+    c = contours_centroid(contours[beam.target])
     if c is None:
         raise DoseError(f"beam {beam.name}: target {beam.target!r} encloses no area; cannot aim the beam")
     return beam.model_copy(update={"isocenter_mm": c, "target": None})

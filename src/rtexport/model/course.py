@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -113,3 +114,25 @@ class Course:
     def external(self) -> Structure | None:
         """The imported External: the ROI whose RTROIInterpretedType is EXTERNAL."""
         return next((s for s in self.structures if s.interpreted_type == "EXTERNAL"), None)
+
+
+def contours_centroid(contours: Sequence[Contour]) -> tuple[float, float, float] | None:
+    """Centroid of a structure: area-weighted centroids of its closed contours (None if they enclose nothing)."""
+    total, acc = 0.0, np.zeros(3)
+    for c in contours:
+        p = np.asarray(c.points_mm, dtype=np.float64)
+        if c.geometric_type != "CLOSED_PLANAR" or len(p) < 3:
+            continue
+        x, y = p[:, 0], p[:, 1]
+        xn, yn = np.roll(x, -1), np.roll(y, -1)
+        cross = x * yn - xn * y
+        area = 0.5 * float(cross.sum())
+        if abs(area) < 1e-9:
+            continue
+        cx = float(((x + xn) * cross).sum()) / (6.0 * area)
+        cy = float(((y + yn) * cross).sum()) / (6.0 * area)
+        total += abs(area)
+        acc += abs(area) * np.array([cx, cy, float(p[:, 2].mean())])
+    if total <= 0:
+        return None
+    return (float(acc[0] / total), float(acc[1] / total), float(acc[2] / total))
