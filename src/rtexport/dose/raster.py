@@ -244,6 +244,7 @@ def _bolus_on_axes(
     beam: Beam,
     applicator: Applicator,
     sad_mm: float,
+    ray_step_mm: float | None = None,
 ) -> BoolArray:
     if beam.bolus is None:
         return np.zeros(external.shape, dtype=bool)
@@ -252,7 +253,8 @@ def _bolus_on_axes(
     poly = beam_cutout(beam, applicator)
     margin, thick = beam.bolus.margin_mm, beam.bolus.thickness_mm
     lo, hi = poly.min(axis=0) - margin - 1.0, poly.max(axis=0) + margin + 1.0
-    step = 0.5 * min(
+    # rays at half the voxel spacing unless told: a voxel then never falls between two rays' surfaces
+    step = ray_step_mm or 0.5 * min(
         float(np.diff(xs[:2])[0]) if len(xs) > 1 else 1.0, float(np.diff(ys[:2])[0]) if len(ys) > 1 else 1.0
     )
     ub = np.arange(lo[0], hi[0] + step, step)
@@ -360,7 +362,8 @@ def bolus_contours(
     external = rasterize_planes(external_contours, xs, ys, zs, ct_geometry.slice_spacing_mm)
     if not external.any():
         raise DoseError("the External has no contour on the CT slices; cannot build bolus")
-    mask = _bolus_on_axes((xs, ys, zs), external, beam, applicator, sad_mm)
+    # Contours are traced at in_plane_mm; rays that far apart place the surface to within half of it.
+    mask = _bolus_on_axes((xs, ys, zs), external, beam, applicator, sad_mm, ray_step_mm=in_plane_mm)
     out: list[Contour] = []
     for k in np.nonzero(mask.any(axis=(1, 2)))[0]:
         padded = np.pad(mask[k].astype(np.float64), 1)
