@@ -10,6 +10,7 @@ from scipy.ndimage import map_coordinates
 
 from rtexport.demo.beamdata import REFERENCE_TABLE, demo_site
 from rtexport.dose import CTVolume, beam_axes, bolus_contours, bolus_mask, compute_plan_dose, pdd_metrics, rasterize
+from rtexport.dose.raster import drop_collinear
 from rtexport.errors import DoseError
 from rtexport.model.course import Contour, CTGeometry
 from rtexport.model.dose import DoseGrid, GridGeometry
@@ -151,6 +152,24 @@ def test_bolus_mask_sits_on_the_surface_inside_the_grown_cutout(site: Site) -> N
     cs = bolus_contours(ct.geometry, contours["BOX"], beam, app, 1000.0)
     assert cs and all(len(c.points_mm) >= 3 and c.geometric_type == "CLOSED_PLANAR" for c in cs)
     assert {float(c.points_mm[0, 2]) for c in cs} <= set(ct.geometry.slice_z_mm)
+    # the central slice's bolus is one slab on the anterior surface, outlined by its few corners, not per pixel
+    (mid,) = [c.points_mm for c in cs if c.points_mm[0, 2] == 0.0]
+    x, y = mid[:, 0], mid[:, 1]
+    assert len(mid) <= 12
+    assert y.min() == pytest.approx(-90.0, abs=1.0) and y.max() == pytest.approx(-80.0, abs=1.0)
+    assert -x.min() == pytest.approx(60.0 * 0.995, abs=2.0) and x.max() == pytest.approx(60.0 * 0.995, abs=2.0)
+    area = 0.5 * abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
+    assert area == pytest.approx(120.0 * 10.0, rel=0.1)
+
+
+def test_drop_collinear_keeps_only_the_corners_of_a_traced_outline() -> None:
+    edge = np.arange(0.0, 10.0, 0.5)
+    ring = np.concatenate(
+        [np.c_[edge, 0 * edge], np.c_[0 * edge + 10, edge], np.c_[10 - edge, 0 * edge + 10], np.c_[0 * edge, 10 - edge]]
+    )
+    assert drop_collinear(ring).tolist() == [[0.0, 0.0], [10.0, 0.0], [10.0, 10.0], [0.0, 10.0]]
+    notch = np.array([[0.0, 0.0], [4.0, 0.0], [5.0, 1.0], [6.0, 0.0], [10.0, 0.0], [10.0, 5.0], [0.0, 5.0]])
+    assert len(drop_collinear(notch)) == len(notch)
 
 
 def test_override_of_water_by_water_changes_nothing_and_lung_does(site: Site) -> None:

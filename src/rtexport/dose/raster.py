@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
-from skimage import measure
+from skimage.measure import find_contours
 
 from rtexport.dose.geometry import BeamFrame, frame_from_angles
 from rtexport.errors import DoseError
@@ -43,6 +43,18 @@ def fill_polygons(polygons: Sequence[FloatArray], xs: FloatArray, ys: FloatArray
         np.add.at(toggles, (j, np.zeros_like(k)), 1)
         np.add.at(toggles, (j, k), -1)
     return (np.cumsum(toggles[:, :nx], axis=1) % 2).astype(bool)
+
+
+def drop_collinear(ring: FloatArray, tolerance: float = 0.1) -> FloatArray:
+    """The vertices of a closed ring (N, 2) that are not on the line through their neighbours (within
+    ``tolerance``). A marching-squares trace has a vertex per pixel edge; straight runs keep their ends."""
+    if len(ring) < 4:
+        return ring
+    prev, nxt = np.roll(ring, 1, axis=0), np.roll(ring, -1, axis=0)
+    chord = nxt - prev
+    cross = chord[:, 0] * (ring[:, 1] - prev[:, 1]) - chord[:, 1] * (ring[:, 0] - prev[:, 0])
+    off_line = np.abs(cross) > tolerance * np.maximum(np.hypot(chord[:, 0], chord[:, 1]), 1e-12)
+    return ring[off_line]
 
 
 def _plane_tolerance(zs: FloatArray, fallback: float) -> float:
@@ -215,7 +227,8 @@ def _ray_surface(
     uu, vv = np.meshgrid(ub, vb, indexing="ij")
     u_flat, v_flat = uu.ravel(), vv.ravel()
     d_coarse = np.arange(d_range[0], d_range[1] + coarse, coarse)
-    fine = np.arange(0.0, coarse + step, step)
+    # the coarse crossing is interpolated between two samples of a step: the true one is within a coarse step of it
+    fine = np.arange(0.0, 2.0 * coarse + step, step)
     d_hit = np.full(u_flat.shape, np.nan)
     for lo in range(0, len(u_flat), _RAYS_PER_CHUNK):
         cu, cv = u_flat[lo : lo + _RAYS_PER_CHUNK], v_flat[lo : lo + _RAYS_PER_CHUNK]
@@ -367,11 +380,8 @@ def bolus_contours(
     out: list[Contour] = []
     for k in np.nonzero(mask.any(axis=(1, 2)))[0]:
         padded = np.pad(mask[k].astype(np.float64), 1)
-        for traced in measure.find_contours(padded, 0.5):  # type: ignore[no-untyped-call]
-            # a marching-squares trace has a vertex per pixel edge: drop the collinear ones (≤ 0.1 pixel off)
-            c = measure.approximate_polygon(traced, tolerance=0.1)  # type: ignore[no-untyped-call]
-            if len(c) > 1 and np.allclose(c[0], c[-1]):
-                c = c[:-1]
+        for traced in find_contours(padded, 0.5):  # type: ignore[no-untyped-call]
+            c = drop_collinear(traced[:-1] if np.allclose(traced[0], traced[-1]) else traced)
             if len(c) < 3:
                 continue
             pts = np.column_stack(
