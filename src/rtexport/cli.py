@@ -248,9 +248,23 @@ def approve(
     plan: str, user: Annotated[str, typer.Option("--user")], password_stdin: PasswordStdin = False, home: HomeOpt = None
 ) -> None:
     """Approve PLAN's current revision (physicists only; needs current dose)."""
-    s = _ws(home).approve(plan, user, _password(password_stdin))
+    ws = _ws(home)
+    s = ws.approve(plan, user, _password(password_stdin))
     assert s.approval is not None
     out.print(f"plan {plan} revision {s.revision.number} APPROVED by {s.approval.user} at {s.approval.at}")
+    _prebuild(ws, plan)
+
+
+def _prebuild(ws: Workspace, plan: str) -> None:
+    """Build the export objects of the plan's state that was just fixed, so that exporting only copies files.
+    A build error is shown as a warning here: the dose or approval stands, and the export will report it."""
+    from rtexport.export.pipeline import prebuild
+
+    try:
+        with err.status("preparing the export objects ..."):
+            prebuild(ws, plan)
+    except RTExportError as e:
+        err.print(f"[yellow]warning:[/] the export of {escape(plan)} cannot be prepared: {escape(str(e))}")
 
 
 @app.command()
@@ -314,6 +328,7 @@ def dose(
     with err.status(f"computing dose for {plan} ..."):
         state = compute_dose(ws, plan, actor="cli", grid_mm=grid_mm)
     assert state.dose is not None
+    _prebuild(ws, plan)
     table = Table("beam", "MU/fx", "dose/fx at norm. point (Gy)", "normalization point (mm)")
     for b in state.dose.beams:
         table.add_row(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 from rtexport.demo.plan import DEMO_PLAN
 from rtexport.errors import GateError
 from rtexport.export.gate import Item
-from rtexport.export.pipeline import export_to_folder
+from rtexport.export.pipeline import availability, export_to_folder, prebuild
 from rtexport.services import compute_dose
 from rtexport.workspace import Workspace
 from tests.conftest import PHYS
@@ -183,3 +184,47 @@ def test_one_uid_always_stands_for_the_same_bytes(
     monkeypatch.setattr(pipeline, "build_rtdose", changed_builder)
     export_to_folder(planned, "CW-E1", ALL, tmp_path / "b")
     assert files(tmp_path / "a") == files(tmp_path / "b")
+
+
+def forbid_building(monkeypatch: pytest.MonkeyPatch) -> None:
+    import rtexport.export.pipeline as pipeline
+
+    def builder(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an object was built at export time")
+
+    for name in ("build_rtplan", "build_rtstruct", "build_rtdose"):
+        monkeypatch.setattr(pipeline, name, builder)
+
+
+def test_objects_prepared_with_the_dose_are_what_the_export_writes(
+    planned: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After dose (and again after approval) the export only copies: the objects are built when the state is fixed,
+    and they are the bytes an export that builds them itself would write."""
+    planned.close()
+    twin = tmp_path / "twin"
+    shutil.copytree(planned.home, twin)
+    reference = Workspace.open(twin)
+    export_to_folder(reference, "CW-E1", ALL, tmp_path / "built-at-export")
+    ws = Workspace.open(planned.home)
+    assert prebuild(ws, "CW-E1") == 1 + 1 + 1 + 2  # RS, RP, plan dose, two beam doses
+    with monkeypatch.context() as m:
+        forbid_building(m)
+        export_to_folder(ws, "CW-E1", ALL, tmp_path / "prepared")
+    assert files(tmp_path / "prepared") == files(tmp_path / "built-at-export")
+    ws.approve("CW-E1", *PHYS)
+    prebuild(ws, "CW-E1")
+    forbid_building(monkeypatch)
+    export_to_folder(ws, "CW-E1", ALL, tmp_path / "approved")
+    assert set(files(tmp_path / "approved")) != set(files(tmp_path / "prepared"))  # approval: new UIDs
+    ws.close()
+    reference.close()
+
+
+def test_nothing_is_prepared_while_export_is_unavailable(planned: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    site = planned.site_path
+    text = site.read_text()
+    site.write_text(text[: text.index("[[ct_curves]]")] + text[text.index("[[materials]]") :])
+    assert any("no CT curve" in f for f in availability(planned))
+    forbid_building(monkeypatch)
+    assert prebuild(planned, "CW-E1") == 0

@@ -21,6 +21,7 @@ class Item(StrEnum):
 
 
 ALL_ITEMS = tuple(Item)
+DOSE_ITEMS = (Item.DOSE_PLAN, Item.DOSE_BEAM)
 
 
 def parse_items(text: str) -> tuple[Item, ...]:
@@ -64,7 +65,7 @@ def check_export(
         findings.append("nothing selected: choose at least one item to export")
     if site is not None:
         findings += [f"plan {plan.id}: {p}" for p in plan_problems(plan, site, course)]
-    dose_items = [i.value for i in items if i in (Item.DOSE_PLAN, Item.DOSE_BEAM)]
+    dose_items = [i.value for i in items if i in DOSE_ITEMS]
     if dose_items and not has_current_dose:
         findings.append(
             f"{', '.join(dose_items)} need current dose for revision {revision}: run 'rtexport dose {plan.id}'"

@@ -14,7 +14,7 @@ from rtexport.dicom.rtplan import Approval, build_rtplan
 from rtexport.dicom.rtstruct import build_rtstruct, needs_derived_structure_set
 from rtexport.dicom.uids import UIDFactory
 from rtexport.errors import ConfigError, GateError, RTExportError
-from rtexport.export.gate import Item, check_export, site_findings
+from rtexport.export.gate import DOSE_ITEMS, Item, check_export, site_findings
 from rtexport.export.local import WriteReport, write_folder
 from rtexport.export.objects import ExportObject, ObjectKind
 from rtexport.export.send import Destination, InstanceOutcome, InstanceResult, SendReport, send_objects
@@ -107,6 +107,35 @@ def prepare(ws: Workspace, plan_id: str, items: Collection[Item], actor: str) ->
             items=[i.value for i in items],
         )
         raise GateError(findings)
+    return _build(ws, state, items)
+
+
+def prebuild(ws: Workspace, plan_id: str) -> int:
+    """Build and keep every object an export of the plan's current state can hold (structure set, plan, doses),
+    so that exporting it later only copies files. Called when that state is fixed: after the dose is computed and
+    when the plan is approved. Builds nothing while the site or plan cannot be exported (the export says why);
+    a build error is raised, as the export would raise it. Returns the number of objects ready."""
+    state = ws.plan_state(plan_id)
+    site, problems = _site(ws)
+    items = tuple(i for i in Item if i is not Item.CT and (state.dose is not None or i not in DOSE_ITEMS))
+    findings = check_export(
+        site=site,
+        site_problems=problems,
+        course=ws.course(state.plan.course),
+        plan=state.plan,
+        revision=state.revision.number,
+        approved=True,  # building needs no authorization; exporting does, and its gate checks it
+        authorized_by=None,
+        has_current_dose=state.dose is not None,
+        items=items,
+    )
+    if findings:
+        return 0
+    return len(_build(ws, state, items).objects)
+
+
+def _build(ws: Workspace, state: PlanState, items: Collection[Item]) -> PreparedExport:
+    """The objects of ``items`` for ``state``: CT as stored; the others built once per UID key, then kept."""
     site = ws.site()
     plan = state.plan
     course = ws.course(plan.course)

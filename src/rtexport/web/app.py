@@ -39,7 +39,7 @@ from rtexport.web.auth import (
     take_flashes,
 )
 from rtexport.web.images import CourseVolume, View
-from rtexport.web.jobs import Jobs, folder_work, server_work
+from rtexport.web.jobs import Jobs, folder_work, prebuild_in_background, server_work
 from rtexport.workspace import PlanState, Workspace
 from rtexport.workspace.dicomio import load_hu
 from rtexport.workspace.workspace import User
@@ -302,6 +302,7 @@ def create_app(home: Path, *, secret: str | None = None) -> FastAPI:
                 flash(request, "ok", f"Export of plan {plan_id} authorized by {name.strip()}.")
             else:
                 ws.approve(plan_id, name.strip(), password)
+                prebuild_in_background(request.app.state.home, plan_id)
                 flash(request, "ok", f"Plan {plan_id} approved by {name.strip()}.")
         except (AuthError, PlanError) as e:
             flash(request, "error", str(e))

@@ -14,7 +14,7 @@ from typing import Any
 from rtexport.errors import GateError, RTExportError, WriteError
 from rtexport.export.gate import Item
 from rtexport.export.objects import ExportObject
-from rtexport.export.pipeline import export_to_folder, export_to_server, prepare
+from rtexport.export.pipeline import export_to_folder, export_to_server, prebuild, prepare
 from rtexport.export.send import Destination, InstanceResult
 from rtexport.workspace import Workspace
 
@@ -130,6 +130,24 @@ def _guarded(work: Callable[[Job], None], job: Job) -> None:
     except Exception as e:  # a thread boundary: record and show any bug instead of a silent, eternal "running"
         log.exception("export job %s failed", job.id)
         job.fail(f"internal error: {type(e).__name__}: {e}")
+
+
+def prebuild_in_background(home: Path, plan_id: str) -> threading.Thread:
+    """Build the export objects of a plan whose state was just fixed (approval), off the request, so that its
+    export only copies files. A failure is logged: the export builds again and reports it to the user."""
+
+    def work() -> None:
+        ws = Workspace.open(home)
+        try:
+            prebuild(ws, plan_id)
+        except Exception:  # a thread boundary
+            log.exception("preparing the export of plan %s failed", plan_id)
+        finally:
+            ws.close()
+
+    thread = threading.Thread(target=work, name=f"prebuild-{plan_id}", daemon=True)
+    thread.start()
+    return thread
 
 
 def _object(obj: ExportObject) -> dict[str, Any]:
