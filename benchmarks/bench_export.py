@@ -14,10 +14,12 @@ import json
 import os
 import resource
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import closing
 from pathlib import Path
 
 PLAN = """\
@@ -76,6 +78,18 @@ def setup(home: Path, slices: int) -> None:
     ws.close()
 
 
+def forget_built(home: Path) -> None:
+    """Back to a revision whose export objects were never built: drop them from the workspace and its store."""
+    from rtexport.workspace import Workspace
+
+    ws = Workspace.open(home)
+    with closing(sqlite3.connect(home / "rtexport.db")) as db, db:
+        for (digest,) in db.execute("SELECT sha256 FROM built").fetchall():
+            ws.store.path(digest).unlink(missing_ok=True)
+        db.execute("DELETE FROM built")
+    ws.close()
+
+
 def peak_rss_mb() -> float:
     """This process's peak resident memory. VmHWM starts afresh at exec; ru_maxrss would carry over the peak
     of the (large) parent that forked us."""
@@ -131,8 +145,6 @@ def main() -> None:
             home = root / f"ws{slices}"
             t0 = time.perf_counter()
             setup(home, slices)
-            if slices == 300:
-                shutil.copytree(home, root / "pristine300")
             print(f"set-up {slices} slices (generate, import, dose for 3 beams): {time.perf_counter() - t0:.1f} s")
             peaks[slices] = run_export(home, root / f"warm{slices}")["peak_mb"]
         home = root / "ws300"
@@ -140,18 +152,18 @@ def main() -> None:
         shutil.copytree(root / "warm300", staging)  # the same files the export writes
         size = sum(p.stat().st_size for p in staging.iterdir())
         prepared, cold, warm, cp, cps = [], [], [], [], []
+        # Every measurement writes a folder of its own and nothing is deleted until the end: on a file system
+        # mounted with `discard`, the fsync after a deletion pays for trimming the freed blocks.
         for k in range(args.rounds):
             # a revision whose dose was just computed: its structure set (with bolus), plan and doses are built
             # (`rtexport dose` and `approve` do it), then exported; the export of a prepared revision only copies
-            fresh = root / f"fresh{k}"
-            shutil.copytree(root / "pristine300", fresh)
+            forget_built(home)
             os.sync()  # every measurement starts with no dirty pages: fsync on ext4 would flush others' too
-            run = run_export(fresh, root / f"cold{k}")
-            prepared.append(run["prepare"])
-            cold.append(run["export"])
-            shutil.rmtree(fresh)
+            r = run_export(home, root / f"after-dose{k}")
+            prepared.append(r["prepare"])
+            cold.append(r["export"])
             os.sync()
-            warm.append(run_export(home, root / f"export{k}")["export"])
+            warm.append(run_export(home, root / f"again{k}")["export"])
             os.sync()
             cp.append(timed(["cp", "-r", str(staging), str(root / f"cp{k}")]))
             os.sync()

@@ -58,16 +58,23 @@ def test_not_enough_space_refused_before_writing(mount: Path) -> None:
     assert list(mount.iterdir()) == []
 
 
-def test_disk_full_midway_leaves_no_partial_file_and_names_what_was_written(mount: Path) -> None:
+def test_disk_full_midway_leaves_the_folder_as_it_was(mount: Path) -> None:
     # Enough bytes but only a few inodes: the disk fills up after some files, as a real full disk does.
-    do_mount(mount, "size=4m,nr_inodes=4")
-    with pytest.raises(WriteError, match=r"the disk is full\. \d file\(s\) were written before the failure") as info:
+    do_mount(mount, "size=4m,nr_inodes=8")  # tmpfs counts hard links too
+    (mount / "notes.txt").write_text("kept")
+    with pytest.raises(WriteError, match=r"the disk is full\. Nothing was written: the 10 file\(s\)") as info:
         write_folder(objs(10), mount)
-    written = sorted(Path(p).name for p in info.value.written)
-    assert written and sorted(p.name for p in mount.iterdir()) == written
-    for name in written:
-        k = int(name.split(".")[-2])
-        assert (mount / name).read_bytes() == bytes([(k - 1) % 251]) * 4096
+    assert info.value.written == []
+    assert [p.name for p in mount.iterdir()] == ["notes.txt"]  # no export file, no temporary file
+    again = write_folder(objs(3), mount)  # room for three: the same export, smaller, goes through
+    assert len(again.written) == 3
+
+
+def test_files_are_put_in_place_only_once_all_are_on_disk(tmp_path: Path) -> None:
+    seen: list[list[str]] = []
+    write_folder(objs(4), tmp_path, progress=lambda o: seen.append(sorted(p.name for p in tmp_path.glob("*.dcm"))))
+    assert seen == [[], [], [], []]  # progress counts files made durable; none is visible before all are
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(o.filename for o in objs(4))
 
 
 def test_read_only_folder_says_so_and_writes_nothing(mount: Path) -> None:

@@ -1,5 +1,5 @@
-"""Writing exported files to a folder: atomic (temporary file in the target folder, fsync, rename), never
-overwriting a different file, and saying exactly what was written when something fails."""
+"""Writing exported files to a folder: atomic (temporary files in the target folder, fsync, link into place),
+all files or none, never overwriting a different file, and saying exactly what was written when something fails."""
 
 from __future__ import annotations
 
@@ -69,8 +69,9 @@ def _copy(src: int, dst: int, size: int) -> None:
         done += len(chunk)
 
 
-def _write_one(obj: ExportObject, target: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".rtexport-", suffix=".part")
+def _stage(obj: ExportObject, folder: Path) -> Path:
+    """``obj``'s bytes in a new temporary file in ``folder`` (removed again if this fails)."""
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".rtexport-", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as f:
             if obj.path is not None:
@@ -79,12 +80,18 @@ def _write_one(obj: ExportObject, target: Path) -> None:
             else:
                 assert obj.data is not None
                 f.write(obj.data)
-            f.flush()
-            os.fsync(f.fileno())
-        # link() fails if the name appeared meanwhile: never overwrite, even in a race.
-        os.link(tmp, target)
-    finally:
+    except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+    return Path(tmp)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _describe(e: OSError) -> str:
@@ -101,8 +108,8 @@ def write_folder(
     """Write ``objects`` into ``folder`` as ``<kind>.<uid>.dcm``.
 
     Checked before anything is written: the folder can be created and written, no name holds different
-    content, and the disk has room. A failure midway leaves no partial file and raises :class:`WriteError`
-    listing the files written before it.
+    content, and the disk has room. A failure while writing leaves the folder as it was and raises
+    :class:`WriteError`; ``progress`` is called as each file is safely on disk.
     """
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -132,20 +139,44 @@ def write_folder(
         raise WriteError(
             f"not enough space in {folder}: need {need / 1e6:.1f} MB, {free / 1e6:.1f} MB free; nothing was written"
         )
-    for obj in todo:
-        target = folder / obj.filename
-        try:
-            _write_one(obj, target)
-        except OSError as e:
-            done = ", ".join(p.name for p in report.written) or "none"
-            raise WriteError(
-                f"writing {target} failed: {_describe(e)}. {len(report.written)} file(s) were written before "
-                f"the failure ({done}); no partial file was left. Fix the cause and export again: files already "
-                "written are recognized and skipped.",
-                written=[str(p) for p in report.written],
-            ) from e
-        report.written.append(target)
-        if progress is not None:
-            progress(obj)
+    # All files are staged and made durable first, then linked into place: a failure while writing (full disk,
+    # I/O error) leaves the folder as it was, and the disk writes the files back together, not one commit each.
+    staged: list[tuple[ExportObject, Path]] = []
+    current = ""
+    try:
+        for obj in todo:
+            current = obj.filename
+            staged.append((obj, _stage(obj, folder)))
+        for obj, tmp in staged:
+            current = obj.filename
+            _fsync_file(tmp)
+            if progress is not None:
+                progress(obj)
+    except BaseException as e:  # an interrupt, too, leaves no temporary file behind
+        for _, tmp in staged:
+            tmp.unlink(missing_ok=True)
+        if not isinstance(e, OSError):
+            raise
+        raise WriteError(
+            f"writing {folder / current} failed: {_describe(e)}. Nothing was written: the {len(todo)} file(s) "
+            "of this export are put in place only once all of them are on disk. Fix the cause and export again.",
+        ) from e
+    try:
+        for obj, tmp in staged:
+            target = folder / obj.filename
+            try:
+                os.link(tmp, target)  # fails if the name appeared meanwhile: never overwrite, even in a race
+            except OSError as e:
+                done = ", ".join(p.name for p in report.written) or "none"
+                raise WriteError(
+                    f"putting {target} in place failed: {_describe(e)}. {len(report.written)} file(s) were written "
+                    f"before the failure ({done}); no partial file was left. Fix the cause and export again: files "
+                    "already written are recognized and skipped.",
+                    written=[str(p) for p in report.written],
+                ) from e
+            report.written.append(target)
+    finally:
+        for _, tmp in staged:
+            tmp.unlink(missing_ok=True)
     _fsync_dir(folder)
     return report
