@@ -40,8 +40,9 @@ def _same_content(obj: ExportObject, path: Path) -> bool:
                 return True
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
+def _fsync(path: Path) -> None:
+    """Make a file's data, or a folder's entries, durable."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
@@ -84,14 +85,6 @@ def _stage(obj: ExportObject, folder: Path) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return Path(tmp)
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _describe(e: OSError) -> str:
@@ -149,7 +142,7 @@ def write_folder(
             staged.append((obj, _stage(obj, folder)))
         for obj, tmp in staged:
             current = obj.filename
-            _fsync_file(tmp)
+            _fsync(tmp)
             if progress is not None:
                 progress(obj)
     except BaseException as e:  # an interrupt, too, leaves no temporary file behind
@@ -178,5 +171,5 @@ def write_folder(
     finally:
         for _, tmp in staged:
             tmp.unlink(missing_ok=True)
-    _fsync_dir(folder)
+    _fsync(folder)
     return report

@@ -62,20 +62,25 @@ def availability(ws: Workspace) -> list[str]:
 
 
 def gate(ws: Workspace, plan_id: str, items: Collection[Item]) -> tuple[PlanState, list[str]]:
+    """The plan's state and every reason its export of ``items`` is refused."""
     state = ws.plan_state(plan_id)
+    return state, _findings(ws, state, items)
+
+
+def _findings(ws: Workspace, state: PlanState, items: Collection[Item], *, to_build_only: bool = False) -> list[str]:
+    """``to_build_only``: the reasons the objects cannot be built (building needs no authorization; exporting does)."""
     site, problems = _site(ws)
-    findings = check_export(
+    return check_export(
         site=site,
         site_problems=problems,
         course=ws.course(state.plan.course),
         plan=state.plan,
         revision=state.revision.number,
-        approved=state.approved,
+        approved=state.approved or to_build_only,
         authorized_by=state.authorization.user if state.authorization else None,
         has_current_dose=state.dose is not None,
         items=items,
     )
-    return state, findings
 
 
 def build_context(site: Site, state: PlanState) -> BuildContext:
@@ -116,20 +121,8 @@ def prebuild(ws: Workspace, plan_id: str) -> int:
     when the plan is approved. Builds nothing while the site or plan cannot be exported (the export says why);
     a build error is raised, as the export would raise it. Returns the number of objects ready."""
     state = ws.plan_state(plan_id)
-    site, problems = _site(ws)
     items = tuple(i for i in Item if i is not Item.CT and (state.dose is not None or i not in DOSE_ITEMS))
-    findings = check_export(
-        site=site,
-        site_problems=problems,
-        course=ws.course(state.plan.course),
-        plan=state.plan,
-        revision=state.revision.number,
-        approved=True,  # building needs no authorization; exporting does, and its gate checks it
-        authorized_by=None,
-        has_current_dose=state.dose is not None,
-        items=items,
-    )
-    if findings:
+    if _findings(ws, state, items, to_build_only=True):
         return 0
     return len(_build(ws, state, items).objects)
 
