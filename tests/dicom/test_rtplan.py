@@ -66,6 +66,21 @@ def test_control_point_conditionals(exported: Exported) -> None:
         assert set(cps[1].keys()) == {cps[1]["ControlPointIndex"].tag, cps[1]["CumulativeMetersetWeight"].tag}
 
 
+def test_dose_rate_is_the_site_energys_when_configured(
+    ctx: BuildContext, course: Course, plan: Plan, site: Site, exported: Exported
+) -> None:
+    assert [float(b.ControlPointSequence[0].DoseRateSet) for b in exported.rp.BeamSequence] == [600.0, 600.0]
+    data = site.model_dump()
+    for energy in data["machines"][0]["energies"]:
+        energy["dose_rate_mu_per_min"] = 400.0 if energy["energy_mev"] == 12.0 else None
+    rp = build_rtplan(ctx, course, plan, Site.model_validate(data), exported.rs, MU, BEAM_DOSE_GY, APPROVED)
+    rates = {b.BeamName: b.ControlPointSequence[0].get("DoseRateSet") for b in rp.BeamSequence}
+    energies = {b.BeamName: float(b.ControlPointSequence[0].NominalBeamEnergy) for b in rp.BeamSequence}
+    assert {n: (None if r is None else float(r)) for n, r in rates.items()} == {
+        n: (400.0 if e == 12.0 else None) for n, e in energies.items()
+    }
+
+
 def test_electron_beam_attributes(exported: Exported, site: Site) -> None:
     ap, lao = beam(exported.rp, "AP"), beam(exported.rp, "LAO")
     assert (ap.BeamType, ap.RadiationType, ap.TreatmentMachineName) == ("STATIC", "ELECTRON", "DemoLinac")

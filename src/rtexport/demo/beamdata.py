@@ -53,6 +53,7 @@ def energy_data(energy: int) -> dict[str, Any]:
         "sigma_theta_rad": SIGMA_THETA_RAD[energy],
         "virtual_ssd_mm": VIRTUAL_SSD_MM[energy],
         "calibration_cgy_per_mu": 1.0,
+        "dose_rate_mu_per_min": 600.0,
         "applicator_factors": {"6x6": 0.97 - lo, "10x10": 1.0, "15x15": 0.99, "20x20": 0.98, "25x25": 0.96},
         "cutout_factors": [
             {"side_mm": 30.0, "factor": round(0.86 - 2 * lo, 3)},

@@ -280,11 +280,14 @@ def add_control_points(
     isocenter: tuple[float, float, float],
     sad_mm: float,
     patient_position: str,
+    dose_rate_mu_per_min: float | None = None,
 ) -> None:
     """Control Point Sequence (PS3.3 C.8.8.14.5): CP0 carries every setting, CP1 ends at weight 1."""
     cp0 = Dataset()
     cp0.ControlPointIndex = 0
     cp0.NominalBeamEnergy = ds_value(beam.energy_mev)
+    if dose_rate_mu_per_min is not None:
+        cp0.DoseRateSet = ds_value(dose_rate_mu_per_min)
     positions = []
     for kind, (lo, hi) in _jaws(app):
         pos = Dataset()
@@ -324,7 +327,8 @@ def add_rt_beams_module(ds: Dataset, course: Course, plan: Plan, site: Site, str
     for i, beam in enumerate(plan.beams):
         where = f"beam[{i}]"
         app = _applicator(machine, beam, where)
-        if machine.energy(beam.energy_mev) is None:
+        energy = machine.energy(beam.energy_mev)
+        if energy is None:
             raise BuildError(f"{where}.energy_mev: {machine.name} has no {beam.energy_mev:g} MeV")
         if beam.isocenter_mm is not None:
             isocenter = beam.isocenter_mm
@@ -348,7 +352,7 @@ def add_rt_beams_module(ds: Dataset, course: Course, plan: Plan, site: Site, str
         add_cutout_block(b, beam, app)
         add_applicator(b, app)
         b.FinalCumulativeMetersetWeight = ds_value(1.0)
-        add_control_points(b, beam, app, isocenter, sad, course.ct.patient_position)
+        add_control_points(b, beam, app, isocenter, sad, course.ct.patient_position, energy.dose_rate_mu_per_min)
         items.append(b)
     ds.BeamSequence = seq(items)
 

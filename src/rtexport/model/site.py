@@ -100,6 +100,7 @@ class EnergyData(_Model):
     applicator_factors: dict[str, Positive] = Field(default_factory=dict)
     cutout_factors: list[FactorPoint] = Field(default_factory=list)
     calibration_cgy_per_mu: Positive = 1.0
+    dose_rate_mu_per_min: Positive | None = None  # the RT Plan's DoseRateSet, when given
 
     @model_validator(mode="after")
     def _has_spread(self) -> Self:
