@@ -54,6 +54,21 @@ def test_login_wrong_password_then_right_then_logout(client: TestClient) -> None
     assert client.get("/").status_code == 303
 
 
+def test_logout_ends_the_session_for_good(client: TestClient, home: Path) -> None:
+    token = log_in(client, PHYSICIST)
+    copied = client.cookies[COOKIE]
+    assert client.post("/logout", data={"csrf": token}).status_code == 303
+    client.cookies.clear()
+    client.cookies.set(COOKIE, copied)  # the cookie as it was before logout, e.g. kept by another browser
+    assert client.get("/").status_code == 303
+    rsp = client.post(f"/plans/{PLAN}/authorize", data={"csrf": token, "name": PHYSICIST[0], "password": "x"})
+    assert rsp.status_code == 401 and "log in first" in rsp.text
+    # a server restarted with the same signing key does not bring a login back either
+    with TestClient(create_app(home, secret="test-secret"), follow_redirects=False) as restarted:
+        restarted.cookies.set(COOKIE, copied)
+        assert restarted.get("/").status_code == 303
+
+
 def test_post_without_or_with_wrong_csrf_token_is_refused(client: TestClient, home: Path) -> None:
     log_in(client, PLANNER)
     for data in ({}, {"csrf": "forged"}):

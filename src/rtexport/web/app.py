@@ -136,7 +136,8 @@ Csrf = Depends(check_csrf)
 
 
 def create_app(home: Path, *, secret: str | None = None) -> FastAPI:
-    """The app for the workspace at ``home``. Without ``secret``, sessions last as long as the process."""
+    """The app for the workspace at ``home``. Logins last as long as the process (12 h at most, until logout);
+    ``secret`` signs the session cookies (default: a new random one)."""
     home = home.resolve()
     Workspace.open(home).close()  # fail now, not at the first request, when there is no workspace
     app = FastAPI(title="rtexport", docs_url=None, redoc_url=None, openapi_url=None)
