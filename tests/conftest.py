@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pydicom.config
+import pydicom.filereader
 import pytest
 
 from rtexport.demo.beamdata import demo_site
@@ -16,9 +18,46 @@ from rtexport.demo.plan import DEMO_PLAN
 from rtexport.services import compute_dose
 from rtexport.workspace import Workspace
 from rtexport.workspace.workspace import Role
+from tests.support.dciodvfy import assert_valid
 
 PHYS = ("phil", "physicist-pass-1")
 SMALL = PhantomSpec(rows=80, columns=80, pixel_mm=4.0, slices=16, slice_mm=5.0, seed="test")
+
+
+RT_SOP_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.481.2": "RT Dose",
+    "1.2.840.10008.5.1.4.1.1.481.3": "RT Structure Set",
+    "1.2.840.10008.5.1.4.1.1.481.5": "RT Plan",
+}
+_validated: set[str] = set()  # digests of the objects dciodvfy passed in this session
+
+
+def _rt_objects(folder: Path) -> Iterator[Path]:
+    """Every DICOM Part 10 file below ``folder`` (any name, as receivers choose their own) holding an RT object."""
+    for path in folder.rglob("*"):
+        if not path.is_file() or path.is_symlink():
+            continue
+        with path.open("rb") as f:
+            if f.read(132)[128:] != b"DICM":
+                continue
+        try:
+            meta = pydicom.filereader.read_file_meta_info(path)
+        except Exception:  # not readable as DICOM: a test's deliberately broken file, nothing this checks
+            continue
+        if str(meta.get("MediaStorageSOPClassUID", "")) in RT_SOP_CLASSES:
+            yield path
+
+
+@pytest.fixture(autouse=True)
+def _every_rt_object_a_test_writes_passes_dciodvfy(tmp_path: Path) -> Iterator[None]:
+    """After each test, dciodvfy checks every RT Structure Set, Plan and Dose written under its tmp_path (by the
+    export, by a receiver, by the test itself): 0 errors, or the test fails."""
+    yield
+    for path in _rt_objects(tmp_path):
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if digest not in _validated:
+            assert_valid(path)
+            _validated.add(digest)
 
 
 @pytest.fixture(autouse=True)
