@@ -41,6 +41,18 @@ def require(program: Path, package: str) -> None:
         raise MissingProgram(f"{program} is not installed; install the '{package}' package (apt-get install {package})")
 
 
+def stop_by_pid(process: subprocess.Popen[bytes], grace_s: float) -> None:
+    """SIGTERM the process by its PID, and SIGKILL it if it has not ended within ``grace_s``."""
+    if process.poll() is not None:
+        return
+    os.kill(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+
+
 class Orthanc:
     """Orthanc 1.x started from ``/usr/sbin/Orthanc config.json`` in ``workdir``."""
 
@@ -108,13 +120,7 @@ class Orthanc:
     def stop(self) -> None:
         if self.process is None:
             return
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.kill(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        stop_by_pid(self.process, 20)
         self.process = None
 
     def __enter__(self) -> Orthanc:

@@ -7,14 +7,13 @@ The DCMTK programs are called by absolute path: pynetdicom installs Python scrip
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
 
-from .orthanc import free_port, require
+from .orthanc import free_port, require, stop_by_pid
 
 DCMTK_BIN = Path("/usr/bin")
 STORESCP = DCMTK_BIN / "storescp"
@@ -71,13 +70,7 @@ class StoreSCP:
     def stop(self) -> None:
         if self.process is None:
             return
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        stop_by_pid(self.process, 10)
         self.process = None
 
     def __enter__(self) -> StoreSCP:
