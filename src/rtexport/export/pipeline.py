@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+
+from pydicom.dataset import Dataset
 
 from rtexport import __version__
 from rtexport.dicom.common import BuildContext, encode
@@ -18,7 +21,9 @@ from rtexport.export.gate import DOSE_ITEMS, Item, check_export, site_findings
 from rtexport.export.local import WriteReport, write_folder
 from rtexport.export.objects import ExportObject, ObjectKind
 from rtexport.export.send import Destination, InstanceOutcome, InstanceResult, SendReport, send_objects
+from rtexport.model.course import Contour
 from rtexport.model.dose import DoseGrid
+from rtexport.model.plan import Plan
 from rtexport.model.site import Site
 from rtexport.services import course_contours, plan_bolus_contours, plan_structures, resolve_plan
 from rtexport.workspace import PlanState, Workspace
@@ -156,14 +161,22 @@ def _build(ws: Workspace, state: PlanState, items: Collection[Item]) -> Prepared
             kind, meta.sop_class_uid, meta.sop_instance_uid, path.stat().st_size, path=path, description=description
         )
 
-    def build_rs() -> bytes:
-        original = read_dataset(ws.store.get(course.structure_set.sha256))
-        contours = course_contours(ws, course, plan_structures(plan))
+    @functools.cache
+    def contours() -> dict[str, list[Contour]]:
+        return course_contours(ws, course, plan_structures(plan))
+
+    @functools.cache
+    def aimed() -> Plan:
         # Aim every beam once, as the dose engine did: a beam given a target gets that structure's centroid.
-        bolus = plan_bolus_contours(site, course, resolve_plan(plan, contours), contours)
+        return resolve_plan(plan, contours())
+
+    def build_rs() -> bytes:
+        imported = ws.store.get(course.structure_set.sha256)
+        original = read_dataset(imported)
+        bolus = plan_bolus_contours(site, course, aimed(), contours())
         if not needs_derived_structure_set(original, plan, bolus):
-            return ws.store.get(course.structure_set.sha256)
-        return encode(build_rtstruct(ctx, original, resolve_plan(plan, contours), site, bolus, slices=course.slices))
+            return imported
+        return encode(build_rtstruct(ctx, original, aimed(), site, bolus, slices=course.slices))
 
     rs_digest = ws.built(key + "\x1fRS", build_rs)
     derived = rs_digest != course.structure_set.sha256
@@ -179,7 +192,6 @@ def _build(ws: Workspace, state: PlanState, items: Collection[Item]) -> Prepared
 
     def build_rp() -> bytes:
         rs = read_dataset(ws.store.get(rs_digest))
-        contours = course_contours(ws, course, plan_structures(plan))
         mu = {b.name: b.mu for b in plan.beams if b.mu is not None}
         beam_dose: dict[str, float] = {}
         if dose is not None:
@@ -188,7 +200,7 @@ def _build(ws: Workspace, state: PlanState, items: Collection[Item]) -> Prepared
         approval = (
             Approval("APPROVED", state.approval.user, state.approval.at) if state.approval else Approval("UNAPPROVED")
         )
-        return encode(build_rtplan(ctx, course, resolve_plan(plan, contours), site, rs, mu, beam_dose, approval))
+        return encode(build_rtplan(ctx, course, aimed(), site, rs, mu, beam_dose, approval))
 
     rp_digest = ws.built(key + "\x1fRP", build_rp)
     if Item.RTPLAN in chosen:
@@ -199,10 +211,15 @@ def _build(ws: Workspace, state: PlanState, items: Collection[Item]) -> Prepared
             grids.append((None, dose.plan, "RT Dose (plan)"))
         if Item.DOSE_BEAM in chosen:
             grids += [(b.beam_name, b.dose, f"RT Dose (beam {b.beam_name})") for b in dose.beams]
+
+        @functools.cache
+        def rp() -> Dataset:
+            return read_dataset(ws.store.get(rp_digest))
+
         for beam_name, grid, description in grids:
 
             def build_rd(beam_name: str | None = beam_name, grid: DoseGrid = grid) -> bytes:
-                return encode(build_rtdose(ctx, course, grid, read_dataset(ws.store.get(rp_digest)), beam_name))
+                return encode(build_rtdose(ctx, course, grid, rp(), beam_name))
 
             digest = ws.built(f"{key}\x1fRD\x1f{beam_name or ''}", build_rd)
             objects.append(stored(ObjectKind.RTDOSE, digest, description))
