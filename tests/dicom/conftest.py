@@ -213,7 +213,7 @@ def beam_doses(course: Course, seed: int = 7) -> dict[str, DoseGrid]:
 
 def plan_dose(beams: dict[str, DoseGrid]) -> DoseGrid:
     grids = list(beams.values())
-    total = np.sum([g.gy for g in grids], axis=0, dtype=np.float32)
+    total = np.asarray(np.sum([g.gy for g in grids], axis=0, dtype=np.float32), dtype=np.float32)
     return DoseGrid(grids[0].geometry, total, grids[0].frame_of_reference_uid)
 
 

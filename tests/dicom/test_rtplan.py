@@ -30,7 +30,8 @@ ROTATIONS = [
 
 
 def beam(rp: Dataset, name: str) -> Dataset:
-    return next(b for b in rp.BeamSequence if b.BeamName == name)
+    found: Dataset = next(b for b in rp.BeamSequence if b.BeamName == name)
+    return found
 
 
 def test_beams_are_numbered_in_plan_order(plan: Plan, exported: Exported) -> None:

@@ -49,7 +49,8 @@ def roi_index(ds: Dataset, name: str) -> int:
 
 def observation(ds: Dataset, name: str) -> Dataset:
     number = next(r.ROINumber for r in ds.StructureSetROISequence if r.ROIName == name)
-    return next(o for o in ds.RTROIObservationsSequence if o.ReferencedROINumber == number)
+    found: Dataset = next(o for o in ds.RTROIObservationsSequence if o.ReferencedROINumber == number)
+    return found
 
 
 def test_only_the_intended_elements_change(

@@ -62,6 +62,7 @@ class FakeSCP:
         ae = AE(ae_title=self.aet)
         ae.require_called_aet = True
         for ctx in StoragePresentationContexts:
+            assert ctx.abstract_syntax is not None
             ae.add_supported_context(ctx.abstract_syntax, list(self.transfer_syntaxes))
         ae.add_supported_context("1.2.840.10008.1.1")
         self._server = ae.start_server(
@@ -73,4 +74,5 @@ class FakeSCP:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
+        if self._server is not None:
+            self._server.shutdown()

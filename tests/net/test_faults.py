@@ -154,6 +154,7 @@ def test_receiver_that_only_takes_implicit_vr_gets_the_same_data(objects: list[E
         for obj in objects:
             received = scp.stored[obj.sop_instance_uid]
             assert received.file_meta.TransferSyntaxUID == ImplicitVRLittleEndian
+            assert obj.path is not None
             original = dcmread(obj.path)
             assert received.get("PixelData") == original.get("PixelData")
             assert received.PatientID == original.PatientID

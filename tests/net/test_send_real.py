@@ -6,7 +6,7 @@ import pytest
 
 from rtexport.errors import SendError
 from rtexport.export.objects import ExportObject, ObjectKind
-from rtexport.export.send import Destination, InstanceOutcome, echo, send_objects
+from rtexport.export.send import Destination, InstanceOutcome, InstanceResult, echo, send_objects
 from tests.support.orthanc import Orthanc
 from tests.support.storescp import StoreSCP, dataset_part
 
@@ -21,7 +21,7 @@ def _dest(orthanc: Orthanc) -> Destination:
 
 def test_orthanc_receives_every_instance_with_identical_bytes(orthanc: Orthanc, objects: list[ExportObject]) -> None:
     orthanc.clear()
-    seen = []
+    seen: list[InstanceResult] = []
     report = send_objects(objects, _dest(orthanc), CALLING_AE, progress=seen.append)
 
     assert report.ok, report.summary()

@@ -12,12 +12,13 @@ from typing import Any
 import itsdangerous
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 from PIL import Image
 
 from rtexport.web.app import check_export_folder, create_app
 from rtexport.web.auth import COOKIE
 from rtexport.workspace import Workspace
-from tests.web.conftest import PHYSICIST, PLAN, PLANNER, TestClient, csrf_of, edit_site, log_in
+from tests.web.conftest import PHYSICIST, PLAN, PLANNER, csrf_of, edit_site, log_in
 
 ALL_ITEMS = ["ct", "rtstruct", "rtplan", "dose-plan", "dose-beam"]
 

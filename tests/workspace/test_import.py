@@ -42,8 +42,8 @@ def test_files_that_are_not_dicom_are_listed_as_skipped(workspace: Workspace, ph
     sub.mkdir()
     ds = pydicom.Dataset()
     ds.file_meta = pydicom.dataset.FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.1.3.10"
-    ds.file_meta.MediaStorageSOPInstanceUID = "2.25.1"
+    ds.file_meta.MediaStorageSOPClassUID = pydicom.uid.UID("1.2.840.10008.1.3.10")
+    ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.UID("2.25.1")
     ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
     ds.SOPClassUID = "1.2.840.10008.1.3.10"
     ds.SOPInstanceUID = "2.25.1"
@@ -78,7 +78,7 @@ def test_second_ct_series_is_refused(workspace: Workspace, phantom_dir: Path) ->
     ds = pydicom.dcmread(extra)
     ds.SeriesInstanceUID = "2.25.42"
     ds.SOPInstanceUID = "2.25.43"
-    ds.file_meta.MediaStorageSOPInstanceUID = "2.25.43"
+    ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.UID("2.25.43")
     ds.save_as(phantom_dir / "other-series.dcm", enforce_file_format=True)
     with pytest.raises(CourseImportError, match=r"more than one CT series"):
         workspace.import_course(phantom_dir, "C1")
