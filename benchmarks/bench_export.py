@@ -54,14 +54,18 @@ cutout_mm = [[-40, -30], [40, -30], [40, 30], [-40, 30]]
 def setup(home: Path, slices: int) -> None:
     from rtexport.demo.beamdata import demo_site
     from rtexport.demo.phantom import PhantomSpec, write_phantom
-    from rtexport.services import compute_dose
-    from rtexport.workspace import Workspace
-    from rtexport.workspace.workspace import Role
+    from rtexport.services.approval import authorize
+    from rtexport.services.courses import import_course
+    from rtexport.services.dose import compute_dose
+    from rtexport.services.plans import load_plan
+    from rtexport.services.users import add_user
+    from rtexport.workspace import Actor, Role, Workspace
 
+    actor = Actor.here("benchmark")
     ws = Workspace.init(home, demo_site())
     spec = PhantomSpec(rows=512, columns=512, pixel_mm=0.9, slices=slices, slice_mm=1.0, seed=f"bench{slices}")
     write_phantom(home / "incoming", spec)
-    ws.import_course(home / "incoming", "B1")
+    import_course(ws, home / "incoming", "B1", actor)
     shutil.rmtree(home / "incoming")
     beams = "".join(
         BEAM.format(name=n, energy=e, gantry=g, bolus=b)
@@ -71,10 +75,10 @@ def setup(home: Path, slices: int) -> None:
             ("C", 6, 350, ""),
         ]
     )
-    ws.load_plan(PLAN.format(beams=beams))
-    compute_dose(ws, "BENCH", grid_mm=2.5)
-    ws.add_user("phys", Role.PHYSICIST, "benchmark-pass")
-    ws.authorize("BENCH", "phys", "benchmark-pass")
+    load_plan(ws, PLAN.format(beams=beams), "bench.toml", actor)
+    compute_dose(ws, "BENCH", actor, grid_mm=2.5)
+    add_user(ws, "phys", Role.PHYSICIST, "benchmark-pass", actor, full_name="Bench^Phys")
+    authorize(ws, "BENCH", ("phys", "benchmark-pass"), actor)
     ws.close()
 
 
@@ -85,7 +89,7 @@ def forget_built(home: Path) -> None:
     ws = Workspace.open(home)
     with closing(sqlite3.connect(home / "rtexport.db")) as db, db:
         for (digest,) in db.execute("SELECT sha256 FROM built").fetchall():
-            ws.store.path(digest).unlink(missing_ok=True)
+            ws.blobs.path(digest).unlink(missing_ok=True)
         db.execute("DELETE FROM built")
     ws.close()
 
@@ -103,18 +107,19 @@ def child_export(home: Path, out: Path) -> None:
     """In a fresh process: prepare the objects (as `rtexport dose` does), then export everything; print seconds
     for each step and peak RSS as JSON."""
     from rtexport.export.gate import Item
-    from rtexport.export.pipeline import export_to_folder, prebuild
-    from rtexport.workspace import Workspace
+    from rtexport.services.export import FolderDestination, export_plan, prepare
+    from rtexport.workspace import Actor, Workspace
 
     ws = Workspace.open(home)
     t0 = time.perf_counter()
-    prebuild(ws, "BENCH")
+    prepare(ws, "BENCH")
     t1 = time.perf_counter()
-    prep, report = export_to_folder(ws, "BENCH", tuple(Item), out)
+    report = export_plan(ws, "BENCH", tuple(Item), FolderDestination(out), Actor.here("benchmark"))
     t2 = time.perf_counter()
     peak_mb = peak_rss_mb()
-    result = {"prepare": t1 - t0, "export": t2 - t1, "peak_mb": peak_mb, "files": len(report.written)}
-    print(json.dumps({**result, "bytes": prep.total_bytes}))
+    assert report.written is not None
+    result = {"prepare": t1 - t0, "export": t2 - t1, "peak_mb": peak_mb, "files": len(report.written.written)}
+    print(json.dumps({**result, "bytes": report.prepared.total_bytes}))
 
 
 def run_export(home: Path, out: Path) -> dict[str, float]:

@@ -15,12 +15,17 @@ import pytest
 from rtexport.demo.beamdata import demo_site
 from rtexport.demo.phantom import PhantomSpec, write_phantom
 from rtexport.demo.plan import DEMO_PLAN
-from rtexport.services import compute_dose
-from rtexport.workspace import Workspace
-from rtexport.workspace.workspace import Role
+from rtexport.services.approval import authorize
+from rtexport.services.courses import import_course
+from rtexport.services.dose import compute_dose
+from rtexport.services.plans import load_plan
+from rtexport.services.users import add_user
+from rtexport.workspace import Actor, Role, Workspace
 from tests.support.dciodvfy import assert_valid
 
 PHYS = ("phil", "physicist-pass-1")
+PLANNER = ("pat", "planner-pass-1")
+ACTOR = Actor("tester", "tester-os", "test")  # who acts in tests that do not test who acts
 SMALL = PhantomSpec(rows=80, columns=80, pixel_mm=4.0, slices=16, slice_mm=5.0, seed="test")
 
 
@@ -111,16 +116,38 @@ def workspace(tmp_path: Path, clock: Clock) -> Iterator[Workspace]:
 @pytest.fixture
 def course_ws(workspace: Workspace, phantom_dir: Path) -> Workspace:
     """The workspace with the small phantom imported as course C1."""
-    workspace.import_course(phantom_dir, "C1")
+    import_course(workspace, phantom_dir, "C1", ACTOR)
     return workspace
 
 
+def add_demo_users(ws: Workspace) -> Workspace:
+    """phil (physicist, the first user) and pat (planner, with phil's consent)."""
+    add_user(ws, PHYS[0], Role.PHYSICIST, PHYS[1], ACTOR, full_name="Physicist^Phil")
+    add_user(ws, PLANNER[0], Role.PLANNER, PLANNER[1], ACTOR, full_name="Planner^Pat", consent=PHYS)
+    return ws
+
+
+@pytest.fixture(scope="session")
+def _planned_master(tmp_path_factory: pytest.TempPathFactory, _phantom_master: Path) -> Path:
+    """The phantom course with the demo plan, dose and export authorization: built once per session."""
+    home = tmp_path_factory.mktemp("planned-master") / "home"
+    ws = Workspace.init(home, demo_site(), clock=Clock())
+    import_course(ws, _phantom_master, "C1", ACTOR)
+    add_demo_users(ws)
+    load_plan(ws, DEMO_PLAN, "plan.toml", ACTOR)
+    compute_dose(ws, "CW-E1", ACTOR)
+    authorize(ws, "CW-E1", PHYS, ACTOR)
+    ws.close()
+    return home
+
+
 @pytest.fixture
-def planned(course_ws: Workspace) -> Workspace:
-    """The phantom course with the demo plan, its dose computed and its export authorized."""
-    course_ws.add_user("pat", Role.PLANNER, "planner-pass-1")
-    course_ws.add_user(PHYS[0], Role.PHYSICIST, PHYS[1])
-    course_ws.load_plan(DEMO_PLAN)
-    compute_dose(course_ws, "CW-E1")
-    course_ws.authorize("CW-E1", *PHYS)
-    return course_ws
+def planned(_planned_master: Path, tmp_path: Path, clock: Clock) -> Iterator[Workspace]:
+    """A fresh copy of a workspace with the phantom course, the demo plan, its dose and its export authorized
+    (users phil, a physicist, and pat, a planner)."""
+    home = tmp_path / "planned"
+    shutil.copytree(_planned_master, home)
+    clock.now += timedelta(hours=1)  # after everything the master did
+    ws = Workspace.open(home, clock=clock)
+    yield ws
+    ws.close()

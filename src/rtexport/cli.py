@@ -1,4 +1,4 @@
-"""The ``rtexport`` command line: a thin layer over the workspace and the export pipeline."""
+"""The ``rtexport`` command line: parses, calls one service, renders its result. No rule lives here."""
 
 from __future__ import annotations
 
@@ -11,25 +11,17 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    Progress,
-    TaskProgressColumn,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 from rich.table import Table
 
-from rtexport.errors import GateError, RTExportError
-from rtexport.export.gate import Item, parse_items
-from rtexport.export.objects import ExportObject, ObjectKind
-from rtexport.workspace import Workspace
-from rtexport.workspace.workspace import Role, default_home
+from rtexport.errors import GateError, InputError, RTExportError
+from rtexport.workspace import Actor, Role, Workspace
+from rtexport.workspace.workspace import default_home
 
 if TYPE_CHECKING:
-    from rtexport.export.pipeline import PreparedExport
-    from rtexport.export.send import Destination, InstanceResult
+    from rich.progress import Progress as Bar
+
+    from rtexport.export.build import PreparedExport
+    from rtexport.services.export import ExportReport, ProgressEvent
 
 app = typer.Typer(
     help="DICOM export for electron radiotherapy planning.",
@@ -55,7 +47,9 @@ HomeOpt = Annotated[
         "--home", envvar="RTEXPORT_HOME", help="Workspace folder (default: ./rtexport-home).", show_default=False
     ),
 ]
-PasswordStdin = Annotated[bool, typer.Option("--password-stdin", help="Read the password from standard input.")]
+PasswordStdin = Annotated[
+    bool, typer.Option("--password-stdin", help="Read the password(s) from standard input, one per line.")
+]
 
 
 @app.callback()
@@ -83,57 +77,78 @@ def _ws(home: Path | None) -> Workspace:
     return Workspace.open(_home(home))
 
 
-def _password(from_stdin: bool) -> str:
+def _actor(user: str | None = None) -> Actor:
+    return Actor.here("cli", user)
+
+
+def _password(from_stdin: bool, prompt: str = "Password") -> str:
     if from_stdin:
         line = sys.stdin.readline()
+        if not line:
+            fail(f"{prompt}: expected a line on standard input")
         return line.rstrip("\r\n")
-    return str(typer.prompt("Password", hide_input=True))
+    return str(typer.prompt(prompt, hide_input=True))
+
+
+def _print(text: str) -> None:
+    out.print(text, highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command()
 def init(home: HomeOpt = None) -> None:
     """Create an empty workspace (site.toml, database, store)."""
     ws = Workspace.init(_home(home))
-    out.print(f"workspace created in {ws.home}; edit {ws.site_path} then run 'rtexport site check'")
+    _print(
+        f"workspace created in {ws.home}; edit {ws.site_path}, run 'rtexport site check', then add the first "
+        "physicist with 'rtexport user add NAME --role physicist --name Family^Given'"
+    )
 
 
 @site_app.command("check")
 def site_check(home: HomeOpt = None) -> None:
-    """List every problem in site.toml, each with its path."""
+    """List every problem in site.toml, each with its path, and whether export is available."""
+    from rtexport.services.site import site_status
+
     ws = _ws(home)
-    problems = ws.site_problems()
-    if problems:
-        for p in problems:
-            out.print(f"{ws.site_path}: {p}", highlight=False, markup=False)
-        fail(f"{len(problems)} problem(s) in the site configuration")
-    site = ws.site()
-    out.print(
-        f"site configuration OK: {len(site.machines)} machine(s), {len(site.ct_curves)} CT curve(s), "
-        f"{len(site.materials)} material(s), {len(site.dicom.servers)} DICOM server(s)"
-    )
+    status = site_status(ws)
+    for p in status.problems:
+        _print(f"{ws.site_path}: {p}")
+    if status.site is not None:
+        for reason in status.unavailable:
+            _print(f"export unavailable: {reason}")
+    if status.problems:
+        fail(status.summary())
+    _print(status.summary())
+    if status.unavailable:
+        raise typer.Exit(1)
 
 
 @app.command("import")
 def import_(
-    folder: Path, course: Annotated[str, typer.Option("--course", help="Course id.")], home: HomeOpt = None
+    folder: Annotated[Path, typer.Argument(help="Folder holding one CT series and one RT Structure Set.")],
+    course: Annotated[str, typer.Option("--course", help="Course id.")],
+    home: HomeOpt = None,
 ) -> None:
     """Import one CT series and one RT Structure Set from FOLDER as a course."""
-    ws = _ws(home)
-    result = ws.import_course(folder, course, actor="cli")
+    from rtexport.services.courses import import_course
+
+    result = import_course(_ws(home), folder, course, _actor())
     c = result.course
-    out.print(
+    _print(
         f"imported course {c.id}: patient {c.patient.patient_id}, {len(c.slices)} CT slices, "
         f"{len(c.structures)} structures (External: {c.external.name if c.external else 'none'})"
     )
     for path, reason in result.skipped:
-        out.print(f"  skipped {path}: {reason}", highlight=False)
+        _print(f"  skipped {path}: {reason}")
 
 
 @course_app.command("list")
 def course_list(home: HomeOpt = None) -> None:
     """List the imported courses."""
+    from rtexport.services.courses import courses
+
     table = Table("course", "patient", "slices", "structures", "External", "imported")
-    for c in _ws(home).courses():
+    for c in courses(_ws(home)):
         table.add_row(
             c.id,
             f"{c.patient.patient_name} ({c.patient.patient_id})",
@@ -146,28 +161,30 @@ def course_list(home: HomeOpt = None) -> None:
 
 
 @plan_app.command("load")
-def plan_load(file: Path, home: HomeOpt = None) -> None:
+def plan_load(
+    file: Annotated[Path, typer.Argument(help="Plan file (TOML, format = 1).")], home: HomeOpt = None
+) -> None:
     """Load a plan file: a new plan, or a new revision when it changed."""
-    ws = _ws(home)
     from rtexport.model.plan import read_plan_file
+    from rtexport.services.plans import load_plan
 
     _, text = read_plan_file(file)
-    state, changed = ws.load_plan(text, str(file), actor="cli")
+    state, changed = load_plan(_ws(home), text, str(file), _actor())
     if changed:
-        out.print(f"plan {state.plan.id}: revision {state.revision.number} stored")
+        _print(f"plan {state.plan.id}: revision {state.revision.number} stored")
     else:
-        out.print(f"plan {state.plan.id}: unchanged (revision {state.revision.number})")
+        _print(f"plan {state.plan.id}: unchanged (revision {state.revision.number})")
 
 
 @plan_app.command("list")
 def plan_list(home: HomeOpt = None) -> None:
     """List plans: id, label, revision, approval and dose state."""
-    ws = _ws(home)
+    from rtexport.services.plans import plan_states
+
     table = Table("plan", "label", "course", "revision", "approval", "authorization", "dose")
-    for pid in ws.plan_ids():
-        s = ws.plan_state(pid)
+    for s in plan_states(_ws(home)):
         table.add_row(
-            pid,
+            s.plan.id,
             s.plan.label,
             s.plan.course,
             str(s.revision.number),
@@ -179,24 +196,23 @@ def plan_list(home: HomeOpt = None) -> None:
 
 
 @plan_app.command("show")
-def plan_show(plan: str, home: HomeOpt = None) -> None:
-    """Show one plan: state, beams and its current plan file."""
-    ws = _ws(home)
-    s = ws.plan_state(plan)
-    out.print(
-        f"[bold]{s.plan.id}[/] '{s.plan.label}' course {s.plan.course}, revision {s.revision.number} "
+def plan_show(plan: Annotated[str, typer.Argument(help="Plan id.")], home: HomeOpt = None) -> None:
+    """Show one plan: state and beams."""
+    s = _ws(home).plan_state(plan)
+    _print(
+        f"{s.plan.id} '{s.plan.label}' course {s.plan.course}, revision {s.revision.number} "
         f"of {s.revisions}, created {s.revision.created_at:%Y-%m-%d %H:%M} by {s.revision.created_by}"
     )
-    out.print(
+    _print(
         "approval: "
         + (f"APPROVED by {s.approval.user} at {s.approval.at:%Y-%m-%d %H:%M}" if s.approval else "UNAPPROVED")
     )
     if not s.approved:
-        out.print(
+        _print(
             "export authorization: "
             + (f"{s.authorization.user} at {s.authorization.at:%Y-%m-%d %H:%M}" if s.authorization else "none")
         )
-    out.print(f"dose: {s.dose_state}")
+    _print(f"dose: {s.dose_state}")
     table = Table("beam", "MeV", "applicator", "gantry", "coll", "couch", "SSD mm", "MU/fx", "bolus")
     for b in s.plan.beams:
         stored = s.dose.beam(b.name) if s.dose else None
@@ -217,93 +233,186 @@ def plan_show(plan: str, home: HomeOpt = None) -> None:
 
 
 @plan_app.command("clone")
-def plan_clone(plan: str, new_id: str, home: HomeOpt = None) -> None:
+def plan_clone(
+    plan: Annotated[str, typer.Argument(help="Plan id to copy.")],
+    new_id: Annotated[str, typer.Argument(help="Id of the copy.")],
+    label: Annotated[str | None, typer.Option("--label", help="Label of the copy (default: the same).")] = None,
+    home: HomeOpt = None,
+) -> None:
     """Make an unapproved copy of PLAN under NEW_ID."""
-    s = _ws(home).clone_plan(plan, new_id, actor="cli")
-    out.print(f"plan {s.plan.id}: unapproved copy of {plan}, revision 1")
+    from rtexport.services.plans import clone_plan
+
+    s = clone_plan(_ws(home), plan, new_id, _actor(), label)
+    _print(f"plan {s.plan.id}: unapproved copy of {plan}, revision 1")
 
 
 @user_app.command("add")
 def user_add(
-    name: str,
-    role: Annotated[Role, typer.Option("--role")],
+    name: Annotated[str, typer.Argument(help="Login name.")],
+    role: Annotated[Role, typer.Option("--role", help="planner, or physicist (qualified).")],
+    full_name: Annotated[
+        str, typer.Option("--name", help="Full name as DICOM writes a person: Family^Given.", show_default=False)
+    ] = "",
+    by: Annotated[
+        str | None, typer.Option("--by", help="The physicist who consents (needed for every user but the first).")
+    ] = None,
     password_stdin: PasswordStdin = False,
     home: HomeOpt = None,
 ) -> None:
-    """Add a user; a physicist is a qualified user."""
+    """Add a user. The first user is a physicist; later ones need a physicist's consent (--by and password).
+
+    With --password-stdin, the new user's password is the first line, the consenting physicist's the second."""
+    from rtexport.services.users import add_user
+
     ws = _ws(home)
-    user = ws.add_user(name, role, _password(password_stdin))
-    out.print(f"user {user.name} added ({user.role.value})")
+    password = _password(password_stdin, f"Password for {name}")
+    consent = None if by is None else (by, _password(password_stdin, f"Password of {by} (consent)"))
+    user = add_user(ws, name, role, password, _actor(), full_name=full_name, consent=consent)
+    _print(f"user {user.name} added ({user.role.value})")
 
 
 @user_app.command("list")
 def user_list(home: HomeOpt = None) -> None:
     """List users and their roles."""
-    for u in _ws(home).users():
-        out.print(f"{u.name}\t{u.role.value}")
+    from rtexport.services.users import users
+
+    for u in users(_ws(home)):
+        _print(f"{u.name}\t{u.role.value}\t{u.full_name}")
+
+
+def _signed_warning(warning: str | None) -> None:
+    if warning:
+        err.print(f"[yellow]warning:[/] {escape(warning)}")
 
 
 @app.command()
 def approve(
-    plan: str, user: Annotated[str, typer.Option("--user")], password_stdin: PasswordStdin = False, home: HomeOpt = None
+    plan: Annotated[str, typer.Argument(help="Plan id.")],
+    user: Annotated[str, typer.Option("--user", help="The approving physicist.")],
+    password_stdin: PasswordStdin = False,
+    home: HomeOpt = None,
 ) -> None:
     """Approve PLAN's current revision (physicists only; needs current dose)."""
-    ws = _ws(home)
-    s = ws.approve(plan, user, _password(password_stdin))
+    from rtexport.services.approval import approve as approve_plan
+
+    with err.status("approving and preparing the export objects ..."):
+        signed = approve_plan(_ws(home), plan, (user, _password(password_stdin)), _actor())
+    s = signed.state
     assert s.approval is not None
-    out.print(f"plan {plan} revision {s.revision.number} APPROVED by {s.approval.user} at {s.approval.at}")
-    _prebuild(ws, plan)
-
-
-def _prebuild(ws: Workspace, plan: str) -> None:
-    """Build the export objects of the plan's state that was just fixed, so that exporting only copies files.
-    A build error is shown as a warning here: the dose or approval stands, and the export will report it."""
-    from rtexport.export.pipeline import prebuild
-
-    try:
-        with err.status("preparing the export objects ..."):
-            prebuild(ws, plan)
-    except RTExportError as e:
-        err.print(f"[yellow]warning:[/] the export of {escape(plan)} cannot be prepared: {escape(str(e))}")
+    _print(f"plan {plan} revision {s.revision.number} APPROVED by {s.approval.user} at {s.approval.at}")
+    _signed_warning(signed.warning)
 
 
 @app.command()
 def authorize(
-    plan: str, user: Annotated[str, typer.Option("--user")], password_stdin: PasswordStdin = False, home: HomeOpt = None
+    plan: Annotated[str, typer.Argument(help="Plan id.")],
+    user: Annotated[str, typer.Option("--user", help="The authorizing physicist.")],
+    password_stdin: PasswordStdin = False,
+    home: HomeOpt = None,
 ) -> None:
     """Authorize export of an unapproved PLAN's current revision (physicists only)."""
-    s = _ws(home).authorize(plan, user, _password(password_stdin))
+    from rtexport.services.approval import authorize as authorize_plan
+
+    s = authorize_plan(_ws(home), plan, (user, _password(password_stdin)), _actor()).state
     assert s.authorization is not None
-    out.print(f"export of plan {plan} revision {s.revision.number} authorized by {s.authorization.user}")
+    _print(f"export of plan {plan} revision {s.revision.number} authorized by {s.authorization.user}")
 
 
 @app.command()
 def audit(
-    plan: Annotated[str | None, typer.Option("--plan")] = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    plan: Annotated[str | None, typer.Option("--plan", help="Only this plan's records.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Every record as JSON.")] = False,
     home: HomeOpt = None,
 ) -> None:
     """Show the append-only audit log."""
-    entries = _ws(home).audit_entries(plan)
+    entries = _ws(home).audit_log.entries(plan)
     if as_json:
         out.print_json(json.dumps(entries))
         return
-    table = Table("#", "at", "actor", "action", "plan", "rev", "outcome", "detail")
+    table = Table("#", "at", "actor", "os user", "action", "plan", "rev", "outcome", "detail")
+    table.columns[-1].overflow = "fold"
     for e in entries:
         table.add_row(
             str(e["id"]),
             e["at"],
             e["actor"],
+            e["os_user"],
             e["action"],
             e["plan_id"] or "",
             "" if e["revision"] is None else str(e["revision"]),
             e["outcome"],
-            json.dumps(e["detail"])[:80],
+            json.dumps(e["detail"]),
         )
     out.print(table)
 
 
-def _progress() -> Progress:
+@app.command()
+def dose(
+    plan: Annotated[str, typer.Argument(help="Plan id.")],
+    grid_mm: Annotated[float | None, typer.Option("--grid-mm", help="Dose grid spacing in mm.")] = None,
+    home: HomeOpt = None,
+) -> None:
+    """Compute and store dose for PLAN's current revision (one grid per beam, and their sum)."""
+    from rtexport.services.dose import compute_dose
+
+    with err.status(f"computing dose for {plan} ..."):
+        result = compute_dose(_ws(home), plan, _actor(), grid_mm)
+    state = result.state
+    assert state.dose is not None
+    table = Table("beam", "MU/fx", "dose/fx at norm. point (Gy)", "normalization point (mm)")
+    for b in state.dose.beams:
+        table.add_row(
+            b.beam_name,
+            f"{b.mu_per_fraction:.1f}",
+            f"{b.dose_per_fraction_gy:.3f}",
+            ", ".join(f"{v:.1f}" for v in b.normalization_point_mm),
+        )
+    out.print(table)
+    g = state.dose.plan.load()
+    _print(
+        f"plan dose: max {float(g.gy.max()):.2f} Gy on a {' x '.join(map(str, g.geometry.shape[::-1]))} "
+        f"grid of {g.geometry.spacing_mm[0]:g} mm (revision {state.revision.number})"
+    )
+    for w in result.warnings:
+        err.print(f"[yellow]warning:[/] {escape(w)}")
+
+
+ItemsOpt = Annotated[str, typer.Option("--items", help="Comma-separated: ct,rtstruct,rtplan,dose-plan,dose-beam.")]
+ServerOpt = Annotated[str | None, typer.Option("--server", help="A DICOM server from site.toml, by name.")]
+AetOpt = Annotated[str | None, typer.Option("--aet", help="Custom server: called AE title.")]
+HostOpt = Annotated[str | None, typer.Option("--host", help="Custom server: host.")]
+PortOpt = Annotated[int | None, typer.Option("--port", help="Custom server: port.", min=1, max=65535)]
+TlsOpt = Annotated[Path | None, typer.Option("--tls-ca", help="Custom server: use TLS, verifying with this CA file.")]
+
+
+class _BarProgress:
+    """Export progress as a rich progress bar, with one line per object that did not simply arrive."""
+
+    def __init__(self, bar: Bar, label: str) -> None:
+        self.bar = bar
+        self.label = label
+        self.task = bar.add_task(label, total=None)
+        self.lines: list[str] = []
+
+    def start(self, prepared: PreparedExport) -> None:
+        self.bar.update(self.task, total=prepared.total_bytes)
+
+    def done(self, event: ProgressEvent) -> None:
+        self.bar.advance(self.task, event.obj.size)
+        status = "" if event.status is None else f" 0x{event.status:04X}"
+        self.lines.append(f"{event.outcome:<8} {event.obj.filename}{status} {event.meaning}".rstrip())
+
+
+def _bar() -> Bar:
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -315,81 +424,9 @@ def _progress() -> Progress:
     )
 
 
-@app.command()
-def dose(
-    plan: str,
-    grid_mm: Annotated[float | None, typer.Option("--grid-mm", help="Dose grid spacing.")] = None,
-    home: HomeOpt = None,
-) -> None:
-    """Compute and store dose for PLAN's current revision (one grid per beam, and their sum)."""
-    from rtexport.services import compute_dose
-
-    ws = _ws(home)
-    with err.status(f"computing dose for {plan} ..."):
-        state = compute_dose(ws, plan, actor="cli", grid_mm=grid_mm)
-    assert state.dose is not None
-    _prebuild(ws, plan)
-    table = Table("beam", "MU/fx", "dose/fx at norm. point (Gy)", "normalization point (mm)")
-    for b in state.dose.beams:
-        table.add_row(
-            b.beam_name,
-            f"{b.mu_per_fraction:.1f}",
-            f"{b.dose_per_fraction_gy:.3f}",
-            ", ".join(f"{v:.1f}" for v in b.normalization_point_mm),
-        )
-    out.print(table)
-    g = state.dose.plan
-    out.print(
-        f"plan dose: max {float(g.gy.max()):.2f} Gy on a {' x '.join(map(str, g.geometry.shape[::-1]))} "
-        f"grid of {g.geometry.spacing_mm[0]:g} mm (revision {state.revision.number})"
-    )
-
-
-def _items(text: str) -> tuple[Item, ...]:
-    try:
-        return parse_items(text)
-    except ValueError as e:
-        raise typer.BadParameter(str(e), param_hint="--items") from e
-
-
-ItemsOpt = Annotated[str, typer.Option("--items", help="Comma-separated: ct,rtstruct,rtplan,dose-plan,dose-beam.")]
-
-
-def _destination(
-    ws: Workspace, server: str | None, aet: str | None, host: str | None, port: int | None, tls_ca: Path | None
-) -> Destination | None:
-    from rtexport.export.send import Destination
-    from rtexport.model.site import TLSConfig, validate_ae_title
-
-    if server is not None:
-        if aet or host or port:
-            raise typer.BadParameter("give --server NAME or --aet/--host/--port, not both")
-        found = ws.site().dicom.server(server)
-        if found is None:
-            known = ", ".join(s.name for s in ws.site().dicom.servers) or "none configured"
-            raise typer.BadParameter(f"no server {server!r} in site.toml (servers: {known})", param_hint="--server")
-        return Destination.from_server(found)
-    if aet is None and host is None and port is None:
-        return None
-    if aet is None or host is None or port is None:
-        raise typer.BadParameter("a custom server needs --aet, --host and --port")
-    try:
-        validate_ae_title(aet)
-    except ValueError as e:
-        raise typer.BadParameter(str(e), param_hint="--aet") from e
-    return Destination(aet, host, port, TLSConfig(ca_file=tls_ca) if tls_ca else None)
-
-
-ServerOpt = Annotated[str | None, typer.Option("--server", help="A DICOM server from site.toml.")]
-AetOpt = Annotated[str | None, typer.Option("--aet", help="Custom server: called AE title.")]
-HostOpt = Annotated[str | None, typer.Option("--host", help="Custom server: host.")]
-PortOpt = Annotated[int | None, typer.Option("--port", help="Custom server: port.", min=1, max=65535)]
-TlsOpt = Annotated[Path | None, typer.Option("--tls-ca", help="Custom server: use TLS, verifying with this CA file.")]
-
-
 @app.command("export")
 def export(
-    plan: str,
+    plan: Annotated[str, typer.Argument(help="Plan id.")],
     to: Annotated[Path | None, typer.Option("--to", help="Folder (default: the site's export folder).")] = None,
     items: ItemsOpt = "ct,rtstruct,rtplan,dose-plan,dose-beam",
     server: ServerOpt = None,
@@ -398,47 +435,38 @@ def export(
     port: PortOpt = None,
     tls_ca: TlsOpt = None,
     commit: Annotated[bool, typer.Option("--commit", help="Ask the server to commit storage (push model).")] = False,
-    user: Annotated[str, typer.Option("--user", help="Who exports (recorded in the audit log).")] = "cli",
+    user: Annotated[
+        str | None,
+        typer.Option("--user", help="Record this rtexport user as the exporter (asks for their password)."),
+    ] = None,
+    password_stdin: PasswordStdin = False,
     home: HomeOpt = None,
 ) -> None:
     """Export PLAN's DICOM objects to a folder, or to a DICOM server (C-STORE)."""
-    from rtexport.export.pipeline import export_to_folder, export_to_server, prepare
+    from rtexport.services.export import export_plan, parse_items, resolve_destination
+    from rtexport.services.users import authenticate
 
     ws = _ws(home)
-    chosen = _items(items)
-    dest = _destination(ws, server, aet, host, port, tls_ca)
-    if dest is not None and to is not None:
-        raise typer.BadParameter("give --to or a server, not both")
     try:
-        prep = prepare(ws, plan, chosen, user)
-    except GateError as e:
-        fail(str(e), 2)
-    if dest is None:
-        with _progress() as bar:
-            task = bar.add_task("writing", total=prep.total_bytes)
-            _, report = export_to_folder(ws, plan, chosen, to, user, lambda o: bar.advance(task, o.size), prep)
-        _summary(prep, f"{report.folder}", len(report.written), len(report.identical))
-        return
-    lines: list[str] = []
-    with _progress() as bar:
-        task = bar.add_task(f"sending to {dest.ae_title}", total=prep.total_bytes)
-
-        def on_result(r: InstanceResult) -> None:
-            bar.advance(task, r.obj.size)
-            status = "" if r.status is None else f" 0x{r.status:04X}"
-            lines.append(f"{r.outcome.value:<8} {r.obj.filename}{status} {r.meaning}")
-
-        _, sent = export_to_server(ws, plan, chosen, dest, user, on_result, commit, prep)
-    for line in lines:
-        out.print(line, highlight=False, markup=False)
-    counts: dict[str, int] = {}
-    for r in sent.results:
-        counts[r.outcome.value] = counts.get(r.outcome.value, 0) + 1
-    out.print(f"{dest.ae_title}@{dest.host}:{dest.port}: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
-    if sent.committed is not None:
-        out.print(f"storage commitment: {len(sent.committed)} of {len(sent.results)} instance(s) committed")
-    if not sent.ok:
-        fail("not every instance was stored; run the same export again to send the rest", 3)
+        chosen = parse_items(items)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--items") from e
+    actor = _actor()
+    if user is not None:
+        actor = actor.as_user(authenticate(ws, user, _password(password_stdin), "export", actor).name)
+    destination = resolve_destination(
+        ws, ws.site(), folder=to, server=server, aet=aet, host=host, port=port, tls_ca=tls_ca
+    )
+    with _bar() as bar:
+        progress = _BarProgress(bar, f"exporting to {destination}")
+        report = export_plan(ws, plan, chosen, destination, actor, progress, commit=commit)
+    _summary(report)
+    if report.sent is not None:
+        for line in progress.lines:
+            _print(line)
+        _print(report.message())
+        if not report.ok:
+            fail("not every instance was stored; run the same export again to send the rest", 3)
 
 
 @app.command()
@@ -450,21 +478,21 @@ def echo(
     tls_ca: TlsOpt = None,
     home: HomeOpt = None,
 ) -> None:
-    """Test a DICOM destination with C-ECHO."""
-    from rtexport.export.send import echo as c_echo
+    """Test a DICOM server with C-ECHO."""
+    from rtexport.services.export import Destination, check_server, resolve_destination
 
     ws = _ws(home)
-    dest = _destination(ws, server, aet, host, port, tls_ca)
-    if dest is None:
+    if server is None and aet is None and host is None and port is None:
         raise typer.BadParameter("give --server NAME or --aet/--host/--port")
-    c_echo(dest, ws.site().dicom.local_ae_title)
-    out.print(f"C-ECHO {dest.ae_title}@{dest.host}:{dest.port}: success")
+    dest = resolve_destination(ws, ws.site(), server=server, aet=aet, host=host, port=port, tls_ca=tls_ca)
+    assert isinstance(dest, Destination)
+    _print(check_server(ws, dest, _actor()))
 
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port")] = 8000,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
     home: HomeOpt = None,
 ) -> None:
     """Serve the web page (plans, pictures, DVH, the Export block)."""
@@ -482,55 +510,57 @@ def demo(
     ),
 ) -> None:
     """Build the demo: phantom course, site, users, two-beam plan; compute dose; authorize; export everything."""
-    from rtexport.demo.build import authorize_demo, build_demo_workspace
-    from rtexport.demo.plan import DEMO_PLAN_ID
-    from rtexport.export.pipeline import export_to_folder, prepare
-    from rtexport.services import compute_dose
+    from rtexport.services.demo import run_demo
 
-    ws = build_demo_workspace(home, step=lambda s: out.print(f"- {s}"))
-    out.print("- computing dose (pencil beam)")
-    state = compute_dose(ws, DEMO_PLAN_ID, actor="pat")
-    assert state.dose is not None
-    for b in state.dose.beams:
-        out.print(f"    beam {b.beam_name}: {b.mu_per_fraction:.1f} MU/fraction")
-    out.print("- authorizing export (physicist phil)")
-    authorize_demo(ws)
-    items = tuple(Item)
-    prep = prepare(ws, DEMO_PLAN_ID, items, "pat")
-    with _progress() as bar:
-        task = bar.add_task("exporting", total=prep.total_bytes)
-        _, report = export_to_folder(ws, DEMO_PLAN_ID, items, None, "pat", lambda o: bar.advance(task, o.size), prep)
-    _summary(prep, str(report.folder), len(report.written), len(report.identical))
-    out.print(f"demo workspace: {ws.home}  (try: rtexport --home {ws.home} plan show {DEMO_PLAN_ID})")
+    with _bar() as bar:
+        result = run_demo(home, step=lambda s: _print(f"- {s}"), progress=_BarProgress(bar, "exporting"))
+    assert result.state.dose is not None
+    for b in result.state.dose.beams:
+        _print(f"    beam {b.beam_name}: {b.mu_per_fraction:.1f} MU/fraction")
+    _summary(result.export)
+    _print(f"demo workspace: {result.workspace.home}  (try: rtexport --home {result.workspace.home} plan show CW-E1)")
+    result.workspace.close()
 
 
-def _summary(prep: PreparedExport, where: str, written: int, identical: int) -> None:
+def _summary(report: ExportReport) -> None:
+    """A table of what was exported, then each new object's SOP Instance UID on a line of its own (never wrapped,
+    so it can be copied whole)."""
+    from rtexport.export.objects import ObjectKind
+
+    prep = report.prepared
     state = prep.state
     table = Table(
         "object",
         "files",
         "MB",
-        "UID(s)",
         title=f"export of {state.plan.id} revision "
-        f"{state.revision.number} ({'APPROVED' if state.approved else 'UNAPPROVED'}) to {where}",
+        f"{state.revision.number} ({'APPROVED' if state.approved else 'UNAPPROVED'}) to {report.destination}",
     )
-    table.columns[3].overflow = "fold"  # a UID is copied whole from the screen, never cut
-    by_kind: dict[str, list[ExportObject]] = {}
+    by_kind: dict[str, list[str]] = {}
+    sizes: dict[str, int] = {}
     for o in prep.objects:
-        by_kind.setdefault(o.description if o.kind is not ObjectKind.CT else "CT Images", []).append(o)
-    for name, objs in by_kind.items():
-        uid = objs[0].sop_instance_uid if len(objs) == 1 else f"{len(objs)} instances"
-        table.add_row(name, str(len(objs)), f"{sum(o.size for o in objs) / 1e6:.2f}", uid)
+        name = o.description if o.kind is not ObjectKind.CT else "CT Images"
+        by_kind.setdefault(name, []).append(o.sop_instance_uid)
+        sizes[name] = sizes.get(name, 0) + o.size
+    for name, uids in by_kind.items():
+        table.add_row(name, str(len(uids)), f"{sizes[name] / 1e6:.2f}")
     out.print(table)
-    out.print(
-        f"{written} file(s) written, {identical} identical file(s) already there, "
-        f"{prep.total_bytes / 1e6:.1f} MB in all"
-    )
+    for name, uids in by_kind.items():
+        if len(uids) == 1:
+            _print(f"{name}: {uids[0]}")
+    if report.written is not None:
+        _print(f"{report.message()}; {prep.total_bytes / 1e6:.1f} MB in all")
 
 
 def main() -> None:
     try:
         app()
+    except GateError as e:
+        err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, markup=True, soft_wrap=True)
+        sys.exit(2)
+    except InputError as e:
+        err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, markup=True, soft_wrap=True)
+        sys.exit(2)
     except RTExportError as e:
         err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, markup=True, soft_wrap=True)
         sys.exit(1)

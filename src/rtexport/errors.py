@@ -4,6 +4,7 @@
 
     RTExportError                 every error rtexport raises on purpose
     ├── ConfigError               site.toml or the workspace is wrong
+    ├── InputError                what the user gave (a destination, items, a name) cannot be used
     ├── CourseImportError         a CT series / RT Structure Set cannot be imported
     ├── PlanError                 a plan file is invalid or cannot be applied
     ├── AuthError                 unknown user, wrong password, missing role
@@ -11,7 +12,9 @@
     ├── GateError                 export refused; carries every finding
     ├── BuildError                a DICOM object cannot be built from the model
     ├── WriteError                files could not be written; says which were
-    └── SendError                 C-STORE / C-ECHO failed
+    ├── SendError                 C-STORE / C-ECHO failed
+    ├── BusyError                 the workspace database stayed locked by another command
+    └── StoreError                a stored file is missing or no longer has the bytes it was stored with
 
 Messages say what was wrong, where, and what to do about it.
 """
@@ -33,6 +36,10 @@ class ConfigError(RTExportError):
         if self.problems:
             message = message + "\n" + "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(message)
+
+
+class InputError(RTExportError):
+    """What the user gave on the command line or in a form cannot be used; nothing was done."""
 
 
 class CourseImportError(RTExportError):
@@ -79,3 +86,11 @@ class WriteError(RTExportError):
 
 class SendError(RTExportError):
     """A DICOM network operation failed."""
+
+
+class BusyError(RTExportError):
+    """The workspace database stayed locked by another command longer than the bounded wait; nothing changed."""
+
+
+class StoreError(RTExportError):
+    """A stored file is missing or damaged (its bytes no longer hash to its name)."""

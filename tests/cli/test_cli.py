@@ -51,7 +51,10 @@ def test_help_lists_every_command(tmp_path: Path) -> None:
 def test_site_check_lists_problems_with_paths(tmp_path: Path) -> None:
     home = tmp_path / "ws"
     assert run(home, "init").returncode == 0
-    assert run(home, "site", "check").returncode == 0
+    fresh = run(home, "site", "check")
+    assert fresh.returncode == 1 and "OK" not in fresh.stdout  # readable, but nothing can be exported yet
+    assert "export unavailable: the site configuration has no treatment machine" in fresh.stdout
+    assert "export unavailable: the site configuration has no CT curve" in fresh.stdout
     site = home / "site.toml"
     text = site.read_text().replace('local_ae_title = "RTEXPORT"', 'local_ae_title = "A\\\\B"')
     text = text.replace(

@@ -13,11 +13,12 @@ import pytest
 import tomli_w
 from fastapi.testclient import TestClient
 
-from rtexport.demo.build import build_demo_workspace
 from rtexport.demo.phantom import PhantomSpec
 from rtexport.demo.plan import DEMO_PLAN_ID, DEMO_USERS
-from rtexport.services import compute_dose
+from rtexport.services.demo import build_demo_workspace
+from rtexport.services.dose import compute_dose
 from rtexport.web.app import create_app
+from rtexport.workspace import Actor
 
 SMALL = PhantomSpec(rows=80, columns=80, pixel_mm=4.0, slices=16, slice_mm=5.0)
 PLAN = DEMO_PLAN_ID
@@ -29,7 +30,7 @@ PHYSICIST = ("phil", DEMO_USERS["phil"][1])
 def _master(tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("web-master") / "home"
     ws = build_demo_workspace(home, spec=SMALL)
-    compute_dose(ws, PLAN)
+    compute_dose(ws, PLAN, Actor("pat", "pat-os", "test"))
     ws.close()
     return home
 
@@ -51,8 +52,20 @@ def edit_site(home: Path, change: Callable[[dict[str, Any]], None]) -> None:
 
 @pytest.fixture
 def client(home: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(home, secret="test-secret"), follow_redirects=False) as c:
+    app = create_app(home, secret="test-secret")
+    with TestClient(app, follow_redirects=False) as c:
         yield c
+    app.state.jobs.join_all()  # no export thread outlives its test
+
+
+def wait_job(client: TestClient, job: str) -> dict[str, Any]:
+    """The job's final state as the page reads it, once its thread has ended."""
+    client.app.state.jobs.wait(job, timeout=60)  # type: ignore[attr-defined]
+    rsp = client.get(f"/jobs/{job}")
+    assert rsp.status_code == 200, rsp.text
+    status: dict[str, Any] = rsp.json()
+    assert status["state"] != "running", status
+    return status
 
 
 def csrf_of(html: str) -> str:

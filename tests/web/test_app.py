@@ -7,7 +7,6 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import Any
 
 import itsdangerous
 import numpy as np
@@ -15,10 +14,13 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from rtexport.web.app import check_export_folder, create_app
+from rtexport.errors import InputError
+from rtexport.services.export import FolderDestination, resolve_destination
+from rtexport.services.plans import load_plan
+from rtexport.web.app import create_app
 from rtexport.web.auth import COOKIE
-from rtexport.workspace import Workspace
-from tests.web.conftest import PHYSICIST, PLAN, PLANNER, csrf_of, edit_site, log_in
+from rtexport.workspace import Actor, Workspace
+from tests.web.conftest import PHYSICIST, PLAN, PLANNER, csrf_of, edit_site, log_in, wait_job
 
 ALL_ITEMS = ["ct", "rtstruct", "rtplan", "dose-plan", "dose-beam"]
 
@@ -26,15 +28,6 @@ ALL_ITEMS = ["ct", "rtstruct", "rtplan", "dose-plan", "dose-beam"]
 def authorize(client: TestClient, token: str, user: tuple[str, str] = PHYSICIST) -> None:
     rsp = client.post(f"/plans/{PLAN}/authorize", data={"csrf": token, "name": user[0], "password": user[1]})
     assert rsp.status_code == 303
-
-
-def wait_job(client: TestClient, job: str) -> dict[str, Any]:
-    for _ in range(600):
-        status = client.get(f"/jobs/{job}").json()
-        if status["state"] != "running":
-            return status  # type: ignore[no-any-return]
-        time.sleep(0.05)
-    raise AssertionError("export job did not finish within 30 s")
 
 
 def test_pages_need_a_login(client: TestClient) -> None:
@@ -142,7 +135,7 @@ def test_planner_cannot_authorize_but_physicist_can(client: TestClient, home: Pa
     page = client.get(f"/plans/{PLAN}").text
     assert "A qualified person has authorized the export of this plan" in page and "<strong>phil</strong>" in page
     ws = Workspace.open(home)
-    entries = [(e["actor"], e["action"], e["outcome"]) for e in ws.audit_entries(PLAN)]
+    entries = [(e["actor"], e["action"], e["outcome"]) for e in ws.audit_log.entries(PLAN)]
     ws.close()
     assert ("pat", "authorize", "refused") in entries and ("phil", "authorize", "ok") in entries
 
@@ -209,14 +202,22 @@ def test_paths_outside_the_export_roots_are_refused(client: TestClient, home: Pa
     assert list(outside.iterdir()) == [] and not (tmp_path / "escape").exists()
 
 
-def test_check_export_folder_accepts_the_root_and_below(home: Path) -> None:
+def test_web_folders_must_lie_in_the_export_roots(home: Path) -> None:
     ws = Workspace.open(home)
     site = ws.site()
     root = (home / "dicom-export").resolve()
-    assert check_export_folder(ws, site, "dicom-export") == (root, "")
-    assert check_export_folder(ws, site, f"{root}/a/b")[0] == root / "a" / "b"
-    assert check_export_folder(ws, site, "dicom-export-2")[0] is None  # a sibling with the same prefix
-    assert check_export_folder(ws, site, "  ")[0] is None
+
+    def folder(typed: str) -> Path:
+        dest = resolve_destination(ws, site, folder=typed, within_roots=True)
+        assert isinstance(dest, FolderDestination)
+        return dest.path
+
+    assert folder("dicom-export") == root
+    assert folder(f"{root}/a/b") == root / "a" / "b"
+    with pytest.raises(InputError, match="outside the folders the site allows"):
+        folder("dicom-export-2")  # a sibling with the same prefix
+    with pytest.raises(InputError, match="type the folder"):
+        folder("  ")
     ws.close()
 
 
@@ -234,12 +235,13 @@ def test_block_disabled_without_ct_curve_with_the_reason(client: TestClient, hom
 
 def test_block_disabled_without_machine_or_dose(client: TestClient, home: Path) -> None:
     ws = Workspace.open(home)
-    ws.load_plan(ws.plan_state(PLAN).plan.to_toml().replace("fractions = 25", "fractions = 20"), actor="pat")
+    changed = ws.plan_state(PLAN).plan.to_toml().replace("fractions = 25", "fractions = 20")
+    load_plan(ws, changed, "plan.toml", Actor("pat", "pat-os", "test"))
     ws.close()  # a new revision: no current dose
     edit_site(home, lambda s: s.update(machines=[]))
     log_in(client, PLANNER)
     page = client.get(f"/plans/{PLAN}").text
-    assert "no treatment machine" in page and "has no current dose" in page
+    assert "no treatment machine" in page and "need current dose for revision 2" in page
     assert '<fieldset class="export-block" disabled>' in page
 
 

@@ -10,29 +10,31 @@ import pytest
 
 from rtexport.demo.phantom import PhantomSpec, write_phantom
 from rtexport.errors import CourseImportError
+from rtexport.services.courses import import_course
 from rtexport.workspace import Workspace
+from tests.conftest import ACTOR
 
 
 def stored_files(ws: Workspace) -> list[Path]:
-    return [p for p in (ws.home / "store").rglob("*") if p.is_file()] if (ws.home / "store").exists() else []
+    return [p for p in (ws.home / "store").rglob("*") if p.is_file()]
 
 
 def assert_nothing_stored(ws: Workspace) -> None:
-    assert ws.courses() == []
+    assert ws.courses.all() == []
     assert stored_files(ws) == []
 
 
 def test_import_keeps_every_file_byte_for_byte(workspace: Workspace, phantom_dir: Path) -> None:
-    result = workspace.import_course(phantom_dir, "C1")
+    result = import_course(workspace, phantom_dir, "C1", ACTOR)
     course = workspace.course("C1")
     assert len(course.slices) == 16
     assert [s.z_mm for s in course.slices] == sorted(s.z_mm for s in course.slices)
     assert course.external is not None and course.external.name == "BODY"
     originals = {pydicom.dcmread(p).SOPInstanceUID: p.read_bytes() for p in phantom_dir.glob("CT*.dcm")}
     for s in course.slices:
-        assert workspace.store.get(s.sha256) == originals[s.sop_instance_uid]
+        assert workspace.blobs.verified(s.sha256) == originals[s.sop_instance_uid]
     rs = next(phantom_dir.glob("RS*.dcm"))
-    assert workspace.store.get(course.structure_set.sha256) == rs.read_bytes()
+    assert workspace.blobs.verified(course.structure_set.sha256) == rs.read_bytes()
     assert result.skipped == []
 
 
@@ -48,7 +50,7 @@ def test_files_that_are_not_dicom_are_listed_as_skipped(workspace: Workspace, ph
     ds.SOPClassUID = "1.2.840.10008.1.3.10"
     ds.SOPInstanceUID = "2.25.1"
     ds.save_as(sub / "DICOMDIR", enforce_file_format=True)
-    result = workspace.import_course(phantom_dir, "C1")
+    result = import_course(workspace, phantom_dir, "C1", ACTOR)
     skipped = {p.name: why for p, why in result.skipped}
     assert set(skipped) == {"notes.txt", "DICOMDIR"}
     assert "not a DICOM" in skipped["notes.txt"]
@@ -59,7 +61,7 @@ def test_truncated_file_names_the_file(workspace: Workspace, phantom_dir: Path) 
     victim = phantom_dir / "CT0005.dcm"
     victim.write_bytes(victim.read_bytes()[:3000])
     with pytest.raises(CourseImportError, match=r"CT0005\.dcm: .*truncated"):
-        workspace.import_course(phantom_dir, "C1")
+        import_course(workspace, phantom_dir, "C1", ACTOR)
     assert_nothing_stored(workspace)
 
 
@@ -69,7 +71,7 @@ def test_corrupt_file_names_the_file(workspace: Workspace, phantom_dir: Path) ->
     data[140:400] = b"\xff" * 260
     victim.write_bytes(bytes(data))
     with pytest.raises(CourseImportError, match=r"CT0003\.dcm: corrupt or truncated"):
-        workspace.import_course(phantom_dir, "C1")
+        import_course(workspace, phantom_dir, "C1", ACTOR)
     assert_nothing_stored(workspace)
 
 
@@ -81,7 +83,7 @@ def test_second_ct_series_is_refused(workspace: Workspace, phantom_dir: Path) ->
     ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.UID("2.25.43")
     ds.save_as(phantom_dir / "other-series.dcm", enforce_file_format=True)
     with pytest.raises(CourseImportError, match=r"more than one CT series"):
-        workspace.import_course(phantom_dir, "C1")
+        import_course(workspace, phantom_dir, "C1", ACTOR)
     assert_nothing_stored(workspace)
 
 
@@ -94,14 +96,14 @@ def test_structure_set_on_another_frame_is_refused(workspace: Workspace, phantom
         roi.ReferencedFrameOfReferenceUID = "2.25.77"
     ds.save_as(rs_path, enforce_file_format=True)
     with pytest.raises(CourseImportError, match=r"RS\.phantom\.dcm: structure set is on Frame of Reference 2\.25\.77"):
-        workspace.import_course(phantom_dir, "C1")
+        import_course(workspace, phantom_dir, "C1", ACTOR)
     assert_nothing_stored(workspace)
 
 
 def test_missing_slice_is_refused(workspace: Workspace, phantom_dir: Path) -> None:
     (phantom_dir / "CT0008.dcm").unlink()
     with pytest.raises(CourseImportError, match=r"1 missing slice\(s\) between z=-7\.5 and z=2\.5"):
-        workspace.import_course(phantom_dir, "C1")
+        import_course(workspace, phantom_dir, "C1", ACTOR)
     assert_nothing_stored(workspace)
 
 
@@ -109,14 +111,14 @@ def test_no_ct_is_refused(workspace: Workspace, phantom_dir: Path) -> None:
     for p in phantom_dir.glob("CT*.dcm"):
         p.unlink()
     with pytest.raises(CourseImportError, match=r"no CT images found"):
-        workspace.import_course(phantom_dir, "C1")
+        import_course(workspace, phantom_dir, "C1", ACTOR)
     assert_nothing_stored(workspace)
 
 
 def test_no_structure_set_is_refused(workspace: Workspace, phantom_dir: Path) -> None:
     next(phantom_dir.glob("RS*.dcm")).unlink()
     with pytest.raises(CourseImportError, match=r"no RT Structure Set found"):
-        workspace.import_course(phantom_dir, "C1")
+        import_course(workspace, phantom_dir, "C1", ACTOR)
     assert_nothing_stored(workspace)
 
 
@@ -128,7 +130,7 @@ def test_second_patient_is_refused(workspace: Workspace, phantom_dir: Path, tmp_
     )
     shutil.copy(other / "CT0001.dcm", phantom_dir / "stray.dcm")
     with pytest.raises(CourseImportError, match=r"more than one patient"):
-        workspace.import_course(phantom_dir, "C1")
+        import_course(workspace, phantom_dir, "C1", ACTOR)
     assert_nothing_stored(workspace)
 
 
@@ -138,11 +140,11 @@ def test_structure_set_referencing_other_images_is_refused(workspace: Workspace,
     ds.ROIContourSequence[0].ContourSequence[0].ContourImageSequence[0].ReferencedSOPInstanceUID = "2.25.99"
     ds.save_as(rs_path, enforce_file_format=True)
     with pytest.raises(CourseImportError, match=r"references 1 CT image\(s\) not in this series"):
-        workspace.import_course(phantom_dir, "C1")
+        import_course(workspace, phantom_dir, "C1", ACTOR)
     assert_nothing_stored(workspace)
 
 
 def test_same_course_id_twice_is_refused_and_first_kept(course_ws: Workspace, phantom_dir: Path) -> None:
     with pytest.raises(CourseImportError, match=r"course 'C1' exists already"):
-        course_ws.import_course(phantom_dir, "C1")
-    assert [c.id for c in course_ws.courses()] == ["C1"]
+        import_course(course_ws, phantom_dir, "C1", ACTOR)
+    assert [c.id for c in course_ws.courses.all()] == ["C1"]

@@ -11,10 +11,10 @@ from scipy import ndimage
 
 from rtexport.dose.commissioning import X0_WATER_CM
 from rtexport.dose.engine import BeamSetup, DoseEngine, Medium, PencilBeamEngine
-from rtexport.dose.raster import _bolus_on_axes, beam_cutout, beam_frame, rasterize, sample
+from rtexport.dose.raster import _bolus_on_axes, beam_cutout, beam_frame, bolus_contours, rasterize, sample
 from rtexport.dose.volume import CTVolume
-from rtexport.errors import DoseError
-from rtexport.model.course import Contour, contours_centroid
+from rtexport.errors import DoseError, PlanError
+from rtexport.model.course import Contour, Course, contours_centroid
 from rtexport.model.dose import BeamDose, DoseGrid, GridGeometry, PlanDose
 from rtexport.model.plan import Beam, Plan
 from rtexport.model.site import CTCurve, Machine, Site
@@ -218,3 +218,31 @@ def compute_plan_dose(
             )
         )
     return PlanDose(beams=tuple(beams), plan=DoseGrid(grid, plan_gy, frame_uid))
+
+
+def plan_structures(plan: Plan) -> set[str]:
+    """The structures a plan's geometry depends on: its External and its beams' targets."""
+    return {plan.external} | {b.target for b in plan.beams if b.target}
+
+
+def resolve_plan(plan: Plan, contours: Mapping[str, Sequence[Contour]]) -> Plan:
+    """``plan`` with every beam's isocenter set (a beam aimed at a target gets its centroid, as for dose)."""
+    return plan.model_copy(update={"beams": [resolve_beam(b, contours) for b in plan.beams]})
+
+
+def plan_bolus_contours(
+    site: Site, course: Course, plan: Plan, contours: Mapping[str, Sequence[Contour]]
+) -> dict[str, Sequence[Contour]]:
+    """Bolus contours on the CT slices, by beam name, for beams with a bolus."""
+    machine = site.machine(plan.machine)
+    if machine is None:
+        raise PlanError(f"plan {plan.id}: unknown machine {plan.machine!r}")
+    out: dict[str, Sequence[Contour]] = {}
+    for beam in plan.beams:
+        if beam.bolus is None:
+            continue
+        app = machine.applicator(beam.applicator)
+        if app is None:
+            raise PlanError(f"plan {plan.id}: beam {beam.name}: unknown applicator {beam.applicator!r}")
+        out[beam.name] = bolus_contours(course.ct, contours[plan.external], beam, app, machine.source_axis_distance_mm)
+    return out

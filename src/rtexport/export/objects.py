@@ -33,6 +33,7 @@ class ExportObject:
     path: Path | None = None
     data: bytes | None = None
     description: str = ""
+    sha256: str | None = None  # of the Part 10 bytes at ``path``, when they are a stored blob: checked as they are read
 
     def __post_init__(self) -> None:
         if (self.path is None) == (self.data is None):

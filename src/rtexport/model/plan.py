@@ -8,6 +8,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
+import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rtexport.errors import PlanError
@@ -198,27 +199,6 @@ def plan_problems(plan: Plan, site: Site, course: Course) -> list[str]:
     return problems
 
 
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(v, int | float):
-        return repr(v)
-    if isinstance(v, list | tuple):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
-    raise TypeError(f"cannot write {type(v).__name__} to TOML")
-
-
 def dumps_plan(plan: Plan) -> str:
-    data = plan.model_dump(by_alias=True, exclude_none=True, mode="json")
-    tables = {"override": data.pop("override"), "beam": data.pop("beam")}
-    lines = [f"{k} = {_toml_value(v)}" for k, v in data.items()]
-    for name, items in tables.items():
-        for item in items:
-            lines.append("")
-            lines.append(f"[[{name}]]")
-            lines.extend(f"{k} = {_toml_value(v)}" for k, v in item.items())
-    return "\n".join(lines) + "\n"
+    """Canonical TOML of ``plan`` (tomli_w): the plan's own tables as ``[[override]]`` and ``[[beam]]``."""
+    return tomli_w.dumps(plan.model_dump(by_alias=True, exclude_none=True, mode="json"))

@@ -18,14 +18,23 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 
-from rtexport.errors import AuthError, ConfigError, PlanError, SendError
+from rtexport.errors import AuthError, GateError, InputError, PlanError, RTExportError, SendError
 from rtexport.export.gate import Item
-from rtexport.export.pipeline import availability, gate
-from rtexport.export.send import Destination, echo
 from rtexport.model.course import Course
 from rtexport.model.dose import DoseGrid
-from rtexport.model.site import Site, validate_ae_title
-from rtexport.services import course_contours
+from rtexport.model.site import Site
+from rtexport.services import approval
+from rtexport.services.export import (
+    Destination,
+    begin_export,
+    check_server,
+    default_folder,
+    export_block_reasons,
+    resolve_destination,
+)
+from rtexport.services.plans import plan_states
+from rtexport.services.site import availability
+from rtexport.services.users import authenticate
 from rtexport.web import images
 from rtexport.web.auth import (
     LoginRequired,
@@ -39,10 +48,9 @@ from rtexport.web.auth import (
     take_flashes,
 )
 from rtexport.web.images import CourseVolume, View
-from rtexport.web.jobs import Jobs, folder_work, prebuild_in_background, server_work
-from rtexport.workspace import PlanState, Workspace
-from rtexport.workspace.dicomio import load_hu
-from rtexport.workspace.workspace import User
+from rtexport.web.jobs import Jobs, export_work
+from rtexport.workspace import Actor, PlanState, User, Workspace
+from rtexport.workspace.dicomio import course_contours, load_hu
 
 HERE = Path(__file__).parent
 ITEM_LABELS = {
@@ -60,32 +68,15 @@ class Caches:
     doses: images.LRU[tuple[str, int, str], DoseGrid]
 
 
-def check_export_folder(ws: Workspace, site: Site, typed: str) -> tuple[Path | None, str]:
-    """The folder a browser user typed, if it lies inside one of the site's export roots; else why not.
-
-    Relative paths are taken from the workspace; symlinks and ``..`` are resolved before the check.
-    """
-    text = typed.strip()
-    if not text:
-        return None, "type the folder to export to"
-    roots = [ws.resolve(r).resolve() for r in site.dicom.export_roots]
-    if not roots:
-        return None, "the site configuration lists no export_roots: local export from the web page is off"
-    try:
-        target = ws.resolve(Path(text)).resolve()
-    except (OSError, ValueError, RuntimeError) as e:
-        return None, f"{text}: not a usable folder ({e})"
-    if any(target == r or r in target.parents for r in roots):
-        return target, ""
-    allowed = ", ".join(str(r) for r in roots)
-    return None, f"{text} is outside the folders the site allows for export ({allowed})"
-
-
 def _site(ws: Workspace) -> tuple[Site | None, str]:
     try:
         return ws.site(), ""
-    except ConfigError as e:
+    except RTExportError as e:
         return None, str(e)
+
+
+def _actor(user: User) -> Actor:
+    return Actor.here("web", user.name)
 
 
 def _parse_items(values: list[str]) -> tuple[Item, ...]:
@@ -94,27 +85,6 @@ def _parse_items(values: list[str]) -> tuple[Item, ...]:
     if bad:
         raise HTTPException(422, f"unknown export item(s): {', '.join(bad)}")
     return tuple(i for i in Item if i.value in values)
-
-
-def _destination(site: Site, server: str, aet: str, host: str, port: str) -> tuple[Destination | None, str]:
-    if server and server != "custom":
-        found = site.dicom.server(server)
-        if found is None:
-            return None, f"no DICOM server {server!r} in the site configuration"
-        return Destination.from_server(found), ""
-    try:
-        validate_ae_title(aet.strip())
-    except ValueError as e:
-        return None, str(e)
-    if not host.strip():
-        return None, "a custom server needs a host"
-    try:
-        number = int(port)
-    except ValueError:
-        return None, f"port {port!r} is not a number"
-    if not 1 <= number <= 65535:
-        return None, f"port {number} is outside 1–65535"
-    return Destination(aet.strip(), host.strip(), number), ""
 
 
 def _error(status: int, message: str, findings: list[str] | None = None) -> JSONResponse:
@@ -164,7 +134,7 @@ def create_app(home: Path, *, secret: str | None = None) -> FastAPI:
     def volume(ws: Workspace, course: Course) -> CourseVolume:
         def make() -> CourseVolume:
             contours = course_contours(ws, course)
-            return CourseVolume(course.ct, load_hu(ws.store, course), images.rasterize(course.ct, contours), contours)
+            return CourseVolume(course.ct, load_hu(ws.blobs, course), images.rasterize(course.ct, contours), contours)
 
         return caches.volumes.get(images.course_key(course), make)
 
@@ -178,7 +148,7 @@ def create_app(home: Path, *, secret: str | None = None) -> FastAPI:
         if state.dose is None:
             return None
         d = state.dose
-        return caches.doses.get((state.plan.id, d.revision, d.computed_at.isoformat()), lambda: d.plan)
+        return caches.doses.get((state.plan.id, d.revision, d.computed_at.isoformat()), d.plan.load)
 
     # -- log in / out -------------------------------------------------------------------------------------
 
@@ -195,11 +165,11 @@ def create_app(home: Path, *, secret: str | None = None) -> FastAPI:
         next: Annotated[str, Form()] = "/",
     ) -> Response:
         try:
-            user = ws.authenticate(name, password, "login")
+            user = authenticate(ws, name, password, "login", Actor.here("web"))
         except AuthError:
             return page(request, "login.html", 401, next=next, error="Unknown user or wrong password.", name=name)
         log_in(request, user)
-        ws.audit(user.name, "login", "ok", via="web")
+        ws.audit(_actor(user), "login", "ok")
         safe = next if next.startswith("/") and not next.startswith("//") else "/"
         return RedirectResponse(safe, status_code=303)
 
@@ -212,8 +182,8 @@ def create_app(home: Path, *, secret: str | None = None) -> FastAPI:
 
     @app.get("/", response_class=HTMLResponse)
     def courses(request: Request, ws: WS, user: UserDep) -> HTMLResponse:
-        states = [ws.plan_state(p) for p in ws.plan_ids()]
-        rows = [{"course": c, "plans": [s for s in states if s.plan.course == c.id]} for c in ws.courses()]
+        states = plan_states(ws)
+        rows = [{"course": c, "plans": [s for s in states if s.plan.course == c.id]} for c in ws.courses.all()]
         return page(request, "courses.html", rows=rows, unavailable=availability(ws))
 
     @app.get("/plans/{plan_id}", response_class=HTMLResponse)
@@ -240,12 +210,7 @@ def create_app(home: Path, *, secret: str | None = None) -> FastAPI:
         dose = plan_dose(state)
         curves = images.dvh(vol, dose, colors) if dose is not None else []
         dvh = Markup(images.dvh_svg(curves, plan.prescription_gy)) if curves else None
-        reasons = availability(ws)
-        if state.dose is None:
-            reasons.append(
-                f"plan {plan.id} revision {state.revision.number} has no current dose: compute it first "
-                f"('rtexport dose {plan.id}')"
-            )
+        reasons = export_block_reasons(ws, state)
         # Start where the first beam points: its isocentre, else the middle of the CT.
         iso = next((b.isocenter_mm for b in plan.beams if b.isocenter_mm is not None), None)
         ct = course.ct
@@ -258,9 +223,7 @@ def create_app(home: Path, *, secret: str | None = None) -> FastAPI:
             start[View.AXIAL] = int(np.argmin(np.abs(np.asarray(ct.slice_z_mm) - iso[2])))
             start[View.SAGITTAL] = int(np.argmin(np.abs(ct.x_mm() - iso[0])))
             start[View.CORONAL] = int(np.argmin(np.abs(ct.y_mm() - (iso[1] + 20))))
-        default_folder = ""
-        if site is not None:
-            default_folder = str(ws.resolve(site.dicom.export_folder).resolve())
+        folder = str(default_folder(ws, site)) if site is not None else ""
         return page(
             request,
             "plan.html",
@@ -278,7 +241,7 @@ def create_app(home: Path, *, secret: str | None = None) -> FastAPI:
             reasons=reasons,
             authorized=state.approved or state.authorization is not None,
             items=ITEM_LABELS,
-            default_folder=default_folder,
+            default_folder=folder,
             roots=[str(ws.resolve(r).resolve()) for r in site.dicom.export_roots] if site else [],
         )
 
@@ -295,16 +258,17 @@ def create_app(home: Path, *, secret: str | None = None) -> FastAPI:
 
     # -- approval and authorization -----------------------------------------------------------------------
 
-    def sign(request: Request, ws: WS, plan_id: str, action: str, name: str, password: str) -> Response:
+    def sign(request: Request, ws: WS, user: User, plan_id: str, action: str, name: str, password: str) -> Response:
         plan_state(ws, plan_id)
         try:
             if action == "authorize":
-                ws.authorize(plan_id, name.strip(), password)
+                approval.authorize(ws, plan_id, (name.strip(), password), _actor(user))
                 flash(request, "ok", f"Export of plan {plan_id} authorized by {name.strip()}.")
             else:
-                ws.approve(plan_id, name.strip(), password)
-                prebuild_in_background(request.app.state.home, plan_id)
+                signed = approval.approve(ws, plan_id, (name.strip(), password), _actor(user))
                 flash(request, "ok", f"Plan {plan_id} approved by {name.strip()}.")
+                if signed.warning:
+                    flash(request, "error", signed.warning)
         except (AuthError, PlanError) as e:
             flash(request, "error", str(e))
             return RedirectResponse(f"/plans/{plan_id}?refused={action}#export", status_code=303)
@@ -319,7 +283,7 @@ def create_app(home: Path, *, secret: str | None = None) -> FastAPI:
         name: Annotated[str, Form()],
         password: Annotated[str, Form()],
     ) -> Response:
-        return sign(request, ws, plan_id, "authorize", name, password)
+        return sign(request, ws, user, plan_id, "authorize", name, password)
 
     @app.post("/plans/{plan_id}/approve", dependencies=[Csrf])
     def approve(
@@ -330,18 +294,42 @@ def create_app(home: Path, *, secret: str | None = None) -> FastAPI:
         name: Annotated[str, Form()],
         password: Annotated[str, Form()],
     ) -> Response:
-        return sign(request, ws, plan_id, "approve", name, password)
+        return sign(request, ws, user, plan_id, "approve", name, password)
 
     # -- export ---------------------------------------------------------------------------------------------
 
-    def refused(ws: WS, plan_id: str, items: tuple[Item, ...]) -> JSONResponse | None:
-        reasons = availability(ws)
-        if reasons:
-            return _error(409, "export is unavailable for this site", reasons)
-        _, findings = gate(ws, plan_id, items)
-        if findings:
-            return _error(409, "export refused", findings)
-        return None
+    def start_export(
+        ws: Workspace, user: User, plan_id: str, items: tuple[Item, ...], kind: str, **given: str
+    ) -> JSONResponse:
+        """Resolve the destination, gate and build in the request (a refusal answers at once, audited), then write
+        or send in a background job the page polls."""
+        plan_state(ws, plan_id)
+        site, site_error = _site(ws)
+        if site is None:
+            return _error(409, "export is unavailable for this site", [site_error])
+        actor = _actor(user)
+        try:
+            dest = resolve_destination(
+                ws,
+                site,
+                folder=given.get("folder"),
+                server=given.get("server"),
+                aet=given.get("aet"),
+                host=given.get("host"),
+                port=given.get("port"),
+                within_roots=True,
+            )
+        except InputError as e:
+            ws.audit(actor, "export", "refused", plan_id, reason=str(e), via_form=kind)
+            return _error(403 if kind == "folder" else 422, str(e))
+        try:
+            run = begin_export(ws, plan_id, items, dest, actor)
+        except GateError as e:
+            return _error(409, "export refused", e.findings)
+        except RTExportError as e:
+            return _error(409, str(e))
+        job = jobs.start(user.name, plan_id, kind, str(dest), export_work(home, run))
+        return JSONResponse({"job": job.id}, status_code=202)
 
     @app.post("/plans/{plan_id}/export/folder", dependencies=[Csrf])
     def export_folder(
@@ -351,22 +339,7 @@ def create_app(home: Path, *, secret: str | None = None) -> FastAPI:
         folder: Annotated[str, Form()],
         items: Annotated[list[str], Form()] = [],  # noqa: B006 (FastAPI copies defaults)
     ) -> JSONResponse:
-        plan_state(ws, plan_id)
-        chosen = _parse_items(items)
-        site, site_error = _site(ws)
-        if site is None:
-            return _error(409, "export is unavailable for this site", [site_error])
-        target, why = check_export_folder(ws, site, folder)
-        if target is None:
-            ws.audit(user.name, "export", "refused", plan_id, reason=why, via="web")
-            return _error(403, why)
-        no = refused(ws, plan_id, chosen)
-        if no is not None:
-            return no
-        job = jobs.start(
-            user.name, plan_id, "folder", str(target), folder_work(home, plan_id, chosen, target, user.name)
-        )
-        return JSONResponse({"job": job.id}, status_code=202)
+        return start_export(ws, user, plan_id, _parse_items(items), "folder", folder=folder)
 
     @app.post("/plans/{plan_id}/export/server", dependencies=[Csrf])
     def export_server(
@@ -379,19 +352,9 @@ def create_app(home: Path, *, secret: str | None = None) -> FastAPI:
         port: Annotated[str, Form()] = "",
         items: Annotated[list[str], Form()] = [],  # noqa: B006
     ) -> JSONResponse:
-        plan_state(ws, plan_id)
         chosen = _parse_items(items)
-        site, site_error = _site(ws)
-        if site is None:
-            return _error(409, "export is unavailable for this site", [site_error])
-        dest, why = _destination(site, server, aet, host, port)
-        if dest is None:
-            return _error(422, why)
-        no = refused(ws, plan_id, chosen)
-        if no is not None:
-            return no
-        job = jobs.start(user.name, plan_id, "server", str(dest), server_work(home, plan_id, chosen, dest, user.name))
-        return JSONResponse({"job": job.id}, status_code=202)
+        server = "" if server == "custom" else server
+        return start_export(ws, user, plan_id, chosen, "server", server=server, aet=aet, host=host, port=port)
 
     @app.post("/echo", dependencies=[Csrf])
     def echo_server(
@@ -405,16 +368,17 @@ def create_app(home: Path, *, secret: str | None = None) -> FastAPI:
         site, site_error = _site(ws)
         if site is None:
             return _error(409, site_error)
-        dest, why = _destination(site, server, aet, host, port)
-        if dest is None:
-            return _error(422, why)
+        server = "" if server == "custom" else server
         try:
-            echo(dest, site.dicom.local_ae_title, timeout=10)
+            dest = resolve_destination(ws, site, server=server, aet=aet, host=host, port=port)
+        except InputError as e:
+            return _error(422, str(e))
+        assert isinstance(dest, Destination)
+        try:
+            message = check_server(ws, dest, _actor(user))
         except SendError as e:
-            ws.audit(user.name, "echo", "failed", destination=str(dest), error=str(e))
             return JSONResponse({"ok": False, "message": str(e)})
-        ws.audit(user.name, "echo", "ok", destination=str(dest))
-        return JSONResponse({"ok": True, "message": f"C-ECHO {dest}: success"})
+        return JSONResponse({"ok": True, "message": message})
 
     @app.get("/jobs/{job_id}")
     def job_status(user: UserDep, job_id: str) -> JSONResponse:

@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request
 from starlette.middleware.sessions import SessionMiddleware
 
-from rtexport.workspace.workspace import Role, User
+from rtexport.workspace import Role, User
 
 COOKIE = "rtexport_session"
 CSRF_FIELD = "csrf"

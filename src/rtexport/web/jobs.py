@@ -11,11 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rtexport.errors import GateError, RTExportError, WriteError
-from rtexport.export.gate import Item
+from rtexport.errors import GateError, RTExportError
+from rtexport.export.build import PreparedExport
 from rtexport.export.objects import ExportObject
-from rtexport.export.pipeline import export_to_folder, export_to_server, prebuild, prepare
-from rtexport.export.send import Destination, InstanceResult
+from rtexport.services.export import ExportRun, ProgressEvent, finish_export
 from rtexport.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -42,6 +41,7 @@ class Job:
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    ended: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def begin(self, phase: str, total: int) -> None:
         with self.lock:
@@ -59,12 +59,14 @@ class Job:
                 self.done = len(results)
             self.state, self.phase, self.ok, self.message = "done", "finished", ok, message
             self.finished = time.monotonic()
+        self.ended.set()
 
     def fail(self, message: str, findings: Collection[str] = ()) -> None:
         with self.lock:
             self.state, self.phase, self.ok, self.message = "failed", "finished", False, message
             self.findings = list(findings)
             self.finished = time.monotonic()
+        self.ended.set()
 
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
@@ -91,16 +93,20 @@ class Jobs:
 
     def __init__(self) -> None:
         self._jobs: dict[str, Job] = {}
+        self._threads: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
 
     def start(self, owner: str, plan_id: str, kind: str, destination: str, work: Callable[[Job], None]) -> Job:
         job = Job(secrets.token_urlsafe(12), owner, plan_id, kind, destination)
+        thread = threading.Thread(target=_guarded, args=(work, job), name=f"export-{job.id}", daemon=True)
         with self._lock:
             now = time.monotonic()
             for key in [k for k, j in self._jobs.items() if j.finished is not None and now - j.finished > KEEP_S]:
                 del self._jobs[key]
+                self._threads.pop(key, None)
             self._jobs[job.id] = job
-        threading.Thread(target=_guarded, args=(work, job), name=f"export-{job.id}", daemon=True).start()
+            self._threads[job.id] = thread
+        thread.start()
         return job
 
     def get(self, job_id: str) -> Job | None:
@@ -108,16 +114,20 @@ class Jobs:
             return self._jobs.get(job_id)
 
     def wait(self, job_id: str, timeout: float) -> dict[str, Any]:
-        """Poll until the job ends (for tests and scripts)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            job = self.get(job_id)
-            if job is None:
-                raise KeyError(job_id)
-            snap = job.snapshot()
-            if snap["state"] != "running" or time.monotonic() > deadline:
-                return snap
-            time.sleep(0.05)
+        """Block until the job's thread has ended (for tests and scripts); its final snapshot."""
+        with self._lock:
+            job, thread = self._jobs[job_id], self._threads.get(job_id)
+        if thread is not None:
+            thread.join(timeout)
+        job.ended.wait(0)
+        return job.snapshot()
+
+    def join_all(self, timeout: float = 60.0) -> None:
+        """Wait for every running job (the app's shutdown, and tests)."""
+        with self._lock:
+            threads = list(self._threads.values())
+        for t in threads:
+            t.join(timeout)
 
 
 def _guarded(work: Callable[[Job], None], job: Job) -> None:
@@ -132,75 +142,47 @@ def _guarded(work: Callable[[Job], None], job: Job) -> None:
         job.fail(f"internal error: {type(e).__name__}: {e}")
 
 
-def prebuild_in_background(home: Path, plan_id: str) -> threading.Thread:
-    """Build the export objects of a plan whose state was just fixed (approval), off the request, so that its
-    export only copies files. A failure is logged: the export builds again and reports it to the user."""
-
-    def work() -> None:
-        ws = Workspace.open(home)
-        try:
-            prebuild(ws, plan_id)
-        except Exception:  # a thread boundary
-            log.exception("preparing the export of plan %s failed", plan_id)
-        finally:
-            ws.close()
-
-    thread = threading.Thread(target=work, name=f"prebuild-{plan_id}", daemon=True)
-    thread.start()
-    return thread
-
-
 def _object(obj: ExportObject) -> dict[str, Any]:
     return {"kind": obj.kind.value, "description": obj.description, "uid": obj.sop_instance_uid, "file": obj.filename}
 
 
-def folder_work(home: Path, plan_id: str, items: Collection[Item], folder: Path, actor: str) -> Callable[[Job], None]:
+class _JobProgress:
+    def __init__(self, job: Job, phase: str) -> None:
+        self.job = job
+        self.phase = phase
+
+    def start(self, prepared: PreparedExport) -> None:
+        self.job.begin(self.phase, len(prepared.objects))
+
+    def done(self, event: ProgressEvent) -> None:
+        status = None if event.status is None else f"0x{event.status:04X}"
+        self.job.add({**_object(event.obj), "outcome": event.outcome, "status": status, "meaning": event.meaning})
+
+
+def export_work(home: Path, run: ExportRun) -> Callable[[Job], None]:
+    """The job that writes or sends what :func:`~rtexport.services.export.begin_export` prepared."""
+
     def work(job: Job) -> None:
-        ws = Workspace.open(home)
-        try:
-            prep = prepare(ws, plan_id, items, actor)
-            job.begin("writing", len(prep.objects))
-
-            def progress(obj: ExportObject) -> None:
-                job.add({**_object(obj), "outcome": "written"})
-
-            try:
-                _, report = export_to_folder(ws, plan_id, items, folder, actor, progress, prep)
-            except WriteError as e:
-                job.fail(str(e))
-                return
-            identical = {p.name for p in report.identical}
+        with Workspace.open(home) as ws:
+            folder = run.action == "export"
+            report = finish_export(ws, run, _JobProgress(job, "writing" if folder else "sending"))
+        if report.written is not None:
+            identical = {p.name for p in report.written.identical}
             results = [
                 {**_object(o), "outcome": "identical file already there" if o.filename in identical else "written"}
-                for o in prep.objects
+                for o in report.prepared.objects
             ]
-            job.finish(
-                True,
-                f"{len(report.written)} file(s) written to {report.folder}"
-                + (f"; {len(identical)} identical file(s) were already there" if identical else ""),
-                results,
-            )
-        finally:
-            ws.close()
-
-    return work
-
-
-def server_work(
-    home: Path, plan_id: str, items: Collection[Item], dest: Destination, actor: str
-) -> Callable[[Job], None]:
-    def result(r: InstanceResult) -> dict[str, Any]:
-        status = None if r.status is None else f"0x{r.status:04X}"
-        return {**_object(r.obj), "outcome": r.outcome.value, "status": status, "meaning": r.meaning}
-
-    def work(job: Job) -> None:
-        ws = Workspace.open(home)
-        try:
-            prep = prepare(ws, plan_id, items, actor)
-            job.begin("sending", len(prep.objects))
-            _, report = export_to_server(ws, plan_id, items, dest, actor, lambda r: job.add(result(r)), False, prep)
-            job.finish(report.ok, report.summary(), [result(r) for r in report.results])
-        finally:
-            ws.close()
+        else:
+            assert report.sent is not None
+            results = [
+                {
+                    **_object(r.obj),
+                    "outcome": r.outcome.value,
+                    "status": None if r.status is None else f"0x{r.status:04X}",
+                    "meaning": r.meaning,
+                }
+                for r in report.sent.results
+            ]
+        job.finish(report.ok, report.message(), results)
 
     return work

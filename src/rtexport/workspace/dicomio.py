@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,8 +14,9 @@ import pydicom.filereader
 from pydicom.dataset import Dataset
 
 from rtexport.dicom.contours import contours_by_name
-from rtexport.model.course import Course
+from rtexport.model.course import Contour, Course
 from rtexport.workspace.store import BlobStore
+from rtexport.workspace.workspace import Workspace
 
 
 def read_dataset(data: bytes) -> Dataset:
@@ -33,16 +35,21 @@ def read_file_meta(path: Path) -> FileIdentity:
     return FileIdentity(str(meta.MediaStorageSOPClassUID), str(meta.MediaStorageSOPInstanceUID))
 
 
+def course_contours(ws: Workspace, course: Course, names: Collection[str] | None = None) -> dict[str, list[Contour]]:
+    """Contours of the course's structures (all, or those named), by name, from the stored structure set."""
+    return contours_by_name(read_dataset(ws.blobs.verified(course.structure_set.sha256)), names)
+
+
 def load_hu(store: BlobStore, course: Course) -> npt.NDArray[np.float32]:
     """The CT in HU, shape (slices, rows, columns), slices by ascending z."""
     ct = course.ct
     volume = np.empty((len(course.slices), ct.rows, ct.columns), dtype=np.float32)
     for k, s in enumerate(course.slices):
-        ds = pydicom.dcmread(store.path(s.sha256))
+        ds = pydicom.dcmread(io.BytesIO(store.verified(s.sha256)))
         slope = float(ds.get("RescaleSlope", 1.0))
         intercept = float(ds.get("RescaleIntercept", 0.0))
         volume[k] = ds.pixel_array.astype(np.float32) * slope + intercept
     return volume
 
 
-__all__ = ["FileIdentity", "contours_by_name", "load_hu", "read_dataset", "read_file_meta"]
+__all__ = ["FileIdentity", "contours_by_name", "course_contours", "load_hu", "read_dataset", "read_file_meta"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -12,13 +13,23 @@ import pytest
 from rtexport.demo.plan import DEMO_PLAN
 from rtexport.errors import GateError
 from rtexport.export.gate import Item
-from rtexport.export.pipeline import availability, export_to_folder, prebuild
-from rtexport.services import compute_dose
-from rtexport.workspace import Workspace
-from tests.conftest import PHYS
+from rtexport.services.approval import approve, authorize
+from rtexport.services.dose import compute_dose
+from rtexport.services.export import ExportReport, FolderDestination, export_plan, prepare
+from rtexport.services.plans import load_plan
+from rtexport.services.site import availability
+from rtexport.workspace import Actor, Workspace
+from tests.conftest import ACTOR, PHYS
 from tests.support.dciodvfy import assert_valid
 
 ALL = tuple(Item)
+PAT = Actor("pat", "pat-os", "test")
+
+
+def export_to_folder(
+    ws: Workspace, plan_id: str, items: tuple[Item, ...], folder: Path, actor: Actor = ACTOR
+) -> ExportReport:
+    return export_plan(ws, plan_id, items, FolderDestination(folder), actor)
 
 
 def read_all(folder: Path) -> dict[str, list[pydicom.Dataset]]:
@@ -36,9 +47,10 @@ def files(folder: Path) -> dict[str, bytes]:
 def test_full_export_is_valid_and_every_reference_resolves(
     planned: Workspace, phantom_dir: Path, tmp_path: Path
 ) -> None:
-    _, report = export_to_folder(planned, "CW-E1", ALL, tmp_path / "out", actor="pat")
+    report = export_to_folder(planned, "CW-E1", ALL, tmp_path / "out", PAT)
     course = planned.course("C1")
-    assert len(report.written) == len(course.slices) + 1 + 1 + 1 + 2
+    assert report.written is not None
+    assert len(report.written.written) == len(course.slices) + 1 + 1 + 1 + 2
     # CT: byte-for-byte copies of the imported files
     imported = {pydicom.dcmread(p).SOPInstanceUID: p.read_bytes() for p in phantom_dir.glob("CT*.dcm")}
     for p in (tmp_path / "out").glob("CT.*.dcm"):
@@ -96,9 +108,9 @@ def test_unapproved_same_revision_gives_same_files_and_a_change_gives_new_uids(
     export_to_folder(planned, "CW-E1", ALL, tmp_path / "a")
     export_to_folder(planned, "CW-E1", ALL, tmp_path / "b")
     assert files(tmp_path / "a") == files(tmp_path / "b")
-    planned.load_plan(DEMO_PLAN.replace("fractions = 25", "fractions = 20"))
-    compute_dose(planned, "CW-E1")
-    planned.authorize("CW-E1", *PHYS)
+    load_plan(planned, DEMO_PLAN.replace("fractions = 25", "fractions = 20"), "plan.toml", ACTOR)
+    compute_dose(planned, "CW-E1", ACTOR)
+    authorize(planned, "CW-E1", PHYS, ACTOR)
     export_to_folder(planned, "CW-E1", ALL, tmp_path / "c")
     first, second = set(files(tmp_path / "a")), set(files(tmp_path / "c"))
     assert {n for n in first if n.startswith("CT.")} == {n for n in second if n.startswith("CT.")}
@@ -107,12 +119,12 @@ def test_unapproved_same_revision_gives_same_files_and_a_change_gives_new_uids(
 
 def test_approved_plan_exports_byte_identical_files_with_fixed_uids(planned: Workspace, tmp_path: Path) -> None:
     export_to_folder(planned, "CW-E1", ALL, tmp_path / "unapproved")
-    planned.approve("CW-E1", *PHYS)
+    approve(planned, "CW-E1", PHYS, ACTOR)
     export_to_folder(planned, "CW-E1", ALL, tmp_path / "a")
     export_to_folder(planned, "CW-E1", ALL, tmp_path / "b")
     assert files(tmp_path / "a") == files(tmp_path / "b")
     (rp,) = read_all(tmp_path / "a")["RP"]
-    assert rp.ApprovalStatus == "APPROVED" and rp.ReviewerName == "phil"
+    assert rp.ApprovalStatus == "APPROVED" and rp.ReviewerName == "Physicist^Phil"
     unapproved = {n for n in files(tmp_path / "unapproved") if not n.startswith("CT.")}
     assert not unapproved & set(files(tmp_path / "a"))  # approval changes content, so UIDs change too
 
@@ -124,9 +136,9 @@ def test_unchanged_structure_set_is_exported_as_imported(planned: Workspace, pha
         .replace('bolus = { thickness_mm = 10, margin_mm = 10, material = "Superflab" }\n', "")
         .replace('id = "CW-E1"', 'id = "PLAIN"')
     )
-    planned.load_plan(plain)
-    compute_dose(planned, "PLAIN")
-    planned.authorize("PLAIN", *PHYS)
+    load_plan(planned, plain, "plain.toml", ACTOR)
+    compute_dose(planned, "PLAIN", ACTOR)
+    authorize(planned, "PLAIN", PHYS, ACTOR)
     export_to_folder(planned, "PLAIN", (Item.RTSTRUCT, Item.RTPLAN), tmp_path / "out")
     (rs_file,) = (tmp_path / "out").glob("RS.*.dcm")
     assert rs_file.read_bytes() == next(phantom_dir.glob("RS*.dcm")).read_bytes()
@@ -135,19 +147,21 @@ def test_unchanged_structure_set_is_exported_as_imported(planned: Workspace, pha
 
 
 def test_gate_lists_every_finding_writes_nothing_and_is_audited(planned: Workspace, tmp_path: Path) -> None:
-    planned.load_plan(DEMO_PLAN.replace("fractions = 25", "fractions = 24"))  # new revision: no dose, no authorization
+    load_plan(
+        planned, DEMO_PLAN.replace("fractions = 25", "fractions = 24"), "plan.toml", ACTOR
+    )  # new revision: no dose, no authorization
     site = planned.site_path
     text = site.read_text()
     site.write_text(text[: text.index("[[ct_curves]]")] + text[text.index("[[materials]]") :])
     with pytest.raises(GateError) as info:
-        export_to_folder(planned, "CW-E1", ALL, tmp_path / "out", actor="pat")
+        export_to_folder(planned, "CW-E1", ALL, tmp_path / "out", PAT)
     findings = "\n".join(info.value.findings)
     assert "no CT curve" in findings
     assert "dose-plan, dose-beam need current dose for revision 2" in findings
     assert "unapproved and its export is not authorized" in findings and "rtexport authorize CW-E1" in findings
     assert not (tmp_path / "out").exists()
-    refused = [e for e in planned.audit_entries("CW-E1") if e["action"] == "export"]
-    assert refused[-1]["outcome"] == "refused" and refused[-1]["actor"] == "pat"
+    refused = [e for e in planned.audit_log.entries("CW-E1") if e["action"] == "export"]
+    assert refused[-1]["outcome"] == "refused" and refused[-1]["actor"] == "pat" and refused[-1]["os_user"] == "pat-os"
 
 
 def test_site_without_machine_blocks_export(planned: Workspace, tmp_path: Path) -> None:
@@ -160,9 +174,12 @@ def test_site_without_machine_blocks_export(planned: Workspace, tmp_path: Path) 
 
 
 def test_export_is_audited_with_who_what_and_where(planned: Workspace, tmp_path: Path) -> None:
-    export_to_folder(planned, "CW-E1", (Item.RTPLAN, Item.DOSE_PLAN), tmp_path / "out", actor="pat")
-    entry = [e for e in planned.audit_entries("CW-E1") if e["action"] == "export"][-1]
-    assert entry["outcome"] == "ok" and entry["actor"] == "pat" and entry["revision"] == 1
+    export_to_folder(planned, "CW-E1", (Item.RTPLAN, Item.DOSE_PLAN), tmp_path / "out", PAT)
+    started, entry = [e for e in planned.audit_log.entries("CW-E1") if e["action"] == "export"][-2:]
+    assert started["outcome"] == "started" and started["detail"]["uids"] == entry["detail"]["uids"]
+    assert entry["detail"]["started"] == started["id"]  # the outcome points back at the intent, recorded first
+    assert entry["outcome"] == "ok" and entry["actor"] == "pat" and entry["os_user"] == "pat-os"
+    assert entry["revision"] == 1
     assert entry["detail"]["items"] == ["rtplan", "dose-plan"]
     assert entry["detail"]["destination"] == str(tmp_path / "out")
     assert sorted(entry["detail"]["uids"]) == ["RD", "RP"]
@@ -172,9 +189,9 @@ def test_one_uid_always_stands_for_the_same_bytes(
     planned: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Once exported, an object is kept: a later export (even by a changed builder) sends the same bytes."""
-    planned.approve("CW-E1", *PHYS)
+    approve(planned, "CW-E1", PHYS, ACTOR)
     export_to_folder(planned, "CW-E1", ALL, tmp_path / "a")
-    import rtexport.export.pipeline as pipeline
+    import rtexport.export.build as pipeline
 
     def changed_builder(*args: object, **kwargs: object) -> None:
         raise AssertionError("an exported object was built again")
@@ -187,7 +204,7 @@ def test_one_uid_always_stands_for_the_same_bytes(
 
 
 def forbid_building(monkeypatch: pytest.MonkeyPatch) -> None:
-    import rtexport.export.pipeline as pipeline
+    import rtexport.export.build as pipeline
 
     def builder(*args: object, **kwargs: object) -> None:
         raise AssertionError("an object was built at export time")
@@ -204,16 +221,17 @@ def test_objects_prepared_with_the_dose_are_what_the_export_writes(
     planned.close()
     twin = tmp_path / "twin"
     shutil.copytree(planned.home, twin)
+    with sqlite3.connect(twin / "rtexport.db") as db:
+        db.execute("DELETE FROM built")  # the twin has nothing prepared: its export builds every object itself
     reference = Workspace.open(twin)
     export_to_folder(reference, "CW-E1", ALL, tmp_path / "built-at-export")
     ws = Workspace.open(planned.home)
-    assert prebuild(ws, "CW-E1") == 1 + 1 + 1 + 2  # RS, RP, plan dose, two beam doses
+    assert prepare(ws, "CW-E1").count == 1 + 1 + 1 + 2  # RS, RP, plan dose, two beam doses
     with monkeypatch.context() as m:
         forbid_building(m)
         export_to_folder(ws, "CW-E1", ALL, tmp_path / "prepared")
     assert files(tmp_path / "prepared") == files(tmp_path / "built-at-export")
-    ws.approve("CW-E1", *PHYS)
-    prebuild(ws, "CW-E1")
+    approve(ws, "CW-E1", PHYS, ACTOR)  # builds the approved state's objects
     forbid_building(monkeypatch)
     export_to_folder(ws, "CW-E1", ALL, tmp_path / "approved")
     assert set(files(tmp_path / "approved")) != set(files(tmp_path / "prepared"))  # approval: new UIDs
@@ -227,4 +245,4 @@ def test_nothing_is_prepared_while_export_is_unavailable(planned: Workspace, mon
     site.write_text(text[: text.index("[[ct_curves]]")] + text[text.index("[[materials]]") :])
     assert any("no CT curve" in f for f in availability(planned))
     forbid_building(monkeypatch)
-    assert prebuild(planned, "CW-E1") == 0
+    assert prepare(planned, "CW-E1").count == 0

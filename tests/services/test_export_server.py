@@ -13,13 +13,14 @@ import tomli_w
 from rtexport.demo.beamdata import demo_site
 from rtexport.errors import SendError
 from rtexport.export.gate import Item
-from rtexport.export.pipeline import export_to_server
 from rtexport.export.send import Destination
-from rtexport.workspace import Workspace
+from rtexport.services.export import export_plan
+from rtexport.workspace import Actor, Workspace
 from tests.support.orthanc import Orthanc, free_port
 from tests.support.storescp import StoreSCP, dataset_part
 
 pytestmark = pytest.mark.integration
+PAT = Actor("pat", "pat-os", "test")
 
 
 def configure(ws: Workspace, orthanc: Orthanc) -> None:
@@ -39,11 +40,10 @@ def test_plan_export_arrives_whole_and_is_committed(planned: Workspace, orthanc:
     configure(planned, orthanc)
     server = planned.site().dicom.server("archive")
     assert server is not None
-    prep, report = export_to_server(
-        planned, "CW-E1", tuple(Item), Destination.from_server(server), actor="pat", commit=True
-    )
-    assert report.ok, report.summary()
-    sent = {o.sop_instance_uid for o in prep.objects}
+    export = export_plan(planned, "CW-E1", tuple(Item), Destination.from_server(server), PAT, commit=True)
+    report = export.sent
+    assert report is not None and report.ok, export.message()
+    sent = {o.sop_instance_uid for o in export.prepared.objects}
     assert len(sent) == 16 + 1 + 1 + 3
     assert orthanc.sop_instance_uids() == sent
     assert set(report.committed or ()) == sent
@@ -52,21 +52,22 @@ def test_plan_export_arrives_whole_and_is_committed(planned: Workspace, orthanc:
     for orthanc_id, uid in orthanc.instances().items():
         if uid in imported:
             assert dataset_part(orthanc.file(orthanc_id)) == dataset_part(imported[uid])
-    entry = [e for e in planned.audit_entries("CW-E1") if e["action"] == "export-server"][-1]
+    entry = [e for e in planned.audit_log.entries("CW-E1") if e["action"] == "export-server"][-1]
     assert entry["outcome"] == "ok" and entry["actor"] == "pat"
     assert entry["detail"]["destination"] == f"{orthanc.aet}@127.0.0.1:{orthanc.dicom_port}"
     assert set(entry["detail"]["stored"]) == sent and entry["detail"]["not_stored"] == {}
     # the same export again is harmless: the archive still holds one copy of each
-    _, again = export_to_server(planned, "CW-E1", tuple(Item), Destination.from_server(server))
+    again = export_plan(planned, "CW-E1", tuple(Item), Destination.from_server(server), PAT)
     assert again.ok and orthanc.count_instances() == len(sent)
 
 
 def test_unreachable_server_is_reported_and_audited(planned: Workspace) -> None:
     dest = Destination("NOBODY", "127.0.0.1", free_port())
     with pytest.raises(SendError, match=r"NOBODY@127\.0\.0\.1"):
-        export_to_server(planned, "CW-E1", (Item.RTPLAN,), dest, actor="pat")
-    entry = [e for e in planned.audit_entries("CW-E1") if e["action"] == "export-server"][-1]
-    assert entry["outcome"] == "failed" and "NOBODY" in entry["detail"]["destination"]
+        export_plan(planned, "CW-E1", (Item.RTPLAN,), dest, PAT)
+    started, entry = [e for e in planned.audit_log.entries("CW-E1") if e["action"] == "export-server"][-2:]
+    assert started["outcome"] == "started" and entry["outcome"] == "failed"
+    assert "NOBODY" in entry["detail"]["destination"] and "NOBODY" in entry["detail"]["error"]
 
 
 def test_cli_exports_to_a_custom_server_and_echoes(planned: Workspace, tmp_path: Path) -> None:
@@ -103,7 +104,8 @@ def test_cli_exports_to_a_custom_server_and_echoes(planned: Workspace, tmp_path:
             timeout=120,
         )
         assert r.returncode == 0, r.stderr
-        assert r.stdout.count("STORED") == 3 or r.stdout.lower().count("stored ") >= 3
+        stored_lines = [line for line in r.stdout.splitlines() if line.startswith("stored ")]
+        assert len(stored_lines) == 3, r.stdout
         assert len(scp.received()) == 3
     wrong = subprocess.run(
         [

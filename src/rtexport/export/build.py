@@ -1,0 +1,181 @@
+"""The build stage of an export: the objects of a plan state, CT as stored and the RT objects built once per UID
+key and then kept (so an export only copies files, and one UID never names two contents).
+
+Pure of policy: what may be exported is the gate's (:mod:`rtexport.export.gate`) and the export service's.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+
+from pydicom.dataset import Dataset
+
+from rtexport import __version__
+from rtexport.dicom.common import BuildContext, encode
+from rtexport.dicom.rtdose import build_rtdose
+from rtexport.dicom.rtplan import Approval, build_rtplan
+from rtexport.dicom.rtstruct import build_rtstruct, needs_derived_structure_set
+from rtexport.dicom.uids import UIDFactory
+from rtexport.dose.plan import plan_bolus_contours, plan_structures, resolve_plan
+from rtexport.export.gate import DOSE_ITEMS, Item
+from rtexport.export.objects import ExportObject, ObjectKind
+from rtexport.model.course import Contour
+from rtexport.model.dose import DoseGrid
+from rtexport.model.plan import Plan
+from rtexport.model.site import Site
+from rtexport.workspace import PlanState, Workspace
+from rtexport.workspace.dicomio import course_contours, read_dataset, read_file_meta
+
+
+@dataclass(frozen=True)
+class PreparedExport:
+    """Everything an export will write or send, in order (CT, structure set, plan, doses)."""
+
+    state: PlanState
+    items: tuple[Item, ...]
+    objects: tuple[ExportObject, ...]
+    when: datetime
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(o.size for o in self.objects)
+
+    def uids(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for o in self.objects:
+            out.setdefault(o.kind.value, []).append(o.sop_instance_uid)
+        return out
+
+
+def build_context(site: Site, state: PlanState) -> BuildContext:
+    """UIDs and timestamps of one export state: fixed for an approved plan, per revision (and dose) otherwise."""
+    status = "APPROVED" if state.approval else "UNAPPROVED"
+    key = [state.plan.id, str(state.revision.number), state.revision.token, status]
+    if state.dose is not None:
+        key.append(state.dose.computed_at.isoformat())
+    when = state.approval.at if state.approval else state.revision.created_at
+    return BuildContext(
+        uids=UIDFactory(site.uid_root, key),
+        when=when,
+        manufacturer=site.manufacturer,
+        software_version=f"rtexport {__version__}",
+    )
+
+
+def buildable_items(state: PlanState) -> tuple[Item, ...]:
+    """Every built (non-CT) item an export of ``state`` can hold."""
+    return tuple(i for i in Item if i is not Item.CT and (state.dose is not None or i not in DOSE_ITEMS))
+
+
+def build_objects(ws: Workspace, site: Site, state: PlanState, items: Collection[Item]) -> PreparedExport:
+    """The objects of ``items`` for ``state``: CT as stored; the others built once per UID key, then kept."""
+    plan = state.plan
+    course = ws.course(plan.course)
+    ctx = build_context(site, state)
+    chosen = tuple(i for i in Item if i in items)
+    objects: list[ExportObject] = []
+    if Item.CT in chosen:
+        objects += [
+            ExportObject(
+                ObjectKind.CT,
+                s.sop_class_uid,
+                s.sop_instance_uid,
+                s.size,
+                path=ws.blobs.path(s.sha256),
+                sha256=s.sha256,
+                description=f"CT z={s.z_mm:g}",
+            )
+            for s in course.slices
+        ]
+    key = "\x1f".join(ctx.uids.key)
+    now = ws.now()
+
+    def stored(kind: ObjectKind, digest: str, description: str) -> ExportObject:
+        path = ws.blobs.path(digest)
+        meta = read_file_meta(path)
+        return ExportObject(
+            kind,
+            meta.sop_class_uid,
+            meta.sop_instance_uid,
+            path.stat().st_size,
+            path=path,
+            sha256=digest,
+            description=description,
+        )
+
+    @functools.cache
+    def contours() -> dict[str, list[Contour]]:
+        return course_contours(ws, course, plan_structures(plan))
+
+    @functools.cache
+    def aimed() -> Plan:
+        # Aim every beam once, as the dose engine did: a beam given a target gets that structure's centroid.
+        return resolve_plan(plan, contours())
+
+    def build_rs() -> bytes:
+        imported = ws.blobs.verified(course.structure_set.sha256)
+        original = read_dataset(imported)
+        bolus = plan_bolus_contours(site, course, aimed(), contours())
+        if not needs_derived_structure_set(original, plan, bolus):
+            return imported
+        return encode(build_rtstruct(ctx, original, aimed(), site, bolus, slices=course.slices))
+
+    rs_digest = ws.built.digest(key + "\x1fRS", build_rs, now)
+    derived = rs_digest != course.structure_set.sha256
+    rs_obj = stored(
+        ObjectKind.RTSTRUCT, rs_digest, "RT Structure Set (derived)" if derived else "RT Structure Set (as imported)"
+    )
+    if Item.RTSTRUCT in chosen:
+        objects.append(rs_obj)
+    dose = state.dose
+    needs_plan = bool({Item.RTPLAN, Item.DOSE_PLAN, Item.DOSE_BEAM} & set(chosen))
+    if not needs_plan:
+        return PreparedExport(state, chosen, tuple(objects), ctx.when)
+
+    def build_rp() -> bytes:
+        rs = read_dataset(ws.blobs.verified(rs_digest))
+        mu = {b.name: b.mu for b in plan.beams if b.mu is not None}
+        beam_dose: dict[str, float] = {}
+        if dose is not None:
+            mu = {b.beam_name: b.mu_per_fraction for b in dose.beams}
+            beam_dose = {b.beam_name: b.dose_per_fraction_gy for b in dose.beams}
+        approval = (
+            Approval("APPROVED", state.approval.person_name, state.approval.at)
+            if state.approval
+            else Approval("UNAPPROVED")
+        )
+        return encode(build_rtplan(ctx, course, aimed(), site, rs, mu, beam_dose, approval))
+
+    rp_digest = ws.built.digest(key + "\x1fRP", build_rp, now)
+    if Item.RTPLAN in chosen:
+        objects.append(stored(ObjectKind.RTPLAN, rp_digest, f"RT Plan {plan.label}"))
+    if dose is not None:
+        grids: list[tuple[str | None, str]] = []
+        if Item.DOSE_PLAN in chosen:
+            grids.append((None, "RT Dose (plan)"))
+        if Item.DOSE_BEAM in chosen:
+            grids += [(b.beam_name, f"RT Dose (beam {b.beam_name})") for b in dose.beams]
+
+        @functools.cache
+        def rp() -> Dataset:
+            return read_dataset(ws.blobs.verified(rp_digest))
+
+        def grid_of(beam_name: str | None) -> DoseGrid:
+            assert dose is not None
+            if beam_name is None:
+                return dose.plan.load()
+            stored_beam = dose.beam(beam_name)
+            assert stored_beam is not None
+            return stored_beam.grid.load()
+
+        for beam_name, description in grids:
+
+            def build_rd(beam_name: str | None = beam_name) -> bytes:
+                return encode(build_rtdose(ctx, course, grid_of(beam_name), rp(), beam_name))
+
+            digest = ws.built.digest(f"{key}\x1fRD\x1f{beam_name or ''}", build_rd, now)
+            objects.append(stored(ObjectKind.RTDOSE, digest, description))
+    return PreparedExport(state, chosen, tuple(objects), ctx.when)

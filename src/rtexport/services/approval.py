@@ -1,0 +1,61 @@
+"""Export authorization and plan approval: a physicist's name and password, checked and written in one
+transaction with the plan state they sign, then the export objects of the signed state are built."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rtexport.errors import PlanError
+from rtexport.services.export import prepare_objects
+from rtexport.services.users import Credentials, qualified
+from rtexport.workspace import Actor, PlanState, Workspace
+
+
+@dataclass(frozen=True)
+class Signed:
+    """The plan state after a signature, and what preparing its export objects said (None: all prepared)."""
+
+    state: PlanState
+    warning: str | None = None
+
+
+def authorize(ws: Workspace, plan_id: str, credentials: Credentials, actor: Actor) -> Signed:
+    """A physicist authorizes the export of the plan's current (unapproved) revision."""
+    state = ws.plan_state(plan_id)
+    rev = state.revision.number
+    who = qualified(ws, credentials, "authorize", actor, plan_id, rev)
+    signer = actor.as_user(who.name)
+    with ws.transaction():
+        current = ws.plans.last_revision(plan_id).number
+        if current != rev:
+            raise PlanError(f"plan {plan_id} changed to revision {current} meanwhile; authorize that revision")
+        if ws.plans.approval(plan_id, rev) is not None:
+            raise PlanError(f"plan {plan_id} is approved: export needs no authorization")
+        ws.plans.set_authorization(plan_id, rev, who.name, ws.now())
+        ws.audit(signer, "authorize", "ok", plan_id, rev)
+    return Signed(ws.plan_state(plan_id))
+
+
+def approve(ws: Workspace, plan_id: str, credentials: Credentials, actor: Actor) -> Signed:
+    """A physicist approves the plan's current revision, which must have current dose; the plan is then read-only
+    and its export objects (fixed UIDs) are built."""
+    state = ws.plan_state(plan_id)
+    rev = state.revision.number
+    who = qualified(ws, credentials, "approve", actor, plan_id, rev)
+    signer = actor.as_user(who.name)
+    refusal = ""
+    with ws.transaction():
+        current = ws.plans.last_revision(plan_id).number
+        if current != rev:
+            raise PlanError(f"plan {plan_id} changed to revision {current} meanwhile; approve that revision")
+        if ws.plans.approval(plan_id, rev) is not None:
+            raise PlanError(f"plan {plan_id} revision {rev} is approved already")
+        if ws.doses.get(plan_id, rev) is None:
+            refusal = f"plan {plan_id} revision {rev} has no current dose; run 'rtexport dose {plan_id}'"
+        else:
+            ws.plans.add_approval(plan_id, rev, who.name, ws.now())
+            ws.audit(signer, "approve", "ok", plan_id, rev)
+    if refusal:
+        ws.audit(signer, "approve", "refused", plan_id, rev, reason="no current dose")
+        raise PlanError(refusal)
+    return Signed(ws.plan_state(plan_id), prepare_objects(ws, plan_id))

@@ -1,0 +1,73 @@
+"""Compute and store the dose of a plan's current revision.
+
+The engine runs outside any transaction (seconds); the result is stored in one transaction that first checks that
+the revision is still current and not approved meanwhile, so an approved plan's dose, and with it its fixed UIDs,
+can never change afterwards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rtexport.dose import CTVolume, DoseEngine, compute_plan_dose
+from rtexport.errors import DoseError, PlanError
+from rtexport.model.plan import plan_problems
+from rtexport.services.export import prepare_objects
+from rtexport.workspace import Actor, PlanState, Workspace
+from rtexport.workspace.dicomio import course_contours, load_hu
+
+ENGINE_NAME = "rtexport pencil beam (Hogstrom)"
+
+
+@dataclass(frozen=True)
+class DoseResult:
+    state: PlanState
+    warnings: tuple[str, ...] = ()
+
+
+def compute_dose(
+    ws: Workspace,
+    plan_id: str,
+    actor: Actor,
+    grid_mm: float | None = None,
+    engine: DoseEngine | None = None,
+) -> DoseResult:
+    """Compute and store dose for the plan's current revision; then build its export objects."""
+    state = ws.plan_state(plan_id)
+    rev = state.revision
+    if state.approved:
+        raise PlanError(f"plan {plan_id} is approved: its dose is fixed; clone it to change anything")
+    site = ws.site()
+    course = ws.course(state.plan.course)
+    problems = plan_problems(state.plan, site, course)
+    if problems:
+        raise PlanError(f"plan {plan_id} does not fit the site or course", problems)
+    volume = CTVolume(course.ct, load_hu(ws.blobs, course))
+    result = compute_plan_dose(state.plan, site, volume, course_contours(ws, course), grid_mm, engine)
+    if not result.beams:
+        raise DoseError(f"plan {plan_id}: no beam dose computed")
+    record = ws.doses.store_arrays(result, ENGINE_NAME)
+    with ws.transaction():
+        last = ws.plans.last_revision(plan_id)
+        if (last.number, last.token) != (rev.number, rev.token):
+            raise PlanError(
+                f"plan {plan_id} changed to revision {last.number} while its dose was computed; "
+                "the dose was not stored: run 'rtexport dose' again"
+            )
+        if ws.plans.approval(plan_id, rev.number) is not None:
+            raise PlanError(
+                f"plan {plan_id} revision {rev.number} was approved while its dose was computed; the approved dose "
+                "stands and this one was not stored"
+            )
+        ws.doses.save(plan_id, rev.number, record, ws.now())
+        ws.audit(
+            actor,
+            "dose",
+            "ok",
+            plan_id,
+            rev.number,
+            engine=ENGINE_NAME,
+            mu={b.beam_name: round(b.mu_per_fraction, 1) for b in result.beams},
+        )
+    warning = prepare_objects(ws, plan_id)
+    return DoseResult(ws.plan_state(plan_id), () if warning is None else (warning,))

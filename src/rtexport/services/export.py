@@ -1,0 +1,391 @@
+"""Export a plan's DICOM objects to a folder or to a DICOM server, and test a server with C-ECHO.
+
+One path for both front ends: resolve the destination, gate (every reason at once, refusal audited), build (or
+reuse) the objects, audit the intent, write or send, audit the outcome. The audit therefore names every export
+that may have left the building, even one whose process was killed halfway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from rtexport.errors import ConfigError, GateError, InputError, RTExportError, SendError
+from rtexport.export.build import PreparedExport, build_objects, buildable_items
+from rtexport.export.gate import ALL_ITEMS, Item, check_export, parse_items
+from rtexport.export.local import WriteReport, write_folder
+from rtexport.export.objects import ExportObject
+from rtexport.export.send import Destination, InstanceOutcome, InstanceResult, SendReport, echo, send_objects
+from rtexport.model.site import Site, TLSConfig, validate_ae_title
+from rtexport.services.site import site_status
+from rtexport.workspace import Actor, PlanState, Workspace
+
+__all__ = [
+    "ALL_ITEMS",
+    "Destination",
+    "ExportDestination",
+    "ExportReport",
+    "ExportRun",
+    "FolderDestination",
+    "Item",
+    "Prepared",
+    "Progress",
+    "ProgressEvent",
+    "begin_export",
+    "check_server",
+    "default_folder",
+    "export_block_reasons",
+    "export_plan",
+    "findings",
+    "finish_export",
+    "parse_items",
+    "prepare",
+    "prepare_objects",
+    "resolve_destination",
+]
+
+
+@dataclass(frozen=True)
+class FolderDestination:
+    """A local folder (created if missing)."""
+
+    path: Path
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+
+ExportDestination = FolderDestination | Destination
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """One object done: ``outcome`` is written / identical (folder) or stored / warning / failed / not sent."""
+
+    obj: ExportObject
+    outcome: str
+    status: int | None = None
+    meaning: str = ""
+
+
+class Progress(Protocol):
+    """What a front end shows while an export runs."""
+
+    def start(self, prepared: PreparedExport) -> None: ...
+
+    def done(self, event: ProgressEvent) -> None: ...
+
+
+class _Silent:
+    def start(self, prepared: PreparedExport) -> None:
+        pass
+
+    def done(self, event: ProgressEvent) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    """What an export did: the objects, where they went, and the folder's or the server's report."""
+
+    prepared: PreparedExport
+    destination: ExportDestination
+    written: WriteReport | None = None
+    sent: SendReport | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.sent.ok if self.sent is not None else self.written is not None
+
+    def message(self) -> str:
+        """One paragraph for the user: what arrived, and what to do about what did not."""
+        if self.written is not None:
+            w = self.written
+            text = f"{len(w.written)} file(s) written to {w.folder}"
+            if w.identical:
+                text += f"; {len(w.identical)} identical file(s) were already there"
+            return text
+        assert self.sent is not None
+        return self.sent.summary()
+
+
+# -- destinations ---------------------------------------------------------------------------------------------
+
+
+def default_folder(ws: Workspace, site: Site) -> Path:
+    """The site's default export folder (``dicom.export_folder``, relative to the workspace)."""
+    return ws.resolve(site.dicom.export_folder).resolve()
+
+
+def _within_roots(ws: Workspace, site: Site, typed: str) -> Path:
+    roots = [ws.resolve(r).resolve() for r in site.dicom.export_roots]
+    if not roots:
+        raise InputError("the site configuration lists no export_roots: local export from the web page is off")
+    try:
+        target = ws.resolve(Path(typed)).resolve()
+    except (OSError, ValueError, RuntimeError) as e:
+        raise InputError(f"{typed}: not a usable folder ({e})") from e
+    if any(target == r or r in target.parents for r in roots):
+        return target
+    allowed = ", ".join(str(r) for r in roots)
+    raise InputError(f"{typed} is outside the folders the site allows for export ({allowed})")
+
+
+def resolve_destination(
+    ws: Workspace,
+    site: Site,
+    *,
+    folder: str | Path | None = None,
+    server: str | None = None,
+    aet: str | None = None,
+    host: str | None = None,
+    port: int | str | None = None,
+    tls_ca: Path | None = None,
+    within_roots: bool = False,
+) -> ExportDestination:
+    """Where an export goes, from what the user gave: a folder (default: the site's), a configured server by name,
+    or a custom server (AE title, host and port). ``within_roots``: a folder must lie inside the site's
+    ``dicom.export_roots`` (the web page; symlinks and ``..`` resolved first). Raises :class:`InputError`."""
+    aet, host = (aet or "").strip() or None, (host or "").strip() or None
+    custom = aet is not None or host is not None or (port is not None and str(port).strip() != "")
+    if server and custom:
+        raise InputError("give a configured server or a custom server (AE title, host, port), not both")
+    if (server or custom) and folder is not None and str(folder).strip():
+        raise InputError("give a folder or a server, not both")
+    if server:
+        found = site.dicom.server(server)
+        if found is None:
+            known = ", ".join(s.name for s in site.dicom.servers) or "none configured"
+            raise InputError(f"no DICOM server {server!r} in the site configuration (servers: {known})")
+        return Destination.from_server(found)
+    if custom:
+        if aet is None or host is None or port is None or not str(port).strip():
+            raise InputError("a custom server needs an AE title, a host and a port")
+        try:
+            validate_ae_title(aet)
+        except ValueError as e:
+            raise InputError(str(e)) from e
+        try:
+            number = int(str(port).strip())
+        except ValueError:
+            raise InputError(f"port {port!r} is not a number") from None
+        if not 1 <= number <= 65535:
+            raise InputError(f"port {number} is outside 1-65535")
+        return Destination(aet, host, number, TLSConfig(ca_file=tls_ca) if tls_ca else None)
+    if folder is None or not str(folder).strip():
+        if within_roots:
+            raise InputError("type the folder to export to")
+        return FolderDestination(default_folder(ws, site))
+    if within_roots:
+        return FolderDestination(_within_roots(ws, site, str(folder).strip()))
+    return FolderDestination(Path(folder))
+
+
+# -- gate -----------------------------------------------------------------------------------------------------
+
+
+def findings(ws: Workspace, state: PlanState, items: Collection[Item], *, to_build_only: bool = False) -> list[str]:
+    """Every reason the export of ``items`` is refused (empty: go). ``to_build_only``: the reasons the objects
+    cannot be built (building needs no authorization; exporting does)."""
+    status = site_status(ws)
+    return check_export(
+        site=status.site,
+        site_problems=status.problems,
+        course=ws.course(state.plan.course),
+        plan=state.plan,
+        revision=state.revision.number,
+        approved=state.approved or to_build_only,
+        authorized_by=state.authorization.user if state.authorization else None,
+        has_current_dose=state.dose is not None,
+        items=items,
+    )
+
+
+def export_block_reasons(ws: Workspace, state: PlanState) -> list[str]:
+    """Why the Export block is disabled for this plan: the site cannot export, or the objects cannot be built
+    (no current dose). Authorization is not among them: it is asked for inside the block."""
+    return findings(ws, state, ALL_ITEMS, to_build_only=True)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """How many export objects of a plan state are ready, or why they could not be built."""
+
+    count: int
+    warning: str | None = None
+
+
+def prepare_objects(ws: Workspace, plan_id: str) -> str | None:
+    """Build and keep every object an export of the plan's current state can hold, so that exporting it later only
+    copies files. Called when that state is fixed (after dose, on approval). Builds nothing while the objects
+    cannot be built (the export says why). Returns a warning when a build fails (the export will refuse with it)."""
+    return prepare(ws, plan_id).warning
+
+
+def prepare(ws: Workspace, plan_id: str) -> Prepared:
+    state = ws.plan_state(plan_id)
+    items = buildable_items(state)
+    if findings(ws, state, items, to_build_only=True):
+        return Prepared(0)
+    try:
+        prepared = build_objects(ws, ws.site(), state, items)
+    except RTExportError as e:
+        return Prepared(0, f"the export of {plan_id} cannot be prepared: {e}")
+    return Prepared(len(prepared.objects))
+
+
+# -- export ---------------------------------------------------------------------------------------------------
+
+
+def _where(destination: ExportDestination) -> str:
+    if isinstance(destination, FolderDestination):
+        return str(destination.path)
+    return f"{destination.ae_title}@{destination.host}:{destination.port}"
+
+
+@dataclass(frozen=True)
+class ExportRun:
+    """An export that passed the gate, with its objects built and its intent audited: ready to write or send."""
+
+    prepared: PreparedExport
+    destination: ExportDestination
+    actor: Actor
+    started: int  # the audit record of the intent
+    commit: bool = False
+
+    @property
+    def action(self) -> str:
+        return "export" if isinstance(self.destination, FolderDestination) else "export-server"
+
+    @property
+    def event(self) -> str:
+        """The DICOM audit event (PS3.15 A.5.3) this export is an instance of."""
+        return (
+            "110106 Export" if isinstance(self.destination, FolderDestination) else "110104 DICOM Instances Transferred"
+        )
+
+
+def begin_export(
+    ws: Workspace,
+    plan_id: str,
+    items: Collection[Item],
+    destination: ExportDestination,
+    actor: Actor,
+    *,
+    commit: bool = False,
+) -> ExportRun:
+    """Gate (every reason at once; a refusal is audited and raised as :class:`GateError`), build or reuse the
+    objects, and audit the intent. Nothing is written or sent yet."""
+    state = ws.plan_state(plan_id)
+    rev = state.revision.number
+    chosen = [i.value for i in Item if i in items]
+    action = "export" if isinstance(destination, FolderDestination) else "export-server"
+    where = _where(destination)
+    found = findings(ws, state, items)
+    if found:
+        ws.audit(actor, action, "refused", plan_id, rev, findings=found, items=chosen, destination=where)
+        raise GateError(found)
+    prepared = build_objects(ws, ws.site(), state, items)
+    started = ws.audit(actor, action, "started", plan_id, rev, destination=where, items=chosen, uids=prepared.uids())
+    return ExportRun(prepared, destination, actor, started, commit)
+
+
+def finish_export(ws: Workspace, run: ExportRun, progress: Progress | None = None) -> ExportReport:
+    """Write or send what :func:`begin_export` prepared, and audit the outcome."""
+    progress = progress or _Silent()
+    prepared, destination, actor = run.prepared, run.destination, run.actor
+    state = prepared.state
+    plan_id, rev = state.plan.id, state.revision.number
+    chosen = [i.value for i in prepared.items]
+    where = _where(destination)
+    site = ws.site()
+    progress.start(prepared)
+    common = {"destination": where, "items": chosen, "started": run.started, "event": run.event}
+    try:
+        if isinstance(destination, FolderDestination):
+            written = write_folder(
+                prepared.objects, destination.path, lambda o: progress.done(ProgressEvent(o, "written"))
+            )
+            report = ExportReport(prepared, destination, written=written)
+        else:
+
+            def sent_one(r: InstanceResult) -> None:
+                progress.done(ProgressEvent(r.obj, r.outcome.value, r.status, r.meaning))
+
+            sent = send_objects(
+                prepared.objects,
+                destination,
+                site.dicom.local_ae_title,
+                progress=sent_one,
+                commit=run.commit,
+                commit_listen_port=site.dicom.commitment_port,
+                commit_listen_host=site.dicom.commitment_host,
+            )
+            report = ExportReport(prepared, destination, sent=sent)
+    except RTExportError as e:
+        ws.audit(actor, run.action, "failed", plan_id, rev, error=str(e), written=getattr(e, "written", []), **common)
+        raise
+    if report.written is not None:
+        ws.audit(
+            actor,
+            run.action,
+            "ok",
+            plan_id,
+            rev,
+            written=len(report.written.written),
+            identical=len(report.written.identical),
+            uids=prepared.uids(),
+            **common,
+        )
+    else:
+        assert report.sent is not None
+        results = report.sent.results
+        ws.audit(
+            actor,
+            run.action,
+            "ok" if report.ok else "incomplete",
+            plan_id,
+            rev,
+            calling_ae=site.dicom.local_ae_title,
+            stored=[r.obj.sop_instance_uid for r in results if r.stored],
+            not_stored={
+                r.obj.sop_instance_uid: f"{r.outcome.value} {r.meaning}"
+                for r in results
+                if r.outcome not in (InstanceOutcome.STORED, InstanceOutcome.WARNING)
+            },
+            committed=None if report.sent.committed is None else list(report.sent.committed),
+            **common,
+        )
+    return report
+
+
+def export_plan(
+    ws: Workspace,
+    plan_id: str,
+    items: Collection[Item],
+    destination: ExportDestination,
+    actor: Actor,
+    progress: Progress | None = None,
+    *,
+    commit: bool = False,
+) -> ExportReport:
+    """Gate, build, then write to the folder or C-STORE to the server; audited before and after. Raises
+    :class:`GateError` (audited) with every finding when refused."""
+    return finish_export(ws, begin_export(ws, plan_id, items, destination, actor, commit=commit), progress)
+
+
+def check_server(ws: Workspace, destination: Destination, actor: Actor) -> str:
+    """C-ECHO the server (audited); the success message, or :class:`SendError` saying why and what to check."""
+    try:
+        site = ws.site()
+    except ConfigError as e:
+        raise SendError(f"cannot test {destination}: {e}") from e
+    try:
+        echo(destination, site.dicom.local_ae_title, timeout=10)
+    except SendError as e:
+        ws.audit(actor, "echo", "failed", destination=str(destination), error=str(e))
+        raise
+    ws.audit(actor, "echo", "ok", destination=str(destination))
+    return f"C-ECHO {destination}: success"

@@ -1,0 +1,74 @@
+"""Plans: load a plan file (a new plan, a new revision, or nothing when unchanged), clone, list."""
+
+from __future__ import annotations
+
+import secrets
+
+from rtexport.errors import PlanError
+from rtexport.model.plan import Plan, parse_plan, plan_digest, plan_problems
+from rtexport.workspace import Actor, PlanState, Workspace
+
+
+def _store(ws: Workspace, plan: Plan, text: str, source: str, actor: Actor, *, new_only: bool) -> tuple[int, str]:
+    """Store ``plan`` as a new plan or revision in one transaction: (revision number or 0 when unchanged, refusal)."""
+    digest = plan_digest(plan)
+    with ws.transaction():
+        course_id = ws.plans.course_of(plan.id)
+        if course_id is None:
+            ws.plans.add(plan.id, plan.course, ws.now())
+            number = 1
+        elif new_only:
+            raise PlanError(f"plan {plan.id!r} exists already")
+        elif course_id != plan.course:
+            raise PlanError(f"{source}: plan {plan.id} belongs to course {course_id}, not {plan.course}")
+        else:
+            last = ws.plans.last_revision(plan.id)
+            if last.digest == digest:
+                return 0, ""
+            if ws.plans.approval(plan.id, last.number) is not None:
+                return 0, (
+                    f"{source}: plan {plan.id} is approved and read-only; "
+                    f"make an unapproved copy with 'rtexport plan clone {plan.id} NEW_ID'"
+                )
+            number = last.number + 1
+        ws.plans.add_revision(plan.id, number, digest, text, secrets.token_hex(16), ws.now(), actor.name)
+        ws.audit(actor, "plan-load", "ok", plan.id, number, source=source)
+    return number, ""
+
+
+def load_plan(ws: Workspace, text: str, source: str, actor: Actor) -> tuple[PlanState, bool]:
+    """Load plan text: a new plan, a new revision of a changed one, or nothing for an unchanged one (formatting and
+    comments do not count). Returns the plan's state and whether anything changed."""
+    plan = parse_plan(text, source)
+    problems = plan_problems(plan, ws.site(), ws.course(plan.course))
+    if problems:
+        raise PlanError(f"{source}: plan does not fit the site or course", problems)
+    number, refusal = _store(ws, plan, text, source, actor, new_only=False)
+    if refusal:
+        last = ws.plans.last_revision(plan.id).number
+        ws.audit(actor, "plan-load", "refused", plan.id, last, reason="plan is approved", source=source)
+        raise PlanError(refusal)
+    return ws.plan_state(plan.id), number != 0
+
+
+def clone_plan(ws: Workspace, plan_id: str, new_id: str, actor: Actor, label: str | None = None) -> PlanState:
+    """An unapproved copy of the plan's current revision under ``new_id`` (and ``label`` if given)."""
+    state = ws.plan_state(plan_id)
+    update: dict[str, object] = {"id": new_id}
+    if label is not None:
+        update["label"] = label
+    data = state.plan.model_dump(by_alias=True)
+    data.update(update)
+    clone = Plan.model_validate(data)  # validates the new id and label like a loaded file
+    source = f"clone of {plan_id}"
+    problems = plan_problems(clone, ws.site(), ws.course(clone.course))
+    if problems:
+        raise PlanError(f"{source}: plan does not fit the site or course", problems)
+    with ws.transaction():
+        _store(ws, clone, clone.to_toml(), source, actor, new_only=True)
+        ws.audit(actor, "plan-clone", "ok", new_id, 1, source_plan=plan_id, source_revision=state.revision.number)
+    return ws.plan_state(new_id)
+
+
+def plan_states(ws: Workspace) -> list[PlanState]:
+    return [ws.plan_state(p) for p in ws.plans.ids()]

@@ -1,0 +1,24 @@
+"""Objects built for export, kept under their UID key: built once, then the same bytes on every export, so one
+UID never stands for two contents, even across software versions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from rtexport.workspace.db import Database
+from rtexport.workspace.store import BlobStore
+
+
+class BuiltObjects:
+    def __init__(self, db: Database, blobs: BlobStore) -> None:
+        self._db = db
+        self._blobs = blobs
+
+    def digest(self, key: str, build: Callable[[], bytes], at: str) -> str:
+        """The stored digest of the object built for ``key``; ``build`` runs only when there is none yet."""
+        row = self._db.one("SELECT sha256 FROM built WHERE key = ?", (key,))
+        if row is not None and self._blobs.has(row["sha256"]):
+            return str(row["sha256"])
+        digest, _ = self._blobs.put(build())
+        self._db.execute("INSERT OR REPLACE INTO built VALUES (?,?,?)", (key, digest, at))
+        return digest

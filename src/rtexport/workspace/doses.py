@@ -1,0 +1,118 @@
+"""Computed dose: per revision, the MU and normalization of each beam (in the database) and the dose arrays (in
+the blob store, as ``.npy``). Arrays are opened lazily and memory-mapped: reading a plan's state reads none."""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from rtexport.model.dose import DoseGrid, GridGeometry, PlanDose
+from rtexport.workspace.db import Database
+from rtexport.workspace.store import BlobStore
+
+
+@dataclass(frozen=True)
+class StoredGrid:
+    """A dose grid kept in the store: its geometry, and where its array is; :meth:`load` maps it."""
+
+    sha256: str
+    geometry: GridGeometry
+    frame_of_reference_uid: str
+    blobs: BlobStore
+
+    def load(self) -> DoseGrid:
+        """The grid with its array memory-mapped read-only (verified against its hash)."""
+        arr = np.load(self.blobs.verified_path(self.sha256), mmap_mode="r", allow_pickle=False)
+        return DoseGrid(self.geometry, arr, self.frame_of_reference_uid)
+
+
+@dataclass(frozen=True)
+class StoredBeamDose:
+    beam_name: str
+    mu_per_fraction: float
+    dose_per_fraction_gy: float  # this beam's dose per fraction at its normalization point
+    normalization_point_mm: tuple[float, float, float]
+    grid: StoredGrid
+
+
+@dataclass(frozen=True)
+class StoredDose:
+    revision: int
+    computed_at: datetime
+    engine: str
+    beams: tuple[StoredBeamDose, ...]
+    plan: StoredGrid
+
+    def beam(self, name: str) -> StoredBeamDose | None:
+        return next((b for b in self.beams if b.beam_name == name), None)
+
+
+class DoseRepository:
+    def __init__(self, db: Database, blobs: BlobStore) -> None:
+        self._db = db
+        self._blobs = blobs
+
+    def _put(self, grid: DoseGrid) -> dict[str, Any]:
+        buf = io.BytesIO()
+        np.save(buf, np.ascontiguousarray(grid.gy, dtype=np.float32), allow_pickle=False)
+        digest, _ = self._blobs.put(buf.getvalue())
+        g = grid.geometry
+        return {
+            "sha256": digest,
+            "origin_mm": g.origin_mm,
+            "spacing_mm": g.spacing_mm,
+            "shape": g.shape,
+            "frame": grid.frame_of_reference_uid,
+        }
+
+    def store_arrays(self, dose: PlanDose, engine: str) -> dict[str, Any]:
+        """Put the dose arrays in the blob store (outside any transaction: blobs are content-addressed, so one that
+        no row references is harmless) and return the record :meth:`save` stores."""
+        return {
+            "engine": engine,
+            "plan": self._put(dose.plan),
+            "beams": [
+                {
+                    "name": b.beam_name,
+                    "mu_per_fraction": b.mu_per_fraction,
+                    "dose_per_fraction_gy": b.dose_per_fraction_gy,
+                    "normalization_point_mm": b.normalization_point_mm,
+                    "grid": self._put(b.dose),
+                }
+                for b in dose.beams
+            ],
+        }
+
+    def save(self, plan_id: str, revision: int, record: dict[str, Any], computed_at: str) -> None:
+        """Store (or replace) the dose of a revision; the caller checks, in the same transaction, that the revision
+        may still change."""
+        self._db.execute("DELETE FROM doses WHERE plan_id = ? AND revision = ?", (plan_id, revision))
+        self._db.execute("INSERT INTO doses VALUES (?,?,?,?)", (plan_id, revision, json.dumps(record), computed_at))
+
+    def _grid(self, g: dict[str, Any]) -> StoredGrid:
+        geometry = GridGeometry(tuple(g["origin_mm"]), tuple(g["spacing_mm"]), tuple(g["shape"]))
+        return StoredGrid(g["sha256"], geometry, g["frame"], self._blobs)
+
+    def get(self, plan_id: str, revision: int) -> StoredDose | None:
+        row = self._db.one("SELECT * FROM doses WHERE plan_id = ? AND revision = ?", (plan_id, revision))
+        if row is None:
+            return None
+        d = json.loads(row["data"])
+        beams = tuple(
+            StoredBeamDose(
+                beam_name=b["name"],
+                mu_per_fraction=b["mu_per_fraction"],
+                dose_per_fraction_gy=b["dose_per_fraction_gy"],
+                normalization_point_mm=tuple(b["normalization_point_mm"]),
+                grid=self._grid(b["grid"]),
+            )
+            for b in d["beams"]
+        )
+        return StoredDose(
+            revision, datetime.fromisoformat(row["computed_at"]), d["engine"], beams, self._grid(d["plan"])
+        )

@@ -1,0 +1,144 @@
+"""Plan files, revisions, approval, authorization and the audit log, as the services apply them."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import numpy as np
+import pytest
+
+from rtexport.demo.plan import DEMO_PLAN
+from rtexport.errors import AuthError, PlanError
+from rtexport.model.dose import BeamDose, DoseGrid, GridGeometry, PlanDose
+from rtexport.model.plan import parse_plan
+from rtexport.services.approval import approve, authorize
+from rtexport.services.plans import clone_plan, load_plan
+from rtexport.workspace import Workspace
+from tests.conftest import ACTOR, PHYS, PLANNER, add_demo_users
+
+
+def fake_dose(ws: Workspace, plan_id: str) -> None:
+    """A stand-in dose for the current revision (approval needs one; its values do not matter here)."""
+    state = ws.plan_state(plan_id)
+    grid = DoseGrid(
+        GridGeometry((0.0, 0.0, 0.0), (2.5, 2.5, 2.5), (2, 2, 2)),
+        np.ones((2, 2, 2), np.float32),
+        ws.course(state.plan.course).ct.frame_of_reference_uid,
+    )
+    beams = tuple(BeamDose(b.name, 100.0, grid, (0.0, 0.0, 0.0), 1.0) for b in state.plan.beams)
+    record = ws.doses.store_arrays(PlanDose(beams, grid), "test")
+    with ws.transaction():
+        ws.doses.save(plan_id, state.revision.number, record, ws.now())
+
+
+def test_load_new_plan_then_unchanged_then_changed(course_ws: Workspace) -> None:
+    first, changed = load_plan(course_ws, DEMO_PLAN, "plan.toml", ACTOR)
+    assert changed and first.revision.number == 1 and not first.approved
+    reformatted = DEMO_PLAN.replace("fractions = 25", "fractions   =   25  # same")
+    state, changed = load_plan(course_ws, reformatted, "plan.toml", ACTOR)
+    assert not changed and state.revision.number == 1 and state.revision.token == first.revision.token
+    state, changed = load_plan(course_ws, DEMO_PLAN.replace("fractions = 25", "fractions = 20"), "plan.toml", ACTOR)
+    assert changed and state.revision.number == 2 and state.plan.fractions == 20
+    assert state.revision.token != first.revision.token  # a new revision seeds new UIDs
+    assert course_ws.plan_state("CW-E1").revisions == 2
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (('machine = "DemoLinac"', 'machine = "Nope"'), r"machine: unknown machine 'Nope'"),
+        (("energy_mev = 9", "energy_mev = 7"), r"beam\[0\]\.energy_mev: DemoLinac has no 7 MeV"),
+        (('applicator = "10x10"', 'applicator = "11x11"'), r"beam\[0\]\.applicator: DemoLinac has no applicator"),
+        (('material = "Water"', 'material = "Gold"'), r"override\[0\]\.material: unknown material 'Gold'"),
+        (('structure = "Prosthesis"', 'structure = "Heart"'), r"override\[0\]\.structure: no structure 'Heart'"),
+        (('external = "OUTLINE2"', 'external = "SKIN"'), r"external: no structure 'SKIN'"),
+        (("[[-45, -35], [45, -35]", "[[-65, -35], [45, -35]"), r"beam\[0\]\.cutout_mm: cutout does not fit"),
+        (("gantry_deg = 20", "gantry_deg = 400"), r"beam\[1\]\.gantry_deg: Input should be less than 360"),
+        (('material = "Superflab"', 'material = "Clay"'), r"beam\[0\]\.bolus\.material: unknown material"),
+        (("fractions = 25", "fractions = 0"), r"fractions: Input should be greater than or equal to 1"),
+    ],
+)
+def test_invalid_plan_names_the_key(course_ws: Workspace, edit: tuple[str, str], message: str) -> None:
+    text = DEMO_PLAN.replace(*edit)
+    assert text != DEMO_PLAN
+    with pytest.raises(PlanError, match=message):
+        load_plan(course_ws, text, "plan.toml", ACTOR)
+    assert course_ws.plans.ids() == []
+
+
+def test_passwords_are_hashed_never_stored_in_clear(course_ws: Workspace) -> None:
+    add_demo_users(course_ws)
+    db = sqlite3.connect(course_ws.home / "rtexport.db")
+    dump = "\n".join(db.iterdump())
+    assert PHYS[1] not in dump and PLANNER[1] not in dump
+    assert "scrypt$" in dump
+    assert (course_ws.home / "rtexport.db").read_bytes().find(PHYS[1].encode()) == -1
+
+
+def test_only_physicists_authorize_and_approve(course_ws: Workspace) -> None:
+    add_demo_users(course_ws)
+    load_plan(course_ws, DEMO_PLAN, "plan.toml", ACTOR)
+    with pytest.raises(AuthError, match=r"pat is a planner; only a physicist may authorize"):
+        authorize(course_ws, "CW-E1", PLANNER, ACTOR)
+    with pytest.raises(AuthError, match=r"wrong password"):
+        authorize(course_ws, "CW-E1", ("phil", "guess"), ACTOR)
+    state = authorize(course_ws, "CW-E1", PHYS, ACTOR).state
+    assert state.authorization is not None and state.authorization.user == "phil"
+    refused = [e for e in course_ws.audit_log.entries("CW-E1") if e["outcome"] == "refused"]
+    assert [(e["actor"], e["action"]) for e in refused] == [("pat", "authorize"), ("phil", "authorize")]
+    assert all("guess" not in str(e) for e in course_ws.audit_log.entries())
+
+
+def test_a_change_voids_the_authorization(course_ws: Workspace) -> None:
+    add_demo_users(course_ws)
+    load_plan(course_ws, DEMO_PLAN, "plan.toml", ACTOR)
+    authorize(course_ws, "CW-E1", PHYS, ACTOR)
+    changed = DEMO_PLAN.replace("prescription_gy = 50.0", "prescription_gy = 45.0")
+    state, _ = load_plan(course_ws, changed, "plan.toml", ACTOR)
+    assert state.authorization is None and state.revision.number == 2
+
+
+def test_approval_needs_dose_then_makes_plan_read_only(course_ws: Workspace) -> None:
+    add_demo_users(course_ws)
+    load_plan(course_ws, DEMO_PLAN, "plan.toml", ACTOR)
+    with pytest.raises(PlanError, match=r"has no current dose; run 'rtexport dose CW-E1'"):
+        approve(course_ws, "CW-E1", PHYS, ACTOR)
+    fake_dose(course_ws, "CW-E1")
+    with pytest.raises(AuthError, match=r"only a physicist may approve"):
+        approve(course_ws, "CW-E1", PLANNER, ACTOR)
+    state = approve(course_ws, "CW-E1", PHYS, ACTOR).state
+    assert state.approved and state.approval is not None and state.approval.user == "phil"
+    assert state.approval.person_name == "Physicist^Phil"
+    with pytest.raises(PlanError, match=r"approved and read-only; .*rtexport plan clone CW-E1"):
+        load_plan(course_ws, DEMO_PLAN.replace("fractions = 25", "fractions = 20"), "plan.toml", ACTOR)
+    assert course_ws.plan_state("CW-E1").plan.fractions == 25
+    clone = clone_plan(course_ws, "CW-E1", "CW-E2", ACTOR, label="Chestwall v2")
+    assert not clone.approved and clone.plan.id == "CW-E2" and clone.plan.beams == state.plan.beams
+    assert clone.plan.label == "Chestwall v2"
+
+
+def test_clone_round_trips_any_label_through_the_plan_file(course_ws: Workspace) -> None:
+    load_plan(course_ws, DEMO_PLAN, "plan.toml", ACTOR)
+    clone = clone_plan(course_ws, "CW-E1", "CW-E3", ACTOR, label='a "quoted" é')
+    stored = course_ws.plans.last_revision("CW-E3").toml
+    assert parse_plan(stored, "stored") == clone.plan
+
+
+def test_clone_refuses_an_existing_id(course_ws: Workspace) -> None:
+    load_plan(course_ws, DEMO_PLAN, "plan.toml", ACTOR)
+    clone_plan(course_ws, "CW-E1", "CW-E2", ACTOR)
+    with pytest.raises(PlanError, match=r"plan 'CW-E2' exists already"):
+        clone_plan(course_ws, "CW-E1", "CW-E2", ACTOR)
+    assert course_ws.plan_state("CW-E2").revisions == 1
+
+
+def test_audit_log_is_append_only(course_ws: Workspace) -> None:
+    load_plan(course_ws, DEMO_PLAN, "plan.toml", ACTOR)
+    db = sqlite3.connect(course_ws.home / "rtexport.db")
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        db.execute("DELETE FROM audit")
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        db.execute("UPDATE audit SET outcome = 'ok'")
+    entries = course_ws.audit_log.entries()
+    assert [e["action"] for e in entries] == ["import", "plan-load"]
+    assert {(e["actor"], e["os_user"], e["via"]) for e in entries} == {("tester", "tester-os", "test")}
