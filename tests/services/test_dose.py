@@ -1,0 +1,68 @@
+"""Dose computation as a service: stored for the revision it was computed for, never over an approved one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import rtexport.services.dose as dose_service
+from rtexport.demo.plan import DEMO_PLAN
+from rtexport.dose import compute_plan_dose
+from rtexport.errors import PlanError
+from rtexport.model.dose import DoseGrid, PlanDose
+from rtexport.services.approval import approve
+from rtexport.services.dose import compute_dose
+from rtexport.services.plans import load_plan
+from rtexport.workspace import Workspace
+from tests.conftest import ACTOR, PHYS
+
+
+def test_approval_while_dose_is_computed_keeps_the_approved_dose(
+    planned: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reproduces the race: `rtexport dose` reads the plan (unapproved), computes for seconds, and meanwhile a
+    physicist approves the dose that was there. The new dose must not replace the approved one."""
+    before = planned.plan_state("CW-E1").dose
+    assert before is not None
+    approved_array = np.array(before.plan.load().gy)
+    compute = compute_plan_dose
+
+    def slow_compute(*args: object, **kwargs: object) -> PlanDose:
+        result = compute(*args, **kwargs)  # type: ignore[arg-type]
+        other = Workspace.open(planned.home)  # another process approves in the meantime
+        approve(other, "CW-E1", PHYS, ACTOR)
+        other.close()
+        plan = result.plan
+        return PlanDose(result.beams, DoseGrid(plan.geometry, plan.gy * 2, plan.frame_of_reference_uid))
+
+    monkeypatch.setattr(dose_service, "compute_plan_dose", slow_compute)
+    with pytest.raises(PlanError, match=r"was approved while its dose was computed; the approved dose stands"):
+        compute_dose(planned, "CW-E1", ACTOR)
+    after = planned.plan_state("CW-E1")
+    assert after.approved and after.dose is not None
+    assert after.dose.computed_at == before.computed_at
+    assert np.array_equal(after.dose.plan.load().gy, approved_array)
+
+
+def test_a_new_revision_while_dose_is_computed_is_not_given_the_old_dose(
+    planned: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    compute = compute_plan_dose
+
+    def compute_then_edit(*args: object, **kwargs: object) -> PlanDose:
+        result = compute(*args, **kwargs)  # type: ignore[arg-type]
+        other = Workspace.open(planned.home)
+        load_plan(other, DEMO_PLAN.replace("fractions = 25", "fractions = 20"), "plan.toml", ACTOR)
+        other.close()
+        return result
+
+    monkeypatch.setattr(dose_service, "compute_plan_dose", compute_then_edit)
+    with pytest.raises(PlanError, match=r"changed to revision 2 while its dose was computed"):
+        compute_dose(planned, "CW-E1", ACTOR)
+    assert planned.plan_state("CW-E1").dose is None  # revision 2 has no dose
+
+
+def test_approved_plan_dose_is_not_recomputed(planned: Workspace) -> None:
+    approve(planned, "CW-E1", PHYS, ACTOR)
+    with pytest.raises(PlanError, match=r"is approved: its dose is fixed"):
+        compute_dose(planned, "CW-E1", ACTOR)
