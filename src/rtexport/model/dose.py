@@ -49,6 +49,11 @@ class BeamDose:
     dose: DoseGrid
     normalization_point_mm: tuple[float, float, float]
     dose_per_fraction_gy: float  # this beam's dose per fraction at its normalization point
+    # The setup the dose was computed with (what a second check needs): source-to-surface distance along the
+    # central axis, where the axis enters the patient (or bolus), and the normalization point's depth below it.
+    ssd_mm: float | None = None
+    surface_entry_mm: tuple[float, float, float] | None = None
+    normalization_depth_mm: float | None = None
 
 
 @dataclass(frozen=True)

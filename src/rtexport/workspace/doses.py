@@ -38,6 +38,9 @@ class StoredBeamDose:
     dose_per_fraction_gy: float  # this beam's dose per fraction at its normalization point
     normalization_point_mm: tuple[float, float, float]
     grid: StoredGrid
+    ssd_mm: float | None = None
+    surface_entry_mm: tuple[float, float, float] | None = None
+    normalization_depth_mm: float | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,9 @@ class DoseRepository:
                     "mu_per_fraction": b.mu_per_fraction,
                     "dose_per_fraction_gy": b.dose_per_fraction_gy,
                     "normalization_point_mm": b.normalization_point_mm,
+                    "ssd_mm": b.ssd_mm,
+                    "surface_entry_mm": b.surface_entry_mm,
+                    "normalization_depth_mm": b.normalization_depth_mm,
                     "grid": self._put(b.dose),
                 }
                 for b in dose.beams
@@ -110,6 +116,9 @@ class DoseRepository:
                 dose_per_fraction_gy=b["dose_per_fraction_gy"],
                 normalization_point_mm=tuple(b["normalization_point_mm"]),
                 grid=self._grid(b["grid"]),
+                ssd_mm=b.get("ssd_mm"),
+                surface_entry_mm=None if b.get("surface_entry_mm") is None else tuple(b["surface_entry_mm"]),
+                normalization_depth_mm=b.get("normalization_depth_mm"),
             )
             for b in d["beams"]
         )
