@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
-import pydicom.config
 import pytest
 from pydicom.dataset import Dataset
 
@@ -143,15 +141,6 @@ def square_bolus(course: Course, cx: float, cy: float, half: float, z_range: tup
             pts = [(cx + sx * half, cy + sy * half) for sx, sy in corners]
             out.append(Contour(np.array([(x, y, z) for x, y in pts], dtype=np.float64)))
     return out
-
-
-@pytest.fixture(autouse=True)
-def strict_writing() -> Iterator[None]:
-    """Every dataset written in these tests is checked by pydicom (e.g. DS ≤ 16 chars, UI ≤ 64)."""
-    old = pydicom.config.settings.writing_validation_mode
-    pydicom.config.settings.writing_validation_mode = pydicom.config.RAISE
-    yield
-    pydicom.config.settings.writing_validation_mode = old
 
 
 @pytest.fixture(scope="session")

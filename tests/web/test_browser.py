@@ -13,6 +13,7 @@ import pytest
 import uvicorn
 
 from rtexport.web.app import create_app
+from tests.support.dciodvfy import assert_valid
 from tests.support.orthanc import Orthanc, free_port
 from tests.web.conftest import PHYSICIST, PLAN, PLANNER, edit_site
 
@@ -95,12 +96,7 @@ def test_authorize_export_to_folder_and_orthanc_then_disabled(
         files = sorted(folder.glob("*.dcm"))
         assert len(files) == 16 + 1 + 1 + 1 + 2
         expect(page.locator("#results tbody tr")).to_have_count(len(files))
-        plan_file = next(p for p in files if p.name.startswith("RP."))
-        validator = Path(__file__).parents[1] / "support" / "dciodvfy.py"
-        if validator.exists():
-            from tests.support.dciodvfy import assert_valid
-
-            assert_valid(plan_file)
+        assert_valid(next(p for p in files if p.name.startswith("RP.")))
 
         # Server export: the site's server is preselected; test the connection, then export.
         expect(page.locator("#server-info")).to_contain_text(str(orthanc.dicom_port))
