@@ -23,6 +23,8 @@ from rtexport.export.gate import Item
 from rtexport.model.course import Course
 from rtexport.model.dose import DoseGrid
 from rtexport.model.site import Site
+from rtexport.pictures import render as images
+from rtexport.pictures.render import CourseVolume, View
 from rtexport.services import approval
 from rtexport.services.export import (
     Destination,
@@ -35,7 +37,6 @@ from rtexport.services.export import (
 from rtexport.services.plans import plan_states
 from rtexport.services.site import availability
 from rtexport.services.users import authenticate
-from rtexport.web import images
 from rtexport.web.auth import (
     LoginRequired,
     add_sessions,
@@ -47,7 +48,6 @@ from rtexport.web.auth import (
     log_out,
     take_flashes,
 )
-from rtexport.web.images import CourseVolume, View
 from rtexport.web.jobs import Jobs, export_work
 from rtexport.workspace import Actor, PlanState, User, Workspace
 from rtexport.workspace.dicomio import course_contours, load_hu

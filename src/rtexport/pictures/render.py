@@ -1,4 +1,4 @@
-"""Pictures for the plan page: CT slices with structure outlines and dose (PNG), the DVH and the beam's-eye
+"""Pictures of a plan: CT slices with structure outlines and dose (PNG), the DVH and the beam's-eye
 view of each cutout (SVG). Rendered server-side with numpy, scipy and Pillow."""
 
 from __future__ import annotations
