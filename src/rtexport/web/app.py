@@ -258,14 +258,26 @@ def create_app(home: Path, *, secret: str | None = None) -> FastAPI:
 
     # -- approval and authorization -----------------------------------------------------------------------
 
-    def sign(request: Request, ws: WS, user: User, plan_id: str, action: str, name: str, password: str) -> Response:
+    def sign(
+        request: Request,
+        ws: WS,
+        user: User,
+        plan_id: str,
+        action: str,
+        name: str,
+        password: str,
+        acknowledge_mu_check: bool = False,
+    ) -> Response:
         plan_state(ws, plan_id)
         try:
             if action == "authorize":
                 approval.authorize(ws, plan_id, (name.strip(), password), _actor(user))
                 flash(request, "ok", f"Export of plan {plan_id} authorized by {name.strip()}.")
             else:
-                signed = approval.approve(ws, plan_id, (name.strip(), password), _actor(user))
+                credentials = (name.strip(), password)
+                signed = approval.approve(
+                    ws, plan_id, credentials, _actor(user), acknowledge_mu_check=acknowledge_mu_check
+                )
                 flash(request, "ok", f"Plan {plan_id} approved by {name.strip()}.")
                 if signed.warning:
                     flash(request, "error", signed.warning)
@@ -293,8 +305,9 @@ def create_app(home: Path, *, secret: str | None = None) -> FastAPI:
         plan_id: str,
         name: Annotated[str, Form()],
         password: Annotated[str, Form()],
+        acknowledge_mu_check: Annotated[bool, Form()] = False,
     ) -> Response:
-        return sign(request, ws, user, plan_id, "approve", name, password)
+        return sign(request, ws, user, plan_id, "approve", name, password, acknowledge_mu_check)
 
     # -- export ---------------------------------------------------------------------------------------------
 
