@@ -16,7 +16,7 @@ from rtexport.pictures.render import CourseVolume, DVHCurve, Outlines, View, dvh
 from rtexport.workspace import Workspace
 from rtexport.workspace.dicomio import course_contours, load_hu
 
-BOLUS_COLOR = "#ffffff"
+BOLUS_COLOR = "#7fffd4"  # aquamarine: no structure, isodose or CT grey has it
 TARGET_TYPES = frozenset({"PTV", "CTV", "GTV"})
 
 
@@ -39,7 +39,7 @@ def bolus_outlines(site: Site, course: Course, plan: Plan, contours: dict[str, l
 
 
 def colors(course: Course, plan: Plan) -> dict[str, str]:
-    """Each structure's colour (the External grey), and white for bolus."""
+    """Each structure's colour (the External grey), and the bolus colour for each beam's bolus."""
     out = structure_colors([s.name for s in course.structures], plan.external)
     out.update({bolus_name(b.name): BOLUS_COLOR for b in plan.beams if b.bolus})
     return out
