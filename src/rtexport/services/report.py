@@ -143,7 +143,8 @@ def make_report(ws: Workspace, plan_id: str, actor: Actor) -> MadeReport:
     """Make the plan's report for its current revision, keep it, and audit it."""
     state = ws.plan_state(plan_id)
     made_at = ws.clock()
-    pdf = render_pdf(report_content(ws, state, made_at, actor.name))
+    who = actor.user if actor.user is not None else f"computer account {actor.os_user}"
+    pdf = render_pdf(report_content(ws, state, made_at, who))
     digest, _ = ws.blobs.put(pdf)
     rev = state.revision.number
     with ws.transaction():
