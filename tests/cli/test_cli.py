@@ -42,6 +42,7 @@ def test_help_lists_every_command(tmp_path: Path) -> None:
         "authorize",
         "audit",
         "dose",
+        "report",
         "export",
         "echo",
         "serve",
