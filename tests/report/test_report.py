@@ -18,7 +18,7 @@ from rtexport.model.plan import default_cutout
 from rtexport.services.approval import approve
 from rtexport.services.export import FolderDestination, export_plan
 from rtexport.services.plans import clone_plan
-from rtexport.services.report import make_report, plan_reports, report_pdf
+from rtexport.services.report import exports_of, make_report, plan_reports, report_pdf
 from rtexport.workspace import Actor, Workspace
 from tests.conftest import ACTOR, PHYS
 from tests.report.conftest import pdf_images, pdf_info, pdf_pages, pdf_text
@@ -169,3 +169,13 @@ def test_a_plan_without_dose_has_no_report(planned: Workspace) -> None:
     with pytest.raises(PlanError, match=r"plan CW-E2 revision 1 has no dose; run 'rtexport dose CW-E2'"):
         make_report(planned, "CW-E2", PAT)
     assert plan_reports(planned, "CW-E2") == []
+
+
+def test_an_export_whose_process_stopped_is_listed_too(planned: Workspace) -> None:
+    """An export audited as started with no end (the process was killed): its files may have left, so it is
+    listed, with the UIDs it was sending and that no end was recorded."""
+    uids = {"CT": ["1.2.3.1", "1.2.3.2"], "RP": ["2.25.42"]}
+    planned.audit(PAT, "export-server", "started", PLAN, 1, destination="PACS@10.0.0.1:104", uids=uids)
+    (row,) = exports_of(planned, PLAN, 1)
+    assert row.outcome == "no end recorded" and row.to_server and row.destination == "PACS@10.0.0.1:104"
+    assert row.ct_images == 2 and row.uids == {"RP": ["2.25.42"]} and row.who == "pat"
