@@ -727,6 +727,10 @@ def report(
     """Make the plan report (PDF) of PLAN's current revision, keep it in the workspace and write it to a file."""
     from rtexport.services.report import make_report, plan_reports, report_filename, report_pdf
 
+    if as_json and not listing:
+        raise typer.BadParameter("--json lists the reports: give it with --list", param_hint="--json")
+    if listing and (report_id is not None or out is not None):
+        raise typer.BadParameter("--list shows the reports; --id and --out write one", param_hint="--list")
     ws = _ws(home)
     if listing:
         found = plan_reports(ws, plan)
