@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from rtexport.demo.plan import DEMO_PLAN
+from tests.cli.shell import shell_env
 
 
 def run(home: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
@@ -17,7 +18,7 @@ def run(home: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[
         capture_output=True,
         text=True,
         timeout=120,
-        env={"RTEXPORT_HOME": str(home), "PATH": "/usr/bin:/bin", "COLUMNS": "200"},
+        env=shell_env(RTEXPORT_HOME=str(home)),
     )
 
 
@@ -26,7 +27,7 @@ def test_help_lists_every_command(tmp_path: Path) -> None:
         [sys.executable, "-m", "rtexport", "--help"],
         capture_output=True,
         text=True,
-        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+        env=shell_env(),
     )
     assert r.returncode == 0
     for command in (
@@ -41,6 +42,7 @@ def test_help_lists_every_command(tmp_path: Path) -> None:
         "authorize",
         "audit",
         "dose",
+        "report",
         "export",
         "echo",
         "serve",

@@ -9,6 +9,7 @@ from pathlib import Path
 import pydicom
 import pytest
 
+from tests.cli.shell import shell_env
 from tests.support.dciodvfy import assert_valid
 
 
@@ -20,7 +21,7 @@ def test_demo_builds_computes_authorizes_and_exports(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=300,
-        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200"},
+        env=shell_env(),
     )
     assert r.returncode == 0, r.stderr
     assert "MU/fraction" in r.stdout and "65 file(s) written" in r.stdout
@@ -37,7 +38,7 @@ def test_demo_builds_computes_authorizes_and_exports(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=300,
-        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200"},
+        env=shell_env(),
     )
     assert again.returncode == 0, again.stderr
     other = tmp_path / "precious"
@@ -48,7 +49,7 @@ def test_demo_builds_computes_authorizes_and_exports(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=60,
-        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200"},
+        env=shell_env(),
     )
     assert refused.returncode == 1 and "not a demo workspace" in refused.stderr
     assert (other / "notes.txt").read_text() == "keep me"

@@ -30,7 +30,7 @@ def test_approval_while_dose_is_computed_keeps_the_approved_dose(
     def slow_compute(*args: object, **kwargs: object) -> PlanDose:
         result = compute(*args, **kwargs)  # type: ignore[arg-type]
         other = Workspace.open(planned.home)  # another process approves in the meantime
-        approve(other, "CW-E1", PHYS, ACTOR)
+        approve(other, "CW-E1", PHYS, ACTOR, acknowledge_mu_check=True)
         other.close()
         plan = result.plan
         return PlanDose(result.beams, DoseGrid(plan.geometry, plan.gy * 2, plan.frame_of_reference_uid))
@@ -63,6 +63,6 @@ def test_a_new_revision_while_dose_is_computed_is_not_given_the_old_dose(
 
 
 def test_approved_plan_dose_is_not_recomputed(planned: Workspace) -> None:
-    approve(planned, "CW-E1", PHYS, ACTOR)
+    approve(planned, "CW-E1", PHYS, ACTOR, acknowledge_mu_check=True)
     with pytest.raises(PlanError, match=r"is approved: its dose is fixed"):
         compute_dose(planned, "CW-E1", ACTOR)

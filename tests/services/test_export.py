@@ -119,7 +119,7 @@ def test_unapproved_same_revision_gives_same_files_and_a_change_gives_new_uids(
 
 def test_approved_plan_exports_byte_identical_files_with_fixed_uids(planned: Workspace, tmp_path: Path) -> None:
     export_to_folder(planned, "CW-E1", ALL, tmp_path / "unapproved")
-    approve(planned, "CW-E1", PHYS, ACTOR)
+    approve(planned, "CW-E1", PHYS, ACTOR, acknowledge_mu_check=True)
     export_to_folder(planned, "CW-E1", ALL, tmp_path / "a")
     export_to_folder(planned, "CW-E1", ALL, tmp_path / "b")
     assert files(tmp_path / "a") == files(tmp_path / "b")
@@ -189,7 +189,7 @@ def test_one_uid_always_stands_for_the_same_bytes(
     planned: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Once exported, an object is kept: a later export (even by a changed builder) sends the same bytes."""
-    approve(planned, "CW-E1", PHYS, ACTOR)
+    approve(planned, "CW-E1", PHYS, ACTOR, acknowledge_mu_check=True)
     export_to_folder(planned, "CW-E1", ALL, tmp_path / "a")
     import rtexport.export.build as pipeline
 
@@ -231,7 +231,7 @@ def test_objects_prepared_with_the_dose_are_what_the_export_writes(
         forbid_building(m)
         export_to_folder(ws, "CW-E1", ALL, tmp_path / "prepared")
     assert files(tmp_path / "prepared") == files(tmp_path / "built-at-export")
-    approve(ws, "CW-E1", PHYS, ACTOR)  # builds the approved state's objects
+    approve(ws, "CW-E1", PHYS, ACTOR, acknowledge_mu_check=True)  # builds the approved state's objects
     forbid_building(monkeypatch)
     export_to_folder(ws, "CW-E1", ALL, tmp_path / "approved")
     assert set(files(tmp_path / "approved")) != set(files(tmp_path / "prepared"))  # approval: new UIDs

@@ -133,7 +133,8 @@ def test_planner_cannot_authorize_but_physicist_can(client: TestClient, home: Pa
     assert 'id="authorize-form"' in page
     authorize(client, token, PHYSICIST)
     page = client.get(f"/plans/{PLAN}").text
-    assert "A qualified person has authorized the export of this plan" in page and "<strong>phil</strong>" in page
+    assert "A qualified person has authorized the export of this plan" in page
+    assert "<strong>Phil Physicist</strong> (phil)" in page
     ws = Workspace.open(home)
     entries = [(e["actor"], e["action"], e["outcome"]) for e in ws.audit_log.entries(PLAN)]
     ws.close()
@@ -248,7 +249,7 @@ def test_block_disabled_without_machine_or_dose(client: TestClient, home: Path) 
 def test_plan_page_shows_beams_state_and_dvh(client: TestClient) -> None:
     log_in(client, PLANNER)
     page = client.get(f"/plans/{PLAN}").text
-    for text in ("ANT_OBL", "9 MeV", "12 MeV", "10x10", "100 cm", "20°", "Revision", "Unapproved", 'class="dvh"'):
+    for text in ("ANT_OBL", "9 MeV", "12 MeV", "10x10", "1000 mm", "20°", "Revision", "Unapproved", 'class="dvh"'):
         assert text in page, text
     assert page.count('class="bev-cutout"') == 2
 
@@ -294,7 +295,8 @@ def test_another_users_job_is_not_visible(client: TestClient, home: Path) -> Non
 
 def test_physicist_approves_then_export_needs_no_authorization(client: TestClient) -> None:
     token = log_in(client, PLANNER)
-    client.post(f"/plans/{PLAN}/approve", data={"csrf": token, "name": PHYSICIST[0], "password": PHYSICIST[1]})
+    signed = {"csrf": token, "name": PHYSICIST[0], "password": PHYSICIST[1], "acknowledge_mu_check": "true"}
+    client.post(f"/plans/{PLAN}/approve", data=signed)
     page = client.get(f"/plans/{PLAN}").text
-    assert "Approved by <strong>phil</strong>" in page and "export needs no authorization" in page
+    assert "Approved by <strong>Phil Physicist</strong> (phil)" in page and "export needs no authorization" in page
     assert 'class="needs-auth" disabled' not in page

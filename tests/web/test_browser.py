@@ -6,6 +6,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pydicom
@@ -39,11 +40,9 @@ def orthanc(tmp_path: Path) -> Iterator[Orthanc]:
         yield o
 
 
-@pytest.fixture
-def server(home: Path, orthanc: Orthanc) -> Iterator[str]:
-    """The app on a free loopback port, with the test Orthanc in the site's server list."""
-    servers = [{"name": "Test PACS", "ae_title": orthanc.aet, "host": "127.0.0.1", "port": orthanc.dicom_port}]
-    edit_site(home, lambda s: s["dicom"].update(servers=servers))
+@contextmanager
+def serving(home: Path) -> Iterator[str]:
+    """The app for ``home`` on a free loopback port, for as long as the block runs."""
     port = free_port()
     srv = uvicorn.Server(uvicorn.Config(create_app(home), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
@@ -53,20 +52,35 @@ def server(home: Path, orthanc: Orthanc) -> Iterator[str]:
         if time.monotonic() > deadline or not thread.is_alive():
             pytest.fail("the web app did not start")
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=20)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=20)
+
+
+@pytest.fixture
+def server(home: Path, orthanc: Orthanc) -> Iterator[str]:
+    """The app on a free loopback port, with the test Orthanc in the site's server list."""
+    servers = [{"name": "Test PACS", "ae_title": orthanc.aet, "host": "127.0.0.1", "port": orthanc.dicom_port}]
+    edit_site(home, lambda s: s["dicom"].update(servers=servers))
+    with serving(home) as url:
+        yield url
+
+
+def chromium_path() -> str:
+    if not (CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK)):
+        pytest.fail(f"{CHROMIUM} is not installed: apt-get install chromium (needed for the browser tests)")
+    return str(CHROMIUM)
 
 
 def test_authorize_export_to_folder_and_orthanc_then_disabled(
     server: str, home: Path, orthanc: Orthanc, tmp_path: Path
 ) -> None:
-    if not (CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK)):
-        pytest.fail(f"{CHROMIUM} is not installed: apt-get install chromium (needed for the browser tests)")
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        browser = pw.chromium.launch(executable_path=chromium_path(), args=ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(30_000)
         page.goto(f"{server}/plans/{PLAN}")
@@ -115,4 +129,49 @@ def test_authorize_export_to_folder_and_orthanc_then_disabled(
         expect(page.locator(".disabled-reasons")).to_contain_text("no CT curve")
         expect(page.locator("#export-local")).to_be_disabled()
         expect(page.locator("#export-server")).to_be_disabled()
+        browser.close()
+
+
+def test_refusals_beside_their_forms_and_a_report_downloaded(home: Path, tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    with serving(home) as url, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium_path(), args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.set_default_timeout(30_000)
+        page.goto(f"{url}/plans/{PLAN}")
+        page.fill("input[name=name]", PLANNER[0])
+        page.fill("input[name=password]", PLANNER[1])
+        page.click("button:has-text('Log in')")
+        # A wrong password on Authorize: the message is in sight, beside the form that was used.
+        form = page.locator("#authorize-form")
+        form.locator("input[name=name]").fill(PHYSICIST[0])
+        form.locator("input[name=password]").fill("not-the-password")
+        form.locator("button").click()
+        message = page.locator("#authorize-message")
+        expect(message).to_contain_text("unknown user or wrong password")
+        expect(message).to_be_in_viewport()
+        expect(page.locator("#authorize-form")).to_be_in_viewport()
+        # Approval without acknowledging the MU check: refused beside the approval form, with the beams.
+        page.locator("details.approve summary").click()
+        approve = page.locator("#approve-form")
+        approve.locator("input[name=name]").fill(PHYSICIST[0])
+        approve.locator("input[name=password]").fill(PHYSICIST[1])
+        approve.locator("button").click()
+        refused = page.locator("#approve-message")
+        expect(refused).to_contain_text("acknowledge the independent MU check")
+        expect(refused).to_contain_text("beam ANT_OBL: not checkable")
+        expect(refused).to_be_in_viewport()
+        # The report: made, downloaded, listed.
+        page.locator("#make-report").scroll_into_view_if_needed()
+        with page.expect_download() as download:
+            page.click("#make-report")
+        saved = tmp_path / download.value.suggested_filename
+        download.value.save_as(saved)
+        assert saved.name == "report-CW-E1-rev1-1.pdf" and saved.read_bytes().startswith(b"%PDF-")
+        expect(page.locator("#reports-message")).to_contain_text("Report 1 made")
+        expect(page.locator("#reports-list tbody tr")).to_have_count(1)
+        expect(page.locator("#reports-list tbody tr").first).to_contain_text("pat")
+        page.reload()
+        expect(page.locator("#reports-list tbody tr")).to_have_count(1)
         browser.close()

@@ -206,6 +206,24 @@ class DicomSettings(_Model):
         return next((s for s in self.servers if s.name == name), None)
 
 
+class Checks(_Model):
+    """When rtexport asks for a second look: the independent MU check's action level, and the warnings of ``dose``."""
+
+    # |engine MU − hand calculation| beyond this (%): approval needs the physicist's acknowledgement
+    mu_check_action_level_pct: Positive = 5.0
+    # 'dose' warns when the plan's maximum exceeds the prescription by more than this (%)
+    max_dose_warning_pct: Annotated[float, Field(ge=0)] = 10.0
+    # 'dose' warns when a beam's MU per fraction is outside [min, max]
+    mu_per_fraction_min: Positive = 20.0
+    mu_per_fraction_max: Positive = 800.0
+
+    @model_validator(mode="after")
+    def _mu_range(self) -> Self:
+        if self.mu_per_fraction_min >= self.mu_per_fraction_max:
+            raise ValueError("mu_per_fraction_min must be less than mu_per_fraction_max")
+        return self
+
+
 class Site(_Model):
     """The whole site configuration."""
 
@@ -215,6 +233,7 @@ class Site(_Model):
     ct_curves: list[CTCurve] = Field(default_factory=list)
     materials: list[Material] = Field(default_factory=list)
     dicom: DicomSettings = Field(default_factory=DicomSettings)
+    checks: Checks = Field(default_factory=Checks)
 
     @field_validator("uid_root")
     @classmethod

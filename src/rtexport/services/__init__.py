@@ -9,7 +9,10 @@ whose message both front ends show as it is. The CLI and the web handlers only p
 - :mod:`~rtexport.services.courses`: import a course
 - :mod:`~rtexport.services.plans`: load, clone, list plans
 - :mod:`~rtexport.services.dose`: compute dose
-- :mod:`~rtexport.services.approval`: authorize export, approve
+- :mod:`~rtexport.services.checks`: the independent MU check, dose warnings
+- :mod:`~rtexport.services.approval`: authorize export, approve (acknowledging the MU check)
+- :mod:`~rtexport.services.report`: make, keep and list plan reports (PDF)
+- :mod:`~rtexport.services.views`: what the page and the report show (volume, bolus outlines, DVH)
 - :mod:`~rtexport.services.export`: export to a folder or a DICOM server, C-ECHO
 - :mod:`~rtexport.services.demo`: the built-in demo
 """

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rtexport.errors import PlanError
+from rtexport.mucheck import check_beams
 from rtexport.services.export import prepare_objects
 from rtexport.services.users import Credentials, qualified
 from rtexport.workspace import Actor, PlanState, Workspace
@@ -36,26 +37,50 @@ def authorize(ws: Workspace, plan_id: str, credentials: Credentials, actor: Acto
     return Signed(ws.plan_state(plan_id))
 
 
-def approve(ws: Workspace, plan_id: str, credentials: Credentials, actor: Actor) -> Signed:
+def approve(
+    ws: Workspace, plan_id: str, credentials: Credentials, actor: Actor, *, acknowledge_mu_check: bool = False
+) -> Signed:
     """A physicist approves the plan's current revision, which must have current dose; the plan is then read-only
-    and its export objects (fixed UIDs) are built."""
+    and its export objects (fixed UIDs) are built. When the independent MU check finds a beam beyond the site's
+    action level, or a beam it cannot check, approval needs ``acknowledge_mu_check`` (recorded in the audit)."""
     state = ws.plan_state(plan_id)
     rev = state.revision.number
     who = qualified(ws, credentials, "approve", actor, plan_id, rev)
     signer = actor.as_user(who.name)
-    refusal = ""
+    site = ws.site()
+    refusal: PlanError | None = None
+    refused: dict[str, object] = {}
     with ws.transaction():
         current = ws.plans.last_revision(plan_id).number
         if current != rev:
             raise PlanError(f"plan {plan_id} changed to revision {current} meanwhile; approve that revision")
         if ws.plans.approval(plan_id, rev) is not None:
             raise PlanError(f"plan {plan_id} revision {rev} is approved already")
-        if ws.doses.get(plan_id, rev) is None:
-            refusal = f"plan {plan_id} revision {rev} has no current dose; run 'rtexport dose {plan_id}'"
+        dose = ws.doses.get(plan_id, rev)
+        if dose is None:
+            refusal = PlanError(f"plan {plan_id} revision {rev} has no current dose; run 'rtexport dose {plan_id}'")
+            refused = {"reason": "no current dose"}
         else:
-            ws.plans.add_approval(plan_id, rev, who.name, ws.now())
-            ws.audit(signer, "approve", "ok", plan_id, rev)
-    if refusal:
-        ws.audit(signer, "approve", "refused", plan_id, rev, reason="no current dose")
-        raise PlanError(refusal)
+            check = check_beams(state.plan, site, dose.beams)
+            if check.needs_acknowledgement and not acknowledge_mu_check:
+                refusal = PlanError(
+                    f"plan {plan_id} revision {rev}: approval needs you to acknowledge the independent MU check "
+                    "(rtexport approve --acknowledge-mu-check, or tick the box on the page)",
+                    check.findings(),
+                )
+                refused = {"reason": "MU check not acknowledged", "mu_check": check.as_dict()}
+            else:
+                ws.plans.add_approval(plan_id, rev, who.name, ws.now())
+                ws.audit(
+                    signer,
+                    "approve",
+                    "ok",
+                    plan_id,
+                    rev,
+                    mu_check=check.as_dict(),
+                    mu_check_acknowledged=check.needs_acknowledgement,
+                )
+    if refusal is not None:
+        ws.audit(signer, "approve", "refused", plan_id, rev, **refused)
+        raise refusal
     return Signed(ws.plan_state(plan_id), prepare_objects(ws, plan_id))

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from rtexport.dose import CTVolume, DoseEngine, compute_plan_dose
 from rtexport.errors import DoseError, PlanError
 from rtexport.model.plan import plan_problems
+from rtexport.services.checks import dose_warnings
 from rtexport.services.export import prepare_objects
 from rtexport.workspace import Actor, PlanState, Workspace
 from rtexport.workspace.dicomio import course_contours, load_hu
@@ -21,6 +22,8 @@ ENGINE_NAME = "rtexport pencil beam (Hogstrom)"
 
 @dataclass(frozen=True)
 class DoseResult:
+    """The plan's state with its new dose, and what a physicist should look at (site's ``[checks]``)."""
+
     state: PlanState
     warnings: tuple[str, ...] = ()
 
@@ -46,6 +49,7 @@ def compute_dose(
     result = compute_plan_dose(state.plan, site, volume, course_contours(ws, course), grid_mm, engine)
     if not result.beams:
         raise DoseError(f"plan {plan_id}: no beam dose computed")
+    warnings = dose_warnings(site, state.plan, result.plan, result.beams)
     record = ws.doses.store_arrays(result, ENGINE_NAME)
     with ws.transaction():
         last = ws.plans.last_revision(plan_id)
@@ -68,6 +72,7 @@ def compute_dose(
             rev.number,
             engine=ENGINE_NAME,
             mu={b.beam_name: round(b.mu_per_fraction, 1) for b in result.beams},
+            warnings=warnings,
         )
     warning = prepare_objects(ws, plan_id)
-    return DoseResult(ws.plan_state(plan_id), () if warning is None else (warning,))
+    return DoseResult(ws.plan_state(plan_id), (*warnings, *(() if warning is None else (warning,))))

@@ -6,24 +6,30 @@ opened per request and per export job.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
 from fastapi import Depends, FastAPI, Form, HTTPException, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from rtexport.display import dicom_date, local_time, person
 from rtexport.errors import AuthError, GateError, InputError, PlanError, RTExportError, SendError
 from rtexport.export.gate import Item
 from rtexport.model.course import Course
 from rtexport.model.dose import DoseGrid
 from rtexport.model.site import Site
+from rtexport.pictures import render as images
+from rtexport.pictures.render import CourseVolume, Outlines, View
 from rtexport.services import approval
+from rtexport.services.checks import dose_warnings, mu_check
 from rtexport.services.export import (
     Destination,
     begin_export,
@@ -33,26 +39,26 @@ from rtexport.services.export import (
     resolve_destination,
 )
 from rtexport.services.plans import plan_states
+from rtexport.services.report import make_report, plan_reports, report_filename, report_pdf
 from rtexport.services.site import availability
 from rtexport.services.users import authenticate
-from rtexport.web import images
+from rtexport.services.views import bolus_outlines, course_volume, plan_dvh, slices_through, targets
+from rtexport.services.views import colors as plan_colors
 from rtexport.web.auth import (
     LoginRequired,
     add_sessions,
     check_csrf,
     csrf_token,
     current_user,
-    flash,
     log_in,
     log_out,
     take_flashes,
 )
-from rtexport.web.images import CourseVolume, View
 from rtexport.web.jobs import Jobs, export_work
 from rtexport.workspace import Actor, PlanState, User, Workspace
-from rtexport.workspace.dicomio import course_contours, load_hu
 
 HERE = Path(__file__).parent
+log = logging.getLogger(__name__)
 ITEM_LABELS = {
     Item.CT: "CT Images",
     Item.RTSTRUCT: "RT Structure Set",
@@ -66,6 +72,7 @@ ITEM_LABELS = {
 class Caches:
     volumes: images.LRU[tuple[str, str, str], CourseVolume]
     doses: images.LRU[tuple[str, int, str], DoseGrid]
+    bolus: images.LRU[tuple[str, int, str], Outlines | None]
 
 
 def _site(ws: Workspace) -> tuple[Site | None, str]:
@@ -91,6 +98,23 @@ def _error(status: int, message: str, findings: list[str] | None = None) -> JSON
     return JSONResponse({"error": message, "findings": findings or []}, status_code=status)
 
 
+def _wants_html(request: Request) -> bool:
+    """A browser navigating (not the page's own fetch, which asks for JSON)."""
+    return "text/html" in request.headers.get("accept", "")
+
+
+def form_message(request: Request, form: str, kind: str, text: str) -> None:
+    """A message to show next to the form that was used (after the redirect back to the page)."""
+    request.session["form_message"] = [form, kind, text]
+
+
+def take_form_message(request: Request) -> dict[str, str] | None:
+    found = request.session.pop("form_message", None)
+    if not isinstance(found, list) or len(found) != 3:
+        return None
+    return {"form": str(found[0]), "kind": str(found[1]), "text": str(found[2])}
+
+
 def workspace(request: Request) -> Iterator[Workspace]:
     """One workspace (one SQLite connection) per request."""
     ws = Workspace.open(request.app.state.home)
@@ -114,8 +138,9 @@ def create_app(home: Path, *, secret: str | None = None) -> FastAPI:
     add_sessions(app, secret)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     templates = Jinja2Templates(directory=HERE / "templates")
+    templates.env.filters.update(person=person, local=local_time, dicom_date=dicom_date, fromiso=datetime.fromisoformat)
     jobs = Jobs()
-    caches = Caches(images.LRU(2), images.LRU(4))
+    caches = Caches(images.LRU(2), images.LRU(4), images.LRU(8))
     app.state.jobs = jobs
     app.state.home = home
 
@@ -131,12 +156,38 @@ def create_app(home: Path, *, secret: str | None = None) -> FastAPI:
             request, template, {**base, "flashes": take_flashes(request), **context}, status_code=status
         )
 
-    def volume(ws: Workspace, course: Course) -> CourseVolume:
-        def make() -> CourseVolume:
-            contours = course_contours(ws, course)
-            return CourseVolume(course.ct, load_hu(ws.blobs, course), images.rasterize(course.ct, contours), contours)
+    def error_page(request: Request, status: int, title: str, message: str) -> HTMLResponse:
+        """An error as a page (no session needed: a 500 is rendered outside the session middleware)."""
+        context: dict[str, Any] = {"user": None, "role": None, "csrf": "", "flashes": [], "title": title}
+        context["message"] = message
+        return templates.TemplateResponse(request, "error.html", context, status_code=status)
 
-        return caches.volumes.get(images.course_key(course), make)
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if _wants_html(request):
+            title = {404: "Not found", 403: "Refused"}.get(exc.status_code, f"Error {exc.status_code}")
+            detail = str(exc.detail) if exc.status_code != 404 or exc.detail != "Not Found" else ""
+            return error_page(request, exc.status_code, title, detail or f"There is no page at {request.url.path}.")
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _server_error(request: Request, exc: Exception) -> Response:
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        message = "rtexport failed on this request; the details are in the server's log. Nothing was changed."
+        if _wants_html(request):
+            return error_page(request, 500, "Something went wrong", message)
+        return _error(500, message)
+
+    def volume(ws: Workspace, course: Course) -> CourseVolume:
+        return caches.volumes.get(images.course_key(course), lambda: course_volume(ws, course))
+
+    def bolus(ws: Workspace, state: PlanState, site: Site | None, vol: CourseVolume) -> Outlines | None:
+        """The plan's bolus outlines (none while the site cannot be read: they need its machine)."""
+        if site is None or not any(b.bolus for b in state.plan.beams):
+            return None
+        key = (state.plan.id, state.revision.number, state.revision.digest)
+        course = ws.course(state.plan.course)
+        return caches.bolus.get(key, lambda: bolus_outlines(site, course, state.plan, vol.contours))
 
     def plan_state(ws: Workspace, plan_id: str) -> PlanState:
         try:
@@ -193,6 +244,8 @@ def create_app(home: Path, *, secret: str | None = None) -> FastAPI:
         course = ws.course(plan.course)
         site, site_error = _site(ws)
         machine = site.machine(plan.machine) if site else None
+        check = mu_check(site, state) if site else None
+        checked = {b.beam: b for b in check.beams} if check else {}
         beams = []
         for b in plan.beams:
             app_ = machine.applicator(b.applicator) if machine else None
@@ -203,26 +256,20 @@ def create_app(home: Path, *, secret: str | None = None) -> FastAPI:
                     "bev": Markup(images.bev_svg(b, app_)),
                     "mu": stored.mu_per_fraction if stored else b.mu,
                     "dose_gy": stored.dose_per_fraction_gy if stored else None,
+                    "check": checked.get(b.name),
                 }
             )
         vol = volume(ws, course)
-        colors = images.structure_colors([s.name for s in course.structures], plan.external)
+        colors = plan_colors(course, plan)
         dose = plan_dose(state)
-        curves = images.dvh(vol, dose, colors) if dose is not None else []
+        curves = plan_dvh(vol, dose, course, plan) if dose is not None else []
         dvh = Markup(images.dvh_svg(curves, plan.prescription_gy)) if curves else None
+        warnings = dose_warnings(site, plan, dose, state.dose.beams) if site and dose and state.dose else []
         reasons = export_block_reasons(ws, state)
-        # Start where the first beam points: its isocentre, else the middle of the CT.
+        # Start where the first beam is normalized (or points: its isocentre), else the middle of the CT.
+        first = state.dose.beams[0].normalization_point_mm if state.dose and state.dose.beams else None
         iso = next((b.isocenter_mm for b in plan.beams if b.isocenter_mm is not None), None)
-        ct = course.ct
-        start = {
-            View.AXIAL: len(ct.slice_z_mm) // 2,
-            View.SAGITTAL: ct.columns // 2,
-            View.CORONAL: ct.rows // 2,
-        }
-        if iso is not None:
-            start[View.AXIAL] = int(np.argmin(np.abs(np.asarray(ct.slice_z_mm) - iso[2])))
-            start[View.SAGITTAL] = int(np.argmin(np.abs(ct.x_mm() - iso[0])))
-            start[View.CORONAL] = int(np.argmin(np.abs(ct.y_mm() - (iso[1] + 20))))
+        start = slices_through(course.ct, first or iso)
         folder = str(default_folder(ws, site)) if site is not None else ""
         return page(
             request,
@@ -233,9 +280,12 @@ def create_app(home: Path, *, secret: str | None = None) -> FastAPI:
             site=site,
             site_error=site_error,
             beams=beams,
+            mu_check=check,
+            warnings=warnings,
             views=[{"name": v.value, "count": vol.count(v), "start": start[v]} for v in View],
             colors=colors,
             curves=curves,
+            targets=targets(course, plan),
             dvh=dvh,
             isodose=images.ISODOSE,
             reasons=reasons,
@@ -243,6 +293,8 @@ def create_app(home: Path, *, secret: str | None = None) -> FastAPI:
             items=ITEM_LABELS,
             default_folder=folder,
             roots=[str(ws.resolve(r).resolve()) for r in site.dicom.export_roots] if site else [],
+            reports=plan_reports(ws, plan_id),
+            message=take_form_message(request),
         )
 
     @app.get("/plans/{plan_id}/slice/{view}/{index}.png")
@@ -252,27 +304,87 @@ def create_app(home: Path, *, secret: str | None = None) -> FastAPI:
         vol = volume(ws, course)
         if not 0 <= index < vol.count(view):
             raise HTTPException(404, f"{view.value} slice {index} is outside 0–{vol.count(view) - 1}")
-        colors = images.structure_colors([s.name for s in course.structures], state.plan.external)
-        png = images.render_slice(vol, view, index, plan_dose(state), state.plan.prescription_gy, colors)
+        site, _ = _site(ws)
+        extra = bolus(ws, state, site, vol)
+        colors = plan_colors(course, state.plan)
+        png = images.render_slice(
+            vol, view, index, plan_dose(state), state.plan.prescription_gy, colors, images.IMAGE_PX, extra
+        )
         return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=60"})
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> FileResponse:
+        return FileResponse(HERE / "static" / "favicon.svg", media_type="image/svg+xml")
+
+    # -- plan reports ---------------------------------------------------------------------------------------
+
+    @app.post("/plans/{plan_id}/reports", dependencies=[Csrf])
+    def make_plan_report(request: Request, ws: WS, user: UserDep, plan_id: str) -> Response:
+        """Make the plan's report: the page's script gets JSON and downloads it; a plain form is sent the PDF."""
+        plan_state(ws, plan_id)
+        json_wanted = "application/json" in request.headers.get("accept", "")
+        try:
+            made = make_report(ws, plan_id, _actor(user))
+        except RTExportError as e:
+            if json_wanted:
+                return _error(409, str(e))
+            form_message(request, "reports", "error", str(e))
+            return RedirectResponse(f"/plans/{plan_id}#reports", status_code=303)
+        r = made.stored
+        url = f"/plans/{plan_id}/reports/{r.id}.pdf"
+        if json_wanted:
+            return JSONResponse(
+                {
+                    "id": r.id,
+                    "url": url,
+                    "filename": made.filename,
+                    "revision": r.revision,
+                    "approved": r.approved,
+                    "made_at": local_time(r.made_at),
+                    "made_by": r.made_by,
+                    "size": r.size,
+                },
+                status_code=201,
+            )
+        return RedirectResponse(url, status_code=303)
+
+    @app.get("/plans/{plan_id}/reports/{report_id}.pdf")
+    def report_file(ws: WS, user: UserDep, plan_id: str, report_id: int) -> Response:
+        try:
+            stored, pdf = report_pdf(ws, plan_id, report_id)
+        except InputError as e:
+            raise HTTPException(404, str(e)) from e
+        disposition = f'attachment; filename="{report_filename(stored)}"'
+        return Response(pdf, media_type="application/pdf", headers={"Content-Disposition": disposition})
 
     # -- approval and authorization -----------------------------------------------------------------------
 
-    def sign(request: Request, ws: WS, user: User, plan_id: str, action: str, name: str, password: str) -> Response:
+    def sign(
+        request: Request,
+        ws: WS,
+        user: User,
+        plan_id: str,
+        action: str,
+        name: str,
+        password: str,
+        acknowledge_mu_check: bool = False,
+    ) -> Response:
         plan_state(ws, plan_id)
+        place = "authorization" if action == "authorize" else "approval"
         try:
             if action == "authorize":
                 approval.authorize(ws, plan_id, (name.strip(), password), _actor(user))
-                flash(request, "ok", f"Export of plan {plan_id} authorized by {name.strip()}.")
+                form_message(request, action, "ok", f"Export of plan {plan_id} authorized by {name.strip()}.")
             else:
-                signed = approval.approve(ws, plan_id, (name.strip(), password), _actor(user))
-                flash(request, "ok", f"Plan {plan_id} approved by {name.strip()}.")
-                if signed.warning:
-                    flash(request, "error", signed.warning)
+                credentials = (name.strip(), password)
+                signed = approval.approve(
+                    ws, plan_id, credentials, _actor(user), acknowledge_mu_check=acknowledge_mu_check
+                )
+                text = f"Plan {plan_id} approved by {name.strip()}."
+                form_message(request, action, "ok", f"{text} {signed.warning}" if signed.warning else text)
         except (AuthError, PlanError) as e:
-            flash(request, "error", str(e))
-            return RedirectResponse(f"/plans/{plan_id}?refused={action}#export", status_code=303)
-        return RedirectResponse(f"/plans/{plan_id}#export", status_code=303)
+            form_message(request, action, "error", str(e))
+        return RedirectResponse(f"/plans/{plan_id}#{place}", status_code=303)
 
     @app.post("/plans/{plan_id}/authorize", dependencies=[Csrf])
     def authorize(
@@ -293,8 +405,9 @@ def create_app(home: Path, *, secret: str | None = None) -> FastAPI:
         plan_id: str,
         name: Annotated[str, Form()],
         password: Annotated[str, Form()],
+        acknowledge_mu_check: Annotated[bool, Form()] = False,
     ) -> Response:
-        return sign(request, ws, user, plan_id, "approve", name, password)
+        return sign(request, ws, user, plan_id, "approve", name, password, acknowledge_mu_check)
 
     # -- export ---------------------------------------------------------------------------------------------
 

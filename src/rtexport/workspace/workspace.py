@@ -26,6 +26,7 @@ from rtexport.workspace.courses import CourseRepository
 from rtexport.workspace.db import Database
 from rtexport.workspace.doses import DoseRepository
 from rtexport.workspace.plans import PlanRepository, PlanState
+from rtexport.workspace.reports import ReportRepository
 from rtexport.workspace.store import BlobStore
 from rtexport.workspace.users import UserRepository
 
@@ -80,6 +81,7 @@ class Workspace:
         self.audit_log = AuditLog(self.db)
         self.doses = DoseRepository(self.db, self.blobs)
         self.built = BuiltObjects(self.db, self.blobs)
+        self.reports = ReportRepository(self.db)
 
     # -- lifecycle ------------------------------------------------------------------------------------------
     @classmethod

@@ -27,6 +27,37 @@
   if (!section) return;
   const plan = section.dataset.plan;
 
+  // Plan reports: make one, add it to the list, download it; a refusal is shown next to the button.
+  const reportForm = $("#report-form");
+  reportForm.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const button = $("#make-report"), msg = $("#reports-message");
+    button.disabled = true;
+    msg.hidden = false; msg.className = "form-message"; msg.textContent = "Making the report…";
+    try {
+      const rsp = await fetch(reportForm.action, { method: "POST", body: new FormData(reportForm), headers: { "X-CSRF-Token": csrf, Accept: "application/json" } });
+      let body = {};
+      try { body = await rsp.json(); } catch (err) { body = { error: rsp.status + " " + rsp.statusText }; }
+      if (rsp.status !== 201) { msg.className = "form-message error"; msg.textContent = body.error || body.detail || "refused"; return; }
+      msg.className = "form-message ok";
+      msg.textContent = `Report ${body.id} made (${Math.round(body.size / 1000)} kB); downloading ${body.filename}.`;
+      const list = $("#reports-list"), none = $("#no-reports");
+      list.hidden = false; if (none) none.remove();
+      const row = document.createElement("tr");
+      const cells = [`Report ${body.id}`, body.made_at, body.made_by, String(body.revision), body.approved ? "approved" : "unapproved", `${Math.round(body.size / 1000)} kB`];
+      cells.forEach((text, i) => {
+        const td = document.createElement("td");
+        if (i === 0) { const a = document.createElement("a"); a.href = body.url; a.textContent = text; td.append(a); } else { td.textContent = text; }
+        row.append(td);
+      });
+      $("tbody", list).prepend(row);
+      const a = document.createElement("a");
+      a.href = body.url; a.download = body.filename; document.body.append(a); a.click(); a.remove();
+    } finally {
+      button.disabled = false;
+    }
+  });
+
   // RT Dose: the parent box ticks both Plan and Beam; it shows ticked while either is.
   const parent = $("#rtdose"), children = [...document.querySelectorAll(".dose-child")];
   parent.addEventListener("change", () => children.forEach((c) => { c.checked = parent.checked; }));
@@ -42,7 +73,7 @@
     const isCustom = opt.value === "custom";
     custom.hidden = !isCustom;
     info.hidden = isCustom;
-    for (const f of ["name", "host", "port"]) $(`[data-field=${f}]`, info).textContent = opt.dataset[f] || "—";
+    for (const f of ["aet", "name", "host", "port"]) $(`[data-field=${f}]`, info).textContent = opt.dataset[f] || "—";
   };
   server.addEventListener("change", showServer);
   showServer();

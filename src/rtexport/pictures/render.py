@@ -1,4 +1,4 @@
-"""Pictures for the plan page: CT slices with structure outlines and dose (PNG), the DVH and the beam's-eye
+"""Pictures of a plan: CT slices with structure outlines and dose (PNG), the DVH and the beam's-eye
 view of each cutout (SVG). Rendered server-side with numpy, scipy and Pillow."""
 
 from __future__ import annotations
@@ -179,6 +179,19 @@ def _lines(field: F64, level: float) -> list[list[tuple[float, float]]]:
     return [[(float(c) + 0.5, float(r) + 0.5) for r, c in line] for line in found if len(line) > 2]
 
 
+@dataclass(frozen=True)
+class Outlines:
+    """Outlines to draw besides the course's structures (a plan's bolus): planar contours for the axial view,
+    masks on the CT grid for the others."""
+
+    contours: dict[str, list[Contour]]
+    masks: dict[str, npt.NDArray[np.bool_]]
+
+    @classmethod
+    def of(cls, ct: CTGeometry, contours: dict[str, list[Contour]]) -> Outlines:
+        return cls(contours, rasterize(ct, contours))
+
+
 def render_slice(
     vol: CourseVolume,
     view: View,
@@ -187,8 +200,10 @@ def render_slice(
     reference_gy: float,
     colors: dict[str, str],
     size_px: int = IMAGE_PX,
+    extra: Outlines | None = None,
 ) -> bytes:
-    """A PNG of one slice: CT (soft-tissue window), dose colour wash from 10 %, isodose lines, outlines."""
+    """A PNG of one slice: CT (soft-tissue window), dose colour wash from 10 %, isodose lines, outlines of the
+    structures and of ``extra``."""
     p = plane(vol.ct, view, index, size_px)
     idx = _ct_index(vol.ct, p)
     hu = map_coordinates(vol.hu, idx, order=1, mode="nearest")
@@ -206,18 +221,19 @@ def render_slice(
         for pct, color in ISODOSE:
             for line in _lines(rel, pct / 100):
                 draw.line(line, fill=_hex(color), width=2)
+    sets = [Outlines(vol.contours, vol.masks)] + ([] if extra is None else [extra])
     if view is View.AXIAL:
         # The drawn contours themselves: smoother than an outline of the voxel mask.
         z = float(p.z[0, 0])
         half = vol.ct.slice_spacing_mm / 2
-        for name, items in vol.contours.items():
+        for name, items in ((n, c) for o in sets for n, c in o.contours.items()):
             for c in items:
                 pts = c.points_mm
                 if len(pts) >= 3 and abs(pts[0, 2] - z) <= half + 1e-6:
                     xy = p.pixels(pts[:, 0], pts[:, 1])
                     draw.line([*xy, xy[0]], fill=_hex(colors.get(name, "#ffffff")), width=2, joint="curve")
         return _png(img)
-    for name, mask in vol.masks.items():
+    for name, mask in ((n, m) for o in sets for n, m in o.masks.items()):
         m = map_coordinates(mask.astype(np.float32), idx, order=1, mode="constant", cval=0.0)
         for line in _lines(m, 0.5):
             draw.line(line, fill=_hex(colors.get(name, "#ffffff")), width=2)
@@ -242,10 +258,25 @@ class DVHCurve:
     volume_pct: F64  # cumulative: % of the structure receiving at least dose_gy
     mean_gy: float
     max_gy: float
+    d95_gy: float = 0.0  # the dose at least 95 % of the structure receives
+    at_least_pct: tuple[tuple[float, float], ...] = ()  # (dose level Gy, % of the structure receiving at least it)
+
+    def volume_at_least(self, gy: float) -> float:
+        """% of the structure receiving at least ``gy`` (a level :func:`dvh` was asked for)."""
+        return next(pct for level, pct in self.at_least_pct if level == gy)
 
 
-def dvh(vol: CourseVolume, dose: DoseGrid, colors: dict[str, str], bins: int = 200) -> list[DVHCurve]:
-    """Cumulative DVH of each non-empty structure, dose sampled at the CT voxel centres inside it."""
+def _at_least_of(d: F64, fraction: float) -> float:
+    """The dose that at least ``fraction`` of the samples receive: the k-th hottest, k = ⌈fraction · n⌉."""
+    k = math.ceil(fraction * len(d) - 1e-9)
+    return float(np.partition(d, len(d) - k)[len(d) - k])
+
+
+def dvh(
+    vol: CourseVolume, dose: DoseGrid, colors: dict[str, str], bins: int = 200, levels_gy: Sequence[float] = ()
+) -> list[DVHCurve]:
+    """Cumulative DVH of each non-empty structure, dose sampled at the CT voxel centres inside it; D95 and the %
+    of volume at ``levels_gy`` from the samples themselves (not the binned curve)."""
     zs = np.asarray(vol.ct.slice_z_mm, dtype=np.float64)
     xs, ys = vol.ct.x_mm(), vol.ct.y_mm()
     per: dict[str, F64] = {}
@@ -261,7 +292,15 @@ def dvh(vol: CourseVolume, dose: DoseGrid, colors: dict[str, str], bins: int = 2
         pct = np.append(counts, 0) * 100.0 / len(d)
         curves.append(
             DVHCurve(
-                name, colors.get(name, "#ffffff"), len(d) * vol.voxel_cc(), edges, pct, float(d.mean()), float(d.max())
+                name,
+                colors.get(name, "#ffffff"),
+                len(d) * vol.voxel_cc(),
+                edges,
+                pct,
+                float(d.mean()),
+                float(d.max()),
+                _at_least_of(d, 0.95),
+                tuple((float(g), 100.0 * float(np.count_nonzero(d >= g)) / len(d)) for g in levels_gy),
             )
         )
     return curves
@@ -271,6 +310,25 @@ def _nice_step(span: float, target: int = 6) -> float:
     raw = span / target
     mag = 10 ** math.floor(math.log10(raw)) if raw > 0 else 1.0
     return next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+
+
+# Each SVG element's look as presentation attributes, so the SVG stands alone (the PDF report); the page's
+# stylesheet overrides them by class.
+_A = {
+    name: f'class="{name}" {look}'
+    for name, look in {
+        "plot-bg": 'fill="#fbfcfd" stroke="#dde3ea"',
+        "grid": 'stroke="#e6eaef"',
+        "tick": 'font-size="11" fill="#667487"',
+        "axis": 'font-size="12" fill="#1d2733"',
+        "rx": 'stroke="#b42318" stroke-dasharray="5 4" stroke-width="1.2"',
+        "bev-bg": 'fill="#f4f6f9"',
+        "bev-app": 'fill="none" stroke="#7d8fa3" stroke-width="1.5" stroke-dasharray="4 3"',
+        "bev-cutout": 'fill="#ffc43d" fill-opacity="0.3" stroke="#b07d00" stroke-width="2"',
+        "bev-axis": 'stroke="#9fb0c4" stroke-width="1"',
+        "bev-label": 'font-size="11" fill="#667487"',
+    }.items()
+}
 
 
 def dvh_svg(curves: Sequence[DVHCurve], prescription_gy: float, width: int = 560, height: int = 330) -> str:
@@ -283,27 +341,27 @@ def dvh_svg(curves: Sequence[DVHCurve], prescription_gy: float, width: int = 560
     out = [
         f'<svg class="dvh" viewBox="0 0 {width} {height}" role="img" aria-label="Dose-volume histogram" '
         'xmlns="http://www.w3.org/2000/svg">',
-        f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" class="plot-bg"/>',
+        f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" {_A["plot-bg"]}/>',
     ]
     step = _nice_step(dmax)
     d = 0.0
     while d <= dmax + 1e-9:
         x = sx(d)
-        out.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{top + ph}" class="grid"/>')
-        out.append(f'<text x="{x:.1f}" y="{top + ph + 16}" class="tick" text-anchor="middle">{d:g}</text>')
+        out.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{top + ph}" {_A["grid"]}/>')
+        out.append(f'<text x="{x:.1f}" y="{top + ph + 16}" {_A["tick"]} text-anchor="middle">{d:g}</text>')
         d += step
     for v in range(0, 101, 20):
         y = sy(v)
-        out.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + pw}" y2="{y:.1f}" class="grid"/>')
-        out.append(f'<text x="{left - 6}" y="{y + 4:.1f}" class="tick" text-anchor="end">{v}</text>')
-    out.append(f'<text x="{left + pw / 2}" y="{height - 6}" class="axis" text-anchor="middle">Dose (Gy)</text>')
+        out.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + pw}" y2="{y:.1f}" {_A["grid"]}/>')
+        out.append(f'<text x="{left - 6}" y="{y + 4:.1f}" {_A["tick"]} text-anchor="end">{v}</text>')
+    out.append(f'<text x="{left + pw / 2}" y="{height - 6}" {_A["axis"]} text-anchor="middle">Dose (Gy)</text>')
     out.append(
-        f'<text x="14" y="{top + ph / 2}" class="axis" text-anchor="middle" '
+        f'<text x="14" y="{top + ph / 2}" {_A["axis"]} text-anchor="middle" '
         f'transform="rotate(-90 14 {top + ph / 2})">Volume (%)</text>'
     )
     if prescription_gy > 0:
         x = sx(prescription_gy)
-        out.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{top + ph}" class="rx"/>')
+        out.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{top + ph}" {_A["rx"]}/>')
     for c in curves:
         pairs = zip(c.dose_gy, c.volume_pct, strict=True)
         pts = " ".join(f"{sx(float(dd)):.1f},{sy(float(vv)):.1f}" for dd, vv in pairs)
@@ -333,19 +391,19 @@ def bev_svg(beam: Beam, applicator: Applicator | None, size: int = 150) -> str:
     out = [
         f'<svg class="bev" viewBox="0 0 {size} {size}" width="{size}" height="{size}" role="img" '
         f'aria-label="Cutout of beam {escape(beam.name)} in beam\'s-eye view" xmlns="http://www.w3.org/2000/svg">',
-        f'<rect width="{size}" height="{size}" class="bev-bg"/>',
+        f'<rect width="{size}" height="{size}" {_A["bev-bg"]}/>',
     ]
     if shape is ApplicatorShape.CIRCLE:
-        out.append(f'<circle cx="{size / 2}" cy="{size / 2}" r="{w / 2 * s:.1f}" class="bev-app"/>')
+        out.append(f'<circle cx="{size / 2}" cy="{size / 2}" r="{w / 2 * s:.1f}" {_A["bev-app"]}/>')
     else:
         out.append(
             f'<rect x="{size / 2 - w / 2 * s:.1f}" y="{size / 2 - h / 2 * s:.1f}" width="{w * s:.1f}" '
-            f'height="{h * s:.1f}" class="bev-app"/>'
+            f'height="{h * s:.1f}" {_A["bev-app"]}/>'
         )
-    out.append(f'<polygon points="{" ".join(xy(x, y) for x, y in cutout)}" class="bev-cutout"/>')
-    out.append(f'<line x1="0" y1="{size / 2}" x2="{size}" y2="{size / 2}" class="bev-axis"/>')
-    out.append(f'<line x1="{size / 2}" y1="0" x2="{size / 2}" y2="{size}" class="bev-axis"/>')
-    out.append(f'<text x="4" y="{size - 5}" class="bev-label">{w:g}×{h:g} mm</text>')
+    out.append(f'<polygon points="{" ".join(xy(x, y) for x, y in cutout)}" {_A["bev-cutout"]}/>')
+    out.append(f'<line x1="0" y1="{size / 2}" x2="{size}" y2="{size / 2}" {_A["bev-axis"]}/>')
+    out.append(f'<line x1="{size / 2}" y1="0" x2="{size / 2}" y2="{size}" {_A["bev-axis"]}/>')
+    out.append(f'<text x="4" y="{size - 5}" {_A["bev-label"]}>{w:g}×{h:g} mm</text>')
     out.append("</svg>")
     return "".join(out)
 
