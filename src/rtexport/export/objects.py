@@ -23,7 +23,8 @@ class ExportObject:
     """One DICOM Part 10 file to export.
 
     ``path`` is a stored file to copy byte for byte (CT images, an unchanged structure set); ``data`` is a
-    newly encoded file. Exactly one is set.
+    newly encoded file. Exactly one is set. ``sha256`` is the hex digest the stored file's bytes must have
+    (the sender checks it as it reads them); None for objects built in memory, which need no check.
     """
 
     kind: ObjectKind
@@ -33,6 +34,7 @@ class ExportObject:
     path: Path | None = None
     data: bytes | None = None
     description: str = ""
+    sha256: str | None = None
 
     def __post_init__(self) -> None:
         if (self.path is None) == (self.data is None):
@@ -57,9 +59,16 @@ class ExportObject:
 
     @classmethod
     def from_file(
-        cls, kind: ObjectKind, path: Path, sop_class_uid: str, sop_instance_uid: str, description: str = ""
+        cls,
+        kind: ObjectKind,
+        path: Path,
+        sop_class_uid: str,
+        sop_instance_uid: str,
+        description: str = "",
+        sha256: str | None = None,
     ) -> ExportObject:
-        return cls(kind, sop_class_uid, sop_instance_uid, path.stat().st_size, path=path, description=description)
+        size = path.stat().st_size
+        return cls(kind, sop_class_uid, sop_instance_uid, size, path=path, description=description, sha256=sha256)
 
     @classmethod
     def from_bytes(

@@ -1,10 +1,15 @@
 """Send exported objects to a DICOM server: C-ECHO, C-STORE and Storage Commitment (push model).
 
-Stored Part 10 files go as their own bytes over a lean requestor (:mod:`rtexport.export.net_assoc`) on
-several associations at once; CT first, then RT Structure Set, RT Plan, RT Dose, each kind only after the
-previous one is confirmed. Nothing is lost silently: every object ends STORED, WARNING, FAILED (with the
-server's status and its meaning) or NOT_SENT (with the reason). Sending the same objects again is safe: the
-server keeps one copy per SOP Instance UID.
+The sender sits on rtexport's own DICOM stack (:mod:`rtexport.export.net`: PDU codec, PS3.8 association state
+machine, DIMSE messages, storage commitment listener). Stored Part 10 files go as their own bytes on several
+associations at once; CT first, then RT Structure Set, RT Plan, RT Dose, each kind only after every object of
+the kinds before it is stored (they reference them; ``send_dependents`` overrides). Nothing is lost silently:
+every object ends STORED, WARNING, FAILED (with the server's status and its meaning) or NOT_SENT (with the
+reason). Sending the same objects again is safe: the server keeps one copy per SOP Instance UID.
+
+A stored object that carries its expected SHA-256 is hashed as it is read for sending, and checked before its
+last fragment leaves: a damaged copy aborts its association (the receiver discards the incomplete data set),
+fails, and stops the whole send.
 
 Use::
 
@@ -17,9 +22,11 @@ Use::
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import io
+import socket
 import ssl
-import struct
 import threading
 import time
 import uuid
@@ -28,23 +35,42 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
+from pydicom import dcmread
+from pydicom.dataset import FileMetaDataset
+from pydicom.filereader import read_dataset, read_preamble
+from pydicom.tag import BaseTag
+from pynetdicom.status import STATUS_WARNING, VERIFICATION_SERVICE_CLASS_STATUS, code_to_category
+
+from rtexport.dicom.common import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from rtexport.errors import SendError
-from rtexport.export.net_assoc import (
-    VERIFICATION,
+from rtexport.export.net import commitment
+from rtexport.export.net.association import (
     Association,
     AssociationLost,
     AssociationRejected,
+    Timeouts,
+    connect,
 )
+from rtexport.export.net.dimse import Command, CommandField, Dimse, encode_data_set, status_meaning
+from rtexport.export.net.pdu import AssociateRQ, ProposedContext, UserInformation, ae_title_bytes
 from rtexport.export.objects import ExportObject, ObjectKind
 from rtexport.model.site import DicomServer, TLSConfig
 
 EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
 IMPLICIT_VR_LE = "1.2.840.10008.1.2"
-STORAGE_COMMITMENT_PUSH = "1.2.840.10008.1.20.1"
-STORAGE_COMMITMENT_INSTANCE = "1.2.840.10008.1.20.1.1"
+VERIFICATION = commitment.VERIFICATION
+STORAGE_COMMITMENT_PUSH = commitment.STORAGE_COMMITMENT_PUSH
+# Parallel associations for CT: two keep a receiver busy on two cores (benchmarks/bench_send.py).
+DEFAULT_ASSOCIATIONS = 2
 _SEND_ORDER = (ObjectKind.CT, ObjectKind.RTSTRUCT, ObjectKind.RTPLAN, ObjectKind.RTDOSE)
+_KIND_NAMES = {
+    ObjectKind.CT: "CT image",
+    ObjectKind.RTSTRUCT: "RT Structure Set",
+    ObjectKind.RTPLAN: "RT Plan",
+    ObjectKind.RTDOSE: "RT Dose",
+}
 
 
 @dataclass(frozen=True)
@@ -77,6 +103,10 @@ class Destination:
             raise SendError(f"{self}: cannot load the TLS files ({e}); check ca_file, cert_file, key_file") from e
         return ctx
 
+    def open_socket(self, timeout: float, ssl_context: ssl.SSLContext | None) -> socket.socket:
+        hostname = self.tls.server_hostname if self.tls else None
+        return connect(self.host, self.port, timeout, ssl_context, hostname)
+
 
 class InstanceOutcome(StrEnum):
     """What became of one object."""
@@ -107,7 +137,9 @@ class InstanceResult:
 
 @dataclass(frozen=True)
 class SendReport:
-    """Everything a send did. ``committed`` is None when no commitment was asked for."""
+    """Everything a send did. Storage and commitment are separate: ``commit_asked`` says whether the caller
+    asked for commitment, ``committed`` is None when it was not requested from the server (``problems`` say
+    why), else the SOP Instance UIDs the server committed."""
 
     destination: Destination
     results: tuple[InstanceResult, ...]
@@ -116,6 +148,7 @@ class SendReport:
     problems: tuple[str, ...] = ()
     bytes_sent: int = 0
     seconds: float = 0.0
+    commit_asked: bool = False
 
     @property
     def stored(self) -> tuple[InstanceResult, ...]:
@@ -126,13 +159,20 @@ class SendReport:
         return tuple(r for r in self.results if not r.stored)
 
     @property
+    def all_stored(self) -> bool:
+        return not self.unstored
+
+    @property
+    def all_committed(self) -> bool:
+        """Storage commitment was requested and the server committed every object."""
+        if self.committed is None:
+            return False
+        return {r.obj.sop_instance_uid for r in self.results} <= set(self.committed)
+
+    @property
     def ok(self) -> bool:
         """Every object stored (success or warning), and committed when commitment was asked for."""
-        if self.unstored:
-            return False
-        if self.committed is None:
-            return True
-        return {r.obj.sop_instance_uid for r in self.results} <= set(self.committed)
+        return self.all_stored and (self.all_committed or not self.commit_asked)
 
     @property
     def megabytes_per_second(self) -> float:
@@ -146,53 +186,31 @@ class SendReport:
             lines.append(f"  storage commitment: {len(self.committed)} of {n} committed")
             lines += [f"  commitment failed: {uid}" for uid in self.commit_failed]
         lines += [f"  {p}" for p in self.problems]
-        if not self.ok:
+        if not self.all_stored:
             lines.append("  sending the same export again sends what is missing; stored objects are kept once")
         return "\n".join(lines)
 
 
-# -- statuses (PS3.4 B.2.3, PS3.7 C) -------------------------------------------------------------------------
-
-_MEANINGS = {
-    0x0000: "success",
-    0x0001: "warning: requested optional attributes are not supported",
-    0x0107: "warning: attribute list error",
-    0x0116: "warning: attribute value out of range",
-    0xB000: "warning: coercion of data elements",
-    0xB006: "warning: elements discarded",
-    0xB007: "warning: data set does not match SOP class",
-    0x0110: "processing failure",
-    0x0111: "duplicate SOP instance",
-    0x0117: "invalid SOP instance",
-    0x0122: "SOP class not supported",
-    0x0124: "not authorized (refused by the server's policy)",
-    0x0210: "duplicate invocation",
-    0x0211: "unrecognised operation",
-    0x0212: "mistyped argument",
-}
-
-
-def status_meaning(status: int) -> str:
-    if status in _MEANINGS:
-        return _MEANINGS[status]
-    if 0xA700 <= status <= 0xA7FF:
-        return "out of resources"
-    if 0xA900 <= status <= 0xA9FF:
-        return "data set does not match SOP class"
-    if 0xC000 <= status <= 0xCFFF:
-        return "cannot understand"
-    if 0xB000 <= status <= 0xBFFF:
-        return "warning"
-    return "failure"
-
-
 def _is_warning(status: int) -> bool:
-    return status in (0x0001, 0x0107, 0x0116) or 0xB000 <= status <= 0xBFFF
+    return bool(code_to_category(status) == STATUS_WARNING)
+
+
+def _is_out_of_resources(status: int) -> bool:
+    return 0xA700 <= status <= 0xA7FF  # PS3.4 B.2.3: worth a retry after a while
 
 
 # -- the files -----------------------------------------------------------------------------------------------
 
-_LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UT", b"UC", b"UR", b"UN", b"SV", b"UV"}
+
+def _not_file_meta(tag: BaseTag, vr: str | None, length: int) -> bool:
+    return tag >> 16 != 0x0002
+
+
+def read_file_meta(fp: BinaryIO) -> tuple[FileMetaDataset, int]:
+    """The file meta group of a Part 10 file and the offset where its data set starts (PS3.10 7.1)."""
+    read_preamble(fp, False)
+    meta = FileMetaDataset(read_dataset(fp, is_implicit_VR=False, is_little_endian=True, stop_when=_not_file_meta))
+    return meta, fp.tell()
 
 
 @dataclass(frozen=True)
@@ -204,54 +222,32 @@ class _Item:
     length: int
 
 
-def _part10_header(fp: BinaryIO) -> tuple[dict[int, str], int]:
-    """File meta elements (element number → text) and the offset of the dataset (PS3.10 7.1)."""
-    head = fp.read(132)
-    if len(head) < 132 or head[128:] != b"DICM":
-        raise ValueError("not a DICOM Part 10 file (no 'DICM' after the preamble)")
-    meta: dict[int, str] = {}
-    pos = 132
-    while True:
-        tag = fp.read(6)
-        if len(tag) < 6 or struct.unpack_from("<H", tag)[0] != 0x0002:
-            return meta, pos
-        elem, vr = struct.unpack_from("<H", tag, 2)[0], tag[4:6]
-        if vr in _LONG_VRS:
-            length = struct.unpack("<I", fp.read(6)[2:])[0]
-            pos += 12
-        else:
-            length = struct.unpack("<H", fp.read(2))[0]
-            pos += 8
-        value = fp.read(length)
-        pos += length
-        if vr == b"UI":
-            meta[elem] = value.decode("ascii", "replace").rstrip("\0 ")
-        fp.seek(pos)
-
-
 def _prepare(index: int, obj: ExportObject) -> _Item | InstanceResult:
     try:
         with obj.open() as fp:
-            meta, offset = _part10_header(fp)
+            meta, offset = read_file_meta(fp)
             size = fp.seek(0, io.SEEK_END)
-    except (OSError, ValueError) as e:
+    except Exception as e:  # pydicom raises several kinds on a file that is not DICOM; each is this file's fault
         return InstanceResult(obj, InstanceOutcome.FAILED, None, f"cannot read the file: {e}")
-    ts = meta.get(0x0010)
+    ts = str(meta.get("TransferSyntaxUID", ""))
     if not ts:
         return InstanceResult(obj, InstanceOutcome.FAILED, None, "the file meta has no Transfer Syntax UID")
-    for elem, expected, what in (
-        (0x0002, obj.sop_class_uid, "class"),
-        (0x0003, obj.sop_instance_uid, "instance"),
+    for keyword, expected, what in (
+        ("MediaStorageSOPClassUID", obj.sop_class_uid, "class"),
+        ("MediaStorageSOPInstanceUID", obj.sop_instance_uid, "instance"),
     ):
-        if meta.get(elem, expected) != expected:
+        found = str(meta.get(keyword, expected))
+        if found != expected:
             return InstanceResult(
-                obj, InstanceOutcome.FAILED, None,
-                f"the file's SOP {what} UID {meta.get(elem)} differs from the export's {expected}",
-            )  # fmt: skip
+                obj,
+                InstanceOutcome.FAILED,
+                None,
+                f"the file's SOP {what} UID {found} differs from the export's {expected}",
+            )
     return _Item(index, obj, ts, offset, size - offset)
 
 
-def presentation_contexts(items: Sequence[_Item]) -> list[tuple[str, list[str]]]:
+def presentation_contexts(items: Sequence[_Item]) -> tuple[ProposedContext, ...]:
     """One context per (SOP class, transfer syntax): each file's own syntax plus explicit and implicit VR
     little endian, so the server's choice is unambiguous and stored bytes can go as they are."""
     wanted: dict[str, list[str]] = {}
@@ -260,7 +256,77 @@ def presentation_contexts(items: Sequence[_Item]) -> list[tuple[str, list[str]]]
         for ts in (it.transfer_syntax, EXPLICIT_VR_LE, IMPLICIT_VR_LE):
             if ts not in syntaxes:
                 syntaxes.append(ts)
-    return [(sop, [ts]) for sop, syntaxes in wanted.items() for ts in syntaxes]
+    pairs = [(sop, ts) for sop, syntaxes in wanted.items() for ts in syntaxes]
+    if len(pairs) > 128:
+        raise SendError(f"{len(pairs)} presentation contexts needed; at most 128 fit in an association")
+    return tuple(ProposedContext(2 * i + 1, sop, (ts,)) for i, (sop, ts) in enumerate(pairs))
+
+
+class DamagedObject(Exception):
+    """A stored file's bytes differ from the SHA-256 it was stored under."""
+
+
+class _Digest:
+    """SHA-256 of the bytes read for sending, checked against the object's expected digest."""
+
+    def __init__(self, obj: ExportObject, expected: str) -> None:
+        self.obj = obj
+        self.expected = expected
+        self.hash = hashlib.sha256()
+        self.update = self.hash.update
+
+    def check(self) -> None:
+        actual = self.hash.hexdigest()
+        if actual != self.expected:
+            where = f", file {self.obj.path}" if self.obj.path is not None else ""
+            raise DamagedObject(f"stored copy is damaged: sha256 {actual} expected {self.expected}{where}")
+
+
+def _transcode(data: bytes, transfer_syntax: str) -> bytes:
+    """The dataset re-encoded in explicit or implicit VR little endian (the server declined its own)."""
+    ds = dcmread(io.BytesIO(data))
+    if ds.file_meta.TransferSyntaxUID.is_compressed:
+        ds.decompress()
+    return encode_data_set(ds, transfer_syntax)
+
+
+def _store(dimse: Dimse, item: _Item) -> tuple[int, str] | str:
+    """Store one object; (status, comment), or a reason why it cannot go on this association.
+
+    Raises AssociationLost, DamagedObject (the association is then mid-message: abort it), OSError."""
+    obj, sop = item.obj, item.obj.sop_class_uid
+    accepted = dimse.assoc.accepted
+    ctx = next((c for c, (a, t) in sorted(accepted.items()) if a == sop and t == item.transfer_syntax), None)
+    digest = _Digest(obj, obj.sha256) if obj.sha256 is not None else None
+    command = Command(
+        CommandField.C_STORE_RQ,
+        message_id=dimse.next_message_id(),
+        affected_sop_class=sop,
+        affected_sop_instance=obj.sop_instance_uid,
+        priority=0x0000,
+        data_set_type=0x0000,
+    )
+    with obj.open() as fp:
+        head = fp.read(item.offset)
+        if digest is not None:
+            digest.update(head)
+        if ctx is not None:
+            observe, before_last = (digest.update, digest.check) if digest is not None else (None, None)
+            dimse.send_stream(ctx, command, fp, item.length, observe=observe, before_last=before_last)
+        else:
+            others = [
+                (c, t) for c, (a, t) in sorted(accepted.items()) if a == sop and t in (EXPLICIT_VR_LE, IMPLICIT_VR_LE)
+            ]
+            if not others:
+                return f"the server accepted no transfer syntax for SOP class {sop} that this file can be sent in"
+            rest = fp.read()
+            if digest is not None:
+                digest.update(rest)
+                digest.check()
+            dimse.send(others[0][0], command, _transcode(head + rest, others[0][1]))
+    rsp = dimse.await_response(command).command
+    assert rsp.status is not None
+    return rsp.status, rsp.error_comment
 
 
 # -- associations --------------------------------------------------------------------------------------------
@@ -296,61 +362,40 @@ class _Link:
 
     dest: Destination
     calling_ae: str
-    contexts: list[tuple[str, list[str]]]
-    timeout: float
+    contexts: tuple[ProposedContext, ...]
+    timeouts: Timeouts
     ssl_context: ssl.SSLContext | None
-    assoc: Association | None = None
+    dimse: Dimse | None = None
 
-    def open(self) -> Association:
-        if self.assoc is None or self.assoc.closed:
-            hostname = self.dest.tls.server_hostname if self.dest.tls else None
+    def open(self) -> Dimse:
+        if self.dimse is None or not self.dimse.assoc.established:
+            user = UserInformation(commitment.MAX_PDU_LENGTH, IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME)
+            rq = AssociateRQ(self.dest.ae_title, self.calling_ae, self.contexts, user)
             try:
-                self.assoc = Association.request(
-                    self.dest.host, self.dest.port, self.calling_ae, self.dest.ae_title, self.contexts,
-                    timeout=self.timeout, ssl_context=self.ssl_context, server_hostname=hostname,
-                )  # fmt: skip
+                assoc = Association.request(
+                    rq, lambda: self.dest.open_socket(self.timeouts.connect, self.ssl_context), timeouts=self.timeouts
+                )
             except (OSError, AssociationRejected, AssociationLost) as e:
                 raise _ConnectFailed(_connect_error(self.dest, self.calling_ae, e)) from e
-        return self.assoc
+            self.dimse = Dimse(assoc)
+        return self.dimse
+
+    def abort(self) -> None:
+        if self.dimse is not None:
+            self.dimse.assoc.abort()
 
     def close(self) -> None:
-        if self.assoc is not None:
-            self.assoc.release()
-            self.assoc = None
+        if self.dimse is not None:
+            self.dimse.assoc.release()
+            self.dimse = None
 
 
-def _store(assoc: Association, item: _Item) -> tuple[int, str] | str:
-    """Store one object; (status, comment), or a reason why it cannot go on this association."""
-    sop = item.obj.sop_class_uid
-    ctx = assoc.context_for(sop, item.transfer_syntax)
-    with item.obj.open() as fp:
-        if ctx is not None:
-            fp.seek(item.offset)
-            rsp = assoc.store(ctx, sop, item.obj.sop_instance_uid, fp, item.length)
-            return rsp.status, rsp.comment
-        others = [(c, t) for c, t in assoc.contexts_for(sop) if t in (EXPLICIT_VR_LE, IMPLICIT_VR_LE)]
-        if not others:
-            return f"the server accepted no transfer syntax for SOP class {sop} that this file can be sent in"
-        data = _transcode(fp, others[0][1])
-    rsp = assoc.store(others[0][0], sop, item.obj.sop_instance_uid, io.BytesIO(data), len(data))
-    return rsp.status, rsp.comment
-
-
-def _transcode(fp: BinaryIO, transfer_syntax: str) -> bytes:
-    """The dataset re-encoded in explicit or implicit VR little endian (the server declined its own)."""
-    from pydicom import dcmread
-    from pydicom.filebase import DicomBytesIO
-    from pydicom.filewriter import write_dataset
-
-    fp.seek(0)
-    ds = dcmread(fp)
-    if ds.file_meta.TransferSyntaxUID.is_compressed:
-        ds.decompress()
-    out = DicomBytesIO()
-    out.is_little_endian = True
-    out.is_implicit_VR = transfer_syntax == IMPLICIT_VR_LE
-    write_dataset(out, ds)
-    return out.getvalue()
+def _check_ae_titles(dest: Destination, calling_ae: str) -> None:
+    for title, which in ((dest.ae_title, "the server's"), (calling_ae, "our (calling)")):
+        try:
+            ae_title_bytes(title)
+        except ValueError as e:
+            raise SendError(f"{dest}: {which} AE title is invalid: {e}") from e
 
 
 # -- public API ----------------------------------------------------------------------------------------------
@@ -358,19 +403,35 @@ def _transcode(fp: BinaryIO, transfer_syntax: str) -> bytes:
 
 def echo(dest: Destination, calling_ae: str, timeout: float = 10) -> None:
     """C-ECHO the destination; raises SendError saying why it failed and what to check."""
-    link = _Link(dest, calling_ae, [(VERIFICATION, [IMPLICIT_VR_LE])], timeout, dest.ssl_context())
+    _check_ae_titles(dest, calling_ae)
+    contexts = (ProposedContext(1, VERIFICATION, (IMPLICIT_VR_LE,)),)
+    link = _Link(dest, calling_ae, contexts, Timeouts.uniform(timeout), dest.ssl_context())
     try:
-        assoc = link.open()
+        dimse = link.open()
     except _ConnectFailed as e:
         raise SendError(f"C-ECHO to {dest} failed: {e}") from e
     try:
-        rsp = assoc.echo()
+        if 1 not in dimse.assoc.accepted:
+            raise SendError(f"C-ECHO to {dest} failed: the server did not accept the Verification SOP class")
+        command = Command(CommandField.C_ECHO_RQ, message_id=dimse.next_message_id(), affected_sop_class=VERIFICATION)
+        dimse.send(1, command)
+        status = dimse.await_response(command).command.status
     except AssociationLost as e:
         raise SendError(f"C-ECHO to {dest} failed: {e}") from e
     finally:
         link.close()
-    if rsp.status != 0x0000:
-        raise SendError(f"C-ECHO to {dest} answered status 0x{rsp.status:04X} ({status_meaning(rsp.status)})")
+    if status != 0x0000:
+        assert status is not None
+        meaning = status_meaning(status, VERIFICATION_SERVICE_CLASS_STATUS)
+        raise SendError(f"C-ECHO to {dest} answered status 0x{status:04X} ({meaning})")
+
+
+class _Halt(Exception):
+    """Stop the whole send: ``result`` is the object that caused it."""
+
+    def __init__(self, result: InstanceResult) -> None:
+        super().__init__(result.meaning)
+        self.result = result
 
 
 @dataclass
@@ -387,6 +448,7 @@ class _Run:
     workers: int = 0
     phase: int = 0
     finished: bool = False
+    halted: str | None = None  # why the send stopped early (a damaged stored copy)
     bytes_sent: int = 0
     cond: threading.Condition = field(default_factory=threading.Condition)
 
@@ -405,11 +467,12 @@ class _Run:
 def _send_one(link: _Link, item: _Item, retries: int, backoff: float) -> InstanceResult:
     """Send one object, reopening a lost association and backing off on 0xA7xx.
 
-    Raises _ConnectFailed when the association cannot be reopened; the item is then still unsent."""
+    Raises _ConnectFailed when the association cannot be reopened (the item is then still unsent), and _Halt
+    when the stored copy is damaged."""
     obj, lost, busy = item.obj, 0, 0
     while True:
         try:
-            assoc = link.open()
+            dimse = link.open()
         except _ConnectFailed:
             if lost > retries:
                 raise
@@ -417,14 +480,18 @@ def _send_one(link: _Link, item: _Item, retries: int, backoff: float) -> Instanc
             time.sleep(backoff * lost)
             continue
         try:
-            answer = _store(assoc, item)
+            answer = _store(dimse, item)
         except AssociationLost as e:
             lost += 1
             if lost > retries:
                 tries = f"{lost} attempt{'s' if lost > 1 else ''}"
                 return InstanceResult(obj, InstanceOutcome.NOT_SENT, None, f"not confirmed: {e} ({tries})")
             continue
+        except DamagedObject as e:
+            link.abort()  # before the last fragment: the receiver discards the incomplete data set
+            raise _Halt(InstanceResult(obj, InstanceOutcome.FAILED, None, str(e))) from e
         except OSError as e:
+            link.abort()  # the message may be half sent
             return InstanceResult(obj, InstanceOutcome.FAILED, None, f"cannot read the file: {e}")
         if isinstance(answer, str):
             return InstanceResult(obj, InstanceOutcome.FAILED, None, answer)
@@ -434,7 +501,7 @@ def _send_one(link: _Link, item: _Item, retries: int, backoff: float) -> Instanc
             return InstanceResult(obj, InstanceOutcome.STORED, status, meaning)
         if _is_warning(status):
             return InstanceResult(obj, InstanceOutcome.WARNING, status, meaning)
-        if 0xA700 <= status <= 0xA7FF and busy < retries:
+        if _is_out_of_resources(status) and busy < retries:
             busy += 1
             time.sleep(backoff * 2 ** (busy - 1))
             continue
@@ -456,7 +523,7 @@ def _worker(link: _Link, run: _Run, phase: int) -> None:
                 if run.finished:
                     link.close()
                     return
-                if run.phase != phase or not run.pending:
+                if run.phase != phase or not run.pending or run.halted:
                     return
                 item = run.pending.popleft()
                 run.in_flight += 1
@@ -468,6 +535,13 @@ def _worker(link: _Link, run: _Run, phase: int) -> None:
                     run.in_flight -= 1
                     run.connect_failures.append(str(e))
                 return
+            except _Halt as halt:
+                result = halt.result
+                with run.cond:
+                    run.halted = (
+                        f"not sent: the send stopped because the stored copy of "
+                        f"{item.obj.kind.value} {item.obj.sop_instance_uid} is damaged"
+                    )
             run.record(result, item.index, item.length)
             with run.cond:
                 run.in_flight -= 1
@@ -476,6 +550,21 @@ def _worker(link: _Link, run: _Run, phase: int) -> None:
             if run.phase == phase:
                 run.workers -= 1
             run.cond.notify_all()
+
+
+def _blocked(kind: ObjectKind, objects: Sequence[ExportObject], run: _Run) -> str | None:
+    """Why objects of ``kind`` must not go: an object of an earlier kind in this send was not stored."""
+    earlier_kinds = _SEND_ORDER[: _SEND_ORDER.index(kind)]
+    own = _KIND_NAMES[kind]
+    for earlier in earlier_kinds:
+        indices = [i for i, o in enumerate(objects) if o.kind == earlier]
+        missing = [i for i in indices if not (i in run.results and run.results[i].stored)]
+        if missing:
+            name = _KIND_NAMES[earlier]
+            what = f"{len(missing)} of {len(indices)} {name}s" if len(indices) > 1 else f"the {name}"
+            verb = "were" if len(missing) > 1 else "was"
+            return f"not sent: {what} {verb} not stored, and this {own} depends on them; send again once they are"
+    return None
 
 
 def send_objects(
@@ -488,25 +577,30 @@ def send_objects(
     commit_listen_port: int | None = None,
     commit_listen_host: str = "",
     commit_timeout: float = 60,
-    associations: int = 2,
+    associations: int = DEFAULT_ASSOCIATIONS,
     timeout: float = 30,
+    artim: float = 5,
     retries: int = 3,
     backoff: float = 0.5,
+    send_dependents: bool = False,
 ) -> SendReport:
     """C-STORE ``objects`` to ``dest`` as ``calling_ae``; the report says what became of each one.
 
     CT goes first on up to ``associations`` parallel associations, then RT Structure Set, RT Plan and RT Dose
-    in order on one. A lost association (abort, ``timeout`` without answer, closed) is reopened and what was
-    not confirmed is sent again, up to ``retries`` times; 0xA7xx (out of resources) is retried after
-    ``backoff`` seconds, doubling; other failures are final. ``progress`` is called after each object, from
-    worker threads but never concurrently. With ``commit``, Storage Commitment (push model) is asked for the
-    stored objects and the server's N-EVENT-REPORT awaited on ``commit_listen_port`` (the server must know
-    our AE title with our host and that port).
+    in order on one; a kind goes only when every object of the kinds before it was stored, unless
+    ``send_dependents``. A lost association (abort, ``timeout`` without answer, closed) is reopened and what
+    was not confirmed is sent again, up to ``retries`` times; 0xA7xx (out of resources) is retried after
+    ``backoff`` seconds, doubling; other failures are final. ``artim`` bounds the wait for the server to close
+    after an abort (PS3.8 ARTIM). ``progress`` is called after each object, from worker threads but never
+    concurrently. With ``commit``, Storage Commitment (push model) is asked for the stored objects and the
+    server's N-EVENT-REPORT awaited on ``commit_listen_port`` (the server must know our AE title with our
+    host and that port).
 
     Raises SendError when nothing could be sent: no connection, association rejected, TLS failure.
     """
     if associations < 1:
         raise ValueError("associations must be at least 1")
+    _check_ae_titles(dest, calling_ae)
     started = time.perf_counter()
     run = _Run(progress, retries, backoff)
     items: list[_Item] = []
@@ -518,9 +612,9 @@ def send_objects(
             items.append(prepared)
     rank = {kind: i for i, kind in enumerate(_SEND_ORDER)}
     items.sort(key=lambda it: (rank.get(it.obj.kind, len(rank)), it.index))
-    contexts = presentation_contexts(items)
-    ctx = dest.ssl_context()
-    links = [_Link(dest, calling_ae, contexts, timeout, ctx) for _ in range(associations)]
+    timeouts = Timeouts.uniform(timeout, artim)
+    contexts, ctx = presentation_contexts(items), dest.ssl_context()
+    links = [_Link(dest, calling_ae, contexts, timeouts, ctx) for _ in range(associations)]
     if items:
         try:
             links[0].open()
@@ -530,11 +624,16 @@ def send_objects(
     idle = list(links)
     try:
         for kind in dict.fromkeys(it.obj.kind for it in items):
+            phase_items = [it for it in items if it.obj.kind == kind]
+            skip = run.halted or (None if send_dependents else _blocked(kind, objects, run))
+            if skip:
+                for item in phase_items:
+                    run.record(InstanceResult(item.obj, InstanceOutcome.NOT_SENT, None, skip), item.index)
+                continue
             with run.cond:
-                run.pending.extend(it for it in items if it.obj.kind == kind)
+                run.pending.extend(phase_items)
                 # Only CT goes in parallel: later kinds reference earlier ones and go in order on one link.
-                n = min(len(idle), len(run.pending)) if kind == ObjectKind.CT else 1
-                use = [idle[0]] if kind != ObjectKind.CT else idle[:n]
+                use = idle[: min(len(idle), len(run.pending))] if kind == ObjectKind.CT else [idle[0]]
                 run.workers = len(use)
                 run.phase += 1
             threads = [threading.Thread(target=_worker, args=(link, run, run.phase), daemon=True) for link in use]
@@ -547,8 +646,11 @@ def send_objects(
             # A link whose opening still hangs keeps its thread; later phases use link 0 only.
             threads[0].join()
             for item in leftover:
-                reason = run.connect_failures[-1] if run.connect_failures else "no association available"
-                problems.append(f"association to {dest} lost and not reopened: {reason}")
+                if run.halted:
+                    reason = run.halted
+                else:
+                    reason = run.connect_failures[-1] if run.connect_failures else "no association available"
+                    problems.append(f"association to {dest} lost and not reopened: {reason}")
                 run.record(InstanceResult(item.obj, InstanceOutcome.NOT_SENT, None, reason), item.index)
     finally:
         with run.cond:
@@ -556,29 +658,34 @@ def send_objects(
         links[0].close()
         for link in links[1:]:
             with run.cond:
-                if link.assoc is not None and not link.assoc.closed:
+                if link.dimse is not None and not link.dimse.assoc.closed:
                     link.close()
     seconds = time.perf_counter() - started
     results = tuple(run.results[i] for i in range(len(objects)))
     committed: tuple[str, ...] | None = None
     commit_failed: tuple[str, ...] = ()
-    if commit and commit_listen_port is None:
-        committed = ()
-        problems.append("storage commitment not asked: no port to receive the server's report (commit_listen_port)")
-    elif commit:
-        assert commit_listen_port is not None
-        stored = [r.obj for r in results if r.stored]
-        committed, commit_failed, problem = request_commitment(
-            stored,
-            dest,
-            calling_ae,
-            commit_listen_port,
-            listen_host=commit_listen_host,
-            timeout=commit_timeout,
-        )
-        if problem:
-            problems.append(problem)
-    return SendReport(dest, results, committed, commit_failed, tuple(dict.fromkeys(problems)), run.bytes_sent, seconds)
+    stored = [r.obj for r in results if r.stored]
+    if commit:
+        why_not = None
+        if run.halted:
+            why_not = "the send stopped at a damaged stored copy"
+        elif commit_listen_port is None:
+            why_not = "no port to receive the server's report is configured (dicom.commitment_port)"
+        elif not stored:
+            why_not = "no object was stored"
+        if why_not is not None:
+            problems.append(f"storage commitment not requested: {why_not}")
+        else:
+            assert commit_listen_port is not None
+            committed, commit_failed, problem = request_commitment(
+                stored, dest, calling_ae, commit_listen_port, listen_host=commit_listen_host, timeout=commit_timeout
+            )
+            if problem:
+                committed = None
+                problems.append(problem)
+    return SendReport(
+        dest, results, committed, commit_failed, tuple(dict.fromkeys(problems)), run.bytes_sent, seconds, commit
+    )
 
 
 def request_commitment(
@@ -592,75 +699,54 @@ def request_commitment(
 ) -> tuple[tuple[str, ...], tuple[str, ...], str | None]:
     """Storage Commitment push model (PS3.4 J): N-ACTION, then the server's N-EVENT-REPORT on a new
     association to our listener. Returns (committed UIDs, failed UIDs, problem or None)."""
-    from pydicom.dataset import Dataset
-    from pydicom.sequence import Sequence as DicomSequence
-    from pynetdicom import AE, evt
-
     if not objects:
         return (), (), None
     transaction = f"2.25.{uuid.uuid4().int}"
-    reports: list[Dataset] = []
-    arrived = threading.Event()
-
-    def on_report(event: Any) -> tuple[int, None]:
-        info = event.event_information
-        if info.get("TransactionUID") == transaction:
-            reports.append(info)
-            arrived.set()
-        return 0x0000, None
-
-    listener_ae = AE(ae_title=calling_ae)
-    listener_ae.add_supported_context(STORAGE_COMMITMENT_PUSH, scu_role=True, scp_role=True)
-    try:
-        server = listener_ae.start_server(
-            (listen_host, listen_port), block=False, evt_handlers=[(evt.EVT_N_EVENT_REPORT, on_report)]
-        )
-    except OSError as e:
-        return (), (), f"storage commitment: cannot listen on port {listen_port}: {e}"
-    assert server is not None
-    try:
-        request = Dataset()
-        request.TransactionUID = transaction
-        refs = []
-        for obj in objects:
-            ref = Dataset()
-            ref.ReferencedSOPClassUID = obj.sop_class_uid
-            ref.ReferencedSOPInstanceUID = obj.sop_instance_uid
-            refs.append(ref)
-        request.ReferencedSOPSequence = DicomSequence(refs)
-        ae = AE(ae_title=calling_ae)
-        ae.add_requested_context(STORAGE_COMMITMENT_PUSH)
-        ctx = dest.ssl_context()
-        tls_args = (ctx, (dest.tls and dest.tls.server_hostname) or dest.host) if ctx else None
-        assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title, tls_args=tls_args)
-        if not assoc.is_established:
-            return (), (), f"storage commitment: association to {dest} not accepted (N-ACTION not sent)"
+    contexts = (ProposedContext(1, STORAGE_COMMITMENT_PUSH, (EXPLICIT_VR_LE, IMPLICIT_VR_LE)),)
+    timeouts = Timeouts.uniform(min(timeout, 30))
+    with contextlib.ExitStack() as stack:
         try:
-            status, _ = assoc.send_n_action(request, 1, STORAGE_COMMITMENT_PUSH, STORAGE_COMMITMENT_INSTANCE)
+            listener = stack.enter_context(
+                commitment.ReportListener(calling_ae, listen_host, listen_port, timeouts=timeouts)
+            )
+        except OSError as e:
+            return (), (), f"storage commitment not requested: cannot listen on port {listen_port}: {e}"
+        link = _Link(dest, calling_ae, contexts, timeouts, dest.ssl_context())
+        try:
+            refused = commitment.request(
+                link.open(), transaction, [(o.sop_class_uid, o.sop_instance_uid) for o in objects]
+            )
+        except _ConnectFailed as e:
+            return (), (), f"storage commitment not requested: {e}"
+        except AssociationLost as e:
+            return (), (), f"storage commitment request (N-ACTION) not answered: {e}"
         finally:
-            assoc.release()
-        code = getattr(status, "Status", None)
-        if code != 0x0000:
-            what = "no answer" if code is None else f"status 0x{code:04X} ({status_meaning(code)})"
-            return (), (), f"storage commitment request (N-ACTION) failed: {what}"
-        if not arrived.wait(timeout):
-            return (), (), (
-                f"storage commitment: no N-EVENT-REPORT from {dest} within {timeout:g} s; "
-                f"check that the server knows AE title '{calling_ae}' with this host and port {listen_port}"
-            )  # fmt: skip
-    finally:
-        server.shutdown()
-    report = reports[0]
-    committed = tuple(str(r.ReferencedSOPInstanceUID) for r in report.get("ReferencedSOPSequence", []))
-    failed = tuple(str(r.ReferencedSOPInstanceUID) for r in report.get("FailedSOPSequence", []))
-    return committed, failed, None
+            link.close()
+        if refused is not None:
+            return (), (), f"storage commitment request (N-ACTION) refused: {refused}"
+        report = listener.wait(transaction, timeout)
+    if report is None:
+        heard = "; ".join(listener.problems)
+        return (), (), (
+            f"storage commitment: no N-EVENT-REPORT from {dest} within {timeout:g} s; "
+            f"check that the server knows AE title '{calling_ae}' with this host and port {listen_port}"
+            + (f" ({heard})" if heard else "")
+        )  # fmt: skip
+    return report.committed, tuple(uid for uid, _ in report.failed), None
 
 
 def read_objects(paths: Sequence[Path], kind: ObjectKind) -> list[ExportObject]:
-    """ExportObjects for stored Part 10 files (UIDs from their file meta)."""
+    """ExportObjects for stored Part 10 files (UIDs from their file meta); no expected digest."""
     out = []
     for path in paths:
         with path.open("rb") as fp:
-            meta, _ = _part10_header(fp)
-        out.append(ExportObject.from_file(kind, path, meta.get(0x0002, ""), meta.get(0x0003, "")))
+            meta, _ = read_file_meta(fp)
+        out.append(
+            ExportObject.from_file(
+                kind,
+                path,
+                str(meta.get("MediaStorageSOPClassUID", "")),
+                str(meta.get("MediaStorageSOPInstanceUID", "")),
+            )
+        )
     return out
