@@ -10,8 +10,8 @@ import pytest
 
 from rtexport.demo.phantom import PhantomSpec, write_phantom
 from rtexport.errors import SendError
-from rtexport.export.objects import ExportObject, ObjectKind
-from rtexport.export.send import Destination, InstanceOutcome, InstanceResult, echo, read_objects, send_objects
+from rtexport.export.objects import ExportObject, ObjectKind, read_objects
+from rtexport.export.send import Destination, InstanceOutcome, InstanceResult, echo, send_objects
 from tests.support.orthanc import Orthanc
 from tests.support.storescp import StoreSCP, dataset_part
 

@@ -23,9 +23,7 @@ Use::
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
-import socket
 import ssl
 import threading
 import time
@@ -33,14 +31,8 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
-from pathlib import Path
-from typing import BinaryIO
 
 from pydicom import dcmread
-from pydicom.dataset import FileMetaDataset
-from pydicom.filereader import read_dataset, read_preamble
-from pydicom.tag import BaseTag
 from pynetdicom.status import STATUS_WARNING, VERIFICATION_SERVICE_CLASS_STATUS, code_to_category
 
 from rtexport.dicom.common import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
@@ -51,12 +43,23 @@ from rtexport.export.net.association import (
     AssociationLost,
     AssociationRejected,
     Timeouts,
-    connect,
 )
 from rtexport.export.net.dimse import Command, CommandField, Dimse, encode_data_set, status_meaning
 from rtexport.export.net.pdu import AssociateRQ, ProposedContext, UserInformation, ae_title_bytes
-from rtexport.export.objects import ExportObject, ObjectKind
-from rtexport.model.site import DicomServer, TLSConfig
+from rtexport.export.objects import DamagedObject, ExportObject, ObjectKind, read_file_meta
+from rtexport.export.outcome import Destination, InstanceOutcome, InstanceResult, SendReport
+
+__all__ = [
+    "DEFAULT_ASSOCIATIONS",
+    "Destination",
+    "InstanceOutcome",
+    "InstanceResult",
+    "SendReport",
+    "echo",
+    "request_commitment",
+    "send_objects",
+    "status_meaning",
+]
 
 EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
 IMPLICIT_VR_LE = "1.2.840.10008.1.2"
@@ -73,124 +76,6 @@ _KIND_NAMES = {
 }
 
 
-@dataclass(frozen=True)
-class Destination:
-    """Where to send: the server's AE title, host, port and optional TLS."""
-
-    ae_title: str
-    host: str
-    port: int
-    tls: TLSConfig | None = None
-
-    @classmethod
-    def from_server(cls, server: DicomServer) -> Destination:
-        return cls(server.ae_title, server.host, server.port, server.tls)
-
-    def __str__(self) -> str:
-        return f"{self.ae_title}@{self.host}:{self.port}{' (TLS)' if self.tls else ''}"
-
-    def ssl_context(self) -> ssl.SSLContext | None:
-        """A client context from the TLS files; raises SendError when they cannot be loaded."""
-        if self.tls is None:
-            return None
-        try:
-            ctx = ssl.create_default_context(
-                cafile=str(self.tls.ca_file) if self.tls.ca_file else None,
-            )
-            if self.tls.cert_file is not None:
-                ctx.load_cert_chain(str(self.tls.cert_file), str(self.tls.key_file) if self.tls.key_file else None)
-        except (OSError, ssl.SSLError) as e:
-            raise SendError(f"{self}: cannot load the TLS files ({e}); check ca_file, cert_file, key_file") from e
-        return ctx
-
-    def open_socket(self, timeout: float, ssl_context: ssl.SSLContext | None) -> socket.socket:
-        hostname = self.tls.server_hostname if self.tls else None
-        return connect(self.host, self.port, timeout, ssl_context, hostname)
-
-
-class InstanceOutcome(StrEnum):
-    """What became of one object."""
-
-    STORED = "stored"  # success status
-    WARNING = "warning"  # stored, the server reported a warning (e.g. coerced elements)
-    FAILED = "failed"  # the server refused it, or it could not be sent; not retried again
-    NOT_SENT = "not sent"  # never sent, or its storage was not confirmed: send again
-
-
-@dataclass(frozen=True)
-class InstanceResult:
-    """Outcome of one object; ``status`` is the DIMSE status when the server answered."""
-
-    obj: ExportObject
-    outcome: InstanceOutcome
-    status: int | None
-    meaning: str
-
-    @property
-    def stored(self) -> bool:
-        return self.outcome in (InstanceOutcome.STORED, InstanceOutcome.WARNING)
-
-    def describe(self) -> str:
-        status = f" [0x{self.status:04X}]" if self.status is not None else ""
-        return f"{self.obj.kind.value} {self.obj.sop_instance_uid}: {self.outcome.value}{status} {self.meaning}"
-
-
-@dataclass(frozen=True)
-class SendReport:
-    """Everything a send did. Storage and commitment are separate: ``commit_asked`` says whether the caller
-    asked for commitment, ``committed`` is None when it was not requested from the server (``problems`` say
-    why), else the SOP Instance UIDs the server committed."""
-
-    destination: Destination
-    results: tuple[InstanceResult, ...]
-    committed: tuple[str, ...] | None = None
-    commit_failed: tuple[str, ...] = ()
-    problems: tuple[str, ...] = ()
-    bytes_sent: int = 0
-    seconds: float = 0.0
-    commit_asked: bool = False
-
-    @property
-    def stored(self) -> tuple[InstanceResult, ...]:
-        return tuple(r for r in self.results if r.stored)
-
-    @property
-    def unstored(self) -> tuple[InstanceResult, ...]:
-        return tuple(r for r in self.results if not r.stored)
-
-    @property
-    def all_stored(self) -> bool:
-        return not self.unstored
-
-    @property
-    def all_committed(self) -> bool:
-        """Storage commitment was requested and the server committed every object."""
-        if self.committed is None:
-            return False
-        return {r.obj.sop_instance_uid for r in self.results} <= set(self.committed)
-
-    @property
-    def ok(self) -> bool:
-        """Every object stored (success or warning), and committed when commitment was asked for."""
-        return self.all_stored and (self.all_committed or not self.commit_asked)
-
-    @property
-    def megabytes_per_second(self) -> float:
-        return self.bytes_sent / 1e6 / self.seconds if self.seconds > 0 else 0.0
-
-    def summary(self) -> str:
-        n = len(self.results)
-        lines = [f"{len(self.stored)} of {n} objects stored on {self.destination}"]
-        lines += [f"  {r.describe()}" for r in self.results if r.outcome != InstanceOutcome.STORED]
-        if self.committed is not None:
-            lines.append(f"  storage commitment: {len(self.committed)} of {n} committed")
-            lines += [f"  commitment failed: {uid}" for uid in self.commit_failed]
-        lines += [f"  {p}" for p in self.problems]
-        if not self.all_stored:
-            lines.append("  sending the same export again sends what is missing; stored objects are kept once")
-        return "\n".join(lines)
-
-
 def _is_warning(status: int) -> bool:
     return bool(code_to_category(status) == STATUS_WARNING)
 
@@ -200,17 +85,6 @@ def _is_out_of_resources(status: int) -> bool:
 
 
 # -- the files -----------------------------------------------------------------------------------------------
-
-
-def _not_file_meta(tag: BaseTag, vr: str | None, length: int) -> bool:
-    return tag >> 16 != 0x0002
-
-
-def read_file_meta(fp: BinaryIO) -> tuple[FileMetaDataset, int]:
-    """The file meta group of a Part 10 file and the offset where its data set starts (PS3.10 7.1)."""
-    read_preamble(fp, False)
-    meta = FileMetaDataset(read_dataset(fp, is_implicit_VR=False, is_little_endian=True, stop_when=_not_file_meta))
-    return meta, fp.tell()
 
 
 @dataclass(frozen=True)
@@ -225,26 +99,24 @@ class _Item:
 def _prepare(index: int, obj: ExportObject) -> _Item | InstanceResult:
     try:
         with obj.open() as fp:
-            meta, offset = read_file_meta(fp)
+            meta = read_file_meta(fp)
             size = fp.seek(0, io.SEEK_END)
     except Exception as e:  # pydicom raises several kinds on a file that is not DICOM; each is this file's fault
         return InstanceResult(obj, InstanceOutcome.FAILED, None, f"cannot read the file: {e}")
-    ts = str(meta.get("TransferSyntaxUID", ""))
-    if not ts:
+    if not meta.transfer_syntax:
         return InstanceResult(obj, InstanceOutcome.FAILED, None, "the file meta has no Transfer Syntax UID")
-    for keyword, expected, what in (
-        ("MediaStorageSOPClassUID", obj.sop_class_uid, "class"),
-        ("MediaStorageSOPInstanceUID", obj.sop_instance_uid, "instance"),
+    for found, expected, what in (
+        (meta.sop_class_uid, obj.sop_class_uid, "class"),
+        (meta.sop_instance_uid, obj.sop_instance_uid, "instance"),
     ):
-        found = str(meta.get(keyword, expected))
-        if found != expected:
+        if found and found != expected:
             return InstanceResult(
                 obj,
                 InstanceOutcome.FAILED,
                 None,
                 f"the file's SOP {what} UID {found} differs from the export's {expected}",
             )
-    return _Item(index, obj, ts, offset, size - offset)
+    return _Item(index, obj, meta.transfer_syntax, meta.offset, size - meta.offset)
 
 
 def presentation_contexts(items: Sequence[_Item]) -> tuple[ProposedContext, ...]:
@@ -262,26 +134,6 @@ def presentation_contexts(items: Sequence[_Item]) -> tuple[ProposedContext, ...]
     return tuple(ProposedContext(2 * i + 1, sop, (ts,)) for i, (sop, ts) in enumerate(pairs))
 
 
-class DamagedObject(Exception):
-    """A stored file's bytes differ from the SHA-256 it was stored under."""
-
-
-class _Digest:
-    """SHA-256 of the bytes read for sending, checked against the object's expected digest."""
-
-    def __init__(self, obj: ExportObject, expected: str) -> None:
-        self.obj = obj
-        self.expected = expected
-        self.hash = hashlib.sha256()
-        self.update = self.hash.update
-
-    def check(self) -> None:
-        actual = self.hash.hexdigest()
-        if actual != self.expected:
-            where = f", file {self.obj.path}" if self.obj.path is not None else ""
-            raise DamagedObject(f"stored copy is damaged: sha256 {actual} expected {self.expected}{where}")
-
-
 def _transcode(data: bytes, transfer_syntax: str) -> bytes:
     """The dataset re-encoded in explicit or implicit VR little endian (the server declined its own)."""
     ds = dcmread(io.BytesIO(data))
@@ -297,7 +149,7 @@ def _store(dimse: Dimse, item: _Item) -> tuple[int, str] | str:
     obj, sop = item.obj, item.obj.sop_class_uid
     accepted = dimse.assoc.accepted
     ctx = next((c for c, (a, t) in sorted(accepted.items()) if a == sop and t == item.transfer_syntax), None)
-    digest = _Digest(obj, obj.sha256) if obj.sha256 is not None else None
+    digest = obj.verifier()
     command = Command(
         CommandField.C_STORE_RQ,
         message_id=dimse.next_message_id(),
@@ -733,20 +585,3 @@ def request_commitment(
             + (f" ({heard})" if heard else "")
         )  # fmt: skip
     return report.committed, tuple(uid for uid, _ in report.failed), None
-
-
-def read_objects(paths: Sequence[Path], kind: ObjectKind) -> list[ExportObject]:
-    """ExportObjects for stored Part 10 files (UIDs from their file meta); no expected digest."""
-    out = []
-    for path in paths:
-        with path.open("rb") as fp:
-            meta, _ = read_file_meta(fp)
-        out.append(
-            ExportObject.from_file(
-                kind,
-                path,
-                str(meta.get("MediaStorageSOPClassUID", "")),
-                str(meta.get("MediaStorageSOPInstanceUID", "")),
-            )
-        )
-    return out
