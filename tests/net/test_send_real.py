@@ -11,7 +11,7 @@ import pytest
 from rtexport.demo.phantom import PhantomSpec, write_phantom
 from rtexport.errors import SendError
 from rtexport.export.objects import ExportObject, ObjectKind, read_objects
-from rtexport.export.send import Destination, InstanceOutcome, InstanceResult, echo, send_objects
+from rtexport.export.send import STREAMED_ABOVE, Destination, InstanceOutcome, InstanceResult, echo, send_objects
 from tests.support.orthanc import Orthanc
 from tests.support.storescp import StoreSCP, dataset_part
 
@@ -134,20 +134,20 @@ def test_damaged_copy_is_never_stored_and_nothing_after_it_is_sent(
     assert sorted(storescp.received()) == sorted(f"CT.{o.sop_instance_uid}" for o in objects[:5])
 
 
-def test_damaged_copy_whose_first_megabyte_already_left_is_discarded_by_orthanc(
+def test_large_damaged_copy_whose_first_megabyte_already_left_is_discarded_by_orthanc(
     orthanc: Orthanc, tmp_path: Path
 ) -> None:
-    """A CT over 1 MiB leaves in several batches: the damaged byte goes out in the first, the check runs before
-    the last, and the abort makes Orthanc drop the incomplete data set."""
+    """A data set too large to be read whole leaves in batches of 1 MiB: the damaged byte goes out in the first,
+    the check runs before the last, and the abort makes Orthanc drop the incomplete data set."""
     orthanc.clear()
-    paths = write_phantom(tmp_path / "big", PhantomSpec(rows=1024, columns=1024, slices=3, seed="big"))
+    paths = write_phantom(tmp_path / "big", PhantomSpec(rows=2048, columns=2048, slices=2, seed="big"))
     big = _verified(read_objects(sorted(p for p in paths if p.name.startswith("CT")), ObjectKind.CT))
-    assert big[1].path is not None and big[1].size > 2 * (1 << 20)
+    assert big[1].path is not None and big[1].size > STREAMED_ABOVE + 1024
     _flip_one_byte(big[1].path, 4096)
     report = send_objects(big, _dest(orthanc), CALLING_AE)
 
     assert report.results[1].outcome == InstanceOutcome.FAILED
     assert report.results[1].meaning.startswith("stored copy is damaged: sha256 ")
     assert big[1].sop_instance_uid not in orthanc.sop_instance_uids()
-    # The other two went on the other association or not at all; never reported stored when they are not.
+    # The other one went on the other association or not at all; never reported stored when it is not.
     assert {r.obj.sop_instance_uid for r in report.stored} == orthanc.sop_instance_uids()

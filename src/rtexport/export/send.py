@@ -44,7 +44,7 @@ from rtexport.export.net.association import (
     AssociationRejected,
     Timeouts,
 )
-from rtexport.export.net.dimse import Command, CommandField, Dimse, encode_data_set, status_meaning
+from rtexport.export.net.dimse import Command, CommandField, Dimse, Outgoing, encode_data_set, status_meaning
 from rtexport.export.net.pdu import AssociateRQ, ProposedContext, UserInformation, ae_title_bytes
 from rtexport.export.objects import DamagedObject, ExportObject, ObjectKind, read_file_meta
 from rtexport.export.outcome import Destination, InstanceOutcome, InstanceResult, SendReport
@@ -54,6 +54,7 @@ __all__ = [
     "Destination",
     "InstanceOutcome",
     "InstanceResult",
+    "STREAMED_ABOVE",
     "SendReport",
     "echo",
     "request_commitment",
@@ -134,6 +135,12 @@ def presentation_contexts(items: Sequence[_Item]) -> tuple[ProposedContext, ...]
     return tuple(ProposedContext(2 * i + 1, sop, (ts,)) for i, (sop, ts) in enumerate(pairs))
 
 
+# Data sets up to this size are read whole (and checked) before they go, while the previous response is awaited;
+# larger ones are streamed in batches and checked before their last batch.
+STREAMED_ABOVE = 8 << 20
+_LITTLE_ENDIAN = (EXPLICIT_VR_LE, IMPLICIT_VR_LE)
+
+
 def _transcode(data: bytes, transfer_syntax: str) -> bytes:
     """The dataset re-encoded in explicit or implicit VR little endian (the server declined its own)."""
     ds = dcmread(io.BytesIO(data))
@@ -142,40 +149,96 @@ def _transcode(data: bytes, transfer_syntax: str) -> bytes:
     return encode_data_set(ds, transfer_syntax)
 
 
-def _store(dimse: Dimse, item: _Item) -> tuple[int, str] | str:
-    """Store one object; (status, comment), or a reason why it cannot go on this association.
-
-    Raises AssociationLost, DamagedObject (the association is then mid-message: abort it), OSError."""
-    obj, sop = item.obj, item.obj.sop_class_uid
-    accepted = dimse.assoc.accepted
-    ctx = next((c for c, (a, t) in sorted(accepted.items()) if a == sop and t == item.transfer_syntax), None)
-    digest = obj.verifier()
-    command = Command(
+def _command(dimse: Dimse, item: _Item) -> Command:
+    return Command(
         CommandField.C_STORE_RQ,
         message_id=dimse.next_message_id(),
-        affected_sop_class=sop,
-        affected_sop_instance=obj.sop_instance_uid,
+        affected_sop_class=item.obj.sop_class_uid,
+        affected_sop_instance=item.obj.sop_instance_uid,
         priority=0x0000,
         data_set_type=0x0000,
     )
+
+
+def _context(dimse: Dimse, item: _Item) -> int | None:
+    sop, ts = item.obj.sop_class_uid, item.transfer_syntax
+    return next((c for c, (a, t) in sorted(dimse.assoc.accepted.items()) if a == sop and t == ts), None)
+
+
+def _encode(dimse: Dimse, item: _Item) -> Outgoing | str | None:
+    """The C-STORE-RQ of ``item`` read whole into the PDUs that carry it, its digest already checked; None when
+    it is too large to hold (it is then streamed); a reason when the server took no syntax it can go in.
+
+    Raises DamagedObject and OSError before anything is sent."""
+    obj, sop = item.obj, item.obj.sop_class_uid
+    ctx = _context(dimse, item)
+    if ctx is not None and item.length > STREAMED_ABOVE:
+        return None
+    others = [c for c, (a, t) in sorted(dimse.assoc.accepted.items()) if a == sop and t in _LITTLE_ENDIAN]
+    if ctx is None and not others:
+        return f"the server accepted no transfer syntax for SOP class {sop} that this file can be sent in"
+    digest = obj.verifier()
     with obj.open() as fp:
         head = fp.read(item.offset)
         if digest is not None:
             digest.update(head)
         if ctx is not None:
-            observe, before_last = (digest.update, digest.check) if digest is not None else (None, None)
-            dimse.send_stream(ctx, command, fp, item.length, observe=observe, before_last=before_last)
+            out = dimse.encode_stream(
+                ctx, _command(dimse, item), fp, item.length, observe=digest.update if digest else None
+            )
         else:
-            others = [
-                (c, t) for c, (a, t) in sorted(accepted.items()) if a == sop and t in (EXPLICIT_VR_LE, IMPLICIT_VR_LE)
-            ]
-            if not others:
-                return f"the server accepted no transfer syntax for SOP class {sop} that this file can be sent in"
-            rest = fp.read()
+            data = head + fp.read()
             if digest is not None:
-                digest.update(rest)
-                digest.check()
-            dimse.send(others[0][0], command, _transcode(head + rest, others[0][1]))
+                digest.update(data[len(head) :])
+    if digest is not None:
+        digest.check()
+    if ctx is not None:
+        return out
+    try:
+        data = _transcode(data, dimse.assoc.accepted[others[0]][1])
+    except Exception as e:  # pydicom raises many kinds on a data set it cannot re-encode
+        return f"the server declined transfer syntax {item.transfer_syntax} and the file cannot be re-encoded: {e}"
+    return dimse.encode(others[0], _command(dimse, item), data)
+
+
+def _stream(dimse: Dimse, item: _Item) -> Command:
+    """Send a large ``item`` in bounded batches, its digest checked before the last one leaves."""
+    ctx = _context(dimse, item)
+    assert ctx is not None
+    digest = item.obj.verifier()
+    command = _command(dimse, item)
+    with item.obj.open() as fp:
+        head = fp.read(item.offset)
+        if digest is None:
+            dimse.send_stream(ctx, command, fp, item.length)
+        else:
+            digest.update(head)
+            dimse.send_stream(ctx, command, fp, item.length, observe=digest.update, before_last=digest.check)
+    return command
+
+
+Ready = Outgoing | Exception | None
+
+
+def _store(
+    dimse: Dimse, item: _Item, ready: Ready = None, meanwhile: Callable[[Dimse], None] | None = None
+) -> tuple[int, str] | str:
+    """Store one object; (status, comment), or a reason why it cannot go on this association. ``ready`` is the
+    object as encoded ahead of time (or what stopped that); ``meanwhile`` runs while the response is awaited.
+
+    Raises AssociationLost, DamagedObject, OSError (the association may then be mid-message: abort it)."""
+    if isinstance(ready, Exception):
+        raise ready
+    message: Outgoing | str | None = ready if ready is not None and ready.assoc is dimse.assoc else _encode(dimse, item)
+    if isinstance(message, str):
+        return message
+    if message is None:
+        command = _stream(dimse, item)
+    else:
+        dimse.send_outgoing(message)
+        command = message.command
+    if meanwhile is not None:
+        meanwhile(dimse)
     rsp = dimse.await_response(command).command
     assert rsp.status is not None
     return rsp.status, rsp.error_comment
@@ -316,7 +379,14 @@ class _Run:
         return (not self.pending and self.in_flight == 0) or self.workers == 0
 
 
-def _send_one(link: _Link, item: _Item, retries: int, backoff: float) -> InstanceResult:
+def _send_one(
+    link: _Link,
+    item: _Item,
+    retries: int,
+    backoff: float,
+    ready: Ready = None,
+    meanwhile: Callable[[Dimse], None] | None = None,
+) -> InstanceResult:
     """Send one object, reopening a lost association and backing off on 0xA7xx.
 
     Raises _ConnectFailed when the association cannot be reopened (the item is then still unsent), and _Halt
@@ -332,8 +402,9 @@ def _send_one(link: _Link, item: _Item, retries: int, backoff: float) -> Instanc
             time.sleep(backoff * lost)
             continue
         try:
-            answer = _store(dimse, item)
+            answer = _store(dimse, item, ready, meanwhile)
         except AssociationLost as e:
+            ready = None
             lost += 1
             if lost > retries:
                 tries = f"{lost} attempt{'s' if lost > 1 else ''}"
@@ -360,9 +431,34 @@ def _send_one(link: _Link, item: _Item, retries: int, backoff: float) -> Instanc
         return InstanceResult(obj, InstanceOutcome.FAILED, status, meaning)
 
 
+@dataclass
+class _Ahead:
+    """The next object of a worker, taken and encoded while the previous response was awaited."""
+
+    item: _Item
+    ready: Ready = None
+
+
 def _worker(link: _Link, run: _Run, phase: int) -> None:
     """Take objects of the current phase until none is left. The association is opened before taking one,
-    so a server that queues extra associations (storescp without --fork) delays nothing."""
+    so a server that queues extra associations (storescp without --fork) delays nothing. While a response is
+    awaited the next object is read, checked and encoded, so the time between two stores is a send."""
+    ahead: _Ahead | None = None
+
+    def take_next(dimse: Dimse) -> None:
+        nonlocal ahead
+        with run.cond:
+            if ahead is not None or run.phase != phase or not run.pending or run.halted or run.finished:
+                return
+            ahead = _Ahead(run.pending.popleft())
+            run.in_flight += 1
+        try:
+            encoded = _encode(dimse, ahead.item)
+        except (DamagedObject, OSError) as e:
+            ahead.ready = e  # raised when its turn comes, after the response now awaited
+        else:
+            ahead.ready = encoded if isinstance(encoded, Outgoing) else None
+
     try:
         while True:
             try:
@@ -375,12 +471,17 @@ def _worker(link: _Link, run: _Run, phase: int) -> None:
                 if run.finished:
                     link.close()
                     return
-                if run.phase != phase or not run.pending or run.halted:
-                    return
-                item = run.pending.popleft()
-                run.in_flight += 1
+                if ahead is not None:
+                    if run.halted:
+                        return
+                    item, ready, ahead = ahead.item, ahead.ready, None
+                else:
+                    if run.phase != phase or not run.pending or run.halted:
+                        return
+                    item, ready = run.pending.popleft(), None
+                    run.in_flight += 1
             try:
-                result = _send_one(link, item, run.retries, run.backoff)
+                result = _send_one(link, item, run.retries, run.backoff, ready, take_next)
             except _ConnectFailed as e:
                 with run.cond:
                     run.pending.appendleft(item)
@@ -399,6 +500,9 @@ def _worker(link: _Link, run: _Run, phase: int) -> None:
                 run.in_flight -= 1
     finally:
         with run.cond:
+            if ahead is not None:  # taken but not sent: back to the queue
+                run.pending.appendleft(ahead.item)
+                run.in_flight -= 1
             if run.phase == phase:
                 run.workers -= 1
             run.cond.notify_all()

@@ -162,6 +162,15 @@ class Command:
 
 
 @dataclass(frozen=True)
+class Outgoing:
+    """A message encoded as the P-DATA-TF PDUs that carry it on one association, ready to send."""
+
+    assoc: Association
+    command: Command
+    pdus: bytearray
+
+
+@dataclass(frozen=True)
 class Message:
     context_id: int
     command: Command
@@ -204,7 +213,7 @@ class Dimse:
         self._message_id = self._message_id % 0xFFFF + 1
         return self._message_id
 
-    def _send_bytes(self, context_id: int, is_command: bool, data: bytes) -> None:
+    def _pdus(self, context_id: int, is_command: bool, data: bytes) -> bytearray:
         view = memoryview(data)
         control = 1 if is_command else 0
         chunks = [view[i : i + self.fragment] for i in range(0, len(data), self.fragment)] or [view]
@@ -212,13 +221,72 @@ class Dimse:
         for i, chunk in enumerate(chunks):
             out += pdu.pdata_header(context_id, control | (2 if i == len(chunks) - 1 else 0), len(chunk))
             out += chunk
-        self.assoc.send_pdata(out)
+        return out
+
+    def _fill(
+        self,
+        buf: bytearray,
+        pos: int,
+        context_id: int,
+        sizes: list[int],
+        ends: bool,
+        fp: BinaryIO,
+        observe: Callable[[memoryview], None] | None,
+    ) -> int:
+        """Read data set fragments of ``sizes`` bytes from ``fp`` into ``buf`` at ``pos``, each behind its PDU
+        header; the last one is marked last when ``ends``. Returns the position after them."""
+        readinto = cast(io.BufferedIOBase, fp).readinto  # BinaryIO's stub lacks it; files and BytesIO have it
+        view = memoryview(buf)
+        for i, n in enumerate(sizes):
+            pdu.pack_pdata_header(buf, pos, context_id, 2 if ends and i == len(sizes) - 1 else 0, n)
+            pos += pdu.PDATA_HEADER_SIZE
+            got = 0
+            while got < n:
+                r = readinto(view[pos + got : pos + n])
+                if not r:
+                    raise OSError(f"the file ended {n - got} bytes early while being read for sending")
+                got += r
+            if observe is not None:
+                observe(view[pos : pos + n])
+            pos += n
+        return pos
+
+    def _sizes(self, length: int) -> list[int]:
+        return [min(self.fragment, length - i) for i in range(0, length, self.fragment)] or [0]
+
+    def encode(self, context_id: int, command: Command, data_set: bytes | None = None) -> Outgoing:
+        """A message whose data set (if any) is in memory, as the PDUs that carry it."""
+        out = self._pdus(context_id, True, command.encode())
+        if data_set is not None:
+            out += self._pdus(context_id, False, data_set)
+        return Outgoing(self.assoc, command, out)
+
+    def encode_stream(
+        self,
+        context_id: int,
+        command: Command,
+        fp: BinaryIO,
+        length: int,
+        *,
+        observe: Callable[[memoryview], None] | None = None,
+    ) -> Outgoing:
+        """A message with ``length`` data set bytes read from ``fp`` (already in the context's transfer syntax),
+        as the PDUs that carry it; ``observe`` sees every data set byte once, in order."""
+        head = self._pdus(context_id, True, command.encode())
+        sizes = self._sizes(length)
+        buf = bytearray(len(head) + length + pdu.PDATA_HEADER_SIZE * len(sizes))
+        buf[: len(head)] = head
+        self._fill(buf, len(head), context_id, sizes, True, fp, observe)
+        return Outgoing(self.assoc, command, buf)
+
+    def send_outgoing(self, message: Outgoing) -> None:
+        if message.assoc is not self.assoc:
+            raise ValueError("a message encoded for another association")
+        self.assoc.send_pdata(message.pdus)
 
     def send(self, context_id: int, command: Command, data_set: bytes | None = None) -> None:
         """Send a message whose data set (if any) is already in memory."""
-        self._send_bytes(context_id, True, command.encode())
-        if data_set is not None:
-            self._send_bytes(context_id, False, data_set)
+        self.send_outgoing(self.encode(context_id, command, data_set))
 
     def send_stream(
         self,
@@ -230,45 +298,22 @@ class Dimse:
         observe: Callable[[memoryview], None] | None = None,
         before_last: Callable[[], None] | None = None,
     ) -> None:
-        """Send ``command`` and ``length`` data set bytes read from ``fp``, encoded in the context's syntax.
+        """Send ``command`` and ``length`` data set bytes read from ``fp`` in batches of bounded size.
 
         ``observe`` sees every data set byte once, in order; ``before_last`` runs before the PDUs holding the
         last fragment are sent, and whatever it raises stops them (the caller then aborts)."""
-        self._send_bytes(context_id, True, command.encode())
-        frag = self.fragment
-        readinto = cast(io.BufferedIOBase, fp).readinto  # BinaryIO's stub lacks it; files and BytesIO have it
-        remaining = length
-        while True:
-            sizes = []
-            for _ in range(self._per_batch):
-                n = min(frag, remaining)
-                sizes.append(n)
-                remaining -= n
-                if remaining == 0:
-                    break
-            total = sum(sizes) + pdu.PDATA_HEADER_SIZE * len(sizes)
+        self.assoc.send_pdata(self._pdus(context_id, True, command.encode()))
+        sizes = self._sizes(length)
+        for start in range(0, len(sizes), self._per_batch):
+            batch = sizes[start : start + self._per_batch]
+            ends = start + self._per_batch >= len(sizes)
+            total = sum(batch) + pdu.PDATA_HEADER_SIZE * len(batch)
             if len(self._buffer) < total:
                 self._buffer = bytearray(total)
-            view = memoryview(self._buffer)[:total]
-            pos = 0
-            for i, n in enumerate(sizes):
-                last = remaining == 0 and i == len(sizes) - 1
-                pdu.pack_pdata_header(self._buffer, pos, context_id, 2 if last else 0, n)
-                pos += pdu.PDATA_HEADER_SIZE
-                got = 0
-                while got < n:
-                    r = readinto(view[pos + got : pos + n])
-                    if not r:
-                        raise OSError(f"the file ended {remaining + n - got} bytes early while being sent")
-                    got += r
-                if observe is not None:
-                    observe(view[pos : pos + n])
-                pos += n
-            if remaining == 0 and before_last is not None:
+            self._fill(self._buffer, 0, context_id, batch, ends, fp, observe)
+            if ends and before_last is not None:
                 before_last()
-            self.assoc.send_pdata(view)
-            if remaining == 0:
-                return
+            self.assoc.send_pdata(memoryview(self._buffer)[:total])
 
     def _protocol_error(self, what: str) -> AssociationLost:
         self.assoc.abort()
