@@ -7,9 +7,11 @@ the kinds before it is stored (they reference them; ``send_dependents`` override
 every object ends STORED, WARNING, FAILED (with the server's status and its meaning) or NOT_SENT (with the
 reason). Sending the same objects again is safe: the server keeps one copy per SOP Instance UID.
 
-A stored object that carries its expected SHA-256 is hashed as it is read for sending, and checked before its
-last fragment leaves: a damaged copy aborts its association (the receiver discards the incomplete data set),
-fails, and stops the whole send.
+Each worker reads, checks and encodes its next object while the server works on the previous one, so between
+two stores there is only a send. A stored object that carries its expected SHA-256 is hashed as it is read
+for sending and checked before any of it leaves (data sets up to :data:`STREAMED_ABOVE` bytes, read whole) or
+before its last fragment leaves (larger ones, streamed): a damaged copy aborts its association (the receiver
+discards an incomplete data set), fails, and stops the whole send.
 
 Use::
 
