@@ -66,7 +66,7 @@ def test_abort_without_retries_reports_the_unconfirmed_one_and_a_second_send_com
         assert [(r.obj, r.outcome) for r in report.unstored] == [
             (lost, InstanceOutcome.NOT_SENT), (rs, InstanceOutcome.NOT_SENT),
         ]  # fmt: skip
-        assert "aborted by the server (service user" in report.results[3].meaning
+        assert report.results[3].meaning == "not confirmed: aborted by the server (1 attempt)"
         assert report.results[-1].meaning == (
             "not sent: 1 of 16 CT images was not stored, and this RT Structure Set depends on them; "
             "send again once they are"

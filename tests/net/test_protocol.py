@@ -244,3 +244,20 @@ def test_release_collision_is_answered_and_ends_closed() -> None:
 
     assert future.result() == (0x06, True)  # we sent A-RELEASE-RP, then closed
     assert assoc.state == State.IDLE
+
+
+def test_an_abort_by_the_peers_dicom_layer_says_why() -> None:
+    def script(p: Peer) -> Any:
+        p.accept_association()
+        p.read_message()
+        p.send(pdu.encode(pdu.Abort(source=2, reason=6)))
+        return p.wait_closed()
+
+    assoc, future = _associate(script)
+    with pytest.raises(
+        AssociationLost, match=r"^aborted by the DICOM layer of the server: invalid PDU parameter value$"
+    ):
+        _store(assoc)
+
+    assert future.result() is True
+    assert assoc.closed

@@ -53,10 +53,10 @@ from rtexport.export.outcome import Destination, InstanceOutcome, InstanceResult
 
 __all__ = [
     "DEFAULT_ASSOCIATIONS",
+    "STREAMED_ABOVE",
     "Destination",
     "InstanceOutcome",
     "InstanceResult",
-    "STREAMED_ABOVE",
     "SendReport",
     "echo",
     "request_commitment",

@@ -358,7 +358,14 @@ _EVENT_OF = {
     PDUType.RELEASE_RP: Event.RELEASE_RP,
     PDUType.ABORT: Event.ABORT,
 }
-_ABORT_SOURCES = {0: "service user", 1: "reserved source", 2: "service provider"}
+_PROVIDER_REASONS = {  # PS3.8 Table 9-26
+    0: "reason not specified",
+    1: "unrecognized PDU",
+    2: "unexpected PDU",
+    4: "unrecognized PDU parameter",
+    5: "unexpected PDU parameter",
+    6: "invalid PDU parameter value",
+}
 
 
 class Association:
@@ -432,8 +439,10 @@ class Association:
         action = self._event(_EVENT_OF[kind], AbortReason.UNEXPECTED_PDU)
         if action is Action.AA_3 or (action is Action.AA_2 and isinstance(received, Abort)):
             assert isinstance(received, Abort)
-            source = _ABORT_SOURCES.get(received.source, f"source {received.source}")
-            raise AssociationLost(f"aborted by {self.peer} ({source}, reason {received.reason})")
+            if received.source == AbortSource.SERVICE_PROVIDER:
+                why = _PROVIDER_REASONS.get(received.reason, f"reason {received.reason}")
+                raise AssociationLost(f"aborted by the DICOM layer of {self.peer}: {why}")
+            raise AssociationLost(f"aborted by {self.peer}")
         if action in (Action.AA_1, Action.AA_8):
             raise AssociationLost(
                 f"protocol error by {self.peer}: unexpected {kind.title} while awaiting {awaiting}; association aborted"
