@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import math
 import os
 import socket
 import statistics
@@ -47,6 +48,10 @@ IMPLICIT_VR_LE = "1.2.840.10008.1.2"
 Sender = Callable[[Destination], None]
 
 
+class SendFailed(Exception):
+    """A run that did not store everything: reported, left out of the medians."""
+
+
 def storescu(folder: Path) -> Sender:
     def send(dest: Destination) -> None:
         env = dict(os.environ, TCP_NODELAY="1")
@@ -72,7 +77,8 @@ def pynetdicom(paths: list[Path], associations: int) -> Sender:
             for path in share:
                 status = assoc.send_c_store(path)
                 if getattr(status, "Status", None) != 0x0000:
-                    failures.append(f"{path.name}: {status}")
+                    failures.append(f"{path.name}: {status or 'association lost (empty response)'}")
+                    return
         finally:
             assoc.release()
 
@@ -86,7 +92,7 @@ def pynetdicom(paths: list[Path], associations: int) -> Sender:
         for t in threads:
             t.join()
         if failures:
-            raise SystemExit(f"pynetdicom: {failures[:3]}")
+            raise SendFailed(f"pynetdicom: {failures[:3]}")
 
     return send
 
@@ -95,7 +101,7 @@ def rtexport(objects: list[ExportObject], associations: int) -> Sender:
     def send(dest: Destination) -> None:
         report = send_objects(objects, dest, CALLING_AE, associations=associations)
         if not report.ok:
-            raise SystemExit(report.summary())
+            raise SendFailed(report.summary())
 
     return send
 
@@ -114,7 +120,12 @@ def rounds(
         for name in names[r % len(names) :] + names[: r % len(names)]:
             clear()
             t0 = time.perf_counter()
-            senders[name](dest)
+            try:
+                senders[name](dest)
+            except SendFailed as e:
+                print(f"round {r + 1} {name:<24} FAILED: {e}", flush=True)
+                runs[name].append(math.nan)
+                continue
             seconds = time.perf_counter() - t0
             check()
             runs[name].append(total / 1e6 / seconds)
@@ -157,16 +168,33 @@ def main() -> None:
             with StoreSCP(Path(tmp) / "scp-out", fork=True, ignore=True) as scp:
                 dest = Destination(scp.aet, "127.0.0.1", scp.port)
                 runs = rounds(args.rounds, senders, dest, total, lambda: None, lambda: None)
-    medians = {name: statistics.median(values) for name, values in runs.items()}
-    ref = medians["storescu"]
-    print(f"\nmedian MB/s over {args.rounds} rounds (ratio to storescu); default associations: {DEFAULT_ASSOCIATIONS}")
+    report(runs, args.rounds, sorted({1, *args.associations}))
+
+
+def _paired(runs: dict[str, list[float]], name: str, ref: str) -> float:
+    """Median over rounds of ``name``'s figure over ``ref``'s in the same round: slow drifts in what else runs on
+    the machine cancel out, which they do not in a ratio of medians."""
+    return _median([a / b for a, b in zip(runs[name], runs[ref], strict=True)])
+
+
+def _median(values: list[float]) -> float:
+    """The median of the figures of the runs that stored everything (a failed run is NaN)."""
+    kept = [v for v in values if not math.isnan(v)]
+    return statistics.median(kept) if kept else math.nan
+
+
+def report(runs: dict[str, list[float]], n_rounds: int, associations: list[int]) -> None:
+    medians = {name: _median(values) for name, values in runs.items()}
+    print(f"\nmedian MB/s over {n_rounds} rounds; ratio to storescu: of the medians, and the median of the ratios")
+    print(f"measured in each round (paired); default associations: {DEFAULT_ASSOCIATIONS}")
     for name, values in runs.items():
-        print(f"  {name:<24} {medians[name]:7.1f} MB/s  {medians[name] / ref:5.2f}x   runs: "
-              + ", ".join(f"{v:.0f}" for v in values))  # fmt: skip
-    for n in sorted({1, *args.associations}):
-        cost = 1 - medians[f"rtexport x{n}"] / medians[f"rtexport x{n} unverified"]
-        ahead = medians[f"rtexport x{n}"] / medians[f"pynetdicom x{n}"]
-        print(f"  x{n}: verification costs {cost:+.1%} of throughput; rtexport is {ahead:.2f}x pynetdicom")
+        ratio, paired = medians[name] / medians["storescu"], _paired(runs, name, "storescu")
+        shown = ", ".join("failed" if math.isnan(v) else f"{v:.0f}" for v in values)
+        print(f"  {name:<24} {medians[name]:7.1f} MB/s  {ratio:5.2f}x  paired {paired:5.2f}x   runs: {shown}")
+    for n in associations:
+        cost = 1 - _paired(runs, f"rtexport x{n}", f"rtexport x{n} unverified")
+        ahead = _paired(runs, f"rtexport x{n}", f"pynetdicom x{n}")
+        print(f"  x{n}: verification costs {cost:+.1%} of throughput (paired); rtexport is {ahead:.2f}x pynetdicom")
 
 
 if __name__ == "__main__":
