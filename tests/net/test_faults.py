@@ -82,17 +82,17 @@ def test_abort_without_retries_reports_the_unconfirmed_one_and_a_second_send_com
 def test_no_answer_times_out_and_is_resent(objects: list[ExportObject]) -> None:
     # The second store is never answered while the test runs: the timeout is certain to expire.
     with FakeSCP(hang_at=2) as scp:
-        report = send_objects(objects[:4], _dest(scp), CALLING_AE, associations=1, timeout=1, retries=0)
+        report = send_objects(objects[:4], _dest(scp), CALLING_AE, associations=1, timeout=2, retries=0)
 
         assert [r.outcome for r in report.results] == [
             InstanceOutcome.STORED, InstanceOutcome.NOT_SENT, InstanceOutcome.STORED, InstanceOutcome.STORED,
         ]  # fmt: skip
         assert report.results[1].meaning == (
-            "not confirmed: no answer from the server within 1 s while awaiting the C-STORE-RSP to message ID 2 "
+            "not confirmed: no answer from the server within 2 s while awaiting the C-STORE-RSP to message ID 2 "
             "(1 attempt)"
         )
 
-        again = send_objects(objects[:4], _dest(scp), CALLING_AE, associations=1, timeout=1, retries=0)
+        again = send_objects(objects[:4], _dest(scp), CALLING_AE, associations=1, timeout=2, retries=0)
         assert again.ok
         assert set(scp.stored) == {o.sop_instance_uid for o in objects[:4]}
 

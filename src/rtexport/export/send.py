@@ -636,7 +636,13 @@ def send_objects(
         else:
             assert commit_listen_port is not None
             committed, commit_failed, problem = request_commitment(
-                stored, dest, calling_ae, commit_listen_port, listen_host=commit_listen_host, timeout=commit_timeout
+                stored,
+                dest,
+                calling_ae,
+                commit_listen_port,
+                listen_host=commit_listen_host,
+                timeout=commit_timeout,
+                network_timeout=timeout,
             )
             if problem:
                 committed = None
@@ -654,14 +660,16 @@ def request_commitment(
     *,
     listen_host: str = "",
     timeout: float = 60,
+    network_timeout: float = 30,
 ) -> tuple[tuple[str, ...], tuple[str, ...], str | None]:
     """Storage Commitment push model (PS3.4 J): N-ACTION, then the server's N-EVENT-REPORT on a new
-    association to our listener. Returns (committed UIDs, failed UIDs, problem or None)."""
+    association to our listener, awaited ``timeout`` seconds (``network_timeout`` bounds each network wait).
+    Returns (committed UIDs, failed UIDs, problem or None)."""
     if not objects:
         return (), (), None
     transaction = f"2.25.{uuid.uuid4().int}"
     contexts = (ProposedContext(1, STORAGE_COMMITMENT_PUSH, (EXPLICIT_VR_LE, IMPLICIT_VR_LE)),)
-    timeouts = Timeouts.uniform(min(timeout, 30))
+    timeouts = Timeouts.uniform(network_timeout)
     with contextlib.ExitStack() as stack:
         try:
             listener = stack.enter_context(
