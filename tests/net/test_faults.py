@@ -14,7 +14,9 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
+from rtexport.dicom.common import IMPLEMENTATION_CLASS_UID
 from rtexport.errors import SendError
+from rtexport.export.net import pdu
 from rtexport.export.net.dimse import Command, CommandField
 from rtexport.export.objects import ExportObject, ObjectKind
 from rtexport.export.send import Destination, InstanceOutcome, send_objects
@@ -330,3 +332,16 @@ def test_a_server_breaking_the_protocol_gets_an_abort_and_the_report_names_it(
     (result,) = report.results
     assert result.outcome == InstanceOutcome.NOT_SENT
     assert result.meaning == f"not confirmed: protocol error by the server: {cause}; association aborted (1 attempt)"
+
+
+def test_the_association_request_names_the_product_and_our_maximum_length(objects: list[ExportObject]) -> None:
+    def script(p: Peer) -> Any:
+        rq = p.read()
+        p.send(pdu.encode(pdu.AssociateRJ(1, 1, 7)))
+        return rq
+
+    with peer.listening(script) as (port, done), pytest.raises(SendError, match="called AE title not recognised"):
+        send_objects(objects[:1], Destination("PEER", "127.0.0.1", port), CALLING_AE)
+
+    user = done.result().user_information
+    assert (user.implementation_class_uid, user.maximum_length) == (IMPLEMENTATION_CLASS_UID, 65536)
