@@ -876,7 +876,9 @@ def export(
             _print(line)
         _print(result.message())
         if not result.ok:
-            fail("not every instance was stored; run the same export again to send the rest", 3)
+            if not result.sent.all_stored:
+                fail("not every instance was stored; run the same export again to send the rest", 3)
+            fail("every instance was stored, but the server did not commit to keeping all of them (see above)", 3)
 
 
 @app.command(cls=_Command)

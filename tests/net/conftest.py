@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rtexport.export.objects import ExportObject, ObjectKind
-from rtexport.export.send import read_objects
+from rtexport.export.objects import ExportObject, ObjectKind, read_objects
 from tests.support.orthanc import MissingProgram, Orthanc, free_port
 from tests.support.storescp import StoreSCP
 

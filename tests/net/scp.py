@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ssl
 import threading
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,14 +17,14 @@ from tests.support.orthanc import free_port
 @dataclass
 class FakeSCP:
     """A Storage SCP. ``statuses[uid]`` is a list of statuses answered to successive stores of that instance
-    (then success); ``abort_at`` aborts on that (1-based) C-STORE once; ``hang_at`` never answers that one."""
+    (then success); ``abort_at`` aborts on that (1-based) C-STORE once; ``hang_at`` does not answer that one
+    until the SCP is stopped, so the sender's timeout is certain to expire first."""
 
     aet: str = "FAKESCP"
     transfer_syntaxes: tuple[str, ...] = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
     statuses: dict[str, list[int]] = field(default_factory=dict)
     abort_at: int | None = None
     hang_at: int | None = None
-    hang_seconds: float = 3.0
     ssl_context: ssl.SSLContext | None = None
     port: int = field(default_factory=free_port)
     received: Counter[str] = field(default_factory=Counter)
@@ -33,6 +32,7 @@ class FakeSCP:
     requested: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
     calls: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _stopping: threading.Event = field(default_factory=threading.Event)
 
     def _on_store(self, event: Any) -> int:
         with self._lock:
@@ -49,7 +49,7 @@ class FakeSCP:
             event.assoc.abort()
             return 0x0000
         if call == self.hang_at:
-            time.sleep(self.hang_seconds)
+            self._stopping.wait()
             return 0x0000
         queued = self.statuses.get(uid)
         if queued:
@@ -74,5 +74,6 @@ class FakeSCP:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._stopping.set()
         if self._server is not None:
             self._server.shutdown()

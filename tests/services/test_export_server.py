@@ -16,6 +16,7 @@ from rtexport.export.gate import Item
 from rtexport.export.send import Destination
 from rtexport.services.export import export_plan
 from rtexport.workspace import Actor, Workspace
+from tests.cli.shell import shell_env
 from tests.support.orthanc import Orthanc, free_port
 from tests.support.storescp import StoreSCP, dataset_part
 
@@ -72,7 +73,7 @@ def test_unreachable_server_is_reported_and_audited(planned: Workspace) -> None:
 
 def test_cli_exports_to_a_custom_server_and_echoes(planned: Workspace, tmp_path: Path) -> None:
     home = str(planned.home)
-    env = {"PATH": "/usr/bin:/bin", "COLUMNS": "200"}
+    env = shell_env()
     with StoreSCP(tmp_path / "received") as scp:
         base = [sys.executable, "-m", "rtexport", "--home", home]
         echo = subprocess.run(
@@ -127,3 +128,30 @@ def test_cli_exports_to_a_custom_server_and_echoes(planned: Workspace, tmp_path:
         timeout=60,
     )
     assert wrong.returncode != 0 and "X@127.0.0.1" in wrong.stderr
+
+
+def test_a_damaged_stored_ct_is_never_stored_and_stops_the_export(planned: Workspace, orthanc: Orthanc) -> None:
+    """8 changed bytes in one stored CT file: the archive never gets that image, nor the plan objects that
+    reference the series; the report and the audit say which file is damaged."""
+    orthanc.clear()
+    course = planned.course("C1")
+    victim = course.slices[5]
+    path = planned.blobs.path(victim.sha256)
+    data = bytearray(path.read_bytes())
+    data[-100:-92] = b"\xff" * 8  # pixel data: still a readable DICOM file, only the values changed
+    path.write_bytes(bytes(data))
+    dest = Destination(orthanc.aet, "127.0.0.1", orthanc.dicom_port)
+    export = export_plan(planned, "CW-E1", tuple(Item), dest, PAT)
+    assert export.sent is not None and not export.ok
+    results = {r.obj.sop_instance_uid: r for r in export.sent.results}
+    assert results[victim.sop_instance_uid].outcome.value == "failed"
+    assert (
+        "damaged" in results[victim.sop_instance_uid].meaning
+        and victim.sha256 in results[victim.sop_instance_uid].meaning
+    )
+    stored = orthanc.sop_instance_uids()
+    assert victim.sop_instance_uid not in stored
+    rt = {o.sop_instance_uid for o in export.prepared.objects if o.kind.value != "CT"}
+    assert not rt & stored  # no plan, structure set or dose of a series the archive does not hold whole
+    entry = [e for e in planned.audit_log.entries("CW-E1") if e["action"] == "export-server"][-1]
+    assert entry["outcome"] == "incomplete" and victim.sop_instance_uid in entry["detail"]["not_stored"]

@@ -1,12 +1,19 @@
-"""What an export produces: encoded DICOM Part 10 files, held as stored bytes on disk or in memory."""
+"""What an export produces: encoded DICOM Part 10 files, held as stored bytes on disk or in memory, and the two
+things every reader of them needs: the file meta group (read with pydicom's reader) and a check of the bytes
+against the SHA-256 they were stored under, made on the bytes as they are read (:meth:`ExportObject.verifier`)."""
 
 from __future__ import annotations
 
+import hashlib
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import BinaryIO
+
+from pydicom.filereader import read_dataset, read_preamble
+from pydicom.tag import BaseTag
 
 
 class ObjectKind(StrEnum):
@@ -23,7 +30,8 @@ class ExportObject:
     """One DICOM Part 10 file to export.
 
     ``path`` is a stored file to copy byte for byte (CT images, an unchanged structure set); ``data`` is a
-    newly encoded file. Exactly one is set.
+    newly encoded file. Exactly one is set. ``sha256`` is the hex digest the stored file's bytes must have
+    (the sender checks it as it reads them); None for objects built in memory, which need no check.
     """
 
     kind: ObjectKind
@@ -56,14 +64,86 @@ class ExportObject:
         assert self.path is not None
         return self.path.read_bytes()
 
+    def verifier(self) -> Digest | None:
+        """A running SHA-256 to feed every byte read from the file and check at the end; None when there is
+        nothing to check (built in memory)."""
+        return Digest(self, self.sha256) if self.sha256 is not None else None
+
     @classmethod
     def from_file(
-        cls, kind: ObjectKind, path: Path, sop_class_uid: str, sop_instance_uid: str, description: str = ""
+        cls,
+        kind: ObjectKind,
+        path: Path,
+        sop_class_uid: str,
+        sop_instance_uid: str,
+        description: str = "",
+        sha256: str | None = None,
     ) -> ExportObject:
-        return cls(kind, sop_class_uid, sop_instance_uid, path.stat().st_size, path=path, description=description)
+        size = path.stat().st_size
+        return cls(kind, sop_class_uid, sop_instance_uid, size, path=path, description=description, sha256=sha256)
 
     @classmethod
     def from_bytes(
         cls, kind: ObjectKind, data: bytes, sop_class_uid: str, sop_instance_uid: str, description: str = ""
     ) -> ExportObject:
         return cls(kind, sop_class_uid, sop_instance_uid, len(data), data=data, description=description)
+
+
+class DamagedObject(Exception):
+    """A stored file's bytes differ from the SHA-256 it was stored under."""
+
+
+class Digest:
+    """SHA-256 of the bytes as they are read, checked against the object's expected digest."""
+
+    def __init__(self, obj: ExportObject, expected: str) -> None:
+        self.obj = obj
+        self.expected = expected
+        self.hash = hashlib.sha256()
+        self.update = self.hash.update
+
+    def check(self) -> None:
+        actual = self.hash.hexdigest()
+        if actual != self.expected:
+            where = f", file {self.obj.path}" if self.obj.path is not None else ""
+            raise DamagedObject(f"stored copy is damaged: sha256 {actual} expected {self.expected}{where}")
+
+
+def _not_file_meta(tag: BaseTag, vr: str | None, length: int) -> bool:
+    return tag >> 16 != 0x0002
+
+
+@dataclass(frozen=True)
+class FileMeta:
+    """What the sender needs from a Part 10 file meta group (PS3.10 7.1), and where the data set starts."""
+
+    transfer_syntax: str
+    sop_class_uid: str
+    sop_instance_uid: str
+    offset: int
+
+
+def read_file_meta(fp: BinaryIO) -> FileMeta:
+    """Read the file meta group with pydicom's reader; raises pydicom's InvalidDicomError when there is none.
+
+    The three UIDs are taken raw, unconverted: conversion and validation cost more than the read, once per
+    file of every send, and the values only have to match the export's own."""
+    read_preamble(fp, False)
+    meta = read_dataset(fp, is_implicit_VR=False, is_little_endian=True, stop_when=_not_file_meta)
+
+    def uid(tag: int) -> str:
+        elem = meta.get_item(tag)
+        value = b"" if elem is None or elem.value is None else elem.value
+        return (value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)).rstrip("\0 ")
+
+    return FileMeta(uid(0x00020010), uid(0x00020002), uid(0x00020003), fp.tell())
+
+
+def read_objects(paths: Sequence[Path], kind: ObjectKind) -> list[ExportObject]:
+    """ExportObjects for stored Part 10 files (UIDs from their file meta); no expected digest."""
+    out = []
+    for path in paths:
+        with path.open("rb") as fp:
+            meta = read_file_meta(fp)
+        out.append(ExportObject.from_file(kind, path, meta.sop_class_uid, meta.sop_instance_uid))
+    return out

@@ -1,10 +1,17 @@
 """Send exported objects to a DICOM server: C-ECHO, C-STORE and Storage Commitment (push model).
 
-Stored Part 10 files go as their own bytes over a lean requestor (:mod:`rtexport.export.net_assoc`) on
-several associations at once; CT first, then RT Structure Set, RT Plan, RT Dose, each kind only after the
-previous one is confirmed. Nothing is lost silently: every object ends STORED, WARNING, FAILED (with the
-server's status and its meaning) or NOT_SENT (with the reason). Sending the same objects again is safe: the
-server keeps one copy per SOP Instance UID.
+The sender sits on rtexport's own DICOM stack (:mod:`rtexport.export.net`: PDU codec, PS3.8 association state
+machine, DIMSE messages, storage commitment listener). Stored Part 10 files go as their own bytes on several
+associations at once; CT first, then RT Structure Set, RT Plan, RT Dose, each kind only after every object of
+the kinds before it is stored (they reference them; ``send_dependents`` overrides). Nothing is lost silently:
+every object ends STORED, WARNING, FAILED (with the server's status and its meaning) or NOT_SENT (with the
+reason). Sending the same objects again is safe: the server keeps one copy per SOP Instance UID.
+
+Each worker reads, checks and encodes its next object while the server works on the previous one, so between
+two stores there is only a send. A stored object that carries its expected SHA-256 is hashed as it is read
+for sending and checked before any of it leaves (data sets up to :data:`STREAMED_ABOVE` bytes, read whole) or
+before its last fragment leaves (larger ones, streamed): a damaged copy aborts its association (the receiver
+discards an incomplete data set), fails, and stops the whole send.
 
 Use::
 
@@ -17,182 +24,70 @@ Use::
 
 from __future__ import annotations
 
+import contextlib
 import io
 import ssl
-import struct
 import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
-from pathlib import Path
-from typing import Any, BinaryIO
 
+from pydicom import dcmread
+from pynetdicom.status import STATUS_WARNING, VERIFICATION_SERVICE_CLASS_STATUS, code_to_category
+
+from rtexport.dicom.common import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from rtexport.errors import SendError
-from rtexport.export.net_assoc import (
-    VERIFICATION,
+from rtexport.export.net import commitment
+from rtexport.export.net.association import (
     Association,
     AssociationLost,
     AssociationRejected,
+    Timeouts,
 )
-from rtexport.export.objects import ExportObject, ObjectKind
-from rtexport.model.site import DicomServer, TLSConfig
+from rtexport.export.net.dimse import Command, CommandField, Dimse, Outgoing, encode_data_set, status_meaning
+from rtexport.export.net.pdu import AssociateRQ, ProposedContext, UserInformation, ae_title_bytes
+from rtexport.export.objects import DamagedObject, ExportObject, ObjectKind, read_file_meta
+from rtexport.export.outcome import Destination, InstanceOutcome, InstanceResult, SendReport
+
+__all__ = [
+    "DEFAULT_ASSOCIATIONS",
+    "STREAMED_ABOVE",
+    "Destination",
+    "InstanceOutcome",
+    "InstanceResult",
+    "SendReport",
+    "echo",
+    "request_commitment",
+    "send_objects",
+    "status_meaning",
+]
 
 EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
 IMPLICIT_VR_LE = "1.2.840.10008.1.2"
-STORAGE_COMMITMENT_PUSH = "1.2.840.10008.1.20.1"
-STORAGE_COMMITMENT_INSTANCE = "1.2.840.10008.1.20.1.1"
+VERIFICATION = commitment.VERIFICATION
+STORAGE_COMMITMENT_PUSH = commitment.STORAGE_COMMITMENT_PUSH
+# Parallel associations for CT: two keep a receiver busy on two cores (benchmarks/bench_send.py).
+DEFAULT_ASSOCIATIONS = 2
 _SEND_ORDER = (ObjectKind.CT, ObjectKind.RTSTRUCT, ObjectKind.RTPLAN, ObjectKind.RTDOSE)
-
-
-@dataclass(frozen=True)
-class Destination:
-    """Where to send: the server's AE title, host, port and optional TLS."""
-
-    ae_title: str
-    host: str
-    port: int
-    tls: TLSConfig | None = None
-
-    @classmethod
-    def from_server(cls, server: DicomServer) -> Destination:
-        return cls(server.ae_title, server.host, server.port, server.tls)
-
-    def __str__(self) -> str:
-        return f"{self.ae_title}@{self.host}:{self.port}{' (TLS)' if self.tls else ''}"
-
-    def ssl_context(self) -> ssl.SSLContext | None:
-        """A client context from the TLS files; raises SendError when they cannot be loaded."""
-        if self.tls is None:
-            return None
-        try:
-            ctx = ssl.create_default_context(
-                cafile=str(self.tls.ca_file) if self.tls.ca_file else None,
-            )
-            if self.tls.cert_file is not None:
-                ctx.load_cert_chain(str(self.tls.cert_file), str(self.tls.key_file) if self.tls.key_file else None)
-        except (OSError, ssl.SSLError) as e:
-            raise SendError(f"{self}: cannot load the TLS files ({e}); check ca_file, cert_file, key_file") from e
-        return ctx
-
-
-class InstanceOutcome(StrEnum):
-    """What became of one object."""
-
-    STORED = "stored"  # success status
-    WARNING = "warning"  # stored, the server reported a warning (e.g. coerced elements)
-    FAILED = "failed"  # the server refused it, or it could not be sent; not retried again
-    NOT_SENT = "not sent"  # never sent, or its storage was not confirmed: send again
-
-
-@dataclass(frozen=True)
-class InstanceResult:
-    """Outcome of one object; ``status`` is the DIMSE status when the server answered."""
-
-    obj: ExportObject
-    outcome: InstanceOutcome
-    status: int | None
-    meaning: str
-
-    @property
-    def stored(self) -> bool:
-        return self.outcome in (InstanceOutcome.STORED, InstanceOutcome.WARNING)
-
-    def describe(self) -> str:
-        status = f" [0x{self.status:04X}]" if self.status is not None else ""
-        return f"{self.obj.kind.value} {self.obj.sop_instance_uid}: {self.outcome.value}{status} {self.meaning}"
-
-
-@dataclass(frozen=True)
-class SendReport:
-    """Everything a send did. ``committed`` is None when no commitment was asked for."""
-
-    destination: Destination
-    results: tuple[InstanceResult, ...]
-    committed: tuple[str, ...] | None = None
-    commit_failed: tuple[str, ...] = ()
-    problems: tuple[str, ...] = ()
-    bytes_sent: int = 0
-    seconds: float = 0.0
-
-    @property
-    def stored(self) -> tuple[InstanceResult, ...]:
-        return tuple(r for r in self.results if r.stored)
-
-    @property
-    def unstored(self) -> tuple[InstanceResult, ...]:
-        return tuple(r for r in self.results if not r.stored)
-
-    @property
-    def ok(self) -> bool:
-        """Every object stored (success or warning), and committed when commitment was asked for."""
-        if self.unstored:
-            return False
-        if self.committed is None:
-            return True
-        return {r.obj.sop_instance_uid for r in self.results} <= set(self.committed)
-
-    @property
-    def megabytes_per_second(self) -> float:
-        return self.bytes_sent / 1e6 / self.seconds if self.seconds > 0 else 0.0
-
-    def summary(self) -> str:
-        n = len(self.results)
-        lines = [f"{len(self.stored)} of {n} objects stored on {self.destination}"]
-        lines += [f"  {r.describe()}" for r in self.results if r.outcome != InstanceOutcome.STORED]
-        if self.committed is not None:
-            lines.append(f"  storage commitment: {len(self.committed)} of {n} committed")
-            lines += [f"  commitment failed: {uid}" for uid in self.commit_failed]
-        lines += [f"  {p}" for p in self.problems]
-        if not self.ok:
-            lines.append("  sending the same export again sends what is missing; stored objects are kept once")
-        return "\n".join(lines)
-
-
-# -- statuses (PS3.4 B.2.3, PS3.7 C) -------------------------------------------------------------------------
-
-_MEANINGS = {
-    0x0000: "success",
-    0x0001: "warning: requested optional attributes are not supported",
-    0x0107: "warning: attribute list error",
-    0x0116: "warning: attribute value out of range",
-    0xB000: "warning: coercion of data elements",
-    0xB006: "warning: elements discarded",
-    0xB007: "warning: data set does not match SOP class",
-    0x0110: "processing failure",
-    0x0111: "duplicate SOP instance",
-    0x0117: "invalid SOP instance",
-    0x0122: "SOP class not supported",
-    0x0124: "not authorized (refused by the server's policy)",
-    0x0210: "duplicate invocation",
-    0x0211: "unrecognised operation",
-    0x0212: "mistyped argument",
+_KIND_NAMES = {
+    ObjectKind.CT: "CT image",
+    ObjectKind.RTSTRUCT: "RT Structure Set",
+    ObjectKind.RTPLAN: "RT Plan",
+    ObjectKind.RTDOSE: "RT Dose",
 }
 
 
-def status_meaning(status: int) -> str:
-    if status in _MEANINGS:
-        return _MEANINGS[status]
-    if 0xA700 <= status <= 0xA7FF:
-        return "out of resources"
-    if 0xA900 <= status <= 0xA9FF:
-        return "data set does not match SOP class"
-    if 0xC000 <= status <= 0xCFFF:
-        return "cannot understand"
-    if 0xB000 <= status <= 0xBFFF:
-        return "warning"
-    return "failure"
-
-
 def _is_warning(status: int) -> bool:
-    return status in (0x0001, 0x0107, 0x0116) or 0xB000 <= status <= 0xBFFF
+    return bool(code_to_category(status) == STATUS_WARNING)
+
+
+def _is_out_of_resources(status: int) -> bool:
+    return 0xA700 <= status <= 0xA7FF  # PS3.4 B.2.3: worth a retry after a while
 
 
 # -- the files -----------------------------------------------------------------------------------------------
-
-_LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UT", b"UC", b"UR", b"UN", b"SV", b"UV"}
 
 
 @dataclass(frozen=True)
@@ -204,54 +99,30 @@ class _Item:
     length: int
 
 
-def _part10_header(fp: BinaryIO) -> tuple[dict[int, str], int]:
-    """File meta elements (element number → text) and the offset of the dataset (PS3.10 7.1)."""
-    head = fp.read(132)
-    if len(head) < 132 or head[128:] != b"DICM":
-        raise ValueError("not a DICOM Part 10 file (no 'DICM' after the preamble)")
-    meta: dict[int, str] = {}
-    pos = 132
-    while True:
-        tag = fp.read(6)
-        if len(tag) < 6 or struct.unpack_from("<H", tag)[0] != 0x0002:
-            return meta, pos
-        elem, vr = struct.unpack_from("<H", tag, 2)[0], tag[4:6]
-        if vr in _LONG_VRS:
-            length = struct.unpack("<I", fp.read(6)[2:])[0]
-            pos += 12
-        else:
-            length = struct.unpack("<H", fp.read(2))[0]
-            pos += 8
-        value = fp.read(length)
-        pos += length
-        if vr == b"UI":
-            meta[elem] = value.decode("ascii", "replace").rstrip("\0 ")
-        fp.seek(pos)
-
-
 def _prepare(index: int, obj: ExportObject) -> _Item | InstanceResult:
     try:
         with obj.open() as fp:
-            meta, offset = _part10_header(fp)
+            meta = read_file_meta(fp)
             size = fp.seek(0, io.SEEK_END)
-    except (OSError, ValueError) as e:
+    except Exception as e:  # pydicom raises several kinds on a file that is not DICOM; each is this file's fault
         return InstanceResult(obj, InstanceOutcome.FAILED, None, f"cannot read the file: {e}")
-    ts = meta.get(0x0010)
-    if not ts:
+    if not meta.transfer_syntax:
         return InstanceResult(obj, InstanceOutcome.FAILED, None, "the file meta has no Transfer Syntax UID")
-    for elem, expected, what in (
-        (0x0002, obj.sop_class_uid, "class"),
-        (0x0003, obj.sop_instance_uid, "instance"),
+    for found, expected, what in (
+        (meta.sop_class_uid, obj.sop_class_uid, "class"),
+        (meta.sop_instance_uid, obj.sop_instance_uid, "instance"),
     ):
-        if meta.get(elem, expected) != expected:
+        if found and found != expected:
             return InstanceResult(
-                obj, InstanceOutcome.FAILED, None,
-                f"the file's SOP {what} UID {meta.get(elem)} differs from the export's {expected}",
-            )  # fmt: skip
-    return _Item(index, obj, ts, offset, size - offset)
+                obj,
+                InstanceOutcome.FAILED,
+                None,
+                f"the file's SOP {what} UID {found} differs from the export's {expected}",
+            )
+    return _Item(index, obj, meta.transfer_syntax, meta.offset, size - meta.offset)
 
 
-def presentation_contexts(items: Sequence[_Item]) -> list[tuple[str, list[str]]]:
+def presentation_contexts(items: Sequence[_Item]) -> tuple[ProposedContext, ...]:
     """One context per (SOP class, transfer syntax): each file's own syntax plus explicit and implicit VR
     little endian, so the server's choice is unambiguous and stored bytes can go as they are."""
     wanted: dict[str, list[str]] = {}
@@ -260,7 +131,119 @@ def presentation_contexts(items: Sequence[_Item]) -> list[tuple[str, list[str]]]
         for ts in (it.transfer_syntax, EXPLICIT_VR_LE, IMPLICIT_VR_LE):
             if ts not in syntaxes:
                 syntaxes.append(ts)
-    return [(sop, [ts]) for sop, syntaxes in wanted.items() for ts in syntaxes]
+    pairs = [(sop, ts) for sop, syntaxes in wanted.items() for ts in syntaxes]
+    if len(pairs) > 128:
+        raise SendError(f"{len(pairs)} presentation contexts needed; at most 128 fit in an association")
+    return tuple(ProposedContext(2 * i + 1, sop, (ts,)) for i, (sop, ts) in enumerate(pairs))
+
+
+# Data sets up to this size are read whole (and checked) before they go, while the previous response is awaited;
+# larger ones are streamed in batches and checked before their last batch.
+STREAMED_ABOVE = 8 << 20
+_LITTLE_ENDIAN = (EXPLICIT_VR_LE, IMPLICIT_VR_LE)
+
+
+def _transcode(data: bytes, transfer_syntax: str) -> bytes:
+    """The dataset re-encoded in explicit or implicit VR little endian (the server declined its own)."""
+    ds = dcmread(io.BytesIO(data))
+    if ds.file_meta.TransferSyntaxUID.is_compressed:
+        ds.decompress()
+    return encode_data_set(ds, transfer_syntax)
+
+
+def _command(dimse: Dimse, item: _Item) -> Command:
+    return Command(
+        CommandField.C_STORE_RQ,
+        message_id=dimse.next_message_id(),
+        affected_sop_class=item.obj.sop_class_uid,
+        affected_sop_instance=item.obj.sop_instance_uid,
+        priority=0x0000,
+        data_set_type=0x0000,
+    )
+
+
+def _context(dimse: Dimse, item: _Item) -> int | None:
+    sop, ts = item.obj.sop_class_uid, item.transfer_syntax
+    return next((c for c, (a, t) in sorted(dimse.assoc.accepted.items()) if a == sop and t == ts), None)
+
+
+def _encode(dimse: Dimse, item: _Item) -> Outgoing | str | None:
+    """The C-STORE-RQ of ``item`` read whole into the PDUs that carry it, its digest already checked; None when
+    it is too large to hold (it is then streamed); a reason when the server took no syntax it can go in.
+
+    Raises DamagedObject and OSError before anything is sent."""
+    obj, sop = item.obj, item.obj.sop_class_uid
+    ctx = _context(dimse, item)
+    if ctx is not None and item.length > STREAMED_ABOVE:
+        return None
+    others = [c for c, (a, t) in sorted(dimse.assoc.accepted.items()) if a == sop and t in _LITTLE_ENDIAN]
+    if ctx is None and not others:
+        return f"the server accepted no transfer syntax for SOP class {sop} that this file can be sent in"
+    digest = obj.verifier()
+    with obj.open() as fp:
+        head = fp.read(item.offset)
+        if digest is not None:
+            digest.update(head)
+        if ctx is not None:
+            out = dimse.encode_stream(
+                ctx, _command(dimse, item), fp, item.length, observe=digest.update if digest else None
+            )
+        else:
+            data = head + fp.read()
+            if digest is not None:
+                digest.update(data[len(head) :])
+    if digest is not None:
+        digest.check()
+    if ctx is not None:
+        return out
+    try:
+        data = _transcode(data, dimse.assoc.accepted[others[0]][1])
+    except Exception as e:  # pydicom raises many kinds on a data set it cannot re-encode
+        return f"the server declined transfer syntax {item.transfer_syntax} and the file cannot be re-encoded: {e}"
+    return dimse.encode(others[0], _command(dimse, item), data)
+
+
+def _stream(dimse: Dimse, item: _Item) -> Command:
+    """Send a large ``item`` in bounded batches, its digest checked before the last one leaves."""
+    ctx = _context(dimse, item)
+    assert ctx is not None
+    digest = item.obj.verifier()
+    command = _command(dimse, item)
+    with item.obj.open() as fp:
+        head = fp.read(item.offset)
+        if digest is None:
+            dimse.send_stream(ctx, command, fp, item.length)
+        else:
+            digest.update(head)
+            dimse.send_stream(ctx, command, fp, item.length, observe=digest.update, before_last=digest.check)
+    return command
+
+
+Ready = Outgoing | Exception | None
+
+
+def _store(
+    dimse: Dimse, item: _Item, ready: Ready = None, meanwhile: Callable[[Dimse], None] | None = None
+) -> tuple[int, str] | str:
+    """Store one object; (status, comment), or a reason why it cannot go on this association. ``ready`` is the
+    object as encoded ahead of time (or what stopped that); ``meanwhile`` runs while the response is awaited.
+
+    Raises AssociationLost, DamagedObject, OSError (the association may then be mid-message: abort it)."""
+    if isinstance(ready, Exception):
+        raise ready
+    message: Outgoing | str | None = ready if ready is not None and ready.assoc is dimse.assoc else _encode(dimse, item)
+    if isinstance(message, str):
+        return message
+    if message is None:
+        command = _stream(dimse, item)
+    else:
+        dimse.send_outgoing(message)
+        command = message.command
+    if meanwhile is not None:
+        meanwhile(dimse)
+    rsp = dimse.await_response(command).command
+    assert rsp.status is not None
+    return rsp.status, rsp.error_comment
 
 
 # -- associations --------------------------------------------------------------------------------------------
@@ -296,61 +279,40 @@ class _Link:
 
     dest: Destination
     calling_ae: str
-    contexts: list[tuple[str, list[str]]]
-    timeout: float
+    contexts: tuple[ProposedContext, ...]
+    timeouts: Timeouts
     ssl_context: ssl.SSLContext | None
-    assoc: Association | None = None
+    dimse: Dimse | None = None
 
-    def open(self) -> Association:
-        if self.assoc is None or self.assoc.closed:
-            hostname = self.dest.tls.server_hostname if self.dest.tls else None
+    def open(self) -> Dimse:
+        if self.dimse is None or not self.dimse.assoc.established:
+            user = UserInformation(commitment.MAX_PDU_LENGTH, IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME)
+            rq = AssociateRQ(self.dest.ae_title, self.calling_ae, self.contexts, user)
             try:
-                self.assoc = Association.request(
-                    self.dest.host, self.dest.port, self.calling_ae, self.dest.ae_title, self.contexts,
-                    timeout=self.timeout, ssl_context=self.ssl_context, server_hostname=hostname,
-                )  # fmt: skip
+                assoc = Association.request(
+                    rq, lambda: self.dest.open_socket(self.timeouts.connect, self.ssl_context), timeouts=self.timeouts
+                )
             except (OSError, AssociationRejected, AssociationLost) as e:
                 raise _ConnectFailed(_connect_error(self.dest, self.calling_ae, e)) from e
-        return self.assoc
+            self.dimse = Dimse(assoc)
+        return self.dimse
+
+    def abort(self) -> None:
+        if self.dimse is not None:
+            self.dimse.assoc.abort()
 
     def close(self) -> None:
-        if self.assoc is not None:
-            self.assoc.release()
-            self.assoc = None
+        if self.dimse is not None:
+            self.dimse.assoc.release()
+            self.dimse = None
 
 
-def _store(assoc: Association, item: _Item) -> tuple[int, str] | str:
-    """Store one object; (status, comment), or a reason why it cannot go on this association."""
-    sop = item.obj.sop_class_uid
-    ctx = assoc.context_for(sop, item.transfer_syntax)
-    with item.obj.open() as fp:
-        if ctx is not None:
-            fp.seek(item.offset)
-            rsp = assoc.store(ctx, sop, item.obj.sop_instance_uid, fp, item.length)
-            return rsp.status, rsp.comment
-        others = [(c, t) for c, t in assoc.contexts_for(sop) if t in (EXPLICIT_VR_LE, IMPLICIT_VR_LE)]
-        if not others:
-            return f"the server accepted no transfer syntax for SOP class {sop} that this file can be sent in"
-        data = _transcode(fp, others[0][1])
-    rsp = assoc.store(others[0][0], sop, item.obj.sop_instance_uid, io.BytesIO(data), len(data))
-    return rsp.status, rsp.comment
-
-
-def _transcode(fp: BinaryIO, transfer_syntax: str) -> bytes:
-    """The dataset re-encoded in explicit or implicit VR little endian (the server declined its own)."""
-    from pydicom import dcmread
-    from pydicom.filebase import DicomBytesIO
-    from pydicom.filewriter import write_dataset
-
-    fp.seek(0)
-    ds = dcmread(fp)
-    if ds.file_meta.TransferSyntaxUID.is_compressed:
-        ds.decompress()
-    out = DicomBytesIO()
-    out.is_little_endian = True
-    out.is_implicit_VR = transfer_syntax == IMPLICIT_VR_LE
-    write_dataset(out, ds)
-    return out.getvalue()
+def _check_ae_titles(dest: Destination, calling_ae: str) -> None:
+    for title, which in ((dest.ae_title, "the server's"), (calling_ae, "our (calling)")):
+        try:
+            ae_title_bytes(title)
+        except ValueError as e:
+            raise SendError(f"{dest}: {which} AE title is invalid: {e}") from e
 
 
 # -- public API ----------------------------------------------------------------------------------------------
@@ -358,19 +320,35 @@ def _transcode(fp: BinaryIO, transfer_syntax: str) -> bytes:
 
 def echo(dest: Destination, calling_ae: str, timeout: float = 10) -> None:
     """C-ECHO the destination; raises SendError saying why it failed and what to check."""
-    link = _Link(dest, calling_ae, [(VERIFICATION, [IMPLICIT_VR_LE])], timeout, dest.ssl_context())
+    _check_ae_titles(dest, calling_ae)
+    contexts = (ProposedContext(1, VERIFICATION, (IMPLICIT_VR_LE,)),)
+    link = _Link(dest, calling_ae, contexts, Timeouts.uniform(timeout), dest.ssl_context())
     try:
-        assoc = link.open()
+        dimse = link.open()
     except _ConnectFailed as e:
         raise SendError(f"C-ECHO to {dest} failed: {e}") from e
     try:
-        rsp = assoc.echo()
+        if 1 not in dimse.assoc.accepted:
+            raise SendError(f"C-ECHO to {dest} failed: the server did not accept the Verification SOP class")
+        command = Command(CommandField.C_ECHO_RQ, message_id=dimse.next_message_id(), affected_sop_class=VERIFICATION)
+        dimse.send(1, command)
+        status = dimse.await_response(command).command.status
     except AssociationLost as e:
         raise SendError(f"C-ECHO to {dest} failed: {e}") from e
     finally:
         link.close()
-    if rsp.status != 0x0000:
-        raise SendError(f"C-ECHO to {dest} answered status 0x{rsp.status:04X} ({status_meaning(rsp.status)})")
+    if status != 0x0000:
+        assert status is not None
+        meaning = status_meaning(status, VERIFICATION_SERVICE_CLASS_STATUS)
+        raise SendError(f"C-ECHO to {dest} answered status 0x{status:04X} ({meaning})")
+
+
+class _Halt(Exception):
+    """Stop the whole send: ``result`` is the object that caused it."""
+
+    def __init__(self, result: InstanceResult) -> None:
+        super().__init__(result.meaning)
+        self.result = result
 
 
 @dataclass
@@ -387,6 +365,7 @@ class _Run:
     workers: int = 0
     phase: int = 0
     finished: bool = False
+    halted: str | None = None  # why the send stopped early (a damaged stored copy)
     bytes_sent: int = 0
     cond: threading.Condition = field(default_factory=threading.Condition)
 
@@ -402,14 +381,22 @@ class _Run:
         return (not self.pending and self.in_flight == 0) or self.workers == 0
 
 
-def _send_one(link: _Link, item: _Item, retries: int, backoff: float) -> InstanceResult:
+def _send_one(
+    link: _Link,
+    item: _Item,
+    retries: int,
+    backoff: float,
+    ready: Ready = None,
+    meanwhile: Callable[[Dimse], None] | None = None,
+) -> InstanceResult:
     """Send one object, reopening a lost association and backing off on 0xA7xx.
 
-    Raises _ConnectFailed when the association cannot be reopened; the item is then still unsent."""
+    Raises _ConnectFailed when the association cannot be reopened (the item is then still unsent), and _Halt
+    when the stored copy is damaged."""
     obj, lost, busy = item.obj, 0, 0
     while True:
         try:
-            assoc = link.open()
+            dimse = link.open()
         except _ConnectFailed:
             if lost > retries:
                 raise
@@ -417,14 +404,19 @@ def _send_one(link: _Link, item: _Item, retries: int, backoff: float) -> Instanc
             time.sleep(backoff * lost)
             continue
         try:
-            answer = _store(assoc, item)
+            answer = _store(dimse, item, ready, meanwhile)
         except AssociationLost as e:
+            ready = None
             lost += 1
             if lost > retries:
                 tries = f"{lost} attempt{'s' if lost > 1 else ''}"
                 return InstanceResult(obj, InstanceOutcome.NOT_SENT, None, f"not confirmed: {e} ({tries})")
             continue
+        except DamagedObject as e:
+            link.abort()  # before the last fragment: the receiver discards the incomplete data set
+            raise _Halt(InstanceResult(obj, InstanceOutcome.FAILED, None, str(e))) from e
         except OSError as e:
+            link.abort()  # the message may be half sent
             return InstanceResult(obj, InstanceOutcome.FAILED, None, f"cannot read the file: {e}")
         if isinstance(answer, str):
             return InstanceResult(obj, InstanceOutcome.FAILED, None, answer)
@@ -434,16 +426,41 @@ def _send_one(link: _Link, item: _Item, retries: int, backoff: float) -> Instanc
             return InstanceResult(obj, InstanceOutcome.STORED, status, meaning)
         if _is_warning(status):
             return InstanceResult(obj, InstanceOutcome.WARNING, status, meaning)
-        if 0xA700 <= status <= 0xA7FF and busy < retries:
+        if _is_out_of_resources(status) and busy < retries:
             busy += 1
             time.sleep(backoff * 2 ** (busy - 1))
             continue
         return InstanceResult(obj, InstanceOutcome.FAILED, status, meaning)
 
 
+@dataclass
+class _Ahead:
+    """The next object of a worker, taken and encoded while the previous response was awaited."""
+
+    item: _Item
+    ready: Ready = None
+
+
 def _worker(link: _Link, run: _Run, phase: int) -> None:
     """Take objects of the current phase until none is left. The association is opened before taking one,
-    so a server that queues extra associations (storescp without --fork) delays nothing."""
+    so a server that queues extra associations (storescp without --fork) delays nothing. While a response is
+    awaited the next object is read, checked and encoded, so the time between two stores is a send."""
+    ahead: _Ahead | None = None
+
+    def take_next(dimse: Dimse) -> None:
+        nonlocal ahead
+        with run.cond:
+            if ahead is not None or run.phase != phase or not run.pending or run.halted or run.finished:
+                return
+            ahead = _Ahead(run.pending.popleft())
+            run.in_flight += 1
+        try:
+            encoded = _encode(dimse, ahead.item)
+        except (DamagedObject, OSError) as e:
+            ahead.ready = e  # raised when its turn comes, after the response now awaited
+        else:
+            ahead.ready = encoded if isinstance(encoded, Outgoing) else None
+
     try:
         while True:
             try:
@@ -456,26 +473,56 @@ def _worker(link: _Link, run: _Run, phase: int) -> None:
                 if run.finished:
                     link.close()
                     return
-                if run.phase != phase or not run.pending:
-                    return
-                item = run.pending.popleft()
-                run.in_flight += 1
+                if ahead is not None:
+                    if run.halted:
+                        return
+                    item, ready, ahead = ahead.item, ahead.ready, None
+                else:
+                    if run.phase != phase or not run.pending or run.halted:
+                        return
+                    item, ready = run.pending.popleft(), None
+                    run.in_flight += 1
             try:
-                result = _send_one(link, item, run.retries, run.backoff)
+                result = _send_one(link, item, run.retries, run.backoff, ready, take_next)
             except _ConnectFailed as e:
                 with run.cond:
                     run.pending.appendleft(item)
                     run.in_flight -= 1
                     run.connect_failures.append(str(e))
                 return
+            except _Halt as halt:
+                result = halt.result
+                with run.cond:
+                    run.halted = (
+                        f"not sent: the send stopped because the stored copy of "
+                        f"{item.obj.kind.value} {item.obj.sop_instance_uid} is damaged"
+                    )
             run.record(result, item.index, item.length)
             with run.cond:
                 run.in_flight -= 1
     finally:
         with run.cond:
+            if ahead is not None:  # taken but not sent: back to the queue
+                run.pending.appendleft(ahead.item)
+                run.in_flight -= 1
             if run.phase == phase:
                 run.workers -= 1
             run.cond.notify_all()
+
+
+def _blocked(kind: ObjectKind, objects: Sequence[ExportObject], run: _Run) -> str | None:
+    """Why objects of ``kind`` must not go: an object of an earlier kind in this send was not stored."""
+    earlier_kinds = _SEND_ORDER[: _SEND_ORDER.index(kind)]
+    own = _KIND_NAMES[kind]
+    for earlier in earlier_kinds:
+        indices = [i for i, o in enumerate(objects) if o.kind == earlier]
+        missing = [i for i in indices if not (i in run.results and run.results[i].stored)]
+        if missing:
+            name = _KIND_NAMES[earlier]
+            what = f"{len(missing)} of {len(indices)} {name}s" if len(indices) > 1 else f"the {name}"
+            verb = "were" if len(missing) > 1 else "was"
+            return f"not sent: {what} {verb} not stored, and this {own} depends on them; send again once they are"
+    return None
 
 
 def send_objects(
@@ -488,25 +535,30 @@ def send_objects(
     commit_listen_port: int | None = None,
     commit_listen_host: str = "",
     commit_timeout: float = 60,
-    associations: int = 2,
+    associations: int = DEFAULT_ASSOCIATIONS,
     timeout: float = 30,
+    artim: float = 5,
     retries: int = 3,
     backoff: float = 0.5,
+    send_dependents: bool = False,
 ) -> SendReport:
     """C-STORE ``objects`` to ``dest`` as ``calling_ae``; the report says what became of each one.
 
     CT goes first on up to ``associations`` parallel associations, then RT Structure Set, RT Plan and RT Dose
-    in order on one. A lost association (abort, ``timeout`` without answer, closed) is reopened and what was
-    not confirmed is sent again, up to ``retries`` times; 0xA7xx (out of resources) is retried after
-    ``backoff`` seconds, doubling; other failures are final. ``progress`` is called after each object, from
-    worker threads but never concurrently. With ``commit``, Storage Commitment (push model) is asked for the
-    stored objects and the server's N-EVENT-REPORT awaited on ``commit_listen_port`` (the server must know
-    our AE title with our host and that port).
+    in order on one; a kind goes only when every object of the kinds before it was stored, unless
+    ``send_dependents``. A lost association (abort, ``timeout`` without answer, closed) is reopened and what
+    was not confirmed is sent again, up to ``retries`` times; 0xA7xx (out of resources) is retried after
+    ``backoff`` seconds, doubling; other failures are final. ``artim`` bounds the wait for the server to close
+    after an abort (PS3.8 ARTIM). ``progress`` is called after each object, from worker threads but never
+    concurrently. With ``commit``, Storage Commitment (push model) is asked for the stored objects and the
+    server's N-EVENT-REPORT awaited on ``commit_listen_port`` (the server must know our AE title with our
+    host and that port).
 
     Raises SendError when nothing could be sent: no connection, association rejected, TLS failure.
     """
     if associations < 1:
         raise ValueError("associations must be at least 1")
+    _check_ae_titles(dest, calling_ae)
     started = time.perf_counter()
     run = _Run(progress, retries, backoff)
     items: list[_Item] = []
@@ -518,9 +570,9 @@ def send_objects(
             items.append(prepared)
     rank = {kind: i for i, kind in enumerate(_SEND_ORDER)}
     items.sort(key=lambda it: (rank.get(it.obj.kind, len(rank)), it.index))
-    contexts = presentation_contexts(items)
-    ctx = dest.ssl_context()
-    links = [_Link(dest, calling_ae, contexts, timeout, ctx) for _ in range(associations)]
+    timeouts = Timeouts.uniform(timeout, artim)
+    contexts, ctx = presentation_contexts(items), dest.ssl_context()
+    links = [_Link(dest, calling_ae, contexts, timeouts, ctx) for _ in range(associations)]
     if items:
         try:
             links[0].open()
@@ -530,11 +582,16 @@ def send_objects(
     idle = list(links)
     try:
         for kind in dict.fromkeys(it.obj.kind for it in items):
+            phase_items = [it for it in items if it.obj.kind == kind]
+            skip = run.halted or (None if send_dependents else _blocked(kind, objects, run))
+            if skip:
+                for item in phase_items:
+                    run.record(InstanceResult(item.obj, InstanceOutcome.NOT_SENT, None, skip), item.index)
+                continue
             with run.cond:
-                run.pending.extend(it for it in items if it.obj.kind == kind)
+                run.pending.extend(phase_items)
                 # Only CT goes in parallel: later kinds reference earlier ones and go in order on one link.
-                n = min(len(idle), len(run.pending)) if kind == ObjectKind.CT else 1
-                use = [idle[0]] if kind != ObjectKind.CT else idle[:n]
+                use = idle[: min(len(idle), len(run.pending))] if kind == ObjectKind.CT else [idle[0]]
                 run.workers = len(use)
                 run.phase += 1
             threads = [threading.Thread(target=_worker, args=(link, run, run.phase), daemon=True) for link in use]
@@ -547,8 +604,11 @@ def send_objects(
             # A link whose opening still hangs keeps its thread; later phases use link 0 only.
             threads[0].join()
             for item in leftover:
-                reason = run.connect_failures[-1] if run.connect_failures else "no association available"
-                problems.append(f"association to {dest} lost and not reopened: {reason}")
+                if run.halted:
+                    reason = run.halted
+                else:
+                    reason = run.connect_failures[-1] if run.connect_failures else "no association available"
+                    problems.append(f"association to {dest} lost and not reopened: {reason}")
                 run.record(InstanceResult(item.obj, InstanceOutcome.NOT_SENT, None, reason), item.index)
     finally:
         with run.cond:
@@ -556,29 +616,40 @@ def send_objects(
         links[0].close()
         for link in links[1:]:
             with run.cond:
-                if link.assoc is not None and not link.assoc.closed:
+                if link.dimse is not None and not link.dimse.assoc.closed:
                     link.close()
     seconds = time.perf_counter() - started
     results = tuple(run.results[i] for i in range(len(objects)))
     committed: tuple[str, ...] | None = None
     commit_failed: tuple[str, ...] = ()
-    if commit and commit_listen_port is None:
-        committed = ()
-        problems.append("storage commitment not asked: no port to receive the server's report (commit_listen_port)")
-    elif commit:
-        assert commit_listen_port is not None
-        stored = [r.obj for r in results if r.stored]
-        committed, commit_failed, problem = request_commitment(
-            stored,
-            dest,
-            calling_ae,
-            commit_listen_port,
-            listen_host=commit_listen_host,
-            timeout=commit_timeout,
-        )
-        if problem:
-            problems.append(problem)
-    return SendReport(dest, results, committed, commit_failed, tuple(dict.fromkeys(problems)), run.bytes_sent, seconds)
+    stored = [r.obj for r in results if r.stored]
+    if commit:
+        why_not = None
+        if run.halted:
+            why_not = "the send stopped at a damaged stored copy"
+        elif commit_listen_port is None:
+            why_not = "no port to receive the server's report is configured (dicom.commitment_port)"
+        elif not stored:
+            why_not = "no object was stored"
+        if why_not is not None:
+            problems.append(f"storage commitment not requested: {why_not}")
+        else:
+            assert commit_listen_port is not None
+            committed, commit_failed, problem = request_commitment(
+                stored,
+                dest,
+                calling_ae,
+                commit_listen_port,
+                listen_host=commit_listen_host,
+                timeout=commit_timeout,
+                network_timeout=timeout,
+            )
+            if problem:
+                committed = None
+                problems.append(problem)
+    return SendReport(
+        dest, results, committed, commit_failed, tuple(dict.fromkeys(problems)), run.bytes_sent, seconds, commit
+    )
 
 
 def request_commitment(
@@ -589,78 +660,42 @@ def request_commitment(
     *,
     listen_host: str = "",
     timeout: float = 60,
+    network_timeout: float = 30,
 ) -> tuple[tuple[str, ...], tuple[str, ...], str | None]:
     """Storage Commitment push model (PS3.4 J): N-ACTION, then the server's N-EVENT-REPORT on a new
-    association to our listener. Returns (committed UIDs, failed UIDs, problem or None)."""
-    from pydicom.dataset import Dataset
-    from pydicom.sequence import Sequence as DicomSequence
-    from pynetdicom import AE, evt
-
+    association to our listener, awaited ``timeout`` seconds (``network_timeout`` bounds each network wait).
+    Returns (committed UIDs, failed UIDs, problem or None)."""
     if not objects:
         return (), (), None
     transaction = f"2.25.{uuid.uuid4().int}"
-    reports: list[Dataset] = []
-    arrived = threading.Event()
-
-    def on_report(event: Any) -> tuple[int, None]:
-        info = event.event_information
-        if info.get("TransactionUID") == transaction:
-            reports.append(info)
-            arrived.set()
-        return 0x0000, None
-
-    listener_ae = AE(ae_title=calling_ae)
-    listener_ae.add_supported_context(STORAGE_COMMITMENT_PUSH, scu_role=True, scp_role=True)
-    try:
-        server = listener_ae.start_server(
-            (listen_host, listen_port), block=False, evt_handlers=[(evt.EVT_N_EVENT_REPORT, on_report)]
-        )
-    except OSError as e:
-        return (), (), f"storage commitment: cannot listen on port {listen_port}: {e}"
-    assert server is not None
-    try:
-        request = Dataset()
-        request.TransactionUID = transaction
-        refs = []
-        for obj in objects:
-            ref = Dataset()
-            ref.ReferencedSOPClassUID = obj.sop_class_uid
-            ref.ReferencedSOPInstanceUID = obj.sop_instance_uid
-            refs.append(ref)
-        request.ReferencedSOPSequence = DicomSequence(refs)
-        ae = AE(ae_title=calling_ae)
-        ae.add_requested_context(STORAGE_COMMITMENT_PUSH)
-        ctx = dest.ssl_context()
-        tls_args = (ctx, (dest.tls and dest.tls.server_hostname) or dest.host) if ctx else None
-        assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title, tls_args=tls_args)
-        if not assoc.is_established:
-            return (), (), f"storage commitment: association to {dest} not accepted (N-ACTION not sent)"
+    contexts = (ProposedContext(1, STORAGE_COMMITMENT_PUSH, (EXPLICIT_VR_LE, IMPLICIT_VR_LE)),)
+    timeouts = Timeouts.uniform(network_timeout)
+    with contextlib.ExitStack() as stack:
         try:
-            status, _ = assoc.send_n_action(request, 1, STORAGE_COMMITMENT_PUSH, STORAGE_COMMITMENT_INSTANCE)
+            listener = stack.enter_context(
+                commitment.ReportListener(calling_ae, listen_host, listen_port, timeouts=timeouts)
+            )
+        except OSError as e:
+            return (), (), f"storage commitment not requested: cannot listen on port {listen_port}: {e}"
+        link = _Link(dest, calling_ae, contexts, timeouts, dest.ssl_context())
+        try:
+            refused = commitment.request(
+                link.open(), transaction, [(o.sop_class_uid, o.sop_instance_uid) for o in objects]
+            )
+        except _ConnectFailed as e:
+            return (), (), f"storage commitment not requested: {e}"
+        except AssociationLost as e:
+            return (), (), f"storage commitment request (N-ACTION) not answered: {e}"
         finally:
-            assoc.release()
-        code = getattr(status, "Status", None)
-        if code != 0x0000:
-            what = "no answer" if code is None else f"status 0x{code:04X} ({status_meaning(code)})"
-            return (), (), f"storage commitment request (N-ACTION) failed: {what}"
-        if not arrived.wait(timeout):
-            return (), (), (
-                f"storage commitment: no N-EVENT-REPORT from {dest} within {timeout:g} s; "
-                f"check that the server knows AE title '{calling_ae}' with this host and port {listen_port}"
-            )  # fmt: skip
-    finally:
-        server.shutdown()
-    report = reports[0]
-    committed = tuple(str(r.ReferencedSOPInstanceUID) for r in report.get("ReferencedSOPSequence", []))
-    failed = tuple(str(r.ReferencedSOPInstanceUID) for r in report.get("FailedSOPSequence", []))
-    return committed, failed, None
-
-
-def read_objects(paths: Sequence[Path], kind: ObjectKind) -> list[ExportObject]:
-    """ExportObjects for stored Part 10 files (UIDs from their file meta)."""
-    out = []
-    for path in paths:
-        with path.open("rb") as fp:
-            meta, _ = _part10_header(fp)
-        out.append(ExportObject.from_file(kind, path, meta.get(0x0002, ""), meta.get(0x0003, "")))
-    return out
+            link.close()
+        if refused is not None:
+            return (), (), f"storage commitment request (N-ACTION) refused: {refused}"
+        report = listener.wait(transaction, timeout)
+    if report is None:
+        heard = "; ".join(listener.problems)
+        return (), (), (
+            f"storage commitment: no N-EVENT-REPORT from {dest} within {timeout:g} s; "
+            f"check that the server knows AE title '{calling_ae}' with this host and port {listen_port}"
+            + (f" ({heard})" if heard else "")
+        )  # fmt: skip
+    return report.committed, tuple(uid for uid, _ in report.failed), None

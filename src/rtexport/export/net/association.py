@@ -1,0 +1,586 @@
+"""The association: the PS3.8 state machine (9.2), its timers, and the transport it drives.
+
+Every change of state goes through :func:`transition`, a table of PS3.8 Table 9-10 (states Sta1–Sta13, events
+Evt1–Evt19, actions AE-/DT-/AR-/AA-n). :class:`Association` runs that machine on the calling thread: local
+primitives are its methods (``request``, ``accept``, ``send_pdata``, ``release``, ``abort``) and PDUs are read
+when the caller waits for one (``receive``), so there is no reactor thread and no queue between the socket and
+the sender. The cells a requestor meets are all there, release collisions included (Sta9/Sta11); the acceptor
+cells cover the storage commitment listener (Sta2, Sta3, Sta8, Sta13).
+
+Timers: the ARTIM timer (PS3.8 9.1.5) bounds Sta2 (awaiting A-ASSOCIATE-RQ) and Sta13 (awaiting the peer's
+close after our A-ABORT, A-ASSOCIATE-RJ or A-RELEASE-RP); the ACSE timer bounds the wait for the answer to our
+association and release requests (PS3.8 leaves Sta5 and Sta7 untimed; a requestor must not wait forever); the
+DIMSE timer (used by :mod:`.dimse`) bounds the wait for a response. An expired ACSE or DIMSE timer aborts the
+association. Every wait is a deadline on an injectable monotonic clock, so a peer that trickles bytes cannot
+stretch it.
+
+What we receive is bounded by what we announced: a P-DATA-TF PDU longer than our Maximum Length (PS3.8 D.1)
+is a protocol error answered with A-ABORT, and is never read into memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import IntEnum, StrEnum
+
+from rtexport.export.net import pdu
+from rtexport.export.net.pdu import (
+    PDU,
+    Abort,
+    AbortReason,
+    AbortSource,
+    AssociateAC,
+    AssociateRJ,
+    AssociateRQ,
+    ContextResult,
+    PDataTF,
+    PDUError,
+    PDUType,
+    ReleaseRP,
+    ReleaseRQ,
+)
+
+Clock = Callable[[], float]
+
+# The largest non-P-DATA PDU we read (an A-ASSOCIATE-AC with 128 contexts is about 12 KiB).
+_MAX_CONTROL_PDU = 1 << 20
+
+
+class State(IntEnum):
+    """Association states (PS3.8 Table 9-10)."""
+
+    IDLE = 1  # Sta1
+    AWAITING_ASSOCIATE_RQ = 2  # Sta2: transport open, ARTIM running
+    AWAITING_LOCAL_ASSOCIATE_RESPONSE = 3  # Sta3
+    AWAITING_TRANSPORT_OPEN = 4  # Sta4
+    AWAITING_ASSOCIATE_AC = 5  # Sta5
+    ESTABLISHED = 6  # Sta6: ready for data transfer
+    AWAITING_RELEASE_RP = 7  # Sta7
+    AWAITING_LOCAL_RELEASE_RESPONSE = 8  # Sta8
+    COLLISION_REQUESTOR_AWAITING_LOCAL = 9  # Sta9: release collision, requestor side
+    COLLISION_ACCEPTOR_AWAITING_RP = 10  # Sta10
+    COLLISION_REQUESTOR_AWAITING_RP = 11  # Sta11
+    COLLISION_ACCEPTOR_AWAITING_LOCAL = 12  # Sta12
+    AWAITING_CLOSE = 13  # Sta13: the association no longer exists, ARTIM running
+
+
+class Event(IntEnum):
+    """Events (PS3.8 Table 9-11); the local ones are primitives from our own code."""
+
+    ASSOCIATE_REQUEST = 1  # local A-ASSOCIATE request
+    TRANSPORT_CONFIRM = 2
+    ASSOCIATE_AC = 3
+    ASSOCIATE_RJ = 4
+    TRANSPORT_INDICATION = 5
+    ASSOCIATE_RQ = 6
+    ASSOCIATE_ACCEPT = 7  # local A-ASSOCIATE response (accept)
+    ASSOCIATE_REJECT = 8  # local A-ASSOCIATE response (reject)
+    PDATA_REQUEST = 9  # local P-DATA request
+    PDATA_TF = 10
+    RELEASE_REQUEST = 11  # local A-RELEASE request
+    RELEASE_RQ = 12
+    RELEASE_RP = 13
+    RELEASE_RESPONSE = 14  # local A-RELEASE response
+    ABORT_REQUEST = 15  # local A-ABORT request
+    ABORT = 16
+    TRANSPORT_CLOSED = 17
+    ARTIM_EXPIRED = 18
+    INVALID_PDU = 19
+
+
+class Action(StrEnum):
+    """Actions (PS3.8 Tables 9-6 to 9-9)."""
+
+    AE_1 = "AE-1"  # open the transport connection
+    AE_2 = "AE-2"  # send A-ASSOCIATE-RQ
+    AE_3 = "AE-3"  # association accepted: confirm
+    AE_4 = "AE-4"  # association rejected: confirm, close the transport
+    AE_5 = "AE-5"  # transport connection accepted: start ARTIM
+    AE_6 = "AE-6"  # A-ASSOCIATE-RQ received: stop ARTIM, hand it to the local user
+    AE_7 = "AE-7"  # send A-ASSOCIATE-AC
+    AE_8 = "AE-8"  # send A-ASSOCIATE-RJ, start ARTIM
+    DT_1 = "DT-1"  # send P-DATA-TF
+    DT_2 = "DT-2"  # P-DATA-TF received: hand it to the local user
+    AR_1 = "AR-1"  # send A-RELEASE-RQ
+    AR_2 = "AR-2"  # A-RELEASE-RQ received: hand it to the local user
+    AR_3 = "AR-3"  # A-RELEASE-RP received: confirm, close the transport
+    AR_4 = "AR-4"  # send A-RELEASE-RP, start ARTIM
+    AR_5 = "AR-5"  # stop ARTIM
+    AR_6 = "AR-6"  # P-DATA-TF received while awaiting A-RELEASE-RP
+    AR_7 = "AR-7"  # send P-DATA-TF while the peer awaits our A-RELEASE-RP
+    AR_8 = "AR-8"  # release collision
+    AR_9 = "AR-9"  # send A-RELEASE-RP (collision, requestor side)
+    AR_10 = "AR-10"  # A-RELEASE-RP received (collision, acceptor side)
+    AA_1 = "AA-1"  # send A-ABORT (service user), start ARTIM
+    AA_2 = "AA-2"  # stop ARTIM, close the transport
+    AA_3 = "AA-3"  # A-ABORT received: indicate, close the transport
+    AA_4 = "AA-4"  # transport closed by the peer: indicate A-P-ABORT
+    AA_5 = "AA-5"  # stop ARTIM
+    AA_6 = "AA-6"  # ignore the PDU
+    AA_7 = "AA-7"  # send A-ABORT
+    AA_8 = "AA-8"  # send A-ABORT (service provider), indicate A-P-ABORT, start ARTIM
+
+
+_S, _E, _A = State, Event, Action
+_TABLE: dict[tuple[State, Event], tuple[Action, State]] = {
+    (_S.IDLE, _E.ASSOCIATE_REQUEST): (_A.AE_1, _S.AWAITING_TRANSPORT_OPEN),
+    (_S.IDLE, _E.TRANSPORT_INDICATION): (_A.AE_5, _S.AWAITING_ASSOCIATE_RQ),
+    (_S.AWAITING_TRANSPORT_OPEN, _E.TRANSPORT_CONFIRM): (_A.AE_2, _S.AWAITING_ASSOCIATE_AC),
+    (_S.AWAITING_TRANSPORT_OPEN, _E.ABORT_REQUEST): (_A.AA_2, _S.IDLE),
+    (_S.AWAITING_TRANSPORT_OPEN, _E.TRANSPORT_CLOSED): (_A.AA_4, _S.IDLE),
+    (_S.AWAITING_ASSOCIATE_RQ, _E.ASSOCIATE_RQ): (_A.AE_6, _S.AWAITING_LOCAL_ASSOCIATE_RESPONSE),
+    (_S.AWAITING_ASSOCIATE_RQ, _E.ABORT): (_A.AA_2, _S.IDLE),
+    (_S.AWAITING_ASSOCIATE_RQ, _E.TRANSPORT_CLOSED): (_A.AA_5, _S.IDLE),
+    (_S.AWAITING_ASSOCIATE_RQ, _E.ARTIM_EXPIRED): (_A.AA_2, _S.IDLE),
+    (_S.AWAITING_LOCAL_ASSOCIATE_RESPONSE, _E.ASSOCIATE_ACCEPT): (_A.AE_7, _S.ESTABLISHED),
+    (_S.AWAITING_LOCAL_ASSOCIATE_RESPONSE, _E.ASSOCIATE_REJECT): (_A.AE_8, _S.AWAITING_CLOSE),
+    (_S.AWAITING_ASSOCIATE_AC, _E.ASSOCIATE_AC): (_A.AE_3, _S.ESTABLISHED),
+    (_S.AWAITING_ASSOCIATE_AC, _E.ASSOCIATE_RJ): (_A.AE_4, _S.IDLE),
+    (_S.ESTABLISHED, _E.PDATA_REQUEST): (_A.DT_1, _S.ESTABLISHED),
+    (_S.ESTABLISHED, _E.PDATA_TF): (_A.DT_2, _S.ESTABLISHED),
+    (_S.ESTABLISHED, _E.RELEASE_REQUEST): (_A.AR_1, _S.AWAITING_RELEASE_RP),
+    (_S.ESTABLISHED, _E.RELEASE_RQ): (_A.AR_2, _S.AWAITING_LOCAL_RELEASE_RESPONSE),
+    (_S.AWAITING_RELEASE_RP, _E.PDATA_TF): (_A.AR_6, _S.AWAITING_RELEASE_RP),
+    (_S.AWAITING_RELEASE_RP, _E.RELEASE_RP): (_A.AR_3, _S.IDLE),
+    # AR-8 goes to Sta9 for the requestor and Sta10 for the acceptor: see transition().
+    (_S.AWAITING_RELEASE_RP, _E.RELEASE_RQ): (_A.AR_8, _S.COLLISION_REQUESTOR_AWAITING_LOCAL),
+    (_S.AWAITING_LOCAL_RELEASE_RESPONSE, _E.PDATA_REQUEST): (_A.AR_7, _S.AWAITING_LOCAL_RELEASE_RESPONSE),
+    (_S.AWAITING_LOCAL_RELEASE_RESPONSE, _E.RELEASE_RESPONSE): (_A.AR_4, _S.AWAITING_CLOSE),
+    (_S.COLLISION_REQUESTOR_AWAITING_LOCAL, _E.RELEASE_RESPONSE): (_A.AR_9, _S.COLLISION_REQUESTOR_AWAITING_RP),
+    (_S.COLLISION_ACCEPTOR_AWAITING_RP, _E.RELEASE_RP): (_A.AR_10, _S.COLLISION_ACCEPTOR_AWAITING_LOCAL),
+    (_S.COLLISION_REQUESTOR_AWAITING_RP, _E.RELEASE_RP): (_A.AR_3, _S.IDLE),
+    (_S.COLLISION_ACCEPTOR_AWAITING_LOCAL, _E.RELEASE_RESPONSE): (_A.AR_4, _S.AWAITING_CLOSE),
+    (_S.AWAITING_CLOSE, _E.ASSOCIATE_RQ): (_A.AA_7, _S.AWAITING_CLOSE),
+    (_S.AWAITING_CLOSE, _E.ABORT): (_A.AA_2, _S.IDLE),
+    (_S.AWAITING_CLOSE, _E.TRANSPORT_CLOSED): (_A.AR_5, _S.IDLE),
+    (_S.AWAITING_CLOSE, _E.ARTIM_EXPIRED): (_A.AA_2, _S.IDLE),
+    (_S.AWAITING_CLOSE, _E.INVALID_PDU): (_A.AA_7, _S.AWAITING_CLOSE),
+}
+_PDU_EVENTS = frozenset(
+    {_E.ASSOCIATE_AC, _E.ASSOCIATE_RJ, _E.ASSOCIATE_RQ, _E.PDATA_TF, _E.RELEASE_RQ, _E.RELEASE_RP, _E.INVALID_PDU}
+)
+# Sta3 to Sta12: the cells the table above leaves out are the same for every one of these states.
+_LIVE = frozenset(State) - {
+    State.IDLE,
+    State.AWAITING_ASSOCIATE_RQ,
+    State.AWAITING_TRANSPORT_OPEN,
+    State.AWAITING_CLOSE,
+}
+
+
+_COLLISION_AWAITING_LOCAL = frozenset(
+    {State.COLLISION_REQUESTOR_AWAITING_LOCAL, State.COLLISION_ACCEPTOR_AWAITING_LOCAL}
+)
+
+
+class InvalidPrimitive(RuntimeError):
+    """A local primitive that PS3.8 does not allow in the current state (a bug in the caller)."""
+
+
+def transition(state: State, event: Event, *, requestor: bool) -> tuple[Action, State]:
+    """The action and next state for ``event`` in ``state`` (PS3.8 Table 9-10); raises InvalidPrimitive."""
+    cell = _TABLE.get((state, event))
+    if cell is not None:
+        if cell[0] is Action.AR_8 and not requestor:
+            return Action.AR_8, State.COLLISION_ACCEPTOR_AWAITING_RP
+        return cell
+    if state == State.AWAITING_ASSOCIATE_RQ and event in _PDU_EVENTS:
+        return Action.AA_1, State.AWAITING_CLOSE
+    if state == State.AWAITING_CLOSE and event in _PDU_EVENTS:
+        return Action.AA_6, State.AWAITING_CLOSE
+    if state in _LIVE:
+        if event in _PDU_EVENTS:
+            return Action.AA_8, State.AWAITING_CLOSE
+        if event == Event.ABORT:
+            return Action.AA_3, State.IDLE
+        if event == Event.TRANSPORT_CLOSED:
+            return Action.AA_4, State.IDLE
+        if event == Event.ABORT_REQUEST:
+            return Action.AA_1, State.AWAITING_CLOSE
+    raise InvalidPrimitive(f"{event.name} is not possible in state Sta{state.value} ({state.name})")
+
+
+_REJECT_REASONS = {
+    (1, 1): "no reason given",
+    (1, 2): "application context name not supported",
+    (1, 3): "calling AE title not recognised",
+    (1, 7): "called AE title not recognised",
+    (2, 1): "no reason given (ACSE)",
+    (2, 2): "protocol version not supported",
+    (3, 1): "temporary congestion",
+    (3, 2): "local limit of associations exceeded",
+}
+
+
+class AssociationRejected(Exception):
+    """The peer answered A-ASSOCIATE-RJ (PS3.8 9.3.4)."""
+
+    def __init__(self, rj: AssociateRJ, by: str = "the server") -> None:
+        self.rj = rj
+        self.permanent = rj.result == 1
+        text = _REJECT_REASONS.get((rj.source, rj.reason), f"source {rj.source}, reason {rj.reason}")
+        super().__init__(f"association {'permanently' if self.permanent else 'transiently'} rejected by {by}: {text}")
+
+
+class AssociationLost(Exception):
+    """The association is gone (aborted, closed, timed out, protocol error); nothing pending is confirmed."""
+
+
+class ConnectionClosed(EOFError):
+    """The peer closed the transport connection."""
+
+
+class Timer:
+    """A deadline on a monotonic clock (injectable, so tests can make time pass without waiting)."""
+
+    def __init__(self, seconds: float, clock: Clock = time.monotonic) -> None:
+        self.seconds = seconds
+        self._clock = clock
+        self._end = clock() + seconds
+
+    def remaining(self) -> float:
+        return self._end - self._clock()
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds. ``connect``: TCP and TLS; ``acse``: answer to our association or release request; ``dimse``: a
+    response, or the next PDU of a message; ``artim``: PS3.8 9.1.5 (Sta2, Sta13); ``send``: the peer reading."""
+
+    connect: float = 30
+    acse: float = 30
+    dimse: float = 30
+    artim: float = 5
+    send: float = 30
+
+    @classmethod
+    def uniform(cls, seconds: float, artim: float = 5) -> Timeouts:
+        return cls(seconds, seconds, seconds, min(artim, seconds), seconds)
+
+
+class Transport:
+    """A connected stream socket (TCP or TLS) carrying PDUs; every read is bounded by a :class:`Timer`."""
+
+    def __init__(self, sock: socket.socket, max_pdata_length: int, send_timeout: float) -> None:
+        self.sock = sock
+        self.max_pdata_length = max_pdata_length
+        self._send_timeout = send_timeout
+        self._timeout: float | None = None
+        self._head = bytearray(pdu.HEADER_SIZE)
+
+    def _settimeout(self, seconds: float) -> None:
+        if seconds != self._timeout:  # each change is a system call; most sends reuse the last value
+            self.sock.settimeout(seconds)
+            self._timeout = seconds
+
+    def send(self, data: bytes | bytearray | memoryview) -> None:
+        self._settimeout(self._send_timeout)
+        self.sock.sendall(data)
+
+    def _recv_into(self, view: memoryview, timer: Timer) -> None:
+        got = 0
+        while got < len(view):
+            left = timer.remaining()
+            if left <= 0:
+                raise TimeoutError
+            self._settimeout(left)
+            n = self.sock.recv_into(view[got:])
+            if n == 0:
+                raise ConnectionClosed
+            got += n
+
+    def read_pdu(self, timer: Timer) -> tuple[int, bytes]:
+        """The next PDU's type and body. A P-DATA-TF longer than we announced raises PDUError unread."""
+        self._recv_into(memoryview(self._head), timer)
+        pdu_type, _, length = pdu.HEADER.unpack(self._head)
+        if pdu_type == PDUType.P_DATA_TF and self.max_pdata_length and length > self.max_pdata_length:
+            raise PDUError(
+                f"P-DATA-TF PDU of {length} bytes, longer than the maximum of {self.max_pdata_length} we announced"
+            )
+        if pdu_type != PDUType.P_DATA_TF and length > _MAX_CONTROL_PDU:
+            raise PDUError(f"PDU type 0x{pdu_type:02x} of {length} bytes; not a DICOM peer?")
+        body = bytearray(length)
+        self._recv_into(memoryview(body), timer)
+        return pdu_type, bytes(body)
+
+    def drain_until_closed(self, timer: Timer) -> bool:
+        """Discard whatever arrives until the peer closes (True) or the timer expires (False)."""
+        scratch = memoryview(bytearray(65536))
+        try:
+            while True:
+                left = timer.remaining()
+                if left <= 0:
+                    return False
+                self._settimeout(left)
+                if self.sock.recv_into(scratch) == 0:
+                    return True
+        except TimeoutError:
+            return False
+        except OSError:
+            return True
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+def connect(
+    host: str,
+    port: int,
+    timeout: float,
+    ssl_context: ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
+) -> socket.socket:
+    """A TCP (and TLS) connection with Nagle off; raises OSError (refused, timed out, TLS failure)."""
+    sock = socket.create_connection((host, port), timeout=timeout)
+    try:
+        # DCMTK and Orthanc delay their ACKs; with Nagle on our side each response would wait ~40 ms.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if ssl_context is not None:
+            sock = ssl_context.wrap_socket(sock, server_hostname=server_hostname or host)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+_EVENT_OF = {
+    PDUType.ASSOCIATE_RQ: Event.ASSOCIATE_RQ,
+    PDUType.ASSOCIATE_AC: Event.ASSOCIATE_AC,
+    PDUType.ASSOCIATE_RJ: Event.ASSOCIATE_RJ,
+    PDUType.P_DATA_TF: Event.PDATA_TF,
+    PDUType.RELEASE_RQ: Event.RELEASE_RQ,
+    PDUType.RELEASE_RP: Event.RELEASE_RP,
+    PDUType.ABORT: Event.ABORT,
+}
+_PROVIDER_REASONS = {  # PS3.8 Table 9-26
+    0: "reason not specified",
+    1: "unrecognized PDU",
+    2: "unexpected PDU",
+    4: "unrecognized PDU parameter",
+    5: "unexpected PDU parameter",
+    6: "invalid PDU parameter value",
+}
+
+
+class Association:
+    """One association, as requestor or acceptor; one thread at a time uses it.
+
+    ``accepted`` maps each accepted presentation context ID to (abstract syntax, transfer syntax);
+    ``peer_max_pdu`` is the peer's Maximum Length (0: no limit), which sizes what we send.
+    """
+
+    def __init__(
+        self, transport: Transport, *, requestor: bool, timeouts: Timeouts, clock: Clock = time.monotonic
+    ) -> None:
+        self.transport = transport
+        self.requestor = requestor
+        self.timeouts = timeouts
+        self.clock = clock
+        self.state = State.IDLE
+        self.peer = "the server" if requestor else "the calling AE"
+        self.peer_max_pdu = 0
+        self.accepted: dict[int, tuple[str, str]] = {}
+        self.request_pdu: AssociateRQ | None = None
+
+    # -- the machine ---------------------------------------------------------------------------------------
+
+    def _event(self, event: Event, reason: AbortReason = AbortReason.NOT_SPECIFIED) -> Action:
+        """Move the machine and carry out the transport side of the action (sends of A-ABORT, closes)."""
+        action, self.state = transition(self.state, event, requestor=self.requestor)
+        if action in (Action.AA_1, Action.AA_7, Action.AA_8):
+            source = AbortSource.SERVICE_USER if action is Action.AA_1 else AbortSource.SERVICE_PROVIDER
+            with contextlib.suppress(OSError):
+                self.transport.send(pdu.encode(Abort(source, reason if action is not Action.AA_1 else 0)))
+        if self.state == State.AWAITING_CLOSE and action is not Action.AA_6 and action is not Action.AA_7:
+            self._await_close()
+        elif self.state == State.IDLE:
+            self.transport.close()
+        return action
+
+    def _await_close(self) -> None:
+        """Sta13: let the peer close first (so our last PDU is not lost to a reset), for at most ARTIM."""
+        closed = self.transport.drain_until_closed(Timer(self.timeouts.artim, self.clock))
+        self._event(Event.TRANSPORT_CLOSED if closed else Event.ARTIM_EXPIRED)
+
+    @property
+    def established(self) -> bool:
+        return self.state == State.ESTABLISHED
+
+    @property
+    def closed(self) -> bool:
+        return self.state == State.IDLE
+
+    def _receive_pdu(self, timer: Timer, awaiting: str, on_timeout: Event) -> PDU:
+        """The next PDU. Aborts, closes, timeouts and protocol errors end the association: AssociationLost
+        naming the cause. PDUs the state does not allow are answered per the table (mostly A-ABORT)."""
+        try:
+            pdu_type, body = self.transport.read_pdu(timer)
+            received = pdu.decode(pdu_type, body)
+        except TimeoutError as e:
+            self._event(on_timeout)
+            raise AssociationLost(
+                f"no answer from {self.peer} within {timer.seconds:g} s while awaiting {awaiting}"
+            ) from e
+        except PDUError as e:
+            self._event(Event.INVALID_PDU, e.reason)
+            raise AssociationLost(f"protocol error by {self.peer}: {e}; association aborted") from e
+        except (ConnectionClosed, OSError) as e:
+            if self.state != State.IDLE:
+                self._event(Event.TRANSPORT_CLOSED)
+            cause = "closed the connection" if isinstance(e, ConnectionClosed) else f"connection lost ({e})"
+            raise AssociationLost(f"{self.peer} {cause} while we were awaiting {awaiting}") from e
+        kind = pdu.type_of(received)
+        action = self._event(_EVENT_OF[kind], AbortReason.UNEXPECTED_PDU)
+        if action is Action.AA_3 or (action is Action.AA_2 and isinstance(received, Abort)):
+            assert isinstance(received, Abort)
+            if received.source == AbortSource.SERVICE_PROVIDER:
+                why = _PROVIDER_REASONS.get(received.reason, f"reason {received.reason}")
+                raise AssociationLost(f"aborted by the DICOM layer of {self.peer}: {why}")
+            raise AssociationLost(f"aborted by {self.peer}")
+        if action in (Action.AA_1, Action.AA_8):
+            raise AssociationLost(
+                f"protocol error by {self.peer}: unexpected {kind.title} while awaiting {awaiting}; association aborted"
+            )
+        return received
+
+    # -- requestor -----------------------------------------------------------------------------------------
+
+    @classmethod
+    def request(
+        cls,
+        rq: AssociateRQ,
+        open_socket: Callable[[], socket.socket],
+        *,
+        timeouts: Timeouts,
+        clock: Clock = time.monotonic,
+    ) -> Association:
+        """Open the transport with ``open_socket`` and negotiate ``rq``; returns an established association.
+
+        Raises OSError (connect, TLS), AssociationRejected or AssociationLost."""
+        transition(State.IDLE, Event.ASSOCIATE_REQUEST, requestor=True)  # AE-1: open the transport
+        sock = open_socket()  # on OSError: AA-4, back to Sta1 with nothing to close
+        assoc = cls(Transport(sock, rq.user.max_pdu_length, timeouts.send), requestor=True, timeouts=timeouts,
+                    clock=clock)  # fmt: skip
+        assoc.state = State.AWAITING_TRANSPORT_OPEN
+        assoc.request_pdu = rq
+        assoc._send_then(Event.TRANSPORT_CONFIRM, pdu.encode(rq))  # AE-2
+        answer = assoc._receive_pdu(
+            Timer(timeouts.acse, clock), "the answer to the association request", Event.ABORT_REQUEST
+        )
+        if isinstance(answer, AssociateRJ):
+            raise AssociationRejected(answer)
+        assert isinstance(answer, AssociateAC)
+        proposed = {c.context_id: c for c in rq.contexts}
+        for ctx in answer.contexts:
+            if ctx.result == ContextResult.ACCEPTANCE and ctx.context_id in proposed:
+                offered = proposed[ctx.context_id]
+                if ctx.transfer_syntax not in offered.transfer_syntaxes:
+                    assoc.abort()
+                    raise AssociationLost(
+                        f"protocol error by {assoc.peer}: it accepted context {ctx.context_id} with transfer "
+                        f"syntax {ctx.transfer_syntax}, which was not proposed; association aborted"
+                    )
+                assoc.accepted[ctx.context_id] = (offered.abstract_syntax, ctx.transfer_syntax)
+        assoc.peer_max_pdu = answer.user.max_pdu_length
+        return assoc
+
+    # -- acceptor ------------------------------------------------------------------------------------------
+
+    @classmethod
+    def accept(
+        cls,
+        sock: socket.socket,
+        decide: Callable[[AssociateRQ], AssociateAC | AssociateRJ],
+        *,
+        max_pdu_length: int,
+        timeouts: Timeouts,
+        clock: Clock = time.monotonic,
+    ) -> Association:
+        """Answer the association request arriving on ``sock`` with ``decide``'s answer.
+
+        Raises AssociationLost when no request arrives within ARTIM, and AssociationRejected when ``decide``
+        rejected it (after the A-ASSOCIATE-RJ is sent)."""
+        assoc = cls(Transport(sock, max_pdu_length, timeouts.send), requestor=False, timeouts=timeouts, clock=clock)
+        assoc._event(Event.TRANSPORT_INDICATION)  # AE-5: ARTIM starts
+        rq = assoc._receive_pdu(Timer(timeouts.artim, clock), "an A-ASSOCIATE-RQ (ARTIM)", Event.ARTIM_EXPIRED)
+        assert isinstance(rq, AssociateRQ)
+        assoc.request_pdu = rq
+        answer = decide(rq)
+        if isinstance(answer, AssociateRJ):
+            assoc._send_then(Event.ASSOCIATE_REJECT, pdu.encode(answer))
+            raise AssociationRejected(answer, by="us")
+        assoc._send_then(Event.ASSOCIATE_ACCEPT, pdu.encode(answer))
+        offered = {c.context_id: c.abstract_syntax for c in rq.contexts}
+        for ctx in answer.contexts:
+            if ctx.result == ContextResult.ACCEPTANCE:
+                assoc.accepted[ctx.context_id] = (offered[ctx.context_id], ctx.transfer_syntax)
+        assoc.peer_max_pdu = rq.user.max_pdu_length
+        return assoc
+
+    def _send_then(self, event: Event, data: bytes) -> None:
+        """Send the PDU of a local primitive, then let the machine move (so Sta13 waits after it is sent)."""
+        transition(self.state, event, requestor=self.requestor)  # raises before anything is sent
+        try:
+            self.transport.send(data)
+        except OSError as e:
+            self._event(Event.TRANSPORT_CLOSED)
+            raise AssociationLost(f"connection to {self.peer} lost while sending: {e}") from e
+        self._event(event)
+
+    # -- data transfer -------------------------------------------------------------------------------------
+
+    def send_pdata(self, data: bytes | bytearray | memoryview) -> None:
+        """Send encoded P-DATA-TF PDUs (DT-1, or AR-7 while the peer awaits our release answer)."""
+        if self.state not in (State.ESTABLISHED, State.AWAITING_LOCAL_RELEASE_RESPONSE):
+            raise AssociationLost(f"the association with {self.peer} is no longer established")
+        try:
+            self.transport.send(data)
+        except TimeoutError as e:
+            self._event(Event.ABORT_REQUEST)
+            raise AssociationLost(f"{self.peer} stopped reading (nothing taken for {self.timeouts.send:g} s)") from e
+        except OSError as e:
+            self._event(Event.TRANSPORT_CLOSED)
+            raise AssociationLost(f"connection to {self.peer} lost while sending: {e}") from e
+
+    def receive(self, timer: Timer, awaiting: str) -> PDataTF | None:
+        """The next P-DATA-TF; None when the peer released the association (answered, then closed)."""
+        if self.state != State.ESTABLISHED:
+            raise AssociationLost(f"the association with {self.peer} is no longer established")
+        received = self._receive_pdu(timer, awaiting, Event.ABORT_REQUEST)
+        if isinstance(received, ReleaseRQ):
+            self._send_then(Event.RELEASE_RESPONSE, pdu.encode(ReleaseRP()))  # AR-4, then Sta13
+            return None
+        assert isinstance(received, PDataTF)
+        return received
+
+    # -- the end -------------------------------------------------------------------------------------------
+
+    def release(self) -> None:
+        """A-RELEASE (AR-1); a release collision is answered (AR-8, AR-9). Never raises: whatever goes
+        wrong, the association ends closed (a late failure here loses nothing already confirmed)."""
+        if not self.established:
+            self.abort()
+            return
+        try:
+            self._send_then(Event.RELEASE_REQUEST, pdu.encode(ReleaseRQ()))
+            timer = Timer(self.timeouts.acse, self.clock)
+            while not self.closed:
+                # AR-6: a P-DATA-TF arriving now answers nothing we still wait for; it is dropped.
+                self._receive_pdu(timer, "the answer to the release request", Event.ABORT_REQUEST)
+                if self.state in _COLLISION_AWAITING_LOCAL:  # AR-8 or AR-10: we answer the peer's release too
+                    self._send_then(Event.RELEASE_RESPONSE, pdu.encode(ReleaseRP()))
+        except AssociationLost:
+            pass
+        self.abort()
+
+    def abort(self) -> None:
+        """A-ABORT (AA-1), then wait for the peer to close (Sta13, ARTIM). Nothing happens when closed."""
+        if self.state in (State.IDLE, State.AWAITING_CLOSE):
+            return
+        self._event(Event.ABORT_REQUEST)

@@ -1,0 +1,288 @@
+"""Storage Commitment Push Model, SCU side (PS3.4 J): the N-ACTION request and a listener for the report.
+
+The request goes as N-ACTION-RQ on an association we open (:func:`request`); the server answers at once and
+sends its N-EVENT-REPORT later, usually on a new association to us (PS3.4 J.3.3), so :class:`ReportListener`
+is a small acceptor on the same stack as the sender: :class:`Association.accept` runs the acceptor half of the
+PS3.8 state machine (ARTIM in Sta2 and Sta13), :class:`Dimse` reads the request and writes the response. It
+accepts the Storage Commitment Push Model SOP class (with the SCP/SCU role selection the server proposes, PS3.7
+D.3.3.4) and Verification, for one called AE title, and keeps the reports until :meth:`ReportListener.wait`
+takes them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import selectors
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence as DicomSequence
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom.status import STORAGE_COMMITMENT_SERVICE_CLASS_STATUS
+
+from rtexport.dicom.common import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from rtexport.export.net.association import (
+    Association,
+    AssociationLost,
+    AssociationRejected,
+    Clock,
+    Timeouts,
+)
+from rtexport.export.net.dimse import (
+    Command,
+    CommandField,
+    Dimse,
+    Message,
+    decode_data_set,
+    encode_data_set,
+    status_meaning,
+)
+from rtexport.export.net.pdu import (
+    APPLICATION_CONTEXT,
+    AssociateAC,
+    AssociateRJ,
+    AssociateRQ,
+    ContextAnswer,
+    ContextResult,
+    RoleSelection,
+    UserInformation,
+)
+
+STORAGE_COMMITMENT_PUSH = "1.2.840.10008.1.20.1"
+STORAGE_COMMITMENT_INSTANCE = "1.2.840.10008.1.20.1.1"  # the well-known SOP instance (PS3.4 J.3.5)
+VERIFICATION = "1.2.840.10008.1.1"
+# Our Maximum Length (PS3.8 D.1): what we accept in one P-DATA-TF PDU.
+MAX_PDU_LENGTH = 65536
+_SYNTAXES = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+_LISTENER_CONNECTIONS = 8
+
+
+@dataclass(frozen=True)
+class CommitmentReport:
+    """What the server committed (PS3.4 J.3.3): SOP Instance UIDs, and the failed ones with their reason."""
+
+    transaction_uid: str
+    committed: tuple[str, ...]
+    failed: tuple[tuple[str, int | None], ...]
+
+    @classmethod
+    def from_data_set(cls, ds: Dataset) -> CommitmentReport:
+        committed = tuple(str(r.ReferencedSOPInstanceUID) for r in ds.get("ReferencedSOPSequence", []))
+        failed = tuple(
+            (str(r.ReferencedSOPInstanceUID), r.get("FailureReason")) for r in ds.get("FailedSOPSequence", [])
+        )
+        return cls(str(ds.get("TransactionUID", "")), committed, failed)
+
+
+def action_data_set(transaction_uid: str, refs: Sequence[tuple[str, str]]) -> Dataset:
+    """The N-ACTION-RQ data set: Transaction UID and one Referenced SOP item per (class, instance) (PS3.4 J.3.2)."""
+    ds = Dataset()
+    ds.TransactionUID = transaction_uid
+    items = []
+    for sop_class, sop_instance in refs:
+        item = Dataset()
+        item.ReferencedSOPClassUID = sop_class
+        item.ReferencedSOPInstanceUID = sop_instance
+        items.append(item)
+    ds.ReferencedSOPSequence = DicomSequence(items)
+    return ds
+
+
+def request(dimse: Dimse, transaction_uid: str, refs: Sequence[tuple[str, str]]) -> str | None:
+    """Send N-ACTION-RQ (Request Storage Commitment, action type 1) and await its response.
+
+    Returns None when the server took the request, else why not. Raises AssociationLost."""
+    ctx = next((c for c, (a, _) in sorted(dimse.assoc.accepted.items()) if a == STORAGE_COMMITMENT_PUSH), None)
+    if ctx is None:
+        return "the server did not accept the Storage Commitment Push Model SOP class"
+    command = Command(
+        CommandField.N_ACTION_RQ,
+        message_id=dimse.next_message_id(),
+        requested_sop_class=STORAGE_COMMITMENT_PUSH,
+        requested_sop_instance=STORAGE_COMMITMENT_INSTANCE,
+        action_type_id=1,
+        data_set_type=0x0000,
+    )
+    dimse.send(ctx, command, encode_data_set(action_data_set(transaction_uid, refs), dimse.assoc.accepted[ctx][1]))
+    status = dimse.await_response(command).command.status
+    if status != 0x0000:
+        assert status is not None
+        meaning = status_meaning(status, STORAGE_COMMITMENT_SERVICE_CLASS_STATUS)
+        return f"the server answered the request (N-ACTION) with status 0x{status:04X} ({meaning})"
+    return None
+
+
+class ReportListener:
+    """Listens on ``(host, port)`` as ``ae_title`` for Storage Commitment reports, on a background thread.
+
+    ::
+
+        with ReportListener("RTEXPORT", "", 11113) as listener:
+            ...  # send the N-ACTION
+            report = listener.wait(transaction_uid, timeout=60)
+    """
+
+    def __init__(
+        self,
+        ae_title: str,
+        host: str,
+        port: int,
+        *,
+        timeouts: Timeouts | None = None,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.ae_title = ae_title
+        self.address = (host, port)
+        self.timeouts = timeouts or Timeouts()
+        self.clock = clock
+        self.problems: list[str] = []  # associations refused or broken, in the words of their cause
+        self._reports: dict[str, CommitmentReport] = {}
+        self._cond = threading.Condition()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._server: socket.socket | None = None
+        self._serving: threading.Thread | None = None
+        self._connections: dict[socket.socket, threading.Thread] = {}
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.getsockname()[1])
+
+    def __enter__(self) -> ReportListener:
+        """Bind and listen (raises OSError when the port cannot be had), then serve in the background."""
+        self._server = socket.create_server(self.address)
+        self._serving = threading.Thread(target=self._serve, name=f"commitment-listener-{self.port}", daemon=True)
+        self._serving.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._wake_w.send(b"x")
+        if self._serving is not None:
+            self._serving.join()
+        with self._cond:
+            connections = list(self._connections.items())
+        for sock, thread in connections:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)  # a peer still connected: its reads end now, not at a timeout
+            thread.join()
+        for s in (self._server, self._wake_r, self._wake_w):
+            if s is not None:
+                s.close()
+
+    def wait(self, transaction_uid: str, timeout: float) -> CommitmentReport | None:
+        """The report of ``transaction_uid``, or None if none arrived within ``timeout`` seconds."""
+        with self._cond:
+            self._cond.wait_for(lambda: transaction_uid in self._reports, timeout)
+            return self._reports.get(transaction_uid)
+
+    def _serve(self) -> None:
+        assert self._server is not None
+        with selectors.DefaultSelector() as sel:
+            sel.register(self._server, selectors.EVENT_READ)
+            sel.register(self._wake_r, selectors.EVENT_READ)
+            while True:
+                ready = {key.fileobj for key, _ in sel.select()}
+                if self._wake_r in ready:
+                    return
+                try:
+                    conn, _ = self._server.accept()
+                except OSError:
+                    continue
+                with self._cond:
+                    if len(self._connections) >= _LISTENER_CONNECTIONS:
+                        conn.close()
+                        continue
+                    thread = threading.Thread(target=self._connection, args=(conn,), daemon=True)
+                    self._connections[conn] = thread
+                thread.start()
+
+    def decide(self, rq: AssociateRQ) -> AssociateAC | AssociateRJ:
+        """Accept the association if it calls us with the DICOM application context (PS3.8 9.3.4 reasons)."""
+        if rq.called_ae != self.ae_title:
+            return AssociateRJ(1, 1, 7)
+        if rq.application_context != APPLICATION_CONTEXT:
+            return AssociateRJ(1, 1, 2)
+        answers = []
+        for ctx in rq.contexts:
+            if ctx.abstract_syntax not in (STORAGE_COMMITMENT_PUSH, VERIFICATION):
+                answers.append(ContextAnswer(ctx.context_id, ContextResult.ABSTRACT_SYNTAX_NOT_SUPPORTED))
+                continue
+            ts = next((t for t in _SYNTAXES if t in ctx.transfer_syntaxes), None)
+            if ts is None:
+                answers.append(ContextAnswer(ctx.context_id, ContextResult.TRANSFER_SYNTAXES_NOT_SUPPORTED))
+            else:
+                answers.append(ContextAnswer(ctx.context_id, ContextResult.ACCEPTANCE, ts))
+        # The server takes the SCP role to send N-EVENT-REPORT to us: accept the roles it proposes.
+        roles = tuple(RoleSelection(r.sop_class_uid, r.scu, r.scp) for r in rq.user.roles
+                      if r.sop_class_uid == STORAGE_COMMITMENT_PUSH)  # fmt: skip
+        user = UserInformation(MAX_PDU_LENGTH, IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, roles)
+        return AssociateAC(rq.called_ae, rq.calling_ae, tuple(answers), user)
+
+    def _connection(self, sock: socket.socket) -> None:
+        try:
+            self._associate(sock)
+        finally:
+            sock.close()
+            with self._cond:
+                del self._connections[sock]
+
+    def _associate(self, sock: socket.socket) -> None:
+        try:
+            assoc = Association.accept(
+                sock, self.decide, max_pdu_length=MAX_PDU_LENGTH, timeouts=self.timeouts, clock=self.clock
+            )
+        except (AssociationLost, AssociationRejected) as e:
+            self._note(f"storage commitment listener: {e}")
+            return
+        dimse = Dimse(assoc)
+        try:
+            while True:
+                message = dimse.receive("a request")
+                if message is None:
+                    return
+                self._answer(dimse, message)
+        except AssociationLost as e:
+            self._note(f"storage commitment listener: {e}")
+        finally:
+            assoc.abort()
+
+    def _answer(self, dimse: Dimse, message: Message) -> None:
+        command = message.command
+        status = 0x0000
+        if command.command_field == CommandField.N_EVENT_REPORT_RQ and message.data_set is not None:
+            try:
+                report = CommitmentReport.from_data_set(
+                    decode_data_set(message.data_set, dimse.assoc.accepted[message.context_id][1])
+                )
+            except Exception as e:  # pydicom raises many kinds on a malformed data set; the server hears 0x0110
+                self._note(f"storage commitment listener: unreadable N-EVENT-REPORT data set ({e})")
+                status = 0x0110
+            else:
+                with self._cond:
+                    self._reports[report.transaction_uid] = report
+                    self._cond.notify_all()
+            answer: int = CommandField.N_EVENT_REPORT_RSP
+        elif command.command_field == CommandField.C_ECHO_RQ:
+            answer = CommandField.C_ECHO_RSP
+        else:
+            self._note(f"storage commitment listener: {command.name} refused (unrecognised operation)")
+            answer, status = command.command_field | 0x8000, 0x0211
+        dimse.send(
+            message.context_id,
+            Command(
+                answer,
+                responded_to=command.message_id,
+                affected_sop_class=command.affected_sop_class,
+                affected_sop_instance=command.affected_sop_instance,
+                event_type_id=command.event_type_id,
+                status=status,
+            ),
+        )
+
+    def _note(self, problem: str) -> None:
+        with self._cond:
+            self.problems.append(problem)

@@ -1,0 +1,383 @@
+"""DIMSE messages (PS3.7): command sets, and messages carried as PDV fragments over an :class:`Association`.
+
+A message is a command set (group 0000, always implicit VR little endian, PS3.7 6.3.1) and, when the command
+says so, a data set in the presentation context's transfer syntax. :class:`Dimse` sends and receives whole
+messages on one association; :meth:`Dimse.send_stream` is the fast path for stored files: the data set goes
+from the file into reused P-DATA-TF buffers (one copy), is shown to an ``observe`` callback as it goes (the
+sender hashes it there) and a ``before_last`` hook runs before the last fragment leaves, so a check can still
+stop an incomplete data set from ever being complete at the receiver.
+
+One request is outstanding at a time (no Asynchronous Operations Window is negotiated, PS3.7 D.3.3.3), so a
+response must answer the message ID just sent: anything else is a protocol error that aborts the association
+rather than being skipped.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any, BinaryIO, cast
+
+from pydicom.dataset import Dataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filereader import read_dataset
+from pydicom.filewriter import write_dataset
+from pydicom.uid import ImplicitVRLittleEndian
+from pynetdicom.status import STORAGE_SERVICE_CLASS_STATUS, code_to_category
+
+from rtexport.export.net import pdu
+from rtexport.export.net.association import Association, AssociationLost, Timer
+from rtexport.export.net.pdu import PDV
+
+NO_DATA_SET = 0x0101  # Command Data Set Type when no data set follows (PS3.7 E.1)
+# Fragment size when the peer announces no limit (0); keeps each buffer bounded.
+UNLIMITED_FRAGMENT = 1 << 20
+# Bytes of PDUs assembled before each send: few system calls, bounded memory.
+BATCH_BYTES = 1 << 20
+# The largest command set and data set we take from a peer (ours are a few hundred bytes and kilobytes).
+_MAX_COMMAND = 1 << 16
+_MAX_DATA_SET = 1 << 26
+
+
+class CommandField(IntEnum):
+    """Command Field values of the messages we send or take (PS3.7 E.1)."""
+
+    C_STORE_RQ = 0x0001
+    C_STORE_RSP = 0x8001
+    C_ECHO_RQ = 0x0030
+    C_ECHO_RSP = 0x8030
+    N_EVENT_REPORT_RQ = 0x0100
+    N_EVENT_REPORT_RSP = 0x8100
+    N_ACTION_RQ = 0x0130
+    N_ACTION_RSP = 0x8130
+
+
+def _name(command_field: int) -> str:
+    try:
+        return CommandField(command_field).name.replace("_", "-")
+    except ValueError:
+        return f"command 0x{command_field:04X}"
+
+
+class DimseError(ValueError):
+    """A command set that cannot be read."""
+
+
+# Element number in group 0000 → (Command attribute, VR) (PS3.7 Annex E).
+_ELEMENTS: dict[int, tuple[str, str]] = {
+    0x0002: ("affected_sop_class", "UI"),
+    0x0003: ("requested_sop_class", "UI"),
+    0x0100: ("command_field", "US"),
+    0x0110: ("message_id", "US"),
+    0x0120: ("responded_to", "US"),
+    0x0700: ("priority", "US"),
+    0x0800: ("data_set_type", "US"),
+    0x0900: ("status", "US"),
+    0x0902: ("error_comment", "LO"),
+    0x1000: ("affected_sop_instance", "UI"),
+    0x1001: ("requested_sop_instance", "UI"),
+    0x1002: ("event_type_id", "US"),
+    0x1008: ("action_type_id", "US"),
+}
+
+
+@dataclass(frozen=True)
+class Command:
+    """A command set (PS3.7 9.3, 10.3); fields left at None or "" are not sent."""
+
+    command_field: int
+    message_id: int | None = None
+    responded_to: int | None = None
+    affected_sop_class: str = ""
+    requested_sop_class: str = ""
+    affected_sop_instance: str = ""
+    requested_sop_instance: str = ""
+    priority: int | None = None
+    data_set_type: int = NO_DATA_SET
+    status: int | None = None
+    error_comment: str = ""
+    event_type_id: int | None = None
+    action_type_id: int | None = None
+
+    @property
+    def has_data_set(self) -> bool:
+        return self.data_set_type != NO_DATA_SET
+
+    @property
+    def is_response(self) -> bool:
+        return bool(self.command_field & 0x8000)
+
+    @property
+    def name(self) -> str:
+        return _name(self.command_field)
+
+    def encode(self) -> bytes:
+        parts = []
+        for elem, (attr, vr) in sorted(_ELEMENTS.items()):
+            value = getattr(self, attr)
+            if value is None or value == "":
+                continue
+            if vr == "US":
+                raw = struct.pack("<H", value)
+            else:
+                raw = str(value).encode("ascii")
+                if len(raw) % 2:
+                    raw += b"\0" if vr == "UI" else b" "
+            parts.append(struct.pack("<HHI", 0x0000, elem, len(raw)) + raw)
+        body = b"".join(parts)
+        return struct.pack("<HHII", 0x0000, 0x0000, 4, len(body)) + body
+
+    @classmethod
+    def decode(cls, data: bytes) -> Command:
+        values: dict[str, Any] = {}
+        pos = 0
+        while pos < len(data):
+            if pos + 8 > len(data):
+                raise DimseError("truncated element in a command set")
+            group, elem, length = struct.unpack_from("<HHI", data, pos)
+            pos += 8
+            if group != 0x0000 or pos + length > len(data):
+                raise DimseError(f"element ({group:04X},{elem:04X}) does not belong in or fit its command set")
+            raw = data[pos : pos + length]
+            pos += length
+            known = _ELEMENTS.get(elem)
+            if known is None:
+                continue
+            attr, vr = known
+            if vr == "US":
+                if length != 2:
+                    raise DimseError(f"command element (0000,{elem:04X}) is {length} bytes long, not 2")
+                values[attr] = struct.unpack("<H", raw)[0]
+            else:
+                values[attr] = raw.decode("ascii", "replace").rstrip("\0 ")
+        if "command_field" not in values:
+            raise DimseError("command set without a Command Field")
+        if "data_set_type" not in values:
+            raise DimseError("command set without a Command Data Set Type")
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A message encoded as the P-DATA-TF PDUs that carry it on one association, ready to send."""
+
+    assoc: Association
+    command: Command
+    pdus: bytearray
+
+
+@dataclass(frozen=True)
+class Message:
+    context_id: int
+    command: Command
+    data_set: bytes | None = None
+
+
+def status_meaning(status: int, table: Mapping[int, tuple[str, str]] = STORAGE_SERVICE_CLASS_STATUS) -> str:
+    """The status in words: its category and, when the service's table names it, what it means."""
+    category, text = table.get(status, (code_to_category(status), ""))
+    category = str(category).lower()
+    return f"{category}: {text}" if text else category
+
+
+def encode_data_set(ds: Dataset, transfer_syntax: str) -> bytes:
+    """A data set in implicit or explicit VR little endian, as a message carries it (no file meta)."""
+    out = DicomBytesIO()
+    out.is_little_endian = True
+    out.is_implicit_VR = transfer_syntax == ImplicitVRLittleEndian
+    write_dataset(out, ds)
+    return out.getvalue()
+
+
+def decode_data_set(data: bytes, transfer_syntax: str) -> Dataset:
+    return read_dataset(io.BytesIO(data), transfer_syntax == ImplicitVRLittleEndian, True)
+
+
+class Dimse:
+    """Messages over one association: one request outstanding at a time, not thread-safe."""
+
+    def __init__(self, assoc: Association) -> None:
+        self.assoc = assoc
+        self._message_id = 0
+        self._pending: deque[PDV] = deque()
+        peer_max = assoc.peer_max_pdu
+        self.fragment = peer_max - pdu.PDV_OVERHEAD if peer_max > pdu.PDV_OVERHEAD else UNLIMITED_FRAGMENT
+        self._per_batch = max(1, BATCH_BYTES // self.fragment)
+        self._buffer = bytearray(0)
+
+    def next_message_id(self) -> int:
+        self._message_id = self._message_id % 0xFFFF + 1
+        return self._message_id
+
+    def _pdus(self, context_id: int, is_command: bool, data: bytes) -> bytearray:
+        view = memoryview(data)
+        control = 1 if is_command else 0
+        chunks = [view[i : i + self.fragment] for i in range(0, len(data), self.fragment)] or [view]
+        out = bytearray()
+        for i, chunk in enumerate(chunks):
+            out += pdu.pdata_header(context_id, control | (2 if i == len(chunks) - 1 else 0), len(chunk))
+            out += chunk
+        return out
+
+    def _fill(
+        self,
+        buf: bytearray,
+        pos: int,
+        context_id: int,
+        sizes: list[int],
+        ends: bool,
+        fp: BinaryIO,
+        observe: Callable[[memoryview], None] | None,
+    ) -> int:
+        """Read data set fragments of ``sizes`` bytes from ``fp`` into ``buf`` at ``pos``, each behind its PDU
+        header; the last one is marked last when ``ends``. Returns the position after them."""
+        readinto = cast(io.BufferedIOBase, fp).readinto  # BinaryIO's stub lacks it; files and BytesIO have it
+        view = memoryview(buf)
+        for i, n in enumerate(sizes):
+            pdu.pack_pdata_header(buf, pos, context_id, 2 if ends and i == len(sizes) - 1 else 0, n)
+            pos += pdu.PDATA_HEADER_SIZE
+            got = 0
+            while got < n:
+                r = readinto(view[pos + got : pos + n])
+                if not r:
+                    raise OSError(f"the file ended {n - got} bytes early while being read for sending")
+                got += r
+            if observe is not None:
+                observe(view[pos : pos + n])
+            pos += n
+        return pos
+
+    def _sizes(self, length: int) -> list[int]:
+        return [min(self.fragment, length - i) for i in range(0, length, self.fragment)] or [0]
+
+    def encode(self, context_id: int, command: Command, data_set: bytes | None = None) -> Outgoing:
+        """A message whose data set (if any) is in memory, as the PDUs that carry it."""
+        out = self._pdus(context_id, True, command.encode())
+        if data_set is not None:
+            out += self._pdus(context_id, False, data_set)
+        return Outgoing(self.assoc, command, out)
+
+    def encode_stream(
+        self,
+        context_id: int,
+        command: Command,
+        fp: BinaryIO,
+        length: int,
+        *,
+        observe: Callable[[memoryview], None] | None = None,
+    ) -> Outgoing:
+        """A message with ``length`` data set bytes read from ``fp`` (already in the context's transfer syntax),
+        as the PDUs that carry it; ``observe`` sees every data set byte once, in order."""
+        head = self._pdus(context_id, True, command.encode())
+        sizes = self._sizes(length)
+        buf = bytearray(len(head) + length + pdu.PDATA_HEADER_SIZE * len(sizes))
+        buf[: len(head)] = head
+        self._fill(buf, len(head), context_id, sizes, True, fp, observe)
+        return Outgoing(self.assoc, command, buf)
+
+    def send_outgoing(self, message: Outgoing) -> None:
+        if message.assoc is not self.assoc:
+            raise ValueError("a message encoded for another association")
+        self.assoc.send_pdata(message.pdus)
+
+    def send(self, context_id: int, command: Command, data_set: bytes | None = None) -> None:
+        """Send a message whose data set (if any) is already in memory."""
+        self.send_outgoing(self.encode(context_id, command, data_set))
+
+    def send_stream(
+        self,
+        context_id: int,
+        command: Command,
+        fp: BinaryIO,
+        length: int,
+        *,
+        observe: Callable[[memoryview], None] | None = None,
+        before_last: Callable[[], None] | None = None,
+    ) -> None:
+        """Send ``command`` and ``length`` data set bytes read from ``fp`` in batches of bounded size.
+
+        ``observe`` sees every data set byte once, in order; ``before_last`` runs before the PDUs holding the
+        last fragment are sent, and whatever it raises stops them (the caller then aborts)."""
+        self.assoc.send_pdata(self._pdus(context_id, True, command.encode()))
+        sizes = self._sizes(length)
+        for start in range(0, len(sizes), self._per_batch):
+            batch = sizes[start : start + self._per_batch]
+            ends = start + self._per_batch >= len(sizes)
+            total = sum(batch) + pdu.PDATA_HEADER_SIZE * len(batch)
+            if len(self._buffer) < total:
+                self._buffer = bytearray(total)
+            self._fill(self._buffer, 0, context_id, batch, ends, fp, observe)
+            if ends and before_last is not None:
+                before_last()
+            self.assoc.send_pdata(memoryview(self._buffer)[:total])
+
+    def _protocol_error(self, what: str) -> AssociationLost:
+        self.assoc.abort()
+        return AssociationLost(f"protocol error by {self.assoc.peer}: {what}; association aborted")
+
+    def receive(self, awaiting: str) -> Message | None:
+        """The next whole message; None when the peer released the association between messages."""
+        timer = Timer(self.assoc.timeouts.dimse, self.assoc.clock)
+        context_id: int | None = None
+        command: Command | None = None
+        command_bytes = bytearray()
+        data = bytearray()
+        while True:
+            while not self._pending:
+                pdata = self.assoc.receive(timer, awaiting)
+                if pdata is None:
+                    if context_id is None:
+                        return None
+                    raise AssociationLost(f"{self.assoc.peer} released the association in the middle of a message")
+                self._pending.extend(pdata.pdvs)
+            pdv = self._pending.popleft()
+            if context_id is None:
+                if pdv.context_id not in self.assoc.accepted:
+                    raise self._protocol_error(f"a message on presentation context {pdv.context_id}, never accepted")
+                context_id = pdv.context_id
+            elif pdv.context_id != context_id:
+                raise self._protocol_error("one message's fragments on two presentation contexts")
+            if command is None:
+                if not pdv.is_command:
+                    raise self._protocol_error("a data set fragment before its command")
+                command_bytes += pdv.data
+                if len(command_bytes) > _MAX_COMMAND:
+                    raise self._protocol_error(f"a command set longer than {_MAX_COMMAND} bytes")
+                if not pdv.is_last:
+                    continue
+                try:
+                    command = Command.decode(bytes(command_bytes))
+                except DimseError as e:
+                    raise self._protocol_error(f"an unreadable command set ({e})") from e
+                if not command.has_data_set:
+                    return Message(context_id, command)
+            else:
+                if pdv.is_command:
+                    raise self._protocol_error(f"a command fragment inside the data set of a {command.name}")
+                data += pdv.data
+                if len(data) > _MAX_DATA_SET:
+                    raise self._protocol_error(f"a data set longer than {_MAX_DATA_SET} bytes")
+                if pdv.is_last:
+                    return Message(context_id, command, bytes(data))
+
+    def await_response(self, request: Command) -> Message:
+        """The response to ``request`` (sent last); anything else aborts the association."""
+        assert request.message_id is not None
+        awaiting = f"the {_name(request.command_field | 0x8000)} to message ID {request.message_id}"
+        message = self.receive(awaiting)
+        if message is None:
+            raise AssociationLost(f"{self.assoc.peer} released the association instead of sending {awaiting}")
+        got = message.command
+        if not got.is_response:
+            raise self._protocol_error(f"a {got.name} request where we awaited {awaiting}")
+        if got.responded_to != request.message_id:
+            raise self._protocol_error(f"a {got.name} to message ID {got.responded_to} where we awaited {awaiting}")
+        if got.command_field != request.command_field | 0x8000:
+            raise self._protocol_error(f"a {got.name} where we awaited {awaiting}")
+        if got.status is None:
+            raise self._protocol_error(f"a {got.name} without a Status")
+        return message
