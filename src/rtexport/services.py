@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection
 
-from rtexport.dose import CTVolume, bolus_contours, compute_plan_dose, resolve_beam
+from rtexport.dose import CTVolume, compute_plan_dose
 from rtexport.errors import DoseError, PlanError
 from rtexport.model.course import Contour, Course
-from rtexport.model.plan import Plan, plan_problems
-from rtexport.model.site import Site
+from rtexport.model.plan import plan_problems
 from rtexport.workspace import PlanState, Workspace
 from rtexport.workspace.dicomio import contours_by_name, load_hu, read_dataset
 
@@ -18,34 +17,6 @@ ENGINE_NAME = "rtexport pencil beam (Hogstrom)"
 def course_contours(ws: Workspace, course: Course, names: Collection[str] | None = None) -> dict[str, list[Contour]]:
     """Contours of the course's structures (all, or those named), by name."""
     return contours_by_name(read_dataset(ws.store.get(course.structure_set.sha256)), names)
-
-
-def plan_structures(plan: Plan) -> set[str]:
-    """The structures a plan's geometry depends on: its External and its beams' targets."""
-    return {plan.external} | {b.target for b in plan.beams if b.target}
-
-
-def plan_bolus_contours(
-    site: Site, course: Course, plan: Plan, contours: dict[str, list[Contour]]
-) -> dict[str, Sequence[Contour]]:
-    """Bolus contours on the CT slices, by beam name, for beams with a bolus."""
-    machine = site.machine(plan.machine)
-    if machine is None:
-        raise PlanError(f"plan {plan.id}: unknown machine {plan.machine!r}")
-    out: dict[str, Sequence[Contour]] = {}
-    for beam in plan.beams:
-        if beam.bolus is None:
-            continue
-        app = machine.applicator(beam.applicator)
-        if app is None:
-            raise PlanError(f"plan {plan.id}: beam {beam.name}: unknown applicator {beam.applicator!r}")
-        out[beam.name] = bolus_contours(course.ct, contours[plan.external], beam, app, machine.source_axis_distance_mm)
-    return out
-
-
-def resolve_plan(plan: Plan, contours: Mapping[str, Sequence[Contour]]) -> Plan:
-    """``plan`` with every beam's isocenter set (a beam aimed at a target gets its centroid, as for dose)."""
-    return plan.model_copy(update={"beams": [resolve_beam(b, contours) for b in plan.beams]})
 
 
 def compute_dose(ws: Workspace, plan_id: str, actor: str = "system", grid_mm: float | None = None) -> PlanState:

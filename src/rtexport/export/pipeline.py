@@ -21,11 +21,11 @@ from rtexport.export.gate import DOSE_ITEMS, Item, check_export, site_findings
 from rtexport.export.local import WriteReport, write_folder
 from rtexport.export.objects import ExportObject, ObjectKind
 from rtexport.export.send import Destination, InstanceOutcome, InstanceResult, SendReport, send_objects
+from rtexport.geometry.setup import AimedPlan, aim_plan, plan_structures
 from rtexport.model.course import Contour
 from rtexport.model.dose import DoseGrid
-from rtexport.model.plan import Plan
 from rtexport.model.site import Site
-from rtexport.services import course_contours, plan_bolus_contours, plan_structures, resolve_plan
+from rtexport.services import course_contours
 from rtexport.workspace import PlanState, Workspace
 from rtexport.workspace.dicomio import read_dataset, read_file_meta
 
@@ -166,17 +166,17 @@ def _build(ws: Workspace, state: PlanState, items: Collection[Item]) -> Prepared
         return course_contours(ws, course, plan_structures(plan))
 
     @functools.cache
-    def aimed() -> Plan:
-        # Aim every beam once, as the dose engine did: a beam given a target gets that structure's centroid.
-        return resolve_plan(plan, contours())
+    def aimed() -> AimedPlan:
+        # Set every beam up once, exactly as the dose engine did (same function, same contours).
+        return aim_plan(plan, site, course.ct, contours())
 
     def build_rs() -> bytes:
         imported = ws.store.get(course.structure_set.sha256)
         original = read_dataset(imported)
-        bolus = plan_bolus_contours(site, course, aimed(), contours())
+        bolus = aimed().bolus
         if not needs_derived_structure_set(original, plan, bolus):
             return imported
-        return encode(build_rtstruct(ctx, original, aimed(), site, bolus, slices=course.slices))
+        return encode(build_rtstruct(ctx, original, plan, site, bolus, slices=course.slices))
 
     rs_digest = ws.built(key + "\x1fRS", build_rs)
     derived = rs_digest != course.structure_set.sha256
@@ -200,7 +200,7 @@ def _build(ws: Workspace, state: PlanState, items: Collection[Item]) -> Prepared
         approval = (
             Approval("APPROVED", state.approval.user, state.approval.at) if state.approval else Approval("UNAPPROVED")
         )
-        return encode(build_rtplan(ctx, course, aimed(), site, rs, mu, beam_dose, approval))
+        return encode(build_rtplan(ctx, course, plan, site, rs, aimed(), mu, beam_dose, approval))
 
     rp_digest = ws.built(key + "\x1fRP", build_rp)
     if Item.RTPLAN in chosen:

@@ -19,10 +19,12 @@ import numpy as np
 import tomli_w
 
 from rtexport.errors import AuthError, ConfigError, CourseImportError, PlanError
+from rtexport.geometry.setup import aim_plan, plan_structures
 from rtexport.model.course import Course, CTGeometry, CTSlice, PatientStudy, Structure, StructureSetRef
 from rtexport.model.dose import BeamDose, DoseGrid, GridGeometry
 from rtexport.model.plan import Plan, parse_plan, plan_digest, plan_problems
 from rtexport.model.site import Site, load_site, read_site_toml, site_problems
+from rtexport.workspace.dicomio import contours_by_name, read_dataset
 from rtexport.workspace.importer import ImportResult, read_course
 from rtexport.workspace.passwords import hash_password, verify_password
 from rtexport.workspace.store import BlobStore
@@ -340,6 +342,13 @@ class Workspace:
         problems = plan_problems(plan, self.site(), course)
         if problems:
             raise PlanError(f"{source}: plan does not fit the site or course", problems)
+        try:  # the beams' setup needs no dose: contradictions are refused now
+            contours = contours_by_name(
+                read_dataset(self.store.get(course.structure_set.sha256)), plan_structures(plan)
+            )
+            aim_plan(plan, self.site(), course.ct, contours)
+        except PlanError as e:
+            raise PlanError(f"{source}: the beam setup does not fit course {course.id}", e.problems) from e
         digest = plan_digest(plan)
         with self._tx() as db:
             existing = db.execute("SELECT course_id FROM plans WHERE id = ?", (plan.id,)).fetchone()
