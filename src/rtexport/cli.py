@@ -209,7 +209,7 @@ def plan_show(plan: str, home: HomeOpt = None) -> None:
             f"{b.gantry_deg:g}",
             f"{b.collimator_deg:g}",
             f"{b.couch_deg:g}",
-            f"{b.ssd_mm:g}",
+            "-" if b.ssd_mm is None else f"{b.ssd_mm:g}",
             "-" if mu is None else f"{mu:.1f}",
             bolus,
         )

@@ -170,3 +170,24 @@ def test_beam_missing_the_body_is_refused(site: Site) -> None:
     ct, contours = box_phantom()
     with pytest.raises(PlanError, match="never meets the External"):
         compute_plan_dose(plan(aim_mm=None, isocenter_mm=[0.0, 0.0, 200.0], gantry_deg=90.0), site, ct, contours)
+
+
+def test_dose_grid_covers_every_slice_holding_the_external_or_a_bolus(
+    site: Site, phantom: tuple[CTVolume, dict[str, list[Contour]]]
+) -> None:
+    """In z as in x and y: the last CT slice's body is not left without dose (a DVH would miss it)."""
+    ct, contours = phantom
+    p = Plan.model_validate(
+        {
+            "format": 1, "id": "P", "label": "P", "course": "C", "machine": "DemoLinac", "ct_curve": "Default",
+            "external": "BODY", "fractions": 10, "prescription_gy": 20.0, "dose_grid_mm": 2.5,
+            "beam": [{"name": "AP", "energy_mev": 12.0, "applicator": "10x10", "target": "PTV", "ssd_mm": 1000.0,
+                      "bolus": {"thickness_mm": 5.0, "margin_mm": 5.0, "material": "Superflab"}}],
+        }
+    )  # fmt: skip
+    grid = compute_plan_dose(p, site, ct, contours).plan.geometry
+    bolus = aim_plan(p, site, ct.geometry, contours).bolus["AP"]
+    points = np.concatenate([c.points_mm for c in [*contours["BODY"], *bolus]])
+    assert (ct.geometry.slice_z_mm[-1] - ct.geometry.slice_z_mm[0]) % 2.5 != 0  # the grid cannot end on the CT
+    for axis, values in enumerate(grid.axes()):
+        assert values[0] <= points[:, axis].min() and values[-1] >= points[:, axis].max(), "xyz"[axis]

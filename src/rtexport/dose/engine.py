@@ -162,10 +162,9 @@ class PencilBeamEngine:
             raise DoseError(f"beam {beam.name}: the medium is empty (no voxel inside the External or bolus)")
         lo = np.array([xs[xi.min()], ys[yi.min()], zs[zi.min()]]) - np.asarray(grid.spacing_mm)
         hi = np.array([xs[xi.max()], ys[yi.max()], zs[zi.max()]]) + np.asarray(grid.spacing_mm)
-        corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
-        dc = (corners - np.asarray(frame.source_mm)) @ frame.direction
-        d0 = max(float(dc.min()), beam.cutout_distance_mm + dstep)  # nothing scatters before the cutout
-        d = np.arange(d0, dc.max() + dstep, dstep)
+        near, far = frame.depth_range(lo, hi)
+        d0 = max(near, beam.cutout_distance_mm + dstep)  # nothing scatters before the cutout
+        d = np.arange(d0, far + dstep, dstep)
 
         # pencils: lattice through the central axis covering the cutout
         uc, vc = _lattice(beam.cutout_mm, h)
@@ -181,7 +180,7 @@ class PencilBeamEngine:
         s_rel = sample_at(medium.stopping, idx)
         t_rel = sample_at(medium.scattering, idx)
         occ = sample_at(medium.inside, idx)
-        if np.any(occ[..., 0] > 0) and d0 > dc.min():
+        if np.any(occ[..., 0] > 0) and d0 > near:
             raise DoseError(
                 f"beam {beam.name}: the patient or bolus reaches the cutout ({beam.cutout_distance_mm:g} mm from "
                 "the source); increase the SSD"

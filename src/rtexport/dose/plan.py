@@ -68,9 +68,8 @@ def _normalization(
     """Point of maximum dose on the central axis inside the medium, and the dose there."""
     fr = setup.frame
     xs, ys, zs = grid.axes()
-    corners = np.array([[x, y, z] for x in (xs[0], xs[-1]) for y in (ys[0], ys[-1]) for z in (zs[0], zs[-1])])
-    dc = (corners - np.asarray(fr.source_mm)) @ fr.direction
-    s = np.arange(max(dc.min(), 1.0), dc.max(), 0.5)
+    near, far = fr.depth_range((xs[0], ys[0], zs[0]), (xs[-1], ys[-1], zs[-1]))
+    s = np.arange(max(near, 1.0), far, 0.5)
     pts = np.asarray(fr.source_mm) + s[:, None] * fr.direction
     axes = (xs, ys, zs)
     vals = sample(dose, axes, pts) * (sample(inside, axes, pts, order=0) > 0.5)

@@ -24,19 +24,17 @@ FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
 
-def _corners(axes: Axes) -> FloatArray:
+def _depths(frame: BeamFrame, axes: Axes) -> tuple[float, float]:
+    """The central-axis distances the axes' box spans, not before 1 mm from the source."""
     xs, ys, zs = axes
-    return np.array([[x, y, z] for x in (xs[0], xs[-1]) for y in (ys[0], ys[-1]) for z in (zs[0], zs[-1])])
+    near, far = frame.depth_range((xs[0], ys[0], zs[0]), (xs[-1], ys[-1], zs[-1]))
+    return max(near, 1.0), far
 
 
 def _field_box(frame: BeamFrame, lo: FloatArray, hi: FloatArray, axes: Axes, z_pad: float) -> Axes | None:
     """The part of ``axes`` inside the pyramid of beam's-eye-view box [lo, hi] over the axes' depth range."""
     xs, ys, zs = axes
-    d = (_corners(axes) - np.asarray(frame.source_mm)) @ frame.direction
-    pyramid = frame.from_fan(
-        *np.meshgrid([lo[0], hi[0]], [lo[1], hi[1]], [max(float(d.min()), 1.0), float(d.max())], indexing="ij")
-    ).reshape(-1, 3)
-    bmin, bmax = pyramid.min(axis=0), pyramid.max(axis=0)
+    bmin, bmax = frame.field_box(lo, hi, _depths(frame, axes))
     keep = (
         (xs >= bmin[0]) & (xs <= bmax[0]),
         (ys >= bmin[1]) & (ys <= bmax[1]),
@@ -58,8 +56,7 @@ def bolus_mask(
     ub = np.arange(lo[0], hi[0] + ray_step_mm, ray_step_mm)
     vb = np.arange(lo[1], hi[1] + ray_step_mm, ray_step_mm)
     uu, vv = np.meshgrid(ub, vb, indexing="ij")
-    dc = (_corners(axes) - np.asarray(frame.source_mm)) @ frame.direction
-    d_hit = surface_distances(frame, external, axes, uu, vv, (max(float(dc.min()), 1.0), float(dc.max())), ray_step_mm)
+    d_hit = surface_distances(frame, external, axes, uu, vv, _depths(frame, axes), ray_step_mm)
     out = np.zeros(external.shape, dtype=bool)
     if np.all(np.isnan(d_hit)):
         return out
@@ -67,8 +64,8 @@ def bolus_mask(
     # candidate box: the cone between the nearest surface minus the thickness and the farthest surface
     dmin = float(np.nanmin(d_hit)) - thick - ray_step_mm
     dmax = float(np.nanmax(d_hit)) + ray_step_mm
-    cone = frame.from_fan(*np.meshgrid([lo[0], hi[0]], [lo[1], hi[1]], [dmin, dmax], indexing="ij")).reshape(-1, 3)
-    pmin, pmax = cone.min(axis=0) - ray_step_mm, cone.max(axis=0) + ray_step_mm
+    pmin, pmax = frame.field_box(lo, hi, (dmin, dmax))
+    pmin, pmax = pmin - ray_step_mm, pmax + ray_step_mm
     ix = np.nonzero((xs >= pmin[0]) & (xs <= pmax[0]))[0]
     iy = np.nonzero((ys >= pmin[1]) & (ys <= pmax[1]))[0]
     iz = np.nonzero((zs >= pmin[2]) & (zs <= pmax[2]))[0]

@@ -122,10 +122,30 @@ class BeamFrame:
             dtype=np.float64,
         )
 
+    def depth_range(self, lo: npt.ArrayLike, hi: npt.ArrayLike) -> tuple[float, float]:
+        """The central-axis distances from the source that the box [lo, hi] (patient corners) spans."""
+        d = (box_corners(lo, hi) - np.asarray(self.source_mm)) @ self.direction
+        return float(d.min()), float(d.max())
+
+    def field_box(
+        self, uv_lo: npt.ArrayLike, uv_hi: npt.ArrayLike, depths: tuple[float, float]
+    ) -> tuple[FloatArray, FloatArray]:
+        """Lowest and highest patient corner of the pyramid through the beam's-eye-view rectangle [uv_lo, uv_hi]
+        between two central-axis distances from the source."""
+        (u0, v0), (u1, v1) = np.asarray(uv_lo, dtype=np.float64), np.asarray(uv_hi, dtype=np.float64)
+        corners = self.from_fan(*np.meshgrid([u0, u1], [v0, v1], list(depths), indexing="ij")).reshape(-1, 3)
+        return corners.min(axis=0), corners.max(axis=0)
+
     def ray_length(self, u: npt.ArrayLike, v: npt.ArrayLike, d: npt.ArrayLike) -> FloatArray:
         """Distance from the source to the point at fan coordinates (u, v, d)."""
         ua, va, da = (np.asarray(x, dtype=np.float64) for x in (u, v, d))
         return np.asarray(da * np.sqrt(1.0 + (ua**2 + va**2) / self.sad_mm**2), dtype=np.float64)
+
+
+def box_corners(lo: npt.ArrayLike, hi: npt.ArrayLike) -> FloatArray:
+    """The 8 corners (8, 3) of the axis-aligned box [lo, hi]."""
+    (x0, y0, z0), (x1, y1, z1) = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
+    return np.array([[x, y, z] for x in (x0, x1) for y in (y0, y1) for z in (z0, z1)], dtype=np.float64)
 
 
 def frame_toward(

@@ -29,7 +29,7 @@ from rtexport.errors import PlanError
 from rtexport.geometry import polygon
 from rtexport.geometry.bolus import bolus_contours
 from rtexport.geometry.contours import PlanarStructure, structure_centroid
-from rtexport.geometry.iec import BeamFrame, Point, beam_axes
+from rtexport.geometry.iec import BeamFrame, Point, beam_axes, box_corners
 from rtexport.geometry.rays import first_entry, surface_distances
 from rtexport.model.course import Contour, CTGeometry
 from rtexport.model.plan import Beam, Plan, default_cutout
@@ -103,8 +103,7 @@ def _reach(structures: Sequence[PlanarStructure], point: FloatArray) -> float:
     far = 0.0
     for s in structures:
         lo, hi = s.bounds()
-        corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
-        far = max(far, float(np.linalg.norm(corners - point, axis=1).max()))
+        far = max(far, float(np.linalg.norm(box_corners(lo, hi) - point, axis=1).max()))
     return far + 10.0
 
 
@@ -235,11 +234,9 @@ def field_surface(
     hi = np.array([float(np.max(u)), float(np.max(v))]) + 5.0
     xs = np.arange(x_ct[0], x_ct[-1] + 1e-6, raster_mm)
     ys = np.arange(y_ct[0], y_ct[-1] + 1e-6, raster_mm)
-    corners = np.array([[x, y, z] for x in (xs[0], xs[-1]) for y in (ys[0], ys[-1]) for z in (z_ct[0], z_ct[-1])])
-    d = (corners - np.asarray(frame.source_mm)) @ frame.direction
-    d_range = (max(float(d.min()), 1.0), float(d.max()))
-    pyramid = frame.from_fan(*np.meshgrid([lo[0], hi[0]], [lo[1], hi[1]], list(d_range), indexing="ij"))
-    bmin, bmax = pyramid.reshape(-1, 3).min(axis=0), pyramid.reshape(-1, 3).max(axis=0)
+    near, far = frame.depth_range((xs[0], ys[0], z_ct[0]), (xs[-1], ys[-1], z_ct[-1]))
+    d_range = (max(near, 1.0), far)
+    bmin, bmax = frame.field_box(lo, hi, d_range)
     pad = ct.slice_spacing_mm
     xs = xs[(xs >= bmin[0] - pad) & (xs <= bmax[0] + pad)]
     ys = ys[(ys >= bmin[1] - pad) & (ys <= bmax[1] + pad)]
