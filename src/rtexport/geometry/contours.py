@@ -48,9 +48,9 @@ class PlanarStructure:
         z = np.asarray(z, dtype=np.float64)
         if self.empty:
             return np.full(z.shape, -1, dtype=np.int64)
-        hi = np.clip(np.searchsorted(self.planes, z), 1, len(self.planes) - 1) if len(self.planes) > 1 else 0
-        lo = np.maximum(np.asarray(hi) - 1, 0)
-        hi = np.asarray(hi) * np.ones(z.shape, dtype=np.int64)
+        last = len(self.planes) - 1
+        hi = np.clip(np.searchsorted(self.planes, z), 0, last)
+        lo = np.clip(hi - 1, 0, last)
         pick = np.where(np.abs(z - self.planes[lo]) <= np.abs(self.planes[hi] - z), lo, hi)
         return np.where(np.abs(z - self.planes[pick]) <= self.half_thickness_mm, pick, -1).astype(np.int64)
 
