@@ -175,7 +175,7 @@ class PencilBeamEngine:
             raise DoseError(f"beam {beam.name}: the cutout lets no pencil through")
 
         uu, vv = np.meshgrid(uc, vc, indexing="ij")
-        stretch = np.sqrt(1.0 + (uu**2 + vv**2) / frame.sad_mm**2)  # ray length per unit axis distance
+        stretch = frame.ray_length(uu, vv, 1.0)  # ray length per unit axis distance
         idx = index_on_grid(grid, frame.from_fan(uu[..., None], vv[..., None], d[None, None, :]))
         s_rel = sample_at(medium.stopping, idx)
         t_rel = sample_at(medium.scattering, idx)

@@ -280,7 +280,7 @@ def _check_applicator(
     if u.size == 0:
         return
     length = field_surface(ct, surfaces, frame, u, v)
-    d = length / np.sqrt(1.0 + (u**2 + v**2) / frame.sad_mm**2)  # distance along the axis: the applicator's plane
+    d = length / frame.ray_length(u, v, 1.0)  # distance along the axis: the applicator's plane
     if np.all(np.isnan(d)):
         return
     k = int(np.nanargmin(d))
