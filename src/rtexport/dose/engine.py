@@ -22,7 +22,7 @@ from rtexport.dose.commissioning import BroadBeam, broad_beam, scattering_power_
 from rtexport.errors import DoseError
 from rtexport.geometry import polygon
 from rtexport.geometry.iec import BeamFrame
-from rtexport.geometry.sampling import index_on_grid, sample_at
+from rtexport.geometry.sampling import grid_index, index_on_grid, sample_at
 from rtexport.model.dose import GridGeometry
 from rtexport.model.site import Applicator, EnergyData
 
@@ -260,7 +260,7 @@ class PencilBeamEngine:
             p = np.column_stack([xs[kx], ys[ky], zs[kz + k0]])
             u, v, dd = frame.to_fan(p)
             fan = GridGeometry(origin_mm=(vo[0], uo[0], d[0]), spacing_mm=(h, h, dstep), shape=out.shape)
-            vals = sample_at(out, index_on_grid(fan, np.stack([v, u, dd], axis=-1)))  # out is [d, u, v]
+            vals = sample_at(out, grid_index(fan, v, u, dd))  # out is [d, u, v]
             result[kz + k0, ky, kx] = np.maximum(vals, 0.0)
         return result
 

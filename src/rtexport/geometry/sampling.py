@@ -41,9 +41,14 @@ def index_on_axes(axes: Axes, points: FloatArray) -> FloatArray:
 
 def index_on_grid(grid: GridGeometry, points: FloatArray) -> FloatArray:
     """Fractional [z, y, x] indices (3, ...) of points (..., 3) on an evenly spaced grid."""
-    (ox, oy, oz), (dx, dy, dz) = grid.origin_mm, grid.spacing_mm
     p = np.asarray(points, dtype=np.float64)
-    return np.stack([(p[..., 2] - oz) / dz, (p[..., 1] - oy) / dy, (p[..., 0] - ox) / dx])
+    return grid_index(grid, p[..., 0], p[..., 1], p[..., 2])
+
+
+def grid_index(grid: GridGeometry, x: FloatArray, y: FloatArray, z: FloatArray) -> FloatArray:
+    """Fractional [z, y, x] indices (3, ...) of points given by their coordinates (matching shapes)."""
+    (ox, oy, oz), (dx, dy, dz) = grid.origin_mm, grid.spacing_mm
+    return np.stack([(z - oz) / dz, (y - oy) / dy, (x - ox) / dx])
 
 
 def sample_at(
