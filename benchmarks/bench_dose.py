@@ -13,7 +13,8 @@ import numpy as np
 
 from rtexport.demo.beamdata import demo_site
 from rtexport.dose import BeamSetup, Medium, PencilBeamEngine
-from rtexport.dose.geometry import frame_from_angles
+from rtexport.geometry.iec import frame_toward
+from rtexport.model.course import PatientPosition
 from rtexport.model.dose import GridGeometry
 from rtexport.model.site import Site
 
@@ -33,7 +34,7 @@ def main() -> None:
     s[:, bone, :], t[:, bone, :] = 1.65, 2.19
     s[:, lung, :], t[:, lung, :] = 0.25, 0.25
     medium = Medium(g, s, t, inside)
-    frame = frame_from_angles((0.0, -101.0, 0.0), 0.0, 0.0, 0.0, 1000.0, 1000.0)
+    frame = frame_toward((0.0, -101.0, 0.0), 0.0, 0.0, 0.0, PatientPosition.HFS, 1000.0, 1000.0)
     poly = np.array([(-50.0, -50.0), (50.0, -50.0), (50.0, 50.0), (-50.0, 50.0)])
     beam = BeamSetup("B", frame, poly, False, app.source_to_cutout_tray_mm, 1000.0, app, app)
     engine = PencilBeamEngine()

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
-from collections.abc import Iterator
+import sqlite3
+import tomllib
+from collections.abc import Callable, Iterator
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pydicom.config
 import pydicom.filereader
 import pytest
+import tomli_w
 
 from rtexport.demo.beamdata import demo_site
 from rtexport.demo.phantom import PhantomSpec, write_phantom
@@ -151,3 +157,30 @@ def planned(_planned_master: Path, tmp_path: Path, clock: Clock) -> Iterator[Wor
     ws = Workspace.open(home, clock=clock)
     yield ws
     ws.close()
+
+
+def edit_site_toml(home: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    """Change the workspace's site.toml as a site administrator would (parse, change, write)."""
+    path = home / "site.toml"
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    change(data)
+    path.write_text(tomli_w.dumps(data), encoding="utf-8")
+
+
+def strict_mu_check(home: Path) -> None:
+    """A site whose MU-check action level (0.01 %) every beam exceeds: approval then needs an acknowledgement."""
+    edit_site_toml(home, lambda s: s.setdefault("checks", {}).update(mu_check_action_level_pct=0.01))
+
+
+def forget_beam_setups(home: Path, plan_id: str) -> None:
+    """Make the plan's dose records like those of earlier versions, which did not keep each beam's SSD, surface
+    entry and normalization depth (the MU check then cannot check the beams)."""
+    with closing(sqlite3.connect(home / "rtexport.db")) as db, db:
+        for revision, data in db.execute("SELECT revision, data FROM doses WHERE plan_id = ?", (plan_id,)).fetchall():
+            record = json.loads(data)
+            for beam in record["beams"]:
+                for key in ("ssd_mm", "surface_entry_mm", "normalization_depth_mm"):
+                    beam.pop(key, None)
+            db.execute(
+                "UPDATE doses SET data = ? WHERE plan_id = ? AND revision = ?", (json.dumps(record), plan_id, revision)
+            )

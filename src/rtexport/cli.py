@@ -510,8 +510,14 @@ def plan_show(
         cutout = ("custom cutout" if b.cutout_mm else "open applicator") + (
             "" if eq is None else f" (equivalent square {eq:g} mm)"
         )
-        aim = f"aimed at the centroid of {b.target}" if b.target else "isocenter " + _mm(b.isocenter_mm)
-        _wrapped(f"beam {b.name}: {b.energy_mev:g} MeV, applicator {b.applicator}, {cutout}, SSD {b.ssd_mm:g} mm")
+        if b.target:
+            aim = f"aimed at the centroid of {b.target}"
+        elif b.aim_mm is not None:
+            aim = "aimed at " + _mm(b.aim_mm)
+        else:
+            aim = "isocenter " + _mm(b.isocenter_mm)
+        ssd = "SSD traced from the isocenter" if b.ssd_mm is None else f"SSD {b.ssd_mm:g} mm"
+        _wrapped(f"beam {b.name}: {b.energy_mev:g} MeV, applicator {b.applicator}, {cutout}, {ssd}")
         _wrapped(f"gantry {b.gantry_deg:g}°, collimator {b.collimator_deg:g}°, couch {b.couch_deg:g}°; {aim}", "  ")
         bolus = (
             f"{b.bolus.thickness_mm:g} mm {b.bolus.material}, margin {b.bolus.margin_mm:g} mm" if b.bolus else "none"

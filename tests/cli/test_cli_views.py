@@ -20,7 +20,7 @@ from rtexport.cli import RoleName, app
 from rtexport.demo.plan import DEMO_PLAN
 from rtexport.workspace import Role, Workspace
 from tests.cli.shell import shell_env
-from tests.conftest import PHYS
+from tests.conftest import PHYS, forget_beam_setups, strict_mu_check
 
 PLAN = "CW-E1"
 README = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
@@ -111,10 +111,10 @@ def test_plan_show_gives_what_a_physicist_checks(planned: Workspace) -> None:
         "density overrides: Prosthesis → Water",
         "export authorization: Phil Physicist (phil) on ",
         "beam ANT: 9 MeV, applicator 10x10, custom cutout (equivalent square 79.5 mm), SSD 1000 mm",
-        "gantry 20°, collimator 0°, couch 0°; isocenter (0.0, -100.0, 0.0) mm",
+        "gantry 20°, collimator 0°, couch 0°; aimed at the centroid of PTV",
         "bolus: 10 mm Superflab, margin 10 mm",
         "independent MU check (TG-71 hand calculation; action level 5 %):",
-        "beam ANT_OBL: not checkable:",
+        "beam ANT_OBL: engine ",
     ):
         assert fact in text, fact
     for b in state.dose.beams:
@@ -135,6 +135,7 @@ def test_plan_show_toml_prints_the_plan_file_to_edit_a_copy_from(planned: Worksp
 
 
 def test_the_audit_log_never_cuts_a_word(planned: Workspace) -> None:
+    forget_beam_setups(planned.home, PLAN)  # a long refusal reason to wrap: the beams cannot be checked
     refused = run(planned.home, "approve", PLAN, "--user", PHYS[0], "--password-stdin", stdin=PHYS[1] + "\n")
     assert refused.returncode == 1
     r = run(planned.home, "audit", "--plan", PLAN, columns=60)
@@ -148,11 +149,13 @@ def test_the_audit_log_never_cuts_a_word(planned: Workspace) -> None:
 
 
 def test_approve_asks_to_acknowledge_the_mu_check(planned: Workspace) -> None:
+    strict_mu_check(planned.home)
     args = ("approve", PLAN, "--user", PHYS[0], "--password-stdin")
     refused = run(planned.home, *args, stdin=PHYS[1] + "\n")
     assert refused.returncode == 1
     assert "approval needs you to acknowledge the independent MU check" in refused.stderr
-    assert "--acknowledge-mu-check" in refused.stderr and "beam ANT: not checkable" in refused.stderr
+    assert "--acknowledge-mu-check" in refused.stderr
+    assert "beam ANT: engine" in refused.stderr and "beyond the action level of 0.01 %" in refused.stderr
     ok = run(planned.home, *args, "--acknowledge-mu-check", stdin=PHYS[1] + "\n")
     assert ok.returncode == 0, ok.stderr
     assert f"plan {PLAN} revision 1 APPROVED by Phil Physicist (phil)" in ok.stdout

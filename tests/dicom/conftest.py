@@ -14,10 +14,12 @@ from pydicom.dataset import Dataset
 from rtexport.demo.beamdata import demo_site
 from rtexport.demo.phantom import PhantomSpec, ct_datasets, ct_uids, rtstruct_dataset
 from rtexport.dicom.common import BuildContext
+from rtexport.dicom.contours import contours_by_name
 from rtexport.dicom.rtdose import build_rtdose
 from rtexport.dicom.rtplan import Approval, build_rtplan
 from rtexport.dicom.rtstruct import build_rtstruct
 from rtexport.dicom.uids import UIDFactory
+from rtexport.geometry.setup import AimedPlan, aim_plan
 from rtexport.model.course import (
     Contour,
     Course,
@@ -68,7 +70,7 @@ energy_mev = 9.0
 applicator = "15x15"
 gantry_deg = 30.0
 collimator_deg = 10.0
-isocenter_mm = [10.0, -60.0, 0.0]
+aim_mm = [10.0, -60.0, 0.0]
 ssd_mm = 1050.0
 """
 
@@ -163,6 +165,12 @@ def plan() -> Plan:
     return parse_plan(PLAN_TOML)
 
 
+@pytest.fixture(scope="session")
+def aimed(course: Course, plan: Plan, site: Site) -> AimedPlan:
+    """The plan's beams set up on the phantom, with the bolus built on its skin."""
+    return aim_plan(plan, site, course.ct, contours_by_name(rtstruct_dataset(SPEC)))
+
+
 @pytest.fixture
 def bolus(course: Course) -> dict[str, list[Contour]]:
     # On the anterior surface (y = -100 mm for the phantom's body), over the PTV's extent in z.
@@ -218,10 +226,10 @@ class Exported:
         return [self.rs, self.rp, self.rd_plan, *self.rd_beams.values()]
 
 
-def export_all(ctx: BuildContext, course: Course, plan: Plan, site: Site, bolus: dict[str, list[Contour]]) -> Exported:
-    """What the pipeline exports: derived RS, RP referencing it, plan dose and per-beam doses."""
-    rs = build_rtstruct(ctx, rtstruct_dataset(SPEC), plan, site, bolus, slices=course.slices)
-    rp = build_rtplan(ctx, course, plan, site, rs, MU, BEAM_DOSE_GY, APPROVED)
+def export_all(ctx: BuildContext, course: Course, plan: Plan, site: Site, aimed: AimedPlan) -> Exported:
+    """What the pipeline exports: derived RS with the plan's boli, RP referencing it, plan dose and beam doses."""
+    rs = build_rtstruct(ctx, rtstruct_dataset(SPEC), plan, site, aimed.bolus, slices=course.slices)
+    rp = build_rtplan(ctx, course, plan, site, rs, aimed, MU, BEAM_DOSE_GY, APPROVED)
     doses = beam_doses(course)
     rd_plan = build_rtdose(ctx, course, plan_dose(doses), rp, None)
     rd_beams = {name: build_rtdose(ctx, course, grid, rp, name) for name, grid in doses.items()}
@@ -229,8 +237,8 @@ def export_all(ctx: BuildContext, course: Course, plan: Plan, site: Site, bolus:
 
 
 @pytest.fixture
-def exported(ctx: BuildContext, course: Course, plan: Plan, site: Site, bolus: dict[str, list[Contour]]) -> Exported:
-    return export_all(ctx, course, plan, site, bolus)
+def exported(ctx: BuildContext, course: Course, plan: Plan, site: Site, aimed: AimedPlan) -> Exported:
+    return export_all(ctx, course, plan, site, aimed)
 
 
 def ds_strings(ds: Dataset) -> list[tuple[str, str]]:

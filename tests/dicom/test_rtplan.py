@@ -9,15 +9,19 @@ import numpy as np
 import pytest
 from pydicom.dataset import Dataset
 
+from rtexport.demo.phantom import rtstruct_dataset
 from rtexport.dicom.common import BuildContext
-from rtexport.dicom.rtplan import Approval, beam_numbers, build_rtplan, source_direction
-from rtexport.dicom.rtstruct import bolus_roi_numbers, build_rtstruct
+from rtexport.dicom.contours import contours_by_name
+from rtexport.dicom.rtplan import Approval, beam_numbers, build_rtplan
+from rtexport.dicom.rtstruct import bolus_roi_numbers
 from rtexport.errors import BuildError
-from rtexport.model.course import Contour, Course
+from rtexport.geometry.iec import source_direction
+from rtexport.geometry.setup import AimedPlan, aim_plan
+from rtexport.model.course import Course, PatientPosition
 from rtexport.model.plan import Plan, parse_plan
 from rtexport.model.site import Site
 
-from .conftest import APPROVED, BEAM_DOSE_GY, MU, PLAN_TOML, Exported
+from .conftest import APPROVED, BEAM_DOSE_GY, MU, PLAN_TOML, SPEC, Exported
 
 ROTATIONS = [
     ("GantryAngle", "GantryRotationDirection"),
@@ -27,6 +31,10 @@ ROTATIONS = [
     ("TableTopPitchAngle", "TableTopPitchRotationDirection"),
     ("TableTopRollAngle", "TableTopRollRotationDirection"),
 ]
+
+
+def aim(plan: Plan, site: Site, course: Course) -> AimedPlan:
+    return aim_plan(plan, site, course.ct, contours_by_name(rtstruct_dataset(SPEC)))
 
 
 def beam(rp: Dataset, name: str) -> Dataset:
@@ -68,13 +76,13 @@ def test_control_point_conditionals(exported: Exported) -> None:
 
 
 def test_dose_rate_is_the_site_energys_when_configured(
-    ctx: BuildContext, course: Course, plan: Plan, site: Site, exported: Exported
+    ctx: BuildContext, course: Course, plan: Plan, site: Site, exported: Exported, aimed: AimedPlan
 ) -> None:
     assert [float(b.ControlPointSequence[0].DoseRateSet) for b in exported.rp.BeamSequence] == [600.0, 600.0]
     data = site.model_dump()
     for energy in data["machines"][0]["energies"]:
         energy["dose_rate_mu_per_min"] = 400.0 if energy["energy_mev"] == 12.0 else None
-    rp = build_rtplan(ctx, course, plan, Site.model_validate(data), exported.rs, MU, BEAM_DOSE_GY, APPROVED)
+    rp = build_rtplan(ctx, course, plan, Site.model_validate(data), exported.rs, aimed, MU, BEAM_DOSE_GY, APPROVED)
     rates = {b.BeamName: b.ControlPointSequence[0].get("DoseRateSet") for b in rp.BeamSequence}
     energies = {b.BeamName: float(b.ControlPointSequence[0].NominalBeamEnergy) for b in rp.BeamSequence}
     assert {n: (None if r is None else float(r)) for n, r in rates.items()} == {
@@ -97,11 +105,24 @@ def test_electron_beam_attributes(exported: Exported, site: Site) -> None:
     app = ap.ApplicatorSequence[0]
     assert (app.ApplicatorID, app.ApplicatorType) == ("10x10", "ELECTRON_SQUARE")
     assert float(app.ApplicatorGeometrySequence[0].ApplicatorOpening) == 100.0
-    jaws = {
-        p.RTBeamLimitingDeviceType: [float(v) for v in p.LeafJawPositions]
-        for p in lao.ControlPointSequence[0].BeamLimitingDevicePositionSequence
-    }
-    assert jaws == {"ASYMX": [-75.0, 75.0], "ASYMY": [-75.0, 75.0]}  # the 15x15 opening
+
+
+def test_jaws_and_their_distances_are_the_sites(exported: Exported, site: Site) -> None:
+    machine = site.machines[0]
+    assert machine.source_to_jaws_mm is not None
+    for b in exported.rp.BeamSequence:
+        cp0 = b.ControlPointSequence[0]
+        expected = machine.jaws(b.ApplicatorSequence[0].ApplicatorID, float(cp0.NominalBeamEnergy))
+        assert expected is not None
+        positions = cp0.BeamLimitingDevicePositionSequence
+        jaws = {p.RTBeamLimitingDeviceType: [float(v) for v in p.LeafJawPositions] for p in positions}
+        assert jaws == {"ASYMX": list(expected.x), "ASYMY": list(expected.y)}
+        devices = b.BeamLimitingDeviceSequence
+        distances = {d.RTBeamLimitingDeviceType: float(d.SourceToBeamLimitingDeviceDistance) for d in devices}
+        assert distances == {"ASYMX": machine.source_to_jaws_mm.x, "ASYMY": machine.source_to_jaws_mm.y}
+    # the demo machine's 15x15 applicator at 9 MeV: 10 cm beyond the opening, not the opening itself
+    lao = beam(exported.rp, "LAO").ControlPointSequence[0].BeamLimitingDevicePositionSequence[0]
+    assert [float(v) for v in lao.LeafJawPositions] == [-125.0, 125.0]
 
 
 def test_cutout_is_an_aperture_block(exported: Exported) -> None:
@@ -125,45 +146,45 @@ def test_cutout_is_an_aperture_block(exported: Exported) -> None:
     assert [float(v) for v in open_block.BlockData] == [-75, -75, 75, -75, 75, 75, -75, 75]
 
 
-def test_bolus_references_the_bolus_roi(exported: Exported) -> None:
+def test_every_beam_whose_field_crosses_the_bolus_references_it(exported: Exported) -> None:
     ap, lao = beam(exported.rp, "AP"), beam(exported.rp, "LAO")
-    assert ap.NumberOfBoli == len(ap.ReferencedBolusSequence) == 1
-    number = ap.ReferencedBolusSequence[0].ReferencedROINumber
-    assert number == bolus_roi_numbers(exported.rs)["AP"]
+    number = bolus_roi_numbers(exported.rs)["AP"]
     obs = next(o for o in exported.rs.RTROIObservationsSequence if o.ReferencedROINumber == number)
     assert obs.RTROIInterpretedType == "BOLUS"
-    assert lao.NumberOfBoli == 0
-    assert "ReferencedBolusSequence" not in lao
+    assert ap.NumberOfBoli == len(ap.ReferencedBolusSequence) == 1
+    assert ap.ReferencedBolusSequence[0].ReferencedROINumber == number
+    # LAO's open 15x15 field from 30° covers the anterior skin where AP's bolus lies: the dose assumed it
+    assert lao.NumberOfBoli == 1 and lao.ReferencedBolusSequence[0].ReferencedROINumber == number
 
 
-def test_isocenter_is_the_target_centroid_or_given(exported: Exported) -> None:
-    ap, lao = beam(exported.rp, "AP"), beam(exported.rp, "LAO")
-    # PTV of the phantom: x -45..45, y -96..-68, on slices with |z| <= 30 symmetric about 0
-    np.testing.assert_allclose([float(v) for v in ap.ControlPointSequence[0].IsocenterPosition], [0, -82, 0], atol=1e-6)
-    assert [float(v) for v in lao.ControlPointSequence[0].IsocenterPosition] == [10.0, -60.0, 0.0]
-
-
-def test_surface_entry_point_is_ssd_from_the_source(exported: Exported) -> None:
+def test_central_axis_passes_through_the_aim_and_the_isocenter_is_sad_from_the_source(exported: Exported) -> None:
+    # PTV of the phantom: x -45..45, y -96..-68, on slices with |z| <= 30 symmetric about 0 -> centroid (0, -82, 0)
+    aims = {"AP": np.array([0.0, -82.0, 0.0]), "LAO": np.array([10.0, -60.0, 0.0])}
     for b in exported.rp.BeamSequence:
         cp0 = b.ControlPointSequence[0]
         iso = np.array([float(v) for v in cp0.IsocenterPosition])
         entry = np.array([float(v) for v in cp0.SurfaceEntryPoint])
-        source = iso + float(b.SourceAxisDistance) * source_direction(float(cp0.GantryAngle), 0.0, "HFS")
-        assert math.isclose(np.linalg.norm(entry - source), float(cp0.SourceToSurfaceDistance), abs_tol=1e-2)
+        toward_source = source_direction(float(cp0.GantryAngle), float(cp0.PatientSupportAngle), PatientPosition.HFS)
+        source = iso + float(b.SourceAxisDistance) * toward_source
+        assert np.linalg.norm(np.cross(aims[b.BeamName] - source, toward_source)) < 1e-3
+        assert math.isclose(np.linalg.norm(entry - source), float(cp0.SourceToSurfaceDistance), abs_tol=2e-3)
+        assert np.linalg.norm(np.cross(entry - source, toward_source)) < 2e-3  # the entry point is on the axis too
+    assert float(beam(exported.rp, "LAO").ControlPointSequence[0].SourceToSurfaceDistance) == 1050.0
 
 
-@pytest.mark.parametrize(
-    ("gantry", "couch", "position", "expected"),
-    [
-        (0, 0, "HFS", (0, -1, 0)),  # anterior
-        (90, 0, "HFS", (1, 0, 0)),  # patient left
-        (0, 0, "HFP", (0, 1, 0)),  # prone: the source faces the back
-        (90, 0, "FFS", (-1, 0, 0)),
-        (90, 90, "HFS", (0, 0, -1)),  # couch turned: the gantry side is the feet
-    ],
-)
-def test_source_direction(gantry: float, couch: float, position: str, expected: tuple[int, int, int]) -> None:
-    np.testing.assert_allclose(source_direction(gantry, couch, position), expected, atol=1e-12)
+def test_ssd_setups_and_isocentric_beams_get_their_own_patient_setup(
+    ctx: BuildContext, course: Course, site: Site, exported: Exported
+) -> None:
+    setups = {s.PatientSetupNumber: s.SetupTechnique for s in exported.rp.PatientSetupSequence}
+    assert list(setups.values()) == ["FIXED_SSD"]
+    iso = [float(v) for v in beam(exported.rp, "LAO").ControlPointSequence[0].IsocenterPosition]
+    mixed = parse_plan(PLAN_TOML.replace("aim_mm = [10.0, -60.0, 0.0]\nssd_mm = 1050.0", f"isocenter_mm = {iso}"))
+    rp = build_rtplan(ctx, course, mixed, site, exported.rs, aim(mixed, site, course), MU, BEAM_DOSE_GY, APPROVED)
+    setups = {s.PatientSetupNumber: s.SetupTechnique for s in rp.PatientSetupSequence}
+    assert sorted(setups.values()) == ["FIXED_SSD", "ISOCENTRIC"]
+    assert setups[beam(rp, "AP").ReferencedPatientSetupNumber] == "FIXED_SSD"
+    assert setups[beam(rp, "LAO").ReferencedPatientSetupNumber] == "ISOCENTRIC"
+    assert float(beam(rp, "LAO").ControlPointSequence[0].SourceToSurfaceDistance) == pytest.approx(1050.0, abs=0.01)
 
 
 def test_fraction_group_and_prescription(exported: Exported, plan: Plan) -> None:
@@ -200,9 +221,9 @@ def test_approval(exported: Exported) -> None:
 
 
 def test_unapproved_plan_has_no_review(
-    ctx: BuildContext, course: Course, plan: Plan, site: Site, exported: Exported
+    ctx: BuildContext, course: Course, plan: Plan, site: Site, exported: Exported, aimed: AimedPlan
 ) -> None:
-    rp = build_rtplan(ctx, course, plan, site, exported.rs, MU, BEAM_DOSE_GY, Approval("UNAPPROVED"))
+    rp = build_rtplan(ctx, course, plan, site, exported.rs, aimed, MU, BEAM_DOSE_GY, Approval("UNAPPROVED"))
     assert rp.ApprovalStatus == "UNAPPROVED"
     assert "ReviewDate" not in rp
     assert "ReviewerName" not in rp
@@ -210,47 +231,55 @@ def test_unapproved_plan_has_no_review(
 
 @pytest.mark.parametrize("approval", [Approval("APPROVED"), Approval("APPROVED", "Dr", None)])
 def test_approved_without_reviewer_is_refused(
-    ctx: BuildContext, course: Course, plan: Plan, site: Site, exported: Exported, approval: Approval
+    ctx: BuildContext,
+    course: Course,
+    plan: Plan,
+    site: Site,
+    exported: Exported,
+    aimed: AimedPlan,
+    approval: Approval,
 ) -> None:
     with pytest.raises(BuildError, match="needs the reviewer's name and the review time"):
-        build_rtplan(ctx, course, plan, site, exported.rs, MU, BEAM_DOSE_GY, approval)
+        build_rtplan(ctx, course, plan, site, exported.rs, aimed, MU, BEAM_DOSE_GY, approval)
 
 
-def test_missing_mu_is_refused(ctx: BuildContext, course: Course, plan: Plan, site: Site, exported: Exported) -> None:
+def test_missing_mu_is_refused(
+    ctx: BuildContext, course: Course, plan: Plan, site: Site, exported: Exported, aimed: AimedPlan
+) -> None:
     with pytest.raises(BuildError, match="no valid MU per fraction for beam 'LAO'"):
-        build_rtplan(ctx, course, plan, site, exported.rs, {"AP": 100.0}, BEAM_DOSE_GY, APPROVED)
+        build_rtplan(ctx, course, plan, site, exported.rs, aimed, {"AP": 100.0}, BEAM_DOSE_GY, APPROVED)
 
 
 def test_bolus_without_a_bolus_roi_is_refused(
-    ctx: BuildContext, course: Course, plan: Plan, site: Site, original: Dataset
+    ctx: BuildContext, course: Course, plan: Plan, site: Site, original: Dataset, aimed: AimedPlan
 ) -> None:
     with pytest.raises(BuildError, match="no bolus ROI for beam 'AP'"):
-        build_rtplan(ctx, course, plan, site, original, MU, BEAM_DOSE_GY, APPROVED)
+        build_rtplan(ctx, course, plan, site, original, aimed, MU, BEAM_DOSE_GY, APPROVED)
 
 
-def test_unknown_applicator_is_refused(ctx: BuildContext, course: Course, site: Site, exported: Exported) -> None:
+def test_unknown_applicator_is_refused(
+    ctx: BuildContext, course: Course, site: Site, exported: Exported, aimed: AimedPlan
+) -> None:
     plan = parse_plan(PLAN_TOML.replace('applicator = "15x15"', 'applicator = "14x14"'))
     with pytest.raises(BuildError, match="DemoLinac has no applicator '14x14'"):
-        build_rtplan(ctx, course, plan, site, exported.rs, MU, BEAM_DOSE_GY, APPROVED)
+        build_rtplan(ctx, course, plan, site, exported.rs, aimed, MU, BEAM_DOSE_GY, APPROVED)
 
 
 def test_structure_set_of_another_frame_is_refused(
-    ctx: BuildContext, course: Course, plan: Plan, site: Site, exported: Exported
+    ctx: BuildContext, course: Course, plan: Plan, site: Site, exported: Exported, aimed: AimedPlan
 ) -> None:
     rs = exported.rs.copy()
     rs.FrameOfReferenceUID = "2.25.1"
     with pytest.raises(BuildError, match="is not the CT's"):
-        build_rtplan(ctx, course, plan, site, rs, MU, BEAM_DOSE_GY, APPROVED)
+        build_rtplan(ctx, course, plan, site, rs, aimed, MU, BEAM_DOSE_GY, APPROVED)
 
 
-def test_target_without_contours_is_refused(
-    ctx: BuildContext, course: Course, site: Site, original: Dataset, bolus: dict[str, list[Contour]]
+def test_a_beam_without_setup_is_refused(
+    ctx: BuildContext, course: Course, plan: Plan, site: Site, exported: Exported, aimed: AimedPlan
 ) -> None:
-    text = PLAN_TOML.replace("isocenter_mm = [10.0, -60.0, 0.0]", 'target = "Ghost"')
-    plan = parse_plan(text)
-    rs = build_rtstruct(ctx, original, plan, site, bolus)
-    with pytest.raises(BuildError, match="no structure 'Ghost'"):
-        build_rtplan(ctx, course, plan, site, rs, MU, BEAM_DOSE_GY, APPROVED)
+    only_ap = AimedPlan(tuple(b for b in aimed.beams if b.name == "AP"), aimed.bolus)
+    with pytest.raises(BuildError, match=r"beam\[1\]: beam 'LAO' has no setup"):
+        build_rtplan(ctx, course, plan, site, exported.rs, only_ap, MU, BEAM_DOSE_GY, APPROVED)
 
 
 def test_plan_date_comes_from_the_context(course: Course, plan: Plan, site: Site, exported: Exported) -> None:

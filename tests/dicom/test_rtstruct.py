@@ -64,6 +64,10 @@ def test_only_the_intended_elements_change(
         [
             "SOPInstanceUID",
             "SeriesInstanceUID",
+            "SeriesNumber",  # a series of its own, saying it is derived
+            "SeriesDescription added",
+            "StructureSetLabel",
+            "StructureSetName added",
             "StructureSetDate",
             "StructureSetTime",
             "Manufacturer",

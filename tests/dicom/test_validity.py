@@ -10,16 +10,32 @@ import pytest
 from pydicom.dataset import Dataset
 
 from rtexport.demo.beamdata import demo_site
+from rtexport.demo.phantom import rtstruct_dataset
 from rtexport.dicom.common import BuildContext, encode
+from rtexport.dicom.contours import contours_by_name
 from rtexport.dicom.rtplan import Approval, build_rtplan
 from rtexport.dicom.rtstruct import needs_derived_structure_set
 from rtexport.dicom.uids import is_valid_uid
-from rtexport.model.course import Contour, Course
+from rtexport.geometry.setup import AimedPlan, aim_plan
+from rtexport.model.course import Course
 from rtexport.model.plan import Plan, parse_plan
 from rtexport.model.site import Site
 from tests.support.dciodvfy import assert_valid
 
-from .conftest import APPROVED, BEAM_DOSE_GY, MU, PLAN_TOML, WHEN, Exported, ds_strings, export_all, make_context
+from .conftest import (
+    APPROVED,
+    BEAM_DOSE_GY,
+    MU,
+    PLAN_TOML,
+    SPEC,
+    WHEN,
+    Exported,
+    ds_strings,
+    export_all,
+    make_context,
+)
+
+CONTOURS = contours_by_name(rtstruct_dataset(SPEC))
 
 
 def uids(ds: Dataset) -> set[str]:
@@ -52,11 +68,19 @@ def test_round_and_rectangular_applicators_pass_dciodvfy(
 ) -> None:
     data = demo_site()
     data["machines"][0]["applicators"].append(
-        {"id": "X1", "shape": shape, "opening_mm": opening, "default_cutout_material": "Cerrobend"}
+        {
+            "id": "X1",
+            "shape": shape,
+            "opening_mm": opening,
+            "default_cutout_material": "Cerrobend",
+            "jaws_mm": {"x": [-100.0, 100.0], "y": [-100.0, 100.0]},
+        }
     )
     site = Site.model_validate(data)
     plan = parse_plan(PLAN_TOML.replace('applicator = "15x15"', 'applicator = "X1"'))
-    rp = build_rtplan(ctx, course, plan, site, exported.rs, MU, BEAM_DOSE_GY, APPROVED)
+    rp = build_rtplan(
+        ctx, course, plan, site, exported.rs, aim_plan(plan, site, course.ct, CONTOURS), MU, BEAM_DOSE_GY, APPROVED
+    )
     assert_valid(encode(rp))
 
 
@@ -70,7 +94,9 @@ def test_plan_on_the_imported_structure_set_passes_dciodvfy(
     text = text.replace('external = "OUTLINE2"', 'external = "BODY"').replace("bolus = {", "# bolus = {")
     plan = parse_plan(text)
     assert not needs_derived_structure_set(original, plan, {})
-    rp = build_rtplan(ctx, course, plan, site, original, MU, BEAM_DOSE_GY, approval)
+    rp = build_rtplan(
+        ctx, course, plan, site, original, aim_plan(plan, site, course.ct, CONTOURS), MU, BEAM_DOSE_GY, approval
+    )
     assert rp.ReferencedStructureSetSequence[0].ReferencedSOPInstanceUID == original.SOPInstanceUID
     assert_valid(encode(rp))
 
@@ -132,25 +158,32 @@ def test_file_meta_equals_the_dataset(exported: Exported) -> None:
         assert read.file_meta.ImplementationClassUID.startswith("2.25.")
 
 
-def test_each_kind_has_its_own_series(exported: Exported) -> None:
-    series = {ds.Modality: ds.SeriesInstanceUID for ds in exported.all()}
-    assert len(set(series.values())) == 3
-    assert {ds.SeriesInstanceUID for ds in exported.rd_beams.values()} == {series["RTDOSE"]}
+def test_each_object_has_its_own_series_and_says_what_it_is(exported: Exported) -> None:
+    """A reader picking "the dose" from a folder by series must find the plan dose, not a beam dose."""
+    objects = exported.all()
+    assert len({ds.SeriesInstanceUID for ds in objects}) == len(objects) == 5
+    assert len({int(ds.SeriesNumber) for ds in objects}) == 5
+    assert exported.rd_plan.SeriesDescription == "Chestwall plan dose"
+    assert {name: rd.SeriesDescription for name, rd in exported.rd_beams.items()} == {
+        "AP": "Chestwall beam AP",
+        "LAO": "Chestwall beam LAO",
+    }
+    assert len({int(rd.InstanceNumber) for rd in [exported.rd_plan, *exported.rd_beams.values()]}) == 3
+    # the derived structure set says so, in a series of its own
+    assert exported.rs.StructureSetLabel == "Phantom derived"
+    assert exported.rs.SeriesNumber != rtstruct_dataset(SPEC).SeriesNumber
+    assert "derived" in exported.rs.StructureSetName
 
 
-def test_same_context_gives_byte_identical_files(
-    course: Course, plan: Plan, site: Site, bolus: dict[str, list[Contour]]
-) -> None:
-    first = export_all(make_context(["P1", "rev-1", "APPROVED"]), course, plan, site, bolus)
-    again = export_all(make_context(["P1", "rev-1", "APPROVED"]), course, plan, site, bolus)
+def test_same_context_gives_byte_identical_files(course: Course, plan: Plan, site: Site, aimed: AimedPlan) -> None:
+    first = export_all(make_context(["P1", "rev-1", "APPROVED"]), course, plan, site, aimed)
+    again = export_all(make_context(["P1", "rev-1", "APPROVED"]), course, plan, site, aimed)
     assert [encode(ds) for ds in first.all()] == [encode(ds) for ds in again.all()]
 
 
-def test_a_different_key_gives_different_uids(
-    course: Course, plan: Plan, site: Site, bolus: dict[str, list[Contour]]
-) -> None:
-    a = export_all(make_context(["P1", "rev-1", "UNAPPROVED"]), course, plan, site, bolus)
-    b = export_all(make_context(["P1", "rev-2", "UNAPPROVED"]), course, plan, site, bolus)
+def test_a_different_key_gives_different_uids(course: Course, plan: Plan, site: Site, aimed: AimedPlan) -> None:
+    a = export_all(make_context(["P1", "rev-1", "UNAPPROVED"]), course, plan, site, aimed)
+    b = export_all(make_context(["P1", "rev-2", "UNAPPROVED"]), course, plan, site, aimed)
     keys = ("SOPInstanceUID", "SeriesInstanceUID")
     new_a = {ds.get(k) for ds in a.all() for k in keys}
     new_b = {ds.get(k) for ds in b.all() for k in keys}

@@ -10,7 +10,8 @@ from scipy.special import erf
 
 from rtexport.dose import BeamSetup, Medium, PencilBeamEngine
 from rtexport.dose.commissioning import broad_beam, water_sigma_mm
-from rtexport.dose.geometry import frame_from_angles
+from rtexport.geometry.iec import frame_toward
+from rtexport.model.course import PatientPosition
 from rtexport.model.dose import GridGeometry
 from rtexport.model.site import EnergyData, Site
 
@@ -46,7 +47,7 @@ def setup(site: Site, side_mm: float, energy: float = 12.0) -> tuple[BeamSetup, 
     e = machine.energy(energy)
     assert e is not None
     a = side_mm / 2
-    frame = frame_from_angles((0.0, SURFACE_Y, 0.0), 0.0, 0.0, 0.0, 1000.0, 1000.0)
+    frame = frame_toward((0.0, SURFACE_Y, 0.0), 0.0, 0.0, 0.0, PatientPosition.HFS, 1000.0, 1000.0)
     poly = np.array([(-a, -a), (a, -a), (a, a), (-a, a)])
     return BeamSetup("T", frame, poly, side_mm != 100, app.source_to_cutout_tray_mm, 1000.0, app, ref), e
 

@@ -1,4 +1,4 @@
-"""Geometry, contours, bolus and whole-plan dose on generated phantoms."""
+"""Whole-plan dose on generated phantoms: beam entry, bolus, overrides, MU, and the grid the dose covers."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import pytest
 from scipy.ndimage import map_coordinates
 
 from rtexport.demo.beamdata import REFERENCE_TABLE, demo_site
-from rtexport.dose import CTVolume, beam_axes, bolus_contours, bolus_mask, compute_plan_dose, pdd_metrics, rasterize
-from rtexport.dose.raster import drop_collinear
-from rtexport.errors import DoseError
+from rtexport.dose import CTVolume, compute_plan_dose, pdd_metrics
+from rtexport.errors import PlanError
+from rtexport.geometry.contours import rasterize
+from rtexport.geometry.setup import aim_plan
 from rtexport.model.course import Contour, CTGeometry
 from rtexport.model.dose import DoseGrid, GridGeometry
 from rtexport.model.plan import Plan
@@ -37,7 +38,7 @@ def box_phantom(half: float = 80.0) -> tuple[CTVolume, dict[str, list[Contour]]]
 
 
 def plan(overrides: list[dict[str, str]] | None = None, **beam: Any) -> Plan:
-    b: dict[str, Any] = {"name": "B1", "energy_mev": 12.0, "applicator": "10x10", "isocenter_mm": [0.0, 0.0, 0.0]}
+    b: dict[str, Any] = {"name": "B1", "energy_mev": 12.0, "applicator": "10x10", "aim_mm": [0.0, 0.0, 0.0]}
     b["mu"] = 100.0
     b.update(beam)
     return Plan.model_validate(
@@ -88,21 +89,6 @@ def test_site_problems_name_bad_beam_data() -> None:
     assert "machines[0].energies[2].reference_applicator: unknown applicator '7x7'" in problems
 
 
-@pytest.mark.parametrize(
-    ("gantry", "couch", "travel"),
-    [(0, 0, (0, 1, 0)), (90, 0, (-1, 0, 0)), (270, 0, (1, 0, 0)), (180, 0, (0, -1, 0)), (90, 90, (0, 0, 1))],
-)
-def test_iec_angles_to_patient_lps(gantry: float, couch: float, travel: tuple[int, int, int]) -> None:
-    axes = beam_axes(gantry, 0.0, couch)
-    assert -axes[:, 2] == pytest.approx(np.array(travel, float), abs=1e-12)
-    assert np.linalg.det(axes) == pytest.approx(1.0)
-
-
-def test_collimator_rotates_the_beams_eye_view() -> None:
-    assert beam_axes(0, 0, 0)[:, 0] == pytest.approx([1, 0, 0], abs=1e-12)  # BEV x = patient left
-    assert beam_axes(0, 90, 0)[:, 0] == pytest.approx([0, 0, 1], abs=1e-12)
-
-
 def test_gantry_90_enters_from_the_patients_left(site: Site) -> None:
     ct, contours = box_phantom()
     dose = compute_plan_dose(plan(gantry_deg=90.0), site, ct, contours).plan
@@ -111,18 +97,6 @@ def test_gantry_90_enters_from_the_patients_left(site: Site) -> None:
     xs, _, _ = dose.geometry.axes()
     assert dose.gy[:, :, xs > 40].max() > 0.9 * dose.gy.max()
     assert dose.gy[:, :, xs < -40].max() < 0.1 * dose.gy.max()
-
-
-def test_rasterize_even_odd_keeps_holes_and_half_slice_rule() -> None:
-    cs = [Contour(square(0, 0, 20, z)) for z in (0.0, 3.0, 6.0)] + [Contour(square(0, 0, 10, 3.0))]
-    g = GridGeometry((-30.0, -30.0, -3.0), (1.0, 1.0, 1.0), (14, 61, 61))
-    m = rasterize(cs, g)
-    _, _, gz = g.axes()
-    at = {round(float(z)): m[k] for k, z in enumerate(gz)}
-    assert at[0].sum() == 40 * 40
-    assert not at[3][30, 30] and at[3][30, 45]  # hole at the centre, ring kept
-    assert at[-1].any() and not at[-2].any()  # within half a contour slice (1.5 mm) of z = 0 only
-    assert not at[8].any()
 
 
 def test_water_bolus_shifts_depth_dose_by_its_thickness(site: Site) -> None:
@@ -135,41 +109,29 @@ def test_water_bolus_shifts_depth_dose_by_its_thickness(site: Site) -> None:
     assert r50(depth, a) - r50(depth, b) == pytest.approx(10.0, abs=1.0)
 
 
-def test_bolus_mask_sits_on_the_surface_inside_the_grown_cutout(site: Site) -> None:
+def test_bolus_sits_on_the_surface_inside_the_grown_cutout(site: Site) -> None:
     ct, contours = box_phantom()
-    g = GridGeometry((-120.0, -120.0, -90.0), (2.0, 2.0, 2.0), (91, 121, 121))
-    ext = rasterize(contours["BOX"], g)
-    app = site.machines[0].applicator("10x10")
-    assert app is not None
-    beam = plan(bolus={"thickness_mm": 10.0, "margin_mm": 10.0, "material": "Water"}).beams[0]
-    m = bolus_mask(g, ext, beam, app, 1000.0)
-    xs, ys, _ = g.axes()
-    _, ky, kx = np.nonzero(m)
-    assert not (m & ext).any()
-    assert ys[ky].min() >= -90.0 - 1e-6 and ys[ky].max() < -80.0
-    # cutout half-width 50 + margin 10 at the isocenter plane; the bolus sits 99-100 cm from the source (SSD 100)
-    assert np.abs(xs[kx]).max() == pytest.approx(60.0 * 0.995, abs=2.0)
-    cs = bolus_contours(ct.geometry, contours["BOX"], beam, app, 1000.0)
+    p = plan(bolus={"thickness_mm": 10.0, "margin_mm": 10.0, "material": "Water"})
+    cs = list(aim_plan(p, site, ct.geometry, contours).bolus["B1"])
     assert cs and all(len(c.points_mm) >= 3 and c.geometric_type == "CLOSED_PLANAR" for c in cs)
     assert {float(c.points_mm[0, 2]) for c in cs} <= set(ct.geometry.slice_z_mm)
+    g = GridGeometry((-120.0, -120.0, -90.0), (2.0, 2.0, 2.0), (91, 121, 121))
+    m = rasterize(cs, g, 3.0)
+    ext = rasterize(contours["BOX"], g, 3.0)
+    xs, ys, _ = g.axes()
+    _, ky, kx = np.nonzero(m & ~ext)
+    assert ys[ky].min() >= -90.0 - 1e-6 and ys[ky].max() < -80.0
+    # cutout half-width 50 + margin 10 at the isocenter plane; the skin is 1000 + 10 mm from the source (SSD 100
+    # to the bolus surface)
+    assert np.abs(xs[kx]).max() == pytest.approx(60.0 * 1.0, abs=2.0)
     # the central slice's bolus is one slab on the anterior surface, outlined by its few corners, not per pixel
     (mid,) = [c.points_mm for c in cs if c.points_mm[0, 2] == 0.0]
     x, y = mid[:, 0], mid[:, 1]
     assert len(mid) <= 12
     assert y.min() == pytest.approx(-90.0, abs=1.0) and y.max() == pytest.approx(-80.0, abs=1.0)
-    assert -x.min() == pytest.approx(60.0 * 0.995, abs=2.0) and x.max() == pytest.approx(60.0 * 0.995, abs=2.0)
+    assert -x.min() == pytest.approx(60.0, abs=2.0) and x.max() == pytest.approx(60.0, abs=2.0)
     area = 0.5 * abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
     assert area == pytest.approx(120.0 * 10.0, rel=0.1)
-
-
-def test_drop_collinear_keeps_only_the_corners_of_a_traced_outline() -> None:
-    edge = np.arange(0.0, 10.0, 0.5)
-    ring = np.concatenate(
-        [np.c_[edge, 0 * edge], np.c_[0 * edge + 10, edge], np.c_[10 - edge, 0 * edge + 10], np.c_[0 * edge, 10 - edge]]
-    )
-    assert drop_collinear(ring).tolist() == [[0.0, 0.0], [10.0, 0.0], [10.0, 10.0], [0.0, 10.0]]
-    notch = np.array([[0.0, 0.0], [4.0, 0.0], [5.0, 1.0], [6.0, 0.0], [10.0, 0.0], [10.0, 5.0], [0.0, 5.0]])
-    assert len(drop_collinear(notch)) == len(notch)
 
 
 def test_override_of_water_by_water_changes_nothing_and_lung_does(site: Site) -> None:
@@ -189,7 +151,7 @@ def test_demo_phantom_plan_dose(site: Site, phantom: tuple[CTVolume, dict[str, l
             "format": 1, "id": "P", "label": "P", "course": "C", "machine": "DemoLinac", "ct_curve": "Default",
             "external": "BODY", "fractions": 10, "prescription_gy": 20.0,
             "override": [{"structure": "Prosthesis", "material": "CompactBone"}],
-            "beam": [{"name": "AP", "energy_mev": 12.0, "applicator": "10x10", "target": "PTV",
+            "beam": [{"name": "AP", "energy_mev": 12.0, "applicator": "10x10", "target": "PTV", "ssd_mm": 1000.0,
                       "bolus": {"thickness_mm": 5.0, "margin_mm": 5.0, "material": "Superflab"}}],
         }
     )  # fmt: skip
@@ -204,7 +166,28 @@ def test_demo_phantom_plan_dose(site: Site, phantom: tuple[CTVolume, dict[str, l
     assert beam.mu_per_fraction == pytest.approx(200.0, rel=0.1)  # ~1 cGy/MU at dmax, 2 Gy per fraction
 
 
-def test_beam_missing_the_body_is_a_dose_error(site: Site) -> None:
+def test_beam_missing_the_body_is_refused(site: Site) -> None:
     ct, contours = box_phantom()
-    with pytest.raises(DoseError, match="never enters the External"):
-        compute_plan_dose(plan(isocenter_mm=[0.0, 0.0, 200.0], gantry_deg=90.0), site, ct, contours)
+    with pytest.raises(PlanError, match="never meets the External"):
+        compute_plan_dose(plan(aim_mm=None, isocenter_mm=[0.0, 0.0, 200.0], gantry_deg=90.0), site, ct, contours)
+
+
+def test_dose_grid_covers_every_slice_holding_the_external_or_a_bolus(
+    site: Site, phantom: tuple[CTVolume, dict[str, list[Contour]]]
+) -> None:
+    """In z as in x and y: the last CT slice's body is not left without dose (a DVH would miss it)."""
+    ct, contours = phantom
+    p = Plan.model_validate(
+        {
+            "format": 1, "id": "P", "label": "P", "course": "C", "machine": "DemoLinac", "ct_curve": "Default",
+            "external": "BODY", "fractions": 10, "prescription_gy": 20.0, "dose_grid_mm": 2.5,
+            "beam": [{"name": "AP", "energy_mev": 12.0, "applicator": "10x10", "target": "PTV", "ssd_mm": 1000.0,
+                      "bolus": {"thickness_mm": 5.0, "margin_mm": 5.0, "material": "Superflab"}}],
+        }
+    )  # fmt: skip
+    grid = compute_plan_dose(p, site, ct, contours).plan.geometry
+    bolus = aim_plan(p, site, ct.geometry, contours).bolus["AP"]
+    points = np.concatenate([c.points_mm for c in [*contours["BODY"], *bolus]])
+    assert (ct.geometry.slice_z_mm[-1] - ct.geometry.slice_z_mm[0]) % 2.5 != 0  # the grid cannot end on the CT
+    for axis, values in enumerate(grid.axes()):
+        assert values[0] <= points[:, axis].min() and values[-1] >= points[:, axis].max(), "xyz"[axis]

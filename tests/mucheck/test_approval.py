@@ -12,7 +12,7 @@ from rtexport.errors import PlanError
 from rtexport.mucheck import check_beams
 from rtexport.services.approval import approve
 from rtexport.workspace import Workspace
-from tests.conftest import ACTOR, PHYS
+from tests.conftest import ACTOR, PHYS, forget_beam_setups
 
 PLAN = "CW-E1"
 
@@ -69,7 +69,7 @@ def test_beyond_the_action_level_approval_is_refused_until_acknowledged(planned:
 
 
 def test_a_beam_that_cannot_be_checked_needs_an_acknowledgement_too(planned: Workspace) -> None:
-    # the fixture's dose record does not report the beams' SSD and normalization depth
+    forget_beam_setups(planned.home, PLAN)  # a dose record from before the beams' SSD and depth were kept
     with pytest.raises(PlanError, match=r"beam ANT: not checkable: the dose record does not give this beam's SSD"):
         approve(planned, PLAN, PHYS, ACTOR)
     assert approve(planned, PLAN, PHYS, ACTOR, acknowledge_mu_check=True).state.approved

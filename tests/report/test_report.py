@@ -89,14 +89,18 @@ def test_the_report_shows_the_plan_its_beams_and_the_mu_check(planned: Workspace
             f"SSD {beam.ssd_mm:g} mm (plan)",
             f"Gantry · collimator · couch {beam.gantry_deg:g}° · {beam.collimator_deg:g}° · {beam.couch_deg:g}°",
             f"MU per fraction {stored.mu_per_fraction:.1f}",
-            f"Normalization point ({round(x, 1)}, {round(y, 1)}, {round(z, 1)}) mm · "
+            f"Normalization point ({x:.1f}, {y:.1f}, {z:.1f}) mm, {stored.normalization_depth_mm:.1f} mm deep · "
             f"{stored.dose_per_fraction_gy:.3f} Gy per fraction there",
         ):
             assert fact in text, fact
     assert "Bolus 10 mm Superflab, margin 10 mm" in text and "Bolus none" in text
-    # this workspace's dose record does not report the beams' setup, so the check says it cannot check them
+    # the independent check: each beam's engine MU beside the hand calculation and their difference
     for beam in state.plan.beams:
-        assert re.search(rf"{beam.name} [0-9.]+ not checkable: the dose record does not give this beam's SSD", text)
+        stored = state.dose.beam(beam.name)
+        assert stored is not None
+        assert re.search(rf"{beam.name} {stored.mu_per_fraction:.1f} [0-9]+\.[0-9] [+-][0-9]+\.[0-9] %", text), (
+            beam.name
+        )
     # the target's row has D95, V90 and V95 besides volume, Dmax and Dmean; the others Dmax and Dmean
     assert "Structure Volume cm³ Dmax Gy Dmean Gy D95 Gy V90 % V95 %" in text
     assert re.search(r"PTV \(target\)( [0-9]+\.[0-9]+){6} BODY( [0-9]+\.[0-9]+){3} OUTLINE2", text)

@@ -14,6 +14,7 @@ import pytest
 import uvicorn
 
 from rtexport.web.app import create_app
+from tests.conftest import strict_mu_check
 from tests.support.dciodvfy import assert_valid
 from tests.support.orthanc import Orthanc, free_port
 from tests.web.conftest import PHYSICIST, PLAN, PLANNER, edit_site
@@ -135,6 +136,8 @@ def test_authorize_export_to_folder_and_orthanc_then_disabled(
 def test_refusals_beside_their_forms_and_a_report_downloaded(home: Path, tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
+    strict_mu_check(home)  # every beam beyond the action level: approval asks for an acknowledgement
+
     with serving(home) as url, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium_path(), args=ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
@@ -160,7 +163,7 @@ def test_refusals_beside_their_forms_and_a_report_downloaded(home: Path, tmp_pat
         approve.locator("button").click()
         refused = page.locator("#approve-message")
         expect(refused).to_contain_text("acknowledge the independent MU check")
-        expect(refused).to_contain_text("beam ANT_OBL: not checkable")
+        expect(refused).to_contain_text("beam ANT_OBL: engine")
         expect(refused).to_be_in_viewport()
         # The report: made, downloaded, listed.
         page.locator("#make-report").scroll_into_view_if_needed()

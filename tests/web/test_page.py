@@ -21,6 +21,7 @@ from rtexport.services.plans import load_plan
 from rtexport.services.views import BOLUS_COLOR, bolus_outlines, colors, course_volume, slices_through
 from rtexport.web.app import create_app
 from rtexport.workspace import Actor, Workspace
+from tests.conftest import forget_beam_setups, strict_mu_check
 from tests.web.conftest import PHYSICIST, PLAN, PLANNER, edit_site, log_in
 
 HTML = {"accept": "text/html,application/xhtml+xml"}
@@ -53,6 +54,7 @@ def test_a_refused_authorization_is_shown_next_to_its_form(client: TestClient) -
 
 
 def test_approval_asks_to_acknowledge_the_mu_check_next_to_its_form(client: TestClient, home: Path) -> None:
+    strict_mu_check(home)
     token = log_in(client, PLANNER)
     page = client.get(f"/plans/{PLAN}").text
     form = between(page, 'id="approve-form"', "</form>")
@@ -63,7 +65,8 @@ def test_approval_asks_to_acknowledge_the_mu_check_next_to_its_form(client: Test
     page = client.get(f"/plans/{PLAN}").text
     block = between(page, 'id="approval"', 'id="approve-form"')
     assert "approval needs you to acknowledge the independent MU check" in block
-    assert "beam ANT: not checkable" in block and '<details class="approve" open>' in block
+    assert "beam ANT: engine" in block and "beyond the action level of 0.01 %" in block
+    assert '<details class="approve" open>' in block
     client.post(f"/plans/{PLAN}/approve", data={**signed, "acknowledge_mu_check": "true"})
     page = client.get(f"/plans/{PLAN}").text
     assert f"Plan {PLAN} approved by phil." in between(page, 'id="approval"', "</section>")
@@ -91,6 +94,7 @@ def test_names_as_people_write_them_and_times_in_local_time(client: TestClient, 
 
 def test_the_plan_page_shows_the_mu_check_and_dose_warnings(client: TestClient, home: Path) -> None:
     edit_site(home, lambda s: s.update(checks={"mu_per_fraction_max": 100.0}))
+    forget_beam_setups(home, PLAN)  # a dose record from before the beams' SSD and depth were kept
     log_in(client, PLANNER)
     page = client.get(f"/plans/{PLAN}").text
     check = between(page, 'id="mu-check"', "</table>")

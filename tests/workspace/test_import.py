@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import pytest
 
-from rtexport.demo.phantom import PhantomSpec, write_phantom
+from rtexport.demo.phantom import PhantomSpec, hu_slice, write_phantom
 from rtexport.errors import CourseImportError
+from rtexport.geometry.iec import scanner_orientation
+from rtexport.model.course import PatientPosition
 from rtexport.services.courses import import_course
 from rtexport.workspace import Workspace
+from rtexport.workspace.dicomio import load_hu
 from tests.conftest import ACTOR
 
 
@@ -148,3 +153,72 @@ def test_same_course_id_twice_is_refused_and_first_kept(course_ws: Workspace, ph
     with pytest.raises(CourseImportError, match=r"course 'C1' exists already"):
         import_course(course_ws, phantom_dir, "C1", ACTOR)
     assert [c.id for c in course_ws.courses.all()] == ["C1"]
+
+
+Orientation = tuple[int, int, int, int, int, int]
+ODD_ORIENTATIONS: list[Orientation] = [(0, 1, 0, 1, 0, 0), (1, 0, 0, 0, -1, 0), (0, -1, 0, -1, 0, 0)]
+SPEC = PhantomSpec(rows=40, columns=48, pixel_mm=7.0, slices=6, slice_mm=5.0, seed="orient")
+
+
+@pytest.mark.parametrize(
+    ("position", "orientation"),
+    [(p, None) for p in PatientPosition] + [(PatientPosition.HFP, o) for o in ODD_ORIENTATIONS],
+)
+def test_any_axial_orientation_and_position_imports_onto_the_canonical_grid(
+    workspace: Workspace, tmp_path: Path, position: PatientPosition, orientation: Orientation | None
+) -> None:
+    """However the scanner stored the pixels, the course sees x along columns and y along rows, the anatomy where
+    the patient coordinates say; the stored files stay as they were."""
+    spec = dataclasses.replace(SPEC, position=position, orientation=orientation)
+    folder = tmp_path / "ct"
+    write_phantom(folder, spec)
+    import_course(workspace, folder, "C1", ACTOR)
+    course = workspace.course("C1")
+    ct = course.ct
+    assert ct.patient_position is position
+    assert ct.image_orientation == (orientation or scanner_orientation(position))
+    assert (ct.rows, ct.columns, ct.pixel_spacing_mm) == (40, 48, (7.0, 7.0))
+    assert ct.origin_mm == pytest.approx(spec.origin_mm)
+    hu = load_hu(workspace.blobs, course)
+    expected = np.stack([hu_slice(spec, z) for z in ct.slice_z_mm])
+    assert np.array_equal(hu, expected)  # e.g. the bone insert at x = -60, y = -40 is at the patient's right, anterior
+    originals = {pydicom.dcmread(p).SOPInstanceUID: p.read_bytes() for p in folder.glob("CT*.dcm")}
+    assert all(workspace.blobs.verified(s.sha256) == originals[s.sop_instance_uid] for s in course.slices)
+
+
+def edit_slice(folder: Path, name: str, **changes: object) -> None:
+    path = folder / name
+    ds = pydicom.dcmread(path)
+    for keyword, value in changes.items():
+        setattr(ds, keyword, value)
+    ds.save_as(path, enforce_file_format=True)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"GantryDetectorTilt": 12.0}, r"CT0003\.dcm: GantryDetectorTilt 12°: a tilted-gantry CT cannot be handled"),
+        (
+            {"ImageOrientationPatient": [1, 0, 0, 0, 0.9781476, -0.2079117]},
+            r"CT0003\.dcm: ImageOrientationPatient .* is tilted \(gantry tilt or oblique reconstruction\)",
+        ),
+        (
+            {"ImageOrientationPatient": [-1, 0, 0, 0, -1, 0]},
+            r"CT0003\.dcm: ImageOrientationPatient \[-1, 0, 0, 0, -1, 0\], other slices \[1, 0, 0, 0, 1, 0\]",
+        ),
+        ({"PatientPosition": "HFP"}, r"CT0003\.dcm: PatientPosition HFP, other slices HFS"),
+        ({"PatientPosition": "LFP"}, r"PatientPosition 'LFP': beams can be set up only for HFS, HFP"),
+        ({"PatientPosition": ""}, r"CT0001\.dcm: no PatientPosition: beams can be set up only for"),
+    ],
+)
+def test_what_cannot_be_handled_is_refused_naming_the_file_and_the_reason(
+    workspace: Workspace, phantom_dir: Path, changes: dict[str, object], message: str
+) -> None:
+    if changes.get("PatientPosition") in ("LFP", ""):
+        for path in phantom_dir.glob("CT*.dcm"):  # the same on every slice: only the value itself is wrong
+            edit_slice(phantom_dir, path.name, **changes)
+    else:
+        edit_slice(phantom_dir, "CT0003.dcm", **changes)
+    with pytest.raises(CourseImportError, match=message):
+        import_course(workspace, phantom_dir, "C1", ACTOR)
+    assert_nothing_stored(workspace)

@@ -25,6 +25,16 @@ SIGMA_THETA_RAD = {6: 0.060, 9: 0.045, 12: 0.036, 16: 0.029, 20: 0.024}
 VIRTUAL_SSD_MM = {6: 880.0, 9: 910.0, 12: 930.0, 16: 945.0, 20: 955.0}
 
 APPLICATORS = {"6x6": 60.0, "10x10": 100.0, "15x15": 150.0, "20x20": 200.0, "25x25": 250.0}
+# Machine geometry of the kind a vendor fixes: jaws (field at the isocenter plane) opened 10 cm beyond each
+# applicator, 5 cm beyond the small ones at 16 MeV and more; upper Y and lower X jaws' distance from the source.
+SOURCE_TO_JAWS_MM = {"x": 367.0, "y": 280.0}
+JAW_MARGIN_MM = 100.0
+HIGH_ENERGY_JAW_MARGIN_MM = {"6x6": 50.0, "10x10": 50.0}
+
+
+def _jaws(side: float, margin: float) -> dict[str, list[float]]:
+    half = (side + margin) / 2
+    return {"x": [-half, half], "y": [-half, half]}
 
 
 def depth_dose(energy: int, step_mm: float = 1.0) -> tuple[list[float], list[float]]:
@@ -55,6 +65,9 @@ def energy_data(energy: int) -> dict[str, Any]:
         "calibration_cgy_per_mu": 1.0,
         "dose_rate_mu_per_min": 600.0,
         "applicator_factors": {"6x6": 0.97 - lo, "10x10": 1.0, "15x15": 0.99, "20x20": 0.98, "25x25": 0.96},
+        "applicator_jaws_mm": (
+            {a: _jaws(APPLICATORS[a], m) for a, m in HIGH_ENERGY_JAW_MARGIN_MM.items()} if energy >= 16 else {}
+        ),
         "cutout_factors": [
             {"side_mm": 30.0, "factor": round(0.86 - 2 * lo, 3)},
             {"side_mm": 40.0, "factor": round(0.93 - lo, 3)},
@@ -76,6 +89,7 @@ def demo_site(export_folder: str = "dicom-export") -> dict[str, Any]:
             {
                 "name": "DemoLinac",
                 "source_axis_distance_mm": 1000.0,
+                "source_to_jaws_mm": dict(SOURCE_TO_JAWS_MM),
                 "applicators": [
                     {
                         "id": app_id,
@@ -85,6 +99,7 @@ def demo_site(export_folder: str = "dicom-export") -> dict[str, Any]:
                         "source_to_cutout_tray_mm": 947.9,
                         "default_cutout_material": "Cerrobend",
                         "cutout_thickness_mm": 12.0,
+                        "jaws_mm": _jaws(side, JAW_MARGIN_MM),
                     }
                     for app_id, side in APPLICATORS.items()
                 ],

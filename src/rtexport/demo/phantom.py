@@ -2,7 +2,9 @@
 
 The body is a water-equivalent elliptic cylinder with a bone insert, a lung insert and a small high-density
 "prosthesis"; the structure set has BODY (EXTERNAL), a second outline (OUTLINE2) that a plan may choose as
-External, PTV, Bone, Lung and Prosthesis. Coordinates are DICOM patient coordinates (HFS: +x left, +y posterior).
+External, PTV (anterior), Bone, Lung and Prosthesis. Coordinates are DICOM patient coordinates (+x the patient's
+left, +y posterior, +z superior), so the anatomy is the same in every patient position; the images are stored as
+a scanner would store them for that position (or in any given axial orientation).
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import UID, CTImageStorage, ExplicitVRLittleEndian, RTStructureSetStorage
 from pydicom.valuerep import DSfloat
+
+from rtexport.geometry.axial import AxialOrientation, CanonicalGrid
+from rtexport.geometry.iec import scanner_orientation
+from rtexport.model.course import PatientPosition
 
 _NS = uuid.UUID("5d0b8f6e-2f3c-4a59-9d7e-8a1f1c0f6b21")
 _IMPL_UID = "2.25.102387491651178362305574622313404934419"
@@ -42,6 +48,12 @@ class PhantomSpec:
     seed: str = "demo"
     patient_name: str = "Phantom^Electron"
     patient_id: str = "RTX-DEMO-001"
+    position: PatientPosition = PatientPosition.HFS
+    orientation: tuple[int, int, int, int, int, int] | None = None  # None: what a scanner writes for the position
+
+    @property
+    def image_orientation(self) -> AxialOrientation:
+        return AxialOrientation.parse(self.orientation or scanner_orientation(self.position))
 
     @property
     def origin_mm(self) -> tuple[float, float, float]:
@@ -118,6 +130,10 @@ def ct_datasets(spec: PhantomSpec) -> Iterator[Dataset]:
     """The CT slices, one Dataset at a time (bounded memory for large phantoms)."""
     series, frame, sops = ct_uids(spec)
     base = hu_slice(spec, spec.z(spec.slices // 2))
+    orientation = spec.image_orientation
+    x0, y0, _ = spec.origin_mm
+    grid = CanonicalGrid((x0, y0), (spec.pixel_mm, spec.pixel_mm), spec.rows, spec.columns)
+    first, pixel_spacing, rows, columns = orientation.stored_layout(grid)
     for k in range(spec.slices):
         z = spec.z(k)
         hu = base if all(h is None or abs(z) <= h for *_, h in _INSERTS) else hu_slice(spec, z)
@@ -133,7 +149,7 @@ def ct_datasets(spec: PhantomSpec) -> Iterator[Dataset]:
         ds.SeriesNumber = 1
         ds.SeriesDate = "20260101"
         ds.SeriesTime = "090000"
-        ds.PatientPosition = "HFS"
+        ds.PatientPosition = PatientPosition(spec.position).value
         ds.Laterality = ""
         ds.FrameOfReferenceUID = frame
         ds.PositionReferenceIndicator = ""
@@ -142,16 +158,15 @@ def ct_datasets(spec: PhantomSpec) -> Iterator[Dataset]:
         ds.ContentDate = "20260101"
         ds.ContentTime = "090000"
         ds.AcquisitionNumber = 1
-        ds.PixelSpacing = [DSfloat(spec.pixel_mm, auto_format=True)] * 2
-        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        x0, y0, _ = spec.origin_mm
-        ds.ImagePositionPatient = [DSfloat(v, auto_format=True) for v in (x0, y0, z)]
+        ds.PixelSpacing = [DSfloat(v, auto_format=True) for v in pixel_spacing]
+        ds.ImageOrientationPatient = list(orientation.as_tuple())
+        ds.ImagePositionPatient = [DSfloat(v, auto_format=True) for v in (*first, z)]
         ds.SliceThickness = DSfloat(spec.slice_mm, auto_format=True)
         ds.SliceLocation = DSfloat(z, auto_format=True)
         ds.SamplesPerPixel = 1
         ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.Rows = spec.rows
-        ds.Columns = spec.columns
+        ds.Rows = rows
+        ds.Columns = columns
         ds.BitsAllocated = 16
         ds.BitsStored = 16
         ds.HighBit = 15
@@ -162,7 +177,8 @@ def ct_datasets(spec: PhantomSpec) -> Iterator[Dataset]:
         ds.KVP = 120
         ds.WindowCenter = 40
         ds.WindowWidth = 400
-        ds.PixelData = np.clip(hu + 1024.0, 0, 65535).astype("<u2").tobytes()
+        stored = orientation.stored_pixels(np.clip(hu + 1024.0, 0, 65535).astype("<u2"))
+        ds.PixelData = np.ascontiguousarray(stored).tobytes()
         yield ds
 
 

@@ -1,5 +1,6 @@
-"""The demo plan: two electron beams on the phantom's anterior PTV, with a cutout, a bolus, a density override
-and a changed External."""
+"""The demo plan: two electron beams aimed at the phantom's anterior PTV with SSD setups (SSD 100 cm to the first
+surface on the central axis: the bolus for both, since ANT_OBL's field crosses ANT's bolus too), with a cutout, a
+bolus, a density override and a changed External."""
 
 DEMO_PLAN_ID = "CW-E1"
 DEMO_COURSE_ID = "C1"
@@ -27,7 +28,7 @@ applicator = "10x10"
 gantry_deg = 0
 collimator_deg = 0
 couch_deg = 0
-isocenter_mm = [0.0, -100.0, 0.0]
+target = "PTV"
 ssd_mm = 1000
 weight = 0.6
 cutout_mm = [[-45, -35], [45, -35], [45, 25], [30, 35], [-45, 35]]
@@ -40,7 +41,7 @@ applicator = "15x15"
 gantry_deg = 20
 collimator_deg = 0
 couch_deg = 0
-isocenter_mm = [0.0, -100.0, 0.0]
+target = "PTV"
 ssd_mm = 1000
 weight = 0.4
 cutout_mm = [[-50, -40], [50, -40], [50, 40], [-50, 40]]

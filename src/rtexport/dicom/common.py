@@ -21,6 +21,7 @@ from rtexport.model.course import PatientStudy
 # Fixed, so that the same dataset always encodes to the same bytes.
 IMPLEMENTATION_CLASS_UID = UID("2.25.203957446174523183306452151963818093573")
 IMPLEMENTATION_VERSION_NAME = "RTEXPORT_1"
+# Our series numbers, clear of a scanner's; each beam dose adds its beam number to the RT Dose one.
 SERIES_NUMBERS = {Modality.RTSTRUCT: 901, Modality.RTPLAN: 902, Modality.RTDOSE: 903}
 
 
@@ -86,11 +87,14 @@ def add_general_study_module(ds: Dataset, patient: PatientStudy) -> None:
         ds.StudyDescription = patient.study_description
 
 
-def add_rt_series_module(ds: Dataset, ctx: BuildContext, modality: Modality, description: str = "") -> None:
-    """RT Series Module (PS3.3 C.8.8.1): one series per object kind in an export state."""
+def add_rt_series_module(
+    ds: Dataset, ctx: BuildContext, modality: Modality, description: str = "", part: str = "", number_offset: int = 0
+) -> None:
+    """RT Series Module (PS3.3 C.8.8.1): a series per object kind in an export state, or per ``part`` of a kind
+    (each beam dose is its own series, so that readers never take one for the plan dose)."""
     ds.Modality = modality.value
-    ds.SeriesInstanceUID = ctx.uids.uid(modality.value, "series")
-    ds.SeriesNumber = SERIES_NUMBERS[modality]
+    ds.SeriesInstanceUID = ctx.uids.uid(modality.value, "series", *([part] if part else []))
+    ds.SeriesNumber = SERIES_NUMBERS[modality] + number_offset
     ds.SeriesDate = ctx.date
     ds.SeriesTime = ctx.time
     if description:

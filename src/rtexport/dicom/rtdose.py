@@ -69,7 +69,6 @@ def add_image_modules(ds: Dataset, ctx: BuildContext, dose: DoseGrid) -> None:
     (ox, oy, oz), (dx, dy, dz), (nz, ny, nx) = g.origin_mm, g.spacing_mm, g.shape
     if min(dx, dy, dz) <= 0 or min(nx, ny, nz) < 1:
         raise BuildError(f"dose grid has spacing {dose.geometry.spacing_mm} and shape {dose.geometry.shape}")
-    ds.InstanceNumber = 1
     ds.ContentDate = ctx.date
     ds.ContentTime = ctx.time
     ds.PixelSpacing = ds_values([dy, dx])  # row spacing, column spacing
@@ -137,15 +136,18 @@ def build_rtdose(ctx: BuildContext, course: Course, dose: DoseGrid, rtplan: Data
     kind = DoseSummationType.PLAN if beam_name is None else DoseSummationType.BEAM
     parts: tuple[str, ...] = (kind.value,) if beam_name is None else (kind.value, beam_name)
 
+    label = str(rtplan.get("RTPlanLabel", ""))
+    description = f"{label} plan dose" if beam_name is None else f"{label} beam {beam_name}"
     ds = Dataset()
     add_sop_common_module(ds, ctx, RTDoseStorage, ctx.uids.uid("RTDOSE", *parts))
     add_patient_module(ds, course.patient)
     add_general_study_module(ds, course.patient)
-    description = "Plan dose" if beam_name is None else f"Beam dose {beam_name}"
-    add_rt_series_module(ds, ctx, Modality.RTDOSE, "Dose")
+    # a series of its own per dose: plan dose SeriesNumber 903, beam n 903 + n
+    add_rt_series_module(ds, ctx, Modality.RTDOSE, description, beam_name or "", beam_number or 0)
     add_frame_of_reference_module(ds, frame)
     add_general_equipment_module(ds, ctx)
     add_image_modules(ds, ctx, dose)
+    ds.InstanceNumber = 1 + (beam_number or 0)
     add_image_pixel(ds, quantize(gy, scaling))
     add_rt_dose_module(ds, rtplan, beam_number, scaling)
     ds.DoseComment = description

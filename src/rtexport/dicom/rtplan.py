@@ -7,8 +7,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-import numpy as np
-import numpy.typing as npt
 from pydicom.dataset import Dataset
 from pydicom.uid import RTPlanStorage
 
@@ -25,7 +23,6 @@ from rtexport.dicom.common import (
     seq,
     sop_reference,
 )
-from rtexport.dicom.contours import contours_by_name
 from rtexport.dicom.enums import (
     ApplicatorApertureShape,
     ApplicatorType,
@@ -47,9 +44,10 @@ from rtexport.dicom.enums import (
 )
 from rtexport.dicom.rtstruct import bolus_roi_numbers
 from rtexport.errors import BuildError
-from rtexport.model.course import Course, contours_centroid
-from rtexport.model.plan import Beam, Plan, default_cutout
-from rtexport.model.site import Applicator, ApplicatorShape, Machine, Site
+from rtexport.geometry.setup import AimedBeam, AimedPlan
+from rtexport.model.course import Course
+from rtexport.model.plan import Beam, Plan
+from rtexport.model.site import Applicator, ApplicatorShape, JawPositions, Machine, Site
 
 _APPLICATOR_TYPE = {
     ApplicatorShape.SQUARE: ApplicatorType.ELECTRON_SQUARE,
@@ -61,14 +59,8 @@ _APERTURE_SHAPE = {
     ApplicatorShape.RECTANGLE: ApplicatorApertureShape.SYM_RECTANGLE,
     ApplicatorShape.CIRCLE: ApplicatorApertureShape.SYM_CIRCULAR,
 }
-# Rows: DICOM patient x, y, z as combinations of the IEC patient support axes (X_s, Y_s, Z_s).
-_SUPPORT_TO_PATIENT = {
-    "HFS": ((1, 0, 0), (0, 0, -1), (0, 1, 0)),
-    "HFP": ((-1, 0, 0), (0, 0, 1), (0, 1, 0)),
-    "FFS": ((-1, 0, 0), (0, 0, -1), (0, -1, 0)),
-    "FFP": ((1, 0, 0), (0, 0, 1), (0, -1, 0)),
-}
-PATIENT_SETUP_NUMBER = 1
+# One patient setup per technique the plan uses (the same patient position in both).
+PATIENT_SETUP_NUMBERS = {SetupTechnique.FIXED_SSD: 1, SetupTechnique.ISOCENTRIC: 2}
 FRACTION_GROUP_NUMBER = 1
 DOSE_REFERENCE_NUMBER = 1
 
@@ -85,37 +77,6 @@ class Approval:
 def beam_numbers(plan: Plan) -> dict[str, int]:
     """Beam name → BeamNumber: 1..n in plan order."""
     return {beam.name: i for i, beam in enumerate(plan.beams, start=1)}
-
-
-def source_direction(gantry_deg: float, couch_deg: float, patient_position: str) -> npt.NDArray[np.float64]:
-    """Unit vector from the isocenter towards the source, in patient coordinates (IEC 61217 → DICOM)."""
-    axes = _SUPPORT_TO_PATIENT.get(patient_position)
-    if axes is None:
-        raise BuildError(
-            f"patient position {patient_position!r} is not supported for beam geometry (HFS, HFP, FFS, FFP)"
-        )
-    g, c = math.radians(gantry_deg), math.radians(couch_deg)
-    fixed = np.array([math.sin(g), 0.0, math.cos(g)])  # gantry rotates about the fixed Y axis
-    # Couch rotation is counter-clockwise seen from above: fixed → support is the inverse rotation about Z.
-    support = np.array(
-        [
-            math.cos(c) * fixed[0] + math.sin(c) * fixed[1],
-            -math.sin(c) * fixed[0] + math.cos(c) * fixed[1],
-            fixed[2],
-        ]
-    )
-    direction: npt.NDArray[np.float64] = np.array(axes, dtype=np.float64) @ support
-    return direction
-
-
-def target_centroid(structure_set: Dataset, name: str) -> tuple[float, float, float]:
-    """Area-weighted centroid of a structure's closed planar contours, as the dose engine aims the beam."""
-    if not any(r.ROIName == name for r in structure_set.get("StructureSetROISequence", [])):
-        raise BuildError(f"target: no structure {name!r} in the exported structure set")
-    centroid = contours_centroid(contours_by_name(structure_set, [name])[name])
-    if centroid is None:
-        raise BuildError(f"target: structure {name!r} has no closed contour; give isocenter_mm instead")
-    return centroid
 
 
 def _machine(site: Site, plan: Plan) -> Machine:
@@ -163,13 +124,22 @@ def add_rt_prescription_module(ds: Dataset, ctx: BuildContext, plan: Plan) -> No
     ds.DoseReferenceSequence = seq([item])
 
 
-def add_rt_patient_setup_module(ds: Dataset, course: Course) -> None:
-    """RT Patient Setup Module (PS3.3 C.8.8.12): the CT's patient position, fixed-SSD electron setup."""
-    item = Dataset()
-    item.PatientSetupNumber = PATIENT_SETUP_NUMBER
-    item.PatientPosition = course.ct.patient_position
-    item.SetupTechnique = SetupTechnique.FIXED_SSD.value
-    ds.PatientSetupSequence = seq([item])
+def _technique(beam: AimedBeam) -> SetupTechnique:
+    return SetupTechnique.FIXED_SSD if beam.fixed_ssd else SetupTechnique.ISOCENTRIC
+
+
+def add_rt_patient_setup_module(ds: Dataset, course: Course, aimed: AimedPlan) -> None:
+    """RT Patient Setup Module (PS3.3 C.8.8.12): the CT's patient position; FIXED_SSD for the beams set up by
+    SSD, ISOCENTRIC for those given an isocenter."""
+    items = []
+    for technique, number in PATIENT_SETUP_NUMBERS.items():
+        if any(_technique(b) is technique for b in aimed.beams):
+            item = Dataset()
+            item.PatientSetupNumber = number
+            item.PatientPosition = course.ct.patient_position.value
+            item.SetupTechnique = technique.value
+            items.append(item)
+    ds.PatientSetupSequence = seq(items)
 
 
 def add_rt_fraction_scheme_module(
@@ -197,27 +167,38 @@ def add_rt_fraction_scheme_module(
     ds.FractionGroupSequence = seq([group])
 
 
-def _jaws(app: Applicator) -> list[tuple[BeamLimitingDeviceType, tuple[float, float]]]:
-    w, h = app.opening_mm
-    return [(BeamLimitingDeviceType.ASYMX, (-w / 2, w / 2)), (BeamLimitingDeviceType.ASYMY, (-h / 2, h / 2))]
+_JAWS = (BeamLimitingDeviceType.ASYMX, BeamLimitingDeviceType.ASYMY)
 
 
-def add_beam_limiting_devices(beam_ds: Dataset, app: Applicator, sad_mm: float) -> None:
-    """Beam Limiting Device Sequence (PS3.3 C.8.8.14): ASYMX / ASYMY jaws."""
+def _jaw_positions(machine: Machine, beam: Beam, where: str) -> JawPositions:
+    jaws = machine.jaws(beam.applicator, beam.energy_mev)
+    if jaws is None:
+        raise BuildError(
+            f"{where}: the site gives no jaw setting for applicator {beam.applicator} at {beam.energy_mev:g} MeV "
+            f"on {machine.name}; add jaws_mm to the applicator (see 'rtexport site check')"
+        )
+    return jaws
+
+
+def add_beam_limiting_devices(beam_ds: Dataset, machine: Machine, where: str) -> None:
+    """Beam Limiting Device Sequence (PS3.3 C.8.8.14): ASYMX / ASYMY jaws at the machine's distances."""
+    distances = machine.source_to_jaws_mm
+    if distances is None:
+        raise BuildError(f"{where}: machine {machine.name} has no source_to_jaws_mm in the site configuration")
     items = []
-    for kind, _ in _jaws(app):
+    for kind, distance in zip(_JAWS, (distances.x, distances.y), strict=True):
         item = Dataset()
         item.RTBeamLimitingDeviceType = kind.value
-        item.SourceToBeamLimitingDeviceDistance = ds_value(sad_mm / 2)  # nominal jaw plane; Type 3
+        item.SourceToBeamLimitingDeviceDistance = ds_value(distance)
         item.NumberOfLeafJawPairs = 1
         items.append(item)
     beam_ds.BeamLimitingDeviceSequence = seq(items)
 
 
-def add_cutout_block(beam_ds: Dataset, beam: Beam, app: Applicator) -> None:
+def add_cutout_block(beam_ds: Dataset, beam_setup: AimedBeam, app: Applicator) -> None:
     """Block Sequence (PS3.3 C.8.8.14.1): the cutout as an APERTURE, polygon in the isocenter plane (closed
     implicitly: the last point joins the first)."""
-    points = beam.cutout_mm if beam.cutout_mm is not None else default_cutout(app.shape, app.opening_mm)
+    points = [(float(x), float(y)) for x, y in beam_setup.cutout_mm]
     block = Dataset()
     block.BlockTrayID = app.id
     block.SourceToBlockTrayDistance = ds_value(app.source_to_cutout_tray_mm)
@@ -251,21 +232,23 @@ def add_applicator(beam_ds: Dataset, app: Applicator) -> None:
     beam_ds.ApplicatorSequence = seq([item])
 
 
-def add_bolus_references(beam_ds: Dataset, beam: Beam, boli: Mapping[str, int], where: str) -> None:
-    """Referenced Bolus Sequence (PS3.3 C.8.8.14): the beam's BOLUS ROI in the exported structure set."""
-    if beam.bolus is None:
-        beam_ds.NumberOfBoli = 0
-        return
-    number = boli.get(beam.name)
-    if number is None:
-        raise BuildError(
-            f"{where}.bolus: the exported structure set has no bolus ROI for beam {beam.name!r}; "
-            "export the derived structure set built with this beam's bolus"
-        )
-    ref = Dataset()
-    ref.ReferencedROINumber = number
-    beam_ds.NumberOfBoli = 1
-    beam_ds.ReferencedBolusSequence = seq([ref])
+def add_bolus_references(beam_ds: Dataset, beam_setup: AimedBeam, boli: Mapping[str, int], where: str) -> None:
+    """Referenced Bolus Sequence (PS3.3 C.8.8.14): every BOLUS ROI of the exported structure set that the beam's
+    field crosses (the dose assumed it there), not only the beam's own."""
+    refs = []
+    for owner in beam_setup.boli:
+        number = boli.get(owner)
+        if number is None:
+            raise BuildError(
+                f"{where}.bolus: the exported structure set has no bolus ROI for beam {owner!r}, which the field of "
+                f"beam {beam_setup.name!r} crosses; export the derived structure set built with the plan's boli"
+            )
+        ref = Dataset()
+        ref.ReferencedROINumber = number
+        refs.append(ref)
+    beam_ds.NumberOfBoli = len(refs)
+    if refs:
+        beam_ds.ReferencedBolusSequence = seq(refs)
 
 
 def _rotation(cp: Dataset, angle_keyword: str, direction_keyword: str, angle: float) -> None:
@@ -276,20 +259,19 @@ def _rotation(cp: Dataset, angle_keyword: str, direction_keyword: str, angle: fl
 def add_control_points(
     beam_ds: Dataset,
     beam: Beam,
-    app: Applicator,
-    isocenter: tuple[float, float, float],
-    sad_mm: float,
-    patient_position: str,
+    beam_setup: AimedBeam,
+    jaws: JawPositions,
     dose_rate_mu_per_min: float | None = None,
 ) -> None:
-    """Control Point Sequence (PS3.3 C.8.8.14.5): CP0 carries every setting, CP1 ends at weight 1."""
+    """Control Point Sequence (PS3.3 C.8.8.14.5): CP0 carries every setting, CP1 ends at weight 1. The isocenter,
+    SSD and surface entry point are those the dose was computed with."""
     cp0 = Dataset()
     cp0.ControlPointIndex = 0
     cp0.NominalBeamEnergy = ds_value(beam.energy_mev)
     if dose_rate_mu_per_min is not None:
         cp0.DoseRateSet = ds_value(dose_rate_mu_per_min)
     positions = []
-    for kind, (lo, hi) in _jaws(app):
+    for kind, (lo, hi) in zip(_JAWS, (jaws.x, jaws.y), strict=True):
         pos = Dataset()
         pos.RTBeamLimitingDeviceType = kind.value
         pos.LeafJawPositions = ds_values([lo, hi])
@@ -304,11 +286,10 @@ def add_control_points(
     cp0.TableTopVerticalPosition = None  # Type 2: set up at the machine
     cp0.TableTopLongitudinalPosition = None
     cp0.TableTopLateralPosition = None
-    cp0.IsocenterPosition = ds_values(isocenter)
-    cp0.SourceToSurfaceDistance = ds_value(beam.ssd_mm)
-    toward_source = source_direction(beam.gantry_deg, beam.couch_deg, patient_position)
-    entry = np.asarray(isocenter) + (sad_mm - beam.ssd_mm) * toward_source
-    cp0.SurfaceEntryPoint = ds_values(np.round(entry, 3))
+    # to the micrometre: more digits say nothing, and the values stay readable
+    cp0.IsocenterPosition = ds_values(round(v, 3) for v in beam_setup.isocenter_mm)
+    cp0.SourceToSurfaceDistance = ds_value(round(beam_setup.ssd_mm, 3))
+    cp0.SurfaceEntryPoint = ds_values(round(v, 3) for v in beam_setup.entry_mm)
     cp0.CumulativeMetersetWeight = ds_value(0.0)
     cp1 = Dataset()
     cp1.ControlPointIndex = 1
@@ -317,7 +298,7 @@ def add_control_points(
     beam_ds.ControlPointSequence = seq([cp0, cp1])
 
 
-def add_rt_beams_module(ds: Dataset, course: Course, plan: Plan, site: Site, structure_set: Dataset) -> None:
+def add_rt_beams_module(ds: Dataset, plan: Plan, site: Site, structure_set: Dataset, aimed: AimedPlan) -> None:
     """RT Beams Module (PS3.3 C.8.8.14): one STATIC ELECTRON beam per plan beam, numbered 1..n."""
     machine = _machine(site, plan)
     sad = machine.source_axis_distance_mm
@@ -330,11 +311,12 @@ def add_rt_beams_module(ds: Dataset, course: Course, plan: Plan, site: Site, str
         energy = machine.energy(beam.energy_mev)
         if energy is None:
             raise BuildError(f"{where}.energy_mev: {machine.name} has no {beam.energy_mev:g} MeV")
-        if beam.isocenter_mm is not None:
-            isocenter = beam.isocenter_mm
-        else:
-            assert beam.target is not None  # the plan model allows exactly one of the two
-            isocenter = target_centroid(structure_set, beam.target)
+        try:
+            g = aimed.beam(beam.name)
+        except KeyError as e:
+            raise BuildError(f"{where}: beam {beam.name!r} has no setup; set the plan's beams up first") from e
+        if abs(g.frame.sad_mm - sad) > 1e-6:
+            raise BuildError(f"{where}: set up with SAD {g.frame.sad_mm:g}, machine {machine.name} has {sad:g}")
         b = Dataset()
         b.BeamNumber = numbers[beam.name]
         b.BeamName = beam.name
@@ -343,16 +325,17 @@ def add_rt_beams_module(ds: Dataset, course: Course, plan: Plan, site: Site, str
         b.TreatmentMachineName = machine.name
         b.PrimaryDosimeterUnit = PrimaryDosimeterUnit.MU.value
         b.SourceAxisDistance = ds_value(sad)
-        add_beam_limiting_devices(b, app, sad)
-        b.ReferencedPatientSetupNumber = PATIENT_SETUP_NUMBER
+        add_beam_limiting_devices(b, machine, where)
+        b.ReferencedPatientSetupNumber = PATIENT_SETUP_NUMBERS[_technique(g)]
         b.TreatmentDeliveryType = TreatmentDeliveryType.TREATMENT.value
         b.NumberOfWedges = 0
         b.NumberOfCompensators = 0
-        add_bolus_references(b, beam, boli, where)
-        add_cutout_block(b, beam, app)
+        add_bolus_references(b, g, boli, where)
+        add_cutout_block(b, g, app)
         add_applicator(b, app)
         b.FinalCumulativeMetersetWeight = ds_value(1.0)
-        add_control_points(b, beam, app, isocenter, sad, course.ct.patient_position, energy.dose_rate_mu_per_min)
+        jaws = _jaw_positions(machine, beam, where)
+        add_control_points(b, beam, g, jaws, energy.dose_rate_mu_per_min)
         items.append(b)
     ds.BeamSequence = seq(items)
 
@@ -379,11 +362,13 @@ def build_rtplan(
     plan: Plan,
     site: Site,
     structure_set: Dataset,
+    aimed: AimedPlan,
     mu_per_fraction: Mapping[str, float],
     dose_per_fraction_gy: Mapping[str, float],
     approval: Approval,
 ) -> Dataset:
-    """The RT Plan (PS3.3 A.20) of an electron plan. ``structure_set`` is the exported RT Structure Set."""
+    """The RT Plan (PS3.3 A.20) of an electron plan. ``structure_set`` is the exported RT Structure Set;
+    ``aimed`` the beams' setup (:func:`rtexport.geometry.setup.aim_plan`) the dose was computed with."""
     frame = course.ct.frame_of_reference_uid
     ss_frame = structure_set.get("FrameOfReferenceUID")
     if ss_frame is not None and ss_frame != frame:
@@ -402,9 +387,9 @@ def build_rtplan(
     add_general_equipment_module(ds, ctx)
     add_rt_general_plan_module(ds, ctx, plan, structure_set)
     add_rt_prescription_module(ds, ctx, plan)
-    add_rt_patient_setup_module(ds, course)
+    add_rt_patient_setup_module(ds, course, aimed)
     add_rt_fraction_scheme_module(ds, plan, mu_per_fraction, dose_per_fraction_gy)
-    add_rt_beams_module(ds, course, plan, site, structure_set)
+    add_rt_beams_module(ds, plan, site, structure_set, aimed)
     add_approval_module(ds, approval)
     ds.InstanceNumber = 1
     return ds

@@ -1,8 +1,9 @@
 """RT Structure Set (PS3.3 A.19): the imported one, plus density overrides, boli and the chosen External.
 
 A derived structure set is a copy of the imported one with new SOP Instance and Series UIDs (Study and Frame
-of Reference kept) in which only these change: structure set date/time, equipment (this software), the
-predecessor reference, the observations of overridden structures, the External, and the new bolus ROIs.
+of Reference kept) in which only these change: series number and description, structure set label and name (they
+say it is derived), date/time, equipment (this software), the predecessor reference, the observations of
+overridden structures, the External, and the new bolus ROIs.
 A former EXTERNAL gets an empty RTROIInterpretedType (Type 2: "no interpretation"), so that planning systems
 see exactly one External.
 """
@@ -17,6 +18,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import RTStructureSetStorage
 
 from rtexport.dicom.common import (
+    SERIES_NUMBERS,
     BuildContext,
     ds_value,
     ds_values,
@@ -26,6 +28,7 @@ from rtexport.dicom.common import (
 )
 from rtexport.dicom.enums import (
     ContourGeometricType,
+    Modality,
     ROIGenerationAlgorithm,
     ROIPhysicalProperty,
     RTROIInterpretedType,
@@ -40,6 +43,8 @@ _BOLUS_DESCRIPTION = "Bolus of beam "  # ROIDescription; lets bolus_roi_numbers 
 _BOLUS_COLOR = [0, 160, 255]
 _Z_TOLERANCE_MM = 0.01
 _MAX_MATERIAL_ID = 16  # MaterialID is SH
+_MAX_LABEL = 16  # StructureSetLabel is SH
+_DERIVED = " derived"
 
 
 def _rois_by_name(ds: Dataset) -> dict[str, int]:
@@ -176,10 +181,16 @@ def _unique_name(wanted: str, taken: set[str]) -> str:
     return name
 
 
-def add_structure_set_identity(ds: Dataset, ctx: BuildContext, original: Dataset) -> None:
-    """Structure Set Module (PS3.3 C.8.8.5) and SOP Common: new instance and series, the predecessor."""
+def add_structure_set_identity(ds: Dataset, ctx: BuildContext, original: Dataset, plan: Plan) -> None:
+    """Structure Set Module (PS3.3 C.8.8.5), RT Series and SOP Common: new instance in a series of its own, a
+    label and name that say it is derived (and from what), the predecessor."""
     ds.SOPInstanceUID = ctx.uids.uid("RTSTRUCT")
     ds.SeriesInstanceUID = ctx.uids.uid("RTSTRUCT", "series")
+    ds.SeriesNumber = SERIES_NUMBERS[Modality.RTSTRUCT]
+    ds.SeriesDescription = f"{plan.label} structures (derived)"
+    imported = str(original.get("StructureSetLabel", "")).strip()
+    ds.StructureSetLabel = f"{imported[: _MAX_LABEL - len(_DERIVED)]}{_DERIVED}".strip()
+    ds.StructureSetName = f"{imported or 'structure set'} derived for plan {plan.label}"[:64]
     ds.StructureSetDate = ctx.date
     ds.StructureSetTime = ctx.time
     ds.PredecessorStructureSetSequence = seq([sop_reference(str(original.SOPClassUID), str(original.SOPInstanceUID))])
@@ -324,7 +335,7 @@ def build_rtstruct(
     if "FrameOfReferenceUID" not in ds:  # dciodvfy errors without the Frame of Reference module
         ds.FrameOfReferenceUID = frame
         ds.PositionReferenceIndicator = ""
-    add_structure_set_identity(ds, ctx, original)
+    add_structure_set_identity(ds, ctx, original, plan)
     add_equipment(ds, ctx)
     add_density_overrides(ds, plan, site)
     set_external(ds, plan.external)

@@ -16,15 +16,14 @@ from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
-from scipy import ndimage
 from scipy.special import erf
 
 from rtexport.dose.commissioning import BroadBeam, broad_beam, scattering_power_water, water_sigma_mm
-from rtexport.dose.geometry import BeamFrame
-from rtexport.dose.raster import fill_polygons
 from rtexport.errors import DoseError
+from rtexport.geometry import polygon
+from rtexport.geometry.iec import BeamFrame
+from rtexport.geometry.sampling import grid_index, index_on_grid, sample_at
 from rtexport.model.dose import GridGeometry
-from rtexport.model.plan import polygon_area
 from rtexport.model.site import Applicator, EnergyData
 
 FloatArray = npt.NDArray[np.float64]
@@ -48,8 +47,9 @@ class Medium:
 
 @dataclass(frozen=True)
 class BeamSetup:
-    """One beam as the engine needs it: geometry, aperture (BEV polygon in the plane ``frame.sad_mm`` from the
-    source), the applicator and the reference applicator of the beam data."""
+    """One beam as the engine needs it: geometry (from :func:`rtexport.geometry.setup.aim_plan`), aperture (BEV
+    polygon in the plane ``frame.sad_mm`` from the source), the central axis's source-to-surface distance, the
+    applicator and the reference applicator of the beam data."""
 
     name: str
     frame: BeamFrame
@@ -67,18 +67,12 @@ class DoseEngine(Protocol):
     def beam_dose(self, medium: Medium, beam: BeamSetup, energy: EnergyData) -> npt.NDArray[np.float32]: ...
 
 
-def equivalent_square_mm(poly: FloatArray) -> float:
-    """Side of the equivalent square of a cutout: 4 · area / perimeter."""
-    perim = float(np.sum(np.hypot(*(np.roll(poly, -1, axis=0) - poly).T)))
-    return 4.0 * abs(polygon_area([(float(x), float(y)) for x, y in poly])) / perim
-
-
 def pencil_weights(poly: FloatArray, uc: FloatArray, vc: FloatArray, h: float, sub: int = 8) -> FloatArray:
     """Fraction of each h × h pencil (centres uc × vc) inside the polygon: [u, v]."""
     off = (np.arange(sub) + 0.5) / sub * h - h / 2
     us = (uc[:, None] + off[None, :]).ravel()
     vs = (vc[:, None] + off[None, :]).ravel()
-    m = fill_polygons([poly], us, vs).T  # [u, v]
+    m = polygon.fill([poly], us, vs).T  # [u, v]
     return np.asarray(m.reshape(len(uc), sub, len(vc), sub).mean(axis=(1, 3)), dtype=np.float64)
 
 
@@ -122,7 +116,7 @@ class PencilBeamEngine:
         if beam.custom_cutout and energy.cutout_factors:
             sides = [p.side_mm for p in energy.cutout_factors]
             factors = [p.factor for p in energy.cutout_factors]
-            cut = float(np.interp(equivalent_square_mm(beam.cutout_mm), sides, factors))
+            cut = float(np.interp(polygon.equivalent_square(beam.cutout_mm), sides, factors))
         elif beam.custom_cutout:
             # no table: the model's own small-field loss, relative to the open applicator
             open_poly = _rect(beam.applicator.opening_mm)
@@ -168,10 +162,9 @@ class PencilBeamEngine:
             raise DoseError(f"beam {beam.name}: the medium is empty (no voxel inside the External or bolus)")
         lo = np.array([xs[xi.min()], ys[yi.min()], zs[zi.min()]]) - np.asarray(grid.spacing_mm)
         hi = np.array([xs[xi.max()], ys[yi.max()], zs[zi.max()]]) + np.asarray(grid.spacing_mm)
-        corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
-        dc = (corners - np.asarray(frame.source_mm)) @ frame.direction
-        d0 = max(float(dc.min()), beam.cutout_distance_mm + dstep)  # nothing scatters before the cutout
-        d = np.arange(d0, dc.max() + dstep, dstep)
+        near, far = frame.depth_range(lo, hi)
+        d0 = max(near, beam.cutout_distance_mm + dstep)  # nothing scatters before the cutout
+        d = np.arange(d0, far + dstep, dstep)
 
         # pencils: lattice through the central axis covering the cutout
         uc, vc = _lattice(beam.cutout_mm, h)
@@ -182,18 +175,12 @@ class PencilBeamEngine:
             raise DoseError(f"beam {beam.name}: the cutout lets no pencil through")
 
         uu, vv = np.meshgrid(uc, vc, indexing="ij")
-        stretch = np.sqrt(1.0 + (uu**2 + vv**2) / frame.sad_mm**2)  # ray length per unit axis distance
-        pts = frame.from_fan(uu[..., None], vv[..., None], d[None, None, :])
-        idx = _indices(grid, pts)
-        s_rel = ndimage.map_coordinates(medium.stopping, idx, order=1, mode="constant", cval=0.0, prefilter=False)
-        t_rel = ndimage.map_coordinates(medium.scattering, idx, order=1, mode="constant", cval=0.0, prefilter=False)
-        occ = ndimage.map_coordinates(
-            medium.inside.astype(np.float32), idx, order=1, mode="constant", cval=0.0, prefilter=False
-        )
-        s_rel = s_rel.reshape(pts.shape[:-1]).astype(np.float64)
-        t_rel = t_rel.reshape(pts.shape[:-1]).astype(np.float64)
-        occ = occ.reshape(pts.shape[:-1]).astype(np.float64)
-        if np.any(occ[..., 0] > 0) and d0 > dc.min():
+        stretch = frame.ray_length(uu, vv, 1.0)  # ray length per unit axis distance
+        idx = index_on_grid(grid, frame.from_fan(uu[..., None], vv[..., None], d[None, None, :]))
+        s_rel = sample_at(medium.stopping, idx)
+        t_rel = sample_at(medium.scattering, idx)
+        occ = sample_at(medium.inside, idx)
+        if np.any(occ[..., 0] > 0) and d0 > near:
             raise DoseError(
                 f"beam {beam.name}: the patient or bolus reaches the cutout ({beam.cutout_distance_mm:g} mm from "
                 "the source); increase the SSD"
@@ -272,8 +259,8 @@ class PencilBeamEngine:
                 continue
             p = np.column_stack([xs[kx], ys[ky], zs[kz + k0]])
             u, v, dd = frame.to_fan(p)
-            coords = np.stack([(dd - d[0]) / dstep, (u - uo[0]) / h, (v - vo[0]) / h])
-            vals = ndimage.map_coordinates(out, coords, order=1, mode="constant", cval=0.0, prefilter=False)
+            fan = GridGeometry(origin_mm=(vo[0], uo[0], d[0]), spacing_mm=(h, h, dstep), shape=out.shape)
+            vals = sample_at(out, grid_index(fan, v, u, dd))  # out is [d, u, v]
             result[kz + k0, ky, kx] = np.maximum(vals, 0.0)
         return result
 
@@ -289,14 +276,3 @@ def _lattice(poly: FloatArray, h: float) -> tuple[FloatArray, FloatArray]:
     iu = np.arange(math.floor(lo[0] / h - 0.5), math.ceil(hi[0] / h + 0.5) + 1)
     iv = np.arange(math.floor(lo[1] / h - 0.5), math.ceil(hi[1] / h + 0.5) + 1)
     return iu * h, iv * h
-
-
-def _indices(grid: GridGeometry, pts: FloatArray) -> FloatArray:
-    (ox, oy, oz), (dx, dy, dz) = grid.origin_mm, grid.spacing_mm
-    return np.stack(
-        [
-            ((pts[..., 2] - oz) / dz).ravel(),
-            ((pts[..., 1] - oy) / dy).ravel(),
-            ((pts[..., 0] - ox) / dx).ravel(),
-        ]
-    )

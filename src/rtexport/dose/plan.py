@@ -7,14 +7,15 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
-from scipy import ndimage
 
 from rtexport.dose.commissioning import X0_WATER_CM
 from rtexport.dose.engine import BeamSetup, DoseEngine, Medium, PencilBeamEngine
-from rtexport.dose.raster import _bolus_on_axes, beam_cutout, beam_frame, bolus_contours, rasterize, sample
 from rtexport.dose.volume import CTVolume
-from rtexport.errors import DoseError, PlanError
-from rtexport.model.course import Contour, Course, contours_centroid
+from rtexport.errors import DoseError
+from rtexport.geometry.contours import rasterize
+from rtexport.geometry.sampling import resample, sample
+from rtexport.geometry.setup import AimedPlan, aim_plan
+from rtexport.model.course import Contour
 from rtexport.model.dose import BeamDose, DoseGrid, GridGeometry, PlanDose
 from rtexport.model.plan import Beam, Plan
 from rtexport.model.site import CTCurve, Machine, Site
@@ -31,47 +32,19 @@ def relative_scattering_power(mass_density: FloatArray) -> FloatArray:
     return np.asarray(mass_density * np.interp(mass_density, _RHO, _X0_RATIO), dtype=np.float64)
 
 
-def resolve_beam(beam: Beam, contours: Mapping[str, Sequence[Contour]]) -> Beam:
-    """``beam`` with ``isocenter_mm`` set (the centroid of its target structure if it names one)."""
-    if beam.isocenter_mm is not None:
-        return beam
-    assert beam.target is not None  # a Beam has exactly one of the two
-    if beam.target not in contours:
-        raise DoseError(f"beam {beam.name}: target structure {beam.target!r} has no contours")
-    c = contours_centroid(contours[beam.target])
-    if c is None:
-        raise DoseError(f"beam {beam.name}: target {beam.target!r} encloses no area; cannot aim the beam")
-    return beam.model_copy(update={"isocenter_mm": c, "target": None})
-
-
 def _work_grid(ct: CTVolume, grid_mm: float) -> GridGeometry:
-    g = ct.geometry
-    x, y = g.x_mm(), g.y_mm()
-    z0, z1 = g.slice_z_mm[0], g.slice_z_mm[-1]
-    shape = (
-        math.floor((z1 - z0) / grid_mm + 1e-6) + 1,
-        math.floor((y[-1] - y[0]) / grid_mm + 1e-6) + 1,
-        math.floor((x[-1] - x[0]) / grid_mm + 1e-6) + 1,
+    """An even grid from the CT's first voxel centre reaching at least its last one on every axis, so that
+    every slice holding the External or a bolus lies within the dose grid."""
+    x, y, z = ct.geometry.axes()
+
+    def count(a: FloatArray) -> int:
+        return math.ceil(float(a[-1] - a[0]) / grid_mm - 1e-6) + 1
+
+    return GridGeometry(
+        origin_mm=(float(x[0]), float(y[0]), float(z[0])),
+        spacing_mm=(grid_mm,) * 3,
+        shape=(count(z), count(y), count(x)),
     )
-    return GridGeometry(origin_mm=(float(x[0]), float(y[0]), float(z0)), spacing_mm=(grid_mm,) * 3, shape=shape)
-
-
-def _hu_on(ct: CTVolume, grid: GridGeometry) -> npt.NDArray[np.float32]:
-    g = ct.geometry
-    xs, ys, zs = grid.axes()
-    iz = np.interp(zs, g.slice_z_mm, np.arange(len(g.slice_z_mm)))
-    iy = (ys - g.origin_mm[1]) / g.pixel_spacing_mm[0]
-    ix = (xs - g.origin_mm[0]) / g.pixel_spacing_mm[1]
-    out = np.empty(grid.shape, dtype=np.float32)
-    hu = ct.hu
-    for k, zk in enumerate(iz):  # one interpolated slice at a time keeps memory to two CT slices
-        k0 = int(min(math.floor(zk), len(g.slice_z_mm) - 1))
-        k1 = min(k0 + 1, len(g.slice_z_mm) - 1)
-        f = float(zk - k0)
-        plane = (1 - f) * hu[k0].astype(np.float32) + f * hu[k1].astype(np.float32)
-        yy, xx = np.meshgrid(iy, ix, indexing="ij")
-        out[k] = ndimage.map_coordinates(plane, [yy, xx], order=1, mode="nearest", prefilter=False)
-    return out
 
 
 def _curve(curve: CTCurve, hu: npt.NDArray[np.float32]) -> tuple[FloatArray, FloatArray]:
@@ -95,9 +68,8 @@ def _normalization(
     """Point of maximum dose on the central axis inside the medium, and the dose there."""
     fr = setup.frame
     xs, ys, zs = grid.axes()
-    corners = np.array([[x, y, z] for x in (xs[0], xs[-1]) for y in (ys[0], ys[-1]) for z in (zs[0], zs[-1])])
-    dc = (corners - np.asarray(fr.source_mm)) @ fr.direction
-    s = np.arange(max(dc.min(), 1.0), dc.max(), 0.5)
+    near, far = fr.depth_range((xs[0], ys[0], zs[0]), (xs[-1], ys[-1], zs[-1]))
+    s = np.arange(max(near, 1.0), far, 0.5)
     pts = np.asarray(fr.source_mm) + s[:, None] * fr.direction
     axes = (xs, ys, zs)
     vals = sample(dose, axes, pts) * (sample(inside, axes, pts, order=0) > 0.5)
@@ -106,6 +78,32 @@ def _normalization(
         raise DoseError(f"beam {setup.name}: no dose on the central axis inside the patient")
     p = pts[k]
     return (float(p[0]), float(p[1]), float(p[2])), float(vals[k])
+
+
+def _setups(plan: Plan, machine: Machine, aimed: AimedPlan) -> list[tuple[Beam, BeamSetup]]:
+    out = []
+    for b in plan.beams:
+        energy = machine.energy(b.energy_mev)
+        app = machine.applicator(b.applicator)
+        if energy is None or app is None:
+            what = f"{b.energy_mev:g} MeV" if energy is None else f"applicator {b.applicator!r}"
+            raise DoseError(f"beam {b.name}: machine {machine.name} has no {what}")
+        ref = machine.applicator(energy.reference_applicator)
+        if ref is None:
+            raise DoseError(f"{energy.energy_mev:g} MeV: unknown reference applicator {energy.reference_applicator!r}")
+        g = aimed.beam(b.name)
+        setup = BeamSetup(
+            name=b.name,
+            frame=g.frame,
+            cutout_mm=g.cutout_mm,
+            custom_cutout=b.cutout_mm is not None,
+            cutout_distance_mm=app.source_to_cutout_tray_mm,
+            ssd_mm=g.ssd_mm,
+            applicator=app,
+            reference_applicator=ref,
+        )
+        out.append((b, setup))
+    return out
 
 
 def compute_plan_dose(
@@ -119,69 +117,42 @@ def compute_plan_dose(
     """Dose of every beam of ``plan`` and their sum, on an axial grid of the CT's Frame of Reference covering
     the body and bolus. MU from the plan, or from the prescription at each beam's normalization point."""
     engine = engine or PencilBeamEngine()
-    machine: Machine | None = site.machine(plan.machine)
+    machine = site.machine(plan.machine)
     if machine is None:
         raise DoseError(f"plan {plan.id}: unknown machine {plan.machine!r}")
     curve = site.ct_curve(plan.ct_curve)
     if curve is None:
         raise DoseError(f"plan {plan.id}: unknown CT curve {plan.ct_curve!r}")
-    if plan.external not in contours or not contours[plan.external]:
-        raise DoseError(f"plan {plan.id}: the External {plan.external!r} has no contours")
+    aimed = aim_plan(plan, site, ct.geometry, contours)
+    spacing = ct.geometry.slice_spacing_mm
     work = _work_grid(ct, grid_mm or plan.dose_grid_mm)
-    axes = work.axes()
-    external = rasterize(contours[plan.external], work)
+    external = rasterize(contours[plan.external], work, spacing)
     if not external.any():
         raise DoseError(f"plan {plan.id}: the External {plan.external!r} encloses no voxel of the CT")
 
-    rho_e, t_rel = _curve(curve, _hu_on(ct, work))
+    rho_e, t_rel = _curve(curve, resample(ct.hu, ct.geometry.axes(), work))
     for i, ov in enumerate(plan.overrides):
         mat = site.material(ov.material)
         if mat is None:
             raise DoseError(f"override[{i}]: unknown material {ov.material!r}")
         if ov.structure not in contours:
             raise DoseError(f"override[{i}]: structure {ov.structure!r} has no contours")
-        m = rasterize(contours[ov.structure], work) & external
+        m = rasterize(contours[ov.structure], work, spacing) & external
         rho_e[m], t_rel[m] = mat.rel_stopping_power, mat.rel_scattering_power
     rho_e[~external], t_rel[~external] = 0.0, 0.0
-
-    sad = machine.source_axis_distance_mm
-    setups: list[tuple[Beam, BeamSetup]] = []
     inside = external.copy()
-    for beam in plan.beams:
-        b = resolve_beam(beam, contours)
-        energy = machine.energy(b.energy_mev)
-        app = machine.applicator(b.applicator)
-        if energy is None or app is None:
-            what = f"{b.energy_mev:g} MeV" if energy is None else f"applicator {b.applicator!r}"
-            raise DoseError(f"beam {b.name}: machine {machine.name} has no {what}")
-        ref = machine.applicator(energy.reference_applicator)
-        if ref is None:
-            raise DoseError(f"{energy.energy_mev:g} MeV: unknown reference applicator {energy.reference_applicator!r}")
-        if b.bolus is not None:
-            mat = site.material(b.bolus.material)
-            if mat is None:
-                raise DoseError(f"beam {b.name}: unknown bolus material {b.bolus.material!r}")
-            bm = _bolus_on_axes(axes, external, b, app, sad)
-            if not bm.any():
-                raise DoseError(f"beam {b.name}: the bolus covers no voxel (does the field hit the External?)")
-            rho_e[bm], t_rel[bm] = mat.rel_stopping_power, mat.rel_scattering_power
-            inside |= bm
-        frame, ssd = beam_frame(b, external, axes, sad)
-        setups.append(
-            (
-                b,
-                BeamSetup(
-                    name=b.name,
-                    frame=frame,
-                    cutout_mm=beam_cutout(b, app),
-                    custom_cutout=b.cutout_mm is not None,
-                    cutout_distance_mm=app.source_to_cutout_tray_mm,
-                    ssd_mm=ssd,
-                    applicator=app,
-                    reference_applicator=ref,
-                ),
-            )
-        )
+    for b in plan.beams:  # in plan order: where boli overlap, the later one's material holds
+        if b.bolus is None:
+            continue
+        mat = site.material(b.bolus.material)
+        if mat is None:
+            raise DoseError(f"beam {b.name}: unknown bolus material {b.bolus.material!r}")
+        bm = rasterize(aimed.bolus[b.name], work, spacing) & ~external
+        if not bm.any():
+            raise DoseError(f"beam {b.name}: the bolus covers no voxel of the dose grid ({work.spacing_mm[0]:g} mm)")
+        rho_e[bm], t_rel[bm] = mat.rel_stopping_power, mat.rel_scattering_power
+        inside |= bm
+    setups = _setups(plan, machine, aimed)
 
     grid, sl = _crop(work, inside)
     medium = Medium(
@@ -208,6 +179,8 @@ def compute_plan_dose(
         mu = b.mu if b.mu is not None else plan.prescription_per_fraction_gy * wgt / total_w / norm_per_mu
         gy = (d * np.float32(mu * plan.fractions)).astype(np.float32)
         plan_gy += gy
+        aimed_beam = aimed.beam(b.name)
+        entry = np.asarray(aimed_beam.entry_mm)
         beams.append(
             BeamDose(
                 beam_name=b.name,
@@ -215,34 +188,9 @@ def compute_plan_dose(
                 dose=DoseGrid(grid, gy, frame_uid),
                 normalization_point_mm=point,
                 dose_per_fraction_gy=float(mu * norm_per_mu),
+                ssd_mm=aimed_beam.ssd_mm,
+                surface_entry_mm=aimed_beam.entry_mm,
+                normalization_depth_mm=float(np.dot(np.asarray(point) - entry, aimed_beam.frame.direction)),
             )
         )
     return PlanDose(beams=tuple(beams), plan=DoseGrid(grid, plan_gy, frame_uid))
-
-
-def plan_structures(plan: Plan) -> set[str]:
-    """The structures a plan's geometry depends on: its External and its beams' targets."""
-    return {plan.external} | {b.target for b in plan.beams if b.target}
-
-
-def resolve_plan(plan: Plan, contours: Mapping[str, Sequence[Contour]]) -> Plan:
-    """``plan`` with every beam's isocenter set (a beam aimed at a target gets its centroid, as for dose)."""
-    return plan.model_copy(update={"beams": [resolve_beam(b, contours) for b in plan.beams]})
-
-
-def plan_bolus_contours(
-    site: Site, course: Course, plan: Plan, contours: Mapping[str, Sequence[Contour]]
-) -> dict[str, Sequence[Contour]]:
-    """Bolus contours on the CT slices, by beam name, for beams with a bolus."""
-    machine = site.machine(plan.machine)
-    if machine is None:
-        raise PlanError(f"plan {plan.id}: unknown machine {plan.machine!r}")
-    out: dict[str, Sequence[Contour]] = {}
-    for beam in plan.beams:
-        if beam.bolus is None:
-            continue
-        app = machine.applicator(beam.applicator)
-        if app is None:
-            raise PlanError(f"plan {plan.id}: beam {beam.name}: unknown applicator {beam.applicator!r}")
-        out[beam.name] = bolus_contours(course.ct, contours[plan.external], beam, app, machine.source_axis_distance_mm)
-    return out

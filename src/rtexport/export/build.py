@@ -19,12 +19,11 @@ from rtexport.dicom.rtdose import build_rtdose
 from rtexport.dicom.rtplan import Approval, build_rtplan
 from rtexport.dicom.rtstruct import build_rtstruct, needs_derived_structure_set
 from rtexport.dicom.uids import UIDFactory
-from rtexport.dose.plan import plan_bolus_contours, plan_structures, resolve_plan
 from rtexport.export.gate import DOSE_ITEMS, Item
 from rtexport.export.objects import ExportObject, ObjectKind
+from rtexport.geometry.setup import AimedPlan, aim_plan, plan_structures
 from rtexport.model.course import Contour
 from rtexport.model.dose import DoseGrid
-from rtexport.model.plan import Plan
 from rtexport.model.site import Site
 from rtexport.workspace import PlanState, Workspace
 from rtexport.workspace.dicomio import course_contours, read_dataset, read_file_meta
@@ -111,17 +110,17 @@ def build_objects(ws: Workspace, site: Site, state: PlanState, items: Collection
         return course_contours(ws, course, plan_structures(plan))
 
     @functools.cache
-    def aimed() -> Plan:
-        # Aim every beam once, as the dose engine did: a beam given a target gets that structure's centroid.
-        return resolve_plan(plan, contours())
+    def aimed() -> AimedPlan:
+        # Set every beam up once, exactly as the dose engine did (same function, same contours).
+        return aim_plan(plan, site, course.ct, contours())
 
     def build_rs() -> bytes:
         imported = ws.blobs.verified(course.structure_set.sha256)
         original = read_dataset(imported)
-        bolus = plan_bolus_contours(site, course, aimed(), contours())
+        bolus = aimed().bolus
         if not needs_derived_structure_set(original, plan, bolus):
             return imported
-        return encode(build_rtstruct(ctx, original, aimed(), site, bolus, slices=course.slices))
+        return encode(build_rtstruct(ctx, original, plan, site, bolus, slices=course.slices))
 
     rs_digest = ws.built.digest(key + "\x1fRS", build_rs, now)
     derived = rs_digest != course.structure_set.sha256
@@ -147,7 +146,7 @@ def build_objects(ws: Workspace, site: Site, state: PlanState, items: Collection
             if state.approval
             else Approval("UNAPPROVED")
         )
-        return encode(build_rtplan(ctx, course, aimed(), site, rs, mu, beam_dose, approval))
+        return encode(build_rtplan(ctx, course, plan, site, rs, aimed(), mu, beam_dose, approval))
 
     rp_digest = ws.built.digest(key + "\x1fRP", build_rp, now)
     if Item.RTPLAN in chosen:

@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 import numpy as np
 import numpy.typing as npt
+
+
+class PatientPosition(StrEnum):
+    """Patient Position (0018,5100), PS3.3 C.7.3.1.1.2: which end enters the machine first (toward the gantry)
+    and which side is down. Supine: face up; prone: face down; decubitus left/right: that side down."""
+
+    HFS = "HFS"  # head first, supine
+    HFP = "HFP"  # head first, prone
+    FFS = "FFS"  # feet first, supine
+    FFP = "FFP"  # feet first, prone
+    HFDL = "HFDL"  # head first, decubitus left
+    HFDR = "HFDR"  # head first, decubitus right
+    FFDL = "FFDL"  # feet first, decubitus left
+    FFDR = "FFDR"  # feet first, decubitus right
+
+
+AXIAL_HFS = (1, 0, 0, 0, 1, 0)
 
 
 @dataclass(frozen=True)
@@ -39,8 +56,11 @@ class CTSlice:
 
 @dataclass(frozen=True)
 class CTGeometry:
-    """The axial CT grid. ``origin_mm`` is the centre of the first pixel of the first (lowest z) slice;
-    ``pixel_spacing_mm`` is (row spacing = dy, column spacing = dx)."""
+    """The CT as the rest of the system sees it: a canonical axial grid in patient coordinates, x increasing along
+    columns and y along rows, whatever the stored images' orientation. ``origin_mm`` is the centre of the first
+    pixel of the first (lowest z) slice; ``pixel_spacing_mm`` is (row spacing = dy, column spacing = dx).
+    ``image_orientation`` is the stored images' ImageOrientationPatient (each cosine ±1 along x or y), which
+    reading the pixels undoes."""
 
     frame_of_reference_uid: str
     series_instance_uid: str
@@ -49,7 +69,13 @@ class CTGeometry:
     rows: int
     columns: int
     slice_z_mm: tuple[float, ...]
-    patient_position: str = "HFS"
+    patient_position: PatientPosition = PatientPosition.HFS
+    image_orientation: tuple[int, ...] = AXIAL_HFS
+
+    def __post_init__(self) -> None:
+        # Stored as JSON text: values come back as plain strings and lists.
+        object.__setattr__(self, "patient_position", PatientPosition(self.patient_position))
+        object.__setattr__(self, "image_orientation", tuple(int(v) for v in self.image_orientation))
 
     @property
     def slice_spacing_mm(self) -> float:
@@ -61,6 +87,10 @@ class CTGeometry:
 
     def y_mm(self) -> npt.NDArray[np.float64]:
         return self.origin_mm[1] + self.pixel_spacing_mm[0] * np.arange(self.rows, dtype=np.float64)
+
+    def axes(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """Coordinates (x, y, z) of the pixel centres along each axis; z as the slices lie."""
+        return self.x_mm(), self.y_mm(), np.asarray(self.slice_z_mm, dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -114,25 +144,3 @@ class Course:
     def external(self) -> Structure | None:
         """The imported External: the ROI whose RTROIInterpretedType is EXTERNAL."""
         return next((s for s in self.structures if s.interpreted_type == "EXTERNAL"), None)
-
-
-def contours_centroid(contours: Sequence[Contour]) -> tuple[float, float, float] | None:
-    """Centroid of a structure: area-weighted centroids of its closed contours (None if they enclose nothing)."""
-    total, acc = 0.0, np.zeros(3)
-    for c in contours:
-        p = np.asarray(c.points_mm, dtype=np.float64)
-        if c.geometric_type != "CLOSED_PLANAR" or len(p) < 3:
-            continue
-        x, y = p[:, 0], p[:, 1]
-        xn, yn = np.roll(x, -1), np.roll(y, -1)
-        cross = x * yn - xn * y
-        area = 0.5 * float(cross.sum())
-        if abs(area) < 1e-9:
-            continue
-        cx = float(((x + xn) * cross).sum()) / (6.0 * area)
-        cy = float(((y + yn) * cross).sum()) / (6.0 * area)
-        total += abs(area)
-        acc += abs(area) * np.array([cx, cy, float(p[:, 2].mean())])
-    if total <= 0:
-        return None
-    return (float(acc[0] / total), float(acc[1] / total), float(acc[2] / total))

@@ -12,6 +12,7 @@ import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rtexport.errors import PlanError
+from rtexport.geometry import polygon
 from rtexport.model.course import Course
 from rtexport.model.site import ApplicatorShape, Site, _loc
 
@@ -32,7 +33,12 @@ class Bolus(_Model):
 
 
 class Beam(_Model):
-    """An electron beam. ``cutout_mm`` is the aperture polygon in the isocenter plane, beam's-eye view (x, y)."""
+    """An electron beam. ``cutout_mm`` is the aperture polygon in the isocenter plane, beam's-eye view (x, y).
+
+    Setup, one of two models: aimed (``target`` — the structure's centroid — or ``aim_mm``), the central axis
+    passes through the aim point and the source stands ``ssd_mm`` (default: the machine's source-axis distance)
+    before the first surface the axis meets, External or bolus; or ``isocenter_mm``, the true isocenter, the
+    SSD then follows from the geometry (``ssd_mm``, if also given, must agree within 0.5 mm)."""
 
     name: Annotated[str, Field(min_length=1, max_length=16)]
     energy_mev: Positive
@@ -42,7 +48,8 @@ class Beam(_Model):
     couch_deg: Angle = 0.0
     isocenter_mm: tuple[float, float, float] | None = None
     target: str | None = None
-    ssd_mm: Positive = 1000.0
+    aim_mm: tuple[float, float, float] | None = None
+    ssd_mm: Positive | None = None
     mu: Positive | None = None
     weight: Positive | None = None
     cutout_mm: list[tuple[float, float]] | None = None
@@ -50,16 +57,21 @@ class Beam(_Model):
 
     @model_validator(mode="after")
     def _checks(self) -> Self:
-        if (self.isocenter_mm is None) == (self.target is None):
-            raise ValueError("give exactly one of isocenter_mm and target")
+        if sum(x is not None for x in (self.isocenter_mm, self.target, self.aim_mm)) != 1:
+            raise ValueError("give exactly one of isocenter_mm, target and aim_mm")
         if self.mu is not None and self.weight is not None:
             raise ValueError("give mu or weight, not both")
         if self.cutout_mm is not None:
             if len(self.cutout_mm) < 3:
                 raise ValueError("cutout_mm needs at least 3 points")
-            if abs(polygon_area(self.cutout_mm)) < 1.0:
+            if abs(polygon.area(self.cutout_mm)) < 1.0:
                 raise ValueError("cutout_mm encloses no area")
         return self
+
+    @property
+    def aimed(self) -> bool:
+        """True for an SSD setup (target or aim point), False when the isocenter is given."""
+        return self.isocenter_mm is None
 
 
 class DensityOverride(_Model):
@@ -102,12 +114,6 @@ class Plan(_Model):
     def to_toml(self) -> str:
         """Canonical TOML text of this plan (used for display and clone)."""
         return dumps_plan(self)
-
-
-def polygon_area(points: list[tuple[float, float]]) -> float:
-    """Signed shoelace area."""
-    n = len(points)
-    return 0.5 * sum(points[i][0] * points[(i + 1) % n][1] - points[(i + 1) % n][0] * points[i][1] for i in range(n))
 
 
 def cutout_fits(points: list[tuple[float, float]], shape: ApplicatorShape, opening: tuple[float, float]) -> bool:

@@ -37,9 +37,37 @@ class ApplicatorShape(StrEnum):
     CIRCLE = "circle"
 
 
+class JawPositions(_Model):
+    """Jaw positions (mm) projected to the isocenter plane, on the beam-limiting-device axes: (X1, X2), (Y1, Y2)."""
+
+    x: tuple[float, float]
+    y: tuple[float, float]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        for name, (a, b) in (("x", self.x), ("y", self.y)):
+            if a >= b:
+                raise ValueError(f"{name}: the first jaw ({a:g}) must be below the second ({b:g})")
+        return self
+
+    def contains(self, opening_mm: tuple[float, float]) -> bool:
+        """Whether the jaws open at least as wide as a centred field of ``opening_mm``."""
+        w, h = opening_mm
+        return self.x[0] <= -w / 2 and self.x[1] >= w / 2 and self.y[0] <= -h / 2 and self.y[1] >= h / 2
+
+
+class JawDistances(_Model):
+    """Source-to-jaw distances (mm) of the X and Y jaws (the RT Plan's SourceToBeamLimitingDeviceDistance)."""
+
+    x: Positive
+    y: Positive
+
+
 class Applicator(_Model):
     """An electron applicator (cone). ``opening_mm`` is the field size at the isocenter plane (x, y);
-    for a circle both values are the diameter."""
+    for a circle both values are the diameter. ``source_to_applicator_mm``: source to the applicator's end
+    (patient side): no surface may come closer. ``jaws_mm``: the machine's fixed jaw setting with this applicator
+    (energies whose setting differs list it in their ``applicator_jaws_mm``)."""
 
     id: Annotated[str, Field(min_length=1, max_length=16)]
     shape: ApplicatorShape
@@ -48,6 +76,7 @@ class Applicator(_Model):
     source_to_cutout_tray_mm: Positive = 947.9
     default_cutout_material: str = "Cerrobend"
     cutout_thickness_mm: Positive = 12.0
+    jaws_mm: JawPositions | None = None
 
     @model_validator(mode="after")
     def _shape_matches_opening(self) -> Self:
@@ -101,6 +130,7 @@ class EnergyData(_Model):
     cutout_factors: list[FactorPoint] = Field(default_factory=list)
     calibration_cgy_per_mu: Positive = 1.0
     dose_rate_mu_per_min: Positive | None = None  # the RT Plan's DoseRateSet, when given
+    applicator_jaws_mm: dict[str, JawPositions] = Field(default_factory=dict)  # where this energy's jaws differ
 
     @model_validator(mode="after")
     def _has_spread(self) -> Self:
@@ -120,6 +150,7 @@ class Machine(_Model):
 
     name: Annotated[str, Field(min_length=1, max_length=16)]
     source_axis_distance_mm: Positive = 1000.0
+    source_to_jaws_mm: JawDistances | None = None  # required by site check
     applicators: list[Applicator]
     energies: list[EnergyData]
 
@@ -128,6 +159,12 @@ class Machine(_Model):
 
     def energy(self, energy_mev: float) -> EnergyData | None:
         return next((e for e in self.energies if abs(e.energy_mev - energy_mev) < 1e-6), None)
+
+    def jaws(self, applicator_id: str, energy_mev: float) -> JawPositions | None:
+        """The jaw setting with an applicator at an energy: the energy's own, else the applicator's."""
+        energy, app = self.energy(energy_mev), self.applicator(applicator_id)
+        own = energy.applicator_jaws_mm.get(applicator_id) if energy is not None else None
+        return own or (app.jaws_mm if app is not None else None)
 
 
 class CTCurve(_Model):
@@ -310,6 +347,45 @@ def _semantic_problems(site: Site) -> list[str]:
             missing = sorted(ids - set(energy.applicator_factors))
             if missing:
                 problems.append(f"{ew}.applicator_factors: missing applicator(s) {', '.join(missing)}")
+            for app_id in energy.applicator_jaws_mm:
+                if app_id not in ids:
+                    problems.append(f"{ew}.applicator_jaws_mm: unknown applicator {app_id!r}")
+        problems += _machine_geometry_problems(machine, where)
+    return problems
+
+
+def _machine_geometry_problems(machine: Machine, where: str) -> list[str]:
+    """The jaws and distances the RT Plan writes must come from the machine, not be invented."""
+    problems: list[str] = []
+    jaw_distances = machine.source_to_jaws_mm
+    if jaw_distances is None:
+        problems.append(
+            f"{where}.source_to_jaws_mm: missing: the machine's source-to-jaw distances, e.g. "
+            "{ x = 367.0, y = 280.0 } (mm), written to the RT Plan"
+        )
+    for ai, app in enumerate(machine.applicators):
+        aw = f"{where}.applicators[{ai}]"
+        if app.source_to_applicator_mm >= machine.source_axis_distance_mm:
+            problems.append(
+                f"{aw}.source_to_applicator_mm: the applicator's end must be nearer the source than the "
+                f"isocenter ({machine.source_axis_distance_mm:g} mm)"
+            )
+        if jaw_distances is not None and max(jaw_distances.x, jaw_distances.y) >= app.source_to_cutout_tray_mm:
+            problems.append(f"{aw}: the jaws must be nearer the source than the cutout tray")
+        without = [f"{e.energy_mev:g}" for e in machine.energies if machine.jaws(app.id, e.energy_mev) is None]
+        if without:
+            problems.append(
+                f"{aw}.jaws_mm: missing: the machine's fixed jaw setting with applicator {app.id} "
+                f"(for {', '.join(without)} MeV), e.g. {{ x = [-100.0, 100.0], y = [-100.0, 100.0] }}, "
+                "or per energy in applicator_jaws_mm"
+            )
+        for e in machine.energies:
+            jaws = machine.jaws(app.id, e.energy_mev)
+            if jaws is not None and not jaws.contains(app.opening_mm):
+                problems.append(
+                    f"{aw}: the jaws at {e.energy_mev:g} MeV (x {jaws.x}, y {jaws.y}) are narrower than the "
+                    f"applicator opening {app.opening_mm[0]:g} x {app.opening_mm[1]:g} mm"
+                )
     return problems
 
 

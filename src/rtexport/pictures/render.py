@@ -16,10 +16,10 @@ from typing import Generic, TypeVar
 import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageDraw
-from scipy.ndimage import map_coordinates
-from skimage.draw import polygon as fill_polygon
 from skimage.measure import find_contours
 
+from rtexport.geometry.contours import PlanarStructure
+from rtexport.geometry.sampling import sample
 from rtexport.model.course import Contour, Course, CTGeometry
 from rtexport.model.dose import DoseGrid
 from rtexport.model.plan import Beam, default_cutout
@@ -80,24 +80,9 @@ class CourseVolume:
 
 
 def rasterize(ct: CTGeometry, contours: dict[str, list[Contour]]) -> dict[str, npt.NDArray[np.bool_]]:
-    """Structure masks from planar contours; nested contours toggle (holes), contours off any slice are ignored."""
-    z = np.asarray(ct.slice_z_mm)
-    half = ct.slice_spacing_mm / 2
-    (ox, oy, _), (dy, dx) = ct.origin_mm, ct.pixel_spacing_mm
-    masks: dict[str, npt.NDArray[np.bool_]] = {}
-    for name, items in contours.items():
-        mask = np.zeros((len(z), ct.rows, ct.columns), dtype=bool)
-        for c in items:
-            pts = c.points_mm
-            if len(pts) < 3 or c.geometric_type != "CLOSED_PLANAR":
-                continue
-            k = int(np.argmin(np.abs(z - pts[0, 2])))
-            if abs(z[k] - pts[0, 2]) > half + 1e-6:
-                continue
-            rr, cc = fill_polygon((pts[:, 1] - oy) / dy, (pts[:, 0] - ox) / dx, (ct.rows, ct.columns))  # type: ignore[no-untyped-call]
-            mask[k, rr, cc] ^= True
-        masks[name] = mask
-    return masks
+    """Structure masks on the CT grid, by the same rule as the dose engine's (nearest contour plane, even-odd)."""
+    axes = ct.axes()
+    return {name: PlanarStructure(items, ct.slice_spacing_mm).fill(*axes) for name, items in contours.items()}
 
 
 @dataclass(frozen=True)
@@ -147,20 +132,13 @@ def plane(ct: CTGeometry, view: View, index: int, size_px: int = IMAGE_PX) -> Pl
     return Plane(coords["x"], coords["y"], coords["z"], label, (h0, v0), ((h1 - h0) / w, (v1 - v0) / h))
 
 
-def _ct_index(ct: CTGeometry, p: Plane) -> F64:
-    (ox, oy, _), (dy, dx) = ct.origin_mm, ct.pixel_spacing_mm
-    zs = np.asarray(ct.slice_z_mm, dtype=np.float64)
-    iz = np.interp(p.z, zs, np.arange(len(zs), dtype=np.float64)) if len(zs) > 1 else np.zeros_like(p.z)
-    return np.stack([iz, (p.y - oy) / dy, (p.x - ox) / dx])
+def _points(p: Plane) -> F64:
+    return np.stack([p.x, p.y, p.z], axis=-1)
 
 
 def sample_dose(dose: DoseGrid, x: F64, y: F64, z: F64) -> F64:
     """Dose (Gy) at points, trilinear; zero outside the grid."""
-    g = dose.geometry
-    (ox, oy, oz), (dx, dy, dz) = g.origin_mm, g.spacing_mm
-    idx = np.stack([(z - oz) / dz, (y - oy) / dy, (x - ox) / dx])
-    out: F64 = map_coordinates(dose.gy.astype(np.float64), idx, order=1, mode="constant", cval=0.0)
-    return out
+    return sample(dose.gy, dose.geometry.axes(), np.stack([x, y, z], axis=-1))
 
 
 def _colormap(rel: F64) -> npt.NDArray[np.float64]:
@@ -205,8 +183,8 @@ def render_slice(
     """A PNG of one slice: CT (soft-tissue window), dose colour wash from 10 %, isodose lines, outlines of the
     structures and of ``extra``."""
     p = plane(vol.ct, view, index, size_px)
-    idx = _ct_index(vol.ct, p)
-    hu = map_coordinates(vol.hu, idx, order=1, mode="nearest")
+    ct_axes, points = vol.ct.axes(), _points(p)
+    hu = sample(vol.hu, ct_axes, points, outside="edge")
     lo, hi = WINDOW_HU
     gray = np.clip((hu - lo) / (hi - lo), 0.0, 1.0)
     rgb = np.repeat(gray[..., None], 3, axis=-1)
@@ -234,7 +212,7 @@ def render_slice(
                     draw.line([*xy, xy[0]], fill=_hex(colors.get(name, "#ffffff")), width=2, joint="curve")
         return _png(img)
     for name, mask in ((n, m) for o in sets for n, m in o.masks.items()):
-        m = map_coordinates(mask.astype(np.float32), idx, order=1, mode="constant", cval=0.0)
+        m = sample(mask, ct_axes, points)
         for line in _lines(m, 0.5):
             draw.line(line, fill=_hex(colors.get(name, "#ffffff")), width=2)
     return _png(img)

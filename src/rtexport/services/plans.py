@@ -5,8 +5,23 @@ from __future__ import annotations
 import secrets
 
 from rtexport.errors import PlanError
+from rtexport.geometry.setup import aim_plan, plan_structures
 from rtexport.model.plan import Plan, parse_plan, plan_digest, plan_problems
 from rtexport.workspace import Actor, PlanState, Workspace
+from rtexport.workspace.dicomio import course_contours
+
+
+def _check_fits(ws: Workspace, plan: Plan, source: str) -> None:
+    """Refuse a plan that does not fit the site and course, or whose beams cannot be set up on the course (an aim
+    point in air, an SSD the geometry cannot have, an applicator in the patient): all knowable without dose."""
+    site, course = ws.site(), ws.course(plan.course)
+    problems = plan_problems(plan, site, course)
+    if problems:
+        raise PlanError(f"{source}: plan does not fit the site or course", problems)
+    try:
+        aim_plan(plan, site, course.ct, course_contours(ws, course, plan_structures(plan)))
+    except PlanError as e:
+        raise PlanError(f"{source}: the beam setup does not fit course {course.id}", e.problems) from e
 
 
 def _store(ws: Workspace, plan: Plan, text: str, source: str, actor: Actor, *, new_only: bool) -> tuple[int, str]:
@@ -40,9 +55,7 @@ def load_plan(ws: Workspace, text: str, source: str, actor: Actor) -> tuple[Plan
     """Load plan text: a new plan, a new revision of a changed one, or nothing for an unchanged one (formatting and
     comments do not count). Returns the plan's state and whether anything changed."""
     plan = parse_plan(text, source)
-    problems = plan_problems(plan, ws.site(), ws.course(plan.course))
-    if problems:
-        raise PlanError(f"{source}: plan does not fit the site or course", problems)
+    _check_fits(ws, plan, source)
     number, refusal = _store(ws, plan, text, source, actor, new_only=False)
     if refusal:
         last = ws.plans.last_revision(plan.id).number
@@ -61,9 +74,7 @@ def clone_plan(ws: Workspace, plan_id: str, new_id: str, actor: Actor, label: st
     data.update(update)
     clone = Plan.model_validate(data)  # validates the new id and label like a loaded file
     source = f"clone of {plan_id}"
-    problems = plan_problems(clone, ws.site(), ws.course(clone.course))
-    if problems:
-        raise PlanError(f"{source}: plan does not fit the site or course", problems)
+    _check_fits(ws, clone, source)
     with ws.transaction():
         _store(ws, clone, clone.to_toml(), source, actor, new_only=True)
         ws.audit(actor, "plan-clone", "ok", new_id, 1, source_plan=plan_id, source_revision=state.revision.number)

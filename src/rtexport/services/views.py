@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from rtexport.dose.plan import plan_bolus_contours, resolve_plan
+from rtexport.geometry.setup import aim_plan
 from rtexport.model.course import Contour, Course, CTGeometry
 from rtexport.model.dose import DoseGrid
 from rtexport.model.plan import Plan
@@ -34,7 +34,7 @@ def bolus_outlines(site: Site, course: Course, plan: Plan, contours: dict[str, l
     """Each beam's bolus on the CT slices, named "Bolus BEAM"; None when no beam has one."""
     if not any(b.bolus for b in plan.beams):
         return None
-    found = plan_bolus_contours(site, course, resolve_plan(plan, contours), contours)
+    found = aim_plan(plan, site, course.ct, contours).bolus
     return Outlines.of(course.ct, {bolus_name(beam): list(c) for beam, c in found.items()})
 
 

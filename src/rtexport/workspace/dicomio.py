@@ -14,6 +14,7 @@ import pydicom.filereader
 from pydicom.dataset import Dataset
 
 from rtexport.dicom.contours import contours_by_name
+from rtexport.geometry.axial import AxialOrientation
 from rtexport.model.course import Contour, Course
 from rtexport.workspace.store import BlobStore
 from rtexport.workspace.workspace import Workspace
@@ -41,14 +42,16 @@ def course_contours(ws: Workspace, course: Course, names: Collection[str] | None
 
 
 def load_hu(store: BlobStore, course: Course) -> npt.NDArray[np.float32]:
-    """The CT in HU, shape (slices, rows, columns), slices by ascending z."""
+    """The CT in HU on the canonical grid ``course.ct`` describes: [slice by ascending z, y, x], x increasing
+    along columns and y along rows, whatever the stored images' orientation (the files stay as imported)."""
     ct = course.ct
+    orientation = AxialOrientation.parse(ct.image_orientation)
     volume = np.empty((len(course.slices), ct.rows, ct.columns), dtype=np.float32)
     for k, s in enumerate(course.slices):
         ds = pydicom.dcmread(io.BytesIO(store.verified(s.sha256)))
         slope = float(ds.get("RescaleSlope", 1.0))
         intercept = float(ds.get("RescaleIntercept", 0.0))
-        volume[k] = ds.pixel_array.astype(np.float32) * slope + intercept
+        volume[k] = orientation.canonical_pixels(ds.pixel_array).astype(np.float32) * slope + intercept
     return volume
 
 

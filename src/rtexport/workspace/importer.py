@@ -15,10 +15,12 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from rtexport.errors import CourseImportError
+from rtexport.geometry.axial import AxialOrientation, OrientationError
 from rtexport.model.course import (
     Course,
     CTGeometry,
     CTSlice,
+    PatientPosition,
     PatientStudy,
     Structure,
     StructureSetRef,
@@ -104,6 +106,33 @@ def _floats(ds: Dataset, keyword: str, n: int, path: Path) -> list[float]:
     return [float(v) for v in value]
 
 
+def _orientation(f: ImportedFile) -> AxialOrientation:
+    """The slice's axial orientation; tilted, oblique and non-axial slices are refused with the reason."""
+    tilt = f.ds.get("GantryDetectorTilt")
+    if tilt not in (None, "") and abs(float(tilt)) > 1e-3:
+        raise CourseImportError(
+            f"{f.path}: GantryDetectorTilt {float(tilt):g}°: a tilted-gantry CT cannot be handled; "
+            "reconstruct the series as axial slices"
+        )
+    try:
+        return AxialOrientation.parse(_floats(f.ds, "ImageOrientationPatient", 6, f.path))
+    except OrientationError as e:
+        raise CourseImportError(f"{f.path}: {e}") from e
+
+
+def _patient_position(f: ImportedFile) -> PatientPosition:
+    """The slice's PatientPosition: the beam geometry depends on it, so it must be one of the eight."""
+    value = _str(f.ds, "PatientPosition").strip()
+    try:
+        return PatientPosition(value)
+    except ValueError:
+        known = ", ".join(p.value for p in PatientPosition)
+        what = f"PatientPosition {value!r}" if value else "no PatientPosition"
+        raise CourseImportError(
+            f"{f.path}: {what}: beams can be set up only for {known}; fix the series' PatientPosition"
+        ) from None
+
+
 def read_course(folder: Path, course_id: str) -> ImportResult:
     """Read and check everything under ``folder``; raise :class:`CourseImportError` naming the file and problem."""
     if not folder.is_dir():
@@ -167,11 +196,20 @@ def _check(course_id: str, cts: list[ImportedFile], rs: ImportedFile) -> Course:
     first = cts[0]
     rows, cols = int(first.ds.Rows), int(first.ds.Columns)
     spacing = _floats(first.ds, "PixelSpacing", 2, first.path)
+    orientation = _orientation(first)
+    position = _patient_position(first)
     positions: list[tuple[float, ImportedFile]] = []
     for f in cts:
-        iop = _floats(f.ds, "ImageOrientationPatient", 6, f.path)
-        if any(abs(a - b) > 1e-3 for a, b in zip(iop, (1, 0, 0, 0, 1, 0), strict=True)):
-            raise CourseImportError(f"{f.path}: not an axial slice (ImageOrientationPatient {iop})")
+        if _orientation(f) != orientation:
+            raise CourseImportError(
+                f"{f.path}: ImageOrientationPatient {list(_orientation(f).as_tuple())}, other slices "
+                f"{list(orientation.as_tuple())}; one series has one orientation"
+            )
+        if _patient_position(f) is not position:
+            raise CourseImportError(
+                f"{f.path}: PatientPosition {_patient_position(f).value}, other slices {position.value}; "
+                "one series has one patient position"
+            )
         if (int(f.ds.Rows), int(f.ds.Columns)) != (rows, cols):
             raise CourseImportError(f"{f.path}: {f.ds.Rows}x{f.ds.Columns} pixels, other slices {rows}x{cols}")
         ps = _floats(f.ds, "PixelSpacing", 2, f.path)
@@ -260,15 +298,17 @@ def _check(course_id: str, cts: list[ImportedFile], rs: ImportedFile) -> Course:
         study_description=_str(d, "StudyDescription"),
     )
     x0, y0, _ = _floats(positions[0][1].ds, "ImagePositionPatient", 3, positions[0][1].path)
+    grid = orientation.canonical_grid((x0, y0), (spacing[0], spacing[1]), rows, cols)
     geometry = CTGeometry(
         frame_of_reference_uid=frame,
         series_instance_uid=series,
-        origin_mm=(x0, y0, zs[0]),
-        pixel_spacing_mm=(spacing[0], spacing[1]),
-        rows=rows,
-        columns=cols,
+        origin_mm=(*grid.origin_xy_mm, zs[0]),
+        pixel_spacing_mm=grid.spacing_yx_mm,
+        rows=grid.rows,
+        columns=grid.columns,
         slice_z_mm=tuple(zs),
-        patient_position=_str(d, "PatientPosition") or "HFS",
+        patient_position=position,
+        image_orientation=orientation.as_tuple(),
     )
     slices = tuple(
         CTSlice(_str(f.ds, "SOPInstanceUID"), _str(f.ds, "SOPClassUID"), z, f.digest, len(f.data)) for z, f in positions
