@@ -347,6 +347,21 @@ def audit(
 
 
 @app.command()
+def verify(home: HomeOpt = None) -> None:
+    """Check every stored file the workspace references (CT images, structure sets, dose arrays, built objects)
+    against its SHA-256; list each missing or damaged one with what references it."""
+    from rtexport.services.verify import verify_workspace
+
+    with err.status("hashing the stored files ..."):
+        report = verify_workspace(_ws(home), _actor())
+    for problem in report.problems:
+        _print(f"{problem.state.upper()}: {problem.describe()}")
+    if not report.ok:
+        fail(report.summary())
+    _print(report.summary())
+
+
+@app.command()
 def dose(
     plan: Annotated[str, typer.Argument(help="Plan id.")],
     grid_mm: Annotated[float | None, typer.Option("--grid-mm", help="Dose grid spacing in mm.")] = None,
@@ -550,6 +565,8 @@ def _summary(report: ExportReport) -> None:
             _print(f"{name}: {uids[0]}")
     if report.written is not None:
         _print(f"{report.message()}; {prep.total_bytes / 1e6:.1f} MB in all")
+    for warning in report.warnings:
+        err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
 
 
 def main() -> None:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 from rtexport.demo.plan import DEMO_PLAN
+from rtexport.workspace import Workspace
+
+# The rtexport under test, when it is given by PYTHONPATH rather than installed.
+SOURCE = {"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}
 
 
 def run(home: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
@@ -17,7 +22,7 @@ def run(home: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[
         capture_output=True,
         text=True,
         timeout=120,
-        env={"RTEXPORT_HOME": str(home), "PATH": "/usr/bin:/bin", "COLUMNS": "200"},
+        env={"RTEXPORT_HOME": str(home), "PATH": "/usr/bin:/bin", "COLUMNS": "200", **SOURCE},
     )
 
 
@@ -26,7 +31,7 @@ def test_help_lists_every_command(tmp_path: Path) -> None:
         [sys.executable, "-m", "rtexport", "--help"],
         capture_output=True,
         text=True,
-        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin", **SOURCE},
     )
     assert r.returncode == 0
     for command in (
@@ -103,3 +108,16 @@ def test_users_plans_and_authorization_from_the_shell(tmp_path: Path, phantom_di
     assert "CW-E1" in listing and "UNAPPROVED" in listing
     log = run(home, "audit").stdout
     assert "refused" in log and "authorize" in log and "a-long-secret" not in log
+
+
+def test_verify_exits_non_zero_and_names_a_damaged_file(planned: Workspace) -> None:
+    assert run(planned.home, "verify").returncode == 0
+    s = planned.course("C1").slices[0]
+    path = planned.blobs.path(s.sha256)
+    original = path.read_bytes()
+    path.write_bytes(original.replace(b"DICM", b"DICN", 1))
+    r = run(planned.home, "verify")
+    assert r.returncode == 1
+    assert f"DAMAGED: {path}" in r.stdout and f"course C1: CT image z={s.z_mm:g} mm" in r.stdout
+    assert "1 of " in r.stderr and "missing or damaged" in r.stderr
+    path.write_bytes(original)
