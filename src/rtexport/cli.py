@@ -322,9 +322,21 @@ def authorize(
 def audit(
     plan: Annotated[str | None, typer.Option("--plan", help="Only this plan's records.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Every record as JSON.")] = False,
+    verify: Annotated[
+        bool, typer.Option("--verify", help="Prove the log's hash chain, or name the first record not as written.")
+    ] = False,
     home: HomeOpt = None,
 ) -> None:
-    """Show the append-only audit log."""
+    """Show the append-only audit log (or, with --verify, prove that nothing in it was changed or removed)."""
+    if verify:
+        check = _ws(home).audit_log.verify()
+        for problem in check.problems:
+            _print(f"BROKEN: {problem}")
+        if not check.ok:
+            where = f"record {check.first_broken}" if check.first_broken is not None else "its protection"
+            fail(f"the audit log is not as rtexport wrote it: first broken at {where}")
+        _print(f"audit log intact: {check.records} record(s); last record {check.last_id}, sha256 {check.head}")
+        return
     entries = _ws(home).audit_log.entries(plan)
     if as_json:
         out.print_json(json.dumps(entries))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -121,3 +122,17 @@ def test_verify_exits_non_zero_and_names_a_damaged_file(planned: Workspace) -> N
     assert f"DAMAGED: {path}" in r.stdout and f"course C1: CT image z={s.z_mm:g} mm" in r.stdout
     assert "1 of " in r.stderr and "missing or damaged" in r.stderr
     path.write_bytes(original)
+
+
+def test_audit_verify_proves_the_log_or_names_the_first_broken_record(planned: Workspace) -> None:
+    home = planned.home
+    planned.close()
+    ok = run(home, "audit", "--verify")
+    assert ok.returncode == 0 and "audit log intact" in ok.stdout
+    with sqlite3.connect(home / "rtexport.db") as db:
+        db.execute("DROP TRIGGER audit_no_update")
+        db.execute("UPDATE audit SET actor = 'mallory' WHERE id = 4")
+    r = run(home, "audit", "--verify")
+    assert r.returncode == 1
+    assert "BROKEN: record 4 was changed after it was written" in r.stdout
+    assert "first broken at record 4" in r.stderr
