@@ -14,6 +14,7 @@ import getpass
 import hashlib
 import json
 import os
+import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,7 +59,7 @@ class Actor:
         return self.user if self.user is not None else f"({self.os_user})"
 
 
-def record_hash(previous: str, row: Mapping[str, Any]) -> str:
+def record_hash(previous: str, row: Mapping[str, Any] | sqlite3.Row) -> str:
     """The chain hash of one record: SHA-256 of the previous record's hash and this record's content (its id and
     every column as stored)."""
     content = json.dumps([row[k] for k in _CONTENT], ensure_ascii=False, separators=(",", ":"))
