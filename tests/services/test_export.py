@@ -298,3 +298,22 @@ def test_the_user_is_told_of_the_same_instance_under_another_name(planned: Works
     report = export_to_folder(planned, "CW-E1", (Item.CT,), out)
     assert len(report.warnings) == 1
     assert f"image0001.dcm in the folder is the same instance as CT.{s.sop_instance_uid}.dcm" in report.warnings[0]
+
+
+@pytest.mark.parametrize(
+    ("beam", "charset"), [("Ωμέγα", "ISO_IR 192"), ("Brüst", "ISO_IR 100"), ("Ärmel-Äußerst", "ISO_IR 100")]
+)
+def test_the_derived_structure_set_switches_to_utf8_for_text_its_character_set_cannot_hold(
+    planned: Workspace, tmp_path: Path, beam: str, charset: str
+) -> None:
+    load_plan(planned, DEMO_PLAN.replace('name = "ANT"', f'name = "{beam}"', 1), "plan.toml", ACTOR)
+    compute_dose(planned, "CW-E1", ACTOR)
+    authorize(planned, "CW-E1", PHYS, ACTOR)
+    export_to_folder(planned, "CW-E1", (Item.RTSTRUCT, Item.RTPLAN), tmp_path / "out")  # dciodvfy checks both
+    objs = read_all(tmp_path / "out")
+    (rs,), (rp,) = objs["RS"], objs["RP"]
+    assert rs.SpecificCharacterSet == charset
+    bolus = next(r for r in rs.StructureSetROISequence if r.ROIName.startswith("Bolus_"))
+    assert bolus.ROIName == f"Bolus_{beam}" and rp.BeamSequence[0].BeamName == beam
+    names = {r.ROIName for r in rs.StructureSetROISequence}
+    assert "Prosthesis" in names and "OUTLINE2" in names  # the imported text reads the same as before

@@ -13,7 +13,9 @@ import copy
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from pydicom.charset import convert_encodings
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 from pydicom.uid import RTStructureSetStorage
 
 from rtexport.dicom.common import (
@@ -290,7 +292,7 @@ def add_bolus_rois(
         observation = Dataset()
         observation.ObservationNumber = next_obs
         observation.ReferencedROINumber = next_roi
-        observation.ROIObservationLabel = name[:16]
+        observation.ROIObservationLabel = name.encode()[:16].decode(errors="ignore")  # SH: 16 bytes in UTF-8
         observation.RTROIInterpretedType = RTROIInterpretedType.BOLUS.value
         observation.ROIInterpreter = ""
         _set_material(observation, material)
@@ -330,4 +332,37 @@ def build_rtstruct(
     set_external(ds, plan.external)
     planes = [(s.z_mm, s.sop_instance_uid) for s in slices] or _slices_from_contours(original)
     add_bolus_rois(ds, plan, site, bolus, planes)
+    set_character_set(ds)
     return ds
+
+
+_TEXT_VRS = frozenset({"SH", "LO", "ST", "LT", "PN", "UC", "UT"})
+
+
+def set_character_set(ds: Dataset) -> None:
+    """Specific Character Set (PS3.3 C.12.1.1.2): the derived set keeps the imported one's, unless some text
+    (a bolus ROI named after a beam, a material, this software's equipment) cannot be written in it; then the
+    whole data set is written in UTF-8, ISO_IR 192, as the RT Plan and RT Dose are."""
+    declared = ds.get("SpecificCharacterSet", "") or ""
+    terms = list(declared) if isinstance(declared, MultiValue) else [str(declared)]
+    if terms == ["ISO_IR 192"]:
+        return
+    ds.decode()  # every value as text, read in the imported character set
+    codecs = convert_encodings(terms)
+    # One character set, not the default repertoire (ASCII) nor code extensions: test against it; else ASCII.
+    single = len(codecs) == 1 and terms[0] not in ("", "ISO_IR 6") and not terms[0].startswith("ISO 2022")
+
+    def fits(text: str) -> bool:
+        try:
+            text.encode(codecs[0] if single else "ascii")
+        except (UnicodeEncodeError, LookupError):
+            return False
+        return True
+
+    for element in ds.iterall():
+        if element.VR not in _TEXT_VRS or element.value is None:
+            continue
+        values = element.value if isinstance(element.value, MultiValue) else [element.value]
+        if not all(fits(str(v)) for v in values):
+            ds.SpecificCharacterSet = "ISO_IR 192"
+            return

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rtexport.errors import PlanError
+from rtexport.model.plan import mu_problems
 from rtexport.services.export import prepare_objects
 from rtexport.services.users import Credentials, qualified
 from rtexport.workspace import Actor, PlanState, Workspace
@@ -43,19 +44,29 @@ def approve(ws: Workspace, plan_id: str, credentials: Credentials, actor: Actor)
     rev = state.revision.number
     who = qualified(ws, credentials, "approve", actor, plan_id, rev)
     signer = actor.as_user(who.name)
-    refusal = ""
+    refusal, reason = "", ""
     with ws.transaction():
         current = ws.plans.last_revision(plan_id).number
         if current != rev:
             raise PlanError(f"plan {plan_id} changed to revision {current} meanwhile; approve that revision")
         if ws.plans.approval(plan_id, rev) is not None:
             raise PlanError(f"plan {plan_id} revision {rev} is approved already")
-        if ws.doses.get(plan_id, rev) is None:
+        dose = ws.doses.get(plan_id, rev)
+        implausible = (
+            [] if dose is None else mu_problems(state.plan, {b.beam_name: b.mu_per_fraction for b in dose.beams})
+        )
+        if dose is None:
             refusal = f"plan {plan_id} revision {rev} has no current dose; run 'rtexport dose {plan_id}'"
+            reason = "no current dose"
+        elif implausible:
+            refusal = f"plan {plan_id} revision {rev} cannot be approved:\n" + "\n".join(
+                f"  - {p}" for p in implausible
+            )
+            reason = "implausible MU"
         else:
             ws.plans.add_approval(plan_id, rev, who.name, ws.now())
             ws.audit(signer, "approve", "ok", plan_id, rev)
     if refusal:
-        ws.audit(signer, "approve", "refused", plan_id, rev, reason="no current dose")
+        ws.audit(signer, "approve", "refused", plan_id, rev, reason=reason, problems=implausible)
         raise PlanError(refusal)
     return Signed(ws.plan_state(plan_id), prepare_objects(ws, plan_id))

@@ -19,6 +19,7 @@ from rtexport.export.gate import ALL_ITEMS, Item, check_export, parse_items
 from rtexport.export.local import ExportFolder, PlanIdentity, WriteReport, write_folder
 from rtexport.export.objects import ExportObject
 from rtexport.export.send import Destination, InstanceOutcome, InstanceResult, SendReport, echo, send_objects
+from rtexport.model.plan import mu_problems
 from rtexport.model.site import Site, TLSConfig, validate_ae_title
 from rtexport.services.site import site_status
 from rtexport.workspace import Actor, PlanState, Workspace
@@ -211,7 +212,7 @@ def findings(ws: Workspace, state: PlanState, items: Collection[Item], *, to_bui
     """Every reason the export of ``items`` is refused (empty: go). ``to_build_only``: the reasons the objects
     cannot be built (building needs no authorization; exporting does)."""
     status = site_status(ws)
-    return check_export(
+    found = check_export(
         site=status.site,
         site_problems=status.problems,
         course=ws.course(state.plan.course),
@@ -222,6 +223,10 @@ def findings(ws: Workspace, state: PlanState, items: Collection[Item], *, to_bui
         has_current_dose=state.dose is not None,
         items=items,
     )
+    if state.dose is not None:
+        computed = {b.beam_name: b.mu_per_fraction for b in state.dose.beams}
+        found += [f"plan {state.plan.id}: {p}" for p in mu_problems(state.plan, computed)]
+    return found
 
 
 def export_block_reasons(ws: Workspace, state: PlanState) -> list[str]:
