@@ -520,14 +520,23 @@ def echo(
 def serve(
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
+    cert: Annotated[Path | None, typer.Option("--cert", help="TLS certificate (PEM): serve HTTPS.")] = None,
+    key: Annotated[Path | None, typer.Option("--key", help="TLS private key (PEM) of --cert.")] = None,
+    insecure_http: Annotated[
+        bool, typer.Option("--insecure-http", help="Serve a non-loopback address over plain HTTP anyway.")
+    ] = False,
     home: HomeOpt = None,
 ) -> None:
-    """Serve the web page (plans, pictures, DVH, the Export block)."""
+    """Serve the web page (plans, pictures, DVH, the Export block). Beyond loopback, only over TLS."""
     from rtexport.web.app import serve as run
 
     ws = _ws(home)
     ws.close()
-    run(ws.home, host=host, port=port)
+
+    def warn(text: str) -> None:
+        err.print(f"[yellow]warning:[/] {escape(text)}", highlight=False, soft_wrap=True)
+
+    run(ws.home, host=host, port=port, cert=cert, key=key, insecure_http=insecure_http, warn=warn)
 
 
 @app.command()

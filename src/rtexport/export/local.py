@@ -94,11 +94,23 @@ class ExportFolder:
             relative = target.relative_to(os.path.normpath(root))
         except ValueError:
             raise WriteError(f"{typed} is outside the export folder {root}") from None
-        parts = _parts(relative)
-        try:
-            fd = os.open(root, _DIR_FLAGS)
-        except OSError as e:
-            raise WriteError(f"cannot open the export root {root}: {_describe(e)}") from e
+        # The root is the site's (its own path may hold symbolic links); the part of it not made yet is created
+        # like the rest, without following links.
+        base = Path(os.path.normpath(root))
+        pending: list[str] = []
+        while True:
+            try:
+                fd = os.open(base, _DIR_FLAGS)
+                break
+            except FileNotFoundError:
+                if base.parent == base:
+                    raise WriteError(f"cannot open the export root {root}: no such file system") from None
+                pending.insert(0, base.name)
+                base = base.parent
+            except OSError as e:
+                raise WriteError(f"cannot open the export root {root}: {_describe(e)}") from e
+        parts = (*pending, *_parts(relative))
+        root = base
         for k, part in enumerate(parts):
             try:
                 child = os.open(part, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)

@@ -22,7 +22,7 @@ from rtexport.export.send import Destination, InstanceOutcome, InstanceResult, S
 from rtexport.model.plan import mu_problems
 from rtexport.model.site import Site, TLSConfig, validate_ae_title
 from rtexport.services.site import site_status
-from rtexport.workspace import Actor, PlanState, Workspace
+from rtexport.workspace import Actor, PlanState, User, Workspace
 
 __all__ = [
     "ALL_ITEMS",
@@ -37,6 +37,7 @@ __all__ = [
     "ProgressEvent",
     "begin_export",
     "check_server",
+    "custom_servers_allowed",
     "default_folder",
     "export_block_reasons",
     "export_plan",
@@ -154,6 +155,12 @@ def _within_roots(ws: Workspace, site: Site, typed: str) -> FolderDestination:
     raise InputError(f"{typed} is outside the folders the site allows for export ({allowed})")
 
 
+def custom_servers_allowed(site: Site, user: User) -> bool:
+    """Whether ``user`` may send to, or test, a server the site does not list (an AE title, host and port typed
+    in): physicists may; others only where ``dicom.allow_custom_servers`` is true."""
+    return user.qualified or site.dicom.allow_custom_servers
+
+
 def resolve_destination(
     ws: Workspace,
     site: Site,
@@ -165,11 +172,13 @@ def resolve_destination(
     port: int | str | None = None,
     tls_ca: Path | None = None,
     within_roots: bool = False,
+    requester: User | None = None,
 ) -> ExportDestination:
     """Where an export goes, from what the user gave: a folder (default: the site's), a configured server by name,
     or a custom server (AE title, host and port). ``within_roots``: a folder must lie inside the site's
     ``dicom.export_roots`` and is opened now (the web page: no symbolic link below a root is followed, and a later
-    swap cannot redirect the files; the export closes it). Raises :class:`InputError`."""
+    swap cannot redirect the files; the export closes it). ``requester``: the web page's user, who may use a
+    custom server only as :func:`custom_servers_allowed` says. Raises :class:`InputError`."""
     aet, host = (aet or "").strip() or None, (host or "").strip() or None
     custom = aet is not None or host is not None or (port is not None and str(port).strip() != "")
     if server and custom:
@@ -183,6 +192,12 @@ def resolve_destination(
             raise InputError(f"no DICOM server {server!r} in the site configuration (servers: {known})")
         return Destination.from_server(found)
     if custom:
+        if requester is not None and not custom_servers_allowed(site, requester):
+            raise InputError(
+                f"{requester.name} is a {requester.role.value}: only a physicist may export to or test a custom "
+                "server here; choose a server from the site configuration (or the site sets "
+                "dicom.allow_custom_servers = true)"
+            )
         if aet is None or host is None or port is None or not str(port).strip():
             raise InputError("a custom server needs an AE title, a host and a port")
         try:

@@ -4,6 +4,9 @@
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
   const $ = (sel, root = document) => root.querySelector(sel);
 
+  // Colour swatches (legends, DVH table): set here, since the Content-Security-Policy allows no inline style.
+  for (const el of document.querySelectorAll("[data-swatch]")) el.style.background = el.dataset.swatch;
+
   // Slice sliders: load the next picture once the previous one has arrived (no request pile-up).
   for (const fig of document.querySelectorAll("figure.view")) {
     const img = $("img", fig), range = $("input[type=range]", fig), pos = $("[data-role=pos]", fig);
