@@ -136,3 +136,21 @@ def test_audit_verify_proves_the_log_or_names_the_first_broken_record(planned: W
     assert r.returncode == 1
     assert "BROKEN: record 4 was changed after it was written" in r.stdout
     assert "first broken at record 4" in r.stderr
+
+
+def test_export_as_a_user_needs_that_users_password(planned: Workspace, tmp_path: Path) -> None:
+    home = planned.home
+    planned.close()
+    out = tmp_path / "out"
+    args = ("export", "CW-E1", "--to", str(out), "--items", "rtplan", "--user", "phil", "--password-stdin")
+    r = run(home, *args, stdin="not-phils-password\n")
+    assert r.returncode == 1 and "wrong password" in r.stderr and not out.exists()
+    assert run(home, *args, stdin="physicist-pass-1\n").returncode == 0
+    ws = Workspace.open(home)
+    entries = [(e["action"], e["outcome"], e["actor"], e["via"]) for e in ws.audit_log.entries()][-3:]
+    ws.close()
+    assert entries == [
+        ("export", "refused", "phil", "cli"),
+        ("export", "started", "phil", "cli"),
+        ("export", "ok", "phil", "cli"),
+    ]
