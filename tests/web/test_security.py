@@ -254,3 +254,15 @@ def test_beyond_loopback_plain_http_is_refused_unless_forced(host: str) -> None:
     assert listen_warning(host, tls=True, insecure_http=False) is None
     warning = listen_warning(host, tls=False, insecure_http=True)
     assert warning is not None and "clear" in warning
+
+
+def test_the_page_is_told_of_another_export_of_the_plan_in_the_folder(web: TestClient, home: Path) -> None:
+    token = log_in(web, PHYSICIST)
+    web.post(f"/plans/{PLAN}/authorize", data={"csrf": token, "name": PHYSICIST[0], "password": PHYSICIST[1]})
+    data = {"csrf": token, "folder": "dicom-export", "items": ["rtplan"]}
+    first = wait_job(web, web.post(f"/plans/{PLAN}/export/folder", data=data).json()["job"])
+    assert first["ok"] and first["warnings"] == []
+    web.post(f"/plans/{PLAN}/approve", data={"csrf": token, "name": PHYSICIST[0], "password": PHYSICIST[1]})
+    second = wait_job(web, web.post(f"/plans/{PLAN}/export/folder", data=data).json()["job"])
+    assert second["ok"] and len(second["warnings"]) == 1
+    assert "another RT Plan of plan CW-E1 (UNAPPROVED" in second["warnings"][0]

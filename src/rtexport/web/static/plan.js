@@ -82,7 +82,9 @@
     const msg = $("#progress-message");
     msg.className = "message " + (job.state === "running" ? "" : job.ok ? "good" : "bad");
     msg.innerHTML = esc(job.message).replace(/\n/g, "<br>") +
-      (job.findings.length ? "<ul>" + job.findings.map((f) => `<li>${esc(f)}</li>`).join("") + "</ul>" : "");
+      (job.findings.length ? "<ul>" + job.findings.map((f) => `<li>${esc(f)}</li>`).join("") + "</ul>" : "") +
+      ((job.warnings || []).length ? '<ul class="warnings">' +
+        job.warnings.map((w) => `<li class="warnc">Warning: ${esc(w)}</li>`).join("") + "</ul>" : "");
     tbody.innerHTML = job.results.map((r, i) =>
       `<tr><td>${i + 1}</td><td>${esc(r.kind)}</td><td>${esc(r.description)}</td>` +
       `<td><code>${esc(job.kind === "folder" ? r.file : r.uid)}</code></td>` +
