@@ -6,6 +6,7 @@ import errno
 import fcntl
 import hashlib
 import os
+import shutil
 import stat
 import subprocess
 from collections.abc import Iterator
@@ -237,6 +238,9 @@ def test_without_hard_links_an_existing_name_is_still_never_overwritten(
 @pytest.fixture
 def exfat(tmp_path: Path) -> Iterator[Path]:
     """A real exFAT file system (no hard links), mounted through FUSE on a loop device; unmounted afterwards."""
+    for program in ("mkfs.exfat", "mount.exfat-fuse"):
+        if shutil.which(program) is None:
+            pytest.fail(f"{program} is not installed: apt-get install exfat-fuse exfatprogs (see .ci/run)")
     image = tmp_path / "exfat.img"
     with image.open("wb") as f:
         f.truncate(32 << 20)

@@ -19,8 +19,10 @@ import os
 import re
 import secrets
 import stat
+import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -281,6 +283,63 @@ def _same_content(obj: ExportObject, d: int, name: str, size: int, buf: memoryvi
     return same
 
 
+class _StagingFailed(Exception):
+    """Staging ``filename`` failed with ``cause``; every file staged was removed again."""
+
+    def __init__(self, filename: str, cause: BaseException) -> None:
+        super().__init__(filename)
+        self.filename, self.cause = filename, cause
+
+
+STAGING_THREADS = 2  # hashing releases the GIL: two files are copied and hashed at once
+
+
+def _stage_all(todo: Sequence[ExportObject], d: int) -> list[tuple[ExportObject, str]]:
+    """Every object copied (and verified) into a temporary file, in order; on any failure none is left and
+    :class:`_StagingFailed` names the first object that failed."""
+    names = [f".rtexport-{secrets.token_hex(8)}.part" for _ in todo]
+    created: set[str] = set()
+    lock = threading.Lock()
+    local = threading.local()
+
+    def stage(k: int) -> None:
+        buf = getattr(local, "buf", None)
+        if buf is None:
+            buf = local.buf = memoryview(bytearray(_CHUNK))
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(names[k], flags, 0o666, dir_fd=d)  # 0o666: the umask gives the mode, as for any new file
+        with lock:
+            created.add(names[k])
+        try:
+            _copy_hashed(todo[k], fd, buf)
+        finally:
+            os.close(fd)
+
+    failure: tuple[int, BaseException] | None = None
+    with ThreadPoolExecutor(max_workers=min(STAGING_THREADS, len(todo)) or 1) as pool:
+        futures = [pool.submit(stage, k) for k in range(len(todo))]
+        try:
+            for k, future in enumerate(futures):
+                try:
+                    future.result()
+                except Exception as e:
+                    failure = failure or (k, e)
+                    for f in futures:
+                        f.cancel()
+        except BaseException:  # an interrupt: stop the rest, remove what was made
+            for f in futures:
+                f.cancel()
+            wait(futures)
+            for name in created:
+                _unlink(d, name)
+            raise
+    if failure is not None:
+        for name in created:
+            _unlink(d, name)
+        raise _StagingFailed(todo[failure[0]].filename, failure[1])
+    return list(zip(todo, names, strict=True))
+
+
 def _fsync_at(d: int, name: str) -> None:
     fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=d)
     try:
@@ -428,7 +487,7 @@ def _write(
     plan: PlanIdentity | None,
 ) -> WriteReport:
     report = WriteReport(folder)
-    buf = memoryview(bytearray(_CHUNK))
+    buf = memoryview(bytearray(_CHUNK))  # for comparing with files already there
     _lock(d, folder, time.time(), report)
     names = os.listdir(d)
     present = set(names)
@@ -464,15 +523,7 @@ def _write(
     staged: list[tuple[ExportObject, str]] = []
     current = ""
     try:
-        for obj in todo:
-            current = obj.filename
-            tmp = f".rtexport-{secrets.token_hex(8)}.part"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666, dir_fd=d)
-            staged.append((obj, tmp))
-            try:
-                _copy_hashed(obj, fd, buf)
-            finally:
-                os.close(fd)
+        staged = _stage_all(todo, d)
         for obj, tmp in staged:
             current = obj.filename
             _fsync_at(d, tmp)
@@ -481,8 +532,10 @@ def _write(
     except BaseException as e:  # an interrupt, too, leaves no temporary file behind
         for _, tmp in staged:
             _unlink(d, tmp)
+        if isinstance(e, _StagingFailed):
+            current, e = e.filename, e.cause
         if not isinstance(e, OSError):
-            raise
+            raise e
         raise WriteError(
             f"writing {folder / current} failed: {_describe(e)}. Nothing was written: the {len(todo)} file(s) "
             "of this export are put in place only once all of them are on disk. Fix the cause and export again.",
