@@ -112,7 +112,6 @@ class ExportFolder:
             except OSError as e:
                 raise WriteError(f"cannot open the export root {root}: {_describe(e)}") from e
         parts = (*pending, *_parts(relative))
-        root = base
         for k, part in enumerate(parts):
             try:
                 child = os.open(part, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
@@ -120,7 +119,7 @@ class ExportFolder:
                 return cls(target, fd, parts[k:])
             except OSError as e:
                 os.close(fd)
-                where = root.joinpath(*parts[: k + 1])
+                where = base.joinpath(*parts[: k + 1])
                 if e.errno in (errno.ELOOP, errno.ENOTDIR) and os.path.islink(where):
                     raise WriteError(
                         f"{typed} leads outside the export folder {root}: {where} is a symbolic link"
