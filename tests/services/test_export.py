@@ -317,3 +317,16 @@ def test_the_derived_structure_set_switches_to_utf8_for_text_its_character_set_c
     assert bolus.ROIName == f"Bolus_{beam}" and rp.BeamSequence[0].BeamName == beam
     names = {r.ROIName for r in rs.StructureSetROISequence}
     assert "Prosthesis" in names and "OUTLINE2" in names  # the imported text reads the same as before
+
+
+def test_a_built_object_whose_header_is_damaged_is_refused_not_a_crash(planned: Workspace, tmp_path: Path) -> None:
+    (row,) = [r for r in planned.db.all("SELECT key, sha256 FROM built") if r["key"].endswith("\x1fRP")]
+    victim = planned.blobs.path(row["sha256"])
+    original = victim.read_bytes()
+    victim.write_bytes(original[:128] + b"JUNK" + original[132:])
+    with pytest.raises(StoreError, match=rf"stored file {re.escape(str(victim))} cannot be read as DICOM"):
+        export_to_folder(planned, "CW-E1", ALL, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    entry = planned.audit_log.entries("CW-E1")[-1]
+    assert (entry["action"], entry["outcome"]) == ("export", "failed") and str(victim) in entry["detail"]["error"]
+    victim.write_bytes(original)

@@ -340,7 +340,11 @@ def _begin(
     if found:
         ws.audit(actor, action, "refused", plan_id, rev, findings=found, items=chosen, destination=where)
         raise GateError(found)
-    prepared = build_objects(ws, ws.site(), state, items)
+    try:
+        prepared = build_objects(ws, ws.site(), state, items)
+    except RTExportError as e:  # e.g. a stored object that can no longer be read
+        ws.audit(actor, action, "failed", plan_id, rev, error=str(e), items=chosen, destination=where)
+        raise
     started = ws.audit(actor, action, "started", plan_id, rev, destination=where, items=chosen, uids=prepared.uids())
     return ExportRun(prepared, destination, actor, started, commit)
 
