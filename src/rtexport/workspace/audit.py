@@ -90,6 +90,9 @@ class AuditLog:
 
     def _chain_existing(self, now: Callable[[], str]) -> None:
         """Give a log made before the chain existed its hashes (once), and record triggers found removed."""
+        have = {r["name"] for r in self._db.all("PRAGMA table_info(audit)")}
+        if "hash" in have and not self._db.removed_triggers:
+            return  # the usual case: no write transaction on open
         with self._db.transaction():
             have = {r["name"] for r in self._db.all("PRAGMA table_info(audit)")}
             if "hash" not in have:
