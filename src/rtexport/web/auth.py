@@ -131,6 +131,10 @@ class Throttle:
         now = self.clock()
         started: list[str] = []
         with self._lock:
+            if len(self._failures) > 10_000:  # names an attacker made up: forget those outside the window
+                stale = [k for k, t in self._failures.items() if not t or t[-1] <= now - self.window_s]
+                for k in stale:
+                    del self._failures[k]
             for key in (("user", user), ("client", client)):
                 times = self._failures.setdefault(key, deque())
                 times.append(now)
