@@ -11,7 +11,7 @@ from rtexport.demo.beamdata import demo_site
 from rtexport.demo.plan import DEMO_PLAN
 from rtexport.errors import PlanError
 from rtexport.model.course import Course
-from rtexport.model.plan import mu_problems, parse_plan, plan_problems, unusual_values
+from rtexport.model.plan import mu_problems, parse_plan, plan_digest, plan_problems, unusual_values
 from rtexport.model.site import Site
 from rtexport.workspace.importer import read_course
 
@@ -208,3 +208,10 @@ def test_computed_mu_are_checked_like_given_ones() -> None:
     ]
     (unusual,) = mu_problems(plan, {"ANT": 120.0, "ANT_OBL": 1500.0})
     assert unusual.startswith("beam[1].mu: 1500.0 MU per fraction (computed) is outside the usual 20-1000 MU")
+
+
+def test_an_acknowledgement_is_a_change_of_the_plan_and_an_empty_one_is_not() -> None:
+    plain = plan_digest(parse_plan(DEMO_PLAN))
+    empty = plan_digest(parse_plan(edited(('name = "ANT"', 'name = "ANT"\nacknowledge = []'))))
+    acknowledged = plan_digest(parse_plan(edited(('name = "ANT"', 'name = "ANT"\nacknowledge = ["mu"]'))))
+    assert plain == empty != acknowledged

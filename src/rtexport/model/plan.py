@@ -172,8 +172,15 @@ def read_plan_file(path: Path) -> tuple[Plan, str]:
 
 
 def plan_digest(plan: Plan) -> str:
-    """Content hash of a plan: equal for files that mean the same plan, whatever their formatting."""
-    return hashlib.sha256(plan.model_dump_json(by_alias=True).encode()).hexdigest()
+    """Content hash of a plan: equal for files that mean the same plan, whatever their formatting. Keys added
+    since plans were first stored count only when used, so an unchanged file stays unchanged."""
+    exclude: dict[str, Any] = {}
+    if not plan.acknowledge:
+        exclude["acknowledge"] = True
+    quiet = {i: {"acknowledge"} for i, b in enumerate(plan.beams) if not b.acknowledge}
+    if quiet:
+        exclude["beams"] = quiet
+    return hashlib.sha256(plan.model_dump_json(by_alias=True, exclude=exclude).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
