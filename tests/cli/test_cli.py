@@ -50,6 +50,7 @@ def test_help_lists_every_command(tmp_path: Path) -> None:
         "export",
         "echo",
         "serve",
+        "verify",
     ):
         assert f" {command} " in r.stdout, command
 
