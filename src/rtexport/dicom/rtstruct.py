@@ -336,33 +336,39 @@ def build_rtstruct(
     return ds
 
 
-_TEXT_VRS = frozenset({"SH", "LO", "ST", "LT", "PN", "UC", "UT"})
+# Where a derived structure set gets text of ours: (sequence or None for the data set itself, keywords).
+_OUR_TEXT = (
+    (None, ("Manufacturer", "SoftwareVersions", "StationName")),
+    ("StructureSetROISequence", ("ROIName", "ROIDescription")),
+    ("RTROIObservationsSequence", ("ROIObservationLabel", "MaterialID")),
+)
 
 
 def set_character_set(ds: Dataset) -> None:
-    """Specific Character Set (PS3.3 C.12.1.1.2): the derived set keeps the imported one's, unless some text
-    (a bolus ROI named after a beam, a material, this software's equipment) cannot be written in it; then the
-    whole data set is written in UTF-8, ISO_IR 192, as the RT Plan and RT Dose are."""
+    """Specific Character Set (PS3.3 C.12.1.1.2): the derived set keeps the imported one's, unless some text of
+    ours (a bolus ROI named after a beam, a material, this software's equipment) cannot be written in it; then the
+    whole data set is written in UTF-8, ISO_IR 192, as the RT Plan and RT Dose are. Only those elements are read:
+    the imported contours stay as they were read, unparsed."""
     declared = ds.get("SpecificCharacterSet", "") or ""
     terms = list(declared) if isinstance(declared, MultiValue) else [str(declared)]
     if terms == ["ISO_IR 192"]:
         return
-    ds.decode()  # every value as text, read in the imported character set
     codecs = convert_encodings(terms)
     # One character set, not the default repertoire (ASCII) nor code extensions: test against it; else ASCII.
     single = len(codecs) == 1 and terms[0] not in ("", "ISO_IR 6") and not terms[0].startswith("ISO 2022")
 
-    def fits(text: str) -> bool:
+    def fits(value: object) -> bool:
+        values = value if isinstance(value, MultiValue) else [value]
         try:
-            text.encode(codecs[0] if single else "ascii")
+            for v in values:
+                str(v).encode(codecs[0] if single else "ascii")
         except (UnicodeEncodeError, LookupError):
             return False
         return True
 
-    for element in ds.iterall():
-        if element.VR not in _TEXT_VRS or element.value is None:
-            continue
-        values = element.value if isinstance(element.value, MultiValue) else [element.value]
-        if not all(fits(str(v)) for v in values):
+    for sequence, keywords in _OUR_TEXT:
+        items = [ds] if sequence is None else ds.get(sequence, [])
+        if not all(fits(item.get(k, "") or "") for item in items for k in keywords):
+            ds.decode()  # every value as text, read in the imported character set, then written in UTF-8
             ds.SpecificCharacterSet = "ISO_IR 192"
             return
