@@ -657,9 +657,22 @@ def _detail_lines(detail: object, key: str = "") -> list[str]:
 def audit(
     plan: Annotated[str | None, typer.Option("--plan", metavar="PLAN", help="Only this plan's records.")] = None,
     as_json: JsonOpt = False,
+    verify: Annotated[
+        bool, typer.Option("--verify", help="Prove the log's hash chain, or name the first record not as written.")
+    ] = False,
     home: HomeOpt = None,
 ) -> None:
-    """Show the append-only audit log, oldest first (times in local time; --json gives them in UTC)."""
+    """Show the append-only audit log, oldest first (times in local time; --json gives them in UTC), or, with
+    --verify, prove that nothing in it was changed or removed."""
+    if verify:
+        check = _ws(home).audit_log.verify()
+        for problem in check.problems:
+            _print(f"BROKEN: {problem}")
+        if not check.ok:
+            where = f"record {check.first_broken}" if check.first_broken is not None else "its protection"
+            fail(f"the audit log is not as rtexport wrote it: first broken at {where}")
+        _print(f"audit log intact: {check.records} record(s); last record {check.last_id}, sha256 {check.head}")
+        return
     entries = _ws(home).audit_log.entries(plan)
     if as_json:
         _json(entries)
@@ -673,6 +686,21 @@ def audit(
         )
         for line in _detail_lines(e["detail"]):
             _wrapped(line, "    ")
+
+
+@app.command(cls=_Command)
+def verify(home: HomeOpt = None) -> None:
+    """Check every stored file the workspace references (CT images, structure sets, dose arrays, built objects)
+    against its SHA-256; list each missing or damaged one with what references it."""
+    from rtexport.services.verify import verify_workspace
+
+    with _console(stderr=True).status("hashing the stored files ..."):
+        report = verify_workspace(_ws(home), _actor())
+    for problem in report.problems:
+        _print(f"{problem.state.upper()}: {problem.describe()}")
+    if not report.ok:
+        fail(report.summary())
+    _print(report.summary())
 
 
 @app.command(cls=_Command)
@@ -911,14 +939,22 @@ def echo(
 def serve(
     host: Annotated[str, typer.Option("--host", metavar="ADDRESS", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", metavar="PORT", help="Port to listen on.")] = 8000,
+    cert: Annotated[
+        Path | None, typer.Option("--cert", metavar="FILE", help="TLS certificate (PEM): serve HTTPS.")
+    ] = None,
+    key: Annotated[Path | None, typer.Option("--key", metavar="FILE", help="TLS private key (PEM) of --cert.")] = None,
+    insecure_http: Annotated[
+        bool, typer.Option("--insecure-http", help="Serve a non-loopback address over plain HTTP anyway.")
+    ] = False,
     home: HomeOpt = None,
 ) -> None:
-    """Serve the web page (plans, pictures, DVH, reports, the Export block)."""
+    """Serve the web page (plans, pictures, DVH, reports, the Export block). Beyond loopback, only over TLS."""
     from rtexport.web.app import serve as run
 
     ws = _ws(home)
     ws.close()
-    run(ws.home, host=host, port=port)
+
+    run(ws.home, host=host, port=port, cert=cert, key=key, insecure_http=insecure_http, warn=_warn)
 
 
 @app.command(cls=_Command)
@@ -968,6 +1004,8 @@ def _summary(report: ExportReport) -> None:
             _print(f"{name}: {uids[0]}")
     if report.written is not None:
         _print(f"{report.message()}; {prep.total_bytes / 1e6:.1f} MB in all")
+    for warning in report.warnings:
+        _warn(warning)
 
 
 def main() -> None:

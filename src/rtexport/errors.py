@@ -8,6 +8,7 @@
     ├── CourseImportError         a CT series / RT Structure Set cannot be imported
     ├── PlanError                 a plan file is invalid or cannot be applied
     ├── AuthError                 unknown user, wrong password, missing role
+    │   └── PasswordError         unknown user or wrong password (what throttling counts)
     ├── DoseError                 dose cannot be computed
     ├── GateError                 export refused; carries every finding
     ├── BuildError                a DICOM object cannot be built from the model
@@ -58,6 +59,10 @@ class PlanError(RTExportError):
 
 class AuthError(RTExportError):
     """Unknown user, wrong password or insufficient role."""
+
+
+class PasswordError(AuthError):
+    """Unknown user or wrong password: the refusals that password throttling counts."""
 
 
 class DoseError(RTExportError):

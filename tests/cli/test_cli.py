@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 from rtexport.demo.plan import DEMO_PLAN
+from rtexport.workspace import Workspace
 from tests.cli.shell import shell_env
 
 
@@ -46,6 +48,7 @@ def test_help_lists_every_command(tmp_path: Path) -> None:
         "export",
         "echo",
         "serve",
+        "verify",
     ):
         assert f" {command} " in r.stdout, command
 
@@ -105,3 +108,48 @@ def test_users_plans_and_authorization_from_the_shell(tmp_path: Path, phantom_di
     assert "CW-E1" in listing and "UNAPPROVED" in listing
     log = run(home, "audit").stdout
     assert "refused" in log and "authorize" in log and "a-long-secret" not in log
+
+
+def test_verify_exits_non_zero_and_names_a_damaged_file(planned: Workspace) -> None:
+    assert run(planned.home, "verify").returncode == 0
+    s = planned.course("C1").slices[0]
+    path = planned.blobs.path(s.sha256)
+    original = path.read_bytes()
+    path.write_bytes(original.replace(b"DICM", b"DICN", 1))
+    r = run(planned.home, "verify")
+    assert r.returncode == 1
+    assert f"DAMAGED: {path}" in r.stdout and f"course C1: CT image z={s.z_mm:g} mm" in r.stdout
+    assert "1 of " in r.stderr and "missing or damaged" in r.stderr
+    path.write_bytes(original)
+
+
+def test_audit_verify_proves_the_log_or_names_the_first_broken_record(planned: Workspace) -> None:
+    home = planned.home
+    planned.close()
+    ok = run(home, "audit", "--verify")
+    assert ok.returncode == 0 and "audit log intact" in ok.stdout
+    with sqlite3.connect(home / "rtexport.db") as db:
+        db.execute("DROP TRIGGER audit_no_update")
+        db.execute("UPDATE audit SET actor = 'mallory' WHERE id = 4")
+    r = run(home, "audit", "--verify")
+    assert r.returncode == 1
+    assert "BROKEN: record 4 was changed after it was written" in r.stdout
+    assert "first broken at record 4" in r.stderr
+
+
+def test_export_as_a_user_needs_that_users_password(planned: Workspace, tmp_path: Path) -> None:
+    home = planned.home
+    planned.close()
+    out = tmp_path / "out"
+    args = ("export", "CW-E1", "--to", str(out), "--items", "rtplan", "--user", "phil", "--password-stdin")
+    r = run(home, *args, stdin="not-phils-password\n")
+    assert r.returncode == 1 and "wrong password" in r.stderr and not out.exists()
+    assert run(home, *args, stdin="physicist-pass-1\n").returncode == 0
+    ws = Workspace.open(home)
+    entries = [(e["action"], e["outcome"], e["actor"], e["via"]) for e in ws.audit_log.entries()][-3:]
+    ws.close()
+    assert entries == [
+        ("export", "refused", "phil", "cli"),
+        ("export", "started", "phil", "cli"),
+        ("export", "ok", "phil", "cli"),
+    ]

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import hashlib
+import os
+import shutil
+import stat
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from rtexport.errors import WriteError
-from rtexport.export.local import write_folder
+from rtexport.errors import StoreError, WriteError
+from rtexport.export.local import ExportFolder, write_folder
 from rtexport.export.objects import ExportObject, ObjectKind
 
 
@@ -26,6 +33,17 @@ def mount(tmp_path: Path) -> Iterator[Path]:
     point.mkdir()
     yield point
     subprocess.run(["umount", str(point)], check=False, capture_output=True)
+
+
+@contextmanager
+def hold_folder(folder: Path) -> Iterator[None]:
+    """Hold the folder as an export writing into it does (a shared lock on it) while the block runs."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)
 
 
 def do_mount(point: Path, options: str) -> None:
@@ -82,3 +100,212 @@ def test_read_only_folder_says_so_and_writes_nothing(mount: Path) -> None:
     with pytest.raises(WriteError, match=r"permission denied"):
         write_folder(objs(2), mount / "sub")
     assert list(mount.iterdir()) == []
+
+
+# -- verified copies -------------------------------------------------------------------------------------------
+
+
+def stored_objs(store: Path, n: int, size: int = 300_000) -> list[ExportObject]:
+    """``n`` objects kept as files under ``store`` (as the blob store keeps them), each with its stored hash."""
+    store.mkdir(exist_ok=True)
+    out = []
+    for k in range(n):
+        data = bytes([k % 251, 7]) * (size // 2)
+        path = store / f"blob{k}"
+        path.write_bytes(data)
+        out.append(
+            ExportObject(
+                ObjectKind.CT,
+                "1.2.3",
+                f"2.25.{k + 1}",
+                len(data),
+                path=path,
+                sha256=hashlib.sha256(data).hexdigest(),
+                description=f"CT z={k}",
+            )
+        )
+    return out
+
+
+def test_a_damaged_stored_file_refuses_the_whole_export(tmp_path: Path) -> None:
+    items = stored_objs(tmp_path / "store", 5)
+    damaged = items[3].path
+    assert damaged is not None
+    data = bytearray(damaged.read_bytes())
+    data[150_000:150_008] = b"\x00" * 8  # 8 bytes changed, the size unchanged
+    damaged.write_bytes(bytes(data))
+    out = tmp_path / "out"
+    with pytest.raises(StoreError, match=rf"CT\.2\.25\.4\.dcm \(CT z=3\).*{damaged}.*damaged.*Nothing was written"):
+        write_folder(items, out)
+    assert list(out.iterdir()) == []  # neither the sound files nor a temporary file
+
+
+def test_a_missing_stored_file_refuses_the_whole_export(tmp_path: Path) -> None:
+    items = stored_objs(tmp_path / "store", 3)
+    assert items[0].path is not None
+    items[0].path.unlink()
+    with pytest.raises(StoreError, match=r"CT\.2\.25\.1\.dcm .*missing"):
+        write_folder(items, tmp_path / "out")
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_damaged_stored_file_is_not_taken_for_a_conflict_with_an_identical_exported_one(tmp_path: Path) -> None:
+    items = stored_objs(tmp_path / "store", 2)
+    write_folder(items, tmp_path / "out")
+    assert items[1].path is not None
+    items[1].path.write_bytes(b"\xff" + items[1].path.read_bytes()[1:])
+    with pytest.raises(StoreError, match=r"CT\.2\.25\.2\.dcm .*damaged"):
+        write_folder(items, tmp_path / "out")
+
+
+def test_objects_in_memory_are_checked_against_their_hash_too(tmp_path: Path) -> None:
+    good = ExportObject.from_bytes(ObjectKind.RTDOSE, b"x" * 100, "1.2.3", "2.25.9")
+    wrong = ExportObject(ObjectKind.RTDOSE, "1.2.3", "2.25.9", 100, data=b"x" * 100, sha256="0" * 64)
+    assert write_folder([good], tmp_path / "a").written
+    with pytest.raises(StoreError, match=r"RD\.2\.25\.9\.dcm"):
+        write_folder([wrong], tmp_path / "b")
+
+
+# -- modes, stale files --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_exported_files_get_the_umasks_mode(tmp_path: Path, umask: int, mode: int) -> None:
+    old = os.umask(umask)
+    try:
+        report = write_folder(stored_objs(tmp_path / "store", 2) + objs(1), tmp_path / "out")
+    finally:
+        os.umask(old)
+    assert {stat.S_IMODE(p.stat().st_mode) for p in report.written} == {mode}
+
+
+def test_stale_part_files_of_a_killed_export_are_removed_and_nothing_else(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = [out / ".rtexport-k1ll3d.part", out / ".rtexport-abc_DEF-9.part"]
+    others = [out / "notes.part", out / ".rtexport-settings", out / "rtexport-x.part", out / ".other-1.part"]
+    for p in stale + others:
+        p.write_bytes(b"half a file")
+    report = write_folder(objs(2), out)
+    assert sorted(p.name for p in out.iterdir()) == sorted([*(p.name for p in others), *(o.filename for o in objs(2))])
+    assert sorted(report.removed_stale) == sorted(p.name for p in stale)
+
+
+def test_part_files_of_an_export_still_running_in_the_folder_are_left_alone(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".rtexport-running.part").write_bytes(b"being written")
+    with hold_folder(out):  # another export writing into the same folder right now
+        report = write_folder(objs(1), out)
+    assert (out / ".rtexport-running.part").exists() and report.removed_stale == []
+
+
+# -- file systems without hard links -------------------------------------------------------------------------
+
+
+def no_hard_links(monkeypatch: pytest.MonkeyPatch) -> None:
+    def link(*args: object, **kwargs: object) -> None:
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", link)
+
+
+def test_without_hard_links_files_are_renamed_into_place_all_together(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    no_hard_links(monkeypatch)
+    seen: list[list[str]] = []
+    out = tmp_path / "out"
+    report = write_folder(objs(4), out, progress=lambda o: seen.append(sorted(p.name for p in out.glob("*.dcm"))))
+    assert seen == [[], [], [], []]
+    assert sorted(p.name for p in out.iterdir()) == sorted(o.filename for o in objs(4))
+    assert len(report.written) == 4
+
+
+def test_without_hard_links_an_existing_name_is_still_never_overwritten(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    no_hard_links(monkeypatch)
+    out = tmp_path / "out"
+    first = write_folder(objs(2), out)
+    assert len(first.written) == 2
+    (out / "RD.2.25.3.dcm").write_bytes(b"someone else's file")
+    with pytest.raises(WriteError, match=r"same name but other content"):
+        write_folder(objs(3), out)
+    assert (out / "RD.2.25.3.dcm").read_bytes() == b"someone else's file"
+
+
+@pytest.fixture
+def exfat(tmp_path: Path) -> Iterator[Path]:
+    """A real exFAT file system (no hard links), mounted through FUSE on a loop device; unmounted afterwards."""
+    for program in ("mkfs.exfat", "mount.exfat-fuse"):
+        if shutil.which(program) is None:
+            pytest.fail(f"{program} is not installed: apt-get install exfat-fuse exfatprogs (see .ci/run)")
+    image = tmp_path / "exfat.img"
+    with image.open("wb") as f:
+        f.truncate(32 << 20)
+    subprocess.run(["mkfs.exfat", str(image)], check=True, capture_output=True)
+    loop = subprocess.run(["losetup", "-f", "--show", str(image)], check=True, capture_output=True, text=True)
+    device = loop.stdout.strip()
+    point = tmp_path / "exfat"
+    point.mkdir()
+    try:
+        subprocess.run(["mount.exfat-fuse", device, str(point)], check=True, capture_output=True)
+        yield point
+    finally:
+        subprocess.run(["umount", str(point)], check=False, capture_output=True)
+        subprocess.run(["losetup", "-d", device], check=False, capture_output=True)
+
+
+@pytest.mark.integration
+def test_an_export_to_exfat_writes_every_file(exfat: Path, tmp_path: Path) -> None:
+    with pytest.raises(OSError):  # the reason for the fallback: exFAT has no hard links
+        (exfat / "a").write_bytes(b"a")
+        os.link(exfat / "a", exfat / "b")
+    (exfat / "a").unlink()
+    items = stored_objs(tmp_path / "store", 3) + objs(2)
+    report = write_folder(items, exfat / "export")
+    assert sorted(p.name for p in (exfat / "export").iterdir()) == sorted(o.filename for o in items)
+    for o in items:
+        assert (exfat / "export" / o.filename).read_bytes() == (o.path.read_bytes() if o.path else o.data)
+    assert len(report.written) == 5
+    again = write_folder(items, exfat / "export")
+    assert again.written == [] and len(again.identical) == 5
+
+
+# -- a folder opened once ------------------------------------------------------------------------------------
+
+
+def test_a_folder_opened_once_is_written_even_if_a_symlink_replaces_it_later(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "today").mkdir(parents=True)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    folder = ExportFolder.within(root, Path("today/sub"))  # checked and opened now
+    os.rename(root / "today", root / "today-moved")  # then swapped before the export writes
+    os.symlink(outside, root / "today")
+    with folder:
+        write_folder(objs(2), folder)
+    assert list(outside.iterdir()) == []
+    assert sorted(p.name for p in (root / "today-moved" / "sub").iterdir()) == sorted(o.filename for o in objs(2))
+
+
+@pytest.mark.parametrize("typed", ["../outside", "link/sub", "link", "a/../../outside", "/etc"])
+def test_a_folder_below_a_root_never_leaves_it(tmp_path: Path, typed: str) -> None:
+    root = tmp_path / "root"
+    (root / "a").mkdir(parents=True)
+    (tmp_path / "outside").mkdir()
+    os.symlink(tmp_path / "outside", root / "link")
+    with pytest.raises(WriteError, match=r"outside|symbolic link"):
+        ExportFolder.within(root, Path(typed))
+
+
+def test_a_symlink_planted_where_the_export_creates_a_folder_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    (tmp_path / "outside").mkdir()
+    folder = ExportFolder.within(root, Path("new/sub"))  # neither exists yet: created when writing
+    os.symlink(tmp_path / "outside", root / "new")
+    with folder, pytest.raises(WriteError, match=r"symbolic link"):
+        write_folder(objs(1), folder)
+    assert list((tmp_path / "outside").iterdir()) == []

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import tomllib
+from pathlib import Path
+
 import numpy as np
 import pytest
+import tomli_w
 
 import rtexport.services.dose as dose_service
 from rtexport.demo.plan import DEMO_PLAN
 from rtexport.dose import compute_plan_dose
-from rtexport.errors import PlanError
+from rtexport.errors import GateError, PlanError
+from rtexport.export.gate import Item
 from rtexport.model.dose import DoseGrid, PlanDose
 from rtexport.services.approval import approve
 from rtexport.services.dose import compute_dose
+from rtexport.services.export import FolderDestination, export_plan
 from rtexport.services.plans import load_plan
 from rtexport.workspace import Workspace
 from tests.conftest import ACTOR, PHYS
@@ -66,3 +72,21 @@ def test_approved_plan_dose_is_not_recomputed(planned: Workspace) -> None:
     approve(planned, "CW-E1", PHYS, ACTOR, acknowledge_mu_check=True)
     with pytest.raises(PlanError, match=r"is approved: its dose is fixed"):
         compute_dose(planned, "CW-E1", ACTOR)
+
+
+def test_implausible_computed_mu_are_told_and_block_approval_and_export(planned: Workspace, tmp_path: Path) -> None:
+    """A calibration a tenth of the real one (still within its range) gives ten times the MU: above the usual
+    range, which the plan does not acknowledge."""
+    data = tomllib.loads(planned.site_path.read_text())
+    for e in data["machines"][0]["energies"]:
+        e["calibration_cgy_per_mu"] = 0.1
+    planned.site_path.write_text(tomli_w.dumps(data))
+    result = compute_dose(planned, "CW-E1", ACTOR)
+    assert any(w.startswith("beam[0].mu: ") and "cannot be approved or exported" in w for w in result.warnings)
+    with pytest.raises(PlanError, match=r"cannot be approved\n  - beam\[0\].mu: \d+\.\d MU per fraction \(computed\)"):
+        approve(planned, "CW-E1", PHYS, ACTOR)
+    assert not planned.plan_state("CW-E1").approved
+    with pytest.raises(GateError) as refused:
+        export_plan(planned, "CW-E1", (Item.RTPLAN,), FolderDestination(tmp_path / "out"), ACTOR)
+    assert any("beam[0].mu" in f and "outside the site's usual 20-800 MU" in f for f in refused.value.findings)
+    assert not (tmp_path / "out").exists()

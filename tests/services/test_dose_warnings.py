@@ -47,12 +47,18 @@ def test_no_warning_below_the_site_level(course_ws: Workspace) -> None:
 
 
 def test_mu_per_fraction_outside_the_plausible_range_is_warned(course_ws: Workspace) -> None:
-    set_checks(course_ws, max_dose_warning_pct=5000.0, mu_per_fraction_min=20.0, mu_per_fraction_max=800.0)
-    plan = DEMO_PLAN.replace("weight = 0.6", "mu = 5").replace("weight = 0.4", "mu = 1200")
-    load_plan(course_ws, plan, "plan.toml", ACTOR)
-    assert compute_dose(course_ws, PLAN, ACTOR).warnings == (
-        "plan CW-E1: beam ANT has 5.0 MU per fraction, outside the site's plausible range 20–800 MU; "
-        "check its weight, prescription and normalization",
-        "plan CW-E1: beam ANT_OBL has 1200.0 MU per fraction, outside the site's plausible range 20–800 MU; "
-        "check its weight, prescription and normalization",
+    set_checks(course_ws, max_dose_warning_pct=5000.0, mu_per_fraction_min=20.0, mu_per_fraction_max=100.0)
+    load_plan(course_ws, DEMO_PLAN, "plan.toml", ACTOR)
+    result = compute_dose(course_ws, PLAN, ACTOR)
+    dose = result.state.dose
+    assert dose is not None
+    ant, obl = (dose.beam(n) for n in ("ANT", "ANT_OBL"))
+    assert ant is not None and obl is not None and ant.mu_per_fraction > 100 > obl.mu_per_fraction
+    assert result.warnings == (
+        f"beam[0].mu: {ant.mu_per_fraction:.1f} MU per fraction (computed) is outside the site's usual 20-100 MU; "
+        'if it is intended, acknowledge it on beam[0]: acknowledge = ["mu"]; the plan cannot be approved or '
+        "exported until this is resolved",
     )
+    acknowledged = DEMO_PLAN.replace('name = "ANT"\n', 'name = "ANT"\nacknowledge = ["mu"]\n')
+    load_plan(course_ws, acknowledged, "plan.toml", ACTOR)
+    assert compute_dose(course_ws, PLAN, ACTOR).warnings == ()

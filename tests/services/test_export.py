@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import sqlite3
 from pathlib import Path
@@ -11,7 +12,7 @@ import pydicom
 import pytest
 
 from rtexport.demo.plan import DEMO_PLAN
-from rtexport.errors import GateError
+from rtexport.errors import GateError, StoreError
 from rtexport.export.gate import Item
 from rtexport.services.approval import approve, authorize
 from rtexport.services.dose import compute_dose
@@ -246,3 +247,86 @@ def test_nothing_is_prepared_while_export_is_unavailable(planned: Workspace, mon
     assert any("no CT curve" in f for f in availability(planned))
     forbid_building(monkeypatch)
     assert prepare(planned, "CW-E1").count == 0
+
+
+def damage(path: Path, at: int = 400) -> None:
+    data = bytearray(path.read_bytes())
+    data[at : at + 8] = bytes(255 - b for b in data[at : at + 8])
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("which", ["ct", "rp"])
+def test_a_damaged_stored_object_refuses_the_export_names_it_and_is_audited(
+    planned: Workspace, tmp_path: Path, which: str
+) -> None:
+    course = planned.course("C1")
+    export_to_folder(planned, "CW-E1", ALL, tmp_path / "first")  # builds and keeps RS, RP, RD
+    rp_file = next((tmp_path / "first").glob("RP.*.dcm"))
+    if which == "ct":
+        victim, name = planned.blobs.path(course.slices[5].sha256), f"CT.{course.slices[5].sop_instance_uid}.dcm"
+    else:
+        (row,) = [r for r in planned.db.all("SELECT key, sha256 FROM built") if r["key"].endswith("\x1fRP")]
+        victim, name = planned.blobs.path(row["sha256"]), rp_file.name
+    original = victim.read_bytes()
+    damage(victim)
+    with pytest.raises(StoreError, match=rf"{re.escape(name)} .*{re.escape(str(victim))} is damaged.*rtexport verify"):
+        export_to_folder(planned, "CW-E1", ALL, tmp_path / "out", PAT)
+    assert list((tmp_path / "out").iterdir()) == []
+    started, failed = [e for e in planned.audit_log.entries("CW-E1") if e["action"] == "export"][-2:]
+    assert (started["outcome"], failed["outcome"]) == ("started", "failed") and name in failed["detail"]["error"]
+    victim.write_bytes(original)  # the store is whole again: every RT object under tmp_path is then checked
+
+
+def test_the_user_is_told_of_another_export_of_the_plan_in_the_folder(planned: Workspace, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    first = export_to_folder(planned, "CW-E1", ALL, out)
+    assert first.warnings == []
+    (old_rp,) = out.glob("RP.*.dcm")
+    approve(planned, "CW-E1", PHYS, ACTOR)
+    second = export_to_folder(planned, "CW-E1", ALL, out)
+    assert len(second.warnings) == 1
+    assert old_rp.name in second.warnings[0] and "another RT Plan of plan CW-E1 (UNAPPROVED" in second.warnings[0]
+    entry = [e for e in planned.audit_log.entries("CW-E1") if e["action"] == "export"][-1]
+    assert entry["outcome"] == "ok" and entry["detail"]["warnings"] == second.warnings
+
+
+def test_the_user_is_told_of_the_same_instance_under_another_name(planned: Workspace, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    s = planned.course("C1").slices[0]
+    (out / "image0001.dcm").write_bytes(planned.blobs.verified(s.sha256))
+    report = export_to_folder(planned, "CW-E1", (Item.CT,), out)
+    assert len(report.warnings) == 1
+    assert f"image0001.dcm in the folder is the same instance as CT.{s.sop_instance_uid}.dcm" in report.warnings[0]
+
+
+@pytest.mark.parametrize(
+    ("beam", "charset"), [("Ωμέγα", "ISO_IR 192"), ("Brüst", "ISO_IR 100"), ("Ärmel-Äußerst", "ISO_IR 100")]
+)
+def test_the_derived_structure_set_switches_to_utf8_for_text_its_character_set_cannot_hold(
+    planned: Workspace, tmp_path: Path, beam: str, charset: str
+) -> None:
+    load_plan(planned, DEMO_PLAN.replace('name = "ANT"', f'name = "{beam}"', 1), "plan.toml", ACTOR)
+    compute_dose(planned, "CW-E1", ACTOR)
+    authorize(planned, "CW-E1", PHYS, ACTOR)
+    export_to_folder(planned, "CW-E1", (Item.RTSTRUCT, Item.RTPLAN), tmp_path / "out")  # dciodvfy checks both
+    objs = read_all(tmp_path / "out")
+    (rs,), (rp,) = objs["RS"], objs["RP"]
+    assert rs.SpecificCharacterSet == charset
+    bolus = next(r for r in rs.StructureSetROISequence if r.ROIName.startswith("Bolus_"))
+    assert bolus.ROIName == f"Bolus_{beam}" and rp.BeamSequence[0].BeamName == beam
+    names = {r.ROIName for r in rs.StructureSetROISequence}
+    assert "Prosthesis" in names and "OUTLINE2" in names  # the imported text reads the same as before
+
+
+def test_a_built_object_whose_header_is_damaged_is_refused_not_a_crash(planned: Workspace, tmp_path: Path) -> None:
+    (row,) = [r for r in planned.db.all("SELECT key, sha256 FROM built") if r["key"].endswith("\x1fRP")]
+    victim = planned.blobs.path(row["sha256"])
+    original = victim.read_bytes()
+    victim.write_bytes(original[:128] + b"JUNK" + original[132:])
+    with pytest.raises(StoreError, match=rf"stored file {re.escape(str(victim))} cannot be read as DICOM"):
+        export_to_folder(planned, "CW-E1", ALL, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    entry = planned.audit_log.entries("CW-E1")[-1]
+    assert (entry["action"], entry["outcome"]) == ("export", "failed") and str(victim) in entry["detail"]["error"]
+    victim.write_bytes(original)

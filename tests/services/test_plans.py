@@ -142,3 +142,15 @@ def test_audit_log_is_append_only(course_ws: Workspace) -> None:
     entries = course_ws.audit_log.entries()
     assert [e["action"] for e in entries] == ["import", "plan-load"]
     assert {(e["actor"], e["os_user"], e["via"]) for e in entries} == {("tester", "tester-os", "test")}
+
+
+def test_an_acknowledged_unusual_value_is_loaded_and_recorded_in_the_audit(course_ws: Workspace) -> None:
+    text = DEMO_PLAN.replace("ssd_mm = 1000\nweight = 0.6", 'ssd_mm = 1150\nweight = 0.6\nacknowledge = ["ssd_mm"]', 1)
+    with pytest.raises(PlanError, match=r'beam\[0\].ssd_mm: 1150 mm is an extended SSD.*acknowledge = \["ssd_mm"\]'):
+        load_plan(course_ws, text.replace('\nacknowledge = ["ssd_mm"]', ""), "plan.toml", ACTOR)
+    state, _ = load_plan(course_ws, text, "plan.toml", ACTOR)
+    assert state.plan.beams[0].acknowledge == ["ssd_mm"]
+    entry = course_ws.audit_log.entries("CW-E1")[-1]
+    assert entry["action"] == "plan-load" and entry["detail"]["acknowledged"] == {
+        "beam[0].ssd_mm": "1150 mm is an extended SSD, beyond DemoLinac's usual 1000-1100 mm"
+    }

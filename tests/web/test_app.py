@@ -267,7 +267,7 @@ def test_slices_show_ct_outlines_and_dose(client: TestClient) -> None:
 
 
 def test_echo_to_a_closed_port_says_why(client: TestClient) -> None:
-    token = log_in(client, PLANNER)
+    token = log_in(client, PHYSICIST)  # custom servers: physicists only (tests/web/test_security.py)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

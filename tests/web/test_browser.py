@@ -84,6 +84,8 @@ def test_authorize_export_to_folder_and_orthanc_then_disabled(
         browser = pw.chromium.launch(executable_path=chromium_path(), args=ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(30_000)
+        console: list[str] = []
+        page.on("console", lambda m: console.append(m.text))
         page.goto(f"{server}/plans/{PLAN}")
         # Log in as the planner: the login page brings us back to the plan.
         page.fill("input[name=name]", PLANNER[0])
@@ -102,6 +104,9 @@ def test_authorize_export_to_folder_and_orthanc_then_disabled(
             img = page.locator(f"figure[data-view={view}] img")
             page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=img.element_handle())
         page.screenshot(path=str(SCREENSHOT), full_page=True)
+        # The page works under its Content-Security-Policy: colours set by the script, nothing refused.
+        swatch = page.locator(".legend i").first
+        assert swatch.evaluate("el => getComputedStyle(el).backgroundColor") not in ("", "rgba(0, 0, 0, 0)")
 
         # Local export into a sub-folder of the export root.
         folder = home / "dicom-export" / "browser"
@@ -131,6 +136,7 @@ def test_authorize_export_to_folder_and_orthanc_then_disabled(
         expect(page.locator("#export-local")).to_be_disabled()
         expect(page.locator("#export-server")).to_be_disabled()
         browser.close()
+    assert [m for m in console if "Content Security Policy" in m] == []
 
 
 def test_refusals_beside_their_forms_and_a_report_downloaded(home: Path, tmp_path: Path) -> None:

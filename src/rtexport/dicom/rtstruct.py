@@ -14,7 +14,9 @@ import copy
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from pydicom.charset import convert_encodings
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 from pydicom.uid import RTStructureSetStorage
 
 from rtexport.dicom.common import (
@@ -301,7 +303,7 @@ def add_bolus_rois(
         observation = Dataset()
         observation.ObservationNumber = next_obs
         observation.ReferencedROINumber = next_roi
-        observation.ROIObservationLabel = name[:16]
+        observation.ROIObservationLabel = name.encode()[:16].decode(errors="ignore")  # SH: 16 bytes in UTF-8
         observation.RTROIInterpretedType = RTROIInterpretedType.BOLUS.value
         observation.ROIInterpreter = ""
         _set_material(observation, material)
@@ -341,4 +343,43 @@ def build_rtstruct(
     set_external(ds, plan.external)
     planes = [(s.z_mm, s.sop_instance_uid) for s in slices] or _slices_from_contours(original)
     add_bolus_rois(ds, plan, site, bolus, planes)
+    set_character_set(ds)
     return ds
+
+
+# Where a derived structure set gets text of ours: (sequence or None for the data set itself, keywords).
+_OUR_TEXT = (
+    (None, ("Manufacturer", "SoftwareVersions", "StationName")),
+    ("StructureSetROISequence", ("ROIName", "ROIDescription")),
+    ("RTROIObservationsSequence", ("ROIObservationLabel", "MaterialID")),
+)
+
+
+def set_character_set(ds: Dataset) -> None:
+    """Specific Character Set (PS3.3 C.12.1.1.2): the derived set keeps the imported one's, unless some text of
+    ours (a bolus ROI named after a beam, a material, this software's equipment) cannot be written in it; then the
+    whole data set is written in UTF-8, ISO_IR 192, as the RT Plan and RT Dose are. Only those elements are read:
+    the imported contours stay as they were read, unparsed."""
+    declared = ds.get("SpecificCharacterSet", "") or ""
+    terms = list(declared) if isinstance(declared, MultiValue) else [str(declared)]
+    if terms == ["ISO_IR 192"]:
+        return
+    codecs = convert_encodings(terms)
+    # One character set, not the default repertoire (ASCII) nor code extensions: test against it; else ASCII.
+    single = len(codecs) == 1 and terms[0] not in ("", "ISO_IR 6") and not terms[0].startswith("ISO 2022")
+
+    def fits(value: object) -> bool:
+        values = value if isinstance(value, MultiValue) else [value]
+        try:
+            for v in values:
+                str(v).encode(codecs[0] if single else "ascii")
+        except (UnicodeEncodeError, LookupError):
+            return False
+        return True
+
+    for sequence, keywords in _OUR_TEXT:
+        items = [ds] if sequence is None else ds.get(sequence, [])
+        if not all(fits(item.get(k, "") or "") for item in items for k in keywords):
+            ds.decode()  # every value as text, read in the imported character set, then written in UTF-8
+            ds.SpecificCharacterSet = "ISO_IR 192"
+            return

@@ -12,11 +12,16 @@ from typing import Annotated, Any, Self
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rtexport.errors import ConfigError
+from rtexport.model.values import LO, SH, Count, Finite, Positive, Text
 
 _UID_ROOT = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 _AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # no backslash, printable, 1-16 chars
 
-Positive = Annotated[float, Field(gt=0)]
+# Plausible ranges (refused outside): what a commissioned electron beam and a CT calibration can be.
+Distance = Annotated[Finite, Field(gt=0, le=2000)]  # mm, source to anything
+Fraction = Annotated[Finite, Field(ge=0.1, le=10)]  # output factors, relative to the reference field
+Density = Annotated[Finite, Field(ge=0, le=25)]  # g/cm³ or relative to water; osmium is 22.6
+HU = Annotated[Finite, Field(ge=-10000, le=100000)]
 
 
 class _Model(BaseModel):
@@ -29,6 +34,15 @@ def _strictly_increasing(values: list[float], what: str) -> list[float]:
     return values
 
 
+def _non_decreasing(values: list[float], what: str) -> list[float]:
+    bad = next((k for k, (a, b) in enumerate(pairwise(values), start=1) if b < a), None)
+    if bad is not None:
+        raise ValueError(
+            f"{what} must not decrease as HU increase (point {bad}: {values[bad]:g} < {values[bad - 1]:g})"
+        )
+    return values
+
+
 class ApplicatorShape(StrEnum):
     """Applicator opening shape; maps to DICOM ApplicatorType ELECTRON_SQUARE / _RECT / _CIRC."""
 
@@ -37,11 +51,14 @@ class ApplicatorShape(StrEnum):
     CIRCLE = "circle"
 
 
+JawPosition = Annotated[Finite, Field(ge=-400, le=400)]  # mm at the isocenter plane
+
+
 class JawPositions(_Model):
     """Jaw positions (mm) projected to the isocenter plane, on the beam-limiting-device axes: (X1, X2), (Y1, Y2)."""
 
-    x: tuple[float, float]
-    y: tuple[float, float]
+    x: tuple[JawPosition, JawPosition]
+    y: tuple[JawPosition, JawPosition]
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:
@@ -59,8 +76,8 @@ class JawPositions(_Model):
 class JawDistances(_Model):
     """Source-to-jaw distances (mm) of the X and Y jaws (the RT Plan's SourceToBeamLimitingDeviceDistance)."""
 
-    x: Positive
-    y: Positive
+    x: Annotated[Positive, Field(le=1500)]
+    y: Annotated[Positive, Field(le=1500)]
 
 
 class Applicator(_Model):
@@ -69,13 +86,13 @@ class Applicator(_Model):
     (patient side): no surface may come closer. ``jaws_mm``: the machine's fixed jaw setting with this applicator
     (energies whose setting differs list it in their ``applicator_jaws_mm``)."""
 
-    id: Annotated[str, Field(min_length=1, max_length=16)]
+    id: Annotated[SH, Field(min_length=1, max_length=16)]  # ApplicatorID
     shape: ApplicatorShape
-    opening_mm: tuple[Positive, Positive]
-    source_to_applicator_mm: Positive = 950.0
-    source_to_cutout_tray_mm: Positive = 947.9
-    default_cutout_material: str = "Cerrobend"
-    cutout_thickness_mm: Positive = 12.0
+    opening_mm: tuple[Annotated[Positive, Field(le=500)], Annotated[Positive, Field(le=500)]]
+    source_to_applicator_mm: Distance = 950.0
+    source_to_cutout_tray_mm: Distance = 947.9
+    default_cutout_material: Text = "Cerrobend"
+    cutout_thickness_mm: Annotated[Positive, Field(le=100)] = 12.0
     jaws_mm: JawPositions | None = None
 
     @model_validator(mode="after")
@@ -86,56 +103,78 @@ class Applicator(_Model):
         return self
 
 
-class DepthDose(_Model):
-    """Percent depth dose of the reference applicator at the reference SSD, depths in mm."""
+PDD_MAX_PCT = (95.0, 105.0)  # a PDD is normalized to 100 % at dmax
 
-    depth_mm: list[float]
-    dose_pct: list[Annotated[float, Field(ge=0)]]
+
+def pdd_tail_pct(energy_mev: float) -> float:
+    """The largest dose (% of max) a PDD may end at: past the practical range Rp only the bremsstrahlung tail is
+    left, a few percent that grow with energy (about 4 % at 20 MeV)."""
+    return max(5.0, 0.3 * energy_mev)
+
+
+class DepthDose(_Model):
+    """Percent depth dose of the reference applicator at the reference SSD, depths in mm, from the surface
+    (0 mm) to past the practical range."""
+
+    depth_mm: list[Annotated[Finite, Field(ge=0, le=600)]]
+    dose_pct: list[Annotated[Finite, Field(ge=0, le=110)]]
 
     @field_validator("depth_mm")
     @classmethod
     def _depths_increase(cls, v: list[float]) -> list[float]:
         if len(v) < 3:
             raise ValueError("needs at least 3 depths")
-        if v[0] < 0:
-            raise ValueError("depths must be >= 0")
+        if v[0] != 0:
+            raise ValueError(f"must start at the surface, 0 mm (starts at {v[0]:g} mm)")
         return _strictly_increasing(v, "depths")
 
     @model_validator(mode="after")
     def _same_length(self) -> Self:
         if len(self.depth_mm) != len(self.dose_pct):
             raise ValueError(f"{len(self.depth_mm)} depths but {len(self.dose_pct)} dose values")
+        top = max(self.dose_pct)
+        if not PDD_MAX_PCT[0] <= top <= PDD_MAX_PCT[1]:
+            raise ValueError(
+                f"dose_pct: its maximum is {top:g} %; a PDD is normalized to 100 % at dmax "
+                f"({PDD_MAX_PCT[0]:g}-{PDD_MAX_PCT[1]:g} % accepted)"
+            )
         return self
 
 
 class FactorPoint(_Model):
     """Output factor for a square cutout of side ``side_mm`` (equivalent square)."""
 
-    side_mm: Positive
-    factor: Positive
+    side_mm: Annotated[Positive, Field(le=500)]
+    factor: Fraction
 
 
 class EnergyData(_Model):
     """Beam data of one electron energy, commissioned with the reference applicator at ``reference_ssd_mm``."""
 
-    energy_mev: Positive
+    energy_mev: Annotated[Finite, Field(ge=1, le=50)]
     pdd: DepthDose
-    reference_applicator: str
-    reference_ssd_mm: Positive = 1000.0
+    reference_applicator: Text
+    reference_ssd_mm: Annotated[Finite, Field(ge=500, le=2000)] = 1000.0
     # In-air spread: give the angular spread directly or the 80-20 % penumbra at the isocenter plane in air.
-    sigma_theta_rad: Positive | None = None
-    penumbra_80_20_mm: Positive | None = None
-    virtual_ssd_mm: Positive = 950.0
-    applicator_factors: dict[str, Positive] = Field(default_factory=dict)
+    sigma_theta_rad: Annotated[Positive, Field(le=0.5)] | None = None
+    penumbra_80_20_mm: Annotated[Positive, Field(le=100)] | None = None
+    virtual_ssd_mm: Annotated[Finite, Field(ge=100, le=2000)] = 950.0
+    applicator_factors: dict[str, Fraction] = Field(default_factory=dict)
     cutout_factors: list[FactorPoint] = Field(default_factory=list)
-    calibration_cgy_per_mu: Positive = 1.0
-    dose_rate_mu_per_min: Positive | None = None  # the RT Plan's DoseRateSet, when given
+    calibration_cgy_per_mu: Annotated[Finite, Field(ge=0.1, le=10)] = 1.0  # cGy/MU at dmax, reference conditions
+    dose_rate_mu_per_min: Annotated[Finite, Field(ge=1, le=10000)] | None = None  # the RT Plan's DoseRateSet
     applicator_jaws_mm: dict[str, JawPositions] = Field(default_factory=dict)  # where this energy's jaws differ
 
     @model_validator(mode="after")
     def _has_spread(self) -> Self:
         if self.sigma_theta_rad is None and self.penumbra_80_20_mm is None:
             raise ValueError("give sigma_theta_rad or penumbra_80_20_mm")
+        tail, limit = self.pdd.dose_pct[-1], pdd_tail_pct(self.energy_mev)
+        if tail > limit:
+            raise ValueError(
+                f"pdd: ends at {tail:g} % at {self.pdd.depth_mm[-1]:g} mm; the table must reach past the practical "
+                f"range Rp, where only the bremsstrahlung tail (at most {limit:g} % at {self.energy_mev:g} MeV) is left"
+            )
         return self
 
     @field_validator("cutout_factors")
@@ -148,11 +187,22 @@ class EnergyData(_Model):
 class Machine(_Model):
     """A treatment machine with its electron applicators and energies."""
 
-    name: Annotated[str, Field(min_length=1, max_length=16)]
-    source_axis_distance_mm: Positive = 1000.0
+    name: Annotated[SH, Field(min_length=1, max_length=16)]  # TreatmentMachineName
+    source_axis_distance_mm: Annotated[Finite, Field(ge=500, le=1500)] = 1000.0
     source_to_jaws_mm: JawDistances | None = None  # required by site check
+    # The largest SSD planned without an acknowledgement in the plan file (default: SAD + 100 mm).
+    usual_max_ssd_mm: Distance | None = None
     applicators: list[Applicator]
     energies: list[EnergyData]
+
+    @property
+    def max_usual_ssd_mm(self) -> float:
+        return self.usual_max_ssd_mm or self.source_axis_distance_mm + 100.0
+
+    @property
+    def max_ssd_mm(self) -> float:
+        """Beyond this SSD no plan is plausible (refused, acknowledged or not)."""
+        return 1.5 * self.source_axis_distance_mm
 
     def applicator(self, applicator_id: str) -> Applicator | None:
         return next((a for a in self.applicators if a.id == applicator_id), None)
@@ -168,12 +218,13 @@ class Machine(_Model):
 
 
 class CTCurve(_Model):
-    """HU to relative electron density and mass density (g/cm³), HU strictly increasing."""
+    """HU to relative electron density and mass density (g/cm³): HU strictly increasing, densities never
+    decreasing as HU increase (denser matter scatters more X-rays), not all zero."""
 
-    name: str
-    hu: list[float]
-    rel_electron_density: list[Annotated[float, Field(ge=0)]]
-    mass_density: list[Annotated[float, Field(ge=0)]]
+    name: Text
+    hu: list[HU]
+    rel_electron_density: list[Density]
+    mass_density: list[Density]
 
     @field_validator("hu")
     @classmethod
@@ -181,6 +232,13 @@ class CTCurve(_Model):
         if len(v) < 2:
             raise ValueError("needs at least 2 points")
         return _strictly_increasing(v, "HU values")
+
+    @field_validator("rel_electron_density", "mass_density")
+    @classmethod
+    def _densities(cls, v: list[float]) -> list[float]:
+        if v and max(v) <= 0:
+            raise ValueError("all zero: the curve would make every voxel vacuum")
+        return _non_decreasing(v, "densities")
 
     @model_validator(mode="after")
     def _same_length(self) -> Self:
@@ -192,11 +250,11 @@ class CTCurve(_Model):
 class Material(_Model):
     """A material for overrides, bolus and cutouts."""
 
-    name: str
-    mass_density: Positive
-    rel_electron_density: Positive | None = None
-    rel_stopping_power: Positive
-    rel_scattering_power: Positive
+    name: Annotated[SH, Field(min_length=1)]  # MaterialID
+    mass_density: Annotated[Density, Field(gt=0)]
+    rel_electron_density: Annotated[Density, Field(gt=0)] | None = None
+    rel_stopping_power: Annotated[Density, Field(gt=0)]
+    rel_scattering_power: Annotated[Finite, Field(gt=0, le=1000)]
 
 
 class TLSConfig(_Model):
@@ -211,10 +269,10 @@ class TLSConfig(_Model):
 class DicomServer(_Model):
     """A DICOM storage destination (C-STORE SCP)."""
 
-    name: str
-    ae_title: str
-    host: str
-    port: Annotated[int, Field(ge=1, le=65535)]
+    name: Text
+    ae_title: Text
+    host: Text
+    port: Annotated[Count, Field(ge=1, le=65535)]
     tls: TLSConfig | None = None
 
     @field_validator("ae_title")
@@ -227,12 +285,15 @@ class DicomSettings(_Model):
     """Where exports go by default, who we are on the network, and where the web page may write."""
 
     export_folder: Path = Path("dicom-export")
-    local_ae_title: str = "RTEXPORT"
+    local_ae_title: Text = "RTEXPORT"
     servers: list[DicomServer] = Field(default_factory=list)
     export_roots: list[Path] = Field(default_factory=list)
     # Storage commitment: the archive reports back on a new association to this port (register our AE there).
-    commitment_port: Annotated[int, Field(ge=1, le=65535)] | None = None
-    commitment_host: str = ""
+    commitment_port: Annotated[Count, Field(ge=1, le=65535)] | None = None
+    commitment_host: Text = ""
+    # Custom servers (an AE title, host and port typed on the web page) and Test connection to them: physicists
+    # only, unless this is true.
+    allow_custom_servers: Annotated[bool, Field(strict=True)] = False
 
     @field_validator("local_ae_title")
     @classmethod
@@ -264,8 +325,8 @@ class Checks(_Model):
 class Site(_Model):
     """The whole site configuration."""
 
-    uid_root: str | None = None
-    manufacturer: str = "rtexport"
+    uid_root: Text | None = None
+    manufacturer: LO = "rtexport"
     machines: list[Machine] = Field(default_factory=list)
     ct_curves: list[CTCurve] = Field(default_factory=list)
     materials: list[Material] = Field(default_factory=list)
@@ -330,6 +391,16 @@ def _semantic_problems(site: Site) -> list[str]:
                 problems.append(
                     f"{where}.applicators[{ai}].default_cutout_material: unknown material "
                     f"{app.default_cutout_material!r}"
+                )
+            if app.source_to_applicator_mm > machine.source_axis_distance_mm:
+                problems.append(
+                    f"{where}.applicators[{ai}].source_to_applicator_mm: the applicator ends beyond the isocenter "
+                    f"(source-axis distance {machine.source_axis_distance_mm:g})"
+                )
+            if app.source_to_cutout_tray_mm > app.source_to_applicator_mm:
+                problems.append(
+                    f"{where}.applicators[{ai}].source_to_cutout_tray_mm: the cutout tray lies beyond the "
+                    f"applicator's end ({app.source_to_applicator_mm:g} mm from the source)"
                 )
             if app.source_to_cutout_tray_mm >= machine.source_axis_distance_mm:
                 problems.append(

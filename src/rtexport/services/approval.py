@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rtexport.errors import PlanError
+from rtexport.model.plan import mu_problems
 from rtexport.mucheck import check_beams
 from rtexport.services.export import prepare_objects
 from rtexport.services.users import Credentials, qualified
@@ -57,9 +58,15 @@ def approve(
         if ws.plans.approval(plan_id, rev) is not None:
             raise PlanError(f"plan {plan_id} revision {rev} is approved already")
         dose = ws.doses.get(plan_id, rev)
+        implausible = (
+            [] if dose is None else mu_problems(state.plan, site, {b.beam_name: b.mu_per_fraction for b in dose.beams})
+        )
         if dose is None:
             refusal = PlanError(f"plan {plan_id} revision {rev} has no current dose; run 'rtexport dose {plan_id}'")
             refused = {"reason": "no current dose"}
+        elif implausible:
+            refusal = PlanError(f"plan {plan_id} revision {rev} cannot be approved", implausible)
+            refused = {"reason": "implausible MU", "problems": implausible}
         else:
             check = check_beams(state.plan, site, dose.beams)
             if check.needs_acknowledgement and not acknowledge_mu_check:

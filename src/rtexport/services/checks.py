@@ -1,5 +1,5 @@
 """What a physicist expects to be told about a plan's dose: the independent MU check of each beam, a maximum well
-above the prescription, and MU per fraction outside a plausible range (all levels from the site's ``[checks]``)."""
+above the prescription (levels from the site's ``[checks]``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from rtexport.model.dose import DoseGrid
-from rtexport.model.plan import Plan
+from rtexport.model.plan import Plan, mu_problems
 from rtexport.model.site import Site
 from rtexport.mucheck import EngineBeam, MUCheck, check_beams
 from rtexport.workspace import PlanState
@@ -22,7 +22,9 @@ def mu_check(site: Site, state: PlanState) -> MUCheck | None:
 
 
 def dose_warnings(site: Site, plan: Plan, total: DoseGrid, beams: Sequence[EngineBeam]) -> list[str]:
-    """Warnings about a computed dose: the plan's maximum against the prescription, each beam's MU per fraction."""
+    """Warnings about a computed dose: the plan's maximum against the prescription, and each beam's MU per fraction
+    that is not deliverable or outside the site's usual range without the plan file's acknowledgement
+    (:func:`~rtexport.model.plan.mu_problems`, which also blocks approval and export)."""
     checks = site.checks
     warnings: list[str] = []
     gy = np.asarray(total.gy)
@@ -39,11 +41,8 @@ def dose_warnings(site: Site, plan: Plan, total: DoseGrid, beams: Sequence[Engin
             f"{plan.prescription_gy:g} Gy (the site warns above {checks.max_dose_warning_pct:g} %); "
             "check beam weights, energies and bolus"
         )
-    lo, hi = checks.mu_per_fraction_min, checks.mu_per_fraction_max
-    for b in beams:
-        if not lo <= b.mu_per_fraction <= hi:
-            warnings.append(
-                f"plan {plan.id}: beam {b.beam_name} has {b.mu_per_fraction:.1f} MU per fraction, outside the "
-                f"site's plausible range {lo:g}–{hi:g} MU; check its weight, prescription and normalization"
-            )
+    mu = {b.beam_name: b.mu_per_fraction for b in beams}
+    warnings += [
+        f"{p}; the plan cannot be approved or exported until this is resolved" for p in mu_problems(plan, site, mu)
+    ]
     return warnings

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from rtexport.dose import CTVolume, DoseEngine, compute_plan_dose
 from rtexport.errors import DoseError, PlanError
-from rtexport.model.plan import plan_problems
+from rtexport.model.plan import mu_problems, plan_problems
 from rtexport.services.checks import dose_warnings
 from rtexport.services.export import prepare_objects
 from rtexport.workspace import Actor, PlanState, Workspace
@@ -64,6 +64,8 @@ def compute_dose(
                 "stands and this one was not stored"
             )
         ws.doses.save(plan_id, rev.number, record, ws.now())
+        mu = {b.beam_name: b.mu_per_fraction for b in result.beams}
+        implausible = mu_problems(state.plan, site, mu)
         ws.audit(
             actor,
             "dose",
@@ -71,7 +73,8 @@ def compute_dose(
             plan_id,
             rev.number,
             engine=ENGINE_NAME,
-            mu={b.beam_name: round(b.mu_per_fraction, 1) for b in result.beams},
+            mu={name: round(value, 1) for name, value in mu.items()},
+            implausible_mu=implausible,
             warnings=warnings,
         )
     warning = prepare_objects(ws, plan_id)

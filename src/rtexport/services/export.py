@@ -7,20 +7,22 @@ that may have left the building, even one whose process was killed halfway.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from rtexport.errors import ConfigError, GateError, InputError, RTExportError, SendError
+from rtexport.errors import ConfigError, GateError, InputError, RTExportError, SendError, WriteError
 from rtexport.export.build import PreparedExport, build_objects, buildable_items
 from rtexport.export.gate import ALL_ITEMS, Item, check_export, parse_items
-from rtexport.export.local import WriteReport, write_folder
+from rtexport.export.local import ExportFolder, PlanIdentity, WriteReport, write_folder
 from rtexport.export.objects import ExportObject
 from rtexport.export.send import Destination, InstanceOutcome, InstanceResult, SendReport, echo, send_objects
+from rtexport.model.plan import mu_problems
 from rtexport.model.site import Site, TLSConfig, validate_ae_title
 from rtexport.services.site import site_status
-from rtexport.workspace import Actor, PlanState, Workspace
+from rtexport.workspace import Actor, PlanState, User, Workspace
 
 __all__ = [
     "ALL_ITEMS",
@@ -35,6 +37,7 @@ __all__ = [
     "ProgressEvent",
     "begin_export",
     "check_server",
+    "custom_servers_allowed",
     "default_folder",
     "export_block_reasons",
     "export_plan",
@@ -49,12 +52,18 @@ __all__ = [
 
 @dataclass(frozen=True)
 class FolderDestination:
-    """A local folder (created if missing)."""
+    """A local folder (created if missing). ``opened``: the folder as it was checked (the web page's, inside the
+    export roots), written through that handle however its path changes meanwhile; else opened when writing."""
 
     path: Path
+    opened: ExportFolder | None = field(default=None, compare=False, repr=False)
 
     def __str__(self) -> str:
         return str(self.path)
+
+    def close(self) -> None:
+        if self.opened is not None:
+            self.opened.close()
 
 
 ExportDestination = FolderDestination | Destination
@@ -99,6 +108,11 @@ class ExportReport:
     def ok(self) -> bool:
         return self.sent.ok if self.sent is not None else self.written is not None
 
+    @property
+    def warnings(self) -> list[str]:
+        """What the user should know although the export succeeded (e.g. what else the folder holds)."""
+        return list(self.written.warnings) if self.written is not None else []
+
     def message(self) -> str:
         """One paragraph for the user: what arrived, and what to do about what did not."""
         if self.written is not None:
@@ -106,6 +120,8 @@ class ExportReport:
             text = f"{len(w.written)} file(s) written to {w.folder}"
             if w.identical:
                 text += f"; {len(w.identical)} identical file(s) were already there"
+            if w.removed_stale:
+                text += f"; {len(w.removed_stale)} temporary file(s) of an interrupted earlier export removed"
             return text
         assert self.sent is not None
         return self.sent.summary()
@@ -119,18 +135,30 @@ def default_folder(ws: Workspace, site: Site) -> Path:
     return ws.resolve(site.dicom.export_folder).resolve()
 
 
-def _within_roots(ws: Workspace, site: Site, typed: str) -> Path:
-    roots = [ws.resolve(r).resolve() for r in site.dicom.export_roots]
+def _within_roots(ws: Workspace, site: Site, typed: str) -> FolderDestination:
+    """The folder opened below the export root it names, without following any symbolic link below the root:
+    checked and opened in one step, and written later through that handle."""
+    roots = [ws.resolve(r) for r in site.dicom.export_roots]
     if not roots:
         raise InputError("the site configuration lists no export_roots: local export from the web page is off")
-    try:
-        target = ws.resolve(Path(typed)).resolve()
-    except (OSError, ValueError, RuntimeError) as e:
-        raise InputError(f"{typed}: not a usable folder ({e})") from e
-    if any(target == r or r in target.parents for r in roots):
-        return target
-    allowed = ", ".join(str(r) for r in roots)
+    allowed = ", ".join(str(r.resolve()) for r in roots)
+    target = Path(os.path.normpath(ws.resolve(Path(typed))))
+    for root in roots:
+        for form in (Path(os.path.normpath(root)), root.resolve()):
+            if target != form and form not in target.parents:
+                continue
+            try:
+                opened = ExportFolder.within(form, target.relative_to(form))
+            except WriteError as e:
+                raise InputError(f"{typed} is outside the folders the site allows for export ({allowed}): {e}") from e
+            return FolderDestination(root.resolve() / target.relative_to(form), opened)
     raise InputError(f"{typed} is outside the folders the site allows for export ({allowed})")
+
+
+def custom_servers_allowed(site: Site, user: User) -> bool:
+    """Whether ``user`` may send to, or test, a server the site does not list (an AE title, host and port typed
+    in): physicists may; others only where ``dicom.allow_custom_servers`` is true."""
+    return user.qualified or site.dicom.allow_custom_servers
 
 
 def resolve_destination(
@@ -144,10 +172,13 @@ def resolve_destination(
     port: int | str | None = None,
     tls_ca: Path | None = None,
     within_roots: bool = False,
+    requester: User | None = None,
 ) -> ExportDestination:
     """Where an export goes, from what the user gave: a folder (default: the site's), a configured server by name,
     or a custom server (AE title, host and port). ``within_roots``: a folder must lie inside the site's
-    ``dicom.export_roots`` (the web page; symlinks and ``..`` resolved first). Raises :class:`InputError`."""
+    ``dicom.export_roots`` and is opened now (the web page: no symbolic link below a root is followed, and a later
+    swap cannot redirect the files; the export closes it). ``requester``: the web page's user, who may use a
+    custom server only as :func:`custom_servers_allowed` says. Raises :class:`InputError`."""
     aet, host = (aet or "").strip() or None, (host or "").strip() or None
     custom = aet is not None or host is not None or (port is not None and str(port).strip() != "")
     if server and custom:
@@ -161,6 +192,12 @@ def resolve_destination(
             raise InputError(f"no DICOM server {server!r} in the site configuration (servers: {known})")
         return Destination.from_server(found)
     if custom:
+        if requester is not None and not custom_servers_allowed(site, requester):
+            raise InputError(
+                f"{requester.name} is a {requester.role.value}: only a physicist may export to or test a custom "
+                "server here; choose a server from the site configuration (or the site sets "
+                "dicom.allow_custom_servers = true)"
+            )
         if aet is None or host is None or port is None or not str(port).strip():
             raise InputError("a custom server needs an AE title, a host and a port")
         try:
@@ -179,7 +216,7 @@ def resolve_destination(
             raise InputError("type the folder to export to")
         return FolderDestination(default_folder(ws, site))
     if within_roots:
-        return FolderDestination(_within_roots(ws, site, str(folder).strip()))
+        return _within_roots(ws, site, str(folder).strip())
     return FolderDestination(Path(folder))
 
 
@@ -190,7 +227,7 @@ def findings(ws: Workspace, state: PlanState, items: Collection[Item], *, to_bui
     """Every reason the export of ``items`` is refused (empty: go). ``to_build_only``: the reasons the objects
     cannot be built (building needs no authorization; exporting does)."""
     status = site_status(ws)
-    return check_export(
+    found = check_export(
         site=status.site,
         site_problems=status.problems,
         course=ws.course(state.plan.course),
@@ -201,6 +238,10 @@ def findings(ws: Workspace, state: PlanState, items: Collection[Item], *, to_bui
         has_current_dose=state.dose is not None,
         items=items,
     )
+    if state.dose is not None and status.site is not None:
+        computed = {b.beam_name: b.mu_per_fraction for b in state.dose.beams}
+        found += [f"plan {state.plan.id}: {p}" for p in mu_problems(state.plan, status.site, computed)]
+    return found
 
 
 def export_block_reasons(ws: Workspace, state: PlanState) -> list[str]:
@@ -277,7 +318,19 @@ def begin_export(
     commit: bool = False,
 ) -> ExportRun:
     """Gate (every reason at once; a refusal is audited and raised as :class:`GateError`), build or reuse the
-    objects, and audit the intent. Nothing is written or sent yet."""
+    objects, and audit the intent. Nothing is written or sent yet. A refused export closes a folder the
+    destination holds open; otherwise :func:`finish_export` does."""
+    try:
+        return _begin(ws, plan_id, items, destination, actor, commit)
+    except BaseException:
+        if isinstance(destination, FolderDestination):
+            destination.close()
+        raise
+
+
+def _begin(
+    ws: Workspace, plan_id: str, items: Collection[Item], destination: ExportDestination, actor: Actor, commit: bool
+) -> ExportRun:
     state = ws.plan_state(plan_id)
     rev = state.revision.number
     chosen = [i.value for i in Item if i in items]
@@ -287,13 +340,25 @@ def begin_export(
     if found:
         ws.audit(actor, action, "refused", plan_id, rev, findings=found, items=chosen, destination=where)
         raise GateError(found)
-    prepared = build_objects(ws, ws.site(), state, items)
+    try:
+        prepared = build_objects(ws, ws.site(), state, items)
+    except RTExportError as e:  # e.g. a stored object that can no longer be read
+        ws.audit(actor, action, "failed", plan_id, rev, error=str(e), items=chosen, destination=where)
+        raise
     started = ws.audit(actor, action, "started", plan_id, rev, destination=where, items=chosen, uids=prepared.uids())
     return ExportRun(prepared, destination, actor, started, commit)
 
 
 def finish_export(ws: Workspace, run: ExportRun, progress: Progress | None = None) -> ExportReport:
     """Write or send what :func:`begin_export` prepared, and audit the outcome."""
+    try:
+        return _finish(ws, run, progress)
+    finally:
+        if isinstance(run.destination, FolderDestination):
+            run.destination.close()
+
+
+def _finish(ws: Workspace, run: ExportRun, progress: Progress | None) -> ExportReport:
     progress = progress or _Silent()
     prepared, destination, actor = run.prepared, run.destination, run.actor
     state = prepared.state
@@ -305,8 +370,12 @@ def finish_export(ws: Workspace, run: ExportRun, progress: Progress | None = Non
     common = {"destination": where, "items": chosen, "started": run.started, "event": run.event}
     try:
         if isinstance(destination, FolderDestination):
+            course = ws.course(state.plan.course)
             written = write_folder(
-                prepared.objects, destination.path, lambda o: progress.done(ProgressEvent(o, "written"))
+                prepared.objects,
+                destination.opened or destination.path,
+                lambda o: progress.done(ProgressEvent(o, "written")),
+                plan=PlanIdentity(course.patient.patient_id, state.plan.id),
             )
             report = ExportReport(prepared, destination, written=written)
         else:
@@ -336,6 +405,8 @@ def finish_export(ws: Workspace, run: ExportRun, progress: Progress | None = Non
             rev,
             written=len(report.written.written),
             identical=len(report.written.identical),
+            warnings=report.written.warnings,
+            removed_stale=report.written.removed_stale,
             uids=prepared.uids(),
             **common,
         )

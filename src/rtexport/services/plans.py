@@ -6,7 +6,7 @@ import secrets
 
 from rtexport.errors import PlanError
 from rtexport.geometry.setup import aim_plan, plan_structures
-from rtexport.model.plan import Plan, parse_plan, plan_digest, plan_problems
+from rtexport.model.plan import Plan, parse_plan, plan_digest, plan_problems, unusual_values
 from rtexport.workspace import Actor, PlanState, Workspace
 from rtexport.workspace.dicomio import course_contours
 
@@ -47,7 +47,8 @@ def _store(ws: Workspace, plan: Plan, text: str, source: str, actor: Actor, *, n
                 )
             number = last.number + 1
         ws.plans.add_revision(plan.id, number, digest, text, secrets.token_hex(16), ws.now(), actor.name)
-        ws.audit(actor, "plan-load", "ok", plan.id, number, source=source)
+        acknowledged = {u.key: u.why for u in unusual_values(plan, ws.site()) if u.acknowledged}
+        ws.audit(actor, "plan-load", "ok", plan.id, number, source=source, acknowledged=acknowledged)
     return number, ""
 
 

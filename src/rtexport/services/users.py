@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from rtexport.errors import AuthError, InputError
+from rtexport.errors import AuthError, InputError, PasswordError
 from rtexport.model.text import check_person_name
 from rtexport.workspace import Actor, Role, User, Workspace
 from rtexport.workspace.passwords import hash_password, verify_password
@@ -33,7 +33,7 @@ def authenticate(
     found = ws.users.get(name)
     if found is None or not verify_password(password, found[1]):
         ws.audit(actor.as_user(name), action, "refused", plan_id, revision, reason="unknown user or wrong password")
-        raise AuthError(f"{action}: unknown user or wrong password for {name!r}")
+        raise PasswordError(f"{action}: unknown user or wrong password for {name!r}")
     return found[0]
 
 

@@ -6,8 +6,10 @@ opened per request and per export job.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -21,7 +23,7 @@ from markupsafe import Markup
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rtexport.display import dicom_date, local_time, person
-from rtexport.errors import AuthError, GateError, InputError, PlanError, RTExportError, SendError
+from rtexport.errors import AuthError, GateError, InputError, PasswordError, PlanError, RTExportError, SendError
 from rtexport.export.gate import Item
 from rtexport.model.course import Course
 from rtexport.model.dose import DoseGrid
@@ -34,6 +36,7 @@ from rtexport.services.export import (
     Destination,
     begin_export,
     check_server,
+    custom_servers_allowed,
     default_folder,
     export_block_reasons,
     resolve_destination,
@@ -46,8 +49,11 @@ from rtexport.services.views import bolus_outlines, course_volume, plan_dvh, sli
 from rtexport.services.views import colors as plan_colors
 from rtexport.web.auth import (
     LoginRequired,
+    Throttle,
+    add_security_headers,
     add_sessions,
     check_csrf,
+    client_of,
     csrf_token,
     current_user,
     log_in,
@@ -129,13 +135,23 @@ UserDep = Annotated[User, Depends(current_user)]
 Csrf = Depends(check_csrf)
 
 
-def create_app(home: Path, *, secret: str | None = None) -> FastAPI:
+def create_app(
+    home: Path,
+    *,
+    secret: str | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    https: bool = False,
+) -> FastAPI:
     """The app for the workspace at ``home``. Logins last as long as the process (12 h at most, until logout);
-    ``secret`` signs the session cookies (default: a new random one)."""
+    ``secret`` signs the session cookies (default: a new random one); ``clock`` times password lockouts;
+    ``https``: served over TLS (the session cookie is then Secure)."""
     home = home.resolve()
     Workspace.open(home).close()  # fail now, not at the first request, when there is no workspace
     app = FastAPI(title="rtexport", docs_url=None, redoc_url=None, openapi_url=None)
-    add_sessions(app, secret)
+    add_sessions(app, secret, https=https)
+    add_security_headers(app)
+    throttle = Throttle(clock)
+    app.state.throttle = throttle
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     templates = Jinja2Templates(directory=HERE / "templates")
     templates.env.filters.update(person=person, local=local_time, dicom_date=dicom_date, fromiso=datetime.fromisoformat)
@@ -201,6 +217,28 @@ def create_app(home: Path, *, secret: str | None = None) -> FastAPI:
         d = state.dose
         return caches.doses.get((state.plan.id, d.revision, d.computed_at.isoformat()), d.plan.load)
 
+    # -- passwords: throttled per user and per client ------------------------------------------------------
+
+    def guarded(request: Request, ws: Workspace, actor: Actor, action: str, name: str) -> str | None:
+        """Why a password for ``name`` is not even checked now (audited), or None."""
+        refusal = throttle.locked(name, client_of(request))
+        if refusal:
+            ws.audit(actor, action, "refused", reason=refusal, user=name, client=client_of(request))
+        return refusal
+
+    def failed(request: Request, ws: Workspace, actor: Actor, action: str, name: str) -> None:
+        for lockout in throttle.failed(name, client_of(request)):
+            ws.audit(
+                actor,
+                "lockout",
+                "locked",
+                locked=lockout,
+                after=action,
+                user=name,
+                client=client_of(request),
+                minutes=round(throttle.lockout_s / 60),
+            )
+
     # -- log in / out -------------------------------------------------------------------------------------
 
     @app.get("/login", response_class=HTMLResponse)
@@ -215,10 +253,16 @@ def create_app(home: Path, *, secret: str | None = None) -> FastAPI:
         password: Annotated[str, Form()],
         next: Annotated[str, Form()] = "/",
     ) -> Response:
+        anonymous = Actor.here("web")
+        refusal = guarded(request, ws, anonymous, "login", name)
+        if refusal:
+            return page(request, "login.html", 429, next=next, error=f"Refused: {refusal}.", name=name)
         try:
-            user = authenticate(ws, name, password, "login", Actor.here("web"))
-        except AuthError:
+            user = authenticate(ws, name, password, "login", anonymous)
+        except PasswordError:
+            failed(request, ws, anonymous, "login", name)
             return page(request, "login.html", 401, next=next, error="Unknown user or wrong password.", name=name)
+        throttle.succeeded(name)
         log_in(request, user)
         ws.audit(_actor(user), "login", "ok")
         safe = next if next.startswith("/") and not next.startswith("//") else "/"
@@ -295,6 +339,7 @@ def create_app(home: Path, *, secret: str | None = None) -> FastAPI:
             roots=[str(ws.resolve(r).resolve()) for r in site.dicom.export_roots] if site else [],
             reports=plan_reports(ws, plan_id),
             message=take_form_message(request),
+            custom_allowed=custom_servers_allowed(site, user) if site else False,
         )
 
     @app.get("/plans/{plan_id}/slice/{view}/{index}.png")
@@ -371,19 +416,29 @@ def create_app(home: Path, *, secret: str | None = None) -> FastAPI:
     ) -> Response:
         plan_state(ws, plan_id)
         place = "authorization" if action == "authorize" else "approval"
+        name = name.strip()
+        refusal = guarded(request, ws, _actor(user), action, name)
+        if refusal:
+            form_message(request, action, "error", f"{action}: {refusal}")
+            return RedirectResponse(f"/plans/{plan_id}#{place}", status_code=303)
         try:
             if action == "authorize":
-                approval.authorize(ws, plan_id, (name.strip(), password), _actor(user))
-                form_message(request, action, "ok", f"Export of plan {plan_id} authorized by {name.strip()}.")
+                approval.authorize(ws, plan_id, (name, password), _actor(user))
+                form_message(request, action, "ok", f"Export of plan {plan_id} authorized by {name}.")
             else:
-                credentials = (name.strip(), password)
                 signed = approval.approve(
-                    ws, plan_id, credentials, _actor(user), acknowledge_mu_check=acknowledge_mu_check
+                    ws, plan_id, (name, password), _actor(user), acknowledge_mu_check=acknowledge_mu_check
                 )
-                text = f"Plan {plan_id} approved by {name.strip()}."
+                text = f"Plan {plan_id} approved by {name}."
                 form_message(request, action, "ok", f"{text} {signed.warning}" if signed.warning else text)
+        except PasswordError as e:
+            failed(request, ws, _actor(user), action, name)
+            form_message(request, action, "error", str(e))
+            return RedirectResponse(f"/plans/{plan_id}#{place}", status_code=303)
         except (AuthError, PlanError) as e:
             form_message(request, action, "error", str(e))
+            return RedirectResponse(f"/plans/{plan_id}#{place}", status_code=303)
+        throttle.succeeded(name)
         return RedirectResponse(f"/plans/{plan_id}#{place}", status_code=303)
 
     @app.post("/plans/{plan_id}/authorize", dependencies=[Csrf])
@@ -412,7 +467,7 @@ def create_app(home: Path, *, secret: str | None = None) -> FastAPI:
     # -- export ---------------------------------------------------------------------------------------------
 
     def start_export(
-        ws: Workspace, user: User, plan_id: str, items: tuple[Item, ...], kind: str, **given: str
+        request: Request, ws: Workspace, user: User, plan_id: str, items: tuple[Item, ...], kind: str, **given: str
     ) -> JSONResponse:
         """Resolve the destination, gate and build in the request (a refusal answers at once, audited), then write
         or send in a background job the page polls."""
@@ -431,10 +486,12 @@ def create_app(home: Path, *, secret: str | None = None) -> FastAPI:
                 host=given.get("host"),
                 port=given.get("port"),
                 within_roots=True,
+                requester=user,
             )
         except InputError as e:
-            ws.audit(actor, "export", "refused", plan_id, reason=str(e), via_form=kind)
-            return _error(403 if kind == "folder" else 422, str(e))
+            action = "export" if kind == "folder" else "export-server"
+            ws.audit(actor, action, "refused", plan_id, reason=str(e), client=client_of(request))
+            return _error(403 if kind == "folder" or "physicist" in str(e) else 422, str(e))
         try:
             run = begin_export(ws, plan_id, items, dest, actor)
         except GateError as e:
@@ -446,16 +503,18 @@ def create_app(home: Path, *, secret: str | None = None) -> FastAPI:
 
     @app.post("/plans/{plan_id}/export/folder", dependencies=[Csrf])
     def export_folder(
+        request: Request,
         ws: WS,
         user: UserDep,
         plan_id: str,
         folder: Annotated[str, Form()],
         items: Annotated[list[str], Form()] = [],  # noqa: B006 (FastAPI copies defaults)
     ) -> JSONResponse:
-        return start_export(ws, user, plan_id, _parse_items(items), "folder", folder=folder)
+        return start_export(request, ws, user, plan_id, _parse_items(items), "folder", folder=folder)
 
     @app.post("/plans/{plan_id}/export/server", dependencies=[Csrf])
     def export_server(
+        request: Request,
         ws: WS,
         user: UserDep,
         plan_id: str,
@@ -467,10 +526,11 @@ def create_app(home: Path, *, secret: str | None = None) -> FastAPI:
     ) -> JSONResponse:
         chosen = _parse_items(items)
         server = "" if server == "custom" else server
-        return start_export(ws, user, plan_id, chosen, "server", server=server, aet=aet, host=host, port=port)
+        return start_export(request, ws, user, plan_id, chosen, "server", server=server, aet=aet, host=host, port=port)
 
     @app.post("/echo", dependencies=[Csrf])
     def echo_server(
+        request: Request,
         ws: WS,
         user: UserDep,
         server: Annotated[str, Form()] = "",
@@ -483,9 +543,10 @@ def create_app(home: Path, *, secret: str | None = None) -> FastAPI:
             return _error(409, site_error)
         server = "" if server == "custom" else server
         try:
-            dest = resolve_destination(ws, site, server=server, aet=aet, host=host, port=port)
+            dest = resolve_destination(ws, site, server=server, aet=aet, host=host, port=port, requester=user)
         except InputError as e:
-            return _error(422, str(e))
+            ws.audit(_actor(user), "echo", "refused", reason=str(e), client=client_of(request))
+            return _error(403 if "physicist" in str(e) else 422, str(e))
         assert isinstance(dest, Destination)
         try:
             message = check_server(ws, dest, _actor(user))
@@ -503,8 +564,41 @@ def create_app(home: Path, *, secret: str | None = None) -> FastAPI:
     return app
 
 
-def serve(home: Path, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Serve the page with uvicorn until interrupted."""
+def listen_warning(host: str, tls: bool, insecure_http: bool) -> str | None:
+    """Refuse (:class:`InputError`) to serve a non-loopback address in clear text unless forced; the warning to
+    show when forced (None when there is nothing to warn about)."""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback or tls:
+        return None
+    if not insecure_http:
+        raise InputError(
+            f"refusing to serve {host} over plain HTTP: passwords and patient data would cross the network in "
+            "clear text; give --cert FILE --key FILE (TLS), serve 127.0.0.1 behind a TLS proxy, or force it with "
+            "--insecure-http"
+        )
+    return f"serving {host} over plain HTTP (--insecure-http): passwords and patient data cross the network in clear"
+
+
+def serve(
+    home: Path,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    cert: Path | None = None,
+    key: Path | None = None,
+    insecure_http: bool = False,
+    warn: Callable[[str], None] = lambda _: None,
+) -> None:
+    """Serve the page with uvicorn until interrupted (over TLS when ``cert`` and ``key`` are given)."""
     import uvicorn
 
-    uvicorn.run(create_app(home), host=host, port=port, log_level="info")
+    if (cert is None) != (key is None):
+        raise InputError("give both --cert and --key for TLS")
+    warning = listen_warning(host, cert is not None, insecure_http)
+    if warning:
+        warn(warning)
+    app = create_app(home, https=cert is not None)
+    uvicorn.run(app, host=host, port=port, log_level="info", ssl_certfile=cert, ssl_keyfile=key)

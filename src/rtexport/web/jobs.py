@@ -37,6 +37,7 @@ class Job:
     ok: bool | None = None
     message: str = ""
     findings: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # what the user should know although it succeeded
     results: list[dict[str, Any]] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
@@ -52,8 +53,11 @@ class Job:
             self.results.append(result)
             self.done = len(self.results)
 
-    def finish(self, ok: bool, message: str, results: list[dict[str, Any]] | None = None) -> None:
+    def finish(
+        self, ok: bool, message: str, results: list[dict[str, Any]] | None = None, warnings: Collection[str] = ()
+    ) -> None:
         with self.lock:
+            self.warnings = list(warnings)
             if results is not None:
                 self.results = results
                 self.done = len(results)
@@ -83,6 +87,7 @@ class Job:
                 "ok": self.ok,
                 "message": self.message,
                 "findings": list(self.findings),
+                "warnings": list(self.warnings),
                 "results": [dict(r) for r in self.results],
                 "seconds": round(end - self.started, 1),
             }
@@ -183,6 +188,6 @@ def export_work(home: Path, run: ExportRun) -> Callable[[Job], None]:
                 }
                 for r in report.sent.results
             ]
-        job.finish(report.ok, report.message(), results)
+        job.finish(report.ok, report.message(), results, report.warnings)
 
     return work

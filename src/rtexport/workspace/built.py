@@ -14,6 +14,21 @@ class BuiltObjects:
         self._db = db
         self._blobs = blobs
 
+    def blob_references(self) -> list[tuple[str, str]]:
+        """(sha256, what references it) for every object built for export."""
+        refs: list[tuple[str, str]] = []
+        for row in self._db.all("SELECT key, sha256 FROM built ORDER BY key"):
+            # key: plan id, revision, token, approval status[, dose time], kind[, beam] (export.build)
+            parts = str(row["key"]).split("\x1f")
+            if len(parts) >= 6 and parts[-2] == "RD":
+                kind = f"RT Dose of beam {parts[-1]}" if parts[-1] else "RT Dose (plan)"
+            else:
+                kind = {"RS": "RT Structure Set", "RP": "RT Plan"}.get(parts[-1], parts[-1])
+            refs.append(
+                (str(row["sha256"]), f"plan {parts[0]} revision {parts[1]} ({parts[3]}): {kind} built for export")
+            )
+        return refs
+
     def digest(self, key: str, build: Callable[[], bytes], at: str) -> str:
         """The stored digest of the object built for ``key``; ``build`` runs only when there is none yet."""
         row = self._db.one("SELECT sha256 FROM built WHERE key = ?", (key,))

@@ -54,5 +54,14 @@ class CourseRepository:
             raise PlanError(f"no course {course_id!r} in this workspace (see 'rtexport course list')")
         return course_from_json(row["data"])
 
+    def blob_references(self) -> list[tuple[str, str]]:
+        """(sha256, what references it) for every stored file of every course."""
+        refs: list[tuple[str, str]] = []
+        for c in self.all():
+            refs += [(s.sha256, f"course {c.id}: CT image z={s.z_mm:g} mm ({s.sop_instance_uid})") for s in c.slices]
+            ss = c.structure_set
+            refs.append((ss.sha256, f"course {c.id}: imported RT Structure Set ({ss.sop_instance_uid})"))
+        return refs
+
     def all(self) -> list[Course]:
         return [course_from_json(r["data"]) for r in self._db.all("SELECT data FROM courses ORDER BY id")]

@@ -75,6 +75,10 @@ class Database:
         self._depth = 0
         self.execute("PRAGMA foreign_keys = ON")
         self.execute("PRAGMA journal_mode = WAL")
+        # A workspace whose audit table lost its protection: the triggers are put back below, and the audit log
+        # records that they had been removed (evidence that someone edited the file).
+        found = {r["name"] for r in self.all("SELECT name FROM sqlite_master WHERE type IN ('table', 'trigger')")}
+        self.removed_triggers = sorted({"audit_no_update", "audit_no_delete"} - found) if "audit" in found else []
         self._conn.executescript(SCHEMA)  # idempotent: IF NOT EXISTS
         for table, column, definition in _ADDED_COLUMNS:
             have = {r["name"] for r in self.all(f"PRAGMA table_info({table})")}

@@ -12,8 +12,10 @@ import numpy.typing as npt
 import pydicom
 import pydicom.filereader
 from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
 
 from rtexport.dicom.contours import contours_by_name
+from rtexport.errors import StoreError
 from rtexport.geometry.axial import AxialOrientation
 from rtexport.model.course import Contour, Course
 from rtexport.workspace.store import BlobStore
@@ -31,9 +33,16 @@ class FileIdentity:
 
 
 def read_file_meta(path: Path) -> FileIdentity:
-    """SOP Class and Instance UIDs from a Part 10 file's meta header, without reading the data set."""
-    meta = pydicom.filereader.read_file_meta_info(path)
-    return FileIdentity(str(meta.MediaStorageSOPClassUID), str(meta.MediaStorageSOPInstanceUID))
+    """SOP Class and Instance UIDs from a Part 10 file's meta header, without reading the data set. A stored
+    file that cannot be read so is damaged or missing: :class:`StoreError`."""
+    try:
+        meta = pydicom.filereader.read_file_meta_info(path)
+        return FileIdentity(str(meta.MediaStorageSOPClassUID), str(meta.MediaStorageSOPInstanceUID))
+    except (OSError, InvalidDicomError, AttributeError, KeyError, ValueError) as e:
+        raise StoreError(
+            f"stored file {path} cannot be read as DICOM ({e}): it is missing or damaged; nothing was exported; "
+            "run 'rtexport verify'"
+        ) from e
 
 
 def course_contours(ws: Workspace, course: Course, names: Collection[str] | None = None) -> dict[str, list[Contour]]:

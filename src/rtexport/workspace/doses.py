@@ -104,6 +104,16 @@ class DoseRepository:
         geometry = GridGeometry(tuple(g["origin_mm"]), tuple(g["spacing_mm"]), tuple(g["shape"]))
         return StoredGrid(g["sha256"], geometry, g["frame"], self._blobs)
 
+    def blob_references(self) -> list[tuple[str, str]]:
+        """(sha256, what references it) for every stored dose array."""
+        refs: list[tuple[str, str]] = []
+        for row in self._db.all("SELECT plan_id, revision, data FROM doses ORDER BY plan_id, revision"):
+            d = json.loads(row["data"])
+            where = f"plan {row['plan_id']} revision {row['revision']}"
+            refs.append((d["plan"]["sha256"], f"{where}: plan dose array"))
+            refs += [(b["grid"]["sha256"], f"{where}: dose array of beam {b['name']}") for b in d["beams"]]
+        return refs
+
     def get(self, plan_id: str, revision: int) -> StoredDose | None:
         row = self._db.one("SELECT * FROM doses WHERE plan_id = ? AND revision = ?", (plan_id, revision))
         if row is None:

@@ -91,6 +91,13 @@ class BlobStore:
             raise self._damaged(digest, found)
         return path
 
+    def found(self, digest: str) -> str | None:
+        """The sha256 the blob's bytes have now (the digest itself when intact), or None when it is missing."""
+        try:
+            return sha256_file(self.path(digest))
+        except FileNotFoundError:
+            return None
+
     def check(self, digest: str, found: str) -> None:
         """Raise unless ``found`` (a hash computed while reading the blob) is ``digest``."""
         if found != digest:

@@ -78,7 +78,7 @@ class Workspace:
         self.courses = CourseRepository(self.db)
         self.plans = PlanRepository(self.db)
         self.users = UserRepository(self.db)
-        self.audit_log = AuditLog(self.db)
+        self.audit_log = AuditLog(self.db, self.now)
         self.doses = DoseRepository(self.db, self.blobs)
         self.built = BuiltObjects(self.db, self.blobs)
         self.reports = ReportRepository(self.db)

@@ -4,6 +4,9 @@
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
   const $ = (sel, root = document) => root.querySelector(sel);
 
+  // Colour swatches (legends, DVH table): set here, since the Content-Security-Policy allows no inline style.
+  for (const el of document.querySelectorAll("[data-swatch]")) el.style.background = el.dataset.swatch;
+
   // Slice sliders: load the next picture once the previous one has arrived (no request pile-up).
   for (const fig of document.querySelectorAll("figure.view")) {
     const img = $("img", fig), range = $("input[type=range]", fig), pos = $("[data-role=pos]", fig);
@@ -110,7 +113,9 @@
     const msg = $("#progress-message");
     msg.className = "message " + (job.state === "running" ? "" : job.ok ? "good" : "bad");
     msg.innerHTML = esc(job.message).replace(/\n/g, "<br>") +
-      (job.findings.length ? "<ul>" + job.findings.map((f) => `<li>${esc(f)}</li>`).join("") + "</ul>" : "");
+      (job.findings.length ? "<ul>" + job.findings.map((f) => `<li>${esc(f)}</li>`).join("") + "</ul>" : "") +
+      ((job.warnings || []).length ? '<ul class="warnings">' +
+        job.warnings.map((w) => `<li class="warnc">Warning: ${esc(w)}</li>`).join("") + "</ul>" : "");
     tbody.innerHTML = job.results.map((r, i) =>
       `<tr><td>${i + 1}</td><td>${esc(r.kind)}</td><td>${esc(r.description)}</td>` +
       `<td><code>${esc(job.kind === "folder" ? r.file : r.uid)}</code></td>` +
