@@ -71,12 +71,17 @@ def pencil_beam(case: Case, comm: Commissioning) -> tuple[FloatArray, float]:
     vox = voxels(case)
     xs = Voxels.centres(vox.x)[vox.fine]
     zs = Voxels.centres(vox.z)
+    dz = zs[1] - zs[0]
+    # one row of vacuum before the phantom, as a CT has air around the body: the engine interpolates the medium,
+    # and without it the skin would sit at the first sample, half a bin deep
+    zs = np.concatenate([[zs[0] - dz], zs])
     w = vox.y[vox.centre_y + 1] - vox.y[vox.centre_y]
     s = w / 4.0  # four samples across the central slab
     reach = max(abs(v) for v in case.field_cm[2:]) * (case.ssd_cm + case.depth_cm) / SAD_CM + 1.0
     k = math.ceil(reach / s)
     ys = s * (np.arange(-k, k) + 0.5)
     mat = material_at(case, xs[None, None, :], ys[:, None, None], zs[None, :, None])  # [y, z, x] = patient [z, y, x]
+    mat[:, 0, :] = 0
     media = case.media
     rho_e = np.array([0.0] + [REL_ELECTRON_DENSITY[m] for m in media])
     t_rel = np.concatenate([[0.0], relative_scattering_power(np.array([DENSITY[m] for m in media]))])
@@ -98,7 +103,7 @@ def pencil_beam(case: Case, comm: Commissioning) -> tuple[FloatArray, float]:
     dose = engine.beam_dose(medium, beam, comm.energy)
     seconds = time.perf_counter() - t0
     central = np.abs(ys) < w / 2.0
-    return np.asarray(dose[central].mean(axis=0).T, dtype=np.float64), seconds  # [x, z]
+    return np.asarray(dose[central, 1:].mean(axis=0).T, dtype=np.float64), seconds  # [x, z]
 
 
 # --- comparison -------------------------------------------------------------------------------------------------
@@ -184,6 +189,7 @@ def _gamma(xs: FloatArray, zs: FloatArray, mc: FloatArray, pb: FloatArray, dd: f
         lower_percent_dose_cutoff=10.0,
         interp_fraction=5,
         max_gamma=2.0,
+        interp_algo="scipy",  # the default needs numba
     )
     valid = np.isfinite(g)
     return float(100.0 * np.mean(g[valid] <= 1.0)) if valid.any() else math.nan
