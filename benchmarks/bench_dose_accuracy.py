@@ -324,23 +324,32 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown case(s) {', '.join(sorted(unknown))}; see --list")
 
-    def run(c: Case) -> MCResult:
-        # commissioning data are never recomputed by --recompute of another case's comparison
-        return monte_carlo(c, recompute=args.recompute and c.name in wanted)
+    done: dict[str, MCResult] = {}
 
-    by_name = {c.name: c for c in all_cases}
-    ref_case = by_name["reference 10x10"]
-    ref = (ref_case, run(ref_case))
-    squares = [(c, run(c)) for c in all_cases if c.name.startswith("cutout") and c.side_cm[0] == c.side_cm[1]]
+    def run(c: Case) -> MCResult:
+        if c.name not in done:  # --recompute reruns the named cases once, never the others' commissioning data
+            done[c.name] = monte_carlo(c, recompute=args.recompute and c.name in wanted)
+        return done[c.name]
+
     selected = [c for c in all_cases if c.name in wanted and c.compare]
-    results = {c.name: run(c) for c in selected}
+    energies = sorted({c.energy_mev for c in selected})
+    comms: dict[float, Commissioning] = {}
+    for e in energies:
+        ref_case = next(c for c in all_cases if c.reference and c.energy_mev == e)
+        ref = (ref_case, run(ref_case))
+        squares = [(c, run(c)) for c in all_cases if c.square and c.energy_mev == e]
+        for c in selected:
+            if c.energy_mev == e:
+                run(c)
+        if args.mc_only:
+            continue
+        comms[e] = commission(ref, squares)
+        extended = [c for c in selected if c.energy_mev == e and c.group == "extended SSD"]
+        print_commissioning(comms[e], ref, (extended[0], run(extended[0])) if extended else None)
+        print()
     if args.mc_only:
         return 0
-    comm = commission(ref, squares)
-    ssd = by_name["extended SSD 110"]
-    print_commissioning(comm, ref, (ssd, results[ssd.name]) if ssd.name in results else None)
-    print()
-    rows = [compare(c, results[c.name], comm) for c in selected]
+    rows = [compare(c, run(c), comms[c.energy_mev]) for c in selected]
     print_table(rows)
     print_speed(rows)
     return 0

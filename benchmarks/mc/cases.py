@@ -58,6 +58,13 @@ class Case:
     boxes: tuple[Box, ...] = ()
     depth_cm: float = 8.0
     compare: bool = True
+    reference: bool = False  # the energy's reference field: its PDD and dmax dose commission the beam
+
+    @property
+    def square(self) -> bool:
+        """A square cutout on water at the reference SSD: one of the energy's output-factor measurements."""
+        w, h = self.side_cm
+        return w == h and self.group in ("cutout", "commissioning") and self.ssd_cm == SAD_CM
 
     @property
     def media(self) -> tuple[str, ...]:
@@ -195,7 +202,7 @@ def cases() -> list[Case]:
     e = 12.0
     homog = "nothing: the model's own data"
     out: list[Case] = [
-        Case("reference 10x10", "homogeneous", homog, e, _sq(10.0), 1_200_000),
+        Case("reference 10x10", "homogeneous", homog, e, _sq(10.0), 1_200_000, reference=True),
         Case("cutout 6x6", "commissioning", "small-field output", e, _sq(6.0), 400_000, compare=False),
         Case("cutout 4x4", "cutout", "output and depth dose of a small field", e, _sq(4.0), 300_000),
         Case("cutout 3x3", "cutout", "output and depth dose of a small field", e, _sq(3.0), 200_000),
@@ -263,6 +270,29 @@ def cases() -> list[Case]:
             _sq(10.0),
             500_000,
             boxes=(Box(BONE, (-0.5, -0.5, 1.0), (0.5, 0.5, 2.0)),),
+        ),
+    ]
+    # high energy, small field: the depth dose of a 4x4 shallower than the broad field's
+    out += [
+        Case("20 MeV ref 10x10", "homogeneous", homog, 20.0, _sq(10.0), 500_000, depth_cm=12.0, reference=True),
+        Case(
+            "20 MeV cutout 6x6",
+            "commissioning",
+            "small-field output",
+            20.0,
+            _sq(6.0),
+            300_000,
+            depth_cm=12.0,
+            compare=False,
+        ),
+        Case(
+            "20 MeV cutout 4x4",
+            "cutout",
+            "depth dose and output of a small high-energy field",
+            20.0,
+            _sq(4.0),
+            250_000,
+            depth_cm=12.0,
         ),
     ]
     return out
