@@ -135,12 +135,12 @@ class Row:
         return ok
 
 
-def reference_points(case: Case, z_cm: FloatArray, mc_axis: FloatArray) -> list[Point]:
+def reference_points(case: Case, z_cm: FloatArray, mc_axis: FloatArray, ref_dmax_cm: float) -> list[Point]:
     """Where the local dose is compared: dmax on the axis (the Monte Carlo's own), and points each case is about."""
     dmax = peak(z_cm, mc_axis)[0]
     name = case.name
-    if case.step is not None:
-        return [Point("upper dmax", -2.5, dmax), Point("recess dmax", 2.5, case.step[1] + dmax)]
+    if case.step is not None:  # the axis runs down the step's edge: the reference field's dmax on either side
+        return [Point("upper dmax", -2.5, ref_dmax_cm), Point("recess dmax", 2.5, case.step[1] + ref_dmax_cm)]
     if case.tilt_deg > 0:
         return [Point("axis 5 mm", 0.0, 0.5), Point("axis dmax", 0.0, dmax)]
     if name.startswith("lung"):
@@ -208,7 +208,8 @@ def compare(case: Case, result: MCResult, comm: Commissioning) -> Row:
     pb = np.where(scored, pb, 0.0)
 
     mc_axis = axis_depth_dose(case, np.where(rho >= SCORED_DENSITY, per_emission(case, result), 0.0))
-    points = reference_points(case, zs, mc_axis)
+    ref_dmax = pdd_metrics(*comm.reference_pdd_mm).dmax_mm / 10.0
+    points = reference_points(case, zs, mc_axis, ref_dmax)
     diffs = []
     for p in points:
         xsel, zsel = _region(xs, zs, p)
@@ -259,19 +260,20 @@ def print_commissioning(comm: Commissioning, ref: tuple[Case, MCResult], ssd110:
     )
     if ssd110 is not None:
         (c0, r0), (c1, r1) = ref, ssd110
-        z0 = Voxels.centres(voxels(c0).z)
-        d0 = peak(z0, axis_depth_dose(c0, per_emission(c0, r0)))
-        d1 = peak(Voxels.centres(voxels(c1).z), axis_depth_dose(c1, per_emission(c1, r1)))
-        expect = ((c0.ssd_cm + d0[0]) / (c1.ssd_cm + d1[0])) ** 2
+        z = Voxels.centres(voxels(c0).z)
+        n = min(len(z), len(voxels(c1).z) - 1)
+        ratio = axis_depth_dose(c1, per_emission(c1, r1))[:n] / axis_depth_dose(c0, per_emission(c0, r0))[:n]
+        inverse_square = ((c0.ssd_cm + z[:n]) / (c1.ssd_cm + z[:n])) ** 2
+        band = (z[:n] > 1.0) & (z[:n] < 3.0)
         print(
-            f"  check: Monte Carlo dmax dose per MU at SSD 110 / SSD 100 = {d1[1] / d0[1]:.4f}, inverse square from"
-            f" the source {expect:.4f} (virtual SSD = {e.virtual_ssd_mm / 10:g} cm)"
+            f"  check: Monte Carlo axis dose per MU, SSD 110 / SSD 100, mean over 1-3 cm deep: "
+            f"{ratio[band].mean():.4f}; inverse square from the source {inverse_square[band].mean():.4f}"
         )
 
 
 def print_table(rows: list[Row]) -> None:
     head = (
-        f"{'case':<18} {'what the pencil beam misses':<44} {'reference points: PB/MC-1 (MC 1σ)':<62} "
+        f"{'case':<18} {'what the pencil beam misses':<48} {'reference points: PB/MC-1 (MC 1σ)':<62} "
         f"{'ΔR90/ΔR50 mm':>13} {'γ3%/3mm':>8} {'γ3%/2mm':>8} {'(MC 1σ)':>7} {'target':>9} {'met':>4}"
     )
     print(head)
@@ -282,7 +284,7 @@ def print_table(rows: list[Row]) -> None:
         target = f"{tol_pct:g}%" + (f"/{tol_mm:g}mm" if tol_mm else "")
         shifts = f"{r.shifts_mm[0]:+.1f}/{r.shifts_mm[1]:+.1f}"
         print(
-            f"{r.case.name:<18} {r.case.misses:<44} {pts:<62} {shifts:>13} {r.gamma33:>7.1f}% {r.gamma32:>7.1f}% "
+            f"{r.case.name:<18} {r.case.misses:<48} {pts:<62} {shifts:>13} {r.gamma33:>7.1f}% {r.gamma32:>7.1f}% "
             f"{r.gamma_noise_pct:>6.1f}% {target:>9} {'yes' if r.met else 'NO':>4}"
         )
     print(

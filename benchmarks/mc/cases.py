@@ -200,20 +200,30 @@ def _sq(side: float) -> tuple[float, float, float, float]:
 def cases() -> list[Case]:
     """Every case, commissioning first (the reference field and the square cutouts)."""
     e = 12.0
-    homog = "nothing: the model's own data"
+    homog = "nothing: it reproduces its own beam data"
     out: list[Case] = [
         Case("reference 10x10", "homogeneous", homog, e, _sq(10.0), 1_200_000, reference=True),
         Case("cutout 6x6", "commissioning", "small-field output", e, _sq(6.0), 400_000, compare=False),
-        Case("cutout 4x4", "cutout", "output and depth dose of a small field", e, _sq(4.0), 300_000),
-        Case("cutout 3x3", "cutout", "output and depth dose of a small field", e, _sq(3.0), 200_000),
-        Case("cutout 2x2", "cutout", "output and depth dose of a small field", e, _sq(2.0), 150_000),
-        Case("cutout 2x8", "cutout", "equivalent-square output of a narrow field", e, (-1.0, 1.0, -4.0, 4.0), 300_000),
-        Case("extended SSD 110", "extended SSD", "inverse square, beam divergence", e, _sq(10.0), 500_000, 110.0),
+        Case("cutout 4x4", "cutout", "cutout factor applied at the reference dmax", e, _sq(4.0), 300_000),
+        Case("cutout 3x3", "cutout", "cutout factor applied at the reference dmax", e, _sq(3.0), 200_000),
+        Case("cutout 2x2", "cutout", "cutout factor applied at the reference dmax", e, _sq(2.0), 150_000),
+        Case(
+            "cutout 2x8", "cutout", "output of a narrow field from 4·area/perimeter", e, (-1.0, 1.0, -4.0, 4.0), 300_000
+        ),
+        Case(
+            "extended SSD 110",
+            "extended SSD",
+            "nothing new: inverse square from the virtual SSD",
+            e,
+            _sq(10.0),
+            500_000,
+            110.0,
+        ),
         Case("bolus 1 cm", "homogeneous", "inverse square to the bolus surface", e, _sq(10.0), 500_000, bolus_cm=1.0),
         Case(
             "step 40 mm",
             "irregular surface",
-            "per-pencil inverse square, edge scatter",
+            "per-pencil inverse square; scatter at the edge",
             e,
             _sq(10.0),
             500_000,
@@ -223,9 +233,9 @@ def cases() -> list[Case]:
     for angle in (30.0, 45.0, 60.0):
         out.append(
             Case(
-                f"oblique {angle:g}°",
+                f"oblique {angle:g}",
                 "oblique",
-                "obliquity: shallow-dose rise, inverse square",
+                "per-pencil inverse square; oblique shallow dose",
                 e,
                 _sq(10.0),
                 500_000,
@@ -237,7 +247,7 @@ def cases() -> list[Case]:
         Case(
             "lung slab 2 cm",
             "heterogeneity",
-            "lateral scatter disequilibrium in lung",
+            "lateral scatter across a low-density slab",
             e,
             _sq(10.0),
             500_000,
@@ -247,7 +257,7 @@ def cases() -> list[Case]:
         Case(
             "bone slab 1 cm",
             "heterogeneity",
-            "scatter and stopping in bone",
+            "stopping and scattering of bone (ρe, X0)",
             e,
             _sq(10.0),
             500_000,
@@ -265,7 +275,7 @@ def cases() -> list[Case]:
         Case(
             "bone insert 1 cm",
             "heterogeneity",
-            "scatter shadow of a small bone",
+            "shadow and edge hot spots of a small bone",
             e,
             _sq(10.0),
             500_000,
@@ -288,7 +298,7 @@ def cases() -> list[Case]:
         Case(
             "20 MeV cutout 4x4",
             "cutout",
-            "depth dose and output of a small high-energy field",
+            "depth dose of a small high-energy field",
             20.0,
             _sq(4.0),
             250_000,
