@@ -142,7 +142,7 @@ def reference_points(case: Case, z_cm: FloatArray, mc_axis: FloatArray, ref_dmax
     if case.step is not None:  # the axis runs down the step's edge: the reference field's dmax on either side
         return [Point("upper dmax", -2.5, ref_dmax_cm), Point("recess dmax", 2.5, case.step[1] + ref_dmax_cm)]
     if case.tilt_deg > 0:
-        return [Point("axis 5 mm", 0.0, 0.5), Point("axis dmax", 0.0, dmax)]
+        return [Point("axis 0-4 mm", 0.0, 0.1), Point("axis dmax", 0.0, dmax)]
     if name.startswith("lung"):
         return [Point("axis dmax", 0.0, dmax), Point("beyond lung 4 cm", 0.0, 4.0)]
     if name.startswith("bone slab"):
