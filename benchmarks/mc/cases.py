@@ -223,7 +223,7 @@ def cases() -> list[Case]:
         Case(
             "step 40 mm",
             "irregular surface",
-            "per-pencil inverse square; scatter at the edge",
+            "per-pencil inverse square; side scatter at the edge",
             e,
             _sq(10.0),
             500_000,
@@ -235,7 +235,7 @@ def cases() -> list[Case]:
             Case(
                 f"oblique {angle:g}",
                 "oblique",
-                "per-pencil inverse square; oblique shallow dose",
+                "per-pencil inverse square (near side low, far high)",
                 e,
                 _sq(10.0),
                 500_000,
