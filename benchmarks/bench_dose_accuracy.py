@@ -1,13 +1,13 @@
 """Dose per MU of the pencil beam against Monte Carlo (ompmc, EGSnrc physics) on MPPG 5.b-style cases.
 
-An idealized 12 MeV machine (a point source collimated in vacuum: no in-air spread, virtual SSD = source
-distance) is commissioned from Monte Carlo water data of that same source (reference PDD, cutout output factors
-at each field's own dmax, 1 cGy/MU at dmax of the 10×10 at SSD 100); then both engines compute every case per MU
-and are compared on the central plane (the y slab through the axis): local dose difference at reference points
-with the Monte Carlo's 1σ, the depth shift of R90 and R50 (distance to agreement in the fall-off), and global
-gamma pass rates (3 %/3 mm, 3 %/2 mm, Monte Carlo dose > 10 % of its maximum).
+An idealized machine, 12 MeV (and 20 MeV for a small field): a monoenergetic point source collimated in vacuum
+(no in-air spread, virtual SSD = source distance), commissioned from Monte Carlo water data of that same source
+(reference PDD, cutout output factors at each field's own dmax, 1 cGy/MU at dmax of the 10×10 at SSD 100). Both
+engines then compute every case per MU and are compared on the central plane (the y slab through the axis): local
+dose difference at reference points with the Monte Carlo's 1σ, the depth shift of R90 and R50 (distance to
+agreement in the fall-off), and global gamma pass rates (3 %/3 mm, 3 %/2 mm, Monte Carlo dose > 10 % of its max).
 
-Run: python benchmarks/bench_dose_accuracy.py [--cases NAME ...] [--recompute] [--list]
+Run: python benchmarks/bench_dose_accuracy.py [--cases NAME ...] [--recompute] [--list] [--mc-only]
 Monte Carlo results come from benchmarks/mc-cache when present (ompmc is needed only for a missing entry:
 pip install '.[bench]'); the pencil beam is always recomputed.
 """
