@@ -1,0 +1,308 @@
+"""The benchmark's phantoms and fields (MPPG 5.b style), as voxel grids both Monte Carlo and the pencil beam see.
+
+Case frame, in cm: the central axis is +z (the direction of travel), the skin on the central axis is at z = 0,
+x and y are the beam's-eye-view axes. The idealized machine is a point source ``ssd_cm`` before the skin on the
+axis, collimated by an opening in vacuum (no scattering foil, no applicator, no air): its in-air angular spread is
+zero and its virtual SSD is the true source distance. Fields are given in the plane 100 cm from the source.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int32]
+
+SAD_CM = 100.0
+WATER = "H2O700ICRU"
+LUNG = "LUNG700ICRU"
+BONE = "ICRPBONE700ICRU"
+AIR = "AIR700ICRU"
+
+# Mass density (g/cm³, as in the PEGS4 file) and electron density relative to water (from the PEGS4 composition:
+# ρ · (Z/A) / (Z/A)_water). Monte Carlo scores no dose below 0.044 g/cm³ (ompmc's air rule).
+DENSITY = {WATER: 1.0, LUNG: 0.26, BONE: 1.85, AIR: 1.2048e-3}
+REL_ELECTRON_DENSITY = {WATER: 1.0, LUNG: 0.2578, BONE: 1.7374, AIR: 1.083e-3}
+SCORED_DENSITY = 0.044
+
+
+@dataclass(frozen=True)
+class Box:
+    """A block of one medium, bounds in cm of the case frame (±inf for a slab)."""
+
+    medium: str
+    lo: tuple[float, float, float]
+    hi: tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One beam on one phantom. ``field_cm`` = (x0, x1, y0, y1) at 100 cm from the source; ``step``: the skin is
+    recessed by ``step[1]`` cm where x > ``step[0]``; ``tilt_deg``: the skin rises toward −x at that angle;
+    ``bolus_cm``: water on the skin over the whole phantom (the SSD stays to the skin)."""
+
+    name: str
+    group: str
+    misses: str
+    energy_mev: float
+    field_cm: tuple[float, float, float, float]
+    n_histories: int
+    ssd_cm: float = 100.0
+    tilt_deg: float = 0.0
+    step: tuple[float, float] | None = None
+    bolus_cm: float = 0.0
+    boxes: tuple[Box, ...] = ()
+    depth_cm: float = 8.0
+    compare: bool = True
+    reference: bool = False  # the energy's reference field: its PDD and dmax dose commission the beam
+
+    @property
+    def square(self) -> bool:
+        """A square cutout on water at the reference SSD: one of the energy's output-factor measurements."""
+        w, h = self.side_cm
+        return w == h and self.group in ("cutout", "commissioning") and self.ssd_cm == SAD_CM
+
+    @property
+    def media(self) -> tuple[str, ...]:
+        """Media in index order (Monte Carlo material index = position + 1; 0 is vacuum)."""
+        names = [WATER]
+        for b in self.boxes:
+            if b.medium not in names:
+                names.append(b.medium)
+        return tuple(names)
+
+    @property
+    def side_cm(self) -> tuple[float, float]:
+        x0, x1, y0, y1 = self.field_cm
+        return x1 - x0, y1 - y0
+
+
+@dataclass(frozen=True)
+class Voxels:
+    """Voxel boundaries (cm). ``fine`` selects the x bins of the fine region (where doses are compared);
+    ``centre_y`` is the central y bin (the compared plane is that slab, averaged over its width)."""
+
+    x: FloatArray
+    y: FloatArray
+    z: FloatArray
+    fine: slice
+    centre_y: int
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return len(self.x) - 1, len(self.y) - 1, len(self.z) - 1
+
+    @staticmethod
+    def centres(edges: FloatArray) -> FloatArray:
+        return np.asarray(0.5 * (edges[1:] + edges[:-1]), dtype=np.float64)
+
+
+def _symmetric(inner: float, step: float, fine_to: float, coarse: float, out_to: float) -> FloatArray:
+    """Edges symmetric about 0: a central bin of width ``inner``, bins of ``step`` to ±fine_to, then ``coarse``
+    bins to ±out_to."""
+    pos = [inner / 2.0]
+    while pos[-1] < fine_to - 1e-9:
+        pos.append(pos[-1] + step)
+    while pos[-1] < out_to - 1e-9:
+        pos.append(pos[-1] + coarse)
+    half = np.array(pos)
+    return np.concatenate([-half[::-1], half])
+
+
+def top_cm(case: Case) -> float:
+    """Upstream face of the phantom box (the Monte Carlo collimator plane), relative to the skin on the axis."""
+    x0, x1, _, _ = case.field_cm
+    if case.tilt_deg > 0.0:
+        reach = (max(-x0, x1) * case.ssd_cm / SAD_CM) + 2.0  # field at the skin + the lateral reach of scatter
+        return -round(reach * math.tan(math.radians(case.tilt_deg)) / 0.2 + 0.5) * 0.2
+    return -case.bolus_cm
+
+
+def voxels(case: Case) -> Voxels:
+    """2.5 mm bins across the field and 2 cm beside it, 1 cm bins beyond; 2 mm in depth; in y a central slab
+    a quarter of the field's y side (5–10 mm) wide, coarser bins outside it."""
+    x0, x1, y0, y1 = case.field_cm
+    grow = (case.ssd_cm + case.depth_cm + (case.step[1] if case.step else 0.0)) / SAD_CM
+    hx = max(-x0, x1) * grow
+    hy = max(-y0, y1) * grow
+    fx = math.ceil((hx + 2.0) / 0.25) * 0.25
+    # 0 is a bin edge, so the step sits on one
+    coarse_lo, coarse_hi = np.arange(-fx - 3.0, -fx, 1.0), np.arange(fx + 1.0, fx + 3.5, 1.0)
+    x = np.concatenate([coarse_lo, np.arange(-fx, fx + 1e-6, 0.25), coarse_hi])
+    wy = min(max(case.side_cm[1] / 4.0, 0.5), 1.0)
+    y = _symmetric(wy, 1.0, hy + 1.0, 2.0, hy + 4.0)
+    top = top_cm(case)
+    bottom = case.depth_cm + (case.step[1] if case.step else 0.0)
+    nz = round((bottom - top) / 0.2)
+    z = np.asarray(top + 0.2 * np.arange(nz + 1), dtype=np.float64)
+    fine_lo = int(np.searchsorted(x, -fx - 1e-6))
+    fine_hi = int(np.searchsorted(x, fx + 1e-6))
+    return Voxels(x=x, y=y, z=z, fine=slice(fine_lo, fine_hi), centre_y=len(y) // 2 - 1)
+
+
+def skin_cm(case: Case, x: FloatArray) -> FloatArray:
+    """Depth of the skin (cm, case frame) above lateral position x."""
+    s = np.zeros_like(x, dtype=np.float64)
+    if case.tilt_deg > 0.0:
+        s = x * math.tan(math.radians(case.tilt_deg))
+    if case.step is not None:
+        s = np.where(x > case.step[0], case.step[1], s)
+    return np.asarray(s, dtype=np.float64)
+
+
+def material_at(case: Case, x: FloatArray, y: FloatArray, z: FloatArray) -> IntArray:
+    """Material index (1-based into ``case.media``; 0 vacuum) at points x, y, z (broadcast)."""
+    x, y, z = np.broadcast_arrays(x, y, z)
+    inside = z >= skin_cm(case, x) - case.bolus_cm
+    m = inside.astype(np.int32)
+    media = case.media
+    for b in case.boxes:
+        sel = inside & (x >= b.lo[0]) & (x < b.hi[0]) & (y >= b.lo[1]) & (y < b.hi[1]) & (z >= b.lo[2]) & (z < b.hi[2])
+        m = np.where(sel, media.index(b.medium) + 1, m).astype(np.int32)
+    return np.asarray(m, dtype=np.int32)
+
+
+def phantom(case: Case, vox: Voxels) -> tuple[IntArray, FloatArray]:
+    """Material index and mass density per voxel [x, y, z] (C order; Monte Carlo needs a Fortran copy)."""
+    xc, yc, zc = (Voxels.centres(e) for e in (vox.x, vox.y, vox.z))
+    mat = material_at(case, xc[:, None, None], yc[None, :, None], zc[None, None, :])
+    lut = np.array([0.0] + [DENSITY[m] for m in case.media])
+    return mat, np.asarray(lut[mat], dtype=np.float64)
+
+
+def opening(case: Case) -> tuple[float, tuple[float, float, float, float]]:
+    """Source-to-collimator-plane distance (cm) and the opening there (x0, x1, y0, y1) for Monte Carlo."""
+    d = case.ssd_cm + top_cm(case)
+    f = d / SAD_CM
+    x0, x1, y0, y1 = case.field_cm
+    return d, (x0 * f, x1 * f, y0 * f, y1 * f)
+
+
+def solid_angle(d: float, x0: float, x1: float, y0: float, y1: float) -> float:
+    """Solid angle of the rectangle [x0, x1] × [y0, y1] seen from a point at distance d above the origin.
+    Monte Carlo starts each history inside the opening, so dose per emitted particle is dose per history × this
+    (over 4π; the constant cancels in every ratio)."""
+
+    def corner(x: float, y: float) -> float:
+        return math.atan2(x * y, d * math.sqrt(x * x + y * y + d * d))
+
+    return corner(x1, y1) - corner(x0, y1) - corner(x1, y0) + corner(x0, y0)
+
+
+def _sq(side: float) -> tuple[float, float, float, float]:
+    return (-side / 2.0, side / 2.0, -side / 2.0, side / 2.0)
+
+
+def cases() -> list[Case]:
+    """Every case, commissioning first (the reference field and the square cutouts)."""
+    e = 12.0
+    homog = "nothing: it reproduces its own beam data"
+    out: list[Case] = [
+        Case("reference 10x10", "homogeneous", homog, e, _sq(10.0), 1_200_000, reference=True),
+        Case("cutout 6x6", "commissioning", "small-field output", e, _sq(6.0), 400_000, compare=False),
+        Case("cutout 4x4", "cutout", "cutout factor applied at the reference dmax", e, _sq(4.0), 300_000),
+        Case("cutout 3x3", "cutout", "cutout factor applied at the reference dmax", e, _sq(3.0), 200_000),
+        Case("cutout 2x2", "cutout", "cutout factor applied at the reference dmax", e, _sq(2.0), 150_000),
+        Case(
+            "cutout 2x8", "cutout", "output of a narrow field from 4·area/perimeter", e, (-1.0, 1.0, -4.0, 4.0), 300_000
+        ),
+        Case(
+            "extended SSD 110",
+            "extended SSD",
+            "nothing new: inverse square from the virtual SSD",
+            e,
+            _sq(10.0),
+            500_000,
+            110.0,
+        ),
+        Case("bolus 1 cm", "homogeneous", "inverse square to the bolus surface", e, _sq(10.0), 500_000, bolus_cm=1.0),
+        Case(
+            "step 40 mm",
+            "irregular surface",
+            "per-pencil inverse square; side scatter at the edge",
+            e,
+            _sq(10.0),
+            500_000,
+            step=(0.0, 4.0),
+        ),
+    ]
+    for angle in (30.0, 45.0, 60.0):
+        out.append(
+            Case(
+                f"oblique {angle:g}",
+                "oblique",
+                "per-pencil inverse square (near side low, far high)",
+                e,
+                _sq(10.0),
+                500_000,
+                tilt_deg=angle,
+            )
+        )
+    inf = math.inf
+    out += [
+        Case(
+            "lung slab 2 cm",
+            "heterogeneity",
+            "lateral scatter across a low-density slab",
+            e,
+            _sq(10.0),
+            500_000,
+            boxes=(Box(LUNG, (-inf, -inf, 1.0), (inf, inf, 3.0)),),
+            depth_cm=10.0,
+        ),
+        Case(
+            "bone slab 1 cm",
+            "heterogeneity",
+            "stopping and scattering of bone (ρe, X0)",
+            e,
+            _sq(10.0),
+            500_000,
+            boxes=(Box(BONE, (-inf, -inf, 1.0), (inf, inf, 2.0)),),
+        ),
+        Case(
+            "air cavity 1 cm",
+            "heterogeneity",
+            "in-scatter behind a small cavity",
+            e,
+            _sq(10.0),
+            500_000,
+            boxes=(Box(AIR, (-0.5, -0.5, 1.0), (0.5, 0.5, 2.0)),),
+        ),
+        Case(
+            "bone insert 1 cm",
+            "heterogeneity",
+            "shadow and edge hot spots of a small bone",
+            e,
+            _sq(10.0),
+            500_000,
+            boxes=(Box(BONE, (-0.5, -0.5, 1.0), (0.5, 0.5, 2.0)),),
+        ),
+    ]
+    # high energy, small field: the depth dose of a 4x4 shallower than the broad field's
+    out += [
+        Case("20 MeV ref 10x10", "homogeneous", homog, 20.0, _sq(10.0), 500_000, depth_cm=12.0, reference=True),
+        Case(
+            "20 MeV cutout 6x6",
+            "commissioning",
+            "small-field output",
+            20.0,
+            _sq(6.0),
+            300_000,
+            depth_cm=12.0,
+            compare=False,
+        ),
+        Case(
+            "20 MeV cutout 4x4",
+            "cutout",
+            "depth dose of a small high-energy field",
+            20.0,
+            _sq(4.0),
+            250_000,
+            depth_cm=12.0,
+        ),
+    ]
+    return out
