@@ -55,6 +55,23 @@ def _describe(e: OSError) -> str:
     return e.strerror or str(e)
 
 
+def _deepest_existing(path: Path, what: str) -> tuple[int, Path, tuple[str, ...]]:
+    """A handle on the deepest existing directory of ``path`` (links followed: the path is the user's or the
+    site's), that directory, and the names below it still to create."""
+    existing = path
+    missing: list[str] = []
+    while True:
+        try:
+            return os.open(existing, _DIR_FLAGS), existing, tuple(missing)
+        except FileNotFoundError:
+            if existing.parent == existing:
+                raise WriteError(f"cannot open {what}: no such file system") from None
+            missing.insert(0, existing.name)
+            existing = existing.parent
+        except OSError as e:
+            raise WriteError(f"cannot open {what}: {_describe(e)}; nothing was written") from e
+
+
 def _parts(relative: Path) -> tuple[str, ...]:
     return tuple(p for p in relative.parts if p not in ("", "."))
 
@@ -72,20 +89,8 @@ class ExportFolder:
     def open(cls, path: Path) -> ExportFolder:
         """The folder the user named (symbolic links in ``path`` are followed, as a shell would)."""
         path = Path(os.path.abspath(path))
-        existing = path
-        missing: list[str] = []
-        while True:
-            try:
-                fd = os.open(existing, _DIR_FLAGS)
-                break
-            except FileNotFoundError:
-                if existing.parent == existing:
-                    raise WriteError(f"cannot create export folder {path}: no such file system") from None
-                missing.insert(0, existing.name)
-                existing = existing.parent
-            except OSError as e:
-                raise WriteError(f"cannot open export folder {path}: {_describe(e)}; nothing was written") from e
-        return cls(path, fd, tuple(missing))
+        fd, _, missing = _deepest_existing(path, f"export folder {path}")
+        return cls(path, fd, missing)
 
     @classmethod
     def within(cls, root: Path, typed: Path) -> ExportFolder:
@@ -98,19 +103,7 @@ class ExportFolder:
             raise WriteError(f"{typed} is outside the export folder {root}") from None
         # The root is the site's (its own path may hold symbolic links); the part of it not made yet is created
         # like the rest, without following links.
-        base = Path(os.path.normpath(root))
-        pending: list[str] = []
-        while True:
-            try:
-                fd = os.open(base, _DIR_FLAGS)
-                break
-            except FileNotFoundError:
-                if base.parent == base:
-                    raise WriteError(f"cannot open the export root {root}: no such file system") from None
-                pending.insert(0, base.name)
-                base = base.parent
-            except OSError as e:
-                raise WriteError(f"cannot open the export root {root}: {_describe(e)}") from e
+        fd, base, pending = _deepest_existing(Path(os.path.normpath(root)), f"the export root {root}")
         parts = (*pending, *_parts(relative))
         for k, part in enumerate(parts):
             try:

@@ -21,19 +21,33 @@ class Signed:
     warning: str | None = None
 
 
+def _signer(
+    ws: Workspace, plan_id: str, credentials: Credentials, action: str, actor: Actor
+) -> tuple[PlanState, Actor]:
+    """The plan's state and the physicist who signs it (proven by name and password; refusals audited)."""
+    state = ws.plan_state(plan_id)
+    who = qualified(ws, credentials, action, actor, plan_id, state.revision.number)
+    return state, actor.as_user(who.name)
+
+
+def _still_unapproved(ws: Workspace, plan_id: str, rev: int, action: str) -> None:
+    """Inside the signing transaction: the revision signed is still the current one, and not approved."""
+    current = ws.plans.last_revision(plan_id).number
+    if current != rev:
+        raise PlanError(f"plan {plan_id} changed to revision {current} meanwhile; {action} that revision")
+    if ws.plans.approval(plan_id, rev) is not None:
+        needless = "export needs no authorization" if action == "authorize" else "it cannot be approved again"
+        raise PlanError(f"plan {plan_id} revision {rev} is approved already: {needless}")
+
+
 def authorize(ws: Workspace, plan_id: str, credentials: Credentials, actor: Actor) -> Signed:
     """A physicist authorizes the export of the plan's current (unapproved) revision."""
-    state = ws.plan_state(plan_id)
+    state, signer = _signer(ws, plan_id, credentials, "authorize", actor)
     rev = state.revision.number
-    who = qualified(ws, credentials, "authorize", actor, plan_id, rev)
-    signer = actor.as_user(who.name)
     with ws.transaction():
-        current = ws.plans.last_revision(plan_id).number
-        if current != rev:
-            raise PlanError(f"plan {plan_id} changed to revision {current} meanwhile; authorize that revision")
-        if ws.plans.approval(plan_id, rev) is not None:
-            raise PlanError(f"plan {plan_id} is approved: export needs no authorization")
-        ws.plans.set_authorization(plan_id, rev, who.name, ws.now())
+        _still_unapproved(ws, plan_id, rev, "authorize")
+        assert signer.user is not None
+        ws.plans.set_authorization(plan_id, rev, signer.user, ws.now())
         ws.audit(signer, "authorize", "ok", plan_id, rev)
     return Signed(ws.plan_state(plan_id))
 
@@ -44,19 +58,13 @@ def approve(
     """A physicist approves the plan's current revision, which must have current dose; the plan is then read-only
     and its export objects (fixed UIDs) are built. When the independent MU check finds a beam beyond the site's
     action level, or a beam it cannot check, approval needs ``acknowledge_mu_check`` (recorded in the audit)."""
-    state = ws.plan_state(plan_id)
+    state, signer = _signer(ws, plan_id, credentials, "approve", actor)
     rev = state.revision.number
-    who = qualified(ws, credentials, "approve", actor, plan_id, rev)
-    signer = actor.as_user(who.name)
     site = ws.site()
     refusal: PlanError | None = None
     refused: dict[str, object] = {}
     with ws.transaction():
-        current = ws.plans.last_revision(plan_id).number
-        if current != rev:
-            raise PlanError(f"plan {plan_id} changed to revision {current} meanwhile; approve that revision")
-        if ws.plans.approval(plan_id, rev) is not None:
-            raise PlanError(f"plan {plan_id} revision {rev} is approved already")
+        _still_unapproved(ws, plan_id, rev, "approve")
         dose = ws.doses.get(plan_id, rev)
         implausible = (
             [] if dose is None else mu_problems(state.plan, site, {b.beam_name: b.mu_per_fraction for b in dose.beams})
@@ -77,7 +85,7 @@ def approve(
                 )
                 refused = {"reason": "MU check not acknowledged", "mu_check": check.as_dict()}
             else:
-                ws.plans.add_approval(plan_id, rev, who.name, ws.now())
+                ws.plans.add_approval(plan_id, rev, str(signer.user), ws.now())
                 ws.audit(
                     signer,
                     "approve",
