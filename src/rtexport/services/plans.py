@@ -5,15 +5,17 @@ from __future__ import annotations
 import secrets
 
 from rtexport.errors import PlanError
-from rtexport.geometry.setup import aim_plan, plan_structures
 from rtexport.model.plan import Plan, parse_plan, plan_digest, plan_problems, unusual_values
 from rtexport.workspace import Actor, PlanState, Workspace
-from rtexport.workspace.dicomio import course_contours
 
 
 def _check_fits(ws: Workspace, plan: Plan, source: str) -> None:
     """Refuse a plan that does not fit the site and course, or whose beams cannot be set up on the course (an aim
     point in air, an SSD the geometry cannot have, an applicator in the patient): all knowable without dose."""
+    # Imported here, not at the top: listing plans needs neither scipy nor pydicom ('plan list' answers at once).
+    from rtexport.geometry.setup import aim_plan, plan_structures
+    from rtexport.workspace.dicomio import course_contours
+
     site, course = ws.site(), ws.course(plan.course)
     problems = plan_problems(plan, site, course)
     if problems:
