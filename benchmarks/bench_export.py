@@ -43,7 +43,7 @@ name = "{name}"
 energy_mev = {energy}
 applicator = "10x10"
 gantry_deg = {gantry}
-isocenter_mm = [0.0, -100.0, 0.0]
+aim_mm = [0.0, -100.0, 0.0]
 ssd_mm = 1000
 weight = 1.0
 cutout_mm = [[-40, -30], [40, -30], [40, 30], [-40, 30]]
@@ -103,18 +103,25 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def child_export(home: Path, out: Path) -> None:
+def child_export(home: Path, out: Path, verify: bool = True) -> None:
     """In a fresh process: prepare the objects (as `rtexport dose` does), then export everything; print seconds
-    for each step and peak RSS as JSON."""
+    for each step and peak RSS as JSON. ``verify=False``: the same export with the stored hashes dropped from the
+    objects, so nothing is hashed (the kernel copies): what verification costs, measured in the same run."""
+    import dataclasses
+
     from rtexport.export.gate import Item
-    from rtexport.services.export import FolderDestination, export_plan, prepare
+    from rtexport.services.export import FolderDestination, begin_export, finish_export, prepare
     from rtexport.workspace import Actor, Workspace
 
     ws = Workspace.open(home)
     t0 = time.perf_counter()
     prepare(ws, "BENCH")
     t1 = time.perf_counter()
-    report = export_plan(ws, "BENCH", tuple(Item), FolderDestination(out), Actor.here("benchmark"))
+    run = begin_export(ws, "BENCH", tuple(Item), FolderDestination(out), Actor.here("benchmark"))
+    if not verify:
+        objects = tuple(dataclasses.replace(o, sha256=None) for o in run.prepared.objects)
+        run = dataclasses.replace(run, prepared=dataclasses.replace(run.prepared, objects=objects))
+    report = finish_export(ws, run)
     t2 = time.perf_counter()
     peak_mb = peak_rss_mb()
     assert report.written is not None
@@ -122,9 +129,10 @@ def child_export(home: Path, out: Path) -> None:
     print(json.dumps({**result, "bytes": report.prepared.total_bytes}))
 
 
-def run_export(home: Path, out: Path) -> dict[str, float]:
+def run_export(home: Path, out: Path, verify: bool = True) -> dict[str, float]:
+    flags = [] if verify else ["--unverified"]
     r = subprocess.run(
-        [sys.executable, __file__, "--child", str(home), str(out)], capture_output=True, text=True, check=True
+        [sys.executable, __file__, "--child", str(home), str(out), *flags], capture_output=True, text=True, check=True
     )
     return json.loads(r.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
@@ -138,10 +146,11 @@ def timed(cmd: list[str]) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--child", nargs=2, metavar=("HOME", "OUT"))
+    ap.add_argument("--unverified", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     if args.child:
-        child_export(Path(args.child[0]), Path(args.child[1]))
+        child_export(Path(args.child[0]), Path(args.child[1]), verify=not args.unverified)
         return
     with tempfile.TemporaryDirectory(prefix="rtexport-bench-", dir=Path.cwd()) as tmp:
         root = Path(tmp)
@@ -156,7 +165,7 @@ def main() -> None:
         staging = root / "same-bytes"
         shutil.copytree(root / "warm300", staging)  # the same files the export writes
         size = sum(p.stat().st_size for p in staging.iterdir())
-        prepared, cold, warm, cp, cps = [], [], [], [], []
+        prepared, cold, warm, bare, cp, cps = [], [], [], [], [], []
         # Every measurement writes a folder of its own and nothing is deleted until the end: on a file system
         # mounted with `discard`, the fsync after a deletion pays for trimming the freed blocks.
         for k in range(args.rounds):
@@ -170,19 +179,23 @@ def main() -> None:
             os.sync()
             warm.append(run_export(home, root / f"again{k}")["export"])
             os.sync()
+            bare.append(run_export(home, root / f"unverified{k}", verify=False)["export"])
+            os.sync()
             cp.append(timed(["cp", "-r", str(staging), str(root / f"cp{k}")]))
             os.sync()
             cps.append(timed(["sh", "-c", f"cp -r '{staging}' '{root / f'cps{k}'}' && sync"]))
-        b, f, e, c, s = min(prepared), min(cold), min(warm), min(cp), min(cps)
+        b, f, e, u, c, s = min(prepared), min(cold), min(warm), min(bare), min(cp), min(cps)
         mb = size / 1e6
         print(f"export of {len(list(staging.iterdir()))} files, {mb:.0f} MB (best of {args.rounds}):")
         rows = (
             ("export after dose", f),
             ("export again", e),
+            ("again, not verified", u),
             ("prepare + export", b + f),
         )
         for name, t in rows:
             print(f"  {name:<24} {t:6.2f} s  {mb / t:7.0f} MB/s   ratio to cp {t / c:5.2f}, to cp+sync {t / s:5.2f}")
+        print(f"  verification costs {100 * (e / u - 1):+.0f} % (export again, verified vs not, best of each)")
         print(f"  cp -r                    {c:6.2f} s  {mb / c:7.0f} MB/s")
         print(f"  cp -r && sync            {s:6.2f} s  {mb / s:7.0f} MB/s")
         print(f"  (prepare: building RS with bolus, RP and 4 RD, done by `rtexport dose`/`approve`: {b:.2f} s)")
