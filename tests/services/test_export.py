@@ -330,3 +330,16 @@ def test_a_built_object_whose_header_is_damaged_is_refused_not_a_crash(planned: 
     entry = planned.audit_log.entries("CW-E1")[-1]
     assert (entry["action"], entry["outcome"]) == ("export", "failed") and str(victim) in entry["detail"]["error"]
     victim.write_bytes(original)
+
+
+def test_people_are_named_as_dicom_person_names(planned: Workspace, tmp_path: Path) -> None:
+    """ReviewerName is the approving physicist's full name, OperatorsName the planner's who loaded the revision,
+    both as Family^Given from the user records (never a login)."""
+    load_plan(planned, DEMO_PLAN.replace("fractions = 25", "fractions = 20"), "plan.toml", PAT)
+    compute_dose(planned, "CW-E1", PAT)
+    approve(planned, "CW-E1", PHYS, ACTOR, acknowledge_mu_check=True)
+    export_to_folder(planned, "CW-E1", (Item.RTPLAN, Item.DOSE_PLAN), tmp_path / "out")
+    objs = read_all(tmp_path / "out")
+    (rp,) = objs["RP"]
+    assert rp.ReviewerName == "Physicist^Phil" and rp.OperatorsName == "Planner^Pat"
+    assert all(d.OperatorsName == "Planner^Pat" for d in objs["RD"])

@@ -154,3 +154,31 @@ def test_an_acknowledged_unusual_value_is_loaded_and_recorded_in_the_audit(cours
     assert entry["action"] == "plan-load" and entry["detail"]["acknowledged"] == {
         "beam[0].ssd_mm": "1150 mm is an extended SSD, beyond DemoLinac's usual 1000-1100 mm"
     }
+
+
+# Texts a plan file may hold in its label and beam names: each must come back from the stored plan file as it was.
+ACCEPTED_TEXTS = ['a "quoted" one', "it's", "é ü ß", "α-β γ", "#1 = A", "日本語", "😀😀😀", "[x] {y}"]
+REFUSED_TEXTS = [
+    ("back\\slash", "backslash"),
+    ("new\nline", "control"),
+    ("tab\tin", "control"),
+    ("   ", "only spaces"),
+    ("😀" * 5, "bytes"),
+]
+
+
+@pytest.mark.parametrize("text", ACCEPTED_TEXTS)
+def test_a_plan_file_round_trips_any_text_it_accepts(course_ws: Workspace, text: str) -> None:
+    load_plan(course_ws, DEMO_PLAN, "plan.toml", ACTOR)
+    clone = clone_plan(course_ws, "CW-E1", "CW-E9", ACTOR, label=text)
+    stored = course_ws.plans.last_revision("CW-E9").toml
+    assert parse_plan(stored, "stored") == clone.plan and clone.plan.label == text
+    assert clone_plan(course_ws, "CW-E9", "CW-E10", ACTOR).plan.label == text  # and again, from the stored file
+
+
+@pytest.mark.parametrize(("text", "why"), REFUSED_TEXTS)
+def test_a_label_dicom_cannot_hold_is_refused_with_its_key(course_ws: Workspace, text: str, why: str) -> None:
+    load_plan(course_ws, DEMO_PLAN, "plan.toml", ACTOR)
+    with pytest.raises(PlanError, match=rf"label: .*{why}"):
+        clone_plan(course_ws, "CW-E1", "CW-E9", ACTOR, label=text)
+    assert "CW-E9" not in course_ws.plans.ids()

@@ -34,6 +34,7 @@ class BuildContext:
     manufacturer: str
     software_version: str
     station_name: str = ""
+    operator: str = ""  # OperatorsName (PN, Family^Given): who made the plan revision; '' when not known
 
     @property
     def date(self) -> str:
@@ -99,7 +100,7 @@ def add_rt_series_module(
     ds.SeriesTime = ctx.time
     if description:
         ds.SeriesDescription = description
-    ds.OperatorsName = ""
+    ds.OperatorsName = ctx.operator
 
 
 def add_frame_of_reference_module(ds: Dataset, frame_of_reference_uid: str) -> None:

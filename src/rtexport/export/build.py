@@ -49,8 +49,9 @@ class PreparedExport:
         return out
 
 
-def build_context(site: Site, state: PlanState) -> BuildContext:
-    """UIDs and timestamps of one export state: fixed for an approved plan, per revision (and dose) otherwise."""
+def build_context(site: Site, state: PlanState, operator: str = "") -> BuildContext:
+    """UIDs and timestamps of one export state: fixed for an approved plan, per revision (and dose) otherwise.
+    ``operator``: the Person Name of who made the revision (OperatorsName)."""
     status = "APPROVED" if state.approval else "UNAPPROVED"
     key = [state.plan.id, str(state.revision.number), state.revision.token, status]
     if state.dose is not None:
@@ -61,6 +62,7 @@ def build_context(site: Site, state: PlanState) -> BuildContext:
         when=when,
         manufacturer=site.manufacturer,
         software_version=f"rtexport {__version__}",
+        operator=operator,
     )
 
 
@@ -73,7 +75,8 @@ def build_objects(ws: Workspace, site: Site, state: PlanState, items: Collection
     """The objects of ``items`` for ``state``: CT as stored; the others built once per UID key, then kept."""
     plan = state.plan
     course = ws.course(plan.course)
-    ctx = build_context(site, state)
+    maker = ws.users.get(state.revision.created_by)
+    ctx = build_context(site, state, maker[0].full_name if maker else "")
     chosen = tuple(i for i in Item if i in items)
     objects: list[ExportObject] = []
     if Item.CT in chosen:

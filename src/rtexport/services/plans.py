@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 
 from rtexport.errors import PlanError
-from rtexport.model.plan import Plan, parse_plan, plan_digest, plan_problems, unusual_values
+from rtexport.model.plan import Plan, dumps_plan, parse_plan, plan_digest, plan_problems, unusual_values
 from rtexport.workspace import Actor, PlanState, Workspace
 
 
@@ -73,13 +73,14 @@ def clone_plan(ws: Workspace, plan_id: str, new_id: str, actor: Actor, label: st
     update: dict[str, object] = {"id": new_id}
     if label is not None:
         update["label"] = label
-    data = state.plan.model_dump(by_alias=True)
-    data.update(update)
-    clone = Plan.model_validate(data)  # validates the new id and label like a loaded file
     source = f"clone of {plan_id}"
+    # The clone is written as a plan file and read back like any loaded file: every key checked, every problem
+    # named, and what is stored is exactly the file that parses to the clone.
+    text = dumps_plan(state.plan.model_copy(update=update))
+    clone = parse_plan(text, source)
     _check_fits(ws, clone, source)
     with ws.transaction():
-        _store(ws, clone, clone.to_toml(), source, actor, new_only=True)
+        _store(ws, clone, text, source, actor, new_only=True)
         ws.audit(actor, "plan-clone", "ok", new_id, 1, source_plan=plan_id, source_revision=state.revision.number)
     return ws.plan_state(new_id)
 
