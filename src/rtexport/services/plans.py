@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 
+from rtexport.dose.output import cutout_problems
 from rtexport.errors import PlanError
 from rtexport.geometry.setup import aim_plan, plan_structures
 from rtexport.model.plan import Plan, parse_plan, plan_digest, plan_problems, unusual_values
@@ -12,10 +13,12 @@ from rtexport.workspace.dicomio import course_contours
 
 
 def _check_fits(ws: Workspace, plan: Plan, source: str) -> None:
-    """Refuse a plan that does not fit the site and course, or whose beams cannot be set up on the course (an aim
-    point in air, an SSD the geometry cannot have, an applicator in the patient): all knowable without dose."""
+    """Refuse a plan that does not fit the site and course, whose beams cannot be set up on the course (an aim
+    point in air, an SSD the geometry cannot have, an applicator in the patient), or whose cutout the site's
+    cutout factors do not cover: all knowable without dose."""
     site, course = ws.site(), ws.course(plan.course)
     problems = plan_problems(plan, site, course)
+    problems += cutout_problems(plan, site) if not problems else []
     if problems:
         raise PlanError(f"{source}: plan does not fit the site or course", problems)
     try:
