@@ -193,14 +193,14 @@ class PencilBeamEngine:
         zeff = dl * (np.cumsum(s_rel, axis=-1) - 0.5 * (s_rel + s_rel[..., :1]))
         entered = zeff > 1e-6
 
-        # multiple scattering about the geometric path ℓ (from the first plane), frozen beyond R80
+        # multiple scattering about the geometric path ℓ (from the first plane), frozen beyond R90
         ell = (d - d0)[None, None, :] * stretch[..., None]
         tw = scattering_power_water(bb.energy_at(zeff)) * t_rel * dl
         a0 = np.cumsum(tw, axis=-1)
         a1 = np.cumsum(tw * ell, axis=-1)
         a2 = np.cumsum(tw * ell * ell, axis=-1)
         sig2 = np.maximum(0.5 * (ell * ell * a0 - 2.0 * ell * a1 + a2), 0.0)
-        beyond = zeff > bb.metrics.r80_mm
+        beyond = zeff > bb.sigma_frozen_mm
         last = np.maximum.accumulate(np.where(beyond, 0, np.arange(len(d))[None, None, :]), axis=-1)
         sig2 = np.take_along_axis(sig2, last, axis=-1)
         air = bb.sigma_theta_rad * ((d[None, None, :] - beam.cutout_distance_mm) * stretch[..., None])
