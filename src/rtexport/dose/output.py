@@ -109,29 +109,18 @@ class _Water:
         sig = water_sigma_mm(bb, z, ssd, cutout_distance_mm) * sad_mm / (ssd + z)
         return _Water(bb, z, bb.electron_dose(z), sig, h)
 
-    def _peak(
-        self, uc: FloatArray, vc: FloatArray, w: FloatArray, out: tuple[FloatArray, FloatArray, FloatArray]
-    ) -> tuple[float, float]:
-        out_u, out_v, inside = out
-        gu = kernels(out_u, uc, self.h, self.sigma_iso)
-        gv = kernels(out_v, vc, self.h, self.sigma_iso)
-        lateral = np.matmul(np.matmul(gu, w), np.swapaxes(gv, 1, 2))  # [z, u, v]
-        dose = self.electron[:, None, None] * lateral + self.bb.tail * inside[None]
-        k = int(np.argmax(dose.max(axis=(1, 2))))
-        return float(dose[k].max()), float(self.depth_mm[k])
-
     def polygon_peak(self, poly: FloatArray) -> tuple[float, float]:
         """Highest dose of an aperture and its depth, over depth and the pencil centres."""
         uc, vc = lattice(poly, self.h)
         w = pencil_weights(poly, uc, vc, self.h, sub=_SUB)
         keep_u, keep_v = w.any(axis=1), w.any(axis=0)
         uc, vc, w = uc[keep_u], vc[keep_v], w[np.ix_(keep_u, keep_v)]
-        return self._peak(uc, vc, w, (uc, vc, w))
-
-
-def _square(side: float) -> FloatArray:
-    a = side / 2.0
-    return np.array([(-a, -a), (a, -a), (a, a), (-a, a)])
+        gu = kernels(uc, uc, self.h, self.sigma_iso)
+        gv = kernels(vc, vc, self.h, self.sigma_iso)
+        lateral = np.matmul(np.matmul(gu, w), np.swapaxes(gv, 1, 2))  # [z, u, v]
+        dose = self.electron[:, None, None] * lateral + self.bb.tail * w[None]
+        k = int(np.argmax(dose.max(axis=(1, 2))))
+        return float(dose[k].max()), float(self.depth_mm[k])
 
 
 def _range_problem(what: str, energy: EnergyData, how: str) -> str:
