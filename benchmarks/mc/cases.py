@@ -197,6 +197,10 @@ def _sq(side: float) -> tuple[float, float, float, float]:
     return (-side / 2.0, side / 2.0, -side / 2.0, side / 2.0)
 
 
+# Fermi–Eyges with Rossi's scattering power: σ too narrow near the surface, too wide beyond R90 (see README)
+_SMALL = "small-field depth dose: σ(z) of Fermi–Eyges"
+
+
 def cases() -> list[Case]:
     """Every case, commissioning first (the reference field and the square cutouts)."""
     e = 12.0
@@ -204,11 +208,16 @@ def cases() -> list[Case]:
     out: list[Case] = [
         Case("reference 10x10", "homogeneous", homog, e, _sq(10.0), 1_200_000, reference=True),
         Case("cutout 6x6", "commissioning", "small-field output", e, _sq(6.0), 400_000, compare=False),
-        Case("cutout 4x4", "cutout", "cutout factor applied at the reference dmax", e, _sq(4.0), 300_000),
-        Case("cutout 3x3", "cutout", "cutout factor applied at the reference dmax", e, _sq(3.0), 200_000),
-        Case("cutout 2x2", "cutout", "cutout factor applied at the reference dmax", e, _sq(2.0), 150_000),
+        Case("cutout 4x4", "cutout", _SMALL, e, _sq(4.0), 300_000),
+        Case("cutout 3x3", "cutout", _SMALL, e, _sq(3.0), 200_000),
+        Case("cutout 2x2", "cutout", _SMALL, e, _sq(2.0), 150_000),
         Case(
-            "cutout 2x8", "cutout", "output of a narrow field from 4·area/perimeter", e, (-1.0, 1.0, -4.0, 4.0), 300_000
+            "cutout 2x8",
+            "cutout",
+            "a narrow field: output by lateral build-up, depth dose",
+            e,
+            (-1.0, 1.0, -4.0, 4.0),
+            300_000,
         ),
         Case(
             "extended SSD 110",
@@ -219,11 +228,19 @@ def cases() -> list[Case]:
             500_000,
             110.0,
         ),
-        Case("bolus 1 cm", "homogeneous", "inverse square to the bolus surface", e, _sq(10.0), 500_000, bolus_cm=1.0),
+        Case(
+            "bolus 1 cm",
+            "homogeneous",
+            "nothing new: inverse square to the bolus surface",
+            e,
+            _sq(10.0),
+            500_000,
+            bolus_cm=1.0,
+        ),
         Case(
             "step 40 mm",
             "irregular surface",
-            "per-pencil inverse square; side scatter at the edge",
+            "side scatter under the step's edge",
             e,
             _sq(10.0),
             500_000,
@@ -235,7 +252,7 @@ def cases() -> list[Case]:
             Case(
                 f"oblique {angle:g}",
                 "oblique",
-                "per-pencil inverse square (near side low, far high)",
+                "lateral scatter at oblique incidence",
                 e,
                 _sq(10.0),
                 500_000,
@@ -298,7 +315,7 @@ def cases() -> list[Case]:
         Case(
             "20 MeV cutout 4x4",
             "cutout",
-            "depth dose of a small high-energy field",
+            "small-field depth dose: σ too narrow at mid-depth",
             20.0,
             _sq(4.0),
             250_000,

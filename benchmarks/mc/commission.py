@@ -23,6 +23,9 @@ from rtexport.model.site import Applicator, ApplicatorShape, DepthDose, EnergyDa
 FloatArray = npt.NDArray[np.float64]
 
 CALIBRATION_CGY_PER_MU = 1.0
+# Cutout factors are read over ±2.5 mm (two 2.5 mm bins) of the central y slab: a small-field detector, so a
+# 2 × 2 cm field is not averaged over its penumbra.
+DETECTOR_HALF_CM = 0.25
 # A point source has no in-air spread; the model needs a positive number, and this one blurs by 5 µm.
 SIGMA_THETA_RAD = 1e-4
 # The idealized collimator sits on the phantom; with no in-air spread its distance from the source changes
@@ -90,7 +93,7 @@ def commission(reference: tuple[Case, MCResult], squares: list[tuple[Case, MCRes
     factors = [FactorPoint(side_mm=100.0, factor=1.0)]
     for c, r in squares:
         zc = Voxels.centres(voxels(c).z) * 10.0
-        _, own = peak(zc, axis_depth_dose(c, per_emission(c, r)))
+        _, own = peak(zc, axis_depth_dose(c, per_emission(c, r), half_cm=DETECTOR_HALF_CM))
         factors.append(FactorPoint(side_mm=c.side_cm[0] * 10.0, factor=round(own / ref_max, 4)))
     factors.sort(key=lambda p: p.side_mm)
     energy = EnergyData(

@@ -8,48 +8,10 @@ import numpy as np
 import pytest
 from scipy.special import erf
 
-from rtexport.dose import BeamSetup, Medium, PencilBeamEngine
+from rtexport.dose import Medium, PencilBeamEngine
 from rtexport.dose.commissioning import broad_beam, water_sigma_mm
-from rtexport.geometry.iec import frame_toward
-from rtexport.model.course import PatientPosition
-from rtexport.model.dose import GridGeometry
-from rtexport.model.site import EnergyData, Site
-
-H = 2.0  # grid spacing, mm
-SURFACE_Y = -H / 2  # a voxel boundary: the water starts at y = -1
-
-
-def slab_medium(
-    slabs: tuple[tuple[float, float, float, float], ...] = (),
-    half_width: float = 140.0,
-    depth: float = 120.0,
-    density: float = 1.0,
-) -> Medium:
-    """Water (or uniform ``density``) for y >= SURFACE_Y, with slabs (y0, y1, S_rel, T_rel)."""
-    n = int(2 * half_width / H) + 1
-    ny = int(depth / H) + 2
-    g = GridGeometry(origin_mm=(-half_width, -H, -half_width), spacing_mm=(H, H, H), shape=(n, ny, n))
-    _, ys, _ = g.axes()
-    inside = np.broadcast_to((ys >= 0)[None, :, None], g.shape).copy()
-    s = np.where(inside, density, 0.0).astype(np.float32)
-    t = s.copy()
-    for y0, y1, sr, tr in slabs:
-        sel = (ys >= y0) & (ys < y1)
-        s[:, sel, :], t[:, sel, :] = sr, tr
-    return Medium(g, s, t, inside)
-
-
-def setup(site: Site, side_mm: float, energy: float = 12.0) -> tuple[BeamSetup, EnergyData]:
-    machine = site.machines[0]
-    app = machine.applicator("25x25" if side_mm > 100 else "10x10")
-    ref = machine.applicator("10x10")
-    assert app is not None and ref is not None
-    e = machine.energy(energy)
-    assert e is not None
-    a = side_mm / 2
-    frame = frame_toward((0.0, SURFACE_Y, 0.0), 0.0, 0.0, 0.0, PatientPosition.HFS, 1000.0, 1000.0)
-    poly = np.array([(-a, -a), (a, -a), (a, a), (-a, a)])
-    return BeamSetup("T", frame, poly, side_mm != 100, app.source_to_cutout_tray_mm, 1000.0, app, ref), e
+from rtexport.model.site import Site
+from tests.dose.media import SURFACE_Y, setup, slab_medium
 
 
 def cax(medium: Medium, dose: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

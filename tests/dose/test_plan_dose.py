@@ -166,6 +166,24 @@ def test_demo_phantom_plan_dose(site: Site, phantom: tuple[CTVolume, dict[str, l
     assert beam.mu_per_fraction == pytest.approx(200.0, rel=0.1)  # ~1 cGy/MU at dmax, 2 Gy per fraction
 
 
+def test_a_cutout_the_table_does_not_cover_needs_its_measured_factor(site: Site) -> None:
+    ct, contours = box_phantom()
+    tiny = [[-10.0, -10.0], [10.0, -10.0], [10.0, 10.0], [-10.0, 10.0]]
+    with pytest.raises(
+        PlanError,
+        match=r"beam\[0\]\.cutout_mm: beam B1: its equivalent square \(by lateral build-up, σ_r [\d.]+ mm\) is "
+        r"20\.0 mm, outside the site's cutout factors \(30-250 mm at 12 MeV\): a factor is never extrapolated",
+    ):
+        compute_plan_dose(plan(cutout_mm=tiny), site, ct, contours)
+    measured = {"value": 0.8, "note": "Markus chamber at 12 mm, 2027-01-05"}
+    beam = compute_plan_dose(plan(cutout_mm=tiny, cutout_factor=measured), site, ct, contours).beams[0]
+    e = site.machines[0].energy(12.0)
+    assert e is not None
+    # the normalization point is the field's own dmax on its axis: there the dose per MU is k · S_a · S_c
+    per_mu = beam.dose_per_fraction_gy / beam.mu_per_fraction
+    assert per_mu == pytest.approx(e.calibration_cgy_per_mu / 100.0 * e.applicator_factors["10x10"] * 0.8, rel=0.01)
+
+
 def test_beam_missing_the_body_is_refused(site: Site) -> None:
     ct, contours = box_phantom()
     with pytest.raises(PlanError, match="never meets the External"):

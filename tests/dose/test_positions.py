@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.conftest import ACTOR
 
 from rtexport.demo.phantom import PhantomSpec, write_phantom
 from rtexport.dose import CTVolume, compute_plan_dose
@@ -18,6 +17,7 @@ from rtexport.model.plan import Plan
 from rtexport.services.courses import import_course
 from rtexport.workspace import Workspace
 from rtexport.workspace.dicomio import course_contours, load_hu
+from tests.conftest import ACTOR
 
 # Longer than the 10 cm field in z, so no beam enters through the phantom's cut ends.
 SPEC = PhantomSpec(rows=48, columns=68, pixel_mm=5.0, slices=27, slice_mm=5.0, seed="positions")

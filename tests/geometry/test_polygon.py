@@ -63,3 +63,19 @@ def test_planar_centroid_weights_each_contour_by_its_area() -> None:
     expected = (np.array([5.0, 5.0, 0.0]) * 100 + np.array([25.0, 25.0, 3.0]) * 16) / 116
     assert polygon.planar_centroid([big, small]) == pytest.approx(tuple(expected))
     assert polygon.planar_centroid([big[:2]]) is None
+
+
+def test_coverage_gives_each_cells_share_inside_not_its_centre_snapped() -> None:
+    """A rectangle with edges between cell centres: exact shares along x, to 1/(2·16) of a cell along y; a hole
+    and a slanted edge add up to the polygon's area."""
+    xs = ys = np.arange(0.0, 10.0, 1.0)
+    rect = np.array([[2.3, 3.6], [7.2, 3.6], [7.2, 8.1], [2.3, 8.1]])
+    cov = polygon.coverage([rect], xs, ys)
+    assert cov[6, 2:8] == pytest.approx([0.2, 1.0, 1.0, 1.0, 1.0, 0.7])
+    assert cov[4, 4] == pytest.approx(0.9, abs=1 / 32) and cov[8, 4] == pytest.approx(0.6, abs=1 / 32)
+    assert cov.sum() == pytest.approx(4.9 * 4.5, abs=0.05)
+    assert polygon.coverage([SQUARE, HOLE], xs, ys).sum() == pytest.approx(
+        9.5 * 9.5 - 16.0, abs=0.05
+    )  # cells reach 9.5
+    triangle = np.array([[0.2, 0.2], [9.1, 0.7], [3.3, 8.8]])
+    assert polygon.coverage([triangle], xs, ys).sum() == pytest.approx(abs(polygon.area(triangle)), rel=1e-3)

@@ -128,6 +128,33 @@ BAD_PLAN_VALUES = [
     ("label of 9 umlauts", [('label = "Chestwall e-"', 'label = "' + "Ä" * 9 + '"')], "label", "18 bytes"),
     ("a number as the label", [('label = "Chestwall e-"', "label = 12")], "label", "valid string"),
     (
+        "measured cutout factor without a note",
+        [(WEIGHTS[0], "weight = 0.6\ncutout_factor = { value = 0.9 }")],
+        "beam[0].cutout_factor.note",
+        "Field required",
+    ),
+    (
+        "measured cutout factor with a blank note",
+        [(WEIGHTS[0], 'weight = 0.6\ncutout_factor = { value = 0.9, note = "  " }')],
+        "beam[0]",
+        "say how the factor was measured",
+    ),
+    (
+        "measured cutout factor above the open applicator's",
+        [(WEIGHTS[0], 'weight = 0.6\ncutout_factor = { value = 1.2, note = "diode" }')],
+        "beam[0].cutout_factor.value",
+        "less than or equal to 1",
+    ),
+    (
+        "measured cutout factor for an open applicator",
+        [
+            ("cutout_mm = [[-50, -40], [50, -40], [50, 40], [-50, 40]]", ""),
+            (WEIGHTS[1], 'weight = 0.4\ncutout_factor = { value = 0.9, note = "diode" }'),
+        ],
+        "beam[1]",
+        "cutout_factor is for a custom cutout",
+    ),
+    (
         "unknown acknowledgement",
         [("ssd_mm = 1000\nweight = 0.6", 'ssd_mm = 1000\nweight = 0.6\nacknowledge = ["ssd"]')],
         "beam[0].acknowledge[0]",
@@ -215,3 +242,52 @@ def test_an_acknowledgement_is_a_change_of_the_plan_and_an_empty_one_is_not() ->
     empty = plan_digest(parse_plan(edited(('name = "ANT"', 'name = "ANT"\nacknowledge = []'))))
     acknowledged = plan_digest(parse_plan(edited(('name = "ANT"', 'name = "ANT"\nacknowledge = ["mu"]'))))
     assert plain == empty != acknowledged
+
+
+# A plan file as stored before beams could carry a measured cutout factor, and its digest then.
+STORED_PLAN = """\
+format = 1
+id = "CW-E1"
+label = "Chestwall e-"
+course = "C1"
+machine = "DemoLinac"
+ct_curve = "Default"
+external = "OUTLINE2"
+fractions = 25
+prescription_gy = 50.0
+
+[[override]]
+structure = "Prosthesis"
+material = "Water"
+
+[[beam]]
+name = "ANT"
+energy_mev = 9
+applicator = "10x10"
+gantry_deg = 0
+collimator_deg = 0
+couch_deg = 0
+target = "PTV"
+ssd_mm = 1000
+weight = 0.6
+cutout_mm = [[-45, -35], [45, -35], [45, 25], [30, 35], [-45, 35]]
+bolus = { thickness_mm = 10, margin_mm = 10, material = "Superflab" }
+
+[[beam]]
+name = "ANT_OBL"
+energy_mev = 12
+applicator = "15x15"
+gantry_deg = 20
+collimator_deg = 0
+couch_deg = 0
+target = "PTV"
+ssd_mm = 1000
+weight = 0.4
+cutout_mm = [[-50, -40], [50, -40], [50, 40], [-50, 40]]
+"""
+
+
+def test_a_plan_stored_before_measured_cutout_factors_keeps_its_digest() -> None:
+    assert plan_digest(parse_plan(STORED_PLAN)) == "8077429efe0c8b07dbb8676dd5e6685900f29aaa489b0b7d9645c0186fceb9cf"
+    measured = STORED_PLAN.replace(WEIGHTS[0], 'weight = 0.6\ncutout_factor = { value = 0.93, note = "diode" }')
+    assert plan_digest(parse_plan(measured)) != plan_digest(parse_plan(STORED_PLAN))

@@ -14,7 +14,7 @@ from rtexport.dose import CTVolume, compute_plan_dose
 from rtexport.model.course import Contour, CTGeometry
 from rtexport.model.plan import Plan
 from rtexport.model.site import Site
-from rtexport.mucheck import check_beams
+from rtexport.mucheck import BeamCheck, check_beams
 
 SITE = Site.model_validate(demo_site())
 SURFACE_Y = -80.0  # the water box's anterior surface (HFS: anterior is -y)
@@ -51,19 +51,38 @@ def one_beam_plan(**beam: Any) -> Plan:
         (9.0, 1000.0, None),  # reference conditions
         (12.0, 1100.0, None),  # 10 cm air gap
         (6.0, 1000.0, [[-20.0, -20.0], [20.0, -20.0], [20.0, 20.0], [-20.0, 20.0]]),  # 4×4 cutout
+        (12.0, 1000.0, [[-15.0, -15.0], [15.0, -15.0], [15.0, 15.0], [-15.0, 15.0]]),  # the table's smallest
     ],
 )
 def test_agrees_with_the_engine_in_water(energy: float, ssd: float, cutout: list[list[float]] | None) -> None:
+    row = checked(one_beam_plan(energy_mev=energy, ssd_mm=ssd, cutout_mm=cutout, isocenter_mm=iso(ssd)), ssd)
+    assert row.not_checkable == ""
+    assert row.difference_pct == pytest.approx(0.0, abs=1.0)
+
+
+def iso(ssd: float) -> list[float]:
+    """The isocenter SAD − SSD in front of the surface: the surface is at the SSD whichever way the engine aims."""
+    return [0.0, SURFACE_Y - (ssd - SAD), 0.0]
+
+
+def checked(plan: Plan, ssd: float) -> BeamCheck:
     volume, contours = water_box()
-    # the isocenter SAD − SSD in front of the surface: the surface is at the SSD whichever way the engine aims
-    iso = [0.0, SURFACE_Y - (ssd - SAD), 0.0]
-    plan = one_beam_plan(energy_mev=energy, ssd_mm=ssd, isocenter_mm=iso, cutout_mm=cutout)
     beam = compute_plan_dose(plan, SITE, volume, contours).beams[0]
     depth = beam.normalization_point_mm[1] - SURFACE_Y
     record = dataclasses.replace(beam, ssd_mm=ssd, normalization_depth_mm=depth)
-    row = check_beams(plan, SITE, [record]).beams[0]
-    assert row.not_checkable == ""
-    assert row.difference_pct == pytest.approx(0.0, abs=1.0)
+    return check_beams(plan, SITE, [record]).beams[0]
+
+
+def test_a_factor_measured_for_the_cutout_is_the_checks_factor_too() -> None:
+    """A 2 × 2 cm cutout, below the site's table, computed with the factor the plan gives: the hand calculation
+    uses that same factor and agrees within the action level (instead of calling the beam not checkable); it
+    reads the reference field's PDD at the small field's shallower dmax, a few per cent under its own 100 %."""
+    cutout = [[-10.0, -10.0], [10.0, -10.0], [10.0, 10.0], [-10.0, 10.0]]
+    measured = {"value": 0.8, "note": "Markus chamber at 12 mm, 2027-01-05"}
+    plan = one_beam_plan(energy_mev=12.0, ssd_mm=SAD, cutout_mm=cutout, cutout_factor=measured, isocenter_mm=iso(SAD))
+    row = checked(plan, SAD)
+    assert row.calc is not None and row.calc.cutout_factor == 0.8 and row.calc.cutout_factor_measured
+    assert row.difference_pct == pytest.approx(0.0, abs=3.0)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -76,3 +76,11 @@ def test_tables_are_never_extrapolated() -> None:
     tiny = [(-10.0, -10.0), (10.0, -10.0), (10.0, 10.0), (-10.0, 10.0)]  # 20 mm, the table starts at 30
     with pytest.raises(NotCheckable, match=r"cutout equivalent square 20\.0 mm is outside the site's table"):
         hand_calc(e, applicator("10x10"), tiny, 1000.0, 20.0, 100.0)
+
+
+def test_a_measured_cutout_factor_replaces_the_table_even_outside_it() -> None:
+    e = energy(12)
+    tiny = [(-10.0, -10.0), (10.0, -10.0), (10.0, 10.0), (-10.0, 10.0)]  # 20 mm, the table starts at 30
+    calc = hand_calc(e, applicator("10x10"), tiny, 1000.0, dmax_mm(e), 200.0, measured_cutout_factor=0.8)
+    assert calc.cutout_factor == 0.8 and calc.cutout_factor_measured
+    assert calc.mu == pytest.approx(200.0 / (e.calibration_cgy_per_mu * e.applicator_factors["10x10"] * 0.8))

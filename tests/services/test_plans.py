@@ -54,6 +54,11 @@ def test_load_new_plan_then_unchanged_then_changed(course_ws: Workspace) -> None
         (('external = "OUTLINE2"', 'external = "SKIN"'), r"external: no structure 'SKIN'"),
         (("[[-45, -35], [45, -35]", "[[-65, -35], [45, -35]"), r"beam\[0\]\.cutout_mm: cutout does not fit"),
         (("gantry_deg = 20", "gantry_deg = 400"), r"beam\[1\]\.gantry_deg: Input should be less than 360"),
+        (
+            ("[[-45, -35], [45, -35], [45, 25], [30, 35], [-45, 35]]", "[[-10, -10], [10, -10], [10, 10], [-10, 10]]"),
+            r"beam\[0\]\.cutout_mm: beam ANT: its equivalent square \(by lateral build-up, σ_r [\d.]+ mm\) is 20\.0 "
+            r"mm, outside the site's cutout factors \(30-250 mm at 9 MeV\)",
+        ),
         (('material = "Superflab"', 'material = "Clay"'), r"beam\[0\]\.bolus\.material: unknown material"),
         (("fractions = 25", "fractions = 0"), r"fractions: Input should be greater than or equal to 1"),
     ],

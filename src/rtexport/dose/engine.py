@@ -3,9 +3,15 @@
 Work happens in the beam's fan grid: rays through a square lattice of pencils in the isocenter plane, sampled
 in planes perpendicular to the central axis. Along each pencil's ray, cumulative sums give the effective depth
 z_eff = ∫ S_rel dℓ and the moments A_n = Σ T ℓⁿ Δℓ of the scattering power, so
-σ² = ½(z²A0 − 2zA1 + A2) + in-air spread. Each depth plane is spread laterally with Gaussian pencil kernels;
-pencils' σ are binned on a geometric ladder (neighbouring rungs share a pencil linearly) so one dense,
-separable matrix pair per rung does the sum.
+σ² = ½(ℓ²A0 − 2ℓA1 + A2) + in-air spread, ℓ the geometric path (air gaps inside the patient lengthen the lever
+arm). Each pencil's fluence falls with the inverse square of the distance from the virtual source, whatever the
+surface it crossed (Hogstrom's per-pencil inverse square): D∞(z_eff)·((f + z_eff)/(f + d − SSD_ref))², f the
+virtual SSD and d the plane's distance from the source, so an irregular surface, obliquity, bolus and an extended
+SSD each change the dose of every pencil by its own air gap. Each depth plane is spread laterally with Gaussian
+pencil kernels; pencils' σ are binned on a geometric ladder (neighbouring rungs share a pencil linearly) so one
+dense, separable matrix pair per rung does the sum.
+
+Output: each beam is normalized at its own peak in water at the reference SSD (:mod:`rtexport.dose.output`).
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy.special import erf
 
-from rtexport.dose.commissioning import BroadBeam, broad_beam, scattering_power_water, water_sigma_mm
+from rtexport.dose.commissioning import BroadBeam, broad_beam, scattering_power_water
+from rtexport.dose.output import CutoutOutput, cutout_output, lattice, pencil_weights
 from rtexport.errors import DoseError
 from rtexport.geometry import polygon
 from rtexport.geometry.iec import BeamFrame
@@ -28,28 +35,38 @@ from rtexport.model.site import Applicator, EnergyData
 
 FloatArray = npt.NDArray[np.float64]
 
+_PENCILS_ACROSS = 16
+
 
 @dataclass(frozen=True)
 class Medium:
     """What the beam passes through, on an axial grid [z, y, x]: relative stopping power (S_rel ≈ ρ_e) and
-    relative linear scattering power (T_rel), 0 in air; ``inside`` marks where dose is reported."""
+    relative linear scattering power (T_rel); ``inside`` marks where dose is reported.
+
+    Without ``occupancy`` the medium is what ``stopping`` and ``scattering`` say (0 in air), between voxel centres
+    interpolated. With it, ``occupancy`` is the fraction of each voxel inside the patient or bolus and the other
+    two give the material there, continued a voxel beyond the surface: the medium is occupancy × material, which
+    puts the skin where the contours put it, not at a voxel boundary."""
 
     grid: GridGeometry
     stopping: npt.NDArray[np.float32]
     scattering: npt.NDArray[np.float32]
     inside: npt.NDArray[np.bool_]
+    occupancy: npt.NDArray[np.float32] | None = None
 
     def __post_init__(self) -> None:
-        for name in ("stopping", "scattering", "inside"):
-            if getattr(self, name).shape != self.grid.shape:
-                raise DoseError(f"medium {name} has shape {getattr(self, name).shape}, grid is {self.grid.shape}")
+        for name in ("stopping", "scattering", "inside", "occupancy"):
+            a = getattr(self, name)
+            if a is not None and a.shape != self.grid.shape:
+                raise DoseError(f"medium {name} has shape {a.shape}, grid is {self.grid.shape}")
 
 
 @dataclass(frozen=True)
 class BeamSetup:
     """One beam as the engine needs it: geometry (from :func:`rtexport.geometry.setup.aim_plan`), aperture (BEV
-    polygon in the plane ``frame.sad_mm`` from the source), the central axis's source-to-surface distance, the
-    applicator and the reference applicator of the beam data."""
+    polygon in the plane ``frame.sad_mm`` from the source), the central axis's source-to-surface distance (for
+    the record: the dose follows each pencil's own surface), the applicator and the reference applicator of the
+    beam data, and a cutout factor measured for this cutout (from the plan) if any."""
 
     name: str
     frame: BeamFrame
@@ -59,21 +76,13 @@ class BeamSetup:
     ssd_mm: float
     applicator: Applicator
     reference_applicator: Applicator
+    cutout_factor: float | None = None
 
 
 class DoseEngine(Protocol):
     """Anything that turns a medium and a beam into dose per monitor unit (Gy/MU) on ``medium.grid``."""
 
     def beam_dose(self, medium: Medium, beam: BeamSetup, energy: EnergyData) -> npt.NDArray[np.float32]: ...
-
-
-def pencil_weights(poly: FloatArray, uc: FloatArray, vc: FloatArray, h: float, sub: int = 8) -> FloatArray:
-    """Fraction of each h × h pencil (centres uc × vc) inside the polygon: [u, v]."""
-    off = (np.arange(sub) + 0.5) / sub * h - h / 2
-    us = (uc[:, None] + off[None, :]).ravel()
-    vs = (vc[:, None] + off[None, :]).ravel()
-    m = polygon.fill([poly], us, vs).T  # [u, v]
-    return np.asarray(m.reshape(len(uc), sub, len(vc), sub).mean(axis=(1, 3)), dtype=np.float64)
 
 
 def _kernel(offsets_out: FloatArray, offsets_in: FloatArray, h: float, sigma: float) -> FloatArray:
@@ -97,52 +106,38 @@ class PencilBeamEngine:
         self.sigma_ratio = sigma_ratio
 
     def beam_dose(self, medium: Medium, beam: BeamSetup, energy: EnergyData) -> npt.NDArray[np.float32]:
-        rel = self.relative_dose(medium, beam, energy)
-        return (rel * self.gy_per_mu_scale(beam, energy)).astype(np.float32)
+        scale = self.gy_per_mu_scale(beam, energy)  # first: it refuses a cutout the site's table does not cover
+        return (self.relative_dose(medium, beam, energy) * scale).astype(np.float32)
 
     # --- output ------------------------------------------------------------------------------------------------
+    def output(self, beam: BeamSetup, energy: EnergyData) -> CutoutOutput:
+        """Where this aperture peaks in water at the reference SSD and the cutout factor that holds there."""
+        return cutout_output(
+            energy,
+            beam.applicator,
+            beam.reference_applicator,
+            beam.cutout_mm if beam.custom_cutout else None,
+            beam.frame.sad_mm,
+            beam.cutout_factor,
+            cutout_distance_mm=beam.cutout_distance_mm,
+            h=self._lateral(None),
+            what=f"beam {beam.name}",
+        )
+
     def gy_per_mu_scale(self, beam: BeamSetup, energy: EnergyData) -> float:
-        """Gy/MU per unit relative dose: calibration × applicator × cutout × SSD factors, divided by this
-        aperture's own central-axis water dose at dmax (the measured factors already contain it)."""
-        bb = self._broad(beam, energy)
+        """Gy/MU per unit relative dose: calibration × applicator factor × cutout factor at the aperture's own
+        peak in water at the reference SSD, divided by the model's dose there (the factors are measured there)."""
         app = energy.applicator_factors.get(beam.applicator.id)
         if app is None:
             raise DoseError(
                 f"beam {beam.name}: no applicator factor for applicator {beam.applicator.id!r} at "
                 f"{energy.energy_mev:g} MeV; add it to the site's applicator_factors"
             )
-        dm = bb.metrics.dmax_mm
-        own = self._water_cax(bb, beam, beam.cutout_mm, beam.ssd_mm, dm)
-        if beam.custom_cutout and energy.cutout_factors:
-            sides = [p.side_mm for p in energy.cutout_factors]
-            factors = [p.factor for p in energy.cutout_factors]
-            cut = float(np.interp(polygon.equivalent_square(beam.cutout_mm), sides, factors))
-        elif beam.custom_cutout:
-            # no table: the model's own small-field loss, relative to the open applicator
-            open_poly = _rect(beam.applicator.opening_mm)
-            cut = own / self._water_cax(bb, beam, open_poly, beam.ssd_mm, dm)
-        else:
-            cut = 1.0
-        fv = energy.virtual_ssd_mm
-        gap = beam.ssd_mm - energy.reference_ssd_mm
-        ssd = ((fv + dm) / (fv + gap + dm)) ** 2
-        return energy.calibration_cgy_per_mu / 100.0 * app * cut * ssd / own
+        out = self.output(beam, energy)
+        return energy.calibration_cgy_per_mu / 100.0 * app * out.factor / out.peak
 
     def _broad(self, beam: BeamSetup, energy: EnergyData) -> BroadBeam:
         return broad_beam(energy, beam.reference_applicator, beam.frame.sad_mm, beam.cutout_distance_mm)
-
-    def _water_cax(self, bb: BroadBeam, beam: BeamSetup, poly: FloatArray, ssd: float, z: float) -> float:
-        """Relative central-axis dose at depth z in water for an aperture, by the same pencil sum."""
-        h = self._lateral(None)
-        sig = float(water_sigma_mm(bb, np.array([z]), ssd, beam.cutout_distance_mm)[0])
-        sig_iso = sig * beam.frame.sad_mm / (ssd + z)
-        uc, vc = _lattice(poly, h)
-        w = pencil_weights(poly, uc, vc, h)
-        gu = _kernel(np.zeros(1), uc, h, sig_iso)[0]
-        gv = _kernel(np.zeros(1), vc, h, sig_iso)[0]
-        d_el = float(bb.electron_dose(np.array([z]))[0])
-        w0 = float(pencil_weights(poly, np.zeros(1), np.zeros(1), h)[0, 0])
-        return d_el * float(gu @ w @ gv) + bb.tail * w0
 
     def _lateral(self, grid: GridGeometry | None) -> float:
         if self.lateral_mm is not None:
@@ -154,8 +149,10 @@ class PencilBeamEngine:
         """Dose relative to the reference field's maximum, on ``medium.grid`` (0 outside ``inside``)."""
         bb = self._broad(beam, energy)
         grid, frame = medium.grid, beam.frame
-        h = self._lateral(grid)
-        dstep = self.depth_mm if self.depth_mm is not None else h / 2.0
+        base = self._lateral(grid)
+        dstep = self.depth_mm if self.depth_mm is not None else base / 2.0
+        # at least 16 pencils across a small field: its dose peaks between pencils, where planes are interpolated
+        h = min(base, polygon.equivalent_square(beam.cutout_mm) / _PENCILS_ACROSS)
         xs, ys, zs = grid.axes()
         zi, yi, xi = np.nonzero(medium.inside)
         if zi.size == 0:
@@ -167,7 +164,7 @@ class PencilBeamEngine:
         d = np.arange(d0, far + dstep, dstep)
 
         # pencils: lattice through the central axis covering the cutout
-        uc, vc = _lattice(beam.cutout_mm, h)
+        uc, vc = lattice(beam.cutout_mm, h)
         w = pencil_weights(beam.cutout_mm, uc, vc, h)
         keep_u, keep_v = w.any(axis=1), w.any(axis=0)
         uc, vc, w = uc[keep_u], vc[keep_v], w[np.ix_(keep_u, keep_v)]
@@ -179,37 +176,40 @@ class PencilBeamEngine:
         idx = index_on_grid(grid, frame.from_fan(uu[..., None], vv[..., None], d[None, None, :]))
         s_rel = sample_at(medium.stopping, idx)
         t_rel = sample_at(medium.scattering, idx)
-        occ = sample_at(medium.inside, idx)
-        if np.any(occ[..., 0] > 0) and d0 > near:
+        if medium.occupancy is not None:
+            occ = sample_at(medium.occupancy, idx)
+            s_rel *= occ
+            t_rel *= occ
+        else:
+            occ = sample_at(medium.inside, idx[..., :1])
+        if np.any(occ[..., 0] >= 0.5) and d0 > near:
             raise DoseError(
                 f"beam {beam.name}: the patient or bolus reaches the cutout ({beam.cutout_distance_mm:g} mm from "
                 "the source); increase the SSD"
             )
         dl = (dstep * stretch)[..., None]
 
-        def path(x: FloatArray) -> FloatArray:  # trapezoid ∫ x dℓ from the first plane
-            return np.asarray(dl * (np.cumsum(x, axis=-1) - 0.5 * (x + x[..., :1])), dtype=np.float64)
+        # trapezoid ∫ S_rel dℓ from the first plane
+        zeff = dl * (np.cumsum(s_rel, axis=-1) - 0.5 * (s_rel + s_rel[..., :1]))
+        entered = zeff > 1e-6
 
-        zeff = path(s_rel)
-        z = path(occ)  # geometric depth below the surface: the same sampling makes z = z_eff in water
-        entered = z > 1e-6
-        ell = d[None, None, :] * stretch[..., None]  # ray length from the source
-
-        # multiple scattering, frozen beyond R80
+        # multiple scattering about the geometric path ℓ (from the first plane), frozen beyond R90
+        ell = (d - d0)[None, None, :] * stretch[..., None]
         tw = scattering_power_water(bb.energy_at(zeff)) * t_rel * dl
         a0 = np.cumsum(tw, axis=-1)
-        a1 = np.cumsum(tw * z, axis=-1)
-        a2 = np.cumsum(tw * z * z, axis=-1)
-        sig2 = np.maximum(0.5 * (z * z * a0 - 2.0 * z * a1 + a2), 0.0)
-        beyond = zeff > bb.metrics.r80_mm
+        a1 = np.cumsum(tw * ell, axis=-1)
+        a2 = np.cumsum(tw * ell * ell, axis=-1)
+        sig2 = np.maximum(0.5 * (ell * ell * a0 - 2.0 * ell * a1 + a2), 0.0)
+        beyond = zeff > bb.sigma_frozen_mm
         last = np.maximum.accumulate(np.where(beyond, 0, np.arange(len(d))[None, None, :]), axis=-1)
         sig2 = np.take_along_axis(sig2, last, axis=-1)
-        air = bb.sigma_theta_rad * (ell - beam.cutout_distance_mm * stretch[..., None])
+        air = bb.sigma_theta_rad * ((d[None, None, :] - beam.cutout_distance_mm) * stretch[..., None])
         sigma_iso = np.sqrt(sig2 + air**2) * (frame.sad_mm / d)[None, None, :]
 
-        fv = bb.virtual_ssd_mm + (beam.ssd_mm - bb.reference_ssd_mm)
-        inv_sq = ((fv + zeff) / (fv + z)) ** 2
-        q = w[..., None] * bb.electron_dose(zeff) * inv_sq * entered  # [u, v, d]
+        # fluence from the virtual source: each pencil's own air gap, bolus or extended SSD (Hogstrom)
+        fv = bb.virtual_ssd_mm
+        to_source = fv + (d - bb.reference_ssd_mm)[None, None, :]
+        q = w[..., None] * bb.electron_dose(zeff) * ((fv + zeff) / to_source) ** 2 * entered  # [u, v, d]
 
         # lateral spread: σ ladder, one separable matrix pair per rung, all planes at once
         active = q > 0
@@ -263,16 +263,3 @@ class PencilBeamEngine:
             vals = sample_at(out, grid_index(fan, v, u, dd))  # out is [d, u, v]
             result[kz + k0, ky, kx] = np.maximum(vals, 0.0)
         return result
-
-
-def _rect(opening: tuple[float, float]) -> FloatArray:
-    w, h = opening
-    return np.array([(-w / 2, -h / 2), (w / 2, -h / 2), (w / 2, h / 2), (-w / 2, h / 2)])
-
-
-def _lattice(poly: FloatArray, h: float) -> tuple[FloatArray, FloatArray]:
-    """Pencil centres on multiples of h (so one pencil sits on the central axis) covering the polygon."""
-    lo, hi = poly.min(axis=0), poly.max(axis=0)
-    iu = np.arange(math.floor(lo[0] / h - 0.5), math.ceil(hi[0] / h + 0.5) + 1)
-    iv = np.arange(math.floor(lo[1] / h - 0.5), math.ceil(hi[1] / h + 0.5) + 1)
-    return iu * h, iv * h

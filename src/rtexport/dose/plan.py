@@ -1,4 +1,10 @@
-"""Plan dose: the medium from CT, overrides, External and bolus; MU; the sum over beams."""
+"""Plan dose: the medium from CT, overrides, External and bolus; MU; the sum over beams.
+
+The skin is where the External's and the boli's contours put it, not where it falls among the dose grid's voxel
+centres: the medium carries each voxel's fraction inside (partial volume) and, at the surface, the material of the
+voxels fully inside next to it, so a pencil enters at the contour (to about 0.1 mm) and the CT's own partial volume
+at the skin does not thin it twice. Dose is reported in every voxel the patient or a bolus reaches into, and
+continued one voxel beyond, so that interpolating the grid just under the skin does not mix in air's zero."""
 
 from __future__ import annotations
 
@@ -7,12 +13,14 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
+from scipy import ndimage
 
 from rtexport.dose.commissioning import X0_WATER_CM
 from rtexport.dose.engine import BeamSetup, DoseEngine, Medium, PencilBeamEngine
+from rtexport.dose.output import cutout_problems
 from rtexport.dose.volume import CTVolume
-from rtexport.errors import DoseError
-from rtexport.geometry.contours import rasterize
+from rtexport.errors import DoseError, PlanError
+from rtexport.geometry.contours import partial_volume, rasterize
 from rtexport.geometry.sampling import resample, sample
 from rtexport.geometry.setup import AimedPlan, aim_plan
 from rtexport.model.course import Contour
@@ -80,6 +88,36 @@ def _normalization(
     return (float(p[0]), float(p[1]), float(p[2])), float(vals[k])
 
 
+def _continue_material(values: Sequence[npt.NDArray[np.float32]], occupancy: npt.NDArray[np.float32]) -> None:
+    """Give the voxels a surface cuts (and the layer just outside them) the mean material of their neighbours fully
+    inside, in place: the engine multiplies the material by the interpolated occupancy, so the material must not
+    fall off across the surface as well."""
+    solid = occupancy >= 1.0 - 1e-3
+    band = ndimage.binary_dilation(occupancy > 0, structure=np.ones((3, 3, 3), dtype=bool)) & ~solid
+    known = solid
+    for _ in range(2):  # the cut voxels from the solid ones, then the layer outside from both
+        todo = band & ~known
+        count = ndimage.uniform_filter(known.astype(np.float32), size=3)
+        grow = todo & (count > 1e-6)
+        if not grow.any():
+            break
+        for v in values:
+            mean = ndimage.uniform_filter(np.where(known, v, 0.0).astype(np.float32), size=3)
+            v[grow] = mean[grow] / count[grow]
+        known = known | grow
+
+
+def _continue_dose(dose: npt.NDArray[np.float32], occupied: npt.NDArray[np.bool_]) -> npt.NDArray[np.float32]:
+    """The dose with the layer of voxels just outside the patient and bolus given the mean of their occupied
+    neighbours: a reader interpolating at a point under the skin then never mixes in a voxel of air's zero."""
+    shell = ndimage.binary_dilation(occupied, structure=np.ones((3, 3, 3), dtype=bool)) & ~occupied
+    count = ndimage.uniform_filter(occupied.astype(np.float32), size=3)
+    total = ndimage.uniform_filter(np.where(occupied, dose, 0.0).astype(np.float32), size=3)
+    out = dose.copy()
+    out[shell] = total[shell] / count[shell]
+    return out
+
+
 def _setups(plan: Plan, machine: Machine, aimed: AimedPlan) -> list[tuple[Beam, BeamSetup]]:
     out = []
     for b in plan.beams:
@@ -101,6 +139,7 @@ def _setups(plan: Plan, machine: Machine, aimed: AimedPlan) -> list[tuple[Beam, 
             ssd_mm=g.ssd_mm,
             applicator=app,
             reference_applicator=ref,
+            cutout_factor=b.cutout_factor.value if b.cutout_factor is not None else None,
         )
         out.append((b, setup))
     return out
@@ -124,11 +163,15 @@ def compute_plan_dose(
     if curve is None:
         raise DoseError(f"plan {plan.id}: unknown CT curve {plan.ct_curve!r}")
     aimed = aim_plan(plan, site, ct.geometry, contours)
+    problems = cutout_problems(plan, site)
+    if problems:
+        raise PlanError(f"plan {plan.id}: the site's cutout factors do not cover every cutout", problems)
     spacing = ct.geometry.slice_spacing_mm
     work = _work_grid(ct, grid_mm or plan.dose_grid_mm)
     external = rasterize(contours[plan.external], work, spacing)
     if not external.any():
         raise DoseError(f"plan {plan.id}: the External {plan.external!r} encloses no voxel of the CT")
+    occupancy = partial_volume(contours[plan.external], work, spacing).astype(np.float32)
 
     rho_e, t_rel = _curve(curve, resample(ct.hu, ct.geometry.axes(), work))
     for i, ov in enumerate(plan.overrides):
@@ -140,7 +183,6 @@ def compute_plan_dose(
         m = rasterize(contours[ov.structure], work, spacing) & external
         rho_e[m], t_rel[m] = mat.rel_stopping_power, mat.rel_scattering_power
     rho_e[~external], t_rel[~external] = 0.0, 0.0
-    inside = external.copy()
     for b in plan.beams:  # in plan order: where boli overlap, the later one's material holds
         if b.bolus is None:
             continue
@@ -151,16 +193,14 @@ def compute_plan_dose(
         if not bm.any():
             raise DoseError(f"beam {b.name}: the bolus covers no voxel of the dose grid ({work.spacing_mm[0]:g} mm)")
         rho_e[bm], t_rel[bm] = mat.rel_stopping_power, mat.rel_scattering_power
-        inside |= bm
+        occupancy = np.minimum(occupancy + partial_volume(aimed.bolus[b.name], work, spacing), 1.0, dtype=np.float32)
+    inside = occupancy > 0
     setups = _setups(plan, machine, aimed)
 
     grid, sl = _crop(work, inside)
-    medium = Medium(
-        grid=grid,
-        stopping=rho_e[sl].astype(np.float32),
-        scattering=t_rel[sl].astype(np.float32),
-        inside=inside[sl],
-    )
+    stopping, scattering, occ = rho_e[sl].astype(np.float32), t_rel[sl].astype(np.float32), occupancy[sl]
+    _continue_material((stopping, scattering), occ)
+    medium = Medium(grid=grid, stopping=stopping, scattering=scattering, inside=inside[sl], occupancy=occ)
     per_mu = []
     for b, setup in setups:
         energy = machine.energy(b.energy_mev)
@@ -168,6 +208,7 @@ def compute_plan_dose(
         d = engine.beam_dose(medium, setup, energy)
         if not np.all(np.isfinite(d)):
             raise DoseError(f"beam {b.name}: the dose engine returned non-finite dose")
+        d = _continue_dose(d, medium.inside)
         per_mu.append((b, d, *_normalization(d, grid, medium.inside, setup)))
 
     weights = [b.weight if b.weight is not None else 1.0 for b, *_ in per_mu]

@@ -43,6 +43,14 @@ class Bolus(_Model):
     material: Text
 
 
+class MeasuredFactor(_Model):
+    """A cutout factor measured for this beam's own cutout (output at the cutout's own dmax relative to the open
+    applicator's at its dmax, same energy, reference SSD), and how it was measured."""
+
+    value: Annotated[Finite, Field(ge=0.1, le=1.0)]
+    note: Annotated[Text, Field(min_length=1, max_length=200)]
+
+
 class Beam(_Model):
     """An electron beam. ``cutout_mm`` is the aperture polygon in the isocenter plane, beam's-eye view (x, y).
 
@@ -67,6 +75,8 @@ class Beam(_Model):
         list[tuple[Annotated[Finite, Field(ge=-500, le=500)], Annotated[Finite, Field(ge=-500, le=500)]]] | None
     ) = None
     bolus: Bolus | None = None
+    # a measured factor for a cutout the site's table does not cover (used by dose and the MU check alike)
+    cutout_factor: MeasuredFactor | None = None
     acknowledge: list[BeamAcknowledgement] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -80,6 +90,10 @@ class Beam(_Model):
                 raise ValueError("cutout_mm needs at least 3 points")
             if abs(polygon.area(self.cutout_mm)) < 1.0:
                 raise ValueError("cutout_mm encloses no area")
+        elif self.cutout_factor is not None:
+            raise ValueError("cutout_factor is for a custom cutout: give cutout_mm too (an open applicator has 1)")
+        if self.cutout_factor is not None and not self.cutout_factor.note.strip():
+            raise ValueError("cutout_factor.note: say how the factor was measured (date, detector, depth)")
         return self
 
     @property
@@ -183,7 +197,13 @@ def plan_digest(plan: Plan) -> str:
     exclude: dict[str, Any] = {}
     if not plan.acknowledge:
         exclude["acknowledge"] = True
-    quiet = {i: {"acknowledge"} for i, b in enumerate(plan.beams) if not b.acknowledge}
+    quiet: dict[int, set[str]] = {}
+    for i, b in enumerate(plan.beams):
+        unused = {
+            key for key, value in (("acknowledge", b.acknowledge), ("cutout_factor", b.cutout_factor)) if not value
+        }
+        if unused:
+            quiet[i] = unused
     if quiet:
         exclude["beams"] = quiet
     return hashlib.sha256(plan.model_dump_json(by_alias=True, exclude=exclude).encode()).hexdigest()

@@ -82,6 +82,7 @@ class BeamCheck:
                 "applicator_factor": c.applicator_factor,
                 "equivalent_square_mm": None if c.equivalent_square_mm is None else round(c.equivalent_square_mm, 1),
                 "cutout_factor": round(c.cutout_factor, 4),
+                "cutout_factor_measured": c.cutout_factor_measured,
                 "ssd_mm": round(c.ssd_mm, 1),
                 "effective_ssd_mm": c.effective_ssd_mm,
                 "inverse_square": round(c.inverse_square, 4),
@@ -141,8 +142,15 @@ def check_beams(plan: Plan, site: Site, engine: Sequence[EngineBeam]) -> MUCheck
                     "the dose record does not give this beam's SSD and the depth of its normalization point "
                     "(the dose engine did not report them); check this beam by hand"
                 )
+            measured = beam.cutout_factor.value if beam.cutout_factor is not None else None
             calc = hand_calc(
-                energy, app, beam.cutout_mm, e.ssd_mm, e.normalization_depth_mm, 100.0 * e.dose_per_fraction_gy
+                energy,
+                app,
+                beam.cutout_mm,
+                e.ssd_mm,
+                e.normalization_depth_mm,
+                100.0 * e.dose_per_fraction_gy,
+                measured_cutout_factor=measured,
             )
         except NotCheckable as why:
             rows.append(BeamCheck(beam.name, e.mu_per_fraction, not_checkable=str(why)))

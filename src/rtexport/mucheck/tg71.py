@@ -7,7 +7,7 @@
 - ``PDD(d)``: the reference applicator's percent depth dose at the reference SSD, at the point's depth ``d`` below
   the surface where the central axis enters (bolus included, as water);
 - ``S_a``: the applicator factor; ``S_c``: the cutout factor at the cutout's equivalent square (1 for the open
-  applicator);
+  applicator), or the factor measured for this cutout when the plan gives one;
 - the last factor: the effective-SSD inverse-square law for an air gap ``g = SSD − SSD_ref`` (extended or
   shortened SSD), ``d_m`` the depth of the PDD maximum and ``f_eff`` the site's virtual SSD of the energy.
 
@@ -51,6 +51,7 @@ class HandCalc:
     effective_ssd_mm: float  # f_eff
     dmax_mm: float  # d_m
     inverse_square: float  # ((f_eff + d_m) / (f_eff + g + d_m))²
+    cutout_factor_measured: bool = False  # S_c is the plan's measured factor, not the site's table
 
     @property
     def mu(self) -> float:
@@ -101,8 +102,10 @@ def hand_calc(
     ssd_mm: float,
     depth_mm: float,
     dose_cgy: float,
+    measured_cutout_factor: float | None = None,
 ) -> HandCalc:
-    """The factors for one beam delivering ``dose_cgy`` at ``depth_mm`` with the surface at ``ssd_mm``."""
+    """The factors for one beam delivering ``dose_cgy`` at ``depth_mm`` with the surface at ``ssd_mm``; a cutout
+    factor measured for this cutout (given in the plan) replaces the table's."""
     depths, pct = energy.pdd.depth_mm, energy.pdd.dose_pct
     top = max(pct)
     dmax = depths[pct.index(top)]
@@ -116,7 +119,9 @@ def hand_calc(
     cut_factor = 1.0
     if cutout_mm is not None:
         eqsq = equivalent_square_mm(cutout_mm)
-        if eqsq < equivalent_square_mm(_open_applicator(applicator)) - 1e-6:
+        if measured_cutout_factor is not None:
+            cut_factor = measured_cutout_factor
+        elif eqsq < equivalent_square_mm(_open_applicator(applicator)) - 1e-6:
             table = energy.cutout_factors
             if not table:
                 raise NotCheckable(f"the site has no cutout factors at {energy.energy_mev:g} MeV")
@@ -144,4 +149,5 @@ def hand_calc(
         effective_ssd_mm=f_eff,
         dmax_mm=dmax,
         inverse_square=isq,
+        cutout_factor_measured=cutout_mm is not None and measured_cutout_factor is not None,
     )

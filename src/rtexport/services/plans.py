@@ -10,14 +10,17 @@ from rtexport.workspace import Actor, PlanState, Workspace
 
 
 def _check_fits(ws: Workspace, plan: Plan, source: str) -> None:
-    """Refuse a plan that does not fit the site and course, or whose beams cannot be set up on the course (an aim
-    point in air, an SSD the geometry cannot have, an applicator in the patient): all knowable without dose."""
+    """Refuse a plan that does not fit the site and course, whose beams cannot be set up on the course (an aim
+    point in air, an SSD the geometry cannot have, an applicator in the patient), or whose cutout the site's
+    cutout factors do not cover: all knowable without dose."""
     # Imported here, not at the top: listing plans needs neither scipy nor pydicom ('plan list' answers at once).
+    from rtexport.dose.output import cutout_problems
     from rtexport.geometry.setup import aim_plan, plan_structures
     from rtexport.workspace.dicomio import course_contours
 
     site, course = ws.site(), ws.course(plan.course)
     problems = plan_problems(plan, site, course)
+    problems += cutout_problems(plan, site) if not problems else []
     if problems:
         raise PlanError(f"{source}: plan does not fit the site or course", problems)
     try:
