@@ -165,3 +165,33 @@ def test_the_skin_is_where_the_contour_is_not_where_the_dose_grid_has_voxels(sit
         shallow.append(np.interp([0.5, 1.0], s, axis) / axis.max())
     assert max(ranges) - min(ranges) <= 0.4
     assert np.ptp(np.array(shallow), axis=0).max() <= 0.03
+
+
+# --- where pencils leave the patient ---------------------------------------------------------------------------
+
+
+def test_electrons_that_have_left_the_patient_add_no_dose_inside_it(site: Site) -> None:
+    """Water 100 mm thick for x < 0 but only 20 mm for x >= 0 (a back surface the beam leaves through, as at a
+    tangential edge or the end of a CT): the pencils that left carry no dose on through the air. Beside the step
+    in the thick half, beyond 20 mm, the dose can then only lose the in-scatter the missing water would have given;
+    it never gains any from electrons already out in the air."""
+    g = slab_grid(half_width=100.0, depth=130.0, top=-20.0)
+    xs, ys, _ = g.axes()
+    below = ys[:, None] >= SURFACE_Y
+    back = np.where(xs < 0, SURFACE_Y + 100.0, SURFACE_Y + 20.0)
+    thin = np.broadcast_to((below & (ys[:, None] <= back[None, :]))[None], g.shape).copy()
+    thick = np.broadcast_to((below & (ys[:, None] <= SURFACE_Y + 100.0))[None], g.shape).copy()
+    bs, e = beam(site, None, 12.0, "15x15")
+    engine = PencilBeamEngine()
+
+    def dose(inside: np.ndarray) -> tuple[Medium, np.ndarray]:
+        s = inside.astype(np.float32)
+        med = Medium(g, s, s.copy(), inside)
+        return med, engine.relative_dose(med, bs, e)
+
+    stepped, stepped_dose = dose(thin)
+    uniform, uniform_dose = dose(thick)
+    for depth in (30.0, 40.0):
+        for x in (-4.0, -8.0):
+            beside = dose_at(stepped, stepped_dose, x, SURFACE_Y + depth)
+            assert beside <= dose_at(uniform, uniform_dose, x, SURFACE_Y + depth) + 1e-6, (depth, x)

@@ -22,6 +22,7 @@ from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
+from scipy import ndimage
 from scipy.special import erf
 
 from rtexport.dose.commissioning import BroadBeam, broad_beam, scattering_power_water
@@ -181,7 +182,7 @@ class PencilBeamEngine:
             s_rel *= occ
             t_rel *= occ
         else:
-            occ = sample_at(medium.inside, idx[..., :1])
+            occ = sample_at(medium.inside, idx)
         if np.any(occ[..., 0] >= 0.5) and d0 > near:
             raise DoseError(
                 f"beam {beam.name}: the patient or bolus reaches the cutout ({beam.cutout_distance_mm:g} mm from "
@@ -209,6 +210,12 @@ class PencilBeamEngine:
         # fluence from the virtual source: each pencil's own air gap, bolus or extended SSD (Hogstrom)
         fv = bb.virtual_ssd_mm
         to_source = fv + (d - bb.reference_ssd_mm)[None, None, :]
+        # A pencil deposits where its ray is in the medium (and, like the skin, a voxel on): one that has left the
+        # patient (a tangential edge, the end of the CT) carries no dose on through the air, nor a σ that keeps
+        # growing there into every lateral kernel.
+        reach = max(1, math.ceil(max(grid.spacing_mm) / dstep))
+        in_medium = ndimage.maximum_filter1d(occ > 0, size=2 * reach + 1, axis=-1, mode="constant")
+        entered &= in_medium
         q = w[..., None] * bb.electron_dose(zeff) * ((fv + zeff) / to_source) ** 2 * entered  # [u, v, d]
 
         # lateral spread: σ ladder, one separable matrix pair per rung, all planes at once
