@@ -110,7 +110,7 @@ def test_plan_show_gives_what_a_physicist_checks(planned: Workspace) -> None:
         "prescription: 50 Gy in 25 fractions (2 Gy per fraction)",
         "density overrides: Prosthesis → Water",
         "export authorization: Phil Physicist (phil) on ",
-        "beam ANT: 9 MeV, applicator 10x10, custom cutout (equivalent square 79.5 mm), SSD 1000 mm",
+        "beam ANT: 16 MeV, applicator 15x15, custom cutout (equivalent square 114.1 mm), SSD 1000 mm",
         "gantry 20°, collimator 0°, couch 0°; aimed at the centroid of PTV",
         "bolus: 10 mm Superflab, margin 10 mm",
         "independent MU check (TG-71 hand calculation; action level 5 %):",

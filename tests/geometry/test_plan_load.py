@@ -30,7 +30,7 @@ ANT_SETUP = 'target = "PTV"\nssd_mm = 1000\nweight = 0.6'
         (
             "isocenter_mm = [0.0, -60.0, 0.0]\nweight = 0.6",  # 45 mm deep under 10 mm of bolus: SSD 945
             r"beam\[0\]\.isocenter_mm: beam ANT: the surface is 94\d\.\d mm from the source on the central axis, "
-            r"nearer than the end of applicator 10x10 \(950 mm\)",
+            r"nearer than the end of applicator 15x15 \(950 mm\)",
         ),
     ],
 )

@@ -79,7 +79,7 @@ BAD_PLAN_VALUES = [
         "ssd 1e-300",
         [(FIRST_SSD, "ssd_mm = 1e-300\nweight = 0.6")],
         "beam[0].ssd_mm",
-        "puts the skin inside applicator 10x10",
+        "puts the skin inside applicator 15x15",
     ),
     ("ssd 10000", [(FIRST_SSD, "ssd_mm = 10000\nweight = 0.6")], "beam[0].ssd_mm", "less than or equal to 2000"),
     ("weight inf", [(WEIGHTS[0], "weight = inf")], "beam[0].weight", "finite"),
@@ -105,8 +105,8 @@ BAD_PLAN_VALUES = [
         "valid number",
     ),
     ("gantry nan", [("gantry_deg = 0\n", "gantry_deg = nan\n")], "beam[0].gantry_deg", "finite"),
-    ("energy a string", [("energy_mev = 9", 'energy_mev = "9"')], "beam[0].energy_mev", "valid number"),
-    ("cutout point inf", [("[-45, -35], [45, -35]", "[-45, -35], [inf, -35]")], "beam[0].cutout_mm[1][0]", "finite"),
+    ("energy a string", [("energy_mev = 16", 'energy_mev = "16"')], "beam[0].energy_mev", "valid number"),
+    ("cutout point inf", [("[-65, -50], [65, -50]", "[-65, -50], [inf, -50]")], "beam[0].cutout_mm[1][0]", "finite"),
     (
         "bolus 1e300 mm",
         [("thickness_mm = 10", "thickness_mm = 1e300")],
@@ -148,7 +148,7 @@ BAD_PLAN_VALUES = [
     (
         "measured cutout factor for an open applicator",
         [
-            ("cutout_mm = [[-50, -40], [50, -40], [50, 40], [-50, 40]]", ""),
+            ("cutout_mm = [[-65, -50], [65, -50], [65, 50], [-65, 50]]", ""),
             (WEIGHTS[1], 'weight = 0.4\ncutout_factor = { value = 0.9, note = "diode" }'),
         ],
         "beam[1]",
@@ -184,7 +184,7 @@ def test_an_ssd_inside_the_applicator_is_refused_even_when_acknowledged(course: 
     plan = parse_plan(edited((FIRST_SSD, f'ssd_mm = {ssd}\nweight = 0.6\nacknowledge = ["ssd_mm"]')))
     problems = plan_problems(plan, SITE, course)
     assert problems == [
-        f"beam[0].ssd_mm: {ssd} mm puts the skin inside applicator 10x10, whose end is 950 mm from the source; "
+        f"beam[0].ssd_mm: {ssd} mm puts the skin inside applicator 15x15, whose end is 950 mm from the source; "
         "the SSD must be larger"
     ]
 

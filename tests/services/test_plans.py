@@ -47,17 +47,17 @@ def test_load_new_plan_then_unchanged_then_changed(course_ws: Workspace) -> None
     ("edit", "message"),
     [
         (('machine = "DemoLinac"', 'machine = "Nope"'), r"machine: unknown machine 'Nope'"),
-        (("energy_mev = 9", "energy_mev = 7"), r"beam\[0\]\.energy_mev: DemoLinac has no 7 MeV"),
-        (('applicator = "10x10"', 'applicator = "11x11"'), r"beam\[0\]\.applicator: DemoLinac has no applicator"),
+        (("energy_mev = 16", "energy_mev = 7"), r"beam\[0\]\.energy_mev: DemoLinac has no 7 MeV"),
+        (('applicator = "15x15"', 'applicator = "11x11"'), r"beam\[0\]\.applicator: DemoLinac has no applicator"),
         (('material = "Water"', 'material = "Gold"'), r"override\[0\]\.material: unknown material 'Gold'"),
         (('structure = "Prosthesis"', 'structure = "Heart"'), r"override\[0\]\.structure: no structure 'Heart'"),
         (('external = "OUTLINE2"', 'external = "SKIN"'), r"external: no structure 'SKIN'"),
-        (("[[-45, -35], [45, -35]", "[[-65, -35], [45, -35]"), r"beam\[0\]\.cutout_mm: cutout does not fit"),
+        (("[[-65, -50], [65, -50]", "[[-85, -50], [65, -50]"), r"beam\[0\]\.cutout_mm: cutout does not fit"),
         (("gantry_deg = 20", "gantry_deg = 400"), r"beam\[1\]\.gantry_deg: Input should be less than 360"),
         (
-            ("[[-45, -35], [45, -35], [45, 25], [30, 35], [-45, 35]]", "[[-10, -10], [10, -10], [10, 10], [-10, 10]]"),
+            ("[[-65, -50], [65, -50], [65, 40], [50, 50], [-65, 50]]", "[[-10, -10], [10, -10], [10, 10], [-10, 10]]"),
             r"beam\[0\]\.cutout_mm: beam ANT: its equivalent square \(by lateral build-up, σ_r [\d.]+ mm\) is 20\.0 "
-            r"mm, outside the site's cutout factors \(30-250 mm at 9 MeV\)",
+            r"mm, outside the site's cutout factors \(30-250 mm at 16 MeV\)",
         ),
         (('material = "Superflab"', 'material = "Clay"'), r"beam\[0\]\.bolus\.material: unknown material"),
         (("fractions = 25", "fractions = 0"), r"fractions: Input should be greater than or equal to 1"),

@@ -249,7 +249,7 @@ def test_block_disabled_without_machine_or_dose(client: TestClient, home: Path) 
 def test_plan_page_shows_beams_state_and_dvh(client: TestClient) -> None:
     log_in(client, PLANNER)
     page = client.get(f"/plans/{PLAN}").text
-    for text in ("ANT_OBL", "9 MeV", "12 MeV", "10x10", "1000 mm", "20°", "Revision", "Unapproved", 'class="dvh"'):
+    for text in ("ANT_OBL", "16 MeV", "15x15", "1000 mm", "20°", "Revision", "Unapproved", 'class="dvh"'):
         assert text in page, text
     assert page.count('class="bev-cutout"') == 2
 
