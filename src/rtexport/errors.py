@@ -5,6 +5,7 @@
     RTExportError                 every error rtexport raises on purpose
     ├── ConfigError               site.toml or the workspace is wrong
     ├── InputError                what the user gave (a destination, items, a name) cannot be used
+    │   └── NotAllowedError       ... nor is it the user's to give (outside the export roots, a custom server)
     ├── CourseImportError         a CT series / RT Structure Set cannot be imported
     ├── PlanError                 a plan file is invalid or cannot be applied
     ├── AuthError                 unknown user, wrong password, missing role
@@ -41,6 +42,11 @@ class ConfigError(RTExportError):
 
 class InputError(RTExportError):
     """What the user gave on the command line or in a form cannot be used; nothing was done."""
+
+
+class NotAllowedError(InputError):
+    """What the user gave is not theirs to give here: a folder outside the site's export roots, a custom server
+    for a user the site does not let choose one."""
 
 
 class CourseImportError(RTExportError):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from rtexport.errors import ConfigError, GateError, InputError, RTExportError, SendError, WriteError
+from rtexport.errors import ConfigError, GateError, InputError, NotAllowedError, RTExportError, SendError, WriteError
 from rtexport.export.build import PreparedExport, build_objects, buildable_items
 from rtexport.export.gate import ALL_ITEMS, Item, check_export, parse_items
 from rtexport.export.local import ExportFolder, PlanIdentity, WriteReport, write_folder
@@ -140,7 +140,7 @@ def _within_roots(ws: Workspace, site: Site, typed: str) -> FolderDestination:
     checked and opened in one step, and written later through that handle."""
     roots = [ws.resolve(r) for r in site.dicom.export_roots]
     if not roots:
-        raise InputError("the site configuration lists no export_roots: local export from the web page is off")
+        raise NotAllowedError("the site configuration lists no export_roots: local export from the web page is off")
     allowed = ", ".join(str(r.resolve()) for r in roots)
     target = Path(os.path.normpath(ws.resolve(Path(typed))))
     for root in roots:
@@ -150,9 +150,11 @@ def _within_roots(ws: Workspace, site: Site, typed: str) -> FolderDestination:
             try:
                 opened = ExportFolder.within(form, target.relative_to(form))
             except WriteError as e:
-                raise InputError(f"{typed} is outside the folders the site allows for export ({allowed}): {e}") from e
+                raise NotAllowedError(
+                    f"{typed} is outside the folders the site allows for export ({allowed}): {e}"
+                ) from e
             return FolderDestination(root.resolve() / target.relative_to(form), opened)
-    raise InputError(f"{typed} is outside the folders the site allows for export ({allowed})")
+    raise NotAllowedError(f"{typed} is outside the folders the site allows for export ({allowed})")
 
 
 def custom_servers_allowed(site: Site, user: User) -> bool:
@@ -193,7 +195,7 @@ def resolve_destination(
         return Destination.from_server(found)
     if custom:
         if requester is not None and not custom_servers_allowed(site, requester):
-            raise InputError(
+            raise NotAllowedError(
                 f"{requester.name} is a {requester.role.value}: only a physicist may export to or test a custom "
                 "server here; choose a server from the site configuration (or the site sets "
                 "dicom.allow_custom_servers = true)"

@@ -23,7 +23,16 @@ from markupsafe import Markup
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rtexport.display import dicom_date, local_time, person
-from rtexport.errors import AuthError, GateError, InputError, PasswordError, PlanError, RTExportError, SendError
+from rtexport.errors import (
+    AuthError,
+    GateError,
+    InputError,
+    NotAllowedError,
+    PasswordError,
+    PlanError,
+    RTExportError,
+    SendError,
+)
 from rtexport.export.gate import Item
 from rtexport.model.course import Course
 from rtexport.model.dose import DoseGrid
@@ -491,7 +500,7 @@ def create_app(
         except InputError as e:
             action = "export" if kind == "folder" else "export-server"
             ws.audit(actor, action, "refused", plan_id, reason=str(e), client=client_of(request))
-            return _error(403 if kind == "folder" or "physicist" in str(e) else 422, str(e))
+            return _error(403 if isinstance(e, NotAllowedError) else 422, str(e))
         try:
             run = begin_export(ws, plan_id, items, dest, actor)
         except GateError as e:
@@ -546,7 +555,7 @@ def create_app(
             dest = resolve_destination(ws, site, server=server, aet=aet, host=host, port=port, requester=user)
         except InputError as e:
             ws.audit(_actor(user), "echo", "refused", reason=str(e), client=client_of(request))
-            return _error(403 if "physicist" in str(e) else 422, str(e))
+            return _error(403 if isinstance(e, NotAllowedError) else 422, str(e))
         assert isinstance(dest, Destination)
         try:
             message = check_server(ws, dest, _actor(user))
