@@ -9,19 +9,12 @@ from pathlib import Path
 
 from rtexport.demo.plan import DEMO_PLAN
 from rtexport.workspace import Workspace
-from tests.cli.shell import shell_env
+from tests.cli.shell import run_rtexport, shell_env
 
 
 def run(home: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     """``rtexport ARGS`` with the workspace given by RTEXPORT_HOME, as a user's shell would."""
-    return subprocess.run(
-        [sys.executable, "-m", "rtexport", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=shell_env(RTEXPORT_HOME=str(home)),
-    )
+    return run_rtexport(home, *args, stdin=stdin)
 
 
 def test_help_lists_every_command(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 import typing
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from typer.testing import CliRunner
 from rtexport.cli import RoleName, app
 from rtexport.demo.plan import DEMO_PLAN
 from rtexport.workspace import Role, Workspace
-from tests.cli.shell import shell_env
+from tests.cli.shell import run_rtexport
 from tests.conftest import PHYS, forget_beam_setups, strict_mu_check
 
 PLAN = "CW-E1"
@@ -29,16 +28,8 @@ README = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
 def run(
     home: Path, *args: str, stdin: str = "", columns: int = 200, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """``rtexport ARGS`` in a real process, the workspace given by RTEXPORT_HOME, in a terminal ``columns`` wide."""
-    return subprocess.run(
-        [sys.executable, "-m", "rtexport", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=cwd,
-        env=shell_env(columns, RTEXPORT_HOME=str(home), TZ="Europe/Berlin"),
-    )
+    """``rtexport ARGS`` in a real process, in a terminal ``columns`` wide, in a time zone that is not UTC."""
+    return run_rtexport(home, *args, stdin=stdin, columns=columns, cwd=cwd, TZ="Europe/Berlin")
 
 
 def commands(group: typer.core.TyperGroup, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], typing.Any]]:
