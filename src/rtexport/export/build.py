@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
 
 from rtexport import __version__
 from rtexport.dicom.common import BuildContext, encode
@@ -19,14 +20,15 @@ from rtexport.dicom.rtdose import build_rtdose
 from rtexport.dicom.rtplan import Approval, build_rtplan
 from rtexport.dicom.rtstruct import build_rtstruct, needs_derived_structure_set
 from rtexport.dicom.uids import UIDFactory
+from rtexport.errors import StoreError
 from rtexport.export.gate import DOSE_ITEMS, Item
-from rtexport.export.objects import ExportObject, ObjectKind
+from rtexport.export.objects import ExportObject, ObjectKind, read_file_meta
 from rtexport.geometry.setup import AimedPlan, aim_plan, plan_structures
 from rtexport.model.course import Contour
 from rtexport.model.dose import DoseGrid
 from rtexport.model.site import Site
 from rtexport.workspace import PlanState, Workspace
-from rtexport.workspace.dicomio import course_contours, read_dataset, read_file_meta
+from rtexport.workspace.dicomio import course_contours, read_dataset
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,14 @@ def build_objects(ws: Workspace, site: Site, state: PlanState, items: Collection
 
     def stored(kind: ObjectKind, digest: str, description: str) -> ExportObject:
         path = ws.blobs.path(digest)
-        meta = read_file_meta(path)
+        try:
+            with path.open("rb") as fp:
+                meta = read_file_meta(fp)
+        except (OSError, EOFError, InvalidDicomError, KeyError, ValueError) as e:
+            raise StoreError(
+                f"stored file {path} cannot be read as DICOM ({e}): it is missing or damaged; nothing was exported; "
+                "run 'rtexport verify'"
+            ) from e
         return ExportObject(
             kind,
             meta.sop_class_uid,

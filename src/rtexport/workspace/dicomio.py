@@ -1,21 +1,16 @@
-"""Read stored DICOM back: the CT volume in HU, file identities, and (re-exported) structure set contours."""
+"""Read stored DICOM back: the CT volume in HU and the structure set's contours."""
 
 from __future__ import annotations
 
 import io
 from collections.abc import Collection
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import pydicom
-import pydicom.filereader
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
 
 from rtexport.dicom.contours import contours_by_name
-from rtexport.errors import StoreError
 from rtexport.geometry.axial import AxialOrientation
 from rtexport.model.course import Contour, Course
 from rtexport.workspace.store import BlobStore
@@ -24,25 +19,6 @@ from rtexport.workspace.workspace import Workspace
 
 def read_dataset(data: bytes) -> Dataset:
     return pydicom.dcmread(io.BytesIO(data))
-
-
-@dataclass(frozen=True)
-class FileIdentity:
-    sop_class_uid: str
-    sop_instance_uid: str
-
-
-def read_file_meta(path: Path) -> FileIdentity:
-    """SOP Class and Instance UIDs from a Part 10 file's meta header, without reading the data set. A stored
-    file that cannot be read so is damaged or missing: :class:`StoreError`."""
-    try:
-        meta = pydicom.filereader.read_file_meta_info(path)
-        return FileIdentity(str(meta.MediaStorageSOPClassUID), str(meta.MediaStorageSOPInstanceUID))
-    except (OSError, InvalidDicomError, AttributeError, KeyError, ValueError) as e:
-        raise StoreError(
-            f"stored file {path} cannot be read as DICOM ({e}): it is missing or damaged; nothing was exported; "
-            "run 'rtexport verify'"
-        ) from e
 
 
 def course_contours(ws: Workspace, course: Course, names: Collection[str] | None = None) -> dict[str, list[Contour]]:
@@ -64,4 +40,4 @@ def load_hu(store: BlobStore, course: Course) -> npt.NDArray[np.float32]:
     return volume
 
 
-__all__ = ["FileIdentity", "contours_by_name", "course_contours", "load_hu", "read_dataset", "read_file_meta"]
+__all__ = ["contours_by_name", "course_contours", "load_hu", "read_dataset"]
