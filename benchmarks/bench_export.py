@@ -54,12 +54,13 @@ cutout_mm = [[-40, -30], [40, -30], [40, 30], [-40, 30]]
 def setup(home: Path, slices: int) -> None:
     from rtexport.demo.beamdata import demo_site
     from rtexport.demo.phantom import PhantomSpec, write_phantom
+    from rtexport.model.people import Actor, Role
     from rtexport.services.approval import authorize
     from rtexport.services.courses import import_course
     from rtexport.services.dose import compute_dose
     from rtexport.services.plans import load_plan
     from rtexport.services.users import add_user
-    from rtexport.workspace import Actor, Role, Workspace
+    from rtexport.workspace import Workspace
 
     actor = Actor.here("benchmark")
     ws = Workspace.init(home, demo_site())
@@ -110,8 +111,9 @@ def child_export(home: Path, out: Path, verify: bool = True) -> None:
     import dataclasses
 
     from rtexport.export.gate import Item
+    from rtexport.model.people import Actor
     from rtexport.services.export import FolderDestination, begin_export, finish_export, prepare
-    from rtexport.workspace import Actor, Workspace
+    from rtexport.workspace import Workspace
 
     ws = Workspace.open(home)
     t0 = time.perf_counter()

@@ -21,12 +21,13 @@ import tomli_w
 from rtexport.demo.beamdata import demo_site
 from rtexport.demo.phantom import PhantomSpec, write_phantom
 from rtexport.demo.plan import DEMO_PLAN
+from rtexport.model.people import Actor, Role
 from rtexport.services.approval import authorize
 from rtexport.services.courses import import_course
 from rtexport.services.dose import compute_dose
 from rtexport.services.plans import load_plan
 from rtexport.services.users import add_user
-from rtexport.workspace import Actor, Role, Workspace
+from rtexport.workspace import Workspace
 from tests.support.dciodvfy import assert_valid
 
 PHYS = ("phil", "physicist-pass-1")

@@ -23,11 +23,12 @@ if TYPE_CHECKING:
     from rich.progress import Progress as Bar
 
     from rtexport.export.build import PreparedExport
+    from rtexport.model.people import Actor
     from rtexport.model.site import Site
+    from rtexport.model.state import PlanState, Signature
     from rtexport.mucheck import MUCheck
     from rtexport.services.export import ExportReport, ProgressEvent
-    from rtexport.workspace import Actor, PlanState, Workspace
-    from rtexport.workspace.plans import Signature
+    from rtexport.workspace import Workspace
 
 PROG = "rtexport"
 RoleName = Literal["planner", "physicist"]  # rtexport.workspace.Role's values, without importing the workspace
@@ -203,7 +204,7 @@ def _ws(home: Path | None) -> Workspace:
 
 
 def _actor(user: str | None = None) -> Actor:
-    from rtexport.workspace import Actor
+    from rtexport.model.people import Actor
 
     return Actor.here("cli", user)
 
@@ -569,8 +570,8 @@ def user_add(
     """Add a user. The first user is a physicist; later ones need a physicist's consent (--by and password).
 
     With --password-stdin, the new user's password is the first line, the consenting physicist's the second."""
+    from rtexport.model.people import Role
     from rtexport.services.users import add_user
-    from rtexport.workspace import Role
 
     ws = _ws(home)
     password = _password(password_stdin, f"Password for {name}")

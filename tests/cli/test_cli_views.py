@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 
 from rtexport.cli import RoleName, app
 from rtexport.demo.plan import DEMO_PLAN
-from rtexport.workspace import Role, Workspace
+from rtexport.model.people import Role
+from rtexport.workspace import Workspace
 from tests.cli.shell import run_rtexport
 from tests.conftest import PHYS, forget_beam_setups, strict_mu_check
 

@@ -23,6 +23,7 @@ from rtexport.demo.phantom import PhantomSpec, write_phantom
 from rtexport.dose import BeamSetup, CTVolume, Medium, PencilBeamEngine, compute_plan_dose
 from rtexport.export.gate import ALL_ITEMS
 from rtexport.model.course import PatientPosition
+from rtexport.model.people import Role
 from rtexport.model.site import EnergyData
 from rtexport.services.approval import authorize
 from rtexport.services.courses import import_course
@@ -30,7 +31,7 @@ from rtexport.services.dose import compute_dose
 from rtexport.services.export import FolderDestination, export_plan
 from rtexport.services.plans import load_plan
 from rtexport.services.users import add_user
-from rtexport.workspace import Role, Workspace
+from rtexport.workspace import Workspace
 from rtexport.workspace.dicomio import course_contours, load_hu
 from tests.conftest import ACTOR
 from tests.support.dciodvfy import run as dciodvfy

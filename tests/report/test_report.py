@@ -14,12 +14,13 @@ import pytest
 from rtexport.display import local_time, person
 from rtexport.errors import PlanError
 from rtexport.export.gate import ALL_ITEMS
+from rtexport.model.people import Actor
 from rtexport.model.plan import default_cutout
 from rtexport.services.approval import approve
 from rtexport.services.export import FolderDestination, export_plan
 from rtexport.services.plans import clone_plan
 from rtexport.services.report import exports_of, make_report, plan_reports, report_pdf
-from rtexport.workspace import Actor, Workspace
+from rtexport.workspace import Workspace
 from tests.conftest import ACTOR, PHYS
 from tests.report.conftest import pdf_images, pdf_info, pdf_pages, pdf_text
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from rtexport.demo.plan import DEMO_PLAN_ID
+from rtexport.model.people import Actor
 from rtexport.services.demo import build_demo_workspace
 from rtexport.services.dose import compute_dose
 from rtexport.services.views import course_volume, plan_dvh
-from rtexport.workspace import Actor
 
 
 def test_the_demo_plan_covers_its_target_as_a_clinic_would_accept(tmp_path: Path) -> None:

@@ -14,12 +14,13 @@ import pytest
 from rtexport.demo.plan import DEMO_PLAN
 from rtexport.errors import GateError, StoreError
 from rtexport.export.gate import Item
+from rtexport.model.people import Actor
 from rtexport.services.approval import approve, authorize
 from rtexport.services.dose import compute_dose
 from rtexport.services.export import ExportReport, FolderDestination, export_plan, prepare
 from rtexport.services.plans import load_plan
 from rtexport.services.site import availability
-from rtexport.workspace import Actor, Workspace
+from rtexport.workspace import Workspace
 from tests.conftest import ACTOR, PHYS
 from tests.support.dciodvfy import assert_valid
 

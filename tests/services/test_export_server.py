@@ -14,8 +14,9 @@ from rtexport.demo.beamdata import demo_site
 from rtexport.errors import SendError
 from rtexport.export.gate import Item
 from rtexport.export.send import Destination
+from rtexport.model.people import Actor
 from rtexport.services.export import export_plan
-from rtexport.workspace import Actor, Workspace
+from rtexport.workspace import Workspace
 from tests.cli.shell import shell_env
 from tests.support.orthanc import Orthanc, free_port
 from tests.support.storescp import StoreSCP, dataset_part

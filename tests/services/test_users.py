@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from rtexport.errors import AuthError, InputError
+from rtexport.model.people import Actor, Role
 from rtexport.services.users import add_user, set_role, users
-from rtexport.workspace import Actor, Role, Workspace
+from rtexport.workspace import Workspace
 from tests.conftest import PHYS
 
 SOMEONE = Actor(None, "mallory-os", "cli")  # an OS account that has not proven to be any rtexport user

@@ -15,10 +15,10 @@ from fastapi.testclient import TestClient
 
 from rtexport.demo.phantom import PhantomSpec
 from rtexport.demo.plan import DEMO_PLAN_ID, DEMO_USERS
+from rtexport.model.people import Actor
 from rtexport.services.demo import build_demo_workspace
 from rtexport.services.dose import compute_dose
 from rtexport.web.app import create_app
-from rtexport.workspace import Actor
 
 SMALL = PhantomSpec(rows=80, columns=80, pixel_mm=4.0, slices=16, slice_mm=5.0)
 PLAN = DEMO_PLAN_ID

@@ -15,11 +15,12 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from rtexport.errors import InputError
+from rtexport.model.people import Actor
 from rtexport.services.export import FolderDestination, resolve_destination
 from rtexport.services.plans import load_plan
 from rtexport.web.app import create_app
 from rtexport.web.auth import COOKIE
-from rtexport.workspace import Actor, Workspace
+from rtexport.workspace import Workspace
 from tests.web.conftest import PHYSICIST, PLAN, PLANNER, csrf_of, edit_site, log_in, wait_job
 
 ALL_ITEMS = ["ct", "rtstruct", "rtplan", "dose-plan", "dose-beam"]

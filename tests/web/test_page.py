@@ -16,11 +16,12 @@ from PIL import Image
 
 import rtexport.web.app as web_app
 from rtexport.display import local_time
+from rtexport.model.people import Actor
 from rtexport.pictures.render import IMAGE_PX, View, render_slice
 from rtexport.services.plans import load_plan
 from rtexport.services.views import BOLUS_COLOR, bolus_outlines, colors, course_volume, slices_through
 from rtexport.web.app import create_app
-from rtexport.workspace import Actor, Workspace
+from rtexport.workspace import Workspace
 from tests.conftest import forget_beam_setups, strict_mu_check
 from tests.web.conftest import PHYSICIST, PLAN, PLANNER, edit_site, log_in
 

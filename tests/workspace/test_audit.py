@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from rtexport.demo.beamdata import demo_site
-from rtexport.workspace import Actor, Workspace
+from rtexport.model.people import Actor
+from rtexport.workspace import Workspace
 from tests.conftest import Clock
 
 WHO = Actor("phil", "phil-os", "test")

@@ -27,7 +27,8 @@ from rtexport.geometry.setup import AimedPlan, aim_plan, plan_structures
 from rtexport.model.course import Contour
 from rtexport.model.dose import DoseGrid
 from rtexport.model.site import Site
-from rtexport.workspace import PlanState, Workspace
+from rtexport.model.state import PlanState
+from rtexport.workspace import Workspace
 from rtexport.workspace.dicomio import course_contours, read_dataset
 
 

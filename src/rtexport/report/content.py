@@ -8,10 +8,9 @@ from datetime import datetime
 from rtexport.model.course import Course
 from rtexport.model.plan import Beam
 from rtexport.model.site import Machine, Site
+from rtexport.model.state import PlanState, StoredBeamDose
 from rtexport.mucheck import MUCheck
 from rtexport.pictures.render import DVHCurve
-from rtexport.workspace import PlanState
-from rtexport.workspace.doses import StoredBeamDose
 
 
 @dataclass(frozen=True)

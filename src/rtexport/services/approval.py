@@ -6,11 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rtexport.errors import PlanError
+from rtexport.model.people import Actor
 from rtexport.model.plan import mu_problems
+from rtexport.model.state import PlanState
 from rtexport.mucheck import check_beams
 from rtexport.services.export import prepare_objects
 from rtexport.services.users import Credentials, qualified
-from rtexport.workspace import Actor, PlanState, Workspace
+from rtexport.workspace import Workspace
 
 
 @dataclass(frozen=True)

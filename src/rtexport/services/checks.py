@@ -10,8 +10,8 @@ import numpy as np
 from rtexport.model.dose import DoseGrid
 from rtexport.model.plan import Plan, mu_problems
 from rtexport.model.site import Site
+from rtexport.model.state import PlanState
 from rtexport.mucheck import EngineBeam, MUCheck, check_beams
-from rtexport.workspace import PlanState
 
 
 def mu_check(site: Site, state: PlanState) -> MUCheck | None:

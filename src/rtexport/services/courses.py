@@ -8,7 +8,8 @@ from pathlib import Path
 
 from rtexport.errors import CourseImportError
 from rtexport.model.course import Course
-from rtexport.workspace import Actor, Workspace
+from rtexport.model.people import Actor
+from rtexport.workspace import Workspace
 from rtexport.workspace.importer import ImportResult, read_course
 
 _COURSE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")

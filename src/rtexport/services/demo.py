@@ -13,13 +13,15 @@ from rtexport.demo.phantom import PhantomSpec, write_phantom
 from rtexport.demo.plan import DEMO_COURSE_ID, DEMO_PLAN, DEMO_PLAN_ID, DEMO_USERS
 from rtexport.errors import ConfigError
 from rtexport.export.gate import ALL_ITEMS
+from rtexport.model.people import Actor, Role
+from rtexport.model.state import PlanState
 from rtexport.services.approval import authorize
 from rtexport.services.courses import import_course
 from rtexport.services.dose import compute_dose
 from rtexport.services.export import ExportReport, FolderDestination, Progress, default_folder, export_plan
 from rtexport.services.plans import load_plan
 from rtexport.services.users import add_user
-from rtexport.workspace import Actor, PlanState, Role, Workspace
+from rtexport.workspace import Workspace
 
 MARKER = ".rtexport-demo"
 DEMO_FULL_NAMES = {"phil": "Physicist^Phil", "pat": "Planner^Pat"}

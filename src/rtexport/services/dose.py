@@ -11,10 +11,12 @@ from dataclasses import dataclass
 
 from rtexport.dose import CTVolume, DoseEngine, compute_plan_dose
 from rtexport.errors import DoseError, PlanError
+from rtexport.model.people import Actor
 from rtexport.model.plan import mu_problems, plan_problems
+from rtexport.model.state import PlanState
 from rtexport.services.checks import dose_warnings
 from rtexport.services.export import prepare_objects
-from rtexport.workspace import Actor, PlanState, Workspace
+from rtexport.workspace import Workspace
 from rtexport.workspace.dicomio import course_contours, load_hu
 
 ENGINE_NAME = "rtexport pencil beam (Hogstrom)"

@@ -19,10 +19,12 @@ from rtexport.export.gate import ALL_ITEMS, Item, check_export, parse_items
 from rtexport.export.local import ExportFolder, PlanIdentity, WriteReport, write_folder
 from rtexport.export.objects import ExportObject
 from rtexport.export.send import Destination, InstanceOutcome, InstanceResult, SendReport, echo, send_objects
+from rtexport.model.people import Actor, User
 from rtexport.model.plan import mu_problems
 from rtexport.model.site import Site, TLSConfig, validate_ae_title
+from rtexport.model.state import PlanState
 from rtexport.services.site import site_status
-from rtexport.workspace import Actor, PlanState, User, Workspace
+from rtexport.workspace import Workspace
 
 __all__ = [
     "ALL_ITEMS",

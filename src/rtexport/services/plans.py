@@ -5,8 +5,10 @@ from __future__ import annotations
 import secrets
 
 from rtexport.errors import PlanError
+from rtexport.model.people import Actor
 from rtexport.model.plan import Plan, dumps_plan, parse_plan, plan_digest, plan_problems, unusual_values
-from rtexport.workspace import Actor, PlanState, Workspace
+from rtexport.model.state import PlanState
+from rtexport.workspace import Workspace
 
 
 def _check_fits(ws: Workspace, plan: Plan, source: str) -> None:

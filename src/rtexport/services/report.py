@@ -13,13 +13,15 @@ from typing import Any
 
 from rtexport.errors import InputError, PlanError
 from rtexport.export.objects import ObjectKind
+from rtexport.model.people import Actor
 from rtexport.model.plan import default_cutout
+from rtexport.model.state import PlanState
 from rtexport.mucheck import equivalent_square_mm
 from rtexport.pictures.render import ISODOSE, View, bev_svg, dvh_svg, render_slice
 from rtexport.report import BeamRow, ExportRow, ReportContent, SliceImage, render_pdf
 from rtexport.services.checks import dose_warnings, mu_check
 from rtexport.services.views import bolus_outlines, colors, course_volume, plan_dvh, slices_through, targets
-from rtexport.workspace import Actor, PlanState, Workspace
+from rtexport.workspace import Workspace
 from rtexport.workspace.reports import StoredReport
 from rtexport.workspace.workspace import iso
 

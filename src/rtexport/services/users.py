@@ -10,8 +10,9 @@ from __future__ import annotations
 import re
 
 from rtexport.errors import AuthError, InputError, PasswordError
+from rtexport.model.people import Actor, Role, User
 from rtexport.model.text import check_person_name
-from rtexport.workspace import Actor, Role, User, Workspace
+from rtexport.workspace import Workspace
 from rtexport.workspace.passwords import hash_password, verify_password
 
 MIN_PASSWORD_LENGTH = 8

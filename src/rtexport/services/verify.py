@@ -9,7 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from rtexport.workspace import Actor, Workspace
+from rtexport.model.people import Actor
+from rtexport.workspace import Workspace
 
 
 @dataclass(frozen=True)

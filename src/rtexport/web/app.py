@@ -36,7 +36,9 @@ from rtexport.errors import (
 from rtexport.export.gate import Item
 from rtexport.model.course import Course
 from rtexport.model.dose import DoseGrid
+from rtexport.model.people import Actor, User
 from rtexport.model.site import Site
+from rtexport.model.state import PlanState
 from rtexport.pictures import render as images
 from rtexport.pictures.render import CourseVolume, Outlines, View
 from rtexport.services import approval
@@ -70,7 +72,7 @@ from rtexport.web.auth import (
     take_flashes,
 )
 from rtexport.web.jobs import Jobs, export_work
-from rtexport.workspace import Actor, PlanState, User, Workspace
+from rtexport.workspace import Workspace
 
 HERE = Path(__file__).parent
 log = logging.getLogger(__name__)

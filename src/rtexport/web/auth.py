@@ -23,7 +23,8 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request, Response
 from starlette.middleware.sessions import SessionMiddleware
 
-from rtexport.workspace import Actor, Role, User, Workspace
+from rtexport.model.people import Actor, Role, User
+from rtexport.workspace import Workspace
 
 COOKIE = "rtexport_session"
 CSRF_FIELD = "csrf"

@@ -10,15 +10,14 @@ record says how many records came before): from then on, it is protected like a 
 
 from __future__ import annotations
 
-import getpass
 import hashlib
 import json
-import os
 import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from rtexport.model.people import Actor
 from rtexport.workspace.db import Database
 
 _TRIGGERS = """
@@ -26,37 +25,6 @@ CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 """
 _CONTENT = ("id", "at", "actor", "os_user", "via", "action", "plan_id", "revision", "outcome", "detail")
-
-
-def os_user() -> str:
-    """The operating-system account running this process."""
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry (some containers)
-        return f"uid {os.getuid()}"
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who does something: the rtexport user when one proved who they are (else None), the operating-system
-    account, and the front end (``cli``, ``web``, ``demo``, ``api``)."""
-
-    user: str | None
-    os_user: str
-    via: str
-
-    @classmethod
-    def here(cls, via: str, user: str | None = None) -> Actor:
-        return cls(user, os_user(), via)
-
-    def as_user(self, user: str) -> Actor:
-        """The same process acting as (or on behalf of) the rtexport user ``user``."""
-        return Actor(user, self.os_user, self.via)
-
-    @property
-    def name(self) -> str:
-        """The name recorded as the actor: the rtexport user, or the OS account in brackets."""
-        return self.user if self.user is not None else f"({self.os_user})"
 
 
 def record_hash(previous: str, row: Mapping[str, Any] | sqlite3.Row) -> str:

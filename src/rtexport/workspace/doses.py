@@ -5,60 +5,27 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from rtexport.model.dose import DoseGrid, GridGeometry, PlanDose
+from rtexport.model.state import StoredBeamDose, StoredDose, StoredGrid
 from rtexport.workspace.db import Database
 from rtexport.workspace.store import BlobStore
-
-
-@dataclass(frozen=True)
-class StoredGrid:
-    """A dose grid kept in the store: its geometry, and where its array is; :meth:`load` maps it."""
-
-    sha256: str
-    geometry: GridGeometry
-    frame_of_reference_uid: str
-    blobs: BlobStore
-
-    def load(self) -> DoseGrid:
-        """The grid with its array memory-mapped read-only (verified against its hash)."""
-        arr = np.load(self.blobs.verified_path(self.sha256), mmap_mode="r", allow_pickle=False)
-        return DoseGrid(self.geometry, arr, self.frame_of_reference_uid)
-
-
-@dataclass(frozen=True)
-class StoredBeamDose:
-    beam_name: str
-    mu_per_fraction: float
-    dose_per_fraction_gy: float  # this beam's dose per fraction at its normalization point
-    normalization_point_mm: tuple[float, float, float]
-    grid: StoredGrid
-    ssd_mm: float | None = None
-    surface_entry_mm: tuple[float, float, float] | None = None
-    normalization_depth_mm: float | None = None
-
-
-@dataclass(frozen=True)
-class StoredDose:
-    revision: int
-    computed_at: datetime
-    engine: str
-    beams: tuple[StoredBeamDose, ...]
-    plan: StoredGrid
-
-    def beam(self, name: str) -> StoredBeamDose | None:
-        return next((b for b in self.beams if b.beam_name == name), None)
 
 
 class DoseRepository:
     def __init__(self, db: Database, blobs: BlobStore) -> None:
         self._db = db
         self._blobs = blobs
+
+    def _read(self, digest: str) -> npt.NDArray[np.float32]:
+        """A stored dose array, memory-mapped read-only (verified against its hash)."""
+        arr: npt.NDArray[np.float32] = np.load(self._blobs.verified_path(digest), mmap_mode="r", allow_pickle=False)
+        return arr
 
     def _put(self, grid: DoseGrid) -> dict[str, Any]:
         buf = io.BytesIO()
@@ -102,7 +69,7 @@ class DoseRepository:
 
     def _grid(self, g: dict[str, Any]) -> StoredGrid:
         geometry = GridGeometry(tuple(g["origin_mm"]), tuple(g["spacing_mm"]), tuple(g["shape"]))
-        return StoredGrid(g["sha256"], geometry, g["frame"], self._blobs)
+        return StoredGrid(g["sha256"], geometry, g["frame"], self._read)
 
     def blob_references(self) -> list[tuple[str, str]]:
         """(sha256, what references it) for every stored dose array."""

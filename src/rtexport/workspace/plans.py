@@ -2,53 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 from rtexport.errors import PlanError
-from rtexport.model.plan import Plan
+from rtexport.model.state import Revision, Signature
 from rtexport.workspace.db import Database
-from rtexport.workspace.doses import StoredDose
-
-
-@dataclass(frozen=True)
-class Revision:
-    plan_id: str
-    number: int
-    digest: str
-    toml: str
-    token: str  # random per revision: the seed of this revision's UIDs
-    created_at: datetime
-    created_by: str
-
-
-@dataclass(frozen=True)
-class Signature:
-    """Who approved or authorized a revision, and when; ``person_name`` is their DICOM Person Name."""
-
-    user: str
-    at: datetime
-    person_name: str = ""
-
-
-@dataclass(frozen=True)
-class PlanState:
-    """A plan as it stands: its current revision, approval, authorization and dose state."""
-
-    plan: Plan
-    revision: Revision
-    revisions: int
-    approval: Signature | None
-    authorization: Signature | None
-    dose: StoredDose | None  # dose of the current revision, if computed
-
-    @property
-    def approved(self) -> bool:
-        return self.approval is not None
-
-    @property
-    def dose_state(self) -> str:
-        return "current" if self.dose is not None else "none"
 
 
 def _dt(s: str) -> datetime:

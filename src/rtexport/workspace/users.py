@@ -2,33 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from enum import StrEnum
-
+from rtexport.model.people import Role, User
 from rtexport.workspace.db import Database
-
-
-class Role(StrEnum):
-    """A user's role; a physicist is a qualified user (may approve, authorize export and manage users)."""
-
-    PLANNER = "planner"
-    PHYSICIST = "physicist"
-
-
-@dataclass(frozen=True)
-class User:
-    name: str  # the login
-    role: Role
-    full_name: str = ""  # DICOM Person Name, Family^Given; '' for users made before full names were kept
-
-    @property
-    def qualified(self) -> bool:
-        return self.role is Role.PHYSICIST
-
-    @property
-    def person_name(self) -> str:
-        """The name to write where DICOM wants a person (ReviewerName, OperatorsName)."""
-        return self.full_name or self.name
 
 
 class UserRepository:

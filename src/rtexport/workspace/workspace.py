@@ -18,14 +18,16 @@ import tomli_w
 
 from rtexport.errors import ConfigError
 from rtexport.model.course import Course
+from rtexport.model.people import Actor
 from rtexport.model.plan import parse_plan
 from rtexport.model.site import Site, load_site, read_site_toml, site_problems
-from rtexport.workspace.audit import Actor, AuditLog
+from rtexport.model.state import PlanState
+from rtexport.workspace.audit import AuditLog
 from rtexport.workspace.built import BuiltObjects
 from rtexport.workspace.courses import CourseRepository
 from rtexport.workspace.db import Database
 from rtexport.workspace.doses import DoseRepository
-from rtexport.workspace.plans import PlanRepository, PlanState
+from rtexport.workspace.plans import PlanRepository
 from rtexport.workspace.reports import ReportRepository
 from rtexport.workspace.store import BlobStore
 from rtexport.workspace.users import UserRepository
