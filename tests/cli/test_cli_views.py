@@ -23,7 +23,7 @@ from tests.cli.shell import run_rtexport
 from tests.conftest import PHYS, forget_beam_setups, strict_mu_check
 
 PLAN = "CW-E1"
-README = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+CLI_PAGE = (Path(__file__).parents[2] / "docs" / "cli.md").read_text(encoding="utf-8")
 
 
 def run(
@@ -72,8 +72,8 @@ def test_no_workspace_says_how_to_give_one(tmp_path: Path) -> None:
 
 
 def documented_keys(command: str) -> set[str]:
-    """The keys the README's JSON table lists for ``command`` (what is in brackets describes a key)."""
-    row = next(line for line in README.splitlines() if line.startswith(f"| `{command}`"))
+    """The keys docs/cli.md's JSON table lists for ``command`` (what is in brackets describes a key)."""
+    row = next(line for line in CLI_PAGE.splitlines() if line.startswith(f"| `{command}`"))
     keys = row.split("|")[2]
     while re.search(r"\([^()]*\)", keys):
         keys = re.sub(r"\([^()]*\)", "", keys)
