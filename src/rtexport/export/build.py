@@ -24,6 +24,7 @@ from rtexport.dicom.rtstruct import build_rtstruct, needs_derived_structure_set
 from rtexport.dicom.uids import UIDFactory
 from rtexport.errors import StoreError
 from rtexport.export.gate import DOSE_ITEMS, Item
+from rtexport.export.lineage import SeriesNumbers, predecessor_plan_uid
 from rtexport.export.objects import ExportObject, ObjectKind, read_file_meta
 from rtexport.geometry.setup import AimedPlan, aim_plan, plan_structures
 from rtexport.model.course import Contour
@@ -129,12 +130,7 @@ def build_objects(ws: Workspace, site: Site, state: PlanState, items: Collection
         ]
     key = "\x1f".join(ctx.uids.key)
     now = ws.now()
-
-    def series_number(object_key: str) -> int:
-        # as every version so far: 901 structure set, 902 plan, 903 plan dose, 903 + n the dose of beam n
-        kind, _, beam = object_key.removeprefix(key + "\x1f").partition("\x1f")
-        beams = [b.name for b in plan.beams]
-        return {"RS": 901, "RP": 902}.get(kind, 903 + (beams.index(beam) + 1 if beam else 0))
+    series_number = SeriesNumbers(ws, course)
 
     def stored(kind: ObjectKind, digest: str, description: str) -> ExportObject:
         path = ws.blobs.path(digest)
@@ -200,7 +196,7 @@ def build_objects(ws: Workspace, site: Site, state: PlanState, items: Collection
             if state.approval
             else Approval("UNAPPROVED")
         )
-        number, before = series_number(rp_key), None
+        number, before = series_number(rp_key), predecessor_plan_uid(ws, state, rp_key)
         rp = build_rtplan(
             ctx, course, plan, site, rs, aimed(), mu, beam_dose, approval, series_number=number, predecessor=before
         )
