@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 
 import numpy as np
 import pytest
@@ -34,7 +34,7 @@ from rtexport.model.plan import Plan, parse_plan
 from rtexport.model.site import Site
 
 SPEC = PhantomSpec(rows=48, columns=64, pixel_mm=5.0, slices=16, slice_mm=5.0, seed="dicom-tests")
-WHEN = datetime(2026, 3, 4, 10, 20, 30)
+WHEN = datetime(2026, 3, 4, 10, 20, 30, tzinfo=UTC)
 
 PLAN_TOML = """
 format = 1
@@ -177,13 +177,16 @@ def bolus(course: Course) -> dict[str, list[Contour]]:
     return {"AP": square_bolus(course, 0.0, -105.0, 50.0, (-30.0, 30.0))}
 
 
-def make_context(key: list[str], when: datetime = WHEN, root: str | None = None) -> BuildContext:
+def make_context(
+    key: list[str], when: datetime = WHEN, root: str | None = None, zone: tzinfo | None = UTC
+) -> BuildContext:
     return BuildContext(
         uids=UIDFactory(root, key),
         when=when,
         manufacturer="rtexport tests",
         software_version="0.1.0",
         station_name="TESTSTATION",
+        zone=zone,
     )
 
 
@@ -194,15 +197,17 @@ def ctx() -> BuildContext:
 
 MU = {"AP": 212.5, "LAO": 98.25}
 BEAM_DOSE_GY = {"AP": 1.25, "LAO": 0.75}
-APPROVED = Approval("APPROVED", "Curie^Marie", datetime(2026, 3, 3, 17, 5, 0))
+APPROVED = Approval("APPROVED", "Curie^Marie", datetime(2026, 3, 3, 17, 5, 0, tzinfo=UTC))
+# Series numbers of the objects export_all builds (the export allocates them per study: rtexport.export.lineage)
+SERIES = {"RS": 901, "RP": 902, "RD": 903, "AP": 904, "LAO": 905}
 
 
-def beam_doses(course: Course, seed: int = 7) -> dict[str, DoseGrid]:
+def beam_doses(course: Course, seed: int = 7, names: tuple[str, str] = ("AP", "LAO")) -> dict[str, DoseGrid]:
     """Seeded random per-beam dose grids (Gy, whole course) on the CT's frame."""
     geometry = GridGeometry(origin_mm=(-80.0, -110.0, -30.0), spacing_mm=(4.0, 4.0, 5.0), shape=(13, 20, 41))
     rng = np.random.default_rng(seed)
     out = {}
-    for name, peak in (("AP", 38.0), ("LAO", 22.0)):
+    for name, peak in zip(names, (38.0, 22.0), strict=True):
         gy = (rng.random(geometry.shape) * peak).astype(np.float32)
         out[name] = DoseGrid(geometry, gy, course.ct.frame_of_reference_uid)
     return out
@@ -226,13 +231,32 @@ class Exported:
         return [self.rs, self.rp, self.rd_plan, *self.rd_beams.values()]
 
 
-def export_all(ctx: BuildContext, course: Course, plan: Plan, site: Site, aimed: AimedPlan) -> Exported:
-    """What the pipeline exports: derived RS with the plan's boli, RP referencing it, plan dose and beam doses."""
-    rs = build_rtstruct(ctx, rtstruct_dataset(SPEC), plan, site, aimed.bolus, slices=course.slices)
-    rp = build_rtplan(ctx, course, plan, site, rs, aimed, MU, BEAM_DOSE_GY, APPROVED)
-    doses = beam_doses(course)
-    rd_plan = build_rtdose(ctx, course, plan_dose(doses), rp, None)
-    rd_beams = {name: build_rtdose(ctx, course, grid, rp, name) for name, grid in doses.items()}
+def export_all(
+    ctx: BuildContext,
+    course: Course,
+    plan: Plan,
+    site: Site,
+    aimed: AimedPlan,
+    approval: Approval = APPROVED,
+    predecessor: str | None = None,
+    original: Dataset | None = None,
+) -> Exported:
+    """What the pipeline exports: derived RS with the plan's boli, RP referencing it, plan dose and beam doses;
+    ``original`` the imported structure set (default: the phantom's)."""
+    imported = rtstruct_dataset(SPEC) if original is None else original
+    rs = build_rtstruct(ctx, imported, plan, site, aimed.bolus, series_number=SERIES["RS"], slices=course.slices)
+    names = (plan.beams[0].name, plan.beams[1].name)  # the plan's own: "AP" and "LAO" in PLAN_TOML
+    mu = dict(zip(names, MU.values(), strict=True))
+    gy = dict(zip(names, BEAM_DOSE_GY.values(), strict=True))
+    rp = build_rtplan(
+        ctx, course, plan, site, rs, aimed, mu, gy, approval, series_number=SERIES["RP"], predecessor=predecessor
+    )
+    doses = beam_doses(course, names=names)
+    rd_plan = build_rtdose(ctx, course, plan_dose(doses), rp, None, series_number=SERIES["RD"])
+    numbers = dict(zip(doses, (SERIES["AP"], SERIES["LAO"]), strict=True))
+    rd_beams = {
+        name: build_rtdose(ctx, course, grid, rp, name, series_number=numbers[name]) for name, grid in doses.items()
+    }
     return Exported(rs, rp, rd_plan, rd_beams, doses)
 
 

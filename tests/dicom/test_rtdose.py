@@ -14,7 +14,7 @@ from rtexport.errors import BuildError
 from rtexport.model.course import Course
 from rtexport.model.dose import DoseGrid
 
-from .conftest import Exported
+from .conftest import SERIES, Exported
 
 
 def pixels(rd: Dataset) -> np.ndarray:
@@ -95,12 +95,12 @@ def test_dose_attributes_and_geometry(exported: Exported, course: Course) -> Non
 def test_a_dose_on_another_frame_is_refused(ctx: BuildContext, course: Course, exported: Exported) -> None:
     grid = dataclasses.replace(exported.doses["AP"], frame_of_reference_uid="2.25.42")
     with pytest.raises(BuildError, match="not the CT's"):
-        build_rtdose(ctx, course, grid, exported.rp, None)
+        build_rtdose(ctx, course, grid, exported.rp, None, series_number=SERIES["RD"])
 
 
 def test_a_beam_not_in_the_plan_is_refused(ctx: BuildContext, course: Course, exported: Exported) -> None:
     with pytest.raises(BuildError, match="beam 'PA' is not in the exported RT Plan"):
-        build_rtdose(ctx, course, exported.doses["AP"], exported.rp, "PA")
+        build_rtdose(ctx, course, exported.doses["AP"], exported.rp, "PA", series_number=SERIES["RD"])
 
 
 def test_a_non_finite_dose_is_refused(ctx: BuildContext, course: Course, exported: Exported) -> None:
@@ -109,4 +109,4 @@ def test_a_non_finite_dose_is_refused(ctx: BuildContext, course: Course, exporte
     gy[0, 0, 0] = np.nan
     bad = DoseGrid(grid.geometry, gy, grid.frame_of_reference_uid)
     with pytest.raises(BuildError, match="non-finite"):
-        build_rtdose(ctx, course, bad, exported.rp, None)
+        build_rtdose(ctx, course, bad, exported.rp, None, series_number=SERIES["RD"])

@@ -21,7 +21,7 @@ from rtexport.model.course import Course, PatientPosition
 from rtexport.model.plan import Plan, parse_plan
 from rtexport.model.site import Site
 
-from .conftest import APPROVED, BEAM_DOSE_GY, MU, PLAN_TOML, SPEC, Exported
+from .conftest import APPROVED, BEAM_DOSE_GY, MU, PLAN_TOML, SERIES, SPEC, Exported
 
 ROTATIONS = [
     ("GantryAngle", "GantryRotationDirection"),
@@ -82,7 +82,18 @@ def test_dose_rate_is_the_site_energys_when_configured(
     data = site.model_dump()
     for energy in data["machines"][0]["energies"]:
         energy["dose_rate_mu_per_min"] = 400.0 if energy["energy_mev"] == 12.0 else None
-    rp = build_rtplan(ctx, course, plan, Site.model_validate(data), exported.rs, aimed, MU, BEAM_DOSE_GY, APPROVED)
+    rp = build_rtplan(
+        ctx,
+        course,
+        plan,
+        Site.model_validate(data),
+        exported.rs,
+        aimed,
+        MU,
+        BEAM_DOSE_GY,
+        APPROVED,
+        series_number=SERIES["RP"],
+    )
     rates = {b.BeamName: b.ControlPointSequence[0].get("DoseRateSet") for b in rp.BeamSequence}
     energies = {b.BeamName: float(b.ControlPointSequence[0].NominalBeamEnergy) for b in rp.BeamSequence}
     assert {n: (None if r is None else float(r)) for n, r in rates.items()} == {
@@ -179,7 +190,18 @@ def test_ssd_setups_and_isocentric_beams_get_their_own_patient_setup(
     assert list(setups.values()) == ["FIXED_SSD"]
     iso = [float(v) for v in beam(exported.rp, "LAO").ControlPointSequence[0].IsocenterPosition]
     mixed = parse_plan(PLAN_TOML.replace("aim_mm = [10.0, -60.0, 0.0]\nssd_mm = 1050.0", f"isocenter_mm = {iso}"))
-    rp = build_rtplan(ctx, course, mixed, site, exported.rs, aim(mixed, site, course), MU, BEAM_DOSE_GY, APPROVED)
+    rp = build_rtplan(
+        ctx,
+        course,
+        mixed,
+        site,
+        exported.rs,
+        aim(mixed, site, course),
+        MU,
+        BEAM_DOSE_GY,
+        APPROVED,
+        series_number=SERIES["RP"],
+    )
     setups = {s.PatientSetupNumber: s.SetupTechnique for s in rp.PatientSetupSequence}
     assert sorted(setups.values()) == ["FIXED_SSD", "ISOCENTRIC"]
     assert setups[beam(rp, "AP").ReferencedPatientSetupNumber] == "FIXED_SSD"
@@ -223,7 +245,18 @@ def test_approval(exported: Exported) -> None:
 def test_unapproved_plan_has_no_review(
     ctx: BuildContext, course: Course, plan: Plan, site: Site, exported: Exported, aimed: AimedPlan
 ) -> None:
-    rp = build_rtplan(ctx, course, plan, site, exported.rs, aimed, MU, BEAM_DOSE_GY, Approval("UNAPPROVED"))
+    rp = build_rtplan(
+        ctx,
+        course,
+        plan,
+        site,
+        exported.rs,
+        aimed,
+        MU,
+        BEAM_DOSE_GY,
+        Approval("UNAPPROVED"),
+        series_number=SERIES["RP"],
+    )
     assert rp.ApprovalStatus == "UNAPPROVED"
     assert "ReviewDate" not in rp
     assert "ReviewerName" not in rp
@@ -240,21 +273,34 @@ def test_approved_without_reviewer_is_refused(
     approval: Approval,
 ) -> None:
     with pytest.raises(BuildError, match="needs the reviewer's name and the review time"):
-        build_rtplan(ctx, course, plan, site, exported.rs, aimed, MU, BEAM_DOSE_GY, approval)
+        build_rtplan(
+            ctx, course, plan, site, exported.rs, aimed, MU, BEAM_DOSE_GY, approval, series_number=SERIES["RP"]
+        )
 
 
 def test_missing_mu_is_refused(
     ctx: BuildContext, course: Course, plan: Plan, site: Site, exported: Exported, aimed: AimedPlan
 ) -> None:
     with pytest.raises(BuildError, match="no valid MU per fraction for beam 'LAO'"):
-        build_rtplan(ctx, course, plan, site, exported.rs, aimed, {"AP": 100.0}, BEAM_DOSE_GY, APPROVED)
+        build_rtplan(
+            ctx,
+            course,
+            plan,
+            site,
+            exported.rs,
+            aimed,
+            {"AP": 100.0},
+            BEAM_DOSE_GY,
+            APPROVED,
+            series_number=SERIES["RP"],
+        )
 
 
 def test_bolus_without_a_bolus_roi_is_refused(
     ctx: BuildContext, course: Course, plan: Plan, site: Site, original: Dataset, aimed: AimedPlan
 ) -> None:
     with pytest.raises(BuildError, match="no bolus ROI for beam 'AP'"):
-        build_rtplan(ctx, course, plan, site, original, aimed, MU, BEAM_DOSE_GY, APPROVED)
+        build_rtplan(ctx, course, plan, site, original, aimed, MU, BEAM_DOSE_GY, APPROVED, series_number=SERIES["RP"])
 
 
 def test_unknown_applicator_is_refused(
@@ -262,7 +308,9 @@ def test_unknown_applicator_is_refused(
 ) -> None:
     plan = parse_plan(PLAN_TOML.replace('applicator = "15x15"', 'applicator = "14x14"'))
     with pytest.raises(BuildError, match="DemoLinac has no applicator '14x14'"):
-        build_rtplan(ctx, course, plan, site, exported.rs, aimed, MU, BEAM_DOSE_GY, APPROVED)
+        build_rtplan(
+            ctx, course, plan, site, exported.rs, aimed, MU, BEAM_DOSE_GY, APPROVED, series_number=SERIES["RP"]
+        )
 
 
 def test_structure_set_of_another_frame_is_refused(
@@ -271,7 +319,7 @@ def test_structure_set_of_another_frame_is_refused(
     rs = exported.rs.copy()
     rs.FrameOfReferenceUID = "2.25.1"
     with pytest.raises(BuildError, match="is not the CT's"):
-        build_rtplan(ctx, course, plan, site, rs, aimed, MU, BEAM_DOSE_GY, APPROVED)
+        build_rtplan(ctx, course, plan, site, rs, aimed, MU, BEAM_DOSE_GY, APPROVED, series_number=SERIES["RP"])
 
 
 def test_a_beam_without_setup_is_refused(
@@ -279,7 +327,9 @@ def test_a_beam_without_setup_is_refused(
 ) -> None:
     only_ap = AimedPlan(tuple(b for b in aimed.beams if b.name == "AP"), aimed.bolus)
     with pytest.raises(BuildError, match=r"beam\[1\]: beam 'LAO' has no setup"):
-        build_rtplan(ctx, course, plan, site, exported.rs, only_ap, MU, BEAM_DOSE_GY, APPROVED)
+        build_rtplan(
+            ctx, course, plan, site, exported.rs, only_ap, MU, BEAM_DOSE_GY, APPROVED, series_number=SERIES["RP"]
+        )
 
 
 def test_plan_date_comes_from_the_context(course: Course, plan: Plan, site: Site, exported: Exported) -> None:

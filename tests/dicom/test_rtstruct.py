@@ -16,7 +16,7 @@ from rtexport.model.course import Contour, Course
 from rtexport.model.plan import Plan, parse_plan
 from rtexport.model.site import Site
 
-from .conftest import PLAN_TOML, SPEC, square_bolus
+from .conftest import PLAN_TOML, SERIES, SPEC, square_bolus
 
 
 def diff(a: Any, b: Any, path: str = "") -> list[str]:
@@ -56,7 +56,7 @@ def observation(ds: Dataset, name: str) -> Dataset:
 def test_only_the_intended_elements_change(
     ctx: BuildContext, original: Dataset, plan: Plan, site: Site, bolus: dict[str, list[Contour]], course: Course
 ) -> None:
-    rs = build_rtstruct(ctx, original, plan, site, bolus, slices=course.slices)
+    rs = build_rtstruct(ctx, original, plan, site, bolus, slices=course.slices, series_number=SERIES["RS"])
     obs = {n: f"RTROIObservationsSequence[{roi_index(original, n)}]" for n in ("BODY", "OUTLINE2", "Lung")}
     prosthesis = f"RTROIObservationsSequence[{roi_index(original, 'Prosthesis')}]"
     new = len(original.StructureSetROISequence)
@@ -70,6 +70,11 @@ def test_only_the_intended_elements_change(
             "StructureSetName added",
             "StructureSetDate",
             "StructureSetTime",
+            "InstanceCreationDate added",  # made now, in the site's time zone
+            "InstanceCreationTime added",
+            "SeriesDate added",
+            "SeriesTime added",
+            "TimezoneOffsetFromUTC added",
             "Manufacturer",
             "SoftwareVersions added",
             "StationName added",
@@ -95,7 +100,7 @@ def test_only_the_intended_elements_change(
 def test_the_chosen_structure_is_the_only_external(
     ctx: BuildContext, original: Dataset, plan: Plan, site: Site, bolus: dict[str, list[Contour]]
 ) -> None:
-    rs = build_rtstruct(ctx, original, plan, site, bolus)
+    rs = build_rtstruct(ctx, original, plan, site, bolus, series_number=SERIES["RS"])
     types = {r.ROIName: observation(rs, r.ROIName).RTROIInterpretedType for r in rs.StructureSetROISequence}
     assert [n for n, t in types.items() if t == "EXTERNAL"] == ["OUTLINE2"]
     assert types["BODY"] == ""
@@ -104,7 +109,7 @@ def test_the_chosen_structure_is_the_only_external(
 def test_overridden_structures_carry_material_and_densities(
     ctx: BuildContext, original: Dataset, plan: Plan, site: Site, bolus: dict[str, list[Contour]]
 ) -> None:
-    rs = build_rtstruct(ctx, original, plan, site, bolus)
+    rs = build_rtstruct(ctx, original, plan, site, bolus, series_number=SERIES["RS"])
     bone = observation(rs, "Prosthesis")
     assert bone.MaterialID == "CompactBone"
     props = {p.ROIPhysicalProperty: float(p.ROIPhysicalPropertyValue) for p in bone.ROIPhysicalPropertiesSequence}
@@ -115,7 +120,7 @@ def test_overridden_structures_carry_material_and_densities(
 def test_each_bolus_is_a_bolus_roi_on_the_ct_slices(
     ctx: BuildContext, original: Dataset, plan: Plan, site: Site, bolus: dict[str, list[Contour]], course: Course
 ) -> None:
-    rs = build_rtstruct(ctx, original, plan, site, bolus, slices=course.slices)
+    rs = build_rtstruct(ctx, original, plan, site, bolus, slices=course.slices, series_number=SERIES["RS"])
     numbers = bolus_roi_numbers(rs)
     assert list(numbers) == ["AP"]
     roi = next(r for r in rs.StructureSetROISequence if r.ROINumber == numbers["AP"])
@@ -136,8 +141,8 @@ def test_each_bolus_is_a_bolus_roi_on_the_ct_slices(
 def test_slice_planes_learnt_from_the_imported_contours_match_the_course(
     ctx: BuildContext, original: Dataset, plan: Plan, site: Site, bolus: dict[str, list[Contour]], course: Course
 ) -> None:
-    with_slices = build_rtstruct(ctx, original, plan, site, bolus, slices=course.slices)
-    assert diff(with_slices, build_rtstruct(ctx, original, plan, site, bolus)) == []
+    with_slices = build_rtstruct(ctx, original, plan, site, bolus, slices=course.slices, series_number=SERIES["RS"])
+    assert diff(with_slices, build_rtstruct(ctx, original, plan, site, bolus, series_number=SERIES["RS"])) == []
 
 
 def test_degenerate_bolus_contours_are_never_two_point_closed(
@@ -145,7 +150,7 @@ def test_degenerate_bolus_contours_are_never_two_point_closed(
 ) -> None:
     z = course.ct.slice_z_mm[5]
     contours = [Contour(np.array([[0.0, -100.0, z]])), Contour(np.array([[0.0, -100.0, z], [5.0, -100.0, z]]))]
-    rs = build_rtstruct(ctx, original, plan, site, {"AP": contours})
+    rs = build_rtstruct(ctx, original, plan, site, {"AP": contours}, series_number=SERIES["RS"])
     items = rs.ROIContourSequence[-1].ContourSequence
     assert [c.ContourGeometricType for c in items] == ["POINT", "OPEN_PLANAR"]
 
@@ -154,7 +159,7 @@ def test_a_bolus_roi_name_does_not_clash(
     ctx: BuildContext, original: Dataset, plan: Plan, site: Site, bolus: dict[str, list[Contour]]
 ) -> None:
     original.StructureSetROISequence[2].ROIName = "Bolus_AP"  # the PTV renamed, as a user might
-    rs = build_rtstruct(ctx, original, plan, site, bolus)
+    rs = build_rtstruct(ctx, original, plan, site, bolus, series_number=SERIES["RS"])
     names = [r.ROIName for r in rs.StructureSetROISequence]
     assert len(set(names)) == len(names)
     assert bolus_roi_numbers(rs) == {"AP": rs.StructureSetROISequence[-1].ROINumber}
@@ -166,12 +171,12 @@ def test_a_bolus_off_the_slice_planes_is_refused(
     off = square_bolus(course, 0.0, -105.0, 20.0, (-30.0, 30.0))[0]
     moved = Contour(off.points_mm + np.array([0.0, 0.0, 1.0]))
     with pytest.raises(BuildError, match="no CT slice at z"):
-        build_rtstruct(ctx, original, plan, site, {"AP": [moved]}, slices=course.slices)
+        build_rtstruct(ctx, original, plan, site, {"AP": [moved]}, slices=course.slices, series_number=SERIES["RS"])
 
 
 def test_a_missing_bolus_is_refused(ctx: BuildContext, original: Dataset, plan: Plan, site: Site) -> None:
     with pytest.raises(BuildError, match="has a bolus but no bolus contours"):
-        build_rtstruct(ctx, original, plan, site, {})
+        build_rtstruct(ctx, original, plan, site, {}, series_number=SERIES["RS"])
 
 
 def test_an_unknown_override_structure_is_refused(
@@ -179,7 +184,7 @@ def test_an_unknown_override_structure_is_refused(
 ) -> None:
     plan = parse_plan(PLAN_TOML.replace('structure = "Lung"', 'structure = "Liver"'))
     with pytest.raises(BuildError, match="no structure 'Liver'"):
-        build_rtstruct(ctx, original, plan, site, bolus)
+        build_rtstruct(ctx, original, plan, site, bolus, series_number=SERIES["RS"])
 
 
 def test_a_structure_set_without_frame_of_reference_is_refused(
@@ -188,7 +193,7 @@ def test_a_structure_set_without_frame_of_reference_is_refused(
     del original.FrameOfReferenceUID
     del original.ReferencedFrameOfReferenceSequence
     with pytest.raises(BuildError, match="no single Frame of Reference"):
-        build_rtstruct(ctx, original, plan, site, bolus)
+        build_rtstruct(ctx, original, plan, site, bolus, series_number=SERIES["RS"])
 
 
 def _plain(toml: str) -> str:

@@ -27,6 +27,7 @@ from .conftest import (
     BEAM_DOSE_GY,
     MU,
     PLAN_TOML,
+    SERIES,
     SPEC,
     WHEN,
     Exported,
@@ -79,7 +80,16 @@ def test_round_and_rectangular_applicators_pass_dciodvfy(
     site = Site.model_validate(data)
     plan = parse_plan(PLAN_TOML.replace('applicator = "15x15"', 'applicator = "X1"'))
     rp = build_rtplan(
-        ctx, course, plan, site, exported.rs, aim_plan(plan, site, course.ct, CONTOURS), MU, BEAM_DOSE_GY, APPROVED
+        ctx,
+        course,
+        plan,
+        site,
+        exported.rs,
+        aim_plan(plan, site, course.ct, CONTOURS),
+        MU,
+        BEAM_DOSE_GY,
+        APPROVED,
+        series_number=SERIES["RP"],
     )
     assert_valid(encode(rp))
 
@@ -95,7 +105,16 @@ def test_plan_on_the_imported_structure_set_passes_dciodvfy(
     plan = parse_plan(text)
     assert not needs_derived_structure_set(original, plan, {})
     rp = build_rtplan(
-        ctx, course, plan, site, original, aim_plan(plan, site, course.ct, CONTOURS), MU, BEAM_DOSE_GY, approval
+        ctx,
+        course,
+        plan,
+        site,
+        original,
+        aim_plan(plan, site, course.ct, CONTOURS),
+        MU,
+        BEAM_DOSE_GY,
+        approval,
+        series_number=SERIES["RP"],
     )
     assert rp.ReferencedStructureSetSequence[0].ReferencedSOPInstanceUID == original.SOPInstanceUID
     assert_valid(encode(rp))

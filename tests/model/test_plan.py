@@ -120,12 +120,17 @@ BAD_PLAN_VALUES = [
     ("beam name with NUL", [('name = "ANT"', 'name = "AN\\u0000T"')], "beam[0].name", "control"),
     ("label only spaces", [('label = "Chestwall e-"', 'label = "    "')], "label", "only spaces"),
     (
-        "label of 16 emoji",
-        [('label = "Chestwall e-"', 'label = "' + "😀" * 16 + '"')],
+        "label of 17 Greek letters",
+        [('label = "Chestwall e-"', 'label = "' + "Ω" * 17 + '"')],
         "label",
-        "64 bytes in UTF-8; DICOM SH allows at most 16",
+        "is 17 characters; DICOM SH allows at most 16",
     ),
-    ("label of 9 umlauts", [('label = "Chestwall e-"', 'label = "' + "Ä" * 9 + '"')], "label", "18 bytes"),
+    (
+        "beam name of 17 ideographs",
+        [('name = "ANT"', 'name = "' + "線" * 17 + '"')],
+        "beam[0].name",
+        "at most 16",
+    ),
     ("a number as the label", [('label = "Chestwall e-"', "label = 12")], "label", "valid string"),
     (
         "measured cutout factor without a note",

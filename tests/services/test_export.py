@@ -302,9 +302,10 @@ def test_the_user_is_told_of_the_same_instance_under_another_name(planned: Works
 
 
 @pytest.mark.parametrize(
-    ("beam", "charset"), [("Ωμέγα", "ISO_IR 192"), ("Brüst", "ISO_IR 100"), ("Ärmel-Äußerst", "ISO_IR 100")]
+    ("beam", "charset"),
+    [("Ωμέγα", "ISO_IR 126"), ("Ωμέγα 線", "ISO_IR 192"), ("Brüst", "ISO_IR 100"), ("Ärmel-Äußerst", "ISO_IR 100")],
 )
-def test_the_derived_structure_set_switches_to_utf8_for_text_its_character_set_cannot_hold(
+def test_the_derived_structure_set_switches_character_set_for_text_its_own_cannot_hold(
     planned: Workspace, tmp_path: Path, beam: str, charset: str
 ) -> None:
     load_plan(planned, DEMO_PLAN.replace('name = "ANT"', f'name = "{beam}"', 1), "plan.toml", ACTOR)

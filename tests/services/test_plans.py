@@ -162,13 +162,23 @@ def test_an_acknowledged_unusual_value_is_loaded_and_recorded_in_the_audit(cours
 
 
 # Texts a plan file may hold in its label and beam names: each must come back from the stored plan file as it was.
-ACCEPTED_TEXTS = ['a "quoted" one', "it's", "é ü ß", "α-β γ", "#1 = A", "日本語", "😀😀😀", "[x] {y}"]
+ACCEPTED_TEXTS = [
+    'a "quoted" one',
+    "it's",
+    "é ü ß",
+    "α-β γ",
+    "#1 = A",
+    "日本語",
+    "😀😀😀",
+    "[x] {y}",
+    "Θώρακας ηλεκτρ.",
+]
 REFUSED_TEXTS = [
     ("back\\slash", "backslash"),
     ("new\nline", "control"),
     ("tab\tin", "control"),
     ("   ", "only spaces"),
-    ("😀" * 5, "bytes"),
+    ("😀" * 17, "17 characters"),
 ]
 
 

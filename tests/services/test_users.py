@@ -60,7 +60,7 @@ def test_the_last_physicist_keeps_the_role(workspace: Workspace) -> None:
         ("ok", "long-enough-1", "Curie", r"write it as Family\^Given"),
         ("ok", "long-enough-1", "Curie\\Marie", r"backslash"),
         ("ok", "long-enough-1", "Cu\nrie^Marie", r"control"),
-        ("ok", "long-enough-1", "😀" * 16 + "^X", r"bytes in UTF-8; DICOM PN allows at most 64"),
+        ("ok", "long-enough-1", "😀" * 63 + "^X", r"is 65 characters; DICOM PN allows at most 64 per component group"),
     ],
 )
 def test_bad_user_records_are_refused(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone, tzinfo
 
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filewriter import dcmwrite
@@ -21,28 +21,61 @@ from rtexport.model.course import PatientStudy
 # Fixed, so that the same dataset always encodes to the same bytes.
 IMPLEMENTATION_CLASS_UID = UID("2.25.203957446174523183306452151963818093573")
 IMPLEMENTATION_VERSION_NAME = "RTEXPORT_1"
-# Our series numbers, clear of a scanner's; each beam dose adds its beam number to the RT Dose one.
-SERIES_NUMBERS = {Modality.RTSTRUCT: 901, Modality.RTPLAN: 902, Modality.RTDOSE: 903}
 
 
 @dataclass(frozen=True)
 class BuildContext:
-    """Everything a builder needs besides the model: UIDs, the frozen clock, who we are."""
+    """Everything a builder needs besides the model: UIDs, the frozen clock and the time zone, who we are.
+
+    DICOM dates and times are local (PS3.5 6.2): every date and time an object gets is written in ``zone`` (the
+    site's; None: the machine's local zone, DST included) at the offset in force at ``when``, which
+    TimezoneOffsetFromUTC (0008,0201) states; one offset for all of an object's dates and times, as the attribute
+    applies to all of them."""
 
     uids: UIDFactory
-    when: datetime
+    when: datetime  # with its time zone (stored times are UTC)
     manufacturer: str
     software_version: str
     station_name: str = ""
     operator: str = ""  # OperatorsName (PN, Family^Given): who made the plan revision; '' when not known
+    zone: tzinfo | None = None
+
+    def __post_init__(self) -> None:
+        if self.when.tzinfo is None:
+            raise BuildError("the build time has no time zone: give it as UTC or with its offset")
+
+    @property
+    def offset(self) -> timedelta:
+        """The zone's offset from UTC at ``when``."""
+        offset = self.when.astimezone(self.zone).utcoffset()
+        return timedelta(0) if offset is None else offset
+
+    def local(self, t: datetime) -> datetime:
+        """``t`` at this object's offset from UTC."""
+        if t.tzinfo is None:
+            raise BuildError(f"time {t.isoformat()} has no time zone: give it as UTC or with its offset")
+        return t.astimezone(timezone(self.offset))
+
+    @property
+    def timezone_offset(self) -> str:
+        """TimezoneOffsetFromUTC (0008,0201): ``+HHMM`` or ``-HHMM``."""
+        minutes = int(self.offset.total_seconds() // 60)
+        hours, rest = divmod(abs(minutes), 60)
+        return f"{'-' if minutes < 0 else '+'}{hours:02d}{rest:02d}"
+
+    def date_of(self, t: datetime) -> str:
+        return self.local(t).strftime("%Y%m%d")
+
+    def time_of(self, t: datetime) -> str:
+        return self.local(t).strftime("%H%M%S")
 
     @property
     def date(self) -> str:
-        return self.when.strftime("%Y%m%d")
+        return self.date_of(self.when)
 
     @property
     def time(self) -> str:
-        return self.when.strftime("%H%M%S")
+        return self.time_of(self.when)
 
 
 def ds_value(x: float) -> DSfloat:
@@ -89,18 +122,26 @@ def add_general_study_module(ds: Dataset, patient: PatientStudy) -> None:
 
 
 def add_rt_series_module(
-    ds: Dataset, ctx: BuildContext, modality: Modality, description: str = "", part: str = "", number_offset: int = 0
+    ds: Dataset, ctx: BuildContext, modality: Modality, series_number: int, description: str = "", part: str = ""
 ) -> None:
     """RT Series Module (PS3.3 C.8.8.1): a series per object kind in an export state, or per ``part`` of a kind
-    (each beam dose is its own series, so that readers never take one for the plan dose)."""
+    (each beam dose is its own series, so that readers never take one for the plan dose). ``series_number`` is
+    the one allocated to this object, distinct within the study (:mod:`rtexport.export.lineage`)."""
     ds.Modality = modality.value
     ds.SeriesInstanceUID = ctx.uids.uid(modality.value, "series", *([part] if part else []))
-    ds.SeriesNumber = SERIES_NUMBERS[modality] + number_offset
+    ds.SeriesNumber = check_series_number(series_number)
     ds.SeriesDate = ctx.date
     ds.SeriesTime = ctx.time
     if description:
         ds.SeriesDescription = description
     ds.OperatorsName = ctx.operator
+
+
+def check_series_number(number: int) -> int:
+    """A Series Number (IS) we may write: 1 to 2^31 - 1."""
+    if not 1 <= number <= 2**31 - 1:
+        raise BuildError(f"series number {number} is outside 1 to 2147483647")
+    return number
 
 
 def add_frame_of_reference_module(ds: Dataset, frame_of_reference_uid: str) -> None:
@@ -120,12 +161,13 @@ def add_general_equipment_module(ds: Dataset, ctx: BuildContext) -> None:
 
 
 def add_sop_common_module(ds: Dataset, ctx: BuildContext, sop_class_uid: str, sop_instance_uid: str) -> None:
-    """SOP Common Module (PS3.3 C.12.1), with the file meta that must agree with it."""
-    ds.SpecificCharacterSet = "ISO_IR 192"
+    """SOP Common Module (PS3.3 C.12.1), with the file meta that must agree with it. The Specific Character Set
+    is declared once the object's text is complete (:func:`rtexport.dicom.charset.apply_character_set`)."""
     ds.SOPClassUID = sop_class_uid
     ds.SOPInstanceUID = sop_instance_uid
     ds.InstanceCreationDate = ctx.date
     ds.InstanceCreationTime = ctx.time
+    ds.TimezoneOffsetFromUTC = ctx.timezone_offset
     ds.file_meta = file_meta(ds)
 
 

@@ -160,6 +160,16 @@ class RotationDirection(StrEnum):
     CC = "CC"
 
 
+class RTPlanRelationship(StrEnum):
+    """RT Plan Relationship (300A,0055), PS3.3 C.8.8.9: how a referenced RT Plan relates to this one."""
+
+    PRIOR = "PRIOR"  # given to the patient before this one
+    ALTERNATIVE = "ALTERNATIVE"  # another plan for the same treatment
+    PREDECESSOR = "PREDECESSOR"  # the plan this one replaces: an earlier revision, the unapproved one, a clone's source
+    VERIFIED_PLAN = "VERIFIED_PLAN"  # the plan this verification plan checks
+    CONCURRENT = "CONCURRENT"  # delivered in the same session
+
+
 class ApprovalStatus(StrEnum):
     """Approval Status (300E,0002), PS3.3 C.8.8.16."""
 

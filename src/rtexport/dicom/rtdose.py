@@ -10,6 +10,7 @@ from pydicom.dataset import Dataset
 from pydicom.tag import Tag
 from pydicom.uid import RTDoseStorage
 
+from rtexport.dicom.charset import apply_character_set
 from rtexport.dicom.common import (
     BuildContext,
     add_frame_of_reference_module,
@@ -33,6 +34,7 @@ from rtexport.dicom.enums import (
 from rtexport.errors import BuildError
 from rtexport.model.course import Course
 from rtexport.model.dose import DoseGrid
+from rtexport.model.text import fit
 
 MAX_PIXEL = 65535
 _SIGNIFICANT_DIGITS = 8  # "1.2345678e-05" is 13 characters: well within DS's 16
@@ -118,8 +120,17 @@ def add_rt_dose_module(ds: Dataset, rtplan: Dataset, beam_number: int | None, sc
     ]
 
 
-def build_rtdose(ctx: BuildContext, course: Course, dose: DoseGrid, rtplan: Dataset, beam_name: str | None) -> Dataset:
-    """The RT Dose (PS3.3 A.18) of the whole plan (``beam_name`` None) or of one beam, course dose in Gy."""
+def build_rtdose(
+    ctx: BuildContext,
+    course: Course,
+    dose: DoseGrid,
+    rtplan: Dataset,
+    beam_name: str | None,
+    *,
+    series_number: int,
+) -> Dataset:
+    """The RT Dose (PS3.3 A.18) of the whole plan (``beam_name`` None) or of one beam, course dose in Gy, in a
+    series of its own numbered ``series_number``."""
     frame = course.ct.frame_of_reference_uid
     if dose.frame_of_reference_uid != frame:
         raise BuildError(
@@ -137,13 +148,13 @@ def build_rtdose(ctx: BuildContext, course: Course, dose: DoseGrid, rtplan: Data
     parts: tuple[str, ...] = (kind.value,) if beam_name is None else (kind.value, beam_name)
 
     label = str(rtplan.get("RTPlanLabel", ""))
-    description = f"{label} plan dose" if beam_name is None else f"{label} beam {beam_name}"
+    # LO: within 64 characters (and bytes), the beam name kept whole
+    description = fit("LO", label, " plan dose" if beam_name is None else f" beam {beam_name}")
     ds = Dataset()
     add_sop_common_module(ds, ctx, RTDoseStorage, ctx.uids.uid("RTDOSE", *parts))
     add_patient_module(ds, course.patient)
     add_general_study_module(ds, course.patient)
-    # a series of its own per dose: plan dose SeriesNumber 903, beam n 903 + n
-    add_rt_series_module(ds, ctx, Modality.RTDOSE, description, beam_name or "", beam_number or 0)
+    add_rt_series_module(ds, ctx, Modality.RTDOSE, series_number, description, beam_name or "")
     add_frame_of_reference_module(ds, frame)
     add_general_equipment_module(ds, ctx)
     add_image_modules(ds, ctx, dose)
@@ -151,4 +162,5 @@ def build_rtdose(ctx: BuildContext, course: Course, dose: DoseGrid, rtplan: Data
     add_image_pixel(ds, quantize(gy, scaling))
     add_rt_dose_module(ds, rtplan, beam_number, scaling)
     ds.DoseComment = description
+    apply_character_set(ds)
     return ds

@@ -10,6 +10,7 @@ from datetime import datetime
 from pydicom.dataset import Dataset
 from pydicom.uid import RTPlanStorage
 
+from rtexport.dicom.charset import apply_character_set
 from rtexport.dicom.common import (
     BuildContext,
     add_frame_of_reference_module,
@@ -39,15 +40,18 @@ from rtexport.dicom.enums import (
     PrimaryDosimeterUnit,
     RadiationType,
     RotationDirection,
+    RTPlanRelationship,
     SetupTechnique,
     TreatmentDeliveryType,
 )
 from rtexport.dicom.rtstruct import bolus_roi_numbers
+from rtexport.dicom.uids import is_valid_uid
 from rtexport.errors import BuildError
 from rtexport.geometry.setup import AimedBeam, AimedPlan
 from rtexport.model.course import Course
 from rtexport.model.plan import Beam, Plan
 from rtexport.model.site import Applicator, ApplicatorShape, JawPositions, Machine, Site
+from rtexport.model.text import fit
 
 _APPLICATOR_TYPE = {
     ApplicatorShape.SQUARE: ApplicatorType.ELECTRON_SQUARE,
@@ -100,8 +104,11 @@ def _per_beam(values: Mapping[str, float], beam: Beam, what: str, where: str) ->
     return float(value)
 
 
-def add_rt_general_plan_module(ds: Dataset, ctx: BuildContext, plan: Plan, structure_set: Dataset) -> None:
-    """RT General Plan Module (PS3.3 C.8.8.9): PATIENT geometry referencing the exported structure set."""
+def add_rt_general_plan_module(
+    ds: Dataset, ctx: BuildContext, plan: Plan, structure_set: Dataset, predecessor: str | None = None
+) -> None:
+    """RT General Plan Module (PS3.3 C.8.8.9): PATIENT geometry referencing the exported structure set, and the
+    RT Plan this one replaces (``predecessor``, an RT Plan rtexport built) as its PREDECESSOR."""
     ds.RTPlanLabel = plan.label
     ds.RTPlanName = plan.id
     ds.RTPlanDate = ctx.date
@@ -110,6 +117,12 @@ def add_rt_general_plan_module(ds: Dataset, ctx: BuildContext, plan: Plan, struc
     ds.ReferencedStructureSetSequence = seq(
         [sop_reference(str(structure_set.SOPClassUID), str(structure_set.SOPInstanceUID))]
     )
+    if predecessor is not None:
+        if not is_valid_uid(predecessor) or predecessor == ds.get("SOPInstanceUID"):
+            raise BuildError(f"{predecessor!r} cannot be the SOP Instance UID of the RT Plan this one replaces")
+        ref = sop_reference(RTPlanStorage, predecessor)
+        ref.RTPlanRelationship = RTPlanRelationship.PREDECESSOR.value
+        ds.ReferencedRTPlanSequence = seq([ref])
 
 
 def add_rt_prescription_module(ds: Dataset, ctx: BuildContext, plan: Plan) -> None:
@@ -340,7 +353,7 @@ def add_rt_beams_module(ds: Dataset, plan: Plan, site: Site, structure_set: Data
     ds.BeamSequence = seq(items)
 
 
-def add_approval_module(ds: Dataset, approval: Approval) -> None:
+def add_approval_module(ds: Dataset, ctx: BuildContext, approval: Approval) -> None:
     """Approval Module (PS3.3 C.8.8.16): review date, time and name are required unless UNAPPROVED."""
     try:
         status = ApprovalStatus(approval.status)
@@ -351,8 +364,8 @@ def add_approval_module(ds: Dataset, approval: Approval) -> None:
         return
     if not approval.reviewer or approval.when is None:
         raise BuildError(f"a plan {status.value} needs the reviewer's name and the review time")
-    ds.ReviewDate = approval.when.strftime("%Y%m%d")
-    ds.ReviewTime = approval.when.strftime("%H%M%S")
+    ds.ReviewDate = ctx.date_of(approval.when)
+    ds.ReviewTime = ctx.time_of(approval.when)
     ds.ReviewerName = approval.reviewer
 
 
@@ -366,9 +379,14 @@ def build_rtplan(
     mu_per_fraction: Mapping[str, float],
     dose_per_fraction_gy: Mapping[str, float],
     approval: Approval,
+    *,
+    series_number: int,
+    predecessor: str | None = None,
 ) -> Dataset:
     """The RT Plan (PS3.3 A.20) of an electron plan. ``structure_set`` is the exported RT Structure Set;
-    ``aimed`` the beams' setup (:func:`rtexport.geometry.setup.aim_plan`) the dose was computed with."""
+    ``aimed`` the beams' setup (:func:`rtexport.geometry.setup.aim_plan`) the dose was computed with;
+    ``series_number`` this plan's, distinct within the study; ``predecessor`` the SOP Instance UID of the RT Plan
+    it replaces, when one was built (never invented)."""
     frame = course.ct.frame_of_reference_uid
     ss_frame = structure_set.get("FrameOfReferenceUID")
     if ss_frame is not None and ss_frame != frame:
@@ -382,14 +400,15 @@ def build_rtplan(
     add_sop_common_module(ds, ctx, RTPlanStorage, ctx.uids.uid("RTPLAN"))
     add_patient_module(ds, course.patient)
     add_general_study_module(ds, course.patient)
-    add_rt_series_module(ds, ctx, Modality.RTPLAN, f"Plan {plan.label}")
+    add_rt_series_module(ds, ctx, Modality.RTPLAN, series_number, fit("LO", f"Plan {plan.label}"))
     add_frame_of_reference_module(ds, frame)
     add_general_equipment_module(ds, ctx)
-    add_rt_general_plan_module(ds, ctx, plan, structure_set)
+    add_rt_general_plan_module(ds, ctx, plan, structure_set, predecessor)
     add_rt_prescription_module(ds, ctx, plan)
     add_rt_patient_setup_module(ds, course, aimed)
     add_rt_fraction_scheme_module(ds, plan, mu_per_fraction, dose_per_fraction_gy)
     add_rt_beams_module(ds, plan, site, structure_set, aimed)
-    add_approval_module(ds, approval)
+    add_approval_module(ds, ctx, approval)
     ds.InstanceNumber = 1
+    apply_character_set(ds)
     return ds

@@ -2,8 +2,9 @@
 
 A derived structure set is a copy of the imported one with new SOP Instance and Series UIDs (Study and Frame
 of Reference kept) in which only these change: series number and description, structure set label and name (they
-say it is derived), date/time, equipment (this software), the predecessor reference, the observations of
-overridden structures, the External, and the new bolus ROIs.
+say it is derived), the dates and times of the instance, series and structure set (now, in the site's time zone,
+with TimezoneOffsetFromUTC), equipment (this software), the predecessor reference, the observations of overridden
+structures, the External, and the new bolus ROIs.
 A former EXTERNAL gets an empty RTROIInterpretedType (Type 2: "no interpretation"), so that planning systems
 see exactly one External.
 """
@@ -19,9 +20,10 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.uid import RTStructureSetStorage
 
+from rtexport.dicom.charset import UTF8, apply_character_set
 from rtexport.dicom.common import (
-    SERIES_NUMBERS,
     BuildContext,
+    check_series_number,
     ds_value,
     ds_values,
     file_meta,
@@ -30,7 +32,6 @@ from rtexport.dicom.common import (
 )
 from rtexport.dicom.enums import (
     ContourGeometricType,
-    Modality,
     ROIGenerationAlgorithm,
     ROIPhysicalProperty,
     RTROIInterpretedType,
@@ -39,13 +40,12 @@ from rtexport.errors import BuildError
 from rtexport.model.course import Contour, CTSlice
 from rtexport.model.plan import Plan
 from rtexport.model.site import Material, Site
+from rtexport.model.text import check_text, fit
 
 BOLUS_PREFIX = "Bolus_"
 _BOLUS_DESCRIPTION = "Bolus of beam "  # ROIDescription; lets bolus_roi_numbers find the beam again
 _BOLUS_COLOR = [0, 160, 255]
 _Z_TOLERANCE_MM = 0.01
-_MAX_MATERIAL_ID = 16  # MaterialID is SH
-_MAX_LABEL = 16  # StructureSetLabel is SH
 _DERIVED = " derived"
 
 
@@ -94,11 +94,9 @@ def _material(site: Site, name: str, where: str) -> Material:
     material = site.material(name)
     if material is None:
         raise BuildError(f"{where}: unknown material {name!r}; add it to the site's materials")
-    if len(material.name) > _MAX_MATERIAL_ID:
-        raise BuildError(
-            f"{where}: material name {material.name!r} is longer than 16 characters, too long for DICOM "
-            "MaterialID; rename the material in site.toml"
-        )
+    problem = check_text(material.name, "SH")  # MaterialID; site.toml is checked the same way
+    if problem:
+        raise BuildError(f"{where}: material name {material.name!r} {problem} (MaterialID); rename it in site.toml")
     return material
 
 
@@ -174,25 +172,33 @@ def _geometric_type(contour: Contour) -> ContourGeometricType:
 
 
 def _unique_name(wanted: str, taken: set[str]) -> str:
-    name = wanted[:64]
+    """An ROI name (LO) not in ``taken``: ``wanted`` within 64 characters and bytes, else with a suffix _2, _3…"""
+    name = fit("LO", wanted)
     k = 2
     while name in taken:
-        suffix = f"_{k}"
-        name = wanted[: 64 - len(suffix)] + suffix
+        name = fit("LO", wanted, f"_{k}")
         k += 1
     return name
 
 
-def add_structure_set_identity(ds: Dataset, ctx: BuildContext, original: Dataset, plan: Plan) -> None:
-    """Structure Set Module (PS3.3 C.8.8.5), RT Series and SOP Common: new instance in a series of its own, a
-    label and name that say it is derived (and from what), the predecessor."""
+def add_structure_set_identity(
+    ds: Dataset, ctx: BuildContext, original: Dataset, plan: Plan, series_number: int
+) -> None:
+    """Structure Set Module (PS3.3 C.8.8.5), RT Series and SOP Common: new instance in a series of its own
+    (``series_number``), dated now in the site's time zone, a label and name that say it is derived (and from what),
+    the predecessor."""
     ds.SOPInstanceUID = ctx.uids.uid("RTSTRUCT")
+    ds.InstanceCreationDate = ctx.date
+    ds.InstanceCreationTime = ctx.time
+    ds.TimezoneOffsetFromUTC = ctx.timezone_offset
     ds.SeriesInstanceUID = ctx.uids.uid("RTSTRUCT", "series")
-    ds.SeriesNumber = SERIES_NUMBERS[Modality.RTSTRUCT]
-    ds.SeriesDescription = f"{plan.label} structures (derived)"
+    ds.SeriesNumber = check_series_number(series_number)
+    ds.SeriesDate = ctx.date
+    ds.SeriesTime = ctx.time
+    ds.SeriesDescription = fit("LO", plan.label, " structures (derived)")
     imported = str(original.get("StructureSetLabel", "")).strip()
-    ds.StructureSetLabel = f"{imported[: _MAX_LABEL - len(_DERIVED)]}{_DERIVED}".strip()
-    ds.StructureSetName = f"{imported or 'structure set'} derived for plan {plan.label}"[:64]
+    ds.StructureSetLabel = fit("SH", imported, _DERIVED)
+    ds.StructureSetName = fit("LO", imported or "structure set", f" derived for plan {plan.label}")
     ds.StructureSetDate = ctx.date
     ds.StructureSetTime = ctx.time
     ds.PredecessorStructureSetSequence = seq([sop_reference(str(original.SOPClassUID), str(original.SOPInstanceUID))])
@@ -303,7 +309,7 @@ def add_bolus_rois(
         observation = Dataset()
         observation.ObservationNumber = next_obs
         observation.ReferencedROINumber = next_roi
-        observation.ROIObservationLabel = name.encode()[:16].decode(errors="ignore")  # SH: 16 bytes in UTF-8
+        observation.ROIObservationLabel = fit("SH", name)
         observation.RTROIInterpretedType = RTROIInterpretedType.BOLUS.value
         observation.ROIInterpreter = ""
         _set_material(observation, material)
@@ -319,9 +325,11 @@ def build_rtstruct(
     site: Site,
     bolus: Mapping[str, Sequence[Contour]],
     *,
+    series_number: int,
     slices: Sequence[CTSlice] = (),
 ) -> Dataset:
-    """The derived RT Structure Set (PS3.3 A.19) for ``plan``; ``original`` is not modified.
+    """The derived RT Structure Set (PS3.3 A.19) for ``plan``, in a series numbered ``series_number``;
+    ``original`` is not modified.
 
     ``bolus`` maps beam name → closed planar contours (patient mm) on CT slice planes. ``slices`` (the
     course's CT slices) place each bolus contour on its image; without them the planes are learnt from the
@@ -337,7 +345,7 @@ def build_rtstruct(
     if "FrameOfReferenceUID" not in ds:  # dciodvfy errors without the Frame of Reference module
         ds.FrameOfReferenceUID = frame
         ds.PositionReferenceIndicator = ""
-    add_structure_set_identity(ds, ctx, original, plan)
+    add_structure_set_identity(ds, ctx, original, plan, series_number)
     add_equipment(ds, ctx)
     add_density_overrides(ds, plan, site)
     set_external(ds, plan.external)
@@ -350,6 +358,7 @@ def build_rtstruct(
 # Where a derived structure set gets text of ours: (sequence or None for the data set itself, keywords).
 _OUR_TEXT = (
     (None, ("Manufacturer", "SoftwareVersions", "StationName")),
+    (None, ("SeriesDescription", "StructureSetLabel", "StructureSetName")),
     ("StructureSetROISequence", ("ROIName", "ROIDescription")),
     ("RTROIObservationsSequence", ("ROIObservationLabel", "MaterialID")),
 )
@@ -357,12 +366,13 @@ _OUR_TEXT = (
 
 def set_character_set(ds: Dataset) -> None:
     """Specific Character Set (PS3.3 C.12.1.1.2): the derived set keeps the imported one's, unless some text of
-    ours (a bolus ROI named after a beam, a material, this software's equipment) cannot be written in it; then the
-    whole data set is written in UTF-8, ISO_IR 192, as the RT Plan and RT Dose are. Only those elements are read:
-    the imported contours stay as they were read, unparsed."""
+    ours (a bolus ROI named after a beam, a material, the plan label, this software's equipment) cannot be written
+    in it; then the whole data set is written in the character set the RT Plan and RT Dose would choose for its
+    text (:mod:`rtexport.dicom.charset`: single-byte when one holds it all, else UTF-8). Only those elements are
+    read while the imported set holds them: the imported contours stay as they were read, unparsed."""
     declared = ds.get("SpecificCharacterSet", "") or ""
     terms = list(declared) if isinstance(declared, MultiValue) else [str(declared)]
-    if terms == ["ISO_IR 192"]:
+    if terms == [UTF8]:
         return
     codecs = convert_encodings(terms)
     # One character set, not the default repertoire (ASCII) nor code extensions: test against it; else ASCII.
@@ -380,6 +390,6 @@ def set_character_set(ds: Dataset) -> None:
     for sequence, keywords in _OUR_TEXT:
         items = [ds] if sequence is None else ds.get(sequence, [])
         if not all(fits(item.get(k, "") or "") for item in items for k in keywords):
-            ds.decode()  # every value as text, read in the imported character set, then written in UTF-8
-            ds.SpecificCharacterSet = "ISO_IR 192"
+            ds.decode()  # every value as text, read in the imported character set, then written in the chosen one
+            apply_character_set(ds)
             return

@@ -7,6 +7,8 @@ Pure of policy: what may be exported is the gate's (:mod:`rtexport.export.gate`)
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,12 +24,14 @@ from rtexport.dicom.rtstruct import build_rtstruct, needs_derived_structure_set
 from rtexport.dicom.uids import UIDFactory
 from rtexport.errors import StoreError
 from rtexport.export.gate import DOSE_ITEMS, Item
+from rtexport.export.lineage import SeriesNumbers, predecessor_plan_uid
 from rtexport.export.objects import ExportObject, ObjectKind, read_file_meta
 from rtexport.geometry.setup import AimedPlan, aim_plan, plan_structures
 from rtexport.model.course import Contour
 from rtexport.model.dose import DoseGrid
 from rtexport.model.site import Site
-from rtexport.model.state import PlanState
+from rtexport.model.state import PlanState, StoredDose, StoredGrid
+from rtexport.model.values import time_zone
 from rtexport.workspace import Workspace
 from rtexport.workspace.dicomio import course_contours, read_dataset
 
@@ -52,20 +56,49 @@ class PreparedExport:
         return out
 
 
+def _grid_content(grid: StoredGrid) -> dict[str, object]:
+    g = grid.geometry
+    return {
+        "sha256": grid.sha256,
+        "origin": g.origin_mm,
+        "spacing": g.spacing_mm,
+        "shape": g.shape,
+        "frame": grid.frame_of_reference_uid,
+    }
+
+
+def dose_content_key(dose: StoredDose) -> str:
+    """A digest of everything of a dose that reaches the RT Plan and RT Dose: each grid's array hash, geometry and
+    frame, each beam's MU and dose per fraction. Not when it was computed: the same result, the same key."""
+    content = {
+        "plan": _grid_content(dose.plan),
+        "beams": [
+            {"name": b.beam_name, "mu": b.mu_per_fraction, "gy": b.dose_per_fraction_gy, "grid": _grid_content(b.grid)}
+            for b in dose.beams
+        ],
+    }
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode("utf-8")).hexdigest()
+
+
 def build_context(site: Site, state: PlanState, operator: str = "") -> BuildContext:
-    """UIDs and timestamps of one export state: fixed for an approved plan, per revision (and dose) otherwise.
-    ``operator``: the Person Name of who made the revision (OperatorsName)."""
+    """UIDs, timestamps and time zone of one export state: fixed for an approved plan, per revision and dose
+    content otherwise. ``operator``: the Person Name of who made the revision (OperatorsName)."""
     status = "APPROVED" if state.approval else "UNAPPROVED"
     key = [state.plan.id, str(state.revision.number), state.revision.token, status]
     if state.dose is not None:
-        key.append(state.dose.computed_at.isoformat())
+        # An approved revision's dose can no longer change: its key keeps the time that dose was computed, as it
+        # always has, so the UIDs it was approved with stay. Before approval the dose's content decides: re-dosing
+        # an unchanged revision to the same result keeps its UIDs and files, another result gets new ones.
+        key.append(state.dose.computed_at.isoformat() if state.approval else dose_content_key(state.dose))
     when = state.approval.at if state.approval else state.revision.created_at
+    zone = site.dicom.timezone
     return BuildContext(
         uids=UIDFactory(site.uid_root, key),
         when=when,
         manufacturer=site.manufacturer,
         software_version=f"rtexport {__version__}",
         operator=operator,
+        zone=None if zone is None else time_zone(zone),
     )
 
 
@@ -97,6 +130,7 @@ def build_objects(ws: Workspace, site: Site, state: PlanState, items: Collection
         ]
     key = "\x1f".join(ctx.uids.key)
     now = ws.now()
+    series_number = SeriesNumbers(ws, course)
 
     def stored(kind: ObjectKind, digest: str, description: str) -> ExportObject:
         path = ws.blobs.path(digest)
@@ -133,9 +167,12 @@ def build_objects(ws: Workspace, site: Site, state: PlanState, items: Collection
         bolus = aimed().bolus
         if not needs_derived_structure_set(original, plan, bolus):
             return imported
-        return encode(build_rtstruct(ctx, original, plan, site, bolus, slices=course.slices))
+        return encode(
+            build_rtstruct(ctx, original, plan, site, bolus, series_number=series_number(rs_key), slices=course.slices)
+        )
 
-    rs_digest = ws.built.digest(key + "\x1fRS", build_rs, now)
+    rs_key = key + "\x1fRS"
+    rs_digest = ws.built.digest(rs_key, build_rs, now)
     derived = rs_digest != course.structure_set.sha256
     rs_obj = stored(
         ObjectKind.RTSTRUCT, rs_digest, "RT Structure Set (derived)" if derived else "RT Structure Set (as imported)"
@@ -159,9 +196,14 @@ def build_objects(ws: Workspace, site: Site, state: PlanState, items: Collection
             if state.approval
             else Approval("UNAPPROVED")
         )
-        return encode(build_rtplan(ctx, course, plan, site, rs, aimed(), mu, beam_dose, approval))
+        number, before = series_number(rp_key), predecessor_plan_uid(ws, state, rp_key)
+        rp = build_rtplan(
+            ctx, course, plan, site, rs, aimed(), mu, beam_dose, approval, series_number=number, predecessor=before
+        )
+        return encode(rp)
 
-    rp_digest = ws.built.digest(key + "\x1fRP", build_rp, now)
+    rp_key = key + "\x1fRP"
+    rp_digest = ws.built.digest(rp_key, build_rp, now)
     if Item.RTPLAN in chosen:
         objects.append(stored(ObjectKind.RTPLAN, rp_digest, f"RT Plan {plan.label}"))
     if dose is not None:
@@ -184,10 +226,12 @@ def build_objects(ws: Workspace, site: Site, state: PlanState, items: Collection
             return stored_beam.grid.load()
 
         for beam_name, description in grids:
+            rd_key = f"{key}\x1fRD\x1f{beam_name or ''}"
 
-            def build_rd(beam_name: str | None = beam_name) -> bytes:
-                return encode(build_rtdose(ctx, course, grid_of(beam_name), rp(), beam_name))
+            def build_rd(beam_name: str | None = beam_name, rd_key: str = rd_key) -> bytes:
+                grid = grid_of(beam_name)
+                return encode(build_rtdose(ctx, course, grid, rp(), beam_name, series_number=series_number(rd_key)))
 
-            digest = ws.built.digest(f"{key}\x1fRD\x1f{beam_name or ''}", build_rd, now)
+            digest = ws.built.digest(rd_key, build_rd, now)
             objects.append(stored(ObjectKind.RTDOSE, digest, description))
     return PreparedExport(state, chosen, tuple(objects), ctx.when)

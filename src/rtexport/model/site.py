@@ -12,7 +12,7 @@ from typing import Annotated, Any, Self
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rtexport.errors import ConfigError
-from rtexport.model.values import LO, SH, Count, Finite, Positive, Text
+from rtexport.model.values import LO, SH, Count, Finite, Positive, Text, TimeZoneName
 
 _UID_ROOT = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 _AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # no backslash, printable, 1-16 chars
@@ -294,6 +294,8 @@ class DicomSettings(_Model):
     # Custom servers (an AE title, host and port typed on the web page) and Test connection to them: physicists
     # only, unless this is true.
     allow_custom_servers: Annotated[bool, Field(strict=True)] = False
+    # DICOM dates and times are local: the time zone they are written in; default: the machine's local zone.
+    timezone: TimeZoneName | None = None
 
     @field_validator("local_ae_title")
     @classmethod

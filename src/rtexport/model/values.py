@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, Field
 
@@ -31,6 +32,23 @@ def _vr(vr: str) -> Callable[[str], str]:
 
 Text = Annotated[str, Field(strict=True)]
 SH = Annotated[Text, AfterValidator(_vr("SH"))]
-"""Text written as a DICOM Short String (16 bytes in UTF-8)."""
+"""Text written as a DICOM Short String (at most 16 characters)."""
 LO = Annotated[Text, AfterValidator(_vr("LO"))]
-"""Text written as a DICOM Long String (64 bytes in UTF-8)."""
+"""Text written as a DICOM Long String (at most 64 characters)."""
+
+
+def time_zone(name: str) -> ZoneInfo:
+    """The IANA time zone ``name`` (e.g. ``Europe/Zurich``); ValueError naming it when there is none."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as e:
+        raise ValueError(f"unknown time zone {name!r}: give an IANA name such as 'Europe/Zurich'") from e
+
+
+def _zone(name: str) -> str:
+    time_zone(name)
+    return name
+
+
+TimeZoneName = Annotated[Text, AfterValidator(_zone)]
+"""An IANA time zone name, e.g. ``Europe/Zurich`` (DST included)."""

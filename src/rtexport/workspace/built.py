@@ -3,10 +3,20 @@ UID never stands for two contents, even across software versions."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 
 from rtexport.workspace.db import Database
 from rtexport.workspace.store import BlobStore
+
+
+@dataclass(frozen=True)
+class BuiltRTPlan:
+    """An RT Plan built for export: the revision of its plan, its key and its stored digest."""
+
+    revision: int
+    key: str
+    sha256: str
 
 
 class BuiltObjects:
@@ -37,3 +47,41 @@ class BuiltObjects:
         digest, _ = self._blobs.put(build())
         self._db.execute("INSERT OR REPLACE INTO built VALUES (?,?,?)", (key, digest, at))
         return digest
+
+    def rt_plans(self, plan_id: str) -> list[BuiltRTPlan]:
+        """The RT Plans built for ``plan_id``, the most recently built first."""
+        prefix = plan_id + "\x1f"
+        rows = self._db.all(
+            "SELECT key, sha256 FROM built WHERE substr(key, 1, length(?)) = ? ORDER BY created_at DESC, rowid DESC",
+            (prefix, prefix),
+        )
+        out = []
+        for row in rows:
+            parts = str(row["key"]).split("\x1f")
+            if parts[-1] == "RP" and parts[1].isdigit():
+                out.append(BuiltRTPlan(int(parts[1]), str(row["key"]), str(row["sha256"])))
+        return out
+
+    def series_number(self, key: str, study_uid: str, first: int, avoid: Collection[int]) -> int:
+        """The series number of the object built for ``key``: the one allocated to it before, or else the next
+        above every number allocated in the study (at least ``first``) that is not in ``avoid``, allocated now for
+        good (unique within the study)."""
+        with self._db.transaction():
+            row = self._db.one("SELECT number FROM built_series WHERE key = ?", (key,))
+            if row is not None:
+                return int(row["number"])
+            top = self._db.one("SELECT MAX(number) AS n FROM built_series WHERE study_uid = ?", (study_uid,))
+            number = max(first, int(top["n"]) + 1 if top is not None and top["n"] is not None else first)
+            while number in avoid:
+                number += 1
+            self._db.execute("INSERT INTO built_series VALUES (?,?,?)", (key, study_uid, number))
+            return number
+
+    def without_series_number(self, plan_ids: Collection[str]) -> list[str]:
+        """Digests of the objects built for these plans that have no allocated series number (built by an earlier
+        version, or the imported structure set kept as it is): their series numbers are in their files."""
+        rows = self._db.all(
+            "SELECT b.key AS key, b.sha256 AS sha256 FROM built b LEFT JOIN built_series s ON s.key = b.key "
+            "WHERE s.key IS NULL ORDER BY b.key"
+        )
+        return [str(r["sha256"]) for r in rows if str(r["key"]).split("\x1f")[0] in plan_ids]
