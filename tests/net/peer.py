@@ -14,9 +14,9 @@ from typing import Any
 
 from pynetdicom.pdu import A_ABORT_RQ, A_ASSOCIATE_RQ, P_DATA_TF
 
-from rtexport.export.net import pdu
-from rtexport.export.net.dimse import Command
-from rtexport.export.net.pdu import AssociateAC, ContextAnswer, ContextResult, UserInformation
+from rtexport.net import pdu
+from rtexport.net.dimse import Command
+from rtexport.net.pdu import AssociateAC, ContextAnswer, ContextResult, UserInformation
 from tests.support.orthanc import free_port
 
 # A safety net against a test that hangs; every wait below ends long before it when the code is right.

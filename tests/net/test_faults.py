@@ -16,10 +16,10 @@ from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from rtexport.dicom.common import IMPLEMENTATION_CLASS_UID
 from rtexport.errors import SendError
-from rtexport.export.net import pdu
-from rtexport.export.net.dimse import Command, CommandField
 from rtexport.export.objects import ExportObject, ObjectKind
-from rtexport.export.send import Destination, InstanceOutcome, send_objects
+from rtexport.net import pdu
+from rtexport.net.dimse import Command, CommandField
+from rtexport.net.send import Destination, InstanceOutcome, send_objects
 from tests.support.orthanc import free_port
 
 from . import peer

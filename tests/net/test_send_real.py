@@ -11,7 +11,7 @@ import pytest
 from rtexport.demo.phantom import PhantomSpec, write_phantom
 from rtexport.errors import SendError
 from rtexport.export.objects import ExportObject, ObjectKind, read_objects
-from rtexport.export.send import STREAMED_ABOVE, Destination, InstanceOutcome, InstanceResult, echo, send_objects
+from rtexport.net.send import STREAMED_ABOVE, Destination, InstanceOutcome, InstanceResult, echo, send_objects
 from tests.support.orthanc import Orthanc
 from tests.support.storescp import StoreSCP, dataset_part
 

@@ -15,8 +15,8 @@ from cryptography.x509.oid import NameOID
 
 from rtexport.errors import SendError
 from rtexport.export.objects import ExportObject
-from rtexport.export.send import Destination, echo, send_objects
 from rtexport.model.site import TLSConfig
+from rtexport.net.send import Destination, echo, send_objects
 
 from .conftest import CALLING_AE
 from .scp import FakeSCP

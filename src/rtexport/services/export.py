@@ -18,11 +18,11 @@ from rtexport.export.build import PreparedExport, build_objects, buildable_items
 from rtexport.export.gate import ALL_ITEMS, Item, check_export, parse_items
 from rtexport.export.local import ExportFolder, PlanIdentity, WriteReport, write_folder
 from rtexport.export.objects import ExportObject
-from rtexport.export.send import Destination, InstanceOutcome, InstanceResult, SendReport, echo, send_objects
 from rtexport.model.people import Actor, User
 from rtexport.model.plan import mu_problems
 from rtexport.model.site import Site, TLSConfig, validate_ae_title
 from rtexport.model.state import PlanState
+from rtexport.net.send import Destination, InstanceOutcome, InstanceResult, SendReport, echo, send_objects
 from rtexport.services.site import site_status
 from rtexport.workspace import Workspace
 

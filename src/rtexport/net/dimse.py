@@ -29,9 +29,9 @@ from pydicom.filewriter import write_dataset
 from pydicom.uid import ImplicitVRLittleEndian
 from pynetdicom.status import STORAGE_SERVICE_CLASS_STATUS, code_to_category
 
-from rtexport.export.net import pdu
-from rtexport.export.net.association import Association, AssociationLost, Timer
-from rtexport.export.net.pdu import PDV
+from rtexport.net import pdu
+from rtexport.net.association import Association, AssociationLost, Timer
+from rtexport.net.pdu import PDV
 
 NO_DATA_SET = 0x0101  # Command Data Set Type when no data set follows (PS3.7 E.1)
 # Fragment size when the peer announces no limit (0); keeps each buffer bounded.

@@ -25,14 +25,14 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom.status import STORAGE_COMMITMENT_SERVICE_CLASS_STATUS
 
 from rtexport.dicom.common import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
-from rtexport.export.net.association import (
+from rtexport.net.association import (
     Association,
     AssociationLost,
     AssociationRejected,
     Clock,
     Timeouts,
 )
-from rtexport.export.net.dimse import (
+from rtexport.net.dimse import (
     Command,
     CommandField,
     Dimse,
@@ -41,7 +41,7 @@ from rtexport.export.net.dimse import (
     encode_data_set,
     status_meaning,
 )
-from rtexport.export.net.pdu import (
+from rtexport.net.pdu import (
     APPLICATION_CONTEXT,
     AssociateAC,
     AssociateRJ,

@@ -1,6 +1,6 @@
 """Send exported objects to a DICOM server: C-ECHO, C-STORE and Storage Commitment (push model).
 
-The sender sits on rtexport's own DICOM stack (:mod:`rtexport.export.net`: PDU codec, PS3.8 association state
+The sender sits on rtexport's own DICOM stack (:mod:`rtexport.net`: PDU codec, PS3.8 association state
 machine, DIMSE messages, storage commitment listener). Stored Part 10 files go as their own bytes on several
 associations at once; CT first, then RT Structure Set, RT Plan, RT Dose, each kind only after every object of
 the kinds before it is stored (they reference them; ``send_dependents`` overrides). Nothing is lost silently:
@@ -39,17 +39,17 @@ from pynetdicom.status import STATUS_WARNING, VERIFICATION_SERVICE_CLASS_STATUS,
 
 from rtexport.dicom.common import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from rtexport.errors import SendError
-from rtexport.export.net import commitment
-from rtexport.export.net.association import (
+from rtexport.export.objects import DamagedObject, ExportObject, ObjectKind, read_file_meta
+from rtexport.net import commitment
+from rtexport.net.association import (
     Association,
     AssociationLost,
     AssociationRejected,
     Timeouts,
 )
-from rtexport.export.net.dimse import Command, CommandField, Dimse, Outgoing, encode_data_set, status_meaning
-from rtexport.export.net.pdu import AssociateRQ, ProposedContext, UserInformation, ae_title_bytes
-from rtexport.export.objects import DamagedObject, ExportObject, ObjectKind, read_file_meta
-from rtexport.export.outcome import Destination, InstanceOutcome, InstanceResult, SendReport
+from rtexport.net.dimse import Command, CommandField, Dimse, Outgoing, encode_data_set, status_meaning
+from rtexport.net.outcome import Destination, InstanceOutcome, InstanceResult, SendReport
+from rtexport.net.pdu import AssociateRQ, ProposedContext, UserInformation, ae_title_bytes
 
 __all__ = [
     "DEFAULT_ASSOCIATIONS",

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from rtexport.errors import SendError
-from rtexport.export.net.association import connect
 from rtexport.export.objects import ExportObject
 from rtexport.model.site import DicomServer, TLSConfig
+from rtexport.net.association import connect
 
 
 @dataclass(frozen=True)

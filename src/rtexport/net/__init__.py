@@ -12,7 +12,7 @@ Layers, each using only the ones above it:
 - :mod:`.commitment` — Storage Commitment Push Model as SCU: the N-ACTION request and a small acceptor for
   the server's N-EVENT-REPORT, on the same association code as the sender.
 
-:mod:`rtexport.export.send` is the sender on top (C-ECHO, C-STORE over parallel associations, commitment).
+:mod:`rtexport.net.send` is the sender on top (C-ECHO, C-STORE over parallel associations, commitment).
 
 Why not pynetdicom for all of it: its reactor thread, queues and per-PDU state-machine events cost too much
 when sending stored files on two cores. ``benchmarks/bench_send.py`` measures both in the same run, pynetdicom
