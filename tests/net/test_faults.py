@@ -44,7 +44,9 @@ def test_wrong_called_ae_title_is_refused_with_both_titles(objects: list[ExportO
 
 def test_unreachable_port(objects: list[ExportObject]) -> None:
     port = free_port()
-    with pytest.raises(SendError, match=rf"X@127\.0\.0\.1:{port}: connection refused; check that the server"):
+    with pytest.raises(
+        SendError, match=rf"X@127\.0\.0\.1:{port}: connection refused: nothing listens on 127\.0\.0\.1 port {port}"
+    ):
         send_objects(objects, Destination("X", "127.0.0.1", port), CALLING_AE)
 
 

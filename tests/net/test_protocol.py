@@ -12,7 +12,7 @@ import pytest
 from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RQ
 
 from rtexport.net import pdu
-from rtexport.net.association import Association, AssociationLost, Timeouts
+from rtexport.net.association import Association, AssociationLost
 from rtexport.net.dimse import Command, CommandField, Dimse
 from rtexport.net.fsm import Action, Event, InvalidPrimitive, State, transition
 from rtexport.net.pdu import (
@@ -25,6 +25,7 @@ from rtexport.net.pdu import (
     RoleSelection,
     UserInformation,
 )
+from rtexport.net.transport import Timeouts
 
 from . import peer
 from .peer import Peer

@@ -26,7 +26,7 @@ def _dest(orthanc: Orthanc) -> Destination:
 
 def test_orthanc_receives_every_instance_with_identical_bytes(orthanc: Orthanc, objects: list[ExportObject]) -> None:
     orthanc.clear()
-    seen: list[InstanceResult] = []
+    seen: list[InstanceResult[ExportObject]] = []
     report = send_objects(objects, _dest(orthanc), CALLING_AE, progress=seen.append)
 
     assert report.ok, report.summary()

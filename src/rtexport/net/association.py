@@ -21,13 +21,12 @@ is a protocol error answered with A-ABORT, and is never read into memory.
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
-import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from rtexport.net import pdu
+from rtexport.net import pdu, trace
 from rtexport.net.fsm import COLLISION_AWAITING_LOCAL, Action, Event, State, transition
 from rtexport.net.pdu import (
     PDU,
@@ -44,11 +43,18 @@ from rtexport.net.pdu import (
     ReleaseRP,
     ReleaseRQ,
 )
+from rtexport.net.transport import (
+    Clock,
+    ConnectionClosed,
+    Deadline,
+    Timeouts,
+    Timer,
+    Transport,
+)
 
-Clock = Callable[[], float]
-
-# The largest non-P-DATA PDU we read (an A-ASSOCIATE-AC with 128 contexts is about 12 KiB).
-_MAX_CONTROL_PDU = 1 << 20
+LOGGER = logging.getLogger(__name__)
+# Our Maximum Length (PS3.8 D.1): what we accept in one P-DATA-TF PDU, as requestor and as acceptor.
+MAX_PDU_LENGTH = 65536
 
 
 _REJECT_REASONS = {
@@ -74,125 +80,12 @@ class AssociationRejected(Exception):
 
 
 class AssociationLost(Exception):
-    """The association is gone (aborted, closed, timed out, protocol error); nothing pending is confirmed."""
+    """The association is gone (aborted, closed, timed out, protocol error); nothing pending is confirmed.
+    ``expired``: it ended because the operation's :class:`Deadline` passed (retrying would not help)."""
 
-
-class ConnectionClosed(EOFError):
-    """The peer closed the transport connection."""
-
-
-class Timer:
-    """A deadline on a monotonic clock (injectable, so tests can make time pass without waiting)."""
-
-    def __init__(self, seconds: float, clock: Clock = time.monotonic) -> None:
-        self.seconds = seconds
-        self._clock = clock
-        self._end = clock() + seconds
-
-    def remaining(self) -> float:
-        return self._end - self._clock()
-
-
-@dataclass(frozen=True)
-class Timeouts:
-    """Seconds. ``connect``: TCP and TLS; ``acse``: answer to our association or release request; ``dimse``: a
-    response, or the next PDU of a message; ``artim``: PS3.8 9.1.5 (Sta2, Sta13); ``send``: the peer reading."""
-
-    connect: float = 30
-    acse: float = 30
-    dimse: float = 30
-    artim: float = 5
-    send: float = 30
-
-    @classmethod
-    def uniform(cls, seconds: float, artim: float = 5) -> Timeouts:
-        return cls(seconds, seconds, seconds, min(artim, seconds), seconds)
-
-
-class Transport:
-    """A connected stream socket (TCP or TLS) carrying PDUs; every read is bounded by a :class:`Timer`."""
-
-    def __init__(self, sock: socket.socket, max_pdata_length: int, send_timeout: float) -> None:
-        self.sock = sock
-        self.max_pdata_length = max_pdata_length
-        self._send_timeout = send_timeout
-        self._timeout: float | None = None
-        self._head = bytearray(pdu.HEADER_SIZE)
-
-    def _settimeout(self, seconds: float) -> None:
-        if seconds != self._timeout:  # each change is a system call; most sends reuse the last value
-            self.sock.settimeout(seconds)
-            self._timeout = seconds
-
-    def send(self, data: bytes | bytearray | memoryview) -> None:
-        self._settimeout(self._send_timeout)
-        self.sock.sendall(data)
-
-    def _recv_into(self, view: memoryview, timer: Timer) -> None:
-        got = 0
-        while got < len(view):
-            left = timer.remaining()
-            if left <= 0:
-                raise TimeoutError
-            self._settimeout(left)
-            n = self.sock.recv_into(view[got:])
-            if n == 0:
-                raise ConnectionClosed
-            got += n
-
-    def read_pdu(self, timer: Timer) -> tuple[int, bytes]:
-        """The next PDU's type and body. A P-DATA-TF longer than we announced raises PDUError unread."""
-        self._recv_into(memoryview(self._head), timer)
-        pdu_type, _, length = pdu.HEADER.unpack(self._head)
-        if pdu_type == PDUType.P_DATA_TF and self.max_pdata_length and length > self.max_pdata_length:
-            raise PDUError(
-                f"P-DATA-TF PDU of {length} bytes, longer than the maximum of {self.max_pdata_length} we announced"
-            )
-        if pdu_type != PDUType.P_DATA_TF and length > _MAX_CONTROL_PDU:
-            raise PDUError(f"PDU type 0x{pdu_type:02x} of {length} bytes; not a DICOM peer?")
-        body = bytearray(length)
-        self._recv_into(memoryview(body), timer)
-        return pdu_type, bytes(body)
-
-    def drain_until_closed(self, timer: Timer) -> bool:
-        """Discard whatever arrives until the peer closes (True) or the timer expires (False)."""
-        scratch = memoryview(bytearray(65536))
-        try:
-            while True:
-                left = timer.remaining()
-                if left <= 0:
-                    return False
-                self._settimeout(left)
-                if self.sock.recv_into(scratch) == 0:
-                    return True
-        except TimeoutError:
-            return False
-        except OSError:
-            return True
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.sock.close()
-
-
-def connect(
-    host: str,
-    port: int,
-    timeout: float,
-    ssl_context: ssl.SSLContext | None = None,
-    server_hostname: str | None = None,
-) -> socket.socket:
-    """A TCP (and TLS) connection with Nagle off; raises OSError (refused, timed out, TLS failure)."""
-    sock = socket.create_connection((host, port), timeout=timeout)
-    try:
-        # DCMTK and Orthanc delay their ACKs; with Nagle on our side each response would wait ~40 ms.
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if ssl_context is not None:
-            sock = ssl_context.wrap_socket(sock, server_hostname=server_hostname or host)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
+    def __init__(self, message: str, *, expired: bool = False) -> None:
+        super().__init__(message)
+        self.expired = expired
 
 
 _EVENT_OF = {
@@ -222,17 +115,34 @@ class Association:
     """
 
     def __init__(
-        self, transport: Transport, *, requestor: bool, timeouts: Timeouts, clock: Clock = time.monotonic
+        self,
+        transport: Transport,
+        *,
+        requestor: bool,
+        timeouts: Timeouts,
+        clock: Clock = time.monotonic,
+        deadline: Deadline | None = None,
+        label: str = "",
     ) -> None:
         self.transport = transport
         self.requestor = requestor
         self.timeouts = timeouts
         self.clock = clock
+        self.deadline = deadline
         self.state = State.IDLE
         self.peer = "the server" if requestor else "the calling AE"
+        self.label = f"#{trace.association_number()} {label}".rstrip()
         self.peer_max_pdu = 0
         self.accepted: dict[int, tuple[str, str]] = {}
         self.request_pdu: AssociateRQ | None = None
+
+    def timer(self, seconds: float) -> Timer:
+        """A timer of ``seconds`` that ends no later than the operation's deadline."""
+        return Timer(seconds, self.clock, self.deadline)
+
+    def _trace(self, outgoing: bool, record: PDU) -> None:
+        if trace.enabled():
+            trace.line(self.label, outgoing, trace.describe(record))
 
     # -- the machine ---------------------------------------------------------------------------------------
 
@@ -241,8 +151,11 @@ class Association:
         action, self.state = transition(self.state, event, requestor=self.requestor)
         if action in (Action.AA_1, Action.AA_7, Action.AA_8):
             source = AbortSource.SERVICE_USER if action is Action.AA_1 else AbortSource.SERVICE_PROVIDER
+            abort = Abort(source, reason if action is not Action.AA_1 else 0)
+            self._trace(True, abort)
+            LOGGER.debug("association %s: A-ABORT sent (source %d, reason %d)", self.label, abort.source, abort.reason)
             with contextlib.suppress(OSError):
-                self.transport.send(pdu.encode(Abort(source, reason if action is not Action.AA_1 else 0)))
+                self.transport.send(pdu.encode(abort))
         if self.state == State.AWAITING_CLOSE and action is not Action.AA_6 and action is not Action.AA_7:
             self._await_close()
         elif self.state == State.IDLE:
@@ -251,7 +164,7 @@ class Association:
 
     def _await_close(self) -> None:
         """Sta13: let the peer close first (so our last PDU is not lost to a reset), for at most ARTIM."""
-        closed = self.transport.drain_until_closed(Timer(self.timeouts.artim, self.clock))
+        closed = self.transport.drain_until_closed(Timer(self.timeouts.artim, self.clock))  # ARTIM, even late
         self._event(Event.TRANSPORT_CLOSED if closed else Event.ARTIM_EXPIRED)
 
     @property
@@ -270,6 +183,10 @@ class Association:
             received = pdu.decode(pdu_type, body)
         except TimeoutError as e:
             self._event(on_timeout)
+            if self.deadline is not None and self.deadline.expired():
+                raise AssociationLost(
+                    f"{self.deadline.why()} while awaiting {awaiting} from {self.peer}", expired=True
+                ) from e
             raise AssociationLost(
                 f"no answer from {self.peer} within {timer.seconds:g} s while awaiting {awaiting}"
             ) from e
@@ -281,6 +198,7 @@ class Association:
                 self._event(Event.TRANSPORT_CLOSED)
             cause = "closed the connection" if isinstance(e, ConnectionClosed) else f"connection lost ({e})"
             raise AssociationLost(f"{self.peer} {cause} while we were awaiting {awaiting}") from e
+        self._trace(False, received)
         kind = pdu.type_of(received)
         action = self._event(_EVENT_OF[kind], AbortReason.UNEXPECTED_PDU)
         if action is Action.AA_3 or (action is Action.AA_2 and isinstance(received, Abort)):
@@ -305,21 +223,25 @@ class Association:
         *,
         timeouts: Timeouts,
         clock: Clock = time.monotonic,
+        deadline: Deadline | None = None,
+        label: str = "",
     ) -> Association:
         """Open the transport with ``open_socket`` and negotiate ``rq``; returns an established association.
+        ``label`` names the peer in logs and the trace.
 
         Raises OSError (connect, TLS), AssociationRejected or AssociationLost."""
         transition(State.IDLE, Event.ASSOCIATE_REQUEST, requestor=True)  # AE-1: open the transport
         sock = open_socket()  # on OSError: AA-4, back to Sta1 with nothing to close
         assoc = cls(Transport(sock, rq.user.max_pdu_length, timeouts.send), requestor=True, timeouts=timeouts,
-                    clock=clock)  # fmt: skip
+                    clock=clock, deadline=deadline, label=label)  # fmt: skip
         assoc.state = State.AWAITING_TRANSPORT_OPEN
         assoc.request_pdu = rq
-        assoc._send_then(Event.TRANSPORT_CONFIRM, pdu.encode(rq))  # AE-2
+        assoc._send_then(Event.TRANSPORT_CONFIRM, rq)  # AE-2
         answer = assoc._receive_pdu(
-            Timer(timeouts.acse, clock), "the answer to the association request", Event.ABORT_REQUEST
+            assoc.timer(timeouts.acse), "the answer to the association request", Event.ABORT_REQUEST
         )
         if isinstance(answer, AssociateRJ):
+            LOGGER.info("association %s rejected: %s", assoc.label, AssociationRejected(answer))
             raise AssociationRejected(answer)
         assert isinstance(answer, AssociateAC)
         proposed = {c.context_id: c for c in rq.contexts}
@@ -334,6 +256,12 @@ class Association:
                     )
                 assoc.accepted[ctx.context_id] = (offered.abstract_syntax, ctx.transfer_syntax)
         assoc.peer_max_pdu = answer.user.max_pdu_length
+        LOGGER.info(
+            "association %s established: %d of %d presentation contexts accepted, peer max PDU %d",
+            assoc.label, len(assoc.accepted), len(rq.contexts), assoc.peer_max_pdu,
+        )  # fmt: skip
+        for cid, (abstract, syntax) in sorted(assoc.accepted.items()):
+            LOGGER.debug("association %s: context %d accepted: %s in %s", assoc.label, cid, abstract, syntax)
         return assoc
 
     # -- acceptor ------------------------------------------------------------------------------------------
@@ -347,21 +275,23 @@ class Association:
         max_pdu_length: int,
         timeouts: Timeouts,
         clock: Clock = time.monotonic,
+        label: str = "",
     ) -> Association:
         """Answer the association request arriving on ``sock`` with ``decide``'s answer.
 
         Raises AssociationLost when no request arrives within ARTIM, and AssociationRejected when ``decide``
         rejected it (after the A-ASSOCIATE-RJ is sent)."""
-        assoc = cls(Transport(sock, max_pdu_length, timeouts.send), requestor=False, timeouts=timeouts, clock=clock)
+        transport = Transport(sock, max_pdu_length, timeouts.send)
+        assoc = cls(transport, requestor=False, timeouts=timeouts, clock=clock, label=label)
         assoc._event(Event.TRANSPORT_INDICATION)  # AE-5: ARTIM starts
         rq = assoc._receive_pdu(Timer(timeouts.artim, clock), "an A-ASSOCIATE-RQ (ARTIM)", Event.ARTIM_EXPIRED)
         assert isinstance(rq, AssociateRQ)
         assoc.request_pdu = rq
         answer = decide(rq)
         if isinstance(answer, AssociateRJ):
-            assoc._send_then(Event.ASSOCIATE_REJECT, pdu.encode(answer))
+            assoc._send_then(Event.ASSOCIATE_REJECT, answer)
             raise AssociationRejected(answer, by="us")
-        assoc._send_then(Event.ASSOCIATE_ACCEPT, pdu.encode(answer))
+        assoc._send_then(Event.ASSOCIATE_ACCEPT, answer)
         offered = {c.context_id: c.abstract_syntax for c in rq.contexts}
         for ctx in answer.contexts:
             if ctx.result == ContextResult.ACCEPTANCE:
@@ -369,13 +299,17 @@ class Association:
         assoc.peer_max_pdu = rq.user.max_pdu_length
         return assoc
 
-    def _send_then(self, event: Event, data: bytes) -> None:
+    def _send_then(self, event: Event, record: PDU) -> None:
         """Send the PDU of a local primitive, then let the machine move (so Sta13 waits after it is sent)."""
         transition(self.state, event, requestor=self.requestor)  # raises before anything is sent
+        self._trace(True, record)
         try:
-            self.transport.send(data)
+            self.transport.send(pdu.encode(record))
         except OSError as e:
+            alert = self.transport.tls_alert()
             self._event(Event.TRANSPORT_CLOSED)
+            if alert is not None:  # TLS 1.3: the server's refusal of our certificate came after the handshake
+                raise AssociationLost(f"connection to {self.peer} lost while sending: {alert}") from alert
             raise AssociationLost(f"connection to {self.peer} lost while sending: {e}") from e
         self._event(event)
 
@@ -385,10 +319,17 @@ class Association:
         """Send encoded P-DATA-TF PDUs (DT-1, or AR-7 while the peer awaits our release answer)."""
         if self.state not in (State.ESTABLISHED, State.AWAITING_LOCAL_RELEASE_RESPONSE):
             raise AssociationLost(f"the association with {self.peer} is no longer established")
+        if trace.enabled():
+            trace.line(self.label, True, trace.describe_raw(data))
+        timeout = self.timeouts.send
+        if self.deadline is not None:
+            timeout = min(timeout, self.deadline.remaining())
         try:
-            self.transport.send(data)
+            self.transport.send(data, timeout)
         except TimeoutError as e:
             self._event(Event.ABORT_REQUEST)
+            if self.deadline is not None and self.deadline.expired():
+                raise AssociationLost(f"{self.deadline.why()} while sending to {self.peer}", expired=True) from e
             raise AssociationLost(f"{self.peer} stopped reading (nothing taken for {self.timeouts.send:g} s)") from e
         except OSError as e:
             self._event(Event.TRANSPORT_CLOSED)
@@ -400,7 +341,7 @@ class Association:
             raise AssociationLost(f"the association with {self.peer} is no longer established")
         received = self._receive_pdu(timer, awaiting, Event.ABORT_REQUEST)
         if isinstance(received, ReleaseRQ):
-            self._send_then(Event.RELEASE_RESPONSE, pdu.encode(ReleaseRP()))  # AR-4, then Sta13
+            self._send_then(Event.RELEASE_RESPONSE, ReleaseRP())  # AR-4, then Sta13
             return None
         assert isinstance(received, PDataTF)
         return received
@@ -414,13 +355,13 @@ class Association:
             self.abort()
             return
         try:
-            self._send_then(Event.RELEASE_REQUEST, pdu.encode(ReleaseRQ()))
-            timer = Timer(self.timeouts.acse, self.clock)
+            self._send_then(Event.RELEASE_REQUEST, ReleaseRQ())
+            timer = self.timer(self.timeouts.acse)
             while not self.closed:
                 # AR-6: a P-DATA-TF arriving now answers nothing we still wait for; it is dropped.
                 self._receive_pdu(timer, "the answer to the release request", Event.ABORT_REQUEST)
                 if self.state in COLLISION_AWAITING_LOCAL:  # AR-8 or AR-10: we answer the peer's release too
-                    self._send_then(Event.RELEASE_RESPONSE, pdu.encode(ReleaseRP()))
+                    self._send_then(Event.RELEASE_RESPONSE, ReleaseRP())
         except AssociationLost:
             pass
         self.abort()

@@ -12,10 +12,13 @@ takes them.
 from __future__ import annotations
 
 import contextlib
+import logging
 import selectors
 import socket
+import ssl
 import threading
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -25,13 +28,8 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom.status import STORAGE_COMMITMENT_SERVICE_CLASS_STATUS
 
 from rtexport.dicom.common import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
-from rtexport.net.association import (
-    Association,
-    AssociationLost,
-    AssociationRejected,
-    Clock,
-    Timeouts,
-)
+from rtexport.errors import SendError
+from rtexport.net.association import MAX_PDU_LENGTH, Association, AssociationLost, AssociationRejected
 from rtexport.net.dimse import (
     Command,
     CommandField,
@@ -41,6 +39,8 @@ from rtexport.net.dimse import (
     encode_data_set,
     status_meaning,
 )
+from rtexport.net.link import ConnectFailed, Link
+from rtexport.net.outcome import Destination, Instance, server_context
 from rtexport.net.pdu import (
     APPLICATION_CONTEXT,
     AssociateAC,
@@ -48,15 +48,16 @@ from rtexport.net.pdu import (
     AssociateRQ,
     ContextAnswer,
     ContextResult,
+    ProposedContext,
     RoleSelection,
     UserInformation,
 )
+from rtexport.net.transport import Clock, Timeouts
 
 STORAGE_COMMITMENT_PUSH = "1.2.840.10008.1.20.1"
 STORAGE_COMMITMENT_INSTANCE = "1.2.840.10008.1.20.1.1"  # the well-known SOP instance (PS3.4 J.3.5)
 VERIFICATION = "1.2.840.10008.1.1"
-# Our Maximum Length (PS3.8 D.1): what we accept in one P-DATA-TF PDU.
-MAX_PDU_LENGTH = 65536
+LOGGER = logging.getLogger(__name__)
 _SYNTAXES = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
 _LISTENER_CONNECTIONS = 8
 
@@ -117,7 +118,8 @@ def request(dimse: Dimse, transaction_uid: str, refs: Sequence[tuple[str, str]])
 
 
 class ReportListener:
-    """Listens on ``(host, port)`` as ``ae_title`` for Storage Commitment reports, on a background thread.
+    """Listens on ``(host, port)`` as ``ae_title`` for Storage Commitment reports, on a background thread; with
+    ``ssl_context`` (a server context), every connection is TLS.
 
     ::
 
@@ -134,9 +136,11 @@ class ReportListener:
         *,
         timeouts: Timeouts | None = None,
         clock: Clock = time.monotonic,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.ae_title = ae_title
         self.address = (host, port)
+        self.ssl_context = ssl_context
         self.timeouts = timeouts or Timeouts()
         self.clock = clock
         self.problems: list[str] = []  # associations refused or broken, in the words of their cause
@@ -232,9 +236,16 @@ class ReportListener:
 
     def _associate(self, sock: socket.socket) -> None:
         try:
+            if self.ssl_context is not None:
+                sock.settimeout(self.timeouts.artim)
+                sock = self.ssl_context.wrap_socket(sock, server_side=True)
             assoc = Association.accept(
-                sock, self.decide, max_pdu_length=MAX_PDU_LENGTH, timeouts=self.timeouts, clock=self.clock
-            )
+                sock, self.decide, max_pdu_length=MAX_PDU_LENGTH, timeouts=self.timeouts, clock=self.clock,
+                label="commitment listener",
+            )  # fmt: skip
+        except OSError as e:
+            self._note(f"storage commitment listener: TLS handshake failed: {e}")
+            return
         except (AssociationLost, AssociationRejected) as e:
             self._note(f"storage commitment listener: {e}")
             return
@@ -284,5 +295,70 @@ class ReportListener:
         )
 
     def _note(self, problem: str) -> None:
+        LOGGER.info("%s", problem)
         with self._cond:
             self.problems.append(problem)
+
+
+def _listen_host(configured: str, link: Link) -> str:
+    """The configured address, else the local address of our association to the server: the interface the
+    server reaches us on, never every interface."""
+    if configured:
+        return configured
+    if link.dimse is not None:
+        return str(link.dimse.assoc.transport.sock.getsockname()[0])
+    return "127.0.0.1"
+
+
+def request_commitment(
+    objects: Sequence[Instance],
+    dest: Destination,
+    calling_ae: str,
+    listen_port: int,
+    *,
+    listen_host: str = "",
+    timeout: float = 60,
+    network_timeout: float = 30,
+) -> tuple[tuple[str, ...], tuple[str, ...], str | None]:
+    """Storage Commitment push model (PS3.4 J): N-ACTION, then the server's N-EVENT-REPORT on a new association
+    to our listener, awaited ``timeout`` seconds (``network_timeout`` bounds each network wait). The listener
+    binds ``listen_host`` (default: our address on the association to the server) and speaks TLS when ``dest``
+    does, with the same certificate. Returns (committed UIDs, failed UIDs, problem or None)."""
+    if not objects:
+        return (), (), None
+    transaction = f"2.25.{uuid.uuid4().int}"
+    contexts = (ProposedContext(1, STORAGE_COMMITMENT_PUSH, tuple(_SYNTAXES)),)
+    timeouts = Timeouts.uniform(network_timeout)
+    link = Link(dest, calling_ae, contexts, timeouts, dest.ssl_context())
+    try:
+        listener_tls = server_context(dest.tls, f"storage commitment listener for {dest}") if dest.tls else None
+        dimse = link.open()
+    except (ConnectFailed, SendError) as e:
+        return (), (), f"storage commitment not requested: {e}"
+    host = _listen_host(listen_host, link)
+    with contextlib.ExitStack() as stack:
+        stack.callback(link.close)
+        try:
+            listener = stack.enter_context(
+                ReportListener(calling_ae, host, listen_port, timeouts=timeouts, ssl_context=listener_tls)
+            )
+        except OSError as e:
+            return (), (), f"storage commitment not requested: cannot listen on {host} port {listen_port}: {e}"
+        LOGGER.info("storage commitment: listening on %s port %d for %s's report", host, listen_port, dest)
+        try:
+            refused = request(dimse, transaction, [(o.sop_class_uid, o.sop_instance_uid) for o in objects])
+        except AssociationLost as e:
+            return (), (), f"storage commitment request (N-ACTION) not answered: {e}"
+        link.close()
+        if refused is not None:
+            return (), (), f"storage commitment request (N-ACTION) refused: {refused}"
+        report = listener.wait(transaction, timeout)
+    if report is None:
+        heard = "; ".join(listener.problems)
+        return (), (), (
+            f"storage commitment: no N-EVENT-REPORT from {dest} within {timeout:g} s; "
+            f"check that the server knows AE title '{calling_ae}' with this host and port {listen_port}"
+            + (f" ({heard})" if heard else "")
+        )  # fmt: skip
+    LOGGER.info("storage commitment: %d committed, %d failed", len(report.committed), len(report.failed))
+    return report.committed, tuple(uid for uid, _ in report.failed), None

@@ -1,5 +1,7 @@
-"""Where a send goes and what became of it: :class:`Destination`, one :class:`InstanceResult` per object, and the
-:class:`SendReport` that keeps storage and storage commitment apart."""
+"""What a send takes and where it goes, and what became of it: the :class:`Instance` protocol (a Part 10 file the
+sender can read), :class:`Destination`, one :class:`InstanceResult` per instance, and the :class:`SendReport` that
+keeps storage and storage commitment apart. Reports are generic in the caller's instance type, so a caller gets
+its own objects back."""
 
 from __future__ import annotations
 
@@ -7,11 +9,40 @@ import socket
 import ssl
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
+from typing import BinaryIO, Generic, Protocol, TypeVar
 
 from rtexport.errors import SendError
-from rtexport.export.objects import ExportObject
 from rtexport.model.site import DicomServer, TLSConfig
-from rtexport.net.association import connect
+from rtexport.net.transport import connect
+
+
+class Instance(Protocol):
+    """A DICOM Part 10 file to send. ``sha256``: the digest its bytes must have (checked as they are read and
+    before the last of them leaves), or None; ``kind``: a short label shown in results (e.g. "CT")."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def sop_class_uid(self) -> str: ...
+
+    @property
+    def sop_instance_uid(self) -> str: ...
+
+    @property
+    def size(self) -> int: ...
+
+    @property
+    def sha256(self) -> str | None: ...
+
+    @property
+    def path(self) -> Path | None: ...
+
+    def open(self) -> BinaryIO: ...
+
+
+T = TypeVar("T", bound=Instance)
 
 
 @dataclass(frozen=True)
@@ -25,6 +56,9 @@ class Destination:
 
     @classmethod
     def from_server(cls, server: DicomServer) -> Destination:
+        """The DICOM server's destination; raises SendError for a server of another kind (DICOMweb)."""
+        if server.kind != "dimse" or server.port is None:
+            raise SendError(f"server {server.name!r} is a {server.kind} server, not a DICOM AE")
         return cls(server.ae_title, server.host, server.port, server.tls)
 
     def __str__(self) -> str:
@@ -34,15 +68,7 @@ class Destination:
         """A client context from the TLS files; raises SendError when they cannot be loaded."""
         if self.tls is None:
             return None
-        try:
-            ctx = ssl.create_default_context(
-                cafile=str(self.tls.ca_file) if self.tls.ca_file else None,
-            )
-            if self.tls.cert_file is not None:
-                ctx.load_cert_chain(str(self.tls.cert_file), str(self.tls.key_file) if self.tls.key_file else None)
-        except (OSError, ssl.SSLError) as e:
-            raise SendError(f"{self}: cannot load the TLS files ({e}); check ca_file, cert_file, key_file") from e
-        return ctx
+        return client_context(self.tls, str(self))
 
     def open_socket(self, timeout: float, ssl_context: ssl.SSLContext | None) -> socket.socket:
         hostname = self.tls.server_hostname if self.tls else None
@@ -59,10 +85,10 @@ class InstanceOutcome(StrEnum):
 
 
 @dataclass(frozen=True)
-class InstanceResult:
+class InstanceResult(Generic[T]):
     """Outcome of one object; ``status`` is the DIMSE status when the server answered."""
 
-    obj: ExportObject
+    obj: T
     outcome: InstanceOutcome
     status: int | None
     meaning: str
@@ -73,17 +99,17 @@ class InstanceResult:
 
     def describe(self) -> str:
         status = f" [0x{self.status:04X}]" if self.status is not None else ""
-        return f"{self.obj.kind.value} {self.obj.sop_instance_uid}: {self.outcome.value}{status} {self.meaning}"
+        return f"{self.obj.kind} {self.obj.sop_instance_uid}: {self.outcome.value}{status} {self.meaning}"
 
 
 @dataclass(frozen=True)
-class SendReport:
+class SendReport(Generic[T]):
     """Everything a send did. Storage and commitment are separate: ``commit_asked`` says whether the caller
     asked for commitment, ``committed`` is None when it was not requested from the server (``problems`` say
     why), else the SOP Instance UIDs the server committed."""
 
     destination: Destination
-    results: tuple[InstanceResult, ...]
+    results: tuple[InstanceResult[T], ...]
     committed: tuple[str, ...] | None = None
     commit_failed: tuple[str, ...] = ()
     problems: tuple[str, ...] = ()
@@ -92,11 +118,11 @@ class SendReport:
     commit_asked: bool = False
 
     @property
-    def stored(self) -> tuple[InstanceResult, ...]:
+    def stored(self) -> tuple[InstanceResult[T], ...]:
         return tuple(r for r in self.results if r.stored)
 
     @property
-    def unstored(self) -> tuple[InstanceResult, ...]:
+    def unstored(self) -> tuple[InstanceResult[T], ...]:
         return tuple(r for r in self.results if not r.stored)
 
     @property
@@ -130,3 +156,41 @@ class SendReport:
         if not self.all_stored:
             lines.append("  sending the same export again sends what is missing; stored objects are kept once")
         return "\n".join(lines)
+
+
+def _files(tls: TLSConfig) -> tuple[str | None, str | None, str | None]:
+    return (
+        str(tls.ca_file) if tls.ca_file else None,
+        str(tls.cert_file) if tls.cert_file else None,
+        str(tls.key_file) if tls.key_file else None,
+    )
+
+
+def client_context(tls: TLSConfig, where: str) -> ssl.SSLContext:
+    """A TLS client context: the server verified against ``ca_file`` (else the system's CAs), our certificate
+    and key presented when given. Raises SendError naming the file that cannot be loaded."""
+    ca, cert, key = _files(tls)
+    if key is not None and cert is None:
+        raise SendError(f"{where}: a TLS key_file without its cert_file; give both (--tls-cert and --tls-key)")
+    try:
+        ctx = ssl.create_default_context(cafile=ca)
+        if cert is not None:
+            ctx.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as e:
+        raise SendError(f"{where}: cannot load the TLS files ({e}); check ca_file, cert_file, key_file") from e
+    return ctx
+
+
+def server_context(tls: TLSConfig, where: str) -> ssl.SSLContext:
+    """A TLS server context for our listeners: our certificate and key; the peer must present a certificate
+    signed by ``ca_file`` when one is given. Raises SendError when the files are missing or cannot be loaded."""
+    ca, cert, key = _files(tls)
+    if cert is None:
+        raise SendError(f"{where}: listening with TLS needs our certificate (tls cert_file and key_file)")
+    try:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=ca)
+        ctx.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as e:
+        raise SendError(f"{where}: cannot load the TLS files ({e}); check ca_file, cert_file, key_file") from e
+    ctx.verify_mode = ssl.CERT_REQUIRED if ca is not None else ssl.CERT_NONE
+    return ctx

@@ -104,7 +104,7 @@ class ExportReport:
     prepared: PreparedExport
     destination: ExportDestination
     written: WriteReport | None = None
-    sent: SendReport | None = None
+    sent: SendReport[ExportObject] | None = None
 
     @property
     def ok(self) -> bool:
@@ -175,11 +175,14 @@ def resolve_destination(
     host: str | None = None,
     port: int | str | None = None,
     tls_ca: Path | None = None,
+    tls_cert: Path | None = None,
+    tls_key: Path | None = None,
     within_roots: bool = False,
     requester: User | None = None,
 ) -> ExportDestination:
     """Where an export goes, from what the user gave: a folder (default: the site's), a configured server by name,
-    or a custom server (AE title, host and port). ``within_roots``: a folder must lie inside the site's
+    or a custom server (AE title, host and port; ``tls_ca`` verifies it, ``tls_cert`` and ``tls_key`` are ours for
+    servers that require a client certificate). ``within_roots``: a folder must lie inside the site's
     ``dicom.export_roots`` and is opened now (the web page: no symbolic link below a root is followed, and a later
     swap cannot redirect the files; the export closes it). ``requester``: the web page's user, who may use a
     custom server only as :func:`custom_servers_allowed` says. Raises :class:`InputError`."""
@@ -214,7 +217,10 @@ def resolve_destination(
             raise InputError(f"port {port!r} is not a number") from None
         if not 1 <= number <= 65535:
             raise InputError(f"port {number} is outside 1-65535")
-        return Destination(aet, host, number, TLSConfig(ca_file=tls_ca) if tls_ca else None)
+        if tls_key is not None and tls_cert is None:
+            raise InputError("--tls-key needs --tls-cert (our certificate for servers that ask for one)")
+        tls = TLSConfig(ca_file=tls_ca, cert_file=tls_cert, key_file=tls_key) if tls_ca or tls_cert else None
+        return Destination(aet, host, number, tls)
     if folder is None or not str(folder).strip():
         if within_roots:
             raise InputError("type the folder to export to")
@@ -384,7 +390,7 @@ def _finish(ws: Workspace, run: ExportRun, progress: Progress | None) -> ExportR
             report = ExportReport(prepared, destination, written=written)
         else:
 
-            def sent_one(r: InstanceResult) -> None:
+            def sent_one(r: InstanceResult[ExportObject]) -> None:
                 progress.done(ProgressEvent(r.obj, r.outcome.value, r.status, r.meaning))
 
             sent = send_objects(
@@ -395,6 +401,8 @@ def _finish(ws: Workspace, run: ExportRun, progress: Progress | None) -> ExportR
                 commit=run.commit,
                 commit_listen_port=site.dicom.commitment_port,
                 commit_listen_host=site.dicom.commitment_host,
+                deadline_s=site.dicom.send_deadline_s,
+                idle_s=site.dicom.send_idle_s,
             )
             report = ExportReport(prepared, destination, sent=sent)
     except RTExportError as e:
