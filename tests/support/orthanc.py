@@ -131,8 +131,9 @@ class Orthanc:
 
     # -- REST ----------------------------------------------------------------------------------------------
 
-    def request(self, method: str, path: str, body: Any = None) -> bytes:
-        data = None if body is None else json.dumps(body).encode()
+    def request(self, method: str, path: str, body: Any = None, raw: bytes | None = None) -> bytes:
+        """The answer's body; ``body`` goes as JSON, ``raw`` as it is (e.g. a DICOM file to ``POST /instances``)."""
+        data = raw if raw is not None else None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(f"http://127.0.0.1:{self.http_port}{path}", data=data, method=method)
         token = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
         req.add_header("Authorization", f"Basic {token}")

@@ -94,3 +94,13 @@ class StoreSCP:
     def received(self) -> dict[str, bytes]:
         """File name → dataset bytes of everything received (storescp names files ``<modality>.<SOP UID>``)."""
         return {p.name: dataset_part(p.read_bytes()) for p in sorted(self.output.iterdir()) if p.is_file()}
+
+
+def storescu(paths: list[Path], port: int, called: str, calling: str = "STORESCU", timeout: float = 120,
+             host: str = "127.0.0.1") -> subprocess.CompletedProcess[str]:  # fmt: skip
+    """DCMTK ``storescu`` sending ``paths`` (files or folders, recursively) to ``host:port`` on one association;
+    the finished process (its return code is not checked: a refusal is a test's to look at)."""
+    require(STORESCU, "dcmtk")
+    args = [str(STORESCU), "-aet", calling, "-aec", called, "+sd", "+r", "-nh", host, str(port)]
+    env = dict(os.environ, TCP_NODELAY="1")
+    return subprocess.run([*args, *map(str, paths)], env=env, capture_output=True, text=True, timeout=timeout)

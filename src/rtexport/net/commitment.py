@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import selectors
 import socket
 import ssl
 import threading
@@ -29,6 +28,7 @@ from pynetdicom.status import STORAGE_COMMITMENT_SERVICE_CLASS_STATUS
 
 from rtexport.dicom.common import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from rtexport.errors import SendError
+from rtexport.net.acceptor import Acceptor
 from rtexport.net.association import MAX_PDU_LENGTH, Association, AssociationLost, AssociationRejected
 from rtexport.net.dimse import (
     Command,
@@ -117,13 +117,13 @@ def request(dimse: Dimse, transaction_uid: str, refs: Sequence[tuple[str, str]])
     return None
 
 
-class ReportListener:
+class ReportListener(Acceptor):
     """Listens on ``(host, port)`` as ``ae_title`` for Storage Commitment reports, on a background thread; with
     ``ssl_context`` (a server context), every connection is TLS.
 
     ::
 
-        with ReportListener("RTEXPORT", "", 11113) as listener:
+        with ReportListener("RTEXPORT", "127.0.0.1", 11113) as listener:
             ...  # send the N-ACTION
             report = listener.wait(transaction_uid, timeout=60)
     """
@@ -138,44 +138,22 @@ class ReportListener:
         clock: Clock = time.monotonic,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        self.ae_title = ae_title
-        self.address = (host, port)
-        self.ssl_context = ssl_context
         self.timeouts = timeouts or Timeouts()
+        super().__init__(host, port, ssl_context=ssl_context, max_connections=_LISTENER_CONNECTIONS,
+                         handshake_s=self.timeouts.artim, name="storage commitment listener")  # fmt: skip
+        self.ae_title = ae_title
         self.clock = clock
         self.problems: list[str] = []  # associations refused or broken, in the words of their cause
         self._reports: dict[str, CommitmentReport] = {}
         self._cond = threading.Condition()
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._server: socket.socket | None = None
-        self._serving: threading.Thread | None = None
-        self._connections: dict[socket.socket, threading.Thread] = {}
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None
-        return int(self._server.getsockname()[1])
 
     def __enter__(self) -> ReportListener:
         """Bind and listen (raises OSError when the port cannot be had), then serve in the background."""
-        self._server = socket.create_server(self.address)
-        self._serving = threading.Thread(target=self._serve, name=f"commitment-listener-{self.port}", daemon=True)
-        self._serving.start()
+        self.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._wake_w.send(b"x")
-        if self._serving is not None:
-            self._serving.join()
-        with self._cond:
-            connections = list(self._connections.items())
-        for sock, thread in connections:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)  # a peer still connected: its reads end now, not at a timeout
-            thread.join()
-        for s in (self._server, self._wake_r, self._wake_w):
-            if s is not None:
-                s.close()
+        self.stop()
 
     def wait(self, transaction_uid: str, timeout: float) -> CommitmentReport | None:
         """The report of ``transaction_uid``, or None if none arrived within ``timeout`` seconds."""
@@ -183,26 +161,8 @@ class ReportListener:
             self._cond.wait_for(lambda: transaction_uid in self._reports, timeout)
             return self._reports.get(transaction_uid)
 
-    def _serve(self) -> None:
-        assert self._server is not None
-        with selectors.DefaultSelector() as sel:
-            sel.register(self._server, selectors.EVENT_READ)
-            sel.register(self._wake_r, selectors.EVENT_READ)
-            while True:
-                ready = {key.fileobj for key, _ in sel.select()}
-                if self._wake_r in ready:
-                    return
-                try:
-                    conn, _ = self._server.accept()
-                except OSError:
-                    continue
-                with self._cond:
-                    if len(self._connections) >= _LISTENER_CONNECTIONS:
-                        conn.close()
-                        continue
-                    thread = threading.Thread(target=self._connection, args=(conn,), daemon=True)
-                    self._connections[conn] = thread
-                thread.start()
+    def tls_failed(self, peer: tuple[str, int], e: OSError) -> None:
+        self._note(f"storage commitment listener: TLS handshake failed: {e}")
 
     def decide(self, rq: AssociateRQ) -> AssociateAC | AssociateRJ:
         """Accept the association if it calls us with the DICOM application context (PS3.8 9.3.4 reasons)."""
@@ -226,26 +186,12 @@ class ReportListener:
         user = UserInformation(MAX_PDU_LENGTH, IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, roles)
         return AssociateAC(rq.called_ae, rq.calling_ae, tuple(answers), user)
 
-    def _connection(self, sock: socket.socket) -> None:
+    def handle(self, sock: socket.socket, peer: tuple[str, int]) -> None:
         try:
-            self._associate(sock)
-        finally:
-            sock.close()
-            with self._cond:
-                del self._connections[sock]
-
-    def _associate(self, sock: socket.socket) -> None:
-        try:
-            if self.ssl_context is not None:
-                sock.settimeout(self.timeouts.artim)
-                sock = self.ssl_context.wrap_socket(sock, server_side=True)
             assoc = Association.accept(
                 sock, self.decide, max_pdu_length=MAX_PDU_LENGTH, timeouts=self.timeouts, clock=self.clock,
-                label="commitment listener",
+                label=f"commitment listener <- {peer[0]}",
             )  # fmt: skip
-        except OSError as e:
-            self._note(f"storage commitment listener: TLS handshake failed: {e}")
-            return
         except (AssociationLost, AssociationRejected) as e:
             self._note(f"storage commitment listener: {e}")
             return
