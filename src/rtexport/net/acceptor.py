@@ -46,6 +46,10 @@ class Acceptor:
             raise RuntimeError("not listening")
         return int(self._server.getsockname()[1])
 
+    @property
+    def listening(self) -> bool:
+        return self._serving is not None
+
     def start(self) -> None:
         """Bind and listen (raises OSError when the address cannot be had), then serve in the background."""
         self._server = socket.create_server(self.address, backlog=max(16, self.max_connections * 2))

@@ -48,6 +48,10 @@ class CommandField(IntEnum):
 
     C_STORE_RQ = 0x0001
     C_STORE_RSP = 0x8001
+    C_FIND_RQ = 0x0020
+    C_FIND_RSP = 0x8020
+    C_MOVE_RQ = 0x0021
+    C_MOVE_RSP = 0x8021
     C_ECHO_RQ = 0x0030
     C_ECHO_RSP = 0x8030
     N_EVENT_REPORT_RQ = 0x0100
@@ -74,6 +78,7 @@ _ELEMENTS: dict[int, tuple[str, str]] = {
     0x0100: ("command_field", "US"),
     0x0110: ("message_id", "US"),
     0x0120: ("responded_to", "US"),
+    0x0600: ("move_destination", "AE"),
     0x0700: ("priority", "US"),
     0x0800: ("data_set_type", "US"),
     0x0900: ("status", "US"),
@@ -82,6 +87,10 @@ _ELEMENTS: dict[int, tuple[str, str]] = {
     0x1001: ("requested_sop_instance", "UI"),
     0x1002: ("event_type_id", "US"),
     0x1008: ("action_type_id", "US"),
+    0x1020: ("remaining", "US"),
+    0x1021: ("completed", "US"),
+    0x1022: ("failed", "US"),
+    0x1023: ("warning", "US"),
 }
 
 
@@ -102,6 +111,11 @@ class Command:
     error_comment: str = ""
     event_type_id: int | None = None
     action_type_id: int | None = None
+    move_destination: str = ""
+    remaining: int | None = None
+    completed: int | None = None
+    failed: int | None = None
+    warning: int | None = None
 
     @property
     def has_data_set(self) -> bool:
