@@ -35,7 +35,7 @@ class Acceptor:
         self.name = name
         self.refused_busy = 0  # connections closed because max_connections were open
         self._lock = threading.Condition()
-        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake: tuple[socket.socket, socket.socket] | None = None  # made when started
         self._server: socket.socket | None = None
         self._serving: threading.Thread | None = None
         self._connections: dict[socket.socket, threading.Thread] = {}
@@ -53,13 +53,16 @@ class Acceptor:
     def start(self) -> None:
         """Bind and listen (raises OSError when the address cannot be had), then serve in the background."""
         self._server = socket.create_server(self.address, backlog=max(16, self.max_connections * 2))
+        self._wake = socket.socketpair()
         self._serving = threading.Thread(target=self._serve, name=f"{self.name}-{self.port}", daemon=True)
         self._serving.start()
         LOGGER.info("%s listening on %s port %d%s", self.name, self.address[0] or "every interface", self.port,
                     " (TLS)" if self.ssl_context else "")  # fmt: skip
 
     def stop(self) -> None:
-        self._wake_w.send(b"x")
+        if self._wake is None:
+            return
+        self._wake[1].send(b"x")
         if self._serving is not None:
             self._serving.join()
         with self._lock:
@@ -69,7 +72,7 @@ class Acceptor:
                 sock.shutdown(socket.SHUT_RDWR)  # a peer still connected: its reads end now, not at a timeout
         for _, thread in connections:
             thread.join()
-        for s in (self._server, self._wake_r, self._wake_w):
+        for s in (self._server, *self._wake):
             if s is not None:
                 s.close()
         LOGGER.info("%s stopped", self.name)
@@ -84,14 +87,15 @@ class Acceptor:
         raise NotImplementedError
 
     def _serve(self) -> None:
-        if self._server is None:
+        if self._server is None or self._wake is None:
             return
+        wake = self._wake[0]
         with selectors.DefaultSelector() as sel:
             sel.register(self._server, selectors.EVENT_READ)
-            sel.register(self._wake_r, selectors.EVENT_READ)
+            sel.register(wake, selectors.EVENT_READ)
             while True:
                 ready = {key.fileobj for key, _ in sel.select()}
-                if self._wake_r in ready:
+                if wake in ready:
                     return
                 try:
                     conn, peer = self._server.accept()

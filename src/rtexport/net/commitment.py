@@ -58,7 +58,7 @@ STORAGE_COMMITMENT_PUSH = "1.2.840.10008.1.20.1"
 STORAGE_COMMITMENT_INSTANCE = "1.2.840.10008.1.20.1.1"  # the well-known SOP instance (PS3.4 J.3.5)
 VERIFICATION = "1.2.840.10008.1.1"
 LOGGER = logging.getLogger(__name__)
-_SYNTAXES = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+SYNTAXES = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
 _LISTENER_CONNECTIONS = 8
 
 
@@ -175,7 +175,7 @@ class ReportListener(Acceptor):
             if ctx.abstract_syntax not in (STORAGE_COMMITMENT_PUSH, VERIFICATION):
                 answers.append(ContextAnswer(ctx.context_id, ContextResult.ABSTRACT_SYNTAX_NOT_SUPPORTED))
                 continue
-            ts = next((t for t in _SYNTAXES if t in ctx.transfer_syntaxes), None)
+            ts = next((t for t in SYNTAXES if t in ctx.transfer_syntaxes), None)
             if ts is None:
                 answers.append(ContextAnswer(ctx.context_id, ContextResult.TRANSFER_SYNTAXES_NOT_SUPPORTED))
             else:
@@ -273,7 +273,7 @@ def request_commitment(
     if not objects:
         return (), (), None
     transaction = f"2.25.{uuid.uuid4().int}"
-    contexts = (ProposedContext(1, STORAGE_COMMITMENT_PUSH, tuple(_SYNTAXES)),)
+    contexts = (ProposedContext(1, STORAGE_COMMITMENT_PUSH, tuple(SYNTAXES)),)
     timeouts = Timeouts.uniform(network_timeout)
     link = Link(dest, calling_ae, contexts, timeouts, dest.ssl_context())
     try:

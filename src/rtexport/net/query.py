@@ -28,7 +28,7 @@ LOGGER = logging.getLogger(__name__)
 PATIENT_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.1.1"
 STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
 STUDY_ROOT_MOVE = "1.2.840.10008.5.1.4.1.2.2.2"
-_SYNTAXES = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2")
+SYNTAXES = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2")
 _PENDING = (0xFF00, 0xFF01)
 LEVELS = ("PATIENT", "STUDY", "SERIES")
 # The keys asked for at each level (returned when the archive has them), besides those the caller gives.
@@ -57,7 +57,7 @@ class MoveResult:
 
 def _open(dest: Destination, calling_ae: str, abstract: str, timeout: float) -> tuple[Link, Dimse]:
     check_ae_titles(dest, calling_ae)
-    link = Link(dest, calling_ae, (ProposedContext(1, abstract, _SYNTAXES),), Timeouts.uniform(timeout),
+    link = Link(dest, calling_ae, (ProposedContext(1, abstract, SYNTAXES),), Timeouts.uniform(timeout),
                 dest.ssl_context())  # fmt: skip
     try:
         dimse = link.open()

@@ -74,10 +74,16 @@ def _rank(sop_class_uid: str) -> int:
     return _SEND_ORDER.index(sop_class_uid) if sop_class_uid in _SEND_ORDER else len(_SEND_ORDER)
 
 
+# What C-ECHO proposes (Verification, PS3.4 A): the transfer syntax every AE accepts.
+ECHO_SYNTAXES = (IMPLICIT_VR_LE,)
+# What the sender stores (the classes an export holds), each with its file's own syntax, explicit and implicit VR LE.
+SENT_CLASSES = _SEND_ORDER
+
+
 def echo(dest: Destination, calling_ae: str, timeout: float = 10) -> None:
     """C-ECHO the destination; raises SendError saying why it failed and what to check."""
     check_ae_titles(dest, calling_ae)
-    contexts = (ProposedContext(1, VERIFICATION, (IMPLICIT_VR_LE,)),)
+    contexts = (ProposedContext(1, VERIFICATION, ECHO_SYNTAXES),)
     link = Link(dest, calling_ae, contexts, Timeouts.uniform(timeout), dest.ssl_context())
     try:
         dimse = link.open()
