@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import Any
 
 ORTHANC = Path("/usr/sbin/Orthanc")
+DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
 
 
 class MissingProgram(RuntimeError):
@@ -65,8 +66,13 @@ class Orthanc:
         aet: str = "ORTHANC",
         modalities: dict[str, tuple[str, str, int]] | None = None,
         startup_timeout: float = 30,
+        dicomweb: bool = False,
     ) -> None:
+        """``dicomweb``: load Debian's orthanc-dicomweb plugin (STOW-RS, QIDO-RS, WADO-RS under /dicom-web/)."""
         require(ORTHANC, "orthanc")
+        if dicomweb and not DICOMWEB_PLUGIN.is_file():
+            raise MissingProgram(f"{DICOMWEB_PLUGIN} is not installed; install the 'orthanc-dicomweb' package")
+        self.dicomweb = dicomweb
         self.workdir = workdir
         self.aet = aet
         self.modalities = modalities or {}
@@ -89,7 +95,8 @@ class Orthanc:
             "RegisteredUsers": {self.user: self.password},
             "DicomModalities": {k: list(v) for k, v in self.modalities.items()},
             "DicomCheckCalledAet": True,
-            "Plugins": [],
+            "Plugins": [str(DICOMWEB_PLUGIN)] if self.dicomweb else [],
+            "DicomWeb": {"Enable": self.dicomweb, "Root": "/dicom-web/"},
             "StableAge": 60,
         }
 
@@ -162,6 +169,10 @@ class Orthanc:
         """Delete every patient (and so every instance)."""
         for patient in self.get("/patients"):
             self.request("DELETE", f"/patients/{patient}")
+
+    @property
+    def dicomweb_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}/dicom-web"
 
     def count_instances(self) -> int:
         return int(self.get("/statistics")["CountInstances"])

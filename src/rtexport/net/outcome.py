@@ -5,6 +5,7 @@ its own objects back."""
 
 from __future__ import annotations
 
+import base64
 import socket
 import ssl
 from dataclasses import dataclass
@@ -75,6 +76,24 @@ class Destination:
         return connect(self.host, self.port, timeout, ssl_context, hostname)
 
 
+@dataclass(frozen=True)
+class WebDestination:
+    """A DICOMweb service: its base URL (e.g. ``http://host:8042/dicom-web``) and HTTP basic credentials."""
+
+    url: str
+    user: str = ""
+    password: str = ""
+
+    def __str__(self) -> str:
+        return self.url
+
+    def auth_headers(self) -> dict[str, str]:
+        if not self.user:
+            return {}
+        token = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
+        return {"Authorization": f"Basic {token}"}
+
+
 class InstanceOutcome(StrEnum):
     """What became of one object."""
 
@@ -108,7 +127,7 @@ class SendReport(Generic[T]):
     asked for commitment, ``committed`` is None when it was not requested from the server (``problems`` say
     why), else the SOP Instance UIDs the server committed."""
 
-    destination: Destination
+    destination: Destination | WebDestination
     results: tuple[InstanceResult[T], ...]
     committed: tuple[str, ...] | None = None
     commit_failed: tuple[str, ...] = ()

@@ -22,6 +22,8 @@ from rtexport.model.people import Actor, User
 from rtexport.model.plan import mu_problems
 from rtexport.model.site import Site, TLSConfig, validate_ae_title
 from rtexport.model.state import PlanState
+from rtexport.net.dicomweb import stow
+from rtexport.net.outcome import WebDestination
 from rtexport.net.send import Destination, InstanceOutcome, InstanceResult, SendReport, echo, send_objects
 from rtexport.services.site import site_status
 from rtexport.workspace import Workspace
@@ -68,7 +70,7 @@ class FolderDestination:
             self.opened.close()
 
 
-ExportDestination = FolderDestination | Destination
+ExportDestination = FolderDestination | Destination | WebDestination
 
 
 @dataclass(frozen=True)
@@ -197,6 +199,12 @@ def resolve_destination(
         if found is None:
             known = ", ".join(s.name for s in site.dicom.servers) or "none configured"
             raise InputError(f"no DICOM server {server!r} in the site configuration (servers: {known})")
+        if found.kind == "dicomweb":
+            password = os.environ.get(found.password_env, "") if found.password_env else ""
+            if found.password_env and not password:
+                raise InputError(f"server {server!r}: the environment variable {found.password_env} (its password) "
+                                 "is not set")  # fmt: skip
+            return WebDestination(found.url, found.user, password)
         return Destination.from_server(found)
     if custom:
         if requester is not None and not custom_servers_allowed(site, requester):
@@ -293,6 +301,8 @@ def prepare(ws: Workspace, plan_id: str) -> Prepared:
 def _where(destination: ExportDestination) -> str:
     if isinstance(destination, FolderDestination):
         return str(destination.path)
+    if isinstance(destination, WebDestination):
+        return destination.url
     return f"{destination.ae_title}@{destination.host}:{destination.port}"
 
 
@@ -393,16 +403,20 @@ def _finish(ws: Workspace, run: ExportRun, progress: Progress | None) -> ExportR
             def sent_one(r: InstanceResult[ExportObject]) -> None:
                 progress.done(ProgressEvent(r.obj, r.outcome.value, r.status, r.meaning))
 
-            sent = send_objects(
-                prepared.objects,
-                destination,
-                site.dicom.local_ae_title,
-                progress=sent_one,
-                commit=run.commit,
-                commit_listen_port=site.dicom.commitment_port,
-                commit_listen_host=site.dicom.commitment_host,
-                deadline_s=site.dicom.send_deadline_s,
-                idle_s=site.dicom.send_idle_s,
+            sent = (
+                stow(prepared.objects, destination, progress=sent_one)
+                if isinstance(destination, WebDestination)
+                else send_objects(
+                    prepared.objects,
+                    destination,
+                    site.dicom.local_ae_title,
+                    progress=sent_one,
+                    commit=run.commit,
+                    commit_listen_port=site.dicom.commitment_port,
+                    commit_listen_host=site.dicom.commitment_host,
+                    deadline_s=site.dicom.send_deadline_s,
+                    idle_s=site.dicom.send_idle_s,
+                )
             )
             report = ExportReport(prepared, destination, sent=sent)
     except RTExportError as e:
