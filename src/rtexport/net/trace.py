@@ -9,10 +9,10 @@ only a trace written with ``patient_data`` prints.
 
 A line looks like::
 
-    12:00:01.234 #1 -> STORESCP@127.0.0.1:11112  A-ASSOCIATE-RQ called STORESCP calling RTEXPORT, max PDU 65536,
+    12:00:01.234 #1 STORESCP@127.0.0.1:11112 -> A-ASSOCIATE-RQ called STORESCP calling RTEXPORT, max PDU 65536,
         contexts: 1 CT Image Storage [1.2.840.10008.1.2.1]
-    12:00:01.240 #1 <- STORESCP@127.0.0.1:11112  A-ASSOCIATE-AC max PDU 16384, accepted: 1 [1.2.840.10008.1.2.1]
-    12:00:01.241 #1 -> STORESCP@127.0.0.1:11112  C-STORE-RQ id 1 ctx 1 CT Image Storage 1.2.3.4 + data set 526 kB
+    12:00:01.240 #1 STORESCP@127.0.0.1:11112 <- A-ASSOCIATE-AC max PDU 16384, ..., contexts: 1 acceptance [1.2.840.10008.1.2.1]
+    12:00:01.241 #1 STORESCP@127.0.0.1:11112 -> ctx 1 C-STORE-RQ id 1 CT Image Storage 1.2.3.4 + data set 525312 bytes
 """
 
 from __future__ import annotations
@@ -95,9 +95,7 @@ def line(label: str, outgoing: bool, text: str, patient: object = None) -> None:
     """Write one trace line for association ``label``; ``patient`` is the line with patient data in it (made into
     text only when a trace with patient data prints it)."""
     arrow = "->" if outgoing else "<-"
-    TRACE.debug(
-        "%s %s  %s", label, arrow, text, extra={"patient": (f"{label} {arrow}  ", patient) if patient else None}
-    )
+    TRACE.debug("%s %s %s", label, arrow, text, extra={"patient": (f"{label} {arrow} ", patient) if patient else None})
 
 
 class _TraceFormatter(logging.Formatter):
