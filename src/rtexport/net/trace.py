@@ -11,7 +11,7 @@ A line looks like::
 
     12:00:01.234 #1 STORESCP@127.0.0.1:11112 -> A-ASSOCIATE-RQ called STORESCP calling RTEXPORT, max PDU 65536,
         contexts: 1 CT Image Storage [1.2.840.10008.1.2.1]
-    12:00:01.240 #1 STORESCP@127.0.0.1:11112 <- A-ASSOCIATE-AC max PDU 16384, ..., contexts: 1 acceptance [1.2.840.10008.1.2.1]
+    12:00:01.240 #1 STORESCP@127.0.0.1:11112 <- A-ASSOCIATE-AC max PDU 16384, ..., contexts: 1 acceptance [...]
     12:00:01.241 #1 STORESCP@127.0.0.1:11112 -> ctx 1 C-STORE-RQ id 1 CT Image Storage 1.2.3.4 + data set 525312 bytes
 """
 
