@@ -4,6 +4,7 @@ grouped into sets, imported through the import service, and hostile peers do not
 from __future__ import annotations
 
 import errno
+import hashlib
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +28,7 @@ from rtexport.services.incoming import (
     receiver,
 )
 from rtexport.workspace import Workspace
+from rtexport.workspace.incoming import IncomingInstance, IncomingRepository, Journal
 from tests.support.orthanc import Orthanc, free_port
 from tests.support.storescp import storescu
 
@@ -65,6 +67,7 @@ def test_storescu_pushes_a_course_that_is_imported_through_the_import_service(
 ) -> None:
     done = storescu([phantom_dir], scp.port, AET)
     assert done.returncode == 0, done.stderr
+    assert scp.settle()
 
     (found,) = incoming_sets(ws)
     assert found.complete, found.state
@@ -86,6 +89,7 @@ def test_sending_again_is_idempotent_and_other_bytes_under_the_same_uid_are_kept
 ) -> None:
     assert send_objects(objects, _dest(scp), CALLING_AE).ok
     assert send_objects(objects, _dest(scp), CALLING_AE).ok
+    assert scp.settle()
     (once,) = incoming_sets(ws)
     assert once.complete and len(once.images) == 16
 
@@ -94,6 +98,7 @@ def test_sending_again_is_idempotent_and_other_bytes_under_the_same_uid_are_kept
     data[-1] ^= 0xFF  # one pixel differs
     changed = ExportObject.from_bytes(ObjectKind.CT, bytes(data), ct.sop_class_uid, ct.sop_instance_uid)
     assert send_objects([changed], _dest(scp), CALLING_AE).ok  # received, and kept apart
+    assert scp.settle()
 
     (after,) = incoming_sets(ws)
     assert after.conflicts == (ct.sop_instance_uid,)
@@ -128,6 +133,7 @@ def test_a_truncated_instance_is_refused_and_nothing_of_it_is_kept(
 
     assert report.results[0].outcome == InstanceOutcome.FAILED and report.results[0].status == 0xC000
     assert report.results[1].outcome == InstanceOutcome.STORED
+    assert scp.settle()
     (found,) = incoming_sets(ws)
     assert [i.sop_instance_uid for i in found.images] == [objects[1].sop_instance_uid]
 
@@ -150,7 +156,7 @@ def test_an_abort_mid_transfer_keeps_nothing_of_that_instance_and_the_receiver_g
         p.send(pdu.encode(pdu.PDataTF((pdu.PDV(1, True, True, command.encode()),))))
         p.send(pdu.encode(pdu.PDataTF((pdu.PDV(1, False, False, data[300:8000]),))))
         p.send(pdu.encode(pdu.Abort()))
-    assert scp.wait_idle(10)
+    assert scp.settle(10)
     assert incoming_sets(ws) == []
     assert send_objects(objects[:1], _dest(scp), CALLING_AE).ok
 
@@ -196,6 +202,7 @@ def test_eight_parallel_associations(ws: Workspace, scp: StorageSCP, objects: li
         t.join()
 
     assert all(r.ok for r in reports)  # type: ignore[attr-defined]
+    assert scp.settle()
     (found,) = incoming_sets(ws)
     assert found.complete and len(found.images) == 16
 
@@ -235,7 +242,33 @@ def test_orthanc_pushes_a_study_to_the_receiver(ws: Workspace, scp: StorageSCP, 
             orthanc.request("POST", "/instances", None, raw=path.read_bytes())
         (study,) = orthanc.get("/studies")
         orthanc.request("POST", "/modalities/rtx/store", {"Resources": [study], "Synchronous": True})
+    assert scp.settle()
 
     (found,) = incoming_sets(ws)
     assert found.complete and len(found.images) == 16
     assert import_incoming(ws, found.id, ACTOR).course.id == found.id
+
+
+def test_what_a_crashed_receiver_confirmed_is_filed_when_the_journal_is_opened_again(
+    ws: Workspace, objects: list[ExportObject]
+) -> None:
+    """Entries made durable but never filed (the process died): the next receiver files them; a torn last entry,
+    never confirmed, is left out."""
+    folder = ws.home / "incoming-test"
+    first = Journal(folder, IncomingRepository(ws.db, ws.blobs), segment_bytes=8 << 20)
+    for obj in objects[:3]:
+        data = obj.read_bytes()
+        inst = IncomingInstance(0, obj.sop_instance_uid, obj.sop_class_uid, hashlib.sha256(data).hexdigest(),
+                                len(data), "P", "N", "S", "SE", "F", "CT", (), "AE", "h", "now", "", None)  # fmt: skip
+        first.append(inst, data)  # durable; the filer never started: a crash right after the answers
+    (segment,) = folder.glob("seg-*")
+    with segment.open("r+b") as f:  # a fourth entry torn mid-write
+        f.seek(first.position)
+        f.write(b"RTXJ" + b"\x00" * 20)
+
+    again = Journal(folder, IncomingRepository(ws.db, ws.blobs))
+    assert again.recover() == 3
+    assert sorted(i.sop_instance_uid for i in IncomingRepository(ws.db, ws.blobs).pending()) == sorted(
+        o.sop_instance_uid for o in objects[:3]
+    )
+    assert list(folder.glob("seg-*")) == []

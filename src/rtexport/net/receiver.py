@@ -71,10 +71,18 @@ class Received:
 
 
 class Sink(Protocol):
-    """Where received instances go. ``keep`` returns only once the instance is safe (on disk, recorded); it
-    raises OSError when it cannot be kept (full disk: the peer hears out of resources)."""
+    """Where received instances go. ``keep`` returns only once the instance is safe (durable on disk); it
+    raises OSError when it cannot be kept (full disk: the peer hears out of resources). ``open`` runs before the
+    receiver listens, ``close`` after it stopped; ``flush`` waits until what was kept is filed where readers see
+    it (False when ``timeout`` passed first)."""
+
+    def open(self) -> None: ...
 
     def keep(self, received: Received) -> None: ...
+
+    def flush(self, timeout: float) -> bool: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -154,11 +162,23 @@ class StorageSCP(Acceptor):
         self.clock = clock
 
     def __enter__(self) -> StorageSCP:
-        self.start()
+        self.sink.open()
+        try:
+            self.start()
+        except BaseException:
+            self.sink.close()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.stop()
+        try:
+            self.stop()
+        finally:
+            self.sink.close()
+
+    def settle(self, timeout: float = 60) -> bool:
+        """Wait until no association is open and everything received is filed (True), or ``timeout`` passes."""
+        return self.wait_idle(timeout) and self.sink.flush(timeout)
 
     def handle(self, sock: socket.socket, peer: tuple[str, int]) -> None:
         host = peer[0]

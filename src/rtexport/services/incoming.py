@@ -23,36 +23,50 @@ from rtexport.net.outcome import server_context
 from rtexport.net.receiver import CT_IMAGE_STORAGE, RT_STRUCTURE_SET_STORAGE, Received, ReceiverPolicy, StorageSCP
 from rtexport.services.courses import import_course
 from rtexport.workspace import Workspace
+from rtexport.workspace.db import Database
 from rtexport.workspace.importer import ImportResult
-from rtexport.workspace.incoming import CONFLICT, DISCARDED, IMPORTED, IncomingInstance, IncomingRepository
+from rtexport.workspace.incoming import CONFLICT, DISCARDED, IMPORTED, IncomingInstance, IncomingRepository, Journal
 
 LOGGER = logging.getLogger(__name__)
 
 
 class WorkspaceSink:
-    """The receiver's sink: each instance's Part 10 file into the blob store (fsynced), then its row, one
-    instance at a time for the database (files are written in parallel)."""
+    """The receiver's sink: each instance as a Part 10 file made durable in the workspace's incoming journal
+    (one fdatasync) before the peer hears success, then filed into the blob store and the ``incoming`` table by a
+    background thread, on a database connection of its own."""
 
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
-        self.repo = IncomingRepository(ws.db, ws.blobs)
-        self._lock = threading.Lock()
-        self.conflicts: list[str] = []
+        self._db: Database | None = None
+        self.journal: Journal | None = None
+
+    def open(self) -> None:
+        self._db = Database(self.ws.db.path)
+        self.journal = Journal(self.ws.home / "incoming", IncomingRepository(self._db, self.ws.blobs))
+        self.journal.start()  # files what an earlier receiver left
 
     def keep(self, received: Received) -> None:
+        if self.journal is None:
+            raise OSError("the receiver's journal is not open")
         h = received.header
         data = part10(h, received.transfer_syntax, received.data_set, received.calling_ae)
-        digest = self.repo.store_file(data)
         inst = IncomingInstance(
-            0, h.sop_instance_uid, h.sop_class_uid, digest, len(data), h.patient_id, h.patient_name, h.study_uid,
-            h.series_uid, h.frame_of_reference_uid, h.modality, h.references, received.calling_ae, received.peer,
-            self.ws.now(), "", None,
+            0, h.sop_instance_uid, h.sop_class_uid, hashlib.sha256(data).hexdigest(), len(data), h.patient_id,
+            h.patient_name, h.study_uid, h.series_uid, h.frame_of_reference_uid, h.modality, h.references,
+            received.calling_ae, received.peer, self.ws.now(), "", None,
         )  # fmt: skip
-        with self._lock:
-            arrival = self.repo.add(inst)
-        if arrival.conflict:
-            LOGGER.warning("receiver: instance %s arrived again with other bytes; kept apart", h.sop_instance_uid)
-            self.conflicts.append(h.sop_instance_uid)
+        self.journal.append(inst, data)
+
+    def flush(self, timeout: float) -> bool:
+        return self.journal.flush(timeout) if self.journal is not None else True
+
+    def close(self) -> None:
+        if self.journal is not None:
+            self.journal.stop()
+            self.journal = None
+        if self._db is not None:
+            self._db.close()
+            self._db = None
 
 
 def receiver(ws: Workspace, *, port: int | None = None) -> StorageSCP:
@@ -147,7 +161,8 @@ def _sets(pending: list[IncomingInstance]) -> list[IncomingSet]:
 
 
 def incoming_sets(ws: Workspace) -> list[IncomingSet]:
-    """Every set of received instances not imported or discarded, oldest first."""
+    """Every set of received instances not imported or discarded, oldest first (what a running receiver has
+    just confirmed appears once it is filed, within moments)."""
     return _sets(IncomingRepository(ws.db, ws.blobs).pending())
 
 

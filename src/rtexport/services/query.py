@@ -63,7 +63,7 @@ def retrieve(ws: Workspace, server: str, study_uid: str, actor: Actor) -> Retrie
             ws.audit(actor, "retrieve", "failed", server=server, study=study_uid, error=str(e))
             raise
         if scp.listening:
-            scp.wait_idle(30)  # the archive's association to us ends after its last store
+            scp.settle(60)  # the archive's association to us ends after its last store; then all is filed
     ws.audit(actor, "retrieve", "ok" if move.ok else "incomplete", server=server, study=study_uid,
              completed=move.completed, failed=move.failed)  # fmt: skip
     return Retrieved(server, study_uid, move)

@@ -8,9 +8,14 @@ second row marked ``conflict``: nothing is overwritten, and the set it belongs t
 
 from __future__ import annotations
 
+import dataclasses
+import errno
+import hashlib
 import json
 import os
 import sqlite3
+import struct
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,3 +124,161 @@ class IncomingRepository:
         with self.db.transaction():
             for i in ids:
                 self.db.execute("UPDATE incoming SET state = ?, course_id = ? WHERE id = ?", (state, course_id, i))
+
+
+# -- the journal: durable before the answer, filed afterwards ---------------------------------------------------
+
+SEGMENT_BYTES = 64 << 20
+_ALIGN = 4096
+_MAGIC = b"RTXJ"
+_ENTRY = struct.Struct(">4sIQ32s")  # magic, header length, data length, sha256 of the header
+
+
+class Journal:
+    """Received files made durable in one step each, then filed into the store and the table in the background.
+
+    Segments (``incoming/seg-NNNNNN``) are written full of zeros when made, so an entry later written into one
+    changes no file metadata: one ``fdatasync`` makes it durable, where a new file would cost a write, an
+    ``fsync``, a rename and an ``fsync`` of its folder. Entries go one after another (the lock), so only the last
+    one can be torn by a crash, and a torn one was never confirmed. :meth:`recover` files what a crash left;
+    a segment is removed once everything in it is filed.
+    """
+
+    def __init__(self, folder: Path, repo: IncomingRepository, segment_bytes: int = SEGMENT_BYTES) -> None:
+        self.folder = folder
+        self.repo = repo
+        self.segment_bytes = segment_bytes
+        self.conflicts: list[str] = []
+        self._lock = threading.Lock()
+        self._filed = threading.Condition()
+        self._queue: list[tuple[Path, int, IncomingInstance, bytes]] = []
+        self._fd = -1
+        self._segment: Path | None = None
+        self._offset = 0
+        self._pending = 0
+        self._stop = False
+        self._filer: threading.Thread | None = None
+
+    @property
+    def position(self) -> int:
+        """Where the next entry goes in the current segment."""
+        return self._offset
+
+    # -- writing -----------------------------------------------------------------------------------------
+
+    def _new_segment(self) -> None:
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        numbers = [int(p.name[4:]) for p in self.folder.glob("seg-*") if p.name[4:].isdigit()]
+        path = self.folder / f"seg-{max(numbers, default=0) + 1:06d}"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            zeros = bytes(1 << 20)
+            for _ in range(self.segment_bytes >> 20):
+                os.write(fd, zeros)
+            os.fsync(fd)
+            _fsync_dir(self.folder)
+        except BaseException:
+            os.close(fd)
+            path.unlink(missing_ok=True)
+            raise
+        if self._fd >= 0:
+            os.close(self._fd)
+        self._fd, self._segment, self._offset = fd, path, 0
+
+    def append(self, inst: IncomingInstance, data: bytes) -> None:
+        """Make ``data`` (a Part 10 file whose digest is ``inst.sha256``) and its record durable; it is filed
+        afterwards. Raises OSError when it cannot be (no room for a new segment): nothing of it is kept."""
+        header = json.dumps(dataclasses.asdict(inst)).encode()
+        entry = _ENTRY.pack(_MAGIC, len(header), len(data), hashlib.sha256(header).digest()) + header + data
+        size = -(-len(entry) // _ALIGN) * _ALIGN
+        if size > self.segment_bytes:
+            raise OSError(errno.EFBIG, f"an instance of {len(data)} bytes is larger than a journal segment")
+        with self._lock:
+            if self._segment is None or self._offset + size > self.segment_bytes:
+                self._new_segment()
+            segment, offset = self._segment, self._offset
+            os.pwrite(self._fd, entry, offset)
+            os.fdatasync(self._fd)
+            self._offset += size
+        if segment is None:
+            raise OSError("no journal segment")
+        with self._filed:
+            self._queue.append((segment, offset, inst, data))
+            self._pending += 1
+            self._filed.notify_all()
+
+    # -- filing ------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.recover()
+        self._filer = threading.Thread(target=self._file_loop, name="incoming-filer", daemon=True)
+        self._filer.start()
+
+    def stop(self) -> None:
+        """File everything appended, then stop."""
+        self.flush()
+        with self._filed:
+            self._stop = True
+            self._filed.notify_all()
+        if self._filer is not None:
+            self._filer.join()
+        with self._lock:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+            self._retire(self._segment)
+            self._segment = None
+
+    def flush(self, timeout: float = 60) -> bool:
+        """Wait until everything appended is filed (True) or ``timeout`` passes (False)."""
+        with self._filed:
+            return self._filed.wait_for(lambda: self._pending == 0, timeout)
+
+    def _file_loop(self) -> None:
+        while True:
+            with self._filed:
+                self._filed.wait_for(lambda: self._queue or self._stop)
+                if not self._queue:
+                    return
+                segment, _, inst, data = self._queue.pop(0)
+            self._file(inst, data)
+            with self._filed:
+                self._pending -= 1
+                self._filed.notify_all()
+            if segment != self._segment and not any(s == segment for s, *_ in self._queue):
+                self._retire(segment)
+
+    def _file(self, inst: IncomingInstance, data: bytes) -> None:
+        digest = self.repo.store_file(data)
+        arrival = self.repo.add(dataclasses.replace(inst, sha256=digest))
+        if arrival.conflict:
+            self.conflicts.append(inst.sop_instance_uid)
+
+    def _retire(self, segment: Path | None) -> None:
+        if segment is not None:
+            segment.unlink(missing_ok=True)
+
+    def recover(self) -> int:
+        """File the entries a stopped or crashed receiver left in its segments; how many. A torn last entry
+        (never confirmed) is left out."""
+        filed = 0
+        for segment in sorted(self.folder.glob("seg-*")):
+            with segment.open("rb") as f:
+                buf = f.read()
+            pos = 0
+            while pos + _ENTRY.size <= len(buf):
+                magic, hlen, dlen, hsum = _ENTRY.unpack_from(buf, pos)
+                start = pos + _ENTRY.size
+                if magic != _MAGIC or start + hlen + dlen > len(buf):
+                    break
+                header, data = buf[start : start + hlen], buf[start + hlen : start + hlen + dlen]
+                if hashlib.sha256(header).digest() != hsum:
+                    break
+                inst = IncomingInstance(**{**json.loads(header), "references": tuple(json.loads(header)["references"])})
+                if hashlib.sha256(data).hexdigest() != inst.sha256:
+                    break
+                self._file(inst, data)
+                filed += 1
+                pos += -(-(_ENTRY.size + hlen + dlen) // _ALIGN) * _ALIGN
+            segment.unlink()
+        return filed
