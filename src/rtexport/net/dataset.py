@@ -14,11 +14,7 @@ import struct
 import warnings
 from dataclasses import dataclass
 
-from pydicom.dataset import FileMetaDataset
-from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import read_dataset
-from pydicom.filewriter import write_file_meta_info
-from pydicom.uid import UID
 
 from rtexport.dicom.common import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 
@@ -164,18 +160,28 @@ def read_header(data: bytes, implicit: bool) -> Header:
     return Header(**values, references=references)
 
 
+def _meta_element(elem: int, vr: bytes, value: bytes) -> bytes:
+    if len(value) % 2:
+        value += b"\0" if vr == b"UI" else b" "
+    if vr == b"OB":
+        return _TAG.pack(0x0002, elem) + vr + b"\0\0" + _U32.pack(len(value)) + value
+    return _TAG.pack(0x0002, elem) + vr + _U16.pack(len(value)) + value
+
+
 def part10(header: Header, transfer_syntax: str, data_set: bytes, source_ae: str) -> bytes:
-    """The instance as a DICOM Part 10 file (PS3.10 7.1): preamble, our file meta, the data set's bytes as they
-    arrived."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = UID(header.sop_class_uid)
-    meta.MediaStorageSOPInstanceUID = UID(header.sop_instance_uid)
-    meta.TransferSyntaxUID = UID(transfer_syntax)
-    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
-    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+    """The instance as a DICOM Part 10 file (PS3.10 7.1): preamble, our file meta (explicit VR little endian,
+    written here: pydicom's writer costs more than the rest of receiving an instance), the data set's bytes as
+    they arrived."""
+    elements = [
+        _meta_element(0x0001, b"OB", b"\0\1"),
+        _meta_element(0x0002, b"UI", header.sop_class_uid.encode("ascii")),
+        _meta_element(0x0003, b"UI", header.sop_instance_uid.encode("ascii")),
+        _meta_element(0x0010, b"UI", transfer_syntax.encode("ascii")),
+        _meta_element(0x0012, b"UI", str(IMPLEMENTATION_CLASS_UID).encode("ascii")),
+        _meta_element(0x0013, b"SH", IMPLEMENTATION_VERSION_NAME.encode("ascii")),
+    ]
     if source_ae:
-        meta.SourceApplicationEntityTitle = source_ae
-    out = DicomBytesIO()
-    out.write(bytes(128) + b"DICM")
-    write_file_meta_info(out, meta, enforce_standard=True)
-    return out.getvalue() + data_set
+        elements.append(_meta_element(0x0016, b"AE", source_ae.encode("ascii")))
+    body = b"".join(elements)
+    group_length = _TAG.pack(0x0002, 0x0000) + b"UL" + _U16.pack(4) + _U32.pack(len(body))
+    return b"".join((bytes(128), b"DICM", group_length, body, data_set))

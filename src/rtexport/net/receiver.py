@@ -25,7 +25,7 @@ from typing import Protocol
 
 from rtexport.dicom.common import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from rtexport.net.acceptor import Acceptor
-from rtexport.net.association import MAX_PDU_LENGTH, Association, AssociationLost, AssociationRejected
+from rtexport.net.association import Association, AssociationLost, AssociationRejected
 from rtexport.net.dataset import DataSetError, Header, read_header
 from rtexport.net.dimse import Command, CommandField, Dimse, Message
 from rtexport.net.pdu import (
@@ -48,6 +48,8 @@ STORAGE_CLASSES = (CT_IMAGE_STORAGE, RT_STRUCTURE_SET_STORAGE)
 EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
 IMPLICIT_VR_LE = "1.2.840.10008.1.2"
 ACCEPTED_SYNTAXES = (EXPLICIT_VR_LE, IMPLICIT_VR_LE)  # our preference, in this order
+# Our Maximum Length as receiver: a CT slice in one or two PDUs (fewer reads), bounded memory per association.
+RECEIVER_MAX_PDU = 1 << 20
 
 # C-STORE statuses (PS3.4 B.2.3, PS3.7 C)
 SUCCESS = 0x0000
@@ -124,7 +126,7 @@ def negotiate(policy: ReceiverPolicy, rq: AssociateRQ, peer: str) -> AssociateAC
             answers.append(ContextAnswer(ctx.context_id, ContextResult.TRANSFER_SYNTAXES_NOT_SUPPORTED))
         else:
             answers.append(ContextAnswer(ctx.context_id, ContextResult.ACCEPTANCE, ts))
-    user = UserInformation(MAX_PDU_LENGTH, IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME)
+    user = UserInformation(RECEIVER_MAX_PDU, IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME)
     return AssociateAC(rq.called_ae, rq.calling_ae, tuple(answers), user)
 
 
@@ -184,7 +186,7 @@ class StorageSCP(Acceptor):
         host = peer[0]
         try:
             assoc = Association.accept(
-                sock, lambda rq: negotiate(self.policy, rq, host), max_pdu_length=MAX_PDU_LENGTH,
+                sock, lambda rq: negotiate(self.policy, rq, host), max_pdu_length=RECEIVER_MAX_PDU,
                 timeouts=self.timeouts, clock=self.clock, label=f"receiver <- {host}",
             )  # fmt: skip
         except AssociationRejected as e:

@@ -16,6 +16,7 @@ import os
 import sqlite3
 import struct
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,7 +129,10 @@ class IncomingRepository:
 
 # -- the journal: durable before the answer, filed afterwards ---------------------------------------------------
 
-SEGMENT_BYTES = 64 << 20
+SEGMENT_BYTES = 256 << 20
+# The filer waits for a pause in arrivals (its fsyncs would slow the journal's), unless this much waits in memory.
+QUIET_S = 0.3
+MAX_QUEUED_BYTES = 256 << 20
 _ALIGN = 4096
 _MAGIC = b"RTXJ"
 _ENTRY = struct.Struct(">4sIQ32s")  # magic, header length, data length, sha256 of the header
@@ -153,9 +157,13 @@ class Journal:
         self._filed = threading.Condition()
         self._queue: list[tuple[Path, int, IncomingInstance, bytes]] = []
         self._fd = -1
+        self._number = 0
+        self._spare: Path | None = None
         self._segment: Path | None = None
         self._offset = 0
         self._pending = 0
+        self._queued_bytes = 0
+        self._last_append = 0.0
         self._stop = False
         self._filer: threading.Thread | None = None
 
@@ -166,11 +174,13 @@ class Journal:
 
     # -- writing -----------------------------------------------------------------------------------------
 
-    def _new_segment(self) -> None:
+    def _make_segment(self) -> Path:
+        """A new segment full of zeros, durable with its name."""
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        numbers = [int(p.name[4:]) for p in self.folder.glob("seg-*") if p.name[4:].isdigit()]
-        path = self.folder / f"seg-{max(numbers, default=0) + 1:06d}"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        with self._lock:
+            self._number += 1
+            path = self.folder / f"seg-{self._number:06d}"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             zeros = bytes(1 << 20)
             for _ in range(self.segment_bytes >> 20):
@@ -178,12 +188,27 @@ class Journal:
             os.fsync(fd)
             _fsync_dir(self.folder)
         except BaseException:
-            os.close(fd)
             path.unlink(missing_ok=True)
             raise
+        finally:
+            os.close(fd)
+        return path
+
+    def _switch(self) -> None:
+        """Write into the spare segment (made in the background; now if there is none). Called under the lock."""
+        path, self._spare = self._spare, None
+        if path is None:
+            self._lock.release()
+            try:
+                path = self._make_segment()
+            finally:
+                self._lock.acquire()
+        fd = os.open(path, os.O_RDWR)
         if self._fd >= 0:
             os.close(self._fd)
         self._fd, self._segment, self._offset = fd, path, 0
+        with self._filed:
+            self._filed.notify_all()  # the filer makes the next spare
 
     def append(self, inst: IncomingInstance, data: bytes) -> None:
         """Make ``data`` (a Part 10 file whose digest is ``inst.sha256``) and its record durable; it is filed
@@ -195,7 +220,7 @@ class Journal:
             raise OSError(errno.EFBIG, f"an instance of {len(data)} bytes is larger than a journal segment")
         with self._lock:
             if self._segment is None or self._offset + size > self.segment_bytes:
-                self._new_segment()
+                self._switch()
             segment, offset = self._segment, self._offset
             os.pwrite(self._fd, entry, offset)
             os.fdatasync(self._fd)
@@ -205,12 +230,21 @@ class Journal:
         with self._filed:
             self._queue.append((segment, offset, inst, data))
             self._pending += 1
+            self._queued_bytes += len(data)
+            self._last_append = time.monotonic()
             self._filed.notify_all()
 
     # -- filing ------------------------------------------------------------------------------------------
 
     def start(self) -> None:
+        """File what an earlier receiver left, make the first segments, start the filer."""
         self.recover()
+        numbers = [int(p.name[4:]) for p in self.folder.glob("seg-*") if p.name[4:].isdigit()]
+        self._number = max(numbers, default=0)
+        self._spare = self._make_segment()
+        with self._lock:
+            self._switch()
+        self._spare = self._make_segment()
         self._filer = threading.Thread(target=self._file_loop, name="incoming-filer", daemon=True)
         self._filer.start()
 
@@ -227,20 +261,35 @@ class Journal:
                 os.close(self._fd)
                 self._fd = -1
             self._retire(self._segment)
-            self._segment = None
+            self._retire(self._spare)
+            self._segment = self._spare = None
 
     def flush(self, timeout: float = 60) -> bool:
         """Wait until everything appended is filed (True) or ``timeout`` passes (False)."""
         with self._filed:
             return self._filed.wait_for(lambda: self._pending == 0, timeout)
 
+    def _quiet(self) -> bool:
+        return time.monotonic() - self._last_append >= QUIET_S or self._queued_bytes > MAX_QUEUED_BYTES
+
     def _file_loop(self) -> None:
         while True:
+            with self._lock:
+                need_spare = self._spare is None and not self._stop
+            if need_spare:
+                spare = self._make_segment()
+                with self._lock:
+                    self._spare = spare
             with self._filed:
-                self._filed.wait_for(lambda: self._queue or self._stop)
+                self._filed.wait_for(lambda: self._queue or self._stop or self._spare is None)
                 if not self._queue:
-                    return
+                    if self._stop:
+                        return
+                    continue
+                while not self._stop and not self._quiet():
+                    self._filed.wait(QUIET_S)
                 segment, _, inst, data = self._queue.pop(0)
+                self._queued_bytes -= len(data)
             self._file(inst, data)
             with self._filed:
                 self._pending -= 1
