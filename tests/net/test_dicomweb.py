@@ -17,7 +17,7 @@ from rtexport.export.objects import ExportObject
 from rtexport.model.people import Actor
 from rtexport.net.dicomweb import stow
 from rtexport.net.outcome import InstanceOutcome, InstanceResult, WebDestination
-from rtexport.services.export import export_plan, resolve_destination
+from rtexport.services.export import check_server, export_plan, resolve_destination
 from rtexport.workspace import Workspace
 from tests.conftest import edit_site_toml
 from tests.support.orthanc import MissingProgram, Orthanc
@@ -86,6 +86,8 @@ def test_a_plan_exports_to_a_dicomweb_server_of_the_site(
         resolve_destination(planned, planned.site(), server="web")
     monkeypatch.setenv("RTX_WEB", web.password)
     dest = resolve_destination(planned, planned.site(), server="web")
+    assert isinstance(dest, WebDestination)
+    assert check_server(planned, dest, Actor("pat", "pat-os", "test")) == f"DICOMweb {web.dicomweb_url}: success"
     export = export_plan(planned, "CW-E1", tuple(Item), dest, Actor("pat", "pat-os", "test"))
 
     assert export.ok, export.message()

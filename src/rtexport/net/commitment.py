@@ -46,11 +46,10 @@ from rtexport.net.pdu import (
     AssociateAC,
     AssociateRJ,
     AssociateRQ,
-    ContextAnswer,
-    ContextResult,
     ProposedContext,
     RoleSelection,
     UserInformation,
+    answer_contexts,
 )
 from rtexport.net.transport import Clock, Timeouts
 
@@ -170,21 +169,12 @@ class ReportListener(Acceptor):
             return AssociateRJ(1, 1, 7)
         if rq.application_context != APPLICATION_CONTEXT:
             return AssociateRJ(1, 1, 2)
-        answers = []
-        for ctx in rq.contexts:
-            if ctx.abstract_syntax not in (STORAGE_COMMITMENT_PUSH, VERIFICATION):
-                answers.append(ContextAnswer(ctx.context_id, ContextResult.ABSTRACT_SYNTAX_NOT_SUPPORTED))
-                continue
-            ts = next((t for t in SYNTAXES if t in ctx.transfer_syntaxes), None)
-            if ts is None:
-                answers.append(ContextAnswer(ctx.context_id, ContextResult.TRANSFER_SYNTAXES_NOT_SUPPORTED))
-            else:
-                answers.append(ContextAnswer(ctx.context_id, ContextResult.ACCEPTANCE, ts))
+        answers = answer_contexts(rq.contexts, (STORAGE_COMMITMENT_PUSH, VERIFICATION), SYNTAXES)
         # The server takes the SCP role to send N-EVENT-REPORT to us: accept the roles it proposes.
         roles = tuple(RoleSelection(r.sop_class_uid, r.scu, r.scp) for r in rq.user.roles
                       if r.sop_class_uid == STORAGE_COMMITMENT_PUSH)  # fmt: skip
         user = UserInformation(MAX_PDU_LENGTH, IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, roles)
-        return AssociateAC(rq.called_ae, rq.calling_ae, tuple(answers), user)
+        return AssociateAC(rq.called_ae, rq.calling_ae, answers, user)
 
     def handle(self, sock: socket.socket, peer: tuple[str, int]) -> None:
         try:

@@ -77,20 +77,40 @@ def _body(parts: list[bytes], boundary: str) -> bytes:
     return b"".join(chunks)
 
 
-def _post(dest: WebDestination, body: bytes, boundary: str, timeout: float) -> tuple[int, bytes]:
+def _connection(dest: WebDestination, timeout: float) -> tuple[http.client.HTTPConnection, str]:
     parsed = urllib.parse.urlsplit(dest.url)
-    connection: http.client.HTTPConnection
     if parsed.scheme == "https":
-        connection = http.client.HTTPSConnection(parsed.netloc, timeout=timeout, context=ssl.create_default_context())
-    else:
-        connection = http.client.HTTPConnection(parsed.netloc, timeout=timeout)
+        context = ssl.create_default_context()
+        return http.client.HTTPSConnection(parsed.netloc, timeout=timeout, context=context), parsed.path.rstrip("/")
+    return http.client.HTTPConnection(parsed.netloc, timeout=timeout), parsed.path.rstrip("/")
+
+
+def check(dest: WebDestination, timeout: float = 10) -> None:
+    """Test the service (QIDO-RS ``GET {base}/studies?limit=1``); raises SendError saying what failed."""
+    connection, base = _connection(dest, timeout)
+    try:
+        connection.request("GET", base + "/studies?limit=1", headers={"Accept": "application/dicom+json",
+                                                                      **dest.auth_headers()})  # fmt: skip
+        status = connection.getresponse().status
+    except OSError as e:
+        raise SendError(f"cannot reach {dest}: {e}; check the URL and that the service runs") from e
+    finally:
+        connection.close()
+    if status in (401, 403):
+        raise SendError(f"{dest} refused our credentials (HTTP {status}); check user and password_env")
+    if status not in (200, 204):
+        raise SendError(f"{dest} answered HTTP {status}: check the base URL (…/dicom-web)")
+
+
+def _post(dest: WebDestination, body: bytes, boundary: str, timeout: float) -> tuple[int, bytes]:
+    connection, base = _connection(dest, timeout)
     headers = {
         "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
         "Accept": "application/dicom+json",
         **dest.auth_headers(),
     }
     try:
-        connection.request("POST", parsed.path.rstrip("/") + "/studies", body=body, headers=headers)
+        connection.request("POST", base + "/studies", body=body, headers=headers)
         response = connection.getresponse()
         return response.status, response.read()
     finally:

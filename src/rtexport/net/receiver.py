@@ -33,9 +33,8 @@ from rtexport.net.pdu import (
     AssociateAC,
     AssociateRJ,
     AssociateRQ,
-    ContextAnswer,
-    ContextResult,
     UserInformation,
+    answer_contexts,
 )
 from rtexport.net.transport import Clock, Timeouts
 
@@ -116,18 +115,9 @@ def negotiate(policy: ReceiverPolicy, rq: AssociateRQ, peer: str) -> AssociateAC
         return AssociateRJ(1, 1, 1)
     if rq.application_context != APPLICATION_CONTEXT:
         return AssociateRJ(1, 1, 2)
-    answers = []
-    for ctx in rq.contexts:
-        if ctx.abstract_syntax not in (*STORAGE_CLASSES, VERIFICATION):
-            answers.append(ContextAnswer(ctx.context_id, ContextResult.ABSTRACT_SYNTAX_NOT_SUPPORTED))
-            continue
-        ts = next((t for t in ACCEPTED_SYNTAXES if t in ctx.transfer_syntaxes), None)
-        if ts is None:
-            answers.append(ContextAnswer(ctx.context_id, ContextResult.TRANSFER_SYNTAXES_NOT_SUPPORTED))
-        else:
-            answers.append(ContextAnswer(ctx.context_id, ContextResult.ACCEPTANCE, ts))
+    answers = answer_contexts(rq.contexts, (*STORAGE_CLASSES, VERIFICATION), ACCEPTED_SYNTAXES)
     user = UserInformation(RECEIVER_MAX_PDU, IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME)
-    return AssociateAC(rq.called_ae, rq.calling_ae, tuple(answers), user)
+    return AssociateAC(rq.called_ae, rq.calling_ae, answers, user)
 
 
 def _rejection_text(rj: AssociateRJ) -> str:

@@ -22,6 +22,7 @@ from rtexport.model.people import Actor, User
 from rtexport.model.plan import mu_problems
 from rtexport.model.site import Site, TLSConfig, validate_ae_title
 from rtexport.model.state import PlanState
+from rtexport.net.dicomweb import check as check_web
 from rtexport.net.dicomweb import stow
 from rtexport.net.outcome import WebDestination
 from rtexport.net.send import Destination, InstanceOutcome, InstanceResult, SendReport, echo, send_objects
@@ -473,16 +474,19 @@ def export_plan(
     return finish_export(ws, begin_export(ws, plan_id, items, destination, actor, commit=commit), progress)
 
 
-def check_server(ws: Workspace, destination: Destination, actor: Actor) -> str:
+def check_server(ws: Workspace, destination: Destination | WebDestination, actor: Actor) -> str:
     """C-ECHO the server (audited); the success message, or :class:`SendError` saying why and what to check."""
     try:
         site = ws.site()
     except ConfigError as e:
         raise SendError(f"cannot test {destination}: {e}") from e
     try:
-        echo(destination, site.dicom.local_ae_title, timeout=10)
+        if isinstance(destination, WebDestination):
+            check_web(destination)
+        else:
+            echo(destination, site.dicom.local_ae_title, timeout=10)
     except SendError as e:
         ws.audit(actor, "echo", "failed", destination=str(destination), error=str(e))
         raise
     ws.audit(actor, "echo", "ok", destination=str(destination))
-    return f"C-ECHO {destination}: success"
+    return f"{'DICOMweb' if isinstance(destination, WebDestination) else 'C-ECHO'} {destination}: success"
