@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import socket
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -194,7 +195,11 @@ def test_the_commitment_listener_speaks_tls_with_our_certificate(ca: TestCA) -> 
         assert listener.wait("2.25.5", timeout=5) is not None
 
         # A plain connection is refused at the handshake, and said so.
-        plain = AE(ae_title="ARCHIVE")
-        plain.add_requested_context(STORAGE_COMMITMENT_PUSH)
-        assert not plain.associate("127.0.0.1", listener.port, ae_title="RTEXPORT").is_established
+        with socket.create_connection(("127.0.0.1", listener.port), timeout=10) as plain:
+            plain.sendall(b"\x01\x00\x00\x00\x00\x04\x00\x01\x00\x00")  # not a TLS ClientHello
+            try:
+                while plain.recv(65536):  # whatever alert comes, then the end
+                    pass
+            except ConnectionResetError:
+                pass
     assert any("TLS handshake failed" in p for p in listener.problems)
