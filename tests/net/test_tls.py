@@ -26,7 +26,7 @@ from rtexport.net.outcome import server_context
 from rtexport.net.send import Destination, echo, send_objects
 from rtexport.net.transport import Timeouts
 from tests.support.certs import TestCA
-from tests.support.orthanc import MissingProgram, free_port
+from tests.support.orthanc import MissingProgram, Orthanc, free_port
 from tests.support.storescp import StoreSCP
 
 from .conftest import CALLING_AE
@@ -203,3 +203,25 @@ def test_the_commitment_listener_speaks_tls_with_our_certificate(ca: TestCA) -> 
             except ConnectionResetError:
                 pass
     assert any("TLS handshake failed" in p for p in listener.problems)
+
+
+def test_orthanc_over_tls_both_ways_stores_and_commits(ca: TestCA, tmp_path: Path, objects: list[ExportObject]) -> None:
+    """Orthanc requires our certificate, and reports storage commitment over TLS to our listener, which requires
+    its certificate in turn."""
+    server, me = ca.issue("orthanc"), ca.issue("rtexport")
+    commit_port = free_port()
+    try:
+        orthanc = Orthanc(tmp_path / "orthanc-tls", modalities={"rtx": (CALLING_AE, "127.0.0.1", commit_port)},
+                          tls=(server.cert, server.key, ca.file))  # fmt: skip
+    except MissingProgram as e:
+        pytest.fail(str(e))
+    tls = TLSConfig(ca_file=ca.file, cert_file=me.cert, key_file=me.key, server_hostname="localhost")
+    with orthanc:
+        dest = Destination(orthanc.aet, "127.0.0.1", orthanc.dicom_port, tls)
+        with pytest.raises(SendError, match=r"requires a TLS client certificate"):
+            echo(Destination(orthanc.aet, "127.0.0.1", orthanc.dicom_port, TLSConfig(ca_file=ca.file)), CALLING_AE)
+        report = send_objects(objects, dest, CALLING_AE, commit=True, commit_listen_port=commit_port)
+
+        assert report.ok, report.summary()
+        assert sorted(report.committed or ()) == sorted(o.sop_instance_uid for o in objects)
+        assert orthanc.count_instances() == len(objects)

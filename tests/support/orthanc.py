@@ -67,8 +67,12 @@ class Orthanc:
         modalities: dict[str, tuple[str, str, int]] | None = None,
         startup_timeout: float = 30,
         dicomweb: bool = False,
+        tls: tuple[Path, Path, Path] | None = None,
     ) -> None:
-        """``dicomweb``: load Debian's orthanc-dicomweb plugin (STOW-RS, QIDO-RS, WADO-RS under /dicom-web/)."""
+        """``dicomweb``: load Debian's orthanc-dicomweb plugin (STOW-RS, QIDO-RS, WADO-RS under /dicom-web/).
+        ``tls``: (certificate, key, trusted CA) for DICOM TLS, both ways: peers must present a certificate the CA
+        signed, and Orthanc calls its modalities over TLS."""
+        self.tls = tls
         require(ORTHANC, "orthanc")
         if dicomweb and not DICOMWEB_PLUGIN.is_file():
             raise MissingProgram(f"{DICOMWEB_PLUGIN} is not installed; install the 'orthanc-dicomweb' package")
@@ -93,11 +97,27 @@ class Orthanc:
             "RemoteAccessAllowed": False,
             "AuthenticationEnabled": True,
             "RegisteredUsers": {self.user: self.password},
-            "DicomModalities": {k: list(v) for k, v in self.modalities.items()},
+            "DicomModalities": {
+                k: {"AET": v[0], "Host": v[1], "Port": v[2], "UseDicomTls": self.tls is not None}
+                for k, v in self.modalities.items()
+            },
+            **self._tls_config(),
             "DicomCheckCalledAet": True,
             "Plugins": [str(DICOMWEB_PLUGIN)] if self.dicomweb else [],
             "DicomWeb": {"Enable": self.dicomweb, "Root": "/dicom-web/"},
             "StableAge": 60,
+        }
+
+    def _tls_config(self) -> dict[str, Any]:
+        if self.tls is None:
+            return {}
+        cert, key, ca = self.tls
+        return {
+            "DicomTlsEnabled": True,
+            "DicomTlsCertificate": str(cert),
+            "DicomTlsPrivateKey": str(key),
+            "DicomTlsTrustedCertificates": str(ca),
+            "DicomTlsRemoteCertificateRequired": True,
         }
 
     def start(self) -> Orthanc:
