@@ -425,8 +425,9 @@ class Dimse:
                 if len(data) > _MAX_DATA_SET:
                     raise self._protocol_error(f"a data set longer than {_MAX_DATA_SET} bytes")
                 if pdv.is_last:
-                    self.trace(False, context_id, command, bytes(data))
-                    return Message(context_id, command, bytes(data))
+                    data_set = bytes(data)
+                    self.trace(False, context_id, command, data_set)
+                    return Message(context_id, command, data_set)
 
     def await_response(self, request: Command) -> Message:
         """The response to ``request`` (sent last); anything else aborts the association."""
