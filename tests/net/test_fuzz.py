@@ -3,6 +3,7 @@ a hang; and what it decodes encodes back to bytes it decodes the same."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 
@@ -10,6 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rtexport.net import pdu
+from rtexport.net.dataset import DataSetError, read_header
+from rtexport.net.dimse import Command, DimseError
 from rtexport.net.pdu import PDUError
 from rtexport.net.transport import Timer, Transport
 
@@ -85,3 +88,18 @@ def test_the_transport_reads_any_stream_to_a_pdu_or_an_error_within_its_timer(st
             _decode(pdu_type, body)
         except (PDUError, EOFError, TimeoutError):
             pass
+
+
+@_SETTINGS
+@given(st.binary(max_size=512))
+def test_any_command_set_bytes_give_a_command_or_the_dimse_error(data: bytes) -> None:
+    with contextlib.suppress(DimseError):
+        Command.decode(data)
+
+
+@_SETTINGS
+@given(st.binary(max_size=4096), st.booleans())
+def test_any_data_set_bytes_give_a_header_or_the_data_set_error(data: bytes, implicit: bool) -> None:
+    """What the receiver reads of an arriving data set before it answers: never another exception."""
+    with contextlib.suppress(DataSetError):
+        read_header(data, implicit)
