@@ -38,7 +38,7 @@ from tests.support.storescp import STORESCU, StoreSCP
 
 from rtexport.demo.phantom import PhantomSpec, write_phantom
 from rtexport.export.objects import ExportObject, ObjectKind, read_objects
-from rtexport.export.send import DEFAULT_ASSOCIATIONS, Destination, send_objects
+from rtexport.net.send import DEFAULT_ASSOCIATIONS, Destination, send_objects
 
 CALLING_AE = "RTXBENCH"
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"

@@ -14,9 +14,9 @@ from typing import Any
 
 from pynetdicom.pdu import A_ABORT_RQ, A_ASSOCIATE_RQ, P_DATA_TF
 
-from rtexport.export.net import pdu
-from rtexport.export.net.dimse import Command
-from rtexport.export.net.pdu import AssociateAC, ContextAnswer, ContextResult, UserInformation
+from rtexport.net import pdu
+from rtexport.net.dimse import Command
+from rtexport.net.pdu import AssociateAC, ContextAnswer, ContextResult, UserInformation
 from tests.support.orthanc import free_port
 
 # A safety net against a test that hangs; every wait below ends long before it when the code is right.
@@ -155,3 +155,60 @@ def listening(script: Callable[[Peer], Any]) -> Iterator[tuple[int, Future[Any]]
 
     threading.Thread(target=target, daemon=True).start()
     yield port, result
+
+
+class SilentArchive:
+    """Accepts every association and every context, answers the first ``answer`` C-STORE requests of all its
+    associations together with success, then reads and never answers (an archive that hangs). Stopped by
+    ``with``; every connection it holds is closed then."""
+
+    def __init__(self, answer: int = 0) -> None:
+        self.port = free_port()
+        self.answer = answer
+        self.answered = 0
+        self.associations = 0
+        self._server = socket.create_server(("127.0.0.1", self.port))
+        self._lock = threading.Lock()
+        self._conns: list[socket.socket] = []
+        self._stop = threading.Event()
+
+    def __enter__(self) -> SilentArchive:
+        threading.Thread(target=self._serve, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._server.close()
+        with self._lock:
+            for conn in self._conns:
+                conn.close()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._server.accept()
+            except OSError:
+                return
+            with self._lock:
+                self._conns.append(conn)
+                self.associations += 1
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn: socket.socket) -> None:
+        p = Peer(conn)
+        p.sock.settimeout(None)
+        try:
+            p.accept_association()
+            while True:
+                command, _ = p.read_message()
+                with self._lock:
+                    if self.answered >= self.answer:
+                        break
+                    self.answered += 1
+                rsp = Command(0x8001, responded_to=command.message_id, affected_sop_class=command.affected_sop_class,
+                              affected_sop_instance=command.affected_sop_instance, status=0)  # fmt: skip
+                p.respond(1, rsp)
+            while p.sock.recv(65536):  # hang: take whatever comes, answer nothing
+                pass
+        except (OSError, EOFError, AssertionError):
+            return

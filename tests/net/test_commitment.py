@@ -11,8 +11,8 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 from pynetdicom import AE, build_role
 
-from rtexport.export.net.association import Timeouts
-from rtexport.export.net.commitment import STORAGE_COMMITMENT_INSTANCE, STORAGE_COMMITMENT_PUSH, ReportListener
+from rtexport.net.commitment import STORAGE_COMMITMENT_INSTANCE, STORAGE_COMMITMENT_PUSH, ReportListener
+from rtexport.net.transport import Timeouts
 from tests.support.orthanc import free_port
 
 CT = "1.2.840.10008.5.1.4.1.1.2"

@@ -16,10 +16,10 @@ from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from rtexport.dicom.common import IMPLEMENTATION_CLASS_UID
 from rtexport.errors import SendError
-from rtexport.export.net import pdu
-from rtexport.export.net.dimse import Command, CommandField
 from rtexport.export.objects import ExportObject, ObjectKind
-from rtexport.export.send import Destination, InstanceOutcome, send_objects
+from rtexport.net import pdu
+from rtexport.net.dimse import Command, CommandField
+from rtexport.net.send import Destination, InstanceOutcome, send_objects
 from tests.support.orthanc import free_port
 
 from . import peer
@@ -44,7 +44,9 @@ def test_wrong_called_ae_title_is_refused_with_both_titles(objects: list[ExportO
 
 def test_unreachable_port(objects: list[ExportObject]) -> None:
     port = free_port()
-    with pytest.raises(SendError, match=rf"X@127\.0\.0\.1:{port}: connection refused; check that the server"):
+    with pytest.raises(
+        SendError, match=rf"X@127\.0\.0\.1:{port}: connection refused: nothing listens on 127\.0\.0\.1 port {port}"
+    ):
         send_objects(objects, Destination("X", "127.0.0.1", port), CALLING_AE)
 
 

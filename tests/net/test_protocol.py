@@ -11,19 +11,11 @@ from typing import Any
 import pytest
 from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RQ
 
-from rtexport.export.net import pdu
-from rtexport.export.net.association import (
-    Action,
-    Association,
-    AssociationLost,
-    Event,
-    InvalidPrimitive,
-    State,
-    Timeouts,
-    transition,
-)
-from rtexport.export.net.dimse import Command, CommandField, Dimse
-from rtexport.export.net.pdu import (
+from rtexport.net import pdu
+from rtexport.net.association import Association, AssociationLost
+from rtexport.net.dimse import Command, CommandField, Dimse
+from rtexport.net.fsm import Action, Event, InvalidPrimitive, State, transition
+from rtexport.net.pdu import (
     AssociateAC,
     AssociateRQ,
     ContextAnswer,
@@ -33,6 +25,7 @@ from rtexport.export.net.pdu import (
     RoleSelection,
     UserInformation,
 )
+from rtexport.net.transport import Timeouts
 
 from . import peer
 from .peer import Peer

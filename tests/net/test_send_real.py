@@ -11,7 +11,7 @@ import pytest
 from rtexport.demo.phantom import PhantomSpec, write_phantom
 from rtexport.errors import SendError
 from rtexport.export.objects import ExportObject, ObjectKind, read_objects
-from rtexport.export.send import STREAMED_ABOVE, Destination, InstanceOutcome, InstanceResult, echo, send_objects
+from rtexport.net.send import STREAMED_ABOVE, Destination, InstanceOutcome, InstanceResult, echo, send_objects
 from tests.support.orthanc import Orthanc
 from tests.support.storescp import StoreSCP, dataset_part
 
@@ -26,7 +26,7 @@ def _dest(orthanc: Orthanc) -> Destination:
 
 def test_orthanc_receives_every_instance_with_identical_bytes(orthanc: Orthanc, objects: list[ExportObject]) -> None:
     orthanc.clear()
-    seen: list[InstanceResult] = []
+    seen: list[InstanceResult[ExportObject]] = []
     report = send_objects(objects, _dest(orthanc), CALLING_AE, progress=seen.append)
 
     assert report.ok, report.summary()

@@ -13,8 +13,8 @@ import tomli_w
 from rtexport.demo.beamdata import demo_site
 from rtexport.errors import SendError
 from rtexport.export.gate import Item
-from rtexport.export.send import Destination
 from rtexport.model.people import Actor
+from rtexport.net.send import Destination
 from rtexport.services.export import export_plan
 from rtexport.workspace import Workspace
 from tests.cli.shell import shell_env

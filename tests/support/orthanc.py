@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import Any
 
 ORTHANC = Path("/usr/sbin/Orthanc")
+DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
 
 
 class MissingProgram(RuntimeError):
@@ -65,8 +66,17 @@ class Orthanc:
         aet: str = "ORTHANC",
         modalities: dict[str, tuple[str, str, int]] | None = None,
         startup_timeout: float = 30,
+        dicomweb: bool = False,
+        tls: tuple[Path, Path, Path] | None = None,
     ) -> None:
+        """``dicomweb``: load Debian's orthanc-dicomweb plugin (STOW-RS, QIDO-RS, WADO-RS under /dicom-web/).
+        ``tls``: (certificate, key, trusted CA) for DICOM TLS, both ways: peers must present a certificate the CA
+        signed, and Orthanc calls its modalities over TLS."""
+        self.tls = tls
         require(ORTHANC, "orthanc")
+        if dicomweb and not DICOMWEB_PLUGIN.is_file():
+            raise MissingProgram(f"{DICOMWEB_PLUGIN} is not installed; install the 'orthanc-dicomweb' package")
+        self.dicomweb = dicomweb
         self.workdir = workdir
         self.aet = aet
         self.modalities = modalities or {}
@@ -87,10 +97,27 @@ class Orthanc:
             "RemoteAccessAllowed": False,
             "AuthenticationEnabled": True,
             "RegisteredUsers": {self.user: self.password},
-            "DicomModalities": {k: list(v) for k, v in self.modalities.items()},
+            "DicomModalities": {
+                k: {"AET": v[0], "Host": v[1], "Port": v[2], "UseDicomTls": self.tls is not None}
+                for k, v in self.modalities.items()
+            },
+            **self._tls_config(),
             "DicomCheckCalledAet": True,
-            "Plugins": [],
+            "Plugins": [str(DICOMWEB_PLUGIN)] if self.dicomweb else [],
+            "DicomWeb": {"Enable": self.dicomweb, "Root": "/dicom-web/"},
             "StableAge": 60,
+        }
+
+    def _tls_config(self) -> dict[str, Any]:
+        if self.tls is None:
+            return {}
+        cert, key, ca = self.tls
+        return {
+            "DicomTlsEnabled": True,
+            "DicomTlsCertificate": str(cert),
+            "DicomTlsPrivateKey": str(key),
+            "DicomTlsTrustedCertificates": str(ca),
+            "DicomTlsRemoteCertificateRequired": True,
         }
 
     def start(self) -> Orthanc:
@@ -131,8 +158,9 @@ class Orthanc:
 
     # -- REST ----------------------------------------------------------------------------------------------
 
-    def request(self, method: str, path: str, body: Any = None) -> bytes:
-        data = None if body is None else json.dumps(body).encode()
+    def request(self, method: str, path: str, body: Any = None, raw: bytes | None = None) -> bytes:
+        """The answer's body; ``body`` goes as JSON, ``raw`` as it is (e.g. a DICOM file to ``POST /instances``)."""
+        data = raw if raw is not None else None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(f"http://127.0.0.1:{self.http_port}{path}", data=data, method=method)
         token = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
         req.add_header("Authorization", f"Basic {token}")
@@ -161,6 +189,10 @@ class Orthanc:
         """Delete every patient (and so every instance)."""
         for patient in self.get("/patients"):
             self.request("DELETE", f"/patients/{patient}")
+
+    @property
+    def dicomweb_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}/dicom-web"
 
     def count_instances(self) -> int:
         return int(self.get("/statistics")["CountInstances"])

@@ -36,13 +36,22 @@ def dataset_part(data: bytes) -> bytes:
 class StoreSCP:
     """``storescp`` writing what it receives into ``output``; ``fork`` handles associations in parallel."""
 
-    def __init__(self, output: Path, aet: str = "STORESCP", fork: bool = False, ignore: bool = False) -> None:
+    def __init__(
+        self,
+        output: Path,
+        aet: str = "STORESCP",
+        fork: bool = False,
+        ignore: bool = False,
+        tls: tuple[Path, Path, Path] | None = None,
+    ) -> None:
+        """``tls``: (our key, our certificate, the CA whose certificates clients must present)."""
         require(STORESCP, "dcmtk")
         self.output = output
         self.aet = aet
         self.port = free_port()
         self.fork = fork
         self.ignore = ignore
+        self.tls = tls
         self.process: subprocess.Popen[bytes] | None = None
         self.log = output.parent / f"storescp-{self.port}.log"
 
@@ -51,6 +60,9 @@ class StoreSCP:
         args = [str(STORESCP), "-aet", self.aet, "--output-directory", str(self.output)]
         args += ["--fork"] if self.fork else []
         args += ["--ignore"] if self.ignore else []
+        if self.tls is not None:
+            key, cert, ca = self.tls
+            args += ["+tls", str(key), str(cert), "+cf", str(ca), "--require-peer-cert"]
         env = dict(os.environ, TCP_NODELAY="1")
         with self.log.open("wb") as log:
             self.process = subprocess.Popen([*args, str(self.port)], env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -82,3 +94,13 @@ class StoreSCP:
     def received(self) -> dict[str, bytes]:
         """File name → dataset bytes of everything received (storescp names files ``<modality>.<SOP UID>``)."""
         return {p.name: dataset_part(p.read_bytes()) for p in sorted(self.output.iterdir()) if p.is_file()}
+
+
+def storescu(paths: list[Path], port: int, called: str, calling: str = "STORESCU", timeout: float = 120,
+             host: str = "127.0.0.1") -> subprocess.CompletedProcess[str]:  # fmt: skip
+    """DCMTK ``storescu`` sending ``paths`` (files or folders, recursively) to ``host:port`` on one association;
+    the finished process (its return code is not checked: a refusal is a test's to look at)."""
+    require(STORESCU, "dcmtk")
+    args = [str(STORESCU), "-aet", calling, "-aec", called, "+sd", "+r", "-nh", host, str(port)]
+    env = dict(os.environ, TCP_NODELAY="1")
+    return subprocess.run([*args, *map(str, paths)], env=env, capture_output=True, text=True, timeout=timeout)

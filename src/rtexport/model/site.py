@@ -12,10 +12,18 @@ from typing import Annotated, Any, Self
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rtexport.errors import ConfigError
-from rtexport.model.values import LO, SH, Count, Finite, Positive, Text, TimeZoneName
+from rtexport.model.network import (
+    DicomServer,
+    DicomSettings,
+    ReceiverSettings,
+    TLSConfig,
+    validate_ae_title,
+)
+from rtexport.model.values import LO, SH, Finite, Positive, Text
+
+__all__ = ["DicomServer", "DicomSettings", "ReceiverSettings", "TLSConfig", "validate_ae_title"]
 
 _UID_ROOT = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
-_AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # no backslash, printable, 1-16 chars
 
 # Plausible ranges (refused outside): what a commissioned electron beam and a CT calibration can be.
 Distance = Annotated[Finite, Field(gt=0, le=2000)]  # mm, source to anything
@@ -257,55 +265,6 @@ class Material(_Model):
     rel_scattering_power: Annotated[Finite, Field(gt=0, le=1000)]
 
 
-class TLSConfig(_Model):
-    """TLS for a DICOM association: CA bundle to verify the server, optional client certificate."""
-
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    server_hostname: str | None = None
-
-
-class DicomServer(_Model):
-    """A DICOM storage destination (C-STORE SCP)."""
-
-    name: Text
-    ae_title: Text
-    host: Text
-    port: Annotated[Count, Field(ge=1, le=65535)]
-    tls: TLSConfig | None = None
-
-    @field_validator("ae_title")
-    @classmethod
-    def _valid_ae(cls, v: str) -> str:
-        return validate_ae_title(v)
-
-
-class DicomSettings(_Model):
-    """Where exports go by default, who we are on the network, and where the web page may write."""
-
-    export_folder: Path = Path("dicom-export")
-    local_ae_title: Text = "RTEXPORT"
-    servers: list[DicomServer] = Field(default_factory=list)
-    export_roots: list[Path] = Field(default_factory=list)
-    # Storage commitment: the archive reports back on a new association to this port (register our AE there).
-    commitment_port: Annotated[Count, Field(ge=1, le=65535)] | None = None
-    commitment_host: Text = ""
-    # Custom servers (an AE title, host and port typed on the web page) and Test connection to them: physicists
-    # only, unless this is true.
-    allow_custom_servers: Annotated[bool, Field(strict=True)] = False
-    # DICOM dates and times are local: the time zone they are written in; default: the machine's local zone.
-    timezone: TimeZoneName | None = None
-
-    @field_validator("local_ae_title")
-    @classmethod
-    def _valid_ae(cls, v: str) -> str:
-        return validate_ae_title(v)
-
-    def server(self, name: str) -> DicomServer | None:
-        return next((s for s in self.servers if s.name == name), None)
-
-
 class Checks(_Model):
     """When rtexport asks for a second look: the independent MU check's action level, and the warnings of ``dose``."""
 
@@ -350,12 +309,6 @@ class Site(_Model):
 
     def material(self, name: str) -> Material | None:
         return next((m for m in self.materials if m.name == name), None)
-
-
-def validate_ae_title(v: str) -> str:
-    if not _AE_TITLE.match(v) or not v.strip():
-        raise ValueError(f"AE title {v!r} must be 1-16 printable characters, no backslash")
-    return v
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:

@@ -18,11 +18,14 @@ from rtexport.export.build import PreparedExport, build_objects, buildable_items
 from rtexport.export.gate import ALL_ITEMS, Item, check_export, parse_items
 from rtexport.export.local import ExportFolder, PlanIdentity, WriteReport, write_folder
 from rtexport.export.objects import ExportObject
-from rtexport.export.send import Destination, InstanceOutcome, InstanceResult, SendReport, echo, send_objects
 from rtexport.model.people import Actor, User
 from rtexport.model.plan import mu_problems
 from rtexport.model.site import Site, TLSConfig, validate_ae_title
 from rtexport.model.state import PlanState
+from rtexport.net.dicomweb import check as check_web
+from rtexport.net.dicomweb import stow
+from rtexport.net.outcome import WebDestination
+from rtexport.net.send import Destination, InstanceOutcome, InstanceResult, SendReport, echo, send_objects
 from rtexport.services.site import site_status
 from rtexport.workspace import Workspace
 
@@ -68,7 +71,7 @@ class FolderDestination:
             self.opened.close()
 
 
-ExportDestination = FolderDestination | Destination
+ExportDestination = FolderDestination | Destination | WebDestination
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,7 @@ class ExportReport:
     prepared: PreparedExport
     destination: ExportDestination
     written: WriteReport | None = None
-    sent: SendReport | None = None
+    sent: SendReport[ExportObject] | None = None
 
     @property
     def ok(self) -> bool:
@@ -175,11 +178,14 @@ def resolve_destination(
     host: str | None = None,
     port: int | str | None = None,
     tls_ca: Path | None = None,
+    tls_cert: Path | None = None,
+    tls_key: Path | None = None,
     within_roots: bool = False,
     requester: User | None = None,
 ) -> ExportDestination:
     """Where an export goes, from what the user gave: a folder (default: the site's), a configured server by name,
-    or a custom server (AE title, host and port). ``within_roots``: a folder must lie inside the site's
+    or a custom server (AE title, host and port; ``tls_ca`` verifies it, ``tls_cert`` and ``tls_key`` are ours for
+    servers that require a client certificate). ``within_roots``: a folder must lie inside the site's
     ``dicom.export_roots`` and is opened now (the web page: no symbolic link below a root is followed, and a later
     swap cannot redirect the files; the export closes it). ``requester``: the web page's user, who may use a
     custom server only as :func:`custom_servers_allowed` says. Raises :class:`InputError`."""
@@ -194,6 +200,12 @@ def resolve_destination(
         if found is None:
             known = ", ".join(s.name for s in site.dicom.servers) or "none configured"
             raise InputError(f"no DICOM server {server!r} in the site configuration (servers: {known})")
+        if found.kind == "dicomweb":
+            password = os.environ.get(found.password_env, "") if found.password_env else ""
+            if found.password_env and not password:
+                raise InputError(f"server {server!r}: the environment variable {found.password_env} (its password) "
+                                 "is not set")  # fmt: skip
+            return WebDestination(found.url, found.user, password)
         return Destination.from_server(found)
     if custom:
         if requester is not None and not custom_servers_allowed(site, requester):
@@ -214,7 +226,10 @@ def resolve_destination(
             raise InputError(f"port {port!r} is not a number") from None
         if not 1 <= number <= 65535:
             raise InputError(f"port {number} is outside 1-65535")
-        return Destination(aet, host, number, TLSConfig(ca_file=tls_ca) if tls_ca else None)
+        if tls_key is not None and tls_cert is None:
+            raise InputError("--tls-key needs --tls-cert (our certificate for servers that ask for one)")
+        tls = TLSConfig(ca_file=tls_ca, cert_file=tls_cert, key_file=tls_key) if tls_ca or tls_cert else None
+        return Destination(aet, host, number, tls)
     if folder is None or not str(folder).strip():
         if within_roots:
             raise InputError("type the folder to export to")
@@ -287,6 +302,8 @@ def prepare(ws: Workspace, plan_id: str) -> Prepared:
 def _where(destination: ExportDestination) -> str:
     if isinstance(destination, FolderDestination):
         return str(destination.path)
+    if isinstance(destination, WebDestination):
+        return destination.url
     return f"{destination.ae_title}@{destination.host}:{destination.port}"
 
 
@@ -384,17 +401,23 @@ def _finish(ws: Workspace, run: ExportRun, progress: Progress | None) -> ExportR
             report = ExportReport(prepared, destination, written=written)
         else:
 
-            def sent_one(r: InstanceResult) -> None:
+            def sent_one(r: InstanceResult[ExportObject]) -> None:
                 progress.done(ProgressEvent(r.obj, r.outcome.value, r.status, r.meaning))
 
-            sent = send_objects(
-                prepared.objects,
-                destination,
-                site.dicom.local_ae_title,
-                progress=sent_one,
-                commit=run.commit,
-                commit_listen_port=site.dicom.commitment_port,
-                commit_listen_host=site.dicom.commitment_host,
+            sent = (
+                stow(prepared.objects, destination, progress=sent_one)
+                if isinstance(destination, WebDestination)
+                else send_objects(
+                    prepared.objects,
+                    destination,
+                    site.dicom.local_ae_title,
+                    progress=sent_one,
+                    commit=run.commit,
+                    commit_listen_port=site.dicom.commitment_port,
+                    commit_listen_host=site.dicom.commitment_host,
+                    deadline_s=site.dicom.send_deadline_s,
+                    idle_s=site.dicom.send_idle_s,
+                )
             )
             report = ExportReport(prepared, destination, sent=sent)
     except RTExportError as e:
@@ -451,16 +474,19 @@ def export_plan(
     return finish_export(ws, begin_export(ws, plan_id, items, destination, actor, commit=commit), progress)
 
 
-def check_server(ws: Workspace, destination: Destination, actor: Actor) -> str:
+def check_server(ws: Workspace, destination: Destination | WebDestination, actor: Actor) -> str:
     """C-ECHO the server (audited); the success message, or :class:`SendError` saying why and what to check."""
     try:
         site = ws.site()
     except ConfigError as e:
         raise SendError(f"cannot test {destination}: {e}") from e
     try:
-        echo(destination, site.dicom.local_ae_title, timeout=10)
+        if isinstance(destination, WebDestination):
+            check_web(destination)
+        else:
+            echo(destination, site.dicom.local_ae_title, timeout=10)
     except SendError as e:
         ws.audit(actor, "echo", "failed", destination=str(destination), error=str(e))
         raise
     ws.audit(actor, "echo", "ok", destination=str(destination))
-    return f"C-ECHO {destination}: success"
+    return f"{'DICOMweb' if isinstance(destination, WebDestination) else 'C-ECHO'} {destination}: success"

@@ -46,6 +46,13 @@ CREATE TABLE IF NOT EXISTS reports (
     id INTEGER PRIMARY KEY AUTOINCREMENT, plan_id TEXT NOT NULL REFERENCES plans(id), revision INTEGER NOT NULL,
     approved INTEGER NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL, made_at TEXT NOT NULL,
     made_by TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS incoming (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, sop_instance_uid TEXT NOT NULL, sop_class_uid TEXT NOT NULL,
+    sha256 TEXT NOT NULL, size INTEGER NOT NULL, patient_id TEXT NOT NULL, patient_name TEXT NOT NULL,
+    study_uid TEXT NOT NULL, series_uid TEXT NOT NULL, frame_uid TEXT NOT NULL, modality TEXT NOT NULL,
+    refs TEXT NOT NULL, calling_ae TEXT NOT NULL, peer TEXT NOT NULL, received_at TEXT NOT NULL,
+    state TEXT NOT NULL, course_id TEXT);
+CREATE INDEX IF NOT EXISTS incoming_uid ON incoming (sop_instance_uid);
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
     plan_id TEXT, revision INTEGER, outcome TEXT NOT NULL, detail TEXT NOT NULL);

@@ -29,9 +29,9 @@ from pydicom.filewriter import write_dataset
 from pydicom.uid import ImplicitVRLittleEndian
 from pynetdicom.status import STORAGE_SERVICE_CLASS_STATUS, code_to_category
 
-from rtexport.export.net import pdu
-from rtexport.export.net.association import Association, AssociationLost, Timer
-from rtexport.export.net.pdu import PDV
+from rtexport.net import pdu, trace
+from rtexport.net.association import Association, AssociationLost
+from rtexport.net.pdu import PDV
 
 NO_DATA_SET = 0x0101  # Command Data Set Type when no data set follows (PS3.7 E.1)
 # Fragment size when the peer announces no limit (0); keeps each buffer bounded.
@@ -48,6 +48,10 @@ class CommandField(IntEnum):
 
     C_STORE_RQ = 0x0001
     C_STORE_RSP = 0x8001
+    C_FIND_RQ = 0x0020
+    C_FIND_RSP = 0x8020
+    C_MOVE_RQ = 0x0021
+    C_MOVE_RSP = 0x8021
     C_ECHO_RQ = 0x0030
     C_ECHO_RSP = 0x8030
     N_EVENT_REPORT_RQ = 0x0100
@@ -74,6 +78,7 @@ _ELEMENTS: dict[int, tuple[str, str]] = {
     0x0100: ("command_field", "US"),
     0x0110: ("message_id", "US"),
     0x0120: ("responded_to", "US"),
+    0x0600: ("move_destination", "AE"),
     0x0700: ("priority", "US"),
     0x0800: ("data_set_type", "US"),
     0x0900: ("status", "US"),
@@ -82,6 +87,10 @@ _ELEMENTS: dict[int, tuple[str, str]] = {
     0x1001: ("requested_sop_instance", "UI"),
     0x1002: ("event_type_id", "US"),
     0x1008: ("action_type_id", "US"),
+    0x1020: ("remaining", "US"),
+    0x1021: ("completed", "US"),
+    0x1022: ("failed", "US"),
+    0x1023: ("warning", "US"),
 }
 
 
@@ -102,6 +111,11 @@ class Command:
     error_comment: str = ""
     event_type_id: int | None = None
     action_type_id: int | None = None
+    move_destination: str = ""
+    remaining: int | None = None
+    completed: int | None = None
+    failed: int | None = None
+    warning: int | None = None
 
     @property
     def has_data_set(self) -> bool:
@@ -114,6 +128,24 @@ class Command:
     @property
     def name(self) -> str:
         return _name(self.command_field)
+
+    def describe(self) -> str:
+        """The command in words, for logs and the trace (UIDs, no patient data)."""
+        parts = [self.name]
+        if self.message_id is not None:
+            parts.append(f"id {self.message_id}")
+        if self.responded_to is not None:
+            parts.append(f"to {self.responded_to}")
+        sop_class = self.affected_sop_class or self.requested_sop_class
+        if sop_class:
+            parts.append(trace.uid_name(sop_class))
+        if self.affected_sop_instance or self.requested_sop_instance:
+            parts.append(self.affected_sop_instance or self.requested_sop_instance)
+        if self.status is not None:
+            parts.append(f"status 0x{self.status:04X}")
+        if self.error_comment:
+            parts.append(repr(self.error_comment))
+        return " ".join(parts)
 
     def encode(self) -> bytes:
         parts = []
@@ -197,6 +229,19 @@ def decode_data_set(data: bytes, transfer_syntax: str) -> Dataset:
     return read_dataset(io.BytesIO(data), transfer_syntax == ImplicitVRLittleEndian, True)
 
 
+class _DataSetText:
+    """A traced message with its data set's content, decoded only if a trace with patient data prints it."""
+
+    def __init__(self, text: str, data: bytes, transfer_syntax: str) -> None:
+        self.text, self.data, self.transfer_syntax = text, data, transfer_syntax
+
+    def __str__(self) -> str:
+        try:
+            return f"{self.text}:\n{decode_data_set(self.data, self.transfer_syntax)}"
+        except Exception as e:  # pydicom raises many kinds on odd bytes; the trace says so and goes on
+            return f"{self.text} (data set not readable: {e})"
+
+
 class Dimse:
     """Messages over one association: one request outstanding at a time, not thread-safe."""
 
@@ -254,8 +299,23 @@ class Dimse:
     def _sizes(self, length: int) -> list[int]:
         return [min(self.fragment, length - i) for i in range(0, length, self.fragment)] or [0]
 
+    def trace(self, outgoing: bool, context_id: int, command: Command, data_set: bytes | int | None = None) -> None:
+        """One DIMSE message in the trace: its command, and its data set's size (content only with patient data)."""
+        if not trace.enabled():
+            return
+        text = f"ctx {context_id} {command.describe()}"
+        size = len(data_set) if isinstance(data_set, bytes) else data_set
+        if size is not None:
+            text += f" + data set {size} bytes"
+        full = None
+        if isinstance(data_set, bytes) and context_id in self.assoc.accepted:
+            full = _DataSetText(text, data_set, self.assoc.accepted[context_id][1])
+            text += " (content redacted)"
+        trace.line(self.assoc.label, outgoing, text, full)
+
     def encode(self, context_id: int, command: Command, data_set: bytes | None = None) -> Outgoing:
         """A message whose data set (if any) is in memory, as the PDUs that carry it."""
+        self.trace(True, context_id, command, data_set)
         out = self._pdus(context_id, True, command.encode())
         if data_set is not None:
             out += self._pdus(context_id, False, data_set)
@@ -272,6 +332,7 @@ class Dimse:
     ) -> Outgoing:
         """A message with ``length`` data set bytes read from ``fp`` (already in the context's transfer syntax),
         as the PDUs that carry it; ``observe`` sees every data set byte once, in order."""
+        self.trace(True, context_id, command, length)
         head = self._pdus(context_id, True, command.encode())
         sizes = self._sizes(length)
         buf = bytearray(len(head) + length + pdu.PDATA_HEADER_SIZE * len(sizes))
@@ -302,6 +363,7 @@ class Dimse:
 
         ``observe`` sees every data set byte once, in order; ``before_last`` runs before the PDUs holding the
         last fragment are sent, and whatever it raises stops them (the caller then aborts)."""
+        self.trace(True, context_id, command, length)
         self.assoc.send_pdata(self._pdus(context_id, True, command.encode()))
         sizes = self._sizes(length)
         for start in range(0, len(sizes), self._per_batch):
@@ -321,7 +383,7 @@ class Dimse:
 
     def receive(self, awaiting: str) -> Message | None:
         """The next whole message; None when the peer released the association between messages."""
-        timer = Timer(self.assoc.timeouts.dimse, self.assoc.clock)
+        timer = self.assoc.timer(self.assoc.timeouts.dimse)
         context_id: int | None = None
         command: Command | None = None
         command_bytes = bytearray()
@@ -354,6 +416,7 @@ class Dimse:
                 except DimseError as e:
                     raise self._protocol_error(f"an unreadable command set ({e})") from e
                 if not command.has_data_set:
+                    self.trace(False, context_id, command)
                     return Message(context_id, command)
             else:
                 if pdv.is_command:
@@ -362,7 +425,9 @@ class Dimse:
                 if len(data) > _MAX_DATA_SET:
                     raise self._protocol_error(f"a data set longer than {_MAX_DATA_SET} bytes")
                 if pdv.is_last:
-                    return Message(context_id, command, bytes(data))
+                    data_set = bytes(data)
+                    self.trace(False, context_id, command, data_set)
+                    return Message(context_id, command, data_set)
 
     def await_response(self, request: Command) -> Message:
         """The response to ``request`` (sent last); anything else aborts the association."""

@@ -12,10 +12,12 @@ takes them.
 from __future__ import annotations
 
 import contextlib
-import selectors
+import logging
 import socket
+import ssl
 import threading
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -25,14 +27,10 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom.status import STORAGE_COMMITMENT_SERVICE_CLASS_STATUS
 
 from rtexport.dicom.common import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
-from rtexport.export.net.association import (
-    Association,
-    AssociationLost,
-    AssociationRejected,
-    Clock,
-    Timeouts,
-)
-from rtexport.export.net.dimse import (
+from rtexport.errors import SendError
+from rtexport.net.acceptor import Acceptor
+from rtexport.net.association import MAX_PDU_LENGTH, Association, AssociationLost, AssociationRejected
+from rtexport.net.dimse import (
     Command,
     CommandField,
     Dimse,
@@ -41,23 +39,25 @@ from rtexport.export.net.dimse import (
     encode_data_set,
     status_meaning,
 )
-from rtexport.export.net.pdu import (
+from rtexport.net.link import ConnectFailed, Link
+from rtexport.net.outcome import Destination, Instance, server_context
+from rtexport.net.pdu import (
     APPLICATION_CONTEXT,
     AssociateAC,
     AssociateRJ,
     AssociateRQ,
-    ContextAnswer,
-    ContextResult,
+    ProposedContext,
     RoleSelection,
     UserInformation,
+    answer_contexts,
 )
+from rtexport.net.transport import Clock, Timeouts
 
 STORAGE_COMMITMENT_PUSH = "1.2.840.10008.1.20.1"
 STORAGE_COMMITMENT_INSTANCE = "1.2.840.10008.1.20.1.1"  # the well-known SOP instance (PS3.4 J.3.5)
 VERIFICATION = "1.2.840.10008.1.1"
-# Our Maximum Length (PS3.8 D.1): what we accept in one P-DATA-TF PDU.
-MAX_PDU_LENGTH = 65536
-_SYNTAXES = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+LOGGER = logging.getLogger(__name__)
+SYNTAXES = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
 _LISTENER_CONNECTIONS = 8
 
 
@@ -116,12 +116,13 @@ def request(dimse: Dimse, transaction_uid: str, refs: Sequence[tuple[str, str]])
     return None
 
 
-class ReportListener:
-    """Listens on ``(host, port)`` as ``ae_title`` for Storage Commitment reports, on a background thread.
+class ReportListener(Acceptor):
+    """Listens on ``(host, port)`` as ``ae_title`` for Storage Commitment reports, on a background thread; with
+    ``ssl_context`` (a server context), every connection is TLS.
 
     ::
 
-        with ReportListener("RTEXPORT", "", 11113) as listener:
+        with ReportListener("RTEXPORT", "127.0.0.1", 11113) as listener:
             ...  # send the N-ACTION
             report = listener.wait(transaction_uid, timeout=60)
     """
@@ -134,44 +135,24 @@ class ReportListener:
         *,
         timeouts: Timeouts | None = None,
         clock: Clock = time.monotonic,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        self.ae_title = ae_title
-        self.address = (host, port)
         self.timeouts = timeouts or Timeouts()
+        super().__init__(host, port, ssl_context=ssl_context, max_connections=_LISTENER_CONNECTIONS,
+                         handshake_s=self.timeouts.artim, name="storage commitment listener")  # fmt: skip
+        self.ae_title = ae_title
         self.clock = clock
         self.problems: list[str] = []  # associations refused or broken, in the words of their cause
         self._reports: dict[str, CommitmentReport] = {}
         self._cond = threading.Condition()
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._server: socket.socket | None = None
-        self._serving: threading.Thread | None = None
-        self._connections: dict[socket.socket, threading.Thread] = {}
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None
-        return int(self._server.getsockname()[1])
 
     def __enter__(self) -> ReportListener:
         """Bind and listen (raises OSError when the port cannot be had), then serve in the background."""
-        self._server = socket.create_server(self.address)
-        self._serving = threading.Thread(target=self._serve, name=f"commitment-listener-{self.port}", daemon=True)
-        self._serving.start()
+        self.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._wake_w.send(b"x")
-        if self._serving is not None:
-            self._serving.join()
-        with self._cond:
-            connections = list(self._connections.items())
-        for sock, thread in connections:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)  # a peer still connected: its reads end now, not at a timeout
-            thread.join()
-        for s in (self._server, self._wake_r, self._wake_w):
-            if s is not None:
-                s.close()
+        self.stop()
 
     def wait(self, transaction_uid: str, timeout: float) -> CommitmentReport | None:
         """The report of ``transaction_uid``, or None if none arrived within ``timeout`` seconds."""
@@ -179,26 +160,8 @@ class ReportListener:
             self._cond.wait_for(lambda: transaction_uid in self._reports, timeout)
             return self._reports.get(transaction_uid)
 
-    def _serve(self) -> None:
-        assert self._server is not None
-        with selectors.DefaultSelector() as sel:
-            sel.register(self._server, selectors.EVENT_READ)
-            sel.register(self._wake_r, selectors.EVENT_READ)
-            while True:
-                ready = {key.fileobj for key, _ in sel.select()}
-                if self._wake_r in ready:
-                    return
-                try:
-                    conn, _ = self._server.accept()
-                except OSError:
-                    continue
-                with self._cond:
-                    if len(self._connections) >= _LISTENER_CONNECTIONS:
-                        conn.close()
-                        continue
-                    thread = threading.Thread(target=self._connection, args=(conn,), daemon=True)
-                    self._connections[conn] = thread
-                thread.start()
+    def tls_failed(self, peer: tuple[str, int], e: OSError) -> None:
+        self._note(f"storage commitment listener: TLS handshake failed: {e}")
 
     def decide(self, rq: AssociateRQ) -> AssociateAC | AssociateRJ:
         """Accept the association if it calls us with the DICOM application context (PS3.8 9.3.4 reasons)."""
@@ -206,35 +169,19 @@ class ReportListener:
             return AssociateRJ(1, 1, 7)
         if rq.application_context != APPLICATION_CONTEXT:
             return AssociateRJ(1, 1, 2)
-        answers = []
-        for ctx in rq.contexts:
-            if ctx.abstract_syntax not in (STORAGE_COMMITMENT_PUSH, VERIFICATION):
-                answers.append(ContextAnswer(ctx.context_id, ContextResult.ABSTRACT_SYNTAX_NOT_SUPPORTED))
-                continue
-            ts = next((t for t in _SYNTAXES if t in ctx.transfer_syntaxes), None)
-            if ts is None:
-                answers.append(ContextAnswer(ctx.context_id, ContextResult.TRANSFER_SYNTAXES_NOT_SUPPORTED))
-            else:
-                answers.append(ContextAnswer(ctx.context_id, ContextResult.ACCEPTANCE, ts))
+        answers = answer_contexts(rq.contexts, (STORAGE_COMMITMENT_PUSH, VERIFICATION), SYNTAXES)
         # The server takes the SCP role to send N-EVENT-REPORT to us: accept the roles it proposes.
         roles = tuple(RoleSelection(r.sop_class_uid, r.scu, r.scp) for r in rq.user.roles
                       if r.sop_class_uid == STORAGE_COMMITMENT_PUSH)  # fmt: skip
         user = UserInformation(MAX_PDU_LENGTH, IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, roles)
-        return AssociateAC(rq.called_ae, rq.calling_ae, tuple(answers), user)
+        return AssociateAC(rq.called_ae, rq.calling_ae, answers, user)
 
-    def _connection(self, sock: socket.socket) -> None:
-        try:
-            self._associate(sock)
-        finally:
-            sock.close()
-            with self._cond:
-                del self._connections[sock]
-
-    def _associate(self, sock: socket.socket) -> None:
+    def handle(self, sock: socket.socket, peer: tuple[str, int]) -> None:
         try:
             assoc = Association.accept(
-                sock, self.decide, max_pdu_length=MAX_PDU_LENGTH, timeouts=self.timeouts, clock=self.clock
-            )
+                sock, self.decide, max_pdu_length=MAX_PDU_LENGTH, timeouts=self.timeouts, clock=self.clock,
+                label=f"commitment listener <- {peer[0]}",
+            )  # fmt: skip
         except (AssociationLost, AssociationRejected) as e:
             self._note(f"storage commitment listener: {e}")
             return
@@ -284,5 +231,70 @@ class ReportListener:
         )
 
     def _note(self, problem: str) -> None:
+        LOGGER.info("%s", problem)
         with self._cond:
             self.problems.append(problem)
+
+
+def _listen_host(configured: str, link: Link) -> str:
+    """The configured address, else the local address of our association to the server: the interface the
+    server reaches us on, never every interface."""
+    if configured:
+        return configured
+    if link.dimse is not None:
+        return str(link.dimse.assoc.transport.sock.getsockname()[0])
+    return "127.0.0.1"
+
+
+def request_commitment(
+    objects: Sequence[Instance],
+    dest: Destination,
+    calling_ae: str,
+    listen_port: int,
+    *,
+    listen_host: str = "",
+    timeout: float = 60,
+    network_timeout: float = 30,
+) -> tuple[tuple[str, ...], tuple[str, ...], str | None]:
+    """Storage Commitment push model (PS3.4 J): N-ACTION, then the server's N-EVENT-REPORT on a new association
+    to our listener, awaited ``timeout`` seconds (``network_timeout`` bounds each network wait). The listener
+    binds ``listen_host`` (default: our address on the association to the server) and speaks TLS when ``dest``
+    does, with the same certificate. Returns (committed UIDs, failed UIDs, problem or None)."""
+    if not objects:
+        return (), (), None
+    transaction = f"2.25.{uuid.uuid4().int}"
+    contexts = (ProposedContext(1, STORAGE_COMMITMENT_PUSH, tuple(SYNTAXES)),)
+    timeouts = Timeouts.uniform(network_timeout)
+    link = Link(dest, calling_ae, contexts, timeouts, dest.ssl_context())
+    try:
+        listener_tls = server_context(dest.tls, f"storage commitment listener for {dest}") if dest.tls else None
+        dimse = link.open()
+    except (ConnectFailed, SendError) as e:
+        return (), (), f"storage commitment not requested: {e}"
+    host = _listen_host(listen_host, link)
+    with contextlib.ExitStack() as stack:
+        stack.callback(link.close)
+        try:
+            listener = stack.enter_context(
+                ReportListener(calling_ae, host, listen_port, timeouts=timeouts, ssl_context=listener_tls)
+            )
+        except OSError as e:
+            return (), (), f"storage commitment not requested: cannot listen on {host} port {listen_port}: {e}"
+        LOGGER.info("storage commitment: listening on %s port %d for %s's report", host, listen_port, dest)
+        try:
+            refused = request(dimse, transaction, [(o.sop_class_uid, o.sop_instance_uid) for o in objects])
+        except AssociationLost as e:
+            return (), (), f"storage commitment request (N-ACTION) not answered: {e}"
+        link.close()
+        if refused is not None:
+            return (), (), f"storage commitment request (N-ACTION) refused: {refused}"
+        report = listener.wait(transaction, timeout)
+    if report is None:
+        heard = "; ".join(listener.problems)
+        return (), (), (
+            f"storage commitment: no N-EVENT-REPORT from {dest} within {timeout:g} s; "
+            f"check that the server knows AE title '{calling_ae}' with this host and port {listen_port}"
+            + (f" ({heard})" if heard else "")
+        )  # fmt: skip
+    LOGGER.info("storage commitment: %d committed, %d failed", len(report.committed), len(report.failed))
+    return report.committed, tuple(uid for uid, _ in report.failed), None

@@ -266,6 +266,24 @@ def _decode_user(value: bytes) -> UserInformation:
     return UserInformation(max_pdu, impl_uid, impl_version, tuple(roles))
 
 
+def answer_contexts(
+    proposed: tuple[ProposedContext, ...], abstract_syntaxes: tuple[str, ...], transfer_syntaxes: tuple[str, ...]
+) -> tuple[ContextAnswer, ...]:
+    """An acceptor's answer to each proposed context (PS3.8 Table 9-18): accepted with the first of our
+    ``transfer_syntaxes`` it offers, else rejected (abstract syntax, or transfer syntaxes, not supported)."""
+    answers = []
+    for ctx in proposed:
+        if ctx.abstract_syntax not in abstract_syntaxes:
+            answers.append(ContextAnswer(ctx.context_id, ContextResult.ABSTRACT_SYNTAX_NOT_SUPPORTED))
+            continue
+        ts = next((t for t in transfer_syntaxes if t in ctx.transfer_syntaxes), None)
+        if ts is None:
+            answers.append(ContextAnswer(ctx.context_id, ContextResult.TRANSFER_SYNTAXES_NOT_SUPPORTED))
+        else:
+            answers.append(ContextAnswer(ctx.context_id, ContextResult.ACCEPTANCE, ts))
+    return tuple(answers)
+
+
 def type_of(record: PDU) -> PDUType:
     return _TYPE_OF[type(record)]
 

@@ -1,0 +1,245 @@
+"""A Storage SCP (PS3.4 B): takes CT Image and RT Structure Set Storage from allowed peers and hands each
+instance to a :class:`Sink`, answering success only once the sink has it safe.
+
+Association policy: the called AE title must be ours (else rejected, reason 7), the calling AE title one of the
+allowed ones (else reason 3) and the peer's address in the allowed networks (else reason 1); presentation
+contexts of other SOP classes are rejected (abstract syntax not supported) and Verification is accepted. Only
+uncompressed little endian transfer syntaxes are accepted: the importer reads the pixel data as it is stored.
+
+Each instance is checked before it is handed over: its data set must be readable to its last byte (a
+truncated data set is refused with 0xC000, cannot understand), and its SOP Class and Instance UIDs must be those
+of the C-STORE (else 0xA900). A sink that runs out of room answers 0xA700 (out of resources) and keeps what it
+confirmed before. A peer that aborts mid-transfer loses only the unconfirmed instance: nothing of it is kept.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+import ssl
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from rtexport.dicom.common import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from rtexport.net.acceptor import Acceptor
+from rtexport.net.association import Association, AssociationLost, AssociationRejected
+from rtexport.net.dataset import DataSetError, Header, read_header
+from rtexport.net.dimse import Command, CommandField, Dimse, Message
+from rtexport.net.pdu import (
+    APPLICATION_CONTEXT,
+    AssociateAC,
+    AssociateRJ,
+    AssociateRQ,
+    UserInformation,
+    answer_contexts,
+)
+from rtexport.net.transport import Clock, Timeouts
+
+LOGGER = logging.getLogger(__name__)
+
+CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
+RT_STRUCTURE_SET_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
+VERIFICATION = "1.2.840.10008.1.1"
+STORAGE_CLASSES = (CT_IMAGE_STORAGE, RT_STRUCTURE_SET_STORAGE)
+EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
+IMPLICIT_VR_LE = "1.2.840.10008.1.2"
+ACCEPTED_SYNTAXES = (EXPLICIT_VR_LE, IMPLICIT_VR_LE)  # our preference, in this order
+# Our Maximum Length as receiver: a CT slice in one or two PDUs (fewer reads), bounded memory per association.
+RECEIVER_MAX_PDU = 1 << 20
+
+# C-STORE statuses (PS3.4 B.2.3, PS3.7 C)
+SUCCESS = 0x0000
+OUT_OF_RESOURCES = 0xA700
+DATA_SET_DOES_NOT_MATCH = 0xA900
+CANNOT_UNDERSTAND = 0xC000
+SOP_CLASS_NOT_SUPPORTED = 0x0122
+UNRECOGNIZED_OPERATION = 0x0211
+
+
+@dataclass(frozen=True)
+class Received:
+    """One instance as it arrived: its data set's bytes (in ``transfer_syntax``), what it says of itself, and
+    who sent it."""
+
+    header: Header
+    transfer_syntax: str
+    data_set: bytes
+    calling_ae: str
+    peer: str
+
+
+class Sink(Protocol):
+    """Where received instances go. ``keep`` returns only once the instance is safe (durable on disk); it
+    raises OSError when it cannot be kept (full disk: the peer hears out of resources). ``open`` runs before the
+    receiver listens, ``close`` after it stopped; ``flush`` waits until what was kept is filed where readers see
+    it (False when ``timeout`` passed first)."""
+
+    def open(self) -> None: ...
+
+    def keep(self, received: Received) -> None: ...
+
+    def flush(self, timeout: float) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ReceiverPolicy:
+    """Who may send: ``allowed_ae_titles`` (empty: any), ``allowed_hosts`` (addresses or networks; empty:
+    loopback only)."""
+
+    ae_title: str
+    allowed_ae_titles: Sequence[str] = ()
+    allowed_hosts: Sequence[str] = ()
+
+    def host_allowed(self, host: str) -> bool:
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        if not self.allowed_hosts:
+            return address.is_loopback
+        return any(address in ipaddress.ip_network(h, strict=False) for h in self.allowed_hosts)
+
+
+def negotiate(policy: ReceiverPolicy, rq: AssociateRQ, peer: str) -> AssociateAC | AssociateRJ:
+    """The answer to an association request (PS3.8 9.3.4 reasons; PS3.8 Table 9-18 per context)."""
+    if rq.called_ae != policy.ae_title:
+        return AssociateRJ(1, 1, 7)
+    if policy.allowed_ae_titles and rq.calling_ae not in policy.allowed_ae_titles:
+        return AssociateRJ(1, 1, 3)
+    if not policy.host_allowed(peer):
+        return AssociateRJ(1, 1, 1)
+    if rq.application_context != APPLICATION_CONTEXT:
+        return AssociateRJ(1, 1, 2)
+    answers = answer_contexts(rq.contexts, (*STORAGE_CLASSES, VERIFICATION), ACCEPTED_SYNTAXES)
+    user = UserInformation(RECEIVER_MAX_PDU, IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME)
+    return AssociateAC(rq.called_ae, rq.calling_ae, answers, user)
+
+
+def _rejection_text(rj: AssociateRJ) -> str:
+    return {7: "called AE title is not ours", 3: "calling AE title not allowed", 1: "host not allowed",
+            2: "application context not supported"}.get(rj.reason, f"reason {rj.reason}")  # fmt: skip
+
+
+class StorageSCP(Acceptor):
+    """The receiver: listens on ``(host, port)`` as ``policy.ae_title`` and keeps what arrives in ``sink``.
+
+    ::
+
+        with StorageSCP(policy, "127.0.0.1", 11112, sink) as scp:
+            scp.wait_stopped()  # or serve until stop() from another thread
+    """
+
+    def __init__(
+        self,
+        policy: ReceiverPolicy,
+        host: str,
+        port: int,
+        sink: Sink,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        max_associations: int = 8,
+        timeouts: Timeouts | None = None,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.timeouts = timeouts or Timeouts(connect=30, acse=30, dimse=60, artim=10, send=30)
+        super().__init__(host, port, ssl_context=ssl_context, max_connections=max_associations,
+                         handshake_s=self.timeouts.artim, name=f"receiver {policy.ae_title}")  # fmt: skip
+        self.policy = policy
+        self.sink = sink
+        self.clock = clock
+
+    def __enter__(self) -> StorageSCP:
+        self.sink.open()
+        try:
+            self.start()
+        except BaseException:
+            self.sink.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.stop()
+        finally:
+            self.sink.close()
+
+    def settle(self, timeout: float = 60) -> bool:
+        """Wait until no association is open and everything received is filed (True), or ``timeout`` passes."""
+        return self.wait_idle(timeout) and self.sink.flush(timeout)
+
+    def handle(self, sock: socket.socket, peer: tuple[str, int]) -> None:
+        host = peer[0]
+        try:
+            assoc = Association.accept(
+                sock, lambda rq: negotiate(self.policy, rq, host), max_pdu_length=RECEIVER_MAX_PDU,
+                timeouts=self.timeouts, clock=self.clock, label=f"receiver <- {host}",
+            )  # fmt: skip
+        except AssociationRejected as e:
+            LOGGER.info("receiver: association from %s rejected: %s", host, _rejection_text(e.rj))
+            return
+        except AssociationLost as e:
+            LOGGER.info("receiver: association from %s not established: %s", host, e)
+            return
+        calling = assoc.request_pdu.calling_ae if assoc.request_pdu else ""
+        LOGGER.info("receiver: association from %s (%s) accepted", calling, host)
+        dimse = Dimse(assoc)
+        stored = 0
+        try:
+            while True:
+                message = dimse.receive("a request")
+                if message is None:
+                    break
+                stored += self._answer(dimse, message, calling, host) == SUCCESS
+        except AssociationLost as e:
+            LOGGER.info("receiver: association from %s (%s) lost after %d instance(s): %s", calling, host, stored, e)
+        finally:
+            assoc.abort()
+        LOGGER.info("receiver: association from %s (%s) ended, %d instance(s) stored", calling, host, stored)
+
+    def _answer(self, dimse: Dimse, message: Message, calling: str, host: str) -> int:
+        command = message.command
+        rsp_field: int
+        if command.command_field == CommandField.C_ECHO_RQ:
+            status, rsp_field = SUCCESS, CommandField.C_ECHO_RSP
+        elif command.command_field == CommandField.C_STORE_RQ:
+            status, rsp_field = self._store(dimse, message, calling, host), CommandField.C_STORE_RSP
+        else:
+            status, rsp_field = UNRECOGNIZED_OPERATION, command.command_field | 0x8000
+        dimse.send(
+            message.context_id,
+            Command(
+                rsp_field,
+                responded_to=command.message_id,
+                affected_sop_class=command.affected_sop_class,
+                affected_sop_instance=command.affected_sop_instance,
+                status=status,
+            ),
+        )
+        return status
+
+    def _store(self, dimse: Dimse, message: Message, calling: str, host: str) -> int:
+        command = message.command
+        abstract, syntax = dimse.assoc.accepted[message.context_id]
+        if command.affected_sop_class not in STORAGE_CLASSES or command.affected_sop_class != abstract:
+            return SOP_CLASS_NOT_SUPPORTED
+        if message.data_set is None:
+            return CANNOT_UNDERSTAND
+        try:
+            header = read_header(message.data_set, syntax == IMPLICIT_VR_LE)
+        except DataSetError as e:
+            LOGGER.info("receiver: instance %s from %s refused: %s", command.affected_sop_instance, calling, e)
+            return CANNOT_UNDERSTAND
+        if (header.sop_class_uid, header.sop_instance_uid) != (command.affected_sop_class,
+                                                               command.affected_sop_instance):  # fmt: skip
+            return DATA_SET_DOES_NOT_MATCH
+        try:
+            self.sink.keep(Received(header, syntax, message.data_set, calling, host))
+        except OSError as e:
+            LOGGER.warning("receiver: cannot keep instance %s from %s: %s", header.sop_instance_uid, calling, e)
+            return OUT_OF_RESOURCES
+        return SUCCESS

@@ -1,0 +1,197 @@
+"""The transport under an association: a TCP (or TLS) stream carrying PDUs, and the clocks that bound its waits.
+
+:class:`Timer` is one wait's limit on an injectable monotonic clock; :class:`Deadline` is a whole operation's
+(a total limit and a limit without progress), shared by its threads; :class:`Transport` reads whole PDUs within
+a timer and refuses, unread, a P-DATA-TF longer than the Maximum Length we announced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rtexport.net import pdu
+from rtexport.net.pdu import PDUError, PDUType
+
+Clock = Callable[[], float]
+
+# The largest non-P-DATA PDU we read (an A-ASSOCIATE-AC with 128 contexts is about 12 KiB).
+_MAX_CONTROL_PDU = 1 << 20
+
+
+class ConnectionClosed(EOFError):
+    """The peer closed the transport connection."""
+
+
+class Deadline:
+    """When a whole operation (an export to a server) must end: ``total`` seconds after it starts, or ``idle``
+    seconds after its last progress, whichever comes first (None: no such limit). Shared by the threads of the
+    operation; every timer of its associations ends by it, so no wait outlives it."""
+
+    def __init__(self, total: float | None = None, idle: float | None = None, clock: Clock = time.monotonic) -> None:
+        self.total = total
+        self.idle = idle
+        self._clock = clock
+        self._start = self._last = clock()
+
+    def progress(self) -> None:
+        """Something was confirmed: the limit without progress starts again."""
+        self._last = self._clock()
+
+    def end(self) -> float:
+        ends = [math.inf]
+        if self.total is not None:
+            ends.append(self._start + self.total)
+        if self.idle is not None:
+            ends.append(self._last + self.idle)
+        return min(ends)
+
+    def remaining(self) -> float:
+        return self.end() - self._clock()
+
+    def expired(self) -> bool:
+        return self.remaining() <= 0
+
+    def why(self) -> str:
+        """Which limit passed, in words."""
+        now = self._clock()
+        if self.total is not None and now >= self._start + self.total:
+            return f"the deadline of {self.total:g} s for the whole operation passed"
+        return f"nothing was confirmed for {self.idle:g} s"
+
+
+class Timer:
+    """A deadline on a monotonic clock (injectable, so tests can make time pass without waiting), ending no
+    later than the operation's :class:`Deadline` when one is given."""
+
+    def __init__(self, seconds: float, clock: Clock = time.monotonic, deadline: Deadline | None = None) -> None:
+        self.seconds = seconds
+        self._clock = clock
+        self._end = clock() + seconds
+        if deadline is not None:
+            self._end = min(self._end, deadline.end())
+
+    def remaining(self) -> float:
+        return self._end - self._clock()
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds. ``connect``: TCP and TLS; ``acse``: answer to our association or release request; ``dimse``: a
+    response, or the next PDU of a message; ``artim``: PS3.8 9.1.5 (Sta2, Sta13); ``send``: the peer reading."""
+
+    connect: float = 30
+    acse: float = 30
+    dimse: float = 30
+    artim: float = 5
+    send: float = 30
+
+    @classmethod
+    def uniform(cls, seconds: float, artim: float = 5) -> Timeouts:
+        return cls(seconds, seconds, seconds, min(artim, seconds), seconds)
+
+
+class Transport:
+    """A connected stream socket (TCP or TLS) carrying PDUs; every read is bounded by a :class:`Timer`."""
+
+    def __init__(self, sock: socket.socket, max_pdata_length: int, send_timeout: float) -> None:
+        self.sock = sock
+        self.max_pdata_length = max_pdata_length
+        self._send_timeout = send_timeout
+        self._timeout: float | None = None
+        self._head = bytearray(pdu.HEADER_SIZE)
+
+    def _settimeout(self, seconds: float) -> None:
+        if seconds != self._timeout:  # each change is a system call; most sends reuse the last value
+            self.sock.settimeout(seconds)
+            self._timeout = seconds
+
+    def send(self, data: bytes | bytearray | memoryview, timeout: float | None = None) -> None:
+        """Send all of ``data``; TimeoutError when the peer takes nothing for ``timeout`` (default: send timeout)."""
+        self._settimeout(self._send_timeout if timeout is None else max(timeout, 1e-3))
+        self.sock.sendall(data)
+
+    def _recv_into(self, view: memoryview, timer: Timer) -> None:
+        got = 0
+        while got < len(view):
+            left = timer.remaining()
+            if left <= 0:
+                raise TimeoutError
+            self._settimeout(left)
+            n = self.sock.recv_into(view[got:])
+            if n == 0:
+                raise ConnectionClosed
+            got += n
+
+    def read_pdu(self, timer: Timer) -> tuple[int, bytes]:
+        """The next PDU's type and body. A P-DATA-TF longer than we announced raises PDUError unread."""
+        self._recv_into(memoryview(self._head), timer)
+        pdu_type, _, length = pdu.HEADER.unpack(self._head)
+        if pdu_type == PDUType.P_DATA_TF and self.max_pdata_length and length > self.max_pdata_length:
+            raise PDUError(
+                f"P-DATA-TF PDU of {length} bytes, longer than the maximum of {self.max_pdata_length} we announced"
+            )
+        if pdu_type != PDUType.P_DATA_TF and length > _MAX_CONTROL_PDU:
+            raise PDUError(f"PDU type 0x{pdu_type:02x} of {length} bytes; not a DICOM peer?")
+        body = bytearray(length)
+        self._recv_into(memoryview(body), timer)
+        return pdu_type, bytes(body)
+
+    def drain_until_closed(self, timer: Timer) -> bool:
+        """Discard whatever arrives until the peer closes (True) or the timer expires (False)."""
+        scratch = memoryview(bytearray(65536))
+        try:
+            while True:
+                left = timer.remaining()
+                if left <= 0:
+                    return False
+                self._settimeout(left)
+                if self.sock.recv_into(scratch) == 0:
+                    return True
+        except TimeoutError:
+            return False
+        except OSError:
+            return True
+
+    def tls_alert(self) -> ssl.SSLError | None:
+        """After a failed send on TLS: the alert the peer sent before closing (e.g. that it requires our
+        certificate), read if it is there; None otherwise."""
+        if not isinstance(self.sock, ssl.SSLSocket):
+            return None
+        try:
+            self.sock.settimeout(1.0)
+            self.sock.recv(1)
+        except ssl.SSLError as e:
+            return e
+        except OSError:
+            return None
+        return None
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+def connect(
+    host: str,
+    port: int,
+    timeout: float,
+    ssl_context: ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
+) -> socket.socket:
+    """A TCP (and TLS) connection with Nagle off; raises OSError (refused, timed out, TLS failure)."""
+    sock = socket.create_connection((host, port), timeout=timeout)
+    try:
+        # DCMTK and Orthanc delay their ACKs; with Nagle on our side each response would wait ~40 ms.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if ssl_context is not None:
+            sock = ssl_context.wrap_socket(sock, server_hostname=server_hostname or host)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
