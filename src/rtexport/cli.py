@@ -219,13 +219,13 @@ def _password(from_stdin: bool, prompt: str = "Password") -> str:
 
 
 def _when(t: Any) -> str:
-    from rtexport.display import local_time
+    from rtexport.model.display import local_time
 
     return local_time(t)
 
 
 def _signer(s: Signature) -> str:
-    from rtexport.display import person
+    from rtexport.model.display import person
 
     shown = person(s.person_name)
     return f"{shown} ({s.user})" if shown != s.user else s.user
@@ -293,7 +293,7 @@ def import_(
 @course_app.command("list", cls=_Command)
 def course_list(as_json: JsonOpt = False, home: HomeOpt = None) -> None:
     """List the imported courses."""
-    from rtexport.display import person
+    from rtexport.model.display import person
     from rtexport.services.courses import courses
 
     found = courses(_ws(home))
@@ -478,7 +478,7 @@ def plan_show(
         return
     p = s.plan
     course = ws.course(p.course)
-    from rtexport.display import person
+    from rtexport.model.display import person
 
     _print(
         f"{p.id} '{p.label}' · course {p.course} · patient {person(course.patient.patient_name)} "
@@ -583,7 +583,7 @@ def user_add(
 @user_app.command("list", cls=_Command)
 def user_list(as_json: JsonOpt = False, home: HomeOpt = None) -> None:
     """List users and their roles."""
-    from rtexport.display import person
+    from rtexport.model.display import person
     from rtexport.services.users import users
 
     found = users(_ws(home))

@@ -11,7 +11,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from rtexport.display import local_time, person
+from rtexport.model.display import local_time, person
 from rtexport.errors import PlanError
 from rtexport.export.gate import ALL_ITEMS
 from rtexport.model.people import Actor

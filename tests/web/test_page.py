@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 import rtexport.web.app as web_app
-from rtexport.display import local_time
+from rtexport.model.display import local_time
 from rtexport.model.people import Actor
 from rtexport.pictures.render import IMAGE_PX, View, render_slice
 from rtexport.services.plans import load_plan

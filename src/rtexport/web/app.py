@@ -22,7 +22,7 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from rtexport.display import dicom_date, local_time, person
+from rtexport.model.display import dicom_date, local_time, person
 from rtexport.errors import (
     AuthError,
     GateError,
