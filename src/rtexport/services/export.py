@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Protocol
 
 from rtexport.errors import ConfigError, GateError, InputError, NotAllowedError, RTExportError, SendError, WriteError
-from rtexport.export.build import PreparedExport, build_objects, buildable_items
+from rtexport.export.build import PreparedExport, buildable_items
 from rtexport.export.gate import ALL_ITEMS, Item, check_export, parse_items
 from rtexport.export.local import ExportFolder, PlanIdentity, WriteReport, write_folder
 from rtexport.export.objects import ExportObject
@@ -23,6 +23,7 @@ from rtexport.model.people import Actor, User
 from rtexport.model.plan import mu_problems
 from rtexport.model.site import Site, TLSConfig, validate_ae_title
 from rtexport.model.state import PlanState
+from rtexport.services.building import export_objects
 from rtexport.services.site import site_status
 from rtexport.workspace import Workspace
 
@@ -275,7 +276,7 @@ def prepare(ws: Workspace, plan_id: str) -> Prepared:
     if findings(ws, state, items, to_build_only=True):
         return Prepared(0)
     try:
-        prepared = build_objects(ws, ws.site(), state, items)
+        prepared = export_objects(ws, ws.site(), state, items)
     except RTExportError as e:
         return Prepared(0, f"the export of {plan_id} cannot be prepared: {e}")
     return Prepared(len(prepared.objects))
@@ -345,7 +346,7 @@ def _begin(
         ws.audit(actor, action, "refused", plan_id, rev, findings=found, items=chosen, destination=where)
         raise GateError(found)
     try:
-        prepared = build_objects(ws, ws.site(), state, items)
+        prepared = export_objects(ws, ws.site(), state, items)
     except RTExportError as e:  # e.g. a stored object that can no longer be read
         ws.audit(actor, action, "failed", plan_id, rev, error=str(e), items=chosen, destination=where)
         raise
