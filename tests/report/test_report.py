@@ -11,9 +11,9 @@ import numpy as np
 import pydicom
 import pytest
 
-from rtexport.model.display import local_time, person
 from rtexport.errors import PlanError
 from rtexport.export.gate import ALL_ITEMS
+from rtexport.model.display import local_time, person
 from rtexport.model.people import Actor
 from rtexport.model.plan import default_cutout
 from rtexport.services.approval import approve

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Protocol
 
 import pydicom
-
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 

@@ -22,7 +22,6 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from rtexport.model.display import dicom_date, local_time, person
 from rtexport.errors import (
     AuthError,
     GateError,
@@ -35,6 +34,7 @@ from rtexport.errors import (
 )
 from rtexport.export.gate import Item
 from rtexport.model.course import Course
+from rtexport.model.display import dicom_date, local_time, person
 from rtexport.model.dose import DoseGrid
 from rtexport.model.people import Actor, User
 from rtexport.model.site import Site
