@@ -23,6 +23,9 @@ from tests.cli.shell import run_rtexport
 from tests.conftest import PHYS, forget_beam_setups, strict_mu_check
 
 PLAN = "CW-E1"
+# plan show --json: the keys the plan view added (per beam: aim, setup, boli, mu_from_dose)
+PLAN_SHOW_ADDED = {"max_dose_gy", "warnings", "first_slices", "setup_problem"}
+PLAN_SHOW_BEAM_ADDED = {"aim", "setup", "boli", "mu_from_dose"}
 README = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
 
 
@@ -89,7 +92,13 @@ def test_listings_as_json_have_the_documented_keys(planned: Workspace, command: 
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)
     first = data[0] if isinstance(data, list) else data
-    assert set(first) == documented_keys(command.replace("CW-E1", "PLAN"))
+    documented = documented_keys(command.replace("CW-E1", "PLAN"))
+    added = PLAN_SHOW_ADDED if command.startswith("plan show") else set()
+    assert set(first) == documented | added
+    if command.startswith("plan show"):
+        row = next(line for line in README.splitlines() if line.startswith("| `plan show PLAN --json`"))
+        beam_keys = {k.strip() for k in row.split("`beams` (`[{")[1].split("}]`)")[0].split(",")}
+        assert set(first["beams"][0]) == beam_keys | PLAN_SHOW_BEAM_ADDED
 
 
 def test_plan_show_gives_what_a_physicist_checks(planned: Workspace) -> None:
@@ -104,7 +113,8 @@ def test_plan_show_gives_what_a_physicist_checks(planned: Workspace) -> None:
         "export authorization: Phil Physicist (phil) on ",
         "beam ANT: 16 MeV, applicator 15x15, custom cutout (equivalent square 114.1 mm), SSD 1000 mm",
         "gantry 20°, collimator 0°, couch 0°; aimed at the centroid of PTV",
-        "bolus: 10 mm Superflab, margin 10 mm",
+        "setup (fixed SSD): isocenter (",
+        "bolus: Bolus_ANT; own bolus 10 mm Superflab, margin 10 mm",
         "independent MU check (TG-71 hand calculation; action level 5 %):",
         "beam ANT_OBL: engine ",
     ):

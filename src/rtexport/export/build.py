@@ -25,7 +25,7 @@ from rtexport.dicom.common import BuildContext, encode
 from rtexport.dicom.contours import contours_by_name
 from rtexport.dicom.rtdose import build_rtdose
 from rtexport.dicom.rtplan import Approval, build_rtplan
-from rtexport.dicom.rtstruct import build_rtstruct, needs_derived_structure_set
+from rtexport.dicom.rtstruct import bolus_roi_numbers, build_rtstruct, needs_derived_structure_set
 from rtexport.dicom.uids import UIDFactory
 from rtexport.errors import StoreError
 from rtexport.export.gate import DOSE_ITEMS, Item
@@ -129,12 +129,20 @@ class _Builder:
     """One build: each object looked up among those built earlier (one query for all), else built in memory."""
 
     def __init__(
-        self, store: BuildStore, site: Site, state: PlanState, course: Course, ctx: BuildContext, keys: list[str]
+        self,
+        store: BuildStore,
+        site: Site,
+        state: PlanState,
+        course: Course,
+        keys: list[str],
+        aimed: AimedPlan | None,
     ) -> None:
-        self.store, self.site, self.state, self.course, self.ctx = store, site, state, course, ctx
+        self.store, self.site, self.state, self.course = store, site, state, course
         self.found = dict(store.built(keys))
         self.new: list[NewObject] = []
         self.datasets: dict[str, Dataset] = {}
+        if aimed is not None:
+            self.__dict__["aimed"] = aimed  # the cached property's value, set up by the caller
 
     @functools.cached_property
     def imported_rs(self) -> Dataset:
@@ -170,32 +178,98 @@ def _rt_keys(ctx: BuildContext, state: PlanState) -> tuple[str, str, dict[str | 
     return key + "\x1fRS", key + "\x1fRP", {name: f"{key}\x1fRD\x1f{name or ''}" for name in [None, *beams]}
 
 
+def structure_set(
+    store: BuildStore,
+    site: Site,
+    state: PlanState,
+    course: Course,
+    operator: str = "",
+    *,
+    aimed: AimedPlan | None = None,
+) -> Dataset:
+    """The RT Structure Set an export of ``state`` holds, as a dataset: the one kept, else the imported one or one
+    built now (not encoded, not kept)."""
+    ctx = build_context(site, state, operator)
+    rs_key, _, _ = _rt_keys(ctx, state)
+    b = _Builder(store, site, state, course, [rs_key], aimed)
+    if rs_key in b.found:
+        return b.dataset(rs_key)
+    if not needs_derived_structure_set(b.imported_rs, state.plan, b.aimed.bolus):
+        return b.imported_rs
+    return build_rtstruct(ctx, b.imported_rs, state.plan, site, b.aimed.bolus, slices=course.slices)
+
+
+def bolus_roi_names(structure_set: Dataset) -> dict[str, str]:
+    """Beam name → the name of its bolus ROI, in a structure set the build stage made."""
+    names = {int(r.ROINumber): str(r.ROIName) for r in structure_set.get("StructureSetROISequence", [])}
+    return {beam: names[number] for beam, number in bolus_roi_numbers(structure_set).items()}
+
+
+def _ct_objects(store: BuildStore, course: Course) -> list[ExportObject]:
+    """The course's CT images, as stored (byte-for-byte copies)."""
+    paths = store.paths([s.sha256 for s in course.slices])
+    return [
+        ExportObject(
+            ObjectKind.CT,
+            s.sop_class_uid,
+            s.sop_instance_uid,
+            s.size,
+            path=path,
+            sha256=s.sha256,
+            description=f"CT z={s.z_mm:g}",
+        )
+        for s, path in zip(course.slices, paths, strict=True)
+    ]
+
+
+def _dose_objects(
+    b: _Builder,
+    ctx: BuildContext,
+    dose: StoredDose,
+    chosen: tuple[Item, ...],
+    rp_key: str,
+    rd_keys: Mapping[str | None, str],
+) -> list[ExportObject]:
+    """The plan's RT Dose and each beam's, as chosen: kept, or built now referencing the RT Plan."""
+    grids: list[tuple[str | None, str]] = []
+    if Item.DOSE_PLAN in chosen:
+        grids.append((None, "RT Dose (plan)"))
+    if Item.DOSE_BEAM in chosen:
+        grids += [(d.beam_name, f"RT Dose (beam {d.beam_name})") for d in dose.beams]
+
+    def grid_of(beam_name: str | None) -> DoseGrid:
+        stored_beam = dose.beam(beam_name) if beam_name is not None else None
+        return stored_beam.grid.load() if stored_beam is not None else dose.plan.load()
+
+    objects = []
+    for beam_name, description in grids:
+
+        def build_rd(beam_name: str | None = beam_name) -> bytes:
+            return encode(build_rtdose(ctx, b.course, grid_of(beam_name), b.dataset(rp_key), beam_name))
+
+        objects.append(b.get(rd_keys[beam_name], ObjectKind.RTDOSE, description, build_rd))
+    return objects
+
+
 def build_objects(
-    store: BuildStore, site: Site, state: PlanState, course: Course, items: Collection[Item], operator: str = ""
+    store: BuildStore,
+    site: Site,
+    state: PlanState,
+    course: Course,
+    items: Collection[Item],
+    operator: str = "",
+    *,
+    aimed: AimedPlan | None = None,
 ) -> PreparedExport:
     """The objects of ``items`` for ``state``: CT as stored; the others as built earlier under their UID key, or
     built now (returned in :attr:`PreparedExport.new`). ``operator``: the DICOM Person Name of who made the
-    revision."""
+    revision; ``aimed``: the plan's beams set up already (else set up here when something must be built)."""
     plan = state.plan
     ctx = build_context(site, state, operator)
     chosen = tuple(i for i in Item if i in items)
-    objects: list[ExportObject] = []
-    if Item.CT in chosen:
-        paths = store.paths([s.sha256 for s in course.slices])
-        objects += [
-            ExportObject(
-                ObjectKind.CT,
-                s.sop_class_uid,
-                s.sop_instance_uid,
-                s.size,
-                path=path,
-                sha256=s.sha256,
-                description=f"CT z={s.z_mm:g}",
-            )
-            for s, path in zip(course.slices, paths, strict=True)
-        ]
+    objects = _ct_objects(store, course) if Item.CT in chosen else []
     rs_key, rp_key, rd_keys = _rt_keys(ctx, state)
-    b = _Builder(store, site, state, course, ctx, [rs_key, rp_key, *rd_keys.values()])
+    b = _Builder(store, site, state, course, [rs_key, rp_key, *rd_keys.values()], aimed)
 
     as_imported = course.structure_set.sha256 == b.found.get(rs_key)
 
@@ -232,20 +306,5 @@ def build_objects(
     if Item.RTPLAN in chosen:
         objects.append(rp_obj)
     if dose is not None:
-        grids: list[tuple[str | None, str]] = []
-        if Item.DOSE_PLAN in chosen:
-            grids.append((None, "RT Dose (plan)"))
-        if Item.DOSE_BEAM in chosen:
-            grids += [(d.beam_name, f"RT Dose (beam {d.beam_name})") for d in dose.beams]
-
-        def grid_of(beam_name: str | None, dose: StoredDose = dose) -> DoseGrid:
-            stored_beam = dose.beam(beam_name) if beam_name is not None else None
-            return stored_beam.grid.load() if stored_beam is not None else dose.plan.load()
-
-        for beam_name, description in grids:
-
-            def build_rd(beam_name: str | None = beam_name) -> bytes:
-                return encode(build_rtdose(ctx, course, grid_of(beam_name), b.dataset(rp_key), beam_name))
-
-            objects.append(b.get(rd_keys[beam_name], ObjectKind.RTDOSE, description, build_rd))
+        objects += _dose_objects(b, ctx, dose, chosen, rp_key, rd_keys)
     return PreparedExport(state, chosen, tuple(objects), ctx.when, tuple(b.new))

@@ -7,13 +7,14 @@ that may have left the building, even one whose process was killed halfway.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from rtexport.errors import ConfigError, GateError, InputError, NotAllowedError, RTExportError, SendError, WriteError
+from rtexport.errors import GateError, InputError, NotAllowedError, RTExportError, SendError, WriteError
 from rtexport.export.build import PreparedExport, buildable_items
 from rtexport.export.gate import ALL_ITEMS, Item, check_export, parse_items
 from rtexport.export.local import ExportFolder, PlanIdentity, WriteReport, write_folder
@@ -24,18 +25,22 @@ from rtexport.model.plan import mu_problems
 from rtexport.model.site import Site, TLSConfig, validate_ae_title
 from rtexport.model.state import PlanState
 from rtexport.services.building import export_objects
-from rtexport.services.site import site_status
+from rtexport.services.site import SiteStatus, site_status
 from rtexport.workspace import Workspace
+
+LOGGER = logging.getLogger(__name__)
 
 __all__ = [
     "ALL_ITEMS",
     "Destination",
     "ExportDestination",
+    "ExportObject",
     "ExportReport",
     "ExportRun",
     "FolderDestination",
     "Item",
     "Prepared",
+    "PreparedExport",
     "Progress",
     "ProgressEvent",
     "begin_export",
@@ -44,6 +49,7 @@ __all__ = [
     "default_folder",
     "export_block_reasons",
     "export_plan",
+    "export_roots",
     "findings",
     "finish_export",
     "parse_items",
@@ -160,6 +166,11 @@ def _within_roots(ws: Workspace, site: Site, typed: str) -> FolderDestination:
     raise NotAllowedError(f"{typed} is outside the folders the site allows for export ({allowed})")
 
 
+def export_roots(ws: Workspace, site: Site) -> list[str]:
+    """The folders the site allows the web page to export into, as absolute paths."""
+    return [str(ws.resolve(r).resolve()) for r in site.dicom.export_roots]
+
+
 def custom_servers_allowed(site: Site, user: User) -> bool:
     """Whether ``user`` may send to, or test, a server the site does not list (an AE title, host and port typed
     in): physicists may; others only where ``dicom.allow_custom_servers`` is true."""
@@ -228,10 +239,17 @@ def resolve_destination(
 # -- gate -----------------------------------------------------------------------------------------------------
 
 
-def findings(ws: Workspace, state: PlanState, items: Collection[Item], *, to_build_only: bool = False) -> list[str]:
+def findings(
+    ws: Workspace,
+    state: PlanState,
+    items: Collection[Item],
+    *,
+    to_build_only: bool = False,
+    status: SiteStatus | None = None,
+) -> list[str]:
     """Every reason the export of ``items`` is refused (empty: go). ``to_build_only``: the reasons the objects
-    cannot be built (building needs no authorization; exporting does)."""
-    status = site_status(ws)
+    cannot be built (building needs no authorization; exporting does). ``status``: the site as read already."""
+    status = status or site_status(ws)
     found = check_export(
         site=status.site,
         site_problems=status.problems,
@@ -249,10 +267,10 @@ def findings(ws: Workspace, state: PlanState, items: Collection[Item], *, to_bui
     return found
 
 
-def export_block_reasons(ws: Workspace, state: PlanState) -> list[str]:
+def export_block_reasons(ws: Workspace, state: PlanState, status: SiteStatus | None = None) -> list[str]:
     """Why the Export block is disabled for this plan: the site cannot export, or the objects cannot be built
     (no current dose). Authorization is not among them: it is asked for inside the block."""
-    return findings(ws, state, ALL_ITEMS, to_build_only=True)
+    return findings(ws, state, ALL_ITEMS, to_build_only=True, status=status)
 
 
 @dataclass(frozen=True)
@@ -273,10 +291,11 @@ def prepare_objects(ws: Workspace, plan_id: str) -> str | None:
 def prepare(ws: Workspace, plan_id: str) -> Prepared:
     state = ws.plan_state(plan_id)
     items = buildable_items(state)
-    if findings(ws, state, items, to_build_only=True):
+    status = site_status(ws)
+    if findings(ws, state, items, to_build_only=True, status=status) or status.site is None:
         return Prepared(0)
     try:
-        prepared = export_objects(ws, ws.site(), state, items)
+        prepared = export_objects(ws, status.site, state, items)
     except RTExportError as e:
         return Prepared(0, f"the export of {plan_id} cannot be prepared: {e}")
     return Prepared(len(prepared.objects))
@@ -300,6 +319,7 @@ class ExportRun:
     actor: Actor
     started: int  # the audit record of the intent
     commit: bool = False
+    site: Site | None = field(default=None, compare=False, repr=False)  # as the export read it
 
     @property
     def action(self) -> str:
@@ -321,12 +341,13 @@ def begin_export(
     actor: Actor,
     *,
     commit: bool = False,
+    status: SiteStatus | None = None,
 ) -> ExportRun:
     """Gate (every reason at once; a refusal is audited and raised as :class:`GateError`), build or reuse the
     objects, and audit the intent. Nothing is written or sent yet. A refused export closes a folder the
-    destination holds open; otherwise :func:`finish_export` does."""
+    destination holds open; otherwise :func:`finish_export` does. ``status``: the site as read already."""
     try:
-        return _begin(ws, plan_id, items, destination, actor, commit)
+        return _begin(ws, plan_id, items, destination, actor, commit, status or site_status(ws))
     except BaseException:
         if isinstance(destination, FolderDestination):
             destination.close()
@@ -334,24 +355,32 @@ def begin_export(
 
 
 def _begin(
-    ws: Workspace, plan_id: str, items: Collection[Item], destination: ExportDestination, actor: Actor, commit: bool
+    ws: Workspace,
+    plan_id: str,
+    items: Collection[Item],
+    destination: ExportDestination,
+    actor: Actor,
+    commit: bool,
+    status: SiteStatus,
 ) -> ExportRun:
     state = ws.plan_state(plan_id)
     rev = state.revision.number
     chosen = [i.value for i in Item if i in items]
     action = "export" if isinstance(destination, FolderDestination) else "export-server"
     where = _where(destination)
-    found = findings(ws, state, items)
-    if found:
+    found = findings(ws, state, items, status=status)
+    if found or status.site is None:
+        found = found or list(status.unavailable)
         ws.audit(actor, action, "refused", plan_id, rev, findings=found, items=chosen, destination=where)
         raise GateError(found)
     try:
-        prepared = export_objects(ws, ws.site(), state, items)
+        prepared = export_objects(ws, status.site, state, items)
     except RTExportError as e:  # e.g. a stored object that can no longer be read
         ws.audit(actor, action, "failed", plan_id, rev, error=str(e), items=chosen, destination=where)
         raise
     started = ws.audit(actor, action, "started", plan_id, rev, destination=where, items=chosen, uids=prepared.uids())
-    return ExportRun(prepared, destination, actor, started, commit)
+    LOGGER.info("export of plan %s revision %d to %s: %d object(s)", plan_id, rev, where, len(prepared.objects))
+    return ExportRun(prepared, destination, actor, started, commit, status.site)
 
 
 def finish_export(ws: Workspace, run: ExportRun, progress: Progress | None = None) -> ExportReport:
@@ -370,7 +399,7 @@ def _finish(ws: Workspace, run: ExportRun, progress: Progress | None) -> ExportR
     plan_id, rev = state.plan.id, state.revision.number
     chosen = [i.value for i in prepared.items]
     where = _where(destination)
-    site = ws.site()
+    site = run.site or site_status(ws).require()
     progress.start(prepared)
     common = {"destination": where, "items": chosen, "started": run.started, "event": run.event}
     try:
@@ -454,12 +483,12 @@ def export_plan(
 
 def check_server(ws: Workspace, destination: Destination, actor: Actor) -> str:
     """C-ECHO the server (audited); the success message, or :class:`SendError` saying why and what to check."""
+    status = site_status(ws)
+    if status.site is None:
+        ws.audit(actor, "echo", "refused", destination=str(destination), findings=list(status.unavailable))
+        raise SendError(f"cannot test {destination}: " + "; ".join(status.unavailable))
     try:
-        site = ws.site()
-    except ConfigError as e:
-        raise SendError(f"cannot test {destination}: {e}") from e
-    try:
-        echo(destination, site.dicom.local_ae_title, timeout=10)
+        echo(destination, status.site.dicom.local_ae_title, timeout=10)
     except SendError as e:
         ws.audit(actor, "echo", "failed", destination=str(destination), error=str(e))
         raise

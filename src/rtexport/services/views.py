@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from rtexport.dicom.rtstruct import BOLUS_PREFIX
 from rtexport.geometry.setup import aim_plan
 from rtexport.model.course import Contour, Course, CTGeometry
 from rtexport.model.dose import DoseGrid
@@ -27,11 +28,12 @@ def course_volume(ws: Workspace, course: Course) -> CourseVolume:
 
 
 def bolus_name(beam: str) -> str:
-    return f"Bolus {beam}"
+    """The name of a beam's bolus, as the exported structure set names its BOLUS ROI."""
+    return BOLUS_PREFIX + beam
 
 
 def bolus_outlines(site: Site, course: Course, plan: Plan, contours: dict[str, list[Contour]]) -> Outlines | None:
-    """Each beam's bolus on the CT slices, named "Bolus BEAM"; None when no beam has one."""
+    """Each beam's bolus on the CT slices, named as its BOLUS ROI; None when no beam has one."""
     if not any(b.bolus for b in plan.beams):
         return None
     found = aim_plan(plan, site, course.ct, contours).bolus
