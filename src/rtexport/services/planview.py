@@ -99,7 +99,16 @@ def _aim(beam: Beam) -> str:
 
 
 def _setup_key(site: Site, state: PlanState, course: Course) -> str:
-    parts = [SETUP_VERSION, state.revision.digest, course.id, course.structure_set.sha256, site.model_dump_json()]
+    """A digest of all a setup depends on: the plan, the course's structures and CT, the plan's machine."""
+    machine = site.machine(state.plan.machine)
+    parts = [
+        SETUP_VERSION,
+        state.revision.digest,
+        course.id,
+        course.structure_set.sha256,
+        course.ct.series_instance_uid,
+        machine.model_dump_json() if machine is not None else None,
+    ]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
