@@ -18,9 +18,7 @@ from rtexport.model.people import Actor, User
 from rtexport.model.state import PlanState
 from rtexport.services.plans import plan_state
 from rtexport.services.workspaces import Workspace, open_workspace
-from rtexport.web.auth import check_csrf, client_of, csrf_token, current_user, take_flashes
-
-__all__ = ["client_of"]
+from rtexport.web.auth import check_csrf, csrf_token, current_user, take_flashes
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")

@@ -14,7 +14,8 @@ from rtexport.model.people import User
 from rtexport.services.export import Item
 from rtexport.services.targets import Target, begin_export_to, echo_to
 from rtexport.services.workspaces import Workspace
-from rtexport.web.common import WS, Csrf, UserDep, actor_of, client_of, error, known_plan
+from rtexport.web.auth import client_of
+from rtexport.web.common import WS, Csrf, UserDep, actor_of, error, known_plan
 from rtexport.web.jobs import Jobs, export_work
 
 router = APIRouter()

@@ -12,8 +12,8 @@ from rtexport.errors import AuthError, PasswordError, PlanError, ThrottledError
 from rtexport.model.people import Actor, User
 from rtexport.services import approval
 from rtexport.services.users import log_in as check_login
-from rtexport.web.auth import log_in, log_out
-from rtexport.web.common import WS, Csrf, UserDep, actor_of, client_of, form_message, known_plan, page
+from rtexport.web.auth import client_of, log_in, log_out
+from rtexport.web.common import WS, Csrf, UserDep, actor_of, form_message, known_plan, page
 
 router = APIRouter()
 
