@@ -13,7 +13,7 @@ from rtexport.model.state import PlanState, Signature
 from rtexport.mucheck import MUCheck, check_beams
 from rtexport.services.access import Clock
 from rtexport.services.export import prepare_objects
-from rtexport.services.site import load_site
+from rtexport.services.site import site_status
 from rtexport.services.users import Credentials, qualified
 from rtexport.workspace import Workspace
 
@@ -89,7 +89,8 @@ def approve(
     action level, or a beam it cannot check, approval needs ``acknowledge_mu_check`` (recorded in the audit)."""
     state, signer = _signer(ws, plan_id, credentials, "approve", actor, where)
     rev = state.revision.number
-    site = load_site(ws)
+    status = site_status(ws)
+    site = status.require()
     signature: Signature | None = None
     check = None
     refusal: PlanError | None = None
@@ -132,4 +133,4 @@ def approve(
         raise refusal
     if signature is None:  # the row written in this transaction
         raise PlanError(f"plan {plan_id}: the approval just stored cannot be read back")
-    return Signed(ws.plan_state(plan_id), signature, prepare_objects(ws, plan_id), check)
+    return Signed(ws.plan_state(plan_id), signature, prepare_objects(ws, plan_id, status), check)

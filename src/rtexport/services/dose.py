@@ -17,7 +17,7 @@ from rtexport.model.state import PlanState, StoredDose
 from rtexport.mucheck import MUCheck
 from rtexport.services.checks import dose_warnings, mu_check
 from rtexport.services.export import prepare_objects
-from rtexport.services.site import load_site
+from rtexport.services.site import site_status
 from rtexport.workspace import Workspace
 from rtexport.workspace.dicomio import course_contours, load_hu
 
@@ -50,7 +50,8 @@ def compute_dose(
     rev = state.revision
     if state.approved:
         raise PlanError(f"plan {plan_id} is approved: its dose is fixed; clone it to change anything")
-    site = load_site(ws)
+    status = site_status(ws)
+    site = status.require()
     course = ws.course(state.plan.course)
     problems = plan_problems(state.plan, site, course)
     if problems:
@@ -90,7 +91,7 @@ def compute_dose(
         )
     if stored is None:  # the row written in this transaction
         raise DoseError(f"plan {plan_id}: the dose just stored cannot be read back; run 'rtexport verify'")
-    warning = prepare_objects(ws, plan_id)
+    warning = prepare_objects(ws, plan_id, status)
     done = replace(state, dose=stored)
     g = result.plan.geometry
     return DoseResult(

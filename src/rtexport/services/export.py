@@ -281,17 +281,18 @@ class Prepared:
     warning: str | None = None
 
 
-def prepare_objects(ws: Workspace, plan_id: str) -> str | None:
+def prepare_objects(ws: Workspace, plan_id: str, status: SiteStatus | None = None) -> str | None:
     """Build and keep every object an export of the plan's current state can hold, so that exporting it later only
     copies files. Called when that state is fixed (after dose, on approval). Builds nothing while the objects
-    cannot be built (the export says why). Returns a warning when a build fails (the export will refuse with it)."""
-    return prepare(ws, plan_id).warning
+    cannot be built (the export says why). Returns a warning when a build fails (the export will refuse with it).
+    ``status``: the site as the use case read it."""
+    return prepare(ws, plan_id, status).warning
 
 
-def prepare(ws: Workspace, plan_id: str) -> Prepared:
+def prepare(ws: Workspace, plan_id: str, status: SiteStatus | None = None) -> Prepared:
     state = ws.plan_state(plan_id)
     items = buildable_items(state)
-    status = site_status(ws)
+    status = status or site_status(ws)
     if findings(ws, state, items, to_build_only=True, status=status) or status.site is None:
         return Prepared(0)
     try:
