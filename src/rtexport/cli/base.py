@@ -57,7 +57,26 @@ class Command(TyperCommand):
         return option
 
 
+# The order `rtexport --help` lists the commands in: setting up, planning, signing, sending, records.
+ORDER = (
+    "init", "site", "import", "course", "user", "plan", "dose", "approve", "authorize", "report",
+    "export", "echo", "serve", "audit", "verify", "demo",
+)  # fmt: skip
+
+
 class Group(TyperGroup):
+    """A group whose flags show no value (``--version``) and whose commands are listed in :data:`ORDER`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for p in self.params:
+            if isinstance(p, TyperOption) and p.is_flag and p.metavar is None:
+                p.metavar = ""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        names = super().list_commands(ctx)
+        return sorted(names, key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER))
+
     def get_help_option(self, ctx: Any) -> TyperOption | None:
         option = super().get_help_option(ctx)
         if isinstance(option, TyperOption):

@@ -170,7 +170,7 @@ def serve(
     home: HomeOpt = None,
 ) -> None:
     """Serve the web page (plans, pictures, DVH, reports, the Export block). Beyond loopback, only over TLS.
-    The server logs at the level of 'rtexport --log-level'."""
+    It logs each request (info); 'rtexport --log-level LEVEL serve' sets another level."""
     from rtexport.web.app import serve as run
 
     workspace = ws(home)
