@@ -13,26 +13,27 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rtexport.dicom.enums import SetupTechnique
-from rtexport.dicom.rtstruct import BOLUS_PREFIX
+import numpy as np
+
 from rtexport.errors import PlanError, RTExportError
-from rtexport.export.build import bolus_roi_names, structure_set
-from rtexport.geometry.setup import AimedPlan, aim_plan, beam_cutout, plan_structures
-from rtexport.model.course import Course
+from rtexport.model.course import Course, CTGeometry
 from rtexport.model.plan import Beam
 from rtexport.model.site import Machine, Site
 from rtexport.model.state import PlanState, StoredBeamDose
 from rtexport.mucheck import BeamCheck, MUCheck, equivalent_square_mm
-from rtexport.pictures.render import bev_svg
-from rtexport.services.building import WorkspaceStore, operator_name
 from rtexport.services.checks import dose_warnings, mu_check
 from rtexport.services.site import SiteStatus, site_status
-from rtexport.services.views import slices_through
 from rtexport.workspace import Workspace
-from rtexport.workspace.dicomio import course_contours
+
+if TYPE_CHECKING:
+    from rtexport.geometry.setup import AimedPlan
+
+# Setting beams up, building a structure set and drawing need scipy, pydicom and PIL: imported when used, so a
+# view whose setups are kept answers without them.
 
 SETUP_VERSION = 1  # of the kept setups' layout: a new layout never reads an old one
 
@@ -90,6 +91,17 @@ class PlanView:
         return self.state.plan
 
 
+def first_slices(ct: CTGeometry, point: Sequence[float] | None) -> dict[str, int]:
+    """The axial, sagittal and coronal slices through ``point`` (mm), or the middle of the CT."""
+    if point is None:
+        return {"axial": len(ct.slice_z_mm) // 2, "sagittal": ct.columns // 2, "coronal": ct.rows // 2}
+    return {
+        "axial": int(np.argmin(np.abs(np.asarray(ct.slice_z_mm) - point[2]))),
+        "sagittal": int(np.argmin(np.abs(ct.x_mm() - point[0]))),
+        "coronal": int(np.argmin(np.abs(ct.y_mm() - point[1]))),
+    }
+
+
 def _aim(beam: Beam) -> str:
     if beam.target:
         return f"aimed at the centroid of {beam.target}"
@@ -115,6 +127,12 @@ def _setup_key(site: Site, state: PlanState, course: Course) -> str:
 def _compute_setups(
     ws: Workspace, site: Site, state: PlanState, course: Course, aimed: AimedPlan | None = None
 ) -> dict[str, Any]:
+    from rtexport.dicom.enums import SetupTechnique
+    from rtexport.export.build import bolus_roi_names, structure_set
+    from rtexport.geometry.setup import aim_plan, plan_structures
+    from rtexport.services.building import WorkspaceStore, operator_name
+    from rtexport.workspace.dicomio import course_contours
+
     plan = state.plan
     if aimed is None:
         aimed = aim_plan(plan, site, course.ct, course_contours(ws, course, plan_structures(plan)))
@@ -176,10 +194,14 @@ def _beam_view(
     state: PlanState,
     check: MUCheck | None,
 ) -> BeamView:
+    from rtexport.pictures.svg import bev_svg
+
     app = machine.applicator(beam.applicator) if machine else None
     if setup is not None:
         outline: list[tuple[float, float]] | None = list(setup.aperture_mm)
     elif app is not None:
+        from rtexport.geometry.setup import beam_cutout
+
         outline = [(float(u), float(v)) for u, v in beam_cutout(beam, app)]
     else:
         outline = beam.cutout_mm or None
@@ -218,6 +240,8 @@ def view_of(ws: Workspace, state: PlanState, status: SiteStatus) -> PlanView:
             problem = str(e)
     for b in plan.beams:  # a beam's own bolus is named as the export names it, or as it would be
         if b.bolus is not None and b.name not in own:
+            from rtexport.dicom.rtstruct import BOLUS_PREFIX
+
             own[b.name] = BOLUS_PREFIX + b.name
     check = mu_check(site, state) if site is not None else None
     beams = tuple(_beam_view(b, machine, setups.get(b.name), own.get(b.name), state, check) for b in plan.beams)
@@ -231,7 +255,7 @@ def view_of(ws: Workspace, state: PlanState, status: SiteStatus) -> PlanView:
     first: Point | None = state.dose.beams[0].normalization_point_mm if state.dose and state.dose.beams else None
     if first is None and beams and beams[0].setup is not None:
         first = beams[0].setup.isocenter_mm
-    start = slices_through(course.ct, first)
+    start = first_slices(course.ct, first)
     return PlanView(
         state=state,
         course=course,
@@ -243,5 +267,5 @@ def view_of(ws: Workspace, state: PlanState, status: SiteStatus) -> PlanView:
         mu_check=check,
         warnings=warnings,
         max_dose_gy=top,
-        first_slices={view.value: index for view, index in start.items()},
+        first_slices=start,
     )
