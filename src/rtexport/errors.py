@@ -9,7 +9,8 @@
     ├── CourseImportError         a CT series / RT Structure Set cannot be imported
     ├── PlanError                 a plan file is invalid or cannot be applied
     ├── AuthError                 unknown user, wrong password, missing role
-    │   └── PasswordError         unknown user or wrong password (what throttling counts)
+    │   ├── PasswordError         unknown user or wrong password (what throttling counts)
+    │   └── ThrottledError        too many failed passwords: refused without checking it
     ├── DoseError                 dose cannot be computed
     ├── GateError                 export refused; carries every finding
     ├── BuildError                a DICOM object cannot be built from the model
@@ -69,6 +70,10 @@ class AuthError(RTExportError):
 
 class PasswordError(AuthError):
     """Unknown user or wrong password: the refusals that password throttling counts."""
+
+
+class ThrottledError(AuthError):
+    """Too many failed passwords for the user or from the client: the attempt was refused unchecked."""
 
 
 class DoseError(RTExportError):

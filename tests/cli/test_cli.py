@@ -139,10 +139,29 @@ def test_export_as_a_user_needs_that_users_password(planned: Workspace, tmp_path
     assert r.returncode == 1 and "wrong password" in r.stderr and not out.exists()
     assert run(home, *args, stdin="physicist-pass-1\n").returncode == 0
     ws = Workspace.open(home)
-    entries = [(e["action"], e["outcome"], e["actor"], e["via"]) for e in ws.audit_log.entries()][-3:]
+    records = ws.audit_log.entries()[-3:]
     ws.close()
+    entries = [(e["action"], e["outcome"], e["actor"], e["via"]) for e in records]
+    # the refused attempt proves nobody: the account that ran the command is the actor, the claimed user a detail
+    os_user = records[0]["os_user"]
     assert entries == [
-        ("export", "refused", "phil", "cli"),
+        ("export", "refused", f"({os_user})", "cli"),
         ("export", "started", "phil", "cli"),
         ("export", "ok", "phil", "cli"),
     ]
+    assert records[0]["detail"]["user"] == "phil" and records[0]["detail"]["client"] == f"account {os_user}"
+
+
+def test_version_and_log_level(planned: Workspace, tmp_path: Path) -> None:
+    import rtexport
+
+    home = planned.home
+    planned.close()
+    r = run(home, "--version")
+    assert r.returncode == 0 and r.stdout == f"rtexport {rtexport.__version__}\n"
+    args = ("export", "CW-E1", "--to", str(tmp_path / "out"), "--items", "rtplan")
+    quiet = run(home, *args)
+    assert quiet.returncode == 0 and "INFO" not in quiet.stderr
+    told = run(home, "--log-level", "info", *args)
+    assert told.returncode == 0
+    assert "INFO rtexport.services.export: export of plan CW-E1 revision 1 to " in told.stderr

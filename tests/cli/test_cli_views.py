@@ -1,5 +1,5 @@
 """What the command line shows a physicist: help that reads naturally, every listing as JSON with the keys the
-README documents, the plan with its MU check, the plan file to edit a copy from, an audit log whose lines never
+documentation lists, the plan with its MU check, the plan file to edit a copy from, an audit log whose lines never
 cut a word, reports, and approval with the MU check's acknowledgement."""
 
 from __future__ import annotations
@@ -89,7 +89,12 @@ def test_listings_as_json_have_the_documented_keys(planned: Workspace, command: 
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)
     first = data[0] if isinstance(data, list) else data
-    assert set(first) == documented_keys(command.replace("CW-E1", "PLAN"))
+    documented = documented_keys(command.replace("CW-E1", "PLAN"))
+    assert set(first) == documented
+    if command.startswith("plan show"):
+        row = next(line for line in CLI_PAGE.splitlines() if line.startswith("| `plan show PLAN --json`"))
+        beam_keys = {k.strip() for k in row.split("`beams` (`[{")[1].split("}]`")[0].split(",")}
+        assert set(first["beams"][0]) == beam_keys
 
 
 def test_plan_show_gives_what_a_physicist_checks(planned: Workspace) -> None:
@@ -104,7 +109,8 @@ def test_plan_show_gives_what_a_physicist_checks(planned: Workspace) -> None:
         "export authorization: Phil Physicist (phil) on ",
         "beam ANT: 16 MeV, applicator 15x15, custom cutout (equivalent square 114.1 mm), SSD 1000 mm",
         "gantry 20°, collimator 0°, couch 0°; aimed at the centroid of PTV",
-        "bolus: 10 mm Superflab, margin 10 mm",
+        "setup (fixed SSD): isocenter (",
+        "bolus: Bolus_ANT; own bolus 10 mm Superflab, margin 10 mm",
         "independent MU check (TG-71 hand calculation; action level 5 %):",
         "beam ANT_OBL: engine ",
     ):

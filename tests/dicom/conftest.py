@@ -198,7 +198,7 @@ def ctx() -> BuildContext:
 MU = {"AP": 212.5, "LAO": 98.25}
 BEAM_DOSE_GY = {"AP": 1.25, "LAO": 0.75}
 APPROVED = Approval("APPROVED", "Curie^Marie", datetime(2026, 3, 3, 17, 5, 0, tzinfo=UTC))
-# Series numbers of the objects export_all builds (the export allocates them per study: rtexport.export.lineage)
+# Series numbers of the objects export_all builds (the export allocates them per study: rtexport.services.lineage)
 SERIES = {"RS": 901, "RP": 902, "RD": 903, "AP": 904, "LAO": 905}
 
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from rtexport.display import local_time, person
+from rtexport.model.display import local_time, person
 
 
 @pytest.mark.parametrize(

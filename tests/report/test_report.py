@@ -11,9 +11,9 @@ import numpy as np
 import pydicom
 import pytest
 
-from rtexport.display import local_time, person
 from rtexport.errors import PlanError
 from rtexport.export.gate import ALL_ITEMS
+from rtexport.model.display import local_time, person
 from rtexport.model.people import Actor
 from rtexport.model.plan import default_cutout
 from rtexport.services.approval import approve
@@ -87,14 +87,17 @@ def test_the_report_shows_the_plan_its_beams_and_the_mu_check(planned: Workspace
         for fact in (
             f"Beam {beam.name} · {beam.energy_mev:g} MeV electrons",
             f"Applicator · cutout {beam.applicator} · custom cutout, equivalent square {eqsq:.1f} mm",
-            f"SSD {beam.ssd_mm:g} mm (plan)",
+            f"Setup fixed SSD · SSD {beam.ssd_mm:.1f} mm · surface entry (",
             f"Gantry · collimator · couch {beam.gantry_deg:g}° · {beam.collimator_deg:g}° · {beam.couch_deg:g}°",
             f"MU per fraction {stored.mu_per_fraction:.1f}",
             f"Normalization point ({x:.1f}, {y:.1f}, {z:.1f}) mm, {stored.normalization_depth_mm:.1f} mm deep · "
             f"{stored.dose_per_fraction_gy:.3f} Gy per fraction there",
         ):
             assert fact in text, fact
-    assert "Bolus 10 mm Superflab, margin 10 mm" in text and "Bolus none" in text
+    # both beams cross ANT's bolus: each names the exported BOLUS ROI (the RT Plan references it on both)
+    assert "Bolus Bolus_ANT · own bolus 10 mm Superflab, margin 10 mm" in text
+    assert "Bolus Bolus_ANT Normalization" in text or "Bolus Bolus_ANT MU per fraction" in text
+    assert "Bolus none" not in text
     # the independent check: each beam's engine MU beside the hand calculation and their difference
     for beam in state.plan.beams:
         stored = state.dose.beam(beam.name)

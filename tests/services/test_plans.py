@@ -90,7 +90,9 @@ def test_only_physicists_authorize_and_approve(course_ws: Workspace) -> None:
     state = authorize(course_ws, "CW-E1", PHYS, ACTOR).state
     assert state.authorization is not None and state.authorization.user == "phil"
     refused = [e for e in course_ws.audit_log.entries("CW-E1") if e["outcome"] == "refused"]
-    assert [(e["actor"], e["action"]) for e in refused] == [("pat", "authorize"), ("phil", "authorize")]
+    # pat proved who she is (wrong role); the wrong password proves nobody: who ran it is the actor, phil a detail
+    assert [(e["actor"], e["action"]) for e in refused] == [("pat", "authorize"), ("tester", "authorize")]
+    assert refused[1]["detail"]["user"] == "phil"
     assert all("guess" not in str(e) for e in course_ws.audit_log.entries())
 
 

@@ -36,7 +36,7 @@ def test_later_users_need_a_physicists_password(workspace: Workspace) -> None:
     added = [e for e in workspace.audit_log.entries() if e["action"] == "user-add"]
     assert [(e["actor"], e["outcome"], e["os_user"]) for e in added] == [
         ("(mallory-os)", "ok", "mallory-os"),
-        ("phil", "refused", "mallory-os"),  # the wrong password, tried in phil's name
+        ("(mallory-os)", "refused", "mallory-os"),  # the wrong password, tried in phil's name: proves nobody
         ("phil", "ok", "mallory-os"),  # phil consented to pat
         ("pat", "refused", "mallory-os"),  # a planner cannot consent
     ]

@@ -14,8 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-import rtexport.web.app as web_app
-from rtexport.display import local_time
+import rtexport.web.pages as web_pages
+from rtexport.model.display import local_time
 from rtexport.model.people import Actor
 from rtexport.pictures.render import IMAGE_PX, View, render_slice
 from rtexport.services.plans import load_plan
@@ -120,7 +120,7 @@ def test_the_bolus_is_outlined_in_the_viewer(client: TestClient, home: Path) -> 
         vol = course_volume(ws, course)
         bolus = bolus_outlines(ws.site(), course, state.plan, vol.contours)
         grid = state.dose.plan.load() if state.dose else None
-    assert bolus is not None and list(bolus.contours) == ["Bolus ANT"]
+    assert bolus is not None and list(bolus.contours) == ["Bolus_ANT"]
     axial = slices_through(course.ct, (0.0, -100.0, 0.0))[View.AXIAL]
     palette = colors(course, state.plan)
     plain = np.asarray(Image.open(io.BytesIO(render_slice(vol, View.AXIAL, axial, grid, 50.0, palette))))
@@ -133,7 +133,7 @@ def test_the_bolus_is_outlined_in_the_viewer(client: TestClient, home: Path) -> 
     log_in(client, PLANNER)
     served = np.asarray(Image.open(io.BytesIO(client.get(f"/plans/{PLAN}/slice/axial/{axial}.png").content)))
     assert np.array_equal(served, outlined)
-    assert "Bolus ANT" in between(client.get(f"/plans/{PLAN}").text, "<h3>Structures</h3>", "</ul>")
+    assert "Bolus_ANT" in between(client.get(f"/plans/{PLAN}").text, "<h3>Structures</h3>", "</ul>")
 
 
 def test_reports_are_made_downloaded_and_listed(client: TestClient) -> None:
@@ -184,7 +184,7 @@ def test_errors_are_pages_for_a_browser_and_json_for_the_script(home: Path, monk
         def broken(*args: object, **kwargs: object) -> object:
             raise RuntimeError("a bug")
 
-        monkeypatch.setattr(web_app, "plan_states", broken)
+        monkeypatch.setattr(web_pages, "plan_states", broken)
         failed = client.get("/", headers=HTML)
         assert failed.status_code == 500 and "Something went wrong" in failed.text
         assert "a bug" not in failed.text and "Traceback" not in failed.text

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-import rtexport.web.app as web_app
+import rtexport.web.exports as web_exports
 from rtexport.errors import InputError
 from rtexport.services.export import ExportRun
 from rtexport.web.app import create_app, listen_warning
@@ -187,7 +187,7 @@ def test_a_symlink_swapped_in_after_the_check_cannot_redirect_the_export(
 
         return swapped
 
-    monkeypatch.setattr(web_app, "export_work", swap_then_work)
+    monkeypatch.setattr(web_exports, "export_work", swap_then_work)
     token = log_in(web, PHYSICIST)
     web.post(f"/plans/{PLAN}/authorize", data={"csrf": token, "name": PHYSICIST[0], "password": PHYSICIST[1]})
     rsp = web.post(
@@ -228,6 +228,19 @@ def test_every_response_carries_the_security_headers(web: TestClient) -> None:
         assert rsp.headers["x-content-type-options"] == "nosniff"
         assert rsp.headers["referrer-policy"] == "no-referrer"
         assert rsp.headers["x-frame-options"] == "DENY"
+
+
+def test_no_cache_keeps_patient_data_and_tls_is_insisted_on(web: TestClient, home: Path) -> None:
+    token = log_in(web, PLANNER)
+    made = web.post(f"/plans/{PLAN}/reports", data={"csrf": token}, headers={"accept": "application/json"})
+    assert made.status_code == 201, made.text
+    for path in (f"/plans/{PLAN}", "/", f"/plans/{PLAN}/slice/axial/3.png", made.json()["url"]):
+        rsp = web.get(path)
+        assert rsp.status_code == 200 and rsp.headers["cache-control"] == "no-store", path
+        assert "strict-transport-security" not in rsp.headers  # plain HTTP (loopback): no HSTS
+    with TestClient(create_app(home, secret="s", https=True), base_url="https://testserver") as tls:
+        rsp = tls.get("/login")
+        assert rsp.headers["strict-transport-security"] == "max-age=31536000"
 
 
 def test_the_pages_need_no_inline_script_or_style(web: TestClient) -> None:

@@ -80,6 +80,53 @@ def energy_data(energy: int) -> dict[str, Any]:
     }
 
 
+# The materials of the demo site (name, densities and stopping and scattering powers relative to water).
+DEMO_MATERIALS: list[dict[str, Any]] = [
+    {
+        "name": "Water",
+        "mass_density": 1.0,
+        "rel_electron_density": 1.0,
+        "rel_stopping_power": 1.0,
+        "rel_scattering_power": 1.0,
+    },
+    {
+        "name": "Superflab",
+        "mass_density": 1.02,
+        "rel_electron_density": 1.0,
+        "rel_stopping_power": 1.0,
+        "rel_scattering_power": 1.0,
+    },
+    {
+        "name": "Wax",
+        "mass_density": 0.93,
+        "rel_electron_density": 0.96,
+        "rel_stopping_power": 0.96,
+        "rel_scattering_power": 0.9,
+    },
+    {
+        "name": "CompactBone",
+        "mass_density": 1.85,
+        "rel_electron_density": 1.65,
+        "rel_stopping_power": 1.65,
+        "rel_scattering_power": 2.19,
+    },
+    {
+        "name": "Lung",
+        "mass_density": 0.26,
+        "rel_electron_density": 0.26,
+        "rel_stopping_power": 0.26,
+        "rel_scattering_power": 0.26,
+    },
+    {
+        "name": "Cerrobend",
+        "mass_density": 9.38,
+        "rel_electron_density": 7.6,
+        "rel_stopping_power": 5.5,
+        "rel_scattering_power": 40.0,
+    },
+]
+
+
 def demo_site(export_folder: str = "dicom-export") -> dict[str, Any]:
     """The demo site configuration as TOML-ready data."""
     return {
@@ -114,50 +161,7 @@ def demo_site(export_folder: str = "dicom-export") -> dict[str, Any]:
                 "mass_density": [0.0012, 0.2, 0.93, 1.0, 1.09, 1.62, 2.9],
             }
         ],
-        "materials": [
-            {
-                "name": "Water",
-                "mass_density": 1.0,
-                "rel_electron_density": 1.0,
-                "rel_stopping_power": 1.0,
-                "rel_scattering_power": 1.0,
-            },
-            {
-                "name": "Superflab",
-                "mass_density": 1.02,
-                "rel_electron_density": 1.0,
-                "rel_stopping_power": 1.0,
-                "rel_scattering_power": 1.0,
-            },
-            {
-                "name": "Wax",
-                "mass_density": 0.93,
-                "rel_electron_density": 0.96,
-                "rel_stopping_power": 0.96,
-                "rel_scattering_power": 0.9,
-            },
-            {
-                "name": "CompactBone",
-                "mass_density": 1.85,
-                "rel_electron_density": 1.65,
-                "rel_stopping_power": 1.65,
-                "rel_scattering_power": 2.19,
-            },
-            {
-                "name": "Lung",
-                "mass_density": 0.26,
-                "rel_electron_density": 0.26,
-                "rel_stopping_power": 0.26,
-                "rel_scattering_power": 0.26,
-            },
-            {
-                "name": "Cerrobend",
-                "mass_density": 9.38,
-                "rel_electron_density": 7.6,
-                "rel_stopping_power": 5.5,
-                "rel_scattering_power": 40.0,
-            },
-        ],
+        "materials": [dict(m) for m in DEMO_MATERIALS],
         "dicom": {
             "export_folder": export_folder,
             "local_ae_title": "RTEXPORT",

@@ -126,7 +126,7 @@ def add_rt_series_module(
 ) -> None:
     """RT Series Module (PS3.3 C.8.8.1): a series per object kind in an export state, or per ``part`` of a kind
     (each beam dose is its own series, so that readers never take one for the plan dose). ``series_number`` is
-    the one allocated to this object, distinct within the study (:mod:`rtexport.export.lineage`)."""
+    the one allocated to this object, distinct within the study (:mod:`rtexport.services.lineage`)."""
     ds.Modality = modality.value
     ds.SeriesInstanceUID = ctx.uids.uid(modality.value, "series", *([part] if part else []))
     ds.SeriesNumber = check_series_number(series_number)

@@ -22,8 +22,7 @@ from rtexport.geometry.contours import PlanarStructure
 from rtexport.geometry.sampling import sample
 from rtexport.model.course import Contour, Course, CTGeometry
 from rtexport.model.dose import DoseGrid
-from rtexport.model.plan import Beam, default_cutout
-from rtexport.model.site import Applicator, ApplicatorShape
+from rtexport.pictures.svg import LOOK
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -290,25 +289,6 @@ def _nice_step(span: float, target: int = 6) -> float:
     return next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
 
 
-# Each SVG element's look as presentation attributes, so the SVG stands alone (the PDF report); the page's
-# stylesheet overrides them by class.
-_A = {
-    name: f'class="{name}" {look}'
-    for name, look in {
-        "plot-bg": 'fill="#fbfcfd" stroke="#dde3ea"',
-        "grid": 'stroke="#e6eaef"',
-        "tick": 'font-size="11" fill="#667487"',
-        "axis": 'font-size="12" fill="#1d2733"',
-        "rx": 'stroke="#b42318" stroke-dasharray="5 4" stroke-width="1.2"',
-        "bev-bg": 'fill="#f4f6f9"',
-        "bev-app": 'fill="none" stroke="#7d8fa3" stroke-width="1.5" stroke-dasharray="4 3"',
-        "bev-cutout": 'fill="#ffc43d" fill-opacity="0.3" stroke="#b07d00" stroke-width="2"',
-        "bev-axis": 'stroke="#9fb0c4" stroke-width="1"',
-        "bev-label": 'font-size="11" fill="#667487"',
-    }.items()
-}
-
-
 def dvh_svg(curves: Sequence[DVHCurve], prescription_gy: float, width: int = 560, height: int = 330) -> str:
     """The cumulative DVH as an inline SVG: dose (Gy) across, volume (%) up, a dashed prescription line."""
     left, right, top, bottom = 52, 16, 14, 40
@@ -319,27 +299,27 @@ def dvh_svg(curves: Sequence[DVHCurve], prescription_gy: float, width: int = 560
     out = [
         f'<svg class="dvh" viewBox="0 0 {width} {height}" role="img" aria-label="Dose-volume histogram" '
         'xmlns="http://www.w3.org/2000/svg">',
-        f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" {_A["plot-bg"]}/>',
+        f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" {LOOK["plot-bg"]}/>',
     ]
     step = _nice_step(dmax)
     d = 0.0
     while d <= dmax + 1e-9:
         x = sx(d)
-        out.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{top + ph}" {_A["grid"]}/>')
-        out.append(f'<text x="{x:.1f}" y="{top + ph + 16}" {_A["tick"]} text-anchor="middle">{d:g}</text>')
+        out.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{top + ph}" {LOOK["grid"]}/>')
+        out.append(f'<text x="{x:.1f}" y="{top + ph + 16}" {LOOK["tick"]} text-anchor="middle">{d:g}</text>')
         d += step
     for v in range(0, 101, 20):
         y = sy(v)
-        out.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + pw}" y2="{y:.1f}" {_A["grid"]}/>')
-        out.append(f'<text x="{left - 6}" y="{y + 4:.1f}" {_A["tick"]} text-anchor="end">{v}</text>')
-    out.append(f'<text x="{left + pw / 2}" y="{height - 6}" {_A["axis"]} text-anchor="middle">Dose (Gy)</text>')
+        out.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + pw}" y2="{y:.1f}" {LOOK["grid"]}/>')
+        out.append(f'<text x="{left - 6}" y="{y + 4:.1f}" {LOOK["tick"]} text-anchor="end">{v}</text>')
+    out.append(f'<text x="{left + pw / 2}" y="{height - 6}" {LOOK["axis"]} text-anchor="middle">Dose (Gy)</text>')
     out.append(
-        f'<text x="14" y="{top + ph / 2}" {_A["axis"]} text-anchor="middle" '
+        f'<text x="14" y="{top + ph / 2}" {LOOK["axis"]} text-anchor="middle" '
         f'transform="rotate(-90 14 {top + ph / 2})">Volume (%)</text>'
     )
     if prescription_gy > 0:
         x = sx(prescription_gy)
-        out.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{top + ph}" {_A["rx"]}/>')
+        out.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{top + ph}" {LOOK["rx"]}/>')
     for c in curves:
         pairs = zip(c.dose_gy, c.volume_pct, strict=True)
         pts = " ".join(f"{sx(float(dd)):.1f},{sy(float(vv)):.1f}" for dd, vv in pairs)
@@ -352,38 +332,6 @@ def dvh_svg(curves: Sequence[DVHCurve], prescription_gy: float, width: int = 560
 
 
 # -- beam's-eye view --------------------------------------------------------------------------------------------
-
-
-def bev_svg(beam: Beam, applicator: Applicator | None, size: int = 150) -> str:
-    """The applicator opening and the cutout at the isocenter plane, seen from the source (x right, y up)."""
-    opening = applicator.opening_mm if applicator else (100.0, 100.0)
-    shape = applicator.shape if applicator else ApplicatorShape.RECTANGLE
-    cutout = beam.cutout_mm or default_cutout(shape, opening)
-    half = max(opening[0], opening[1], *(abs(v) for p in cutout for v in p)) / 2 * 1.15 + 5
-    s = size / (2 * half)
-
-    def xy(x: float, y: float) -> str:
-        return f"{size / 2 + x * s:.1f},{size / 2 - y * s:.1f}"
-
-    w, h = opening
-    out = [
-        f'<svg class="bev" viewBox="0 0 {size} {size}" width="{size}" height="{size}" role="img" '
-        f'aria-label="Cutout of beam {escape(beam.name)} in beam\'s-eye view" xmlns="http://www.w3.org/2000/svg">',
-        f'<rect width="{size}" height="{size}" {_A["bev-bg"]}/>',
-    ]
-    if shape is ApplicatorShape.CIRCLE:
-        out.append(f'<circle cx="{size / 2}" cy="{size / 2}" r="{w / 2 * s:.1f}" {_A["bev-app"]}/>')
-    else:
-        out.append(
-            f'<rect x="{size / 2 - w / 2 * s:.1f}" y="{size / 2 - h / 2 * s:.1f}" width="{w * s:.1f}" '
-            f'height="{h * s:.1f}" {_A["bev-app"]}/>'
-        )
-    out.append(f'<polygon points="{" ".join(xy(x, y) for x, y in cutout)}" {_A["bev-cutout"]}/>')
-    out.append(f'<line x1="0" y1="{size / 2}" x2="{size}" y2="{size / 2}" {_A["bev-axis"]}/>')
-    out.append(f'<line x1="{size / 2}" y1="0" x2="{size / 2}" y2="{size}" {_A["bev-axis"]}/>')
-    out.append(f'<text x="4" y="{size - 5}" {_A["bev-label"]}>{w:g}×{h:g} mm</text>')
-    out.append("</svg>")
-    return "".join(out)
 
 
 # -- caches ---------------------------------------------------------------------------------------------------

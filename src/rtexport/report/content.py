@@ -15,10 +15,19 @@ from rtexport.pictures.render import DVHCurve
 
 @dataclass(frozen=True)
 class BeamRow:
+    """One beam as the plan view gives it (the report only formats it)."""
+
     beam: Beam
     bev_svg: str
     equivalent_square_mm: float | None
     dose: StoredBeamDose | None
+    aim: str = ""  # how the plan file aims the beam
+    technique: str | None = None  # FIXED_SSD or ISOCENTRIC, as the RT Plan says
+    isocenter_mm: tuple[float, float, float] | None = None  # as set up (the RT Plan's IsocenterPosition)
+    ssd_mm: float | None = None  # as set up (the RT Plan's SourceToSurfaceDistance)
+    entry_mm: tuple[float, float, float] | None = None
+    boli: tuple[str, ...] = ()  # the BOLUS ROIs the beam references, by their exported names
+    mu_per_fraction: float | None = None
 
 
 @dataclass(frozen=True)

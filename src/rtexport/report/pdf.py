@@ -15,7 +15,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markupsafe import Markup
 
 from rtexport import __version__
-from rtexport.display import dicom_date, local_time, person
+from rtexport.model.display import dicom_date, local_time, person
 from rtexport.report.content import ReportContent
 
 TEMPLATES = Path(__file__).parent / "templates"

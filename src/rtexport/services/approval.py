@@ -3,32 +3,51 @@ transaction with the plan state they sign, then the export objects of the signed
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from rtexport.errors import PlanError
 from rtexport.model.people import Actor
 from rtexport.model.plan import mu_problems
-from rtexport.model.state import PlanState
-from rtexport.mucheck import check_beams
+from rtexport.model.state import PlanState, Signature
+from rtexport.mucheck import MUCheck, check_beams
+from rtexport.services.access import Clock
 from rtexport.services.export import prepare_objects
+from rtexport.services.site import site_status
 from rtexport.services.users import Credentials, qualified
 from rtexport.workspace import Workspace
 
 
 @dataclass(frozen=True)
 class Signed:
-    """The plan state after a signature, and what preparing its export objects said (None: all prepared)."""
+    """The signature given (as stored), the plan state after it, the independent MU check, and what preparing the
+    export objects said (None: all prepared)."""
 
     state: PlanState
+    signature: Signature
     warning: str | None = None
+    mu_check: MUCheck | None = None
+
+
+@dataclass(frozen=True)
+class Where:
+    """Where a password came from, for the throttle: the client (default: the operating-system account) and the
+    clock the throttle reads."""
+
+    client: str | None = None
+    clock: Clock = time.time
+
+
+HERE = Where()
 
 
 def _signer(
-    ws: Workspace, plan_id: str, credentials: Credentials, action: str, actor: Actor
+    ws: Workspace, plan_id: str, credentials: Credentials, action: str, actor: Actor, where: Where
 ) -> tuple[PlanState, Actor]:
     """The plan's state and the physicist who signs it (proven by name and password; refusals audited)."""
     state = ws.plan_state(plan_id)
-    who = qualified(ws, credentials, action, actor, plan_id, state.revision.number)
+    rev = state.revision.number
+    who = qualified(ws, credentials, action, actor, plan_id, rev, client=where.client, clock=where.clock)
     return state, actor.as_user(who.name)
 
 
@@ -42,27 +61,38 @@ def _still_unapproved(ws: Workspace, plan_id: str, rev: int, action: str) -> Non
         raise PlanError(f"plan {plan_id} revision {rev} is approved already: {needless}")
 
 
-def authorize(ws: Workspace, plan_id: str, credentials: Credentials, actor: Actor) -> Signed:
+def authorize(ws: Workspace, plan_id: str, credentials: Credentials, actor: Actor, where: Where = HERE) -> Signed:
     """A physicist authorizes the export of the plan's current (unapproved) revision."""
-    state, signer = _signer(ws, plan_id, credentials, "authorize", actor)
+    state, signer = _signer(ws, plan_id, credentials, "authorize", actor, where)
     rev = state.revision.number
     with ws.transaction():
         _still_unapproved(ws, plan_id, rev, "authorize")
-        assert signer.user is not None
-        ws.plans.set_authorization(plan_id, rev, signer.user, ws.now())
+        ws.plans.set_authorization(plan_id, rev, str(signer.user), ws.now())
         ws.audit(signer, "authorize", "ok", plan_id, rev)
-    return Signed(ws.plan_state(plan_id))
+        signature = ws.plans.authorization(plan_id, rev)
+    if signature is None:  # the row written in this transaction
+        raise PlanError(f"plan {plan_id}: the authorization just stored cannot be read back")
+    return Signed(ws.plan_state(plan_id), signature)
 
 
 def approve(
-    ws: Workspace, plan_id: str, credentials: Credentials, actor: Actor, *, acknowledge_mu_check: bool = False
+    ws: Workspace,
+    plan_id: str,
+    credentials: Credentials,
+    actor: Actor,
+    *,
+    acknowledge_mu_check: bool = False,
+    where: Where = HERE,
 ) -> Signed:
     """A physicist approves the plan's current revision, which must have current dose; the plan is then read-only
     and its export objects (fixed UIDs) are built. When the independent MU check finds a beam beyond the site's
     action level, or a beam it cannot check, approval needs ``acknowledge_mu_check`` (recorded in the audit)."""
-    state, signer = _signer(ws, plan_id, credentials, "approve", actor)
+    state, signer = _signer(ws, plan_id, credentials, "approve", actor, where)
     rev = state.revision.number
-    site = ws.site()
+    status = site_status(ws)
+    site = status.require()
+    signature: Signature | None = None
+    check = None
     refusal: PlanError | None = None
     refused: dict[str, object] = {}
     with ws.transaction():
@@ -97,7 +127,10 @@ def approve(
                     mu_check=check.as_dict(),
                     mu_check_acknowledged=check.needs_acknowledgement,
                 )
+                signature = ws.plans.approval(plan_id, rev)
     if refusal is not None:
         ws.audit(signer, "approve", "refused", plan_id, rev, **refused)
         raise refusal
-    return Signed(ws.plan_state(plan_id), prepare_objects(ws, plan_id))
+    if signature is None:  # the row written in this transaction
+        raise PlanError(f"plan {plan_id}: the approval just stored cannot be read back")
+    return Signed(ws.plan_state(plan_id), signature, prepare_objects(ws, plan_id, status), check)

@@ -46,3 +46,6 @@ def dose_warnings(site: Site, plan: Plan, total: DoseGrid, beams: Sequence[Engin
         f"{p}; the plan cannot be approved or exported until this is resolved" for p in mu_problems(plan, site, mu)
     ]
     return warnings
+
+
+__all__ = ["MUCheck", "dose_warnings", "mu_check"]

@@ -14,12 +14,13 @@ from rtexport.demo.plan import DEMO_COURSE_ID, DEMO_PLAN, DEMO_PLAN_ID, DEMO_USE
 from rtexport.errors import ConfigError
 from rtexport.export.gate import ALL_ITEMS
 from rtexport.model.people import Actor, Role
-from rtexport.model.state import PlanState
+from rtexport.model.state import PlanState, StoredDose
 from rtexport.services.approval import authorize
 from rtexport.services.courses import import_course
 from rtexport.services.dose import compute_dose
 from rtexport.services.export import ExportReport, FolderDestination, Progress, default_folder, export_plan
 from rtexport.services.plans import load_plan
+from rtexport.services.site import load_site
 from rtexport.services.users import add_user
 from rtexport.workspace import Workspace
 
@@ -71,6 +72,7 @@ def build_demo_workspace(
 class DemoResult:
     workspace: Workspace
     state: PlanState
+    dose: StoredDose
     export: ExportReport
 
 
@@ -79,10 +81,10 @@ def run_demo(home: Path, step: Callable[[str], None], progress: Progress | None 
     ws = build_demo_workspace(home, step=step)
     planner = Actor.here("demo", "pat")
     step("computing dose (pencil beam)")
-    compute_dose(ws, DEMO_PLAN_ID, planner)
+    dose = compute_dose(ws, DEMO_PLAN_ID, planner).dose
     step("authorizing export (physicist phil)")
     authorize(ws, DEMO_PLAN_ID, (PHYSICIST, DEMO_USERS[PHYSICIST][1]), Actor.here("demo"))
     step("exporting every DICOM object")
-    folder = FolderDestination(default_folder(ws, ws.site()))
+    folder = FolderDestination(default_folder(ws, load_site(ws)))
     report = export_plan(ws, DEMO_PLAN_ID, ALL_ITEMS, folder, planner, progress)
-    return DemoResult(ws, ws.plan_state(DEMO_PLAN_ID), report)
+    return DemoResult(ws, ws.plan_state(DEMO_PLAN_ID), dose, report)

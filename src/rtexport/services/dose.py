@@ -7,15 +7,17 @@ can never change afterwards.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rtexport.dose import CTVolume, DoseEngine, compute_plan_dose
 from rtexport.errors import DoseError, PlanError
 from rtexport.model.people import Actor
 from rtexport.model.plan import mu_problems, plan_problems
-from rtexport.model.state import PlanState
-from rtexport.services.checks import dose_warnings
+from rtexport.model.state import PlanState, StoredDose
+from rtexport.mucheck import MUCheck
+from rtexport.services.checks import dose_warnings, mu_check
 from rtexport.services.export import prepare_objects
+from rtexport.services.site import site_status
 from rtexport.workspace import Workspace
 from rtexport.workspace.dicomio import course_contours, load_hu
 
@@ -24,10 +26,16 @@ ENGINE_NAME = "rtexport pencil beam (Hogstrom)"
 
 @dataclass(frozen=True)
 class DoseResult:
-    """The plan's state with its new dose, and what a physicist should look at (site's ``[checks]``)."""
+    """The state of the revision the dose was computed for, with that dose (whatever was loaded meanwhile), and
+    what a physicist should look at: the site's ``[checks]`` warnings, the independent MU check, the maximum."""
 
     state: PlanState
+    dose: StoredDose
     warnings: tuple[str, ...] = ()
+    mu_check: MUCheck | None = None
+    max_gy: float = 0.0
+    grid_shape: tuple[int, int, int] = (0, 0, 0)  # z, y, x
+    grid_spacing_mm: float = 0.0
 
 
 def compute_dose(
@@ -42,7 +50,8 @@ def compute_dose(
     rev = state.revision
     if state.approved:
         raise PlanError(f"plan {plan_id} is approved: its dose is fixed; clone it to change anything")
-    site = ws.site()
+    status = site_status(ws)
+    site = status.require()
     course = ws.course(state.plan.course)
     problems = plan_problems(state.plan, site, course)
     if problems:
@@ -66,6 +75,7 @@ def compute_dose(
                 "stands and this one was not stored"
             )
         ws.doses.save(plan_id, rev.number, record, ws.now())
+        stored = ws.doses.get(plan_id, rev.number)
         mu = {b.beam_name: b.mu_per_fraction for b in result.beams}
         implausible = mu_problems(state.plan, site, mu)
         ws.audit(
@@ -79,5 +89,17 @@ def compute_dose(
             implausible_mu=implausible,
             warnings=warnings,
         )
-    warning = prepare_objects(ws, plan_id)
-    return DoseResult(ws.plan_state(plan_id), (*warnings, *(() if warning is None else (warning,))))
+    if stored is None:  # the row written in this transaction
+        raise DoseError(f"plan {plan_id}: the dose just stored cannot be read back; run 'rtexport verify'")
+    warning = prepare_objects(ws, plan_id, status)
+    done = replace(state, dose=stored)
+    g = result.plan.geometry
+    return DoseResult(
+        done,
+        stored,
+        (*warnings, *(() if warning is None else (warning,))),
+        mu_check(site, done),
+        float(result.plan.gy.max()),
+        (int(g.shape[0]), int(g.shape[1]), int(g.shape[2])),
+        float(g.spacing_mm[0]),
+    )

@@ -7,37 +7,49 @@ that may have left the building, even one whose process was killed halfway.
 
 from __future__ import annotations
 
-import os
+import logging
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
 
-from rtexport.errors import ConfigError, GateError, InputError, NotAllowedError, RTExportError, SendError, WriteError
-from rtexport.export.build import PreparedExport, build_objects, buildable_items
+from rtexport.errors import GateError, RTExportError, SendError
+from rtexport.export.build import PreparedExport, buildable_items
 from rtexport.export.gate import ALL_ITEMS, Item, check_export, parse_items
-from rtexport.export.local import ExportFolder, PlanIdentity, WriteReport, write_folder
+from rtexport.export.local import PlanIdentity, WriteReport, write_folder
 from rtexport.export.objects import ExportObject
-from rtexport.model.people import Actor, User
+from rtexport.model.people import Actor
 from rtexport.model.plan import mu_problems
-from rtexport.model.site import Site, TLSConfig, validate_ae_title
+from rtexport.model.site import Site
 from rtexport.model.state import PlanState
 from rtexport.net.dicomweb import check as check_web
 from rtexport.net.dicomweb import stow
 from rtexport.net.outcome import WebDestination
 from rtexport.net.send import Destination, InstanceOutcome, InstanceResult, SendReport, echo, send_objects
-from rtexport.services.site import site_status
+from rtexport.services.building import export_objects
+from rtexport.services.destinations import (
+    ExportDestination,
+    FolderDestination,
+    custom_servers_allowed,
+    default_folder,
+    export_roots,
+    resolve_destination,
+)
+from rtexport.services.site import SiteStatus, site_status
 from rtexport.workspace import Workspace
+
+LOGGER = logging.getLogger(__name__)
 
 __all__ = [
     "ALL_ITEMS",
     "Destination",
     "ExportDestination",
+    "ExportObject",
     "ExportReport",
     "ExportRun",
     "FolderDestination",
     "Item",
     "Prepared",
+    "PreparedExport",
     "Progress",
     "ProgressEvent",
     "begin_export",
@@ -46,6 +58,7 @@ __all__ = [
     "default_folder",
     "export_block_reasons",
     "export_plan",
+    "export_roots",
     "findings",
     "finish_export",
     "parse_items",
@@ -53,25 +66,6 @@ __all__ = [
     "prepare_objects",
     "resolve_destination",
 ]
-
-
-@dataclass(frozen=True)
-class FolderDestination:
-    """A local folder (created if missing). ``opened``: the folder as it was checked (the web page's, inside the
-    export roots), written through that handle however its path changes meanwhile; else opened when writing."""
-
-    path: Path
-    opened: ExportFolder | None = field(default=None, compare=False, repr=False)
-
-    def __str__(self) -> str:
-        return str(self.path)
-
-    def close(self) -> None:
-        if self.opened is not None:
-            self.opened.close()
-
-
-ExportDestination = FolderDestination | Destination | WebDestination
 
 
 @dataclass(frozen=True)
@@ -132,120 +126,20 @@ class ExportReport:
         return self.sent.summary()
 
 
-# -- destinations ---------------------------------------------------------------------------------------------
-
-
-def default_folder(ws: Workspace, site: Site) -> Path:
-    """The site's default export folder (``dicom.export_folder``, relative to the workspace)."""
-    return ws.resolve(site.dicom.export_folder).resolve()
-
-
-def _within_roots(ws: Workspace, site: Site, typed: str) -> FolderDestination:
-    """The folder opened below the export root it names, without following any symbolic link below the root:
-    checked and opened in one step, and written later through that handle."""
-    roots = [ws.resolve(r) for r in site.dicom.export_roots]
-    if not roots:
-        raise NotAllowedError("the site configuration lists no export_roots: local export from the web page is off")
-    allowed = ", ".join(str(r.resolve()) for r in roots)
-    target = Path(os.path.normpath(ws.resolve(Path(typed))))
-    for root in roots:
-        for form in (Path(os.path.normpath(root)), root.resolve()):
-            if target != form and form not in target.parents:
-                continue
-            try:
-                opened = ExportFolder.within(form, target.relative_to(form))
-            except WriteError as e:
-                raise NotAllowedError(
-                    f"{typed} is outside the folders the site allows for export ({allowed}): {e}"
-                ) from e
-            return FolderDestination(root.resolve() / target.relative_to(form), opened)
-    raise NotAllowedError(f"{typed} is outside the folders the site allows for export ({allowed})")
-
-
-def custom_servers_allowed(site: Site, user: User) -> bool:
-    """Whether ``user`` may send to, or test, a server the site does not list (an AE title, host and port typed
-    in): physicists may; others only where ``dicom.allow_custom_servers`` is true."""
-    return user.qualified or site.dicom.allow_custom_servers
-
-
-def resolve_destination(
-    ws: Workspace,
-    site: Site,
-    *,
-    folder: str | Path | None = None,
-    server: str | None = None,
-    aet: str | None = None,
-    host: str | None = None,
-    port: int | str | None = None,
-    tls_ca: Path | None = None,
-    tls_cert: Path | None = None,
-    tls_key: Path | None = None,
-    within_roots: bool = False,
-    requester: User | None = None,
-) -> ExportDestination:
-    """Where an export goes, from what the user gave: a folder (default: the site's), a configured server by name,
-    or a custom server (AE title, host and port; ``tls_ca`` verifies it, ``tls_cert`` and ``tls_key`` are ours for
-    servers that require a client certificate). ``within_roots``: a folder must lie inside the site's
-    ``dicom.export_roots`` and is opened now (the web page: no symbolic link below a root is followed, and a later
-    swap cannot redirect the files; the export closes it). ``requester``: the web page's user, who may use a
-    custom server only as :func:`custom_servers_allowed` says. Raises :class:`InputError`."""
-    aet, host = (aet or "").strip() or None, (host or "").strip() or None
-    custom = aet is not None or host is not None or (port is not None and str(port).strip() != "")
-    if server and custom:
-        raise InputError("give a configured server or a custom server (AE title, host, port), not both")
-    if (server or custom) and folder is not None and str(folder).strip():
-        raise InputError("give a folder or a server, not both")
-    if server:
-        found = site.dicom.server(server)
-        if found is None:
-            known = ", ".join(s.name for s in site.dicom.servers) or "none configured"
-            raise InputError(f"no DICOM server {server!r} in the site configuration (servers: {known})")
-        if found.kind == "dicomweb":
-            password = os.environ.get(found.password_env, "") if found.password_env else ""
-            if found.password_env and not password:
-                raise InputError(f"server {server!r}: the environment variable {found.password_env} (its password) "
-                                 "is not set")  # fmt: skip
-            return WebDestination(found.url, found.user, password)
-        return Destination.from_server(found)
-    if custom:
-        if requester is not None and not custom_servers_allowed(site, requester):
-            raise NotAllowedError(
-                f"{requester.name} is a {requester.role.value}: only a physicist may export to or test a custom "
-                "server here; choose a server from the site configuration (or the site sets "
-                "dicom.allow_custom_servers = true)"
-            )
-        if aet is None or host is None or port is None or not str(port).strip():
-            raise InputError("a custom server needs an AE title, a host and a port")
-        try:
-            validate_ae_title(aet)
-        except ValueError as e:
-            raise InputError(str(e)) from e
-        try:
-            number = int(str(port).strip())
-        except ValueError:
-            raise InputError(f"port {port!r} is not a number") from None
-        if not 1 <= number <= 65535:
-            raise InputError(f"port {number} is outside 1-65535")
-        if tls_key is not None and tls_cert is None:
-            raise InputError("--tls-key needs --tls-cert (our certificate for servers that ask for one)")
-        tls = TLSConfig(ca_file=tls_ca, cert_file=tls_cert, key_file=tls_key) if tls_ca or tls_cert else None
-        return Destination(aet, host, number, tls)
-    if folder is None or not str(folder).strip():
-        if within_roots:
-            raise InputError("type the folder to export to")
-        return FolderDestination(default_folder(ws, site))
-    if within_roots:
-        return _within_roots(ws, site, str(folder).strip())
-    return FolderDestination(Path(folder))
-
-
 # -- gate -----------------------------------------------------------------------------------------------------
 
 
-def findings(ws: Workspace, state: PlanState, items: Collection[Item], *, to_build_only: bool = False) -> list[str]:
+def findings(
+    ws: Workspace,
+    state: PlanState,
+    items: Collection[Item],
+    *,
+    to_build_only: bool = False,
+    status: SiteStatus | None = None,
+) -> list[str]:
     """Every reason the export of ``items`` is refused (empty: go). ``to_build_only``: the reasons the objects
-    cannot be built (building needs no authorization; exporting does)."""
-    status = site_status(ws)
+    cannot be built (building needs no authorization; exporting does). ``status``: the site as read already."""
+    status = status or site_status(ws)
     found = check_export(
         site=status.site,
         site_problems=status.problems,
@@ -263,10 +157,10 @@ def findings(ws: Workspace, state: PlanState, items: Collection[Item], *, to_bui
     return found
 
 
-def export_block_reasons(ws: Workspace, state: PlanState) -> list[str]:
+def export_block_reasons(ws: Workspace, state: PlanState, status: SiteStatus | None = None) -> list[str]:
     """Why the Export block is disabled for this plan: the site cannot export, or the objects cannot be built
     (no current dose). Authorization is not among them: it is asked for inside the block."""
-    return findings(ws, state, ALL_ITEMS, to_build_only=True)
+    return findings(ws, state, ALL_ITEMS, to_build_only=True, status=status)
 
 
 @dataclass(frozen=True)
@@ -277,20 +171,22 @@ class Prepared:
     warning: str | None = None
 
 
-def prepare_objects(ws: Workspace, plan_id: str) -> str | None:
+def prepare_objects(ws: Workspace, plan_id: str, status: SiteStatus | None = None) -> str | None:
     """Build and keep every object an export of the plan's current state can hold, so that exporting it later only
     copies files. Called when that state is fixed (after dose, on approval). Builds nothing while the objects
-    cannot be built (the export says why). Returns a warning when a build fails (the export will refuse with it)."""
-    return prepare(ws, plan_id).warning
+    cannot be built (the export says why). Returns a warning when a build fails (the export will refuse with it).
+    ``status``: the site as the use case read it."""
+    return prepare(ws, plan_id, status).warning
 
 
-def prepare(ws: Workspace, plan_id: str) -> Prepared:
+def prepare(ws: Workspace, plan_id: str, status: SiteStatus | None = None) -> Prepared:
     state = ws.plan_state(plan_id)
     items = buildable_items(state)
-    if findings(ws, state, items, to_build_only=True):
+    status = status or site_status(ws)
+    if findings(ws, state, items, to_build_only=True, status=status) or status.site is None:
         return Prepared(0)
     try:
-        prepared = build_objects(ws, ws.site(), state, items)
+        prepared = export_objects(ws, status.site, state, items)
     except RTExportError as e:
         return Prepared(0, f"the export of {plan_id} cannot be prepared: {e}")
     return Prepared(len(prepared.objects))
@@ -316,6 +212,7 @@ class ExportRun:
     actor: Actor
     started: int  # the audit record of the intent
     commit: bool = False
+    site: Site | None = field(default=None, compare=False, repr=False)  # as the export read it
 
     @property
     def action(self) -> str:
@@ -337,12 +234,13 @@ def begin_export(
     actor: Actor,
     *,
     commit: bool = False,
+    status: SiteStatus | None = None,
 ) -> ExportRun:
     """Gate (every reason at once; a refusal is audited and raised as :class:`GateError`), build or reuse the
     objects, and audit the intent. Nothing is written or sent yet. A refused export closes a folder the
-    destination holds open; otherwise :func:`finish_export` does."""
+    destination holds open; otherwise :func:`finish_export` does. ``status``: the site as read already."""
     try:
-        return _begin(ws, plan_id, items, destination, actor, commit)
+        return _begin(ws, plan_id, items, destination, actor, commit, status or site_status(ws))
     except BaseException:
         if isinstance(destination, FolderDestination):
             destination.close()
@@ -350,24 +248,32 @@ def begin_export(
 
 
 def _begin(
-    ws: Workspace, plan_id: str, items: Collection[Item], destination: ExportDestination, actor: Actor, commit: bool
+    ws: Workspace,
+    plan_id: str,
+    items: Collection[Item],
+    destination: ExportDestination,
+    actor: Actor,
+    commit: bool,
+    status: SiteStatus,
 ) -> ExportRun:
     state = ws.plan_state(plan_id)
     rev = state.revision.number
     chosen = [i.value for i in Item if i in items]
     action = "export" if isinstance(destination, FolderDestination) else "export-server"
     where = _where(destination)
-    found = findings(ws, state, items)
-    if found:
+    found = findings(ws, state, items, status=status)
+    if found or status.site is None:
+        found = found or list(status.unavailable)
         ws.audit(actor, action, "refused", plan_id, rev, findings=found, items=chosen, destination=where)
         raise GateError(found)
     try:
-        prepared = build_objects(ws, ws.site(), state, items)
+        prepared = export_objects(ws, status.site, state, items)
     except RTExportError as e:  # e.g. a stored object that can no longer be read
         ws.audit(actor, action, "failed", plan_id, rev, error=str(e), items=chosen, destination=where)
         raise
     started = ws.audit(actor, action, "started", plan_id, rev, destination=where, items=chosen, uids=prepared.uids())
-    return ExportRun(prepared, destination, actor, started, commit)
+    LOGGER.info("export of plan %s revision %d to %s: %d object(s)", plan_id, rev, where, len(prepared.objects))
+    return ExportRun(prepared, destination, actor, started, commit, status.site)
 
 
 def finish_export(ws: Workspace, run: ExportRun, progress: Progress | None = None) -> ExportReport:
@@ -386,7 +292,7 @@ def _finish(ws: Workspace, run: ExportRun, progress: Progress | None) -> ExportR
     plan_id, rev = state.plan.id, state.revision.number
     chosen = [i.value for i in prepared.items]
     where = _where(destination)
-    site = ws.site()
+    site = run.site or site_status(ws).require()
     progress.start(prepared)
     common = {"destination": where, "items": chosen, "started": run.started, "event": run.event}
     try:
@@ -476,15 +382,15 @@ def export_plan(
 
 def check_server(ws: Workspace, destination: Destination | WebDestination, actor: Actor) -> str:
     """C-ECHO the server (audited); the success message, or :class:`SendError` saying why and what to check."""
-    try:
-        site = ws.site()
-    except ConfigError as e:
-        raise SendError(f"cannot test {destination}: {e}") from e
+    status = site_status(ws)
+    if status.site is None:
+        ws.audit(actor, "echo", "refused", destination=str(destination), findings=list(status.unavailable))
+        raise SendError(f"cannot test {destination}: " + "; ".join(status.unavailable))
     try:
         if isinstance(destination, WebDestination):
             check_web(destination)
         else:
-            echo(destination, site.dicom.local_ae_title, timeout=10)
+            echo(destination, status.site.dicom.local_ae_title, timeout=10)
     except SendError as e:
         ws.audit(actor, "echo", "failed", destination=str(destination), error=str(e))
         raise

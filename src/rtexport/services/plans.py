@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import secrets
+from typing import TYPE_CHECKING
 
 from rtexport.errors import PlanError
 from rtexport.model.people import Actor
 from rtexport.model.plan import Plan, dumps_plan, parse_plan, plan_digest, plan_problems, unusual_values
+from rtexport.model.site import Site
 from rtexport.model.state import PlanState
+
+if TYPE_CHECKING:
+    from rtexport.geometry.setup import AimedPlan
+from rtexport.services.site import load_site
 from rtexport.workspace import Workspace
 
 
-def _check_fits(ws: Workspace, plan: Plan, source: str) -> None:
+def _check_fits(ws: Workspace, site: Site, plan: Plan, source: str) -> AimedPlan:
     """Refuse a plan that does not fit the site and course, whose beams cannot be set up on the course (an aim
     point in air, an SSD the geometry cannot have, an applicator in the patient), or whose cutout the site's
     cutout factors do not cover: all knowable without dose."""
@@ -20,18 +26,29 @@ def _check_fits(ws: Workspace, plan: Plan, source: str) -> None:
     from rtexport.geometry.setup import aim_plan, plan_structures
     from rtexport.workspace.dicomio import course_contours
 
-    site, course = ws.site(), ws.course(plan.course)
+    course = ws.course(plan.course)
     problems = plan_problems(plan, site, course)
     problems += cutout_problems(plan, site) if not problems else []
     if problems:
         raise PlanError(f"{source}: plan does not fit the site or course", problems)
     try:
-        aim_plan(plan, site, course.ct, course_contours(ws, course, plan_structures(plan)))
+        return aim_plan(plan, site, course.ct, course_contours(ws, course, plan_structures(plan)))
     except PlanError as e:
         raise PlanError(f"{source}: the beam setup does not fit course {course.id}", e.problems) from e
 
 
-def _store(ws: Workspace, plan: Plan, text: str, source: str, actor: Actor, *, new_only: bool) -> tuple[int, str]:
+def _keep_setups(ws: Workspace, site: Site, plan_id: str, aimed: AimedPlan) -> PlanState:
+    """The plan's state, with the setups of its beams kept for its views (computed already by the checks)."""
+    from rtexport.services.planview import keep_setups
+
+    state = ws.plan_state(plan_id)
+    keep_setups(ws, site, state, ws.course(state.plan.course), aimed)
+    return state
+
+
+def _store(
+    ws: Workspace, site: Site, plan: Plan, text: str, source: str, actor: Actor, *, new_only: bool
+) -> tuple[int, str]:
     """Store ``plan`` as a new plan or revision in one transaction: (revision number or 0 when unchanged, refusal)."""
     digest = plan_digest(plan)
     with ws.transaction():
@@ -54,7 +71,7 @@ def _store(ws: Workspace, plan: Plan, text: str, source: str, actor: Actor, *, n
                 )
             number = last.number + 1
         ws.plans.add_revision(plan.id, number, digest, text, secrets.token_hex(16), ws.now(), actor.name)
-        acknowledged = {u.key: u.why for u in unusual_values(plan, ws.site()) if u.acknowledged}
+        acknowledged = {u.key: u.why for u in unusual_values(plan, site) if u.acknowledged}
         ws.audit(actor, "plan-load", "ok", plan.id, number, source=source, acknowledged=acknowledged)
     return number, ""
 
@@ -63,13 +80,14 @@ def load_plan(ws: Workspace, text: str, source: str, actor: Actor) -> tuple[Plan
     """Load plan text: a new plan, a new revision of a changed one, or nothing for an unchanged one (formatting and
     comments do not count). Returns the plan's state and whether anything changed."""
     plan = parse_plan(text, source)
-    _check_fits(ws, plan, source)
-    number, refusal = _store(ws, plan, text, source, actor, new_only=False)
+    site = load_site(ws)
+    aimed = _check_fits(ws, site, plan, source)
+    number, refusal = _store(ws, site, plan, text, source, actor, new_only=False)
     if refusal:
         last = ws.plans.last_revision(plan.id).number
         ws.audit(actor, "plan-load", "refused", plan.id, last, reason="plan is approved", source=source)
         raise PlanError(refusal)
-    return ws.plan_state(plan.id), number != 0
+    return _keep_setups(ws, site, plan.id, aimed), number != 0
 
 
 def clone_plan(ws: Workspace, plan_id: str, new_id: str, actor: Actor, label: str | None = None) -> PlanState:
@@ -83,12 +101,18 @@ def clone_plan(ws: Workspace, plan_id: str, new_id: str, actor: Actor, label: st
     # named, and what is stored is exactly the file that parses to the clone.
     text = dumps_plan(state.plan.model_copy(update=update))
     clone = parse_plan(text, source)
-    _check_fits(ws, clone, source)
+    site = load_site(ws)
+    aimed = _check_fits(ws, site, clone, source)
     with ws.transaction():
-        _store(ws, clone, text, source, actor, new_only=True)
+        _store(ws, site, clone, text, source, actor, new_only=True)
         ws.audit(actor, "plan-clone", "ok", new_id, 1, source_plan=plan_id, source_revision=state.revision.number)
-    return ws.plan_state(new_id)
+    return _keep_setups(ws, site, new_id, aimed)
 
 
 def plan_states(ws: Workspace) -> list[PlanState]:
     return [ws.plan_state(p) for p in ws.plans.ids()]
+
+
+def plan_state(ws: Workspace, plan_id: str) -> PlanState:
+    """The plan's current revision, approval, authorization and dose."""
+    return ws.plan_state(plan_id)

@@ -14,13 +14,12 @@ from typing import Any
 from rtexport.errors import InputError, PlanError
 from rtexport.export.objects import ObjectKind
 from rtexport.model.people import Actor
-from rtexport.model.plan import default_cutout
 from rtexport.model.state import PlanState
-from rtexport.mucheck import equivalent_square_mm
-from rtexport.pictures.render import ISODOSE, View, bev_svg, dvh_svg, render_slice
+from rtexport.pictures.render import ISODOSE, View, dvh_svg, render_slice
 from rtexport.report import BeamRow, ExportRow, ReportContent, SliceImage, render_pdf
-from rtexport.services.checks import dose_warnings, mu_check
-from rtexport.services.views import bolus_outlines, colors, course_volume, plan_dvh, slices_through, targets
+from rtexport.services.planview import BeamView, view_of
+from rtexport.services.site import site_status
+from rtexport.services.views import bolus_outlines, colors, course_volume, plan_dvh, targets
 from rtexport.workspace import Workspace
 from rtexport.workspace.reports import StoredReport
 from rtexport.workspace.workspace import iso
@@ -82,53 +81,58 @@ def _export_row(
     )
 
 
+def _beam_row(b: BeamView) -> BeamRow:
+    setup = b.setup
+    return BeamRow(
+        beam=b.beam,
+        bev_svg=b.bev_svg,
+        equivalent_square_mm=b.equivalent_square_mm,
+        dose=b.dose,
+        aim=b.aim,
+        technique=setup.technique if setup else None,
+        isocenter_mm=setup.isocenter_mm if setup else None,
+        ssd_mm=setup.ssd_mm if setup else None,
+        entry_mm=setup.entry_mm if setup else None,
+        boli=b.boli,
+        mu_per_fraction=b.mu_per_fraction,
+    )
+
+
 def report_content(ws: Workspace, state: PlanState, made_at: datetime, made_by: str) -> ReportContent:
-    """Everything the report shows, gathered from the workspace."""
+    """Everything the report shows: the plan view (:mod:`rtexport.services.planview`), the pictures, the DVH and
+    the exports the audit log knows of."""
     plan = state.plan
-    site = ws.site()
-    course = ws.course(plan.course)
-    machine = site.machine(plan.machine)
     if state.dose is None:
         raise PlanError(f"plan {plan.id} revision {state.revision.number} has no dose; run 'rtexport dose {plan.id}'")
-    dose = state.dose
-    grid = dose.plan.load()
+    status = site_status(ws)
+    site = status.require()
+    view = view_of(ws, state, status)
+    if view.setup_problem:
+        raise PlanError(f"plan {plan.id}: {view.setup_problem}")
+    course = view.course
+    grid = state.dose.plan.load()
     vol = course_volume(ws, course)
     extra = bolus_outlines(site, course, plan, vol.contours)
     palette = colors(course, plan)
-    first = dose.beams[0].normalization_point_mm if dose.beams else None
-    where = slices_through(course.ct, first)
     rx = plan.prescription_gy
-    images = [
-        SliceImage(view.value, where[view], render_slice(vol, view, where[view], grid, rx, palette, IMAGE_PX, extra))
-        for view in View
-    ]
+    images = []
+    for v in View:
+        index = view.first_slices[v.value]
+        images.append(SliceImage(v.value, index, render_slice(vol, v, index, grid, rx, palette, IMAGE_PX, extra)))
     curves = plan_dvh(vol, grid, course, plan)
-    beams = []
-    for b in plan.beams:
-        app = machine.applicator(b.applicator) if machine else None
-        outline = b.cutout_mm or (default_cutout(app.shape, app.opening_mm) if app else None)
-        beams.append(
-            BeamRow(
-                beam=b,
-                bev_svg=bev_svg(b, app),
-                equivalent_square_mm=None if outline is None else equivalent_square_mm(outline),
-                dose=dose.beam(b.name),
-            )
-        )
     approved = state.approval is not None
     exports = exports_of(ws, plan.id, state.revision.number)
-    if approved:
-        assert state.approval is not None
+    if state.approval is not None:
         made_at = max([state.approval.at, *(e.at for e in exports)])
     return ReportContent(
         state=state,
         course=course,
         site=site,
-        machine=machine,
-        beams=beams,
-        mu_check=mu_check(site, state),
-        warnings=dose_warnings(site, plan, grid, dose.beams),
-        max_dose_gy=float(grid.gy.max()),
+        machine=view.machine,
+        beams=[_beam_row(b) for b in view.beams],
+        mu_check=view.mu_check,
+        warnings=list(view.warnings),
+        max_dose_gy=float(view.max_dose_gy or 0.0),
         images=images,
         colors=palette,
         isodose=ISODOSE,
@@ -154,8 +158,9 @@ def make_report(ws: Workspace, plan_id: str, actor: Actor) -> MadeReport:
             raise PlanError(f"plan {plan_id} changed while its report was made; make the report again")
         report_id = ws.reports.add(plan_id, rev, state.approved, digest, len(pdf), iso(made_at), actor.name)
         ws.audit(actor, "report", "ok", plan_id, rev, report=report_id, sha256=digest, approved=state.approved)
-    stored = ws.reports.get(report_id)
-    assert stored is not None
+        stored = ws.reports.get(report_id)
+    if stored is None:  # the row written in this transaction
+        raise PlanError(f"plan {plan_id}: the report just stored cannot be read back")
     return MadeReport(stored, pdf)
 
 

@@ -8,10 +8,12 @@ user or changing a role needs a physicist's name and password, and the audit rec
 from __future__ import annotations
 
 import re
+import time
 
 from rtexport.errors import AuthError, InputError, PasswordError
 from rtexport.model.people import Actor, Role, User
 from rtexport.model.text import check_person_name
+from rtexport.services import access
 from rtexport.workspace import Workspace
 from rtexport.workspace.passwords import hash_password, verify_password
 
@@ -29,12 +31,23 @@ def authenticate(
     actor: Actor,
     plan_id: str | None = None,
     revision: int | None = None,
+    *,
+    client: str | None = None,
+    clock: access.Clock = time.time,
 ) -> User:
-    """The user, if the password is theirs; otherwise the refusal is audited and :class:`AuthError` raised."""
+    """The user, if the password is theirs. Throttled (:mod:`rtexport.services.access`): while the user or the
+    client (default: the operating-system account) is locked out, :class:`ThrottledError` without checking; a
+    wrong password is counted, audited (``actor`` as the actor, ``name`` in the detail) and raised as
+    :class:`PasswordError`."""
+    client = client or access.cli_client(actor)
+    access.guard(ws, actor, action, name, client, clock)
     found = ws.users.get(name)
     if found is None or not verify_password(password, found[1]):
-        ws.audit(actor.as_user(name), action, "refused", plan_id, revision, reason="unknown user or wrong password")
+        reason = "unknown user or wrong password"
+        ws.audit(actor, action, "refused", plan_id, revision, reason=reason, user=name, client=client)
+        access.count_failure(ws, actor, action, name, client, clock)
         raise PasswordError(f"{action}: unknown user or wrong password for {name!r}")
+    access.succeeded(ws, name)
     return found[0]
 
 
@@ -45,10 +58,13 @@ def qualified(
     actor: Actor,
     plan_id: str | None = None,
     revision: int | None = None,
+    *,
+    client: str | None = None,
+    clock: access.Clock = time.time,
 ) -> User:
-    """A physicist proven by name and password (refusals audited)."""
+    """A physicist proven by name and password (throttled; refusals audited)."""
     name, password = credentials
-    who = authenticate(ws, name, password, action, actor, plan_id, revision)
+    who = authenticate(ws, name, password, action, actor, plan_id, revision, client=client, clock=clock)
     if not who.qualified:
         reason = f"role {who.role.value} is not qualified"
         ws.audit(actor.as_user(name), action, "refused", plan_id, revision, reason=reason)
@@ -123,3 +139,10 @@ def set_role(ws: Workspace, name: str, role: Role, actor: Actor, consent: Creden
 
 def users(ws: Workspace) -> list[User]:
     return ws.users.all()
+
+
+def log_in(ws: Workspace, name: str, password: str, actor: Actor, client: str, clock: access.Clock = time.time) -> User:
+    """Log ``name`` in from ``client`` (throttled, refusals audited); the login is audited as the user."""
+    user = authenticate(ws, name, password, "login", actor, client=client, clock=clock)
+    ws.audit(actor.as_user(user.name), "login", "ok", client=client)
+    return user

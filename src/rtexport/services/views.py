@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
-
+from rtexport.dicom.rtstruct import BOLUS_PREFIX
 from rtexport.geometry.setup import aim_plan
 from rtexport.model.course import Contour, Course, CTGeometry
 from rtexport.model.dose import DoseGrid
 from rtexport.model.plan import Plan
 from rtexport.model.site import Site
 from rtexport.pictures.render import CourseVolume, DVHCurve, Outlines, View, dvh, rasterize, structure_colors
+from rtexport.services.planview import first_slices
 from rtexport.workspace import Workspace
 from rtexport.workspace.dicomio import course_contours, load_hu
 
@@ -27,11 +27,12 @@ def course_volume(ws: Workspace, course: Course) -> CourseVolume:
 
 
 def bolus_name(beam: str) -> str:
-    return f"Bolus {beam}"
+    """The name of a beam's bolus, as the exported structure set names its BOLUS ROI."""
+    return BOLUS_PREFIX + beam
 
 
 def bolus_outlines(site: Site, course: Course, plan: Plan, contours: dict[str, list[Contour]]) -> Outlines | None:
-    """Each beam's bolus on the CT slices, named "Bolus BEAM"; None when no beam has one."""
+    """Each beam's bolus on the CT slices, named as its BOLUS ROI; None when no beam has one."""
     if not any(b.bolus for b in plan.beams):
         return None
     found = aim_plan(plan, site, course.ct, contours).bolus
@@ -54,13 +55,7 @@ def targets(course: Course, plan: Plan) -> list[str]:
 
 def slices_through(ct: CTGeometry, point: Sequence[float] | None) -> dict[View, int]:
     """The axial, sagittal and coronal slices through ``point`` (mm), or the middle of the CT."""
-    if point is None:
-        return {View.AXIAL: len(ct.slice_z_mm) // 2, View.SAGITTAL: ct.columns // 2, View.CORONAL: ct.rows // 2}
-    return {
-        View.AXIAL: int(np.argmin(np.abs(np.asarray(ct.slice_z_mm) - point[2]))),
-        View.SAGITTAL: int(np.argmin(np.abs(ct.x_mm() - point[0]))),
-        View.CORONAL: int(np.argmin(np.abs(ct.y_mm() - point[1]))),
-    }
+    return {View(name): index for name, index in first_slices(ct, point).items()}
 
 
 def plan_dvh(vol: CourseVolume, dose: DoseGrid, course: Course, plan: Plan) -> list[DVHCurve]:

@@ -1,4 +1,4 @@
-"""The logged-in user, CSRF tokens, flash messages, throttling of password guesses and the security headers.
+"""The logged-in user, CSRF tokens, flash messages and the security headers.
 
 Starlette's ``SessionMiddleware`` (itsdangerous) signs, expires and writes the cookie (:func:`add_sessions`); this
 module adds only what it does not do: a CSRF token per session checked on every POST, a fresh session on log-in,
@@ -6,17 +6,13 @@ and a server-side list of the sessions logged in, so that logging out ends a ses
 cookie is no login afterwards). Nothing secret is kept in the cookie (user name, role, session id, CSRF token,
 flash messages): it is signed, not encrypted.
 
-:class:`Throttle` counts failed passwords per user name and per client address (log-in, authorize, approve) and
-refuses attempts for a while once there were too many, without checking the password (OWASP ASVS 2.2.1).
+Password throttling is the services' (:mod:`rtexport.services.access`), shared with the command line.
 """
 
 from __future__ import annotations
 
-import math
 import secrets
 import threading
-import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -24,7 +20,8 @@ from fastapi import FastAPI, HTTPException, Request, Response
 from starlette.middleware.sessions import SessionMiddleware
 
 from rtexport.model.people import Actor, Role, User
-from rtexport.workspace import Workspace
+from rtexport.services.records import record_refusal
+from rtexport.services.workspaces import open_workspace
 
 COOKIE = "rtexport_session"
 CSRF_FIELD = "csrf"
@@ -81,75 +78,24 @@ SECURITY_HEADERS = {
 }
 
 
-def add_security_headers(app: FastAPI) -> None:
-    """Every response carries :data:`SECURITY_HEADERS`."""
+HSTS = "max-age=31536000"  # served over TLS: browsers use nothing else for a year
+NO_STORE = "no-store"  # pages, pictures and reports hold patient data: no cache keeps a copy
+
+
+def add_security_headers(app: FastAPI, *, https: bool = False) -> None:
+    """Every response carries :data:`SECURITY_HEADERS`; all but the static files ``Cache-Control: no-store``;
+    over TLS, ``Strict-Transport-Security`` too."""
 
     @app.middleware("http")
     async def _headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         response = await call_next(request)
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
+        if not request.url.path.startswith("/static/"):
+            response.headers["Cache-Control"] = NO_STORE
+        if https:
+            response.headers.setdefault("Strict-Transport-Security", HSTS)
         return response
-
-
-class Throttle:
-    """Failed passwords per user name and per client address. After ``per_user`` failures for one user, or
-    ``per_client`` from one client, within ``window_s``, that user (from anywhere) or that client (for anyone)
-    is locked out for ``lockout_s``: attempts are refused without their password being checked. A success
-    clears the user's count, not the client's (one's own login must not reset guesses at others')."""
-
-    def __init__(
-        self,
-        clock: Callable[[], float] = time.monotonic,
-        *,
-        per_user: int = 5,
-        per_client: int = 20,
-        window_s: float = 900.0,
-        lockout_s: float = 900.0,
-    ) -> None:
-        self.clock = clock
-        self.limits = {"user": per_user, "client": per_client}
-        self.window_s = window_s
-        self.lockout_s = lockout_s
-        self._failures: dict[tuple[str, str], deque[float]] = {}
-        self._locked: dict[tuple[str, str], float] = {}
-        self._lock = threading.Lock()
-
-    def locked(self, user: str, client: str) -> str | None:
-        """Why an attempt for ``user`` from ``client`` is refused now, or None."""
-        now = self.clock()
-        with self._lock:
-            for key in (("user", user), ("client", client)):
-                until = self._locked.get(key, 0.0)
-                if until > now:
-                    minutes = math.ceil((until - now) / 60)
-                    who = f"for user {user!r}" if key[0] == "user" else "from this computer"
-                    return f"too many failed passwords {who}; try again in {minutes} minute(s)"
-        return None
-
-    def failed(self, user: str, client: str) -> list[str]:
-        """Count a failed password; the lockouts it starts (``"user NAME"``, ``"client ADDRESS"``)."""
-        now = self.clock()
-        started: list[str] = []
-        with self._lock:
-            if len(self._failures) > 10_000:  # names an attacker made up: forget those outside the window
-                stale = [k for k, t in self._failures.items() if not t or t[-1] <= now - self.window_s]
-                for k in stale:
-                    del self._failures[k]
-            for key in (("user", user), ("client", client)):
-                times = self._failures.setdefault(key, deque())
-                times.append(now)
-                while times and times[0] <= now - self.window_s:
-                    times.popleft()
-                if len(times) >= self.limits[key[0]] and self._locked.get(key, 0.0) <= now:
-                    self._locked[key] = now + self.lockout_s
-                    times.clear()
-                    started.append(f"{key[0]} {key[1]}")
-        return started
-
-    def succeeded(self, user: str) -> None:
-        with self._lock:
-            self._failures.pop(("user", user), None)
 
 
 def client_of(request: Request) -> str:
@@ -185,8 +131,8 @@ def audit_refusal(request: Request, action: str, **detail: Any) -> None:
     """Audit a refusal the web page made before any service ran (who as far as the session says, the client)."""
     name = request.session.get("user")
     user = name if isinstance(name, str) and request.session.get("sid") in _live(request) else None
-    with Workspace.open(request.app.state.home) as ws:
-        ws.audit(Actor.here("web", user), action, "refused", client=client_of(request), **detail)
+    with open_workspace(request.app.state.home) as ws:
+        record_refusal(ws, Actor.here("web", user), action, client=client_of(request), **detail)
 
 
 class LoginRequired(Exception):

@@ -12,10 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from rtexport.errors import GateError, RTExportError
-from rtexport.export.build import PreparedExport
-from rtexport.export.objects import ExportObject
-from rtexport.services.export import ExportRun, ProgressEvent, finish_export
-from rtexport.workspace import Workspace
+from rtexport.services.export import ExportObject, ExportRun, PreparedExport, ProgressEvent, finish_export
+from rtexport.services.workspaces import open_workspace
 
 log = logging.getLogger(__name__)
 KEEP_S = 3600.0  # finished jobs are forgotten after an hour
@@ -168,7 +166,7 @@ def export_work(home: Path, run: ExportRun) -> Callable[[Job], None]:
     """The job that writes or sends what :func:`~rtexport.services.export.begin_export` prepared."""
 
     def work(job: Job) -> None:
-        with Workspace.open(home) as ws:
+        with open_workspace(home) as ws:
             folder = run.action == "export"
             report = finish_export(ws, run, _JobProgress(job, "writing" if folder else "sending"))
         if report.written is not None:
@@ -177,8 +175,7 @@ def export_work(home: Path, run: ExportRun) -> Callable[[Job], None]:
                 {**_object(o), "outcome": "identical file already there" if o.filename in identical else "written"}
                 for o in report.prepared.objects
             ]
-        else:
-            assert report.sent is not None
+        elif report.sent is not None:
             results = [
                 {
                     **_object(r.obj),
@@ -188,6 +185,8 @@ def export_work(home: Path, run: ExportRun) -> Callable[[Job], None]:
                 }
                 for r in report.sent.results
             ]
+        else:
+            results = []
         job.finish(report.ok, report.message(), results, report.warnings)
 
     return work

@@ -3,7 +3,7 @@ UID never stands for two contents, even across software versions."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from rtexport.workspace.db import Database
@@ -39,12 +39,17 @@ class BuiltObjects:
             )
         return refs
 
-    def digest(self, key: str, build: Callable[[], bytes], at: str) -> str:
-        """The stored digest of the object built for ``key``; ``build`` runs only when there is none yet."""
-        row = self._db.one("SELECT sha256 FROM built WHERE key = ?", (key,))
-        if row is not None and self._blobs.has(row["sha256"]):
-            return str(row["sha256"])
-        digest, _ = self._blobs.put(build())
+    def found(self, keys: Sequence[str]) -> dict[str, str]:
+        """The digests kept under ``keys`` (one query) whose stored files are still there."""
+        if not keys:
+            return {}
+        marks = ",".join("?" * len(keys))
+        rows = self._db.all(f"SELECT key, sha256 FROM built WHERE key IN ({marks})", list(keys))
+        return {str(r["key"]): str(r["sha256"]) for r in rows if self._blobs.has(str(r["sha256"]))}
+
+    def keep(self, key: str, data: bytes, at: str) -> str:
+        """Store an object built under ``key`` (replacing a row whose file went missing); its digest."""
+        digest, _ = self._blobs.put(data)
         self._db.execute("INSERT OR REPLACE INTO built VALUES (?,?,?)", (key, digest, at))
         return digest
 

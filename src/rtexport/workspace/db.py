@@ -53,6 +53,10 @@ CREATE TABLE IF NOT EXISTS incoming (
     refs TEXT NOT NULL, calling_ae TEXT NOT NULL, peer TEXT NOT NULL, received_at TEXT NOT NULL,
     state TEXT NOT NULL, course_id TEXT);
 CREATE INDEX IF NOT EXISTS incoming_uid ON incoming (sop_instance_uid);
+CREATE TABLE IF NOT EXISTS throttle (
+    key TEXT PRIMARY KEY, failures TEXT NOT NULL, locked_until REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS setups (
+    key TEXT PRIMARY KEY, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
     plan_id TEXT, revision INTEGER, outcome TEXT NOT NULL, detail TEXT NOT NULL);

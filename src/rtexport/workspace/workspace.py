@@ -29,7 +29,9 @@ from rtexport.workspace.db import Database
 from rtexport.workspace.doses import DoseRepository
 from rtexport.workspace.plans import PlanRepository
 from rtexport.workspace.reports import ReportRepository
+from rtexport.workspace.setups import SetupCache
 from rtexport.workspace.store import BlobStore
+from rtexport.workspace.throttle import ThrottleRecords
 from rtexport.workspace.users import UserRepository
 
 DB_NAME = "rtexport.db"
@@ -84,6 +86,8 @@ class Workspace:
         self.doses = DoseRepository(self.db, self.blobs)
         self.built = BuiltObjects(self.db, self.blobs)
         self.reports = ReportRepository(self.db)
+        self.setups = SetupCache(self.db)
+        self.throttle = ThrottleRecords(self.db)
 
     # -- lifecycle ------------------------------------------------------------------------------------------
     @classmethod

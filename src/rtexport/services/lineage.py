@@ -110,3 +110,18 @@ def predecessor_plan_uid(ws: Workspace, state: PlanState, key: str) -> str | Non
         uid = _last_built(ws, source[0], source[1], key)
         source = _clone_source(ws, source[0])
     return uid
+
+
+class WorkspaceLineage:
+    """:class:`~rtexport.export.build.Lineage` over a workspace, for the objects built for ``state`` on ``course``:
+    series numbers allocated and kept in the workspace, predecessors among the RT Plans it keeps."""
+
+    def __init__(self, ws: Workspace, state: PlanState, course: Course) -> None:
+        self._ws, self._state = ws, state
+        self._numbers = SeriesNumbers(ws, course)
+
+    def series_number(self, key: str) -> int:
+        return self._numbers(key)
+
+    def predecessor(self, key: str) -> str | None:
+        return predecessor_plan_uid(self._ws, self._state, key)
