@@ -45,7 +45,11 @@ def test_the_layers_hold() -> None:
     [
         ("cli/base.py", "import rtexport.workspace", "Front ends reach storage"),
         ("web/common.py", "from rtexport.export import gate", "Front ends reach storage"),
-        ("export/build.py", "import rtexport.workspace.store", "The export, the network code and the DICOM builders never reach storage"),
+        (
+            "export/build.py",
+            "import rtexport.workspace.store",
+            "The export, the network code and the DICOM builders never reach storage",
+        ),
         ("model/people.py", "import pydicom", "The domain model imports no pydicom"),
         ("dicom/common.py", "import rtexport.services", "Front ends over services over the rest"),
     ],
