@@ -309,3 +309,25 @@ def test_a_symlink_planted_where_the_export_creates_a_folder_is_refused(tmp_path
     with folder, pytest.raises(WriteError, match=r"symbolic link"):
         write_folder(objs(1), folder)
     assert list((tmp_path / "outside").iterdir()) == []
+
+
+# -- names built only from valid UIDs ------------------------------------------------------------------------
+
+
+def everything_under(top: Path) -> list[str]:
+    return sorted(str(p.relative_to(top)) for p in top.rglob("*"))
+
+
+@pytest.mark.parametrize("uid", ["1.2.3/../../../outside/pwned", "1.2.3/../../outside/pwned", "..", "1.2.3\0", ""])
+def test_a_hostile_uid_that_reached_the_store_is_refused_before_anything_is_written(tmp_path: Path, uid: str) -> None:
+    (tmp_path / "outside").mkdir()
+    out = tmp_path / "exports" / "out"
+    (out / "CT.1.2.3").mkdir(parents=True)  # as in the report: the folder holds a sub-folder the name climbs from
+    items = [*stored_objs(tmp_path / "store", 2), *objs(1)]
+    before = everything_under(tmp_path)
+    bad = ExportObject(ObjectKind.CT, "1.2.840.10008.5.1.4.1.1.2", uid, 5, data=b"pwned", description="CT z=7")
+    with pytest.raises(
+        WriteError, match=r"SOP Instance UID .* \(CT z=7\) is not a valid DICOM UID.*nothing was written"
+    ):
+        write_folder([*items, bad], out)
+    assert everything_under(tmp_path) == before  # nothing in the folder, its parents or anywhere else under them

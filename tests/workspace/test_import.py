@@ -222,3 +222,34 @@ def test_what_cannot_be_handled_is_refused_naming_the_file_and_the_reason(
     with pytest.raises(CourseImportError, match=message):
         import_course(workspace, phantom_dir, "C1", ACTOR)
     assert_nothing_stored(workspace)
+
+
+def hostile(ds: pydicom.Dataset, uid: str) -> None:
+    """Give ``ds`` the SOP Instance UID ``uid`` as a hostile sender would (pydicom's own check silenced)."""
+    with pydicom.config.disable_value_validation():
+        ds.SOPInstanceUID = uid
+        ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.UID(uid)
+
+
+@pytest.mark.parametrize(
+    ("uid", "reason"),
+    [
+        ("1.2.3/../../../../../../tmp/pwned", r"holds '/'.*only digits and dots"),
+        ("1.2.3..4", r"empty component"),
+        ("1.2.03", r"component '03' has a leading zero"),
+        ("1." + "2" * 70, r"72 characters \(at most 64\)"),
+    ],
+)
+def test_a_uid_outside_the_uid_grammar_is_refused_naming_the_file(
+    workspace: Workspace, phantom_dir: Path, uid: str, reason: str
+) -> None:
+    path = phantom_dir / "CT0003.dcm"
+    ds = pydicom.dcmread(path)
+    hostile(ds, uid)
+    with pydicom.config.disable_value_validation():
+        ds.save_as(path, enforce_file_format=True)
+    with pytest.raises(
+        CourseImportError, match=rf"CT0003\.dcm: SOPInstanceUID '.*' is not a valid DICOM UID: .*{reason}"
+    ):
+        import_course(workspace, phantom_dir, "C1", ACTOR)
+    assert_nothing_stored(workspace)

@@ -22,7 +22,25 @@ MAX_UID_LENGTH = 64
 
 def is_valid_uid(uid: str) -> bool:
     """Digits and dots, no leading zeros in a component, at most 64 characters."""
-    return len(uid) <= MAX_UID_LENGTH and _UID.match(uid) is not None
+    return len(uid) <= MAX_UID_LENGTH and _UID.fullmatch(uid) is not None
+
+
+def uid_problem(uid: str) -> str | None:
+    """Why ``uid`` is not a UID by the PS3.5 §9.1 grammar (components of digits separated by single dots, no
+    leading zero in a component other than "0", at most 64 characters), or None when it is one."""
+    if not uid:
+        return "it is empty"
+    if len(uid) > MAX_UID_LENGTH:
+        return f"it has {len(uid)} characters (at most {MAX_UID_LENGTH})"
+    bad = sorted({c for c in uid if c not in "0123456789."})
+    if bad:
+        return f"it holds {', '.join(repr(c) for c in bad[:5])} (only digits and dots are allowed)"
+    for component in uid.split("."):
+        if not component:
+            return "it has an empty component (a leading, trailing or doubled dot)"
+        if len(component) > 1 and component[0] == "0":
+            return f"its component {component!r} has a leading zero"
+    return None
 
 
 class UIDFactory:

@@ -31,8 +31,9 @@ from typing import Self
 import pydicom
 from pydicom.errors import InvalidDicomError
 
+from rtexport.dicom.uids import uid_problem
 from rtexport.errors import StoreError, WriteError
-from rtexport.export.objects import ExportObject
+from rtexport.export.objects import ExportObject, ObjectKind
 
 _CHUNK = 1 << 20
 _PART = re.compile(r"^\.rtexport-[A-Za-z0-9_-]+\.part$")
@@ -459,6 +460,24 @@ def _folder_warnings(
     return warnings
 
 
+def _check_names(objects: Sequence[ExportObject]) -> None:
+    """Every file name is built from a kind and a SOP Instance UID checked by the UID grammar (digits and dots):
+    a name can then hold no separator and no ``..``, whatever reached the store. Checked before anything is
+    created."""
+    for obj in objects:
+        problem = uid_problem(obj.sop_instance_uid)
+        if problem is not None or not isinstance(obj.kind, ObjectKind):
+            what = f" ({obj.description})" if obj.description else ""
+            raise WriteError(
+                f"the SOP Instance UID {obj.sop_instance_uid!r} of a {obj.kind} object{what} is not a valid DICOM "
+                f"UID: {problem or 'unknown kind'}; no file name is built from it and nothing was written. Run "
+                "'rtexport verify' and re-import the course from files with valid UIDs."
+            )
+        name = obj.filename
+        if "/" in name or "\0" in name or name.startswith("."):
+            raise WriteError(f"{name!r} is not a file name rtexport writes; nothing was written")
+
+
 def write_folder(
     objects: Sequence[ExportObject],
     folder: Path | ExportFolder,
@@ -474,6 +493,7 @@ def write_folder(
     :class:`WriteError`. ``progress`` is called as each file is safely on disk. ``plan`` identifies the exported
     plan, to warn about another export of it already in the folder.
     """
+    _check_names(objects)
     handle = folder if isinstance(folder, ExportFolder) else ExportFolder.open(folder)
     try:
         d = handle.directory()

@@ -14,6 +14,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
+from rtexport.dicom.uids import uid_problem
 from rtexport.errors import CourseImportError
 from rtexport.geometry.axial import AxialOrientation, OrientationError
 from rtexport.model.course import (
@@ -87,6 +88,34 @@ def _read(path: Path) -> tuple[bytes, Dataset | None, str]:
     return data, ds, ""
 
 
+_UID_KEYWORDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+
+
+def _raw(ds: Dataset, keyword: str) -> str:
+    """The value as the file holds it (pydicom's own value check, which only warns, is not involved)."""
+    elem = ds.get_item(keyword)
+    value = None if elem is None else elem.value
+    if value is None:
+        return ""
+    text = value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)
+    return text.rstrip("\0 ")
+
+
+def _check_uids(path: Path, ds: Dataset) -> None:
+    """Every UID the course keeps, and the file meta's, by the PS3.5 UID grammar: exported file names are built
+    from them, so a UID such as ``1.2/../../x`` is refused here, naming the file."""
+    found = [(k, _raw(ds, k)) for k in _UID_KEYWORDS]
+    if "FrameOfReferenceUID" in ds:
+        found.append(("FrameOfReferenceUID", _raw(ds, "FrameOfReferenceUID")))
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None:
+        found += [(k, _raw(meta, k)) for k in ("MediaStorageSOPClassUID", "MediaStorageSOPInstanceUID")]
+    for keyword, value in found:
+        problem = uid_problem(value)
+        if problem is not None:
+            raise CourseImportError(f"{path}: {keyword} {value!r} is not a valid DICOM UID: {problem}")
+
+
 def _check_pixels(path: Path, ds: Dataset) -> None:
     if "PixelData" not in ds:
         raise CourseImportError(f"{path}: CT image has no Pixel Data")
@@ -147,6 +176,8 @@ def read_course(folder: Path, course_id: str) -> ImportResult:
             continue
         sop_class = _str(ds, "SOPClassUID")
         item = ImportedFile(path, data, sha256_bytes(data), ds)
+        if sop_class in (CT_IMAGE_STORAGE, RT_STRUCTURE_SET_STORAGE):
+            _check_uids(path, ds)
         if sop_class in (CT_IMAGE_STORAGE,):
             _check_pixels(path, ds)
             cts.append(item)
