@@ -35,17 +35,6 @@ def mount(tmp_path: Path) -> Iterator[Path]:
     subprocess.run(["umount", str(point)], check=False, capture_output=True)
 
 
-@contextmanager
-def hold_folder(folder: Path) -> Iterator[None]:
-    """Hold the folder as an export writing into it does (a shared lock on it) while the block runs."""
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH)
-        yield
-    finally:
-        os.close(fd)
-
-
 def do_mount(point: Path, options: str) -> None:
     subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)], check=True)
 
@@ -84,8 +73,8 @@ def test_disk_full_midway_leaves_the_folder_as_it_was(mount: Path) -> None:
         write_folder(objs(10), mount)
     assert info.value.written == []
     assert [p.name for p in mount.iterdir()] == ["notes.txt"]  # no export file, no temporary file
-    again = write_folder(objs(3), mount)  # room for three: the same export, smaller, goes through
-    assert len(again.written) == 3
+    again = write_folder(objs(2), mount)  # room for two (and the staging folder): a smaller export goes through
+    assert len(again.written) == 2 and [p.name for p in mount.iterdir() if p.name.startswith(".")] == []
 
 
 def test_files_are_put_in_place_only_once_all_are_on_disk(tmp_path: Path) -> None:
@@ -137,7 +126,7 @@ def test_a_damaged_stored_file_refuses_the_whole_export(tmp_path: Path) -> None:
     out = tmp_path / "out"
     with pytest.raises(StoreError, match=rf"CT\.2\.25\.4\.dcm \(CT z=3\).*{damaged}.*damaged.*Nothing was written"):
         write_folder(items, out)
-    assert list(out.iterdir()) == []  # neither the sound files nor a temporary file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]  # no folder, no file, no staging folder
 
 
 def test_a_missing_stored_file_refuses_the_whole_export(tmp_path: Path) -> None:
@@ -146,7 +135,7 @@ def test_a_missing_stored_file_refuses_the_whole_export(tmp_path: Path) -> None:
     items[0].path.unlink()
     with pytest.raises(StoreError, match=r"CT\.2\.25\.1\.dcm .*missing"):
         write_folder(items, tmp_path / "out")
-    assert list((tmp_path / "out").iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]
 
 
 def test_a_damaged_stored_file_is_not_taken_for_a_conflict_with_an_identical_exported_one(tmp_path: Path) -> None:
@@ -191,13 +180,36 @@ def test_stale_part_files_of_a_killed_export_are_removed_and_nothing_else(tmp_pa
     assert sorted(report.removed_stale) == sorted(p.name for p in stale)
 
 
-def test_part_files_of_an_export_still_running_in_the_folder_are_left_alone(tmp_path: Path) -> None:
+@contextmanager
+def running_export(staging: Path) -> Iterator[None]:
+    """A staging folder held as a running export holds its own, while the block runs."""
+    staging.mkdir()
+    (staging / "RD.2.25.1.dcm").write_bytes(b"being written")
+    fd = os.open(staging, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("new", [False, True])
+def test_staging_of_an_export_still_running_is_left_alone_and_that_of_a_killed_one_removed(
+    tmp_path: Path, new: bool
+) -> None:
     out = tmp_path / "out"
-    out.mkdir()
-    (out / ".rtexport-running.part").write_bytes(b"being written")
-    with hold_folder(out):  # another export writing into the same folder right now
-        report = write_folder(objs(1), out)
-    assert (out / ".rtexport-running.part").exists() and report.removed_stale == []
+    where = tmp_path if new else out  # a new folder is staged beside it, an existing one inside it
+    if not new:
+        out.mkdir()
+    running = where / (".out.part-0123456789abcdef" if new else ".rtexport-running.part")
+    killed = where / (".out.part-fedcba9876543210" if new else ".rtexport-killed.part")
+    killed.mkdir()
+    (killed / "CT.2.25.7.dcm").write_bytes(b"half a file")
+    with running_export(running):
+        report = write_folder(objs(2), out)
+    assert report.removed_stale == [killed.name] and not killed.exists()
+    assert (running / "RD.2.25.1.dcm").read_bytes() == b"being written"
+    assert sorted(p.name for p in out.iterdir() if p != running) == sorted(o.filename for o in objs(2))
 
 
 # -- file systems without hard links -------------------------------------------------------------------------
@@ -304,11 +316,12 @@ def test_a_symlink_planted_where_the_export_creates_a_folder_is_refused(tmp_path
     root = tmp_path / "root"
     root.mkdir()
     (tmp_path / "outside").mkdir()
-    folder = ExportFolder.within(root, Path("new/sub"))  # neither exists yet: created when writing
+    folder = ExportFolder.within(root, Path("new"))  # does not exist yet: created when writing
     os.symlink(tmp_path / "outside", root / "new")
     with folder, pytest.raises(WriteError, match=r"symbolic link"):
         write_folder(objs(1), folder)
     assert list((tmp_path / "outside").iterdir()) == []
+    assert [p.name for p in root.iterdir()] == ["new"]  # no staging folder left either
 
 
 # -- names built only from valid UIDs ------------------------------------------------------------------------

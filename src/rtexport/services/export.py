@@ -120,7 +120,7 @@ class ExportReport:
             if w.identical:
                 text += f"; {len(w.identical)} identical file(s) were already there"
             if w.removed_stale:
-                text += f"; {len(w.removed_stale)} temporary file(s) of an interrupted earlier export removed"
+                text += f"; {len(w.removed_stale)} staging folder(s) of an interrupted earlier export removed"
             return text
         assert self.sent is not None
         return self.sent.summary()
