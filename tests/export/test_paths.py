@@ -12,6 +12,7 @@ from rtexport.errors import RTExportError
 from rtexport.export.gate import Item
 from rtexport.services.export import FolderDestination, export_plan
 from rtexport.workspace import Workspace
+from tests.cli.shell import run_rtexport
 from tests.conftest import ACTOR
 
 
@@ -33,3 +34,14 @@ def test_a_hostile_uid_smuggled_into_the_workspace_is_refused_at_export(planned:
     with pytest.raises(RTExportError, match=r"not a valid DICOM UID"):
         export_plan(planned, "CW-E1", tuple(Item), FolderDestination(exports / "out"), ACTOR)
     assert (everything_under(exports), everything_under(tmp_path / "outside")) == before
+
+
+def test_export_to_a_folder_whose_parent_is_missing_creates_nothing(planned: Workspace, tmp_path: Path) -> None:
+    target = tmp_path / "nonexistent" / "dir" / "x"
+    r = run_rtexport(planned.home, "export", "CW-E1", "--to", str(target))
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert f"its parent folder {target.parent} does not exist" in r.stderr + r.stdout
+    assert not (tmp_path / "nonexistent").exists()
+    r = run_rtexport(planned.home, "export", "CW-E1", "--to", str(tmp_path / "x"))  # the last folder is made
+    assert r.returncode == 0, r.stderr
+    assert len(list((tmp_path / "x").glob("CT.*.dcm"))) == len(planned.course("C1").slices)

@@ -91,7 +91,10 @@ def progress_bar() -> Bar:
 def export(
     plan: PlanArg,
     to: Annotated[
-        Path | None, typer.Option("--to", metavar="DIR", help="Folder (default: the site's export folder).")
+        Path | None,
+        typer.Option(
+            "--to", metavar="DIR", help="Folder (default: the site's export folder); only its last part is created."
+        ),
     ] = None,
     items: ItemsOpt = "ct,rtstruct,rtplan,dose-plan,dose-beam",
     server: ServerOpt = None,

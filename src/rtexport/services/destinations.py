@@ -19,8 +19,9 @@ from rtexport.workspace import Workspace
 
 @dataclass(frozen=True)
 class FolderDestination:
-    """A local folder (created if missing). ``opened``: the folder as it was checked (the web page's, inside the
-    export roots), written through that handle however its path changes meanwhile; else opened when writing."""
+    """A local folder (its last part created if missing, its parent never). ``opened``: the folder as it was
+    checked (the web page's, inside the export roots), written through that handle however its path changes
+    meanwhile; else opened when writing."""
 
     path: Path
     opened: ExportFolder | None = field(default=None, compare=False, repr=False)
