@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from rtexport.demo.phantom import PhantomSpec, write_phantom
@@ -174,6 +174,70 @@ def test_any_damaged_file_is_imported_whole_or_refused_as_an_import_error(
         else:
             data[at:at] = extra
     path.write_bytes(bytes(data))
+    try:
+        result = read_course(folder, "T")
+    except CourseImportError:
+        return
+    finally:
+        shutil.rmtree(folder)  # deliberately damaged: not left for the suite's dciodvfy check of RT objects
+    assert len(result.course.slices) == TINY.slices and result.course.structure_set.structures
+
+
+CT_KEYWORDS = [
+    "Rows", "Columns", "BitsAllocated", "SamplesPerPixel", "PixelRepresentation", "PixelSpacing", "PixelData",
+    "ImagePositionPatient", "ImageOrientationPatient", "FrameOfReferenceUID", "SOPInstanceUID", "PatientPosition",
+    "RescaleSlope", "RescaleIntercept", "SeriesInstanceUID",
+]  # fmt: skip
+RS_KEYWORDS = {
+    "": ["StructureSetROISequence", "ROIContourSequence", "RTROIObservationsSequence", "SOPInstanceUID"],
+    "StructureSetROISequence": ["ROINumber", "ROIName", "ReferencedFrameOfReferenceUID"],
+    "ROIContourSequence": ["ReferencedROINumber", "ContourSequence"],
+    "ContourSequence": ["ContourData", "NumberOfContourPoints", "ContourImageSequence"],
+    "RTROIObservationsSequence": ["ReferencedROINumber", "RTROIInterpretedType"],
+}
+VALUES = st.sampled_from([None, "", 0, -1, 2**31, "x", 1e308, float("nan"), [], [1.0], [0.0, 0.0, 0.0, 0.0]])
+
+
+def _target(ds: pydicom.Dataset, where: str) -> pydicom.Dataset:
+    if where == "":
+        return ds
+    if where == "ContourSequence":
+        return ds.ROIContourSequence[0].ContourSequence[0]  # type: ignore[no-any-return]
+    return ds[where].value[0]  # type: ignore[no-any-return]
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(victim=st.integers(0, 3), data=st.data(), value=VALUES)
+def test_any_attribute_missing_or_absurd_is_imported_whole_or_refused_as_an_import_error(
+    tiny: Path, tmp_path: Path, victim: int, data: st.DataObject, value: object
+) -> None:
+    folder = tmp_path / "case"
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.copytree(tiny, folder)
+    path = sorted(folder.iterdir())[victim]
+    ds = pydicom.dcmread(path)
+    if path.name.startswith("RS"):
+        where = data.draw(st.sampled_from(sorted(RS_KEYWORDS)))
+        keyword = data.draw(st.sampled_from(RS_KEYWORDS[where]))
+        target = _target(ds, where)
+    else:
+        keyword, target = data.draw(st.sampled_from(CT_KEYWORDS)), ds
+    try:
+        with pydicom.config.disable_value_validation():
+            if value is None:
+                delattr(target, keyword)
+            else:
+                setattr(target, keyword, value)
+            ds.save_as(path, enforce_file_format=True)
+    except (ValueError, TypeError, OverflowError, OSError, AttributeError, struct.error):
+        shutil.rmtree(folder)
+        assume(False)  # pydicom cannot even write that value
     try:
         result = read_course(folder, "T")
     except CourseImportError:
