@@ -61,12 +61,12 @@ def make(d: int, name: str, folder: Path) -> int:
 
 def remove(d: int, name: str, sd: int) -> None:
     """Empty and remove the staging folder ``name`` of ``d`` (``sd`` its handle): our files only, no link
-    followed; a folder someone put inside is left, and the staging folder with it."""
-    for entry in os.listdir(sd):
-        st = os.stat(entry, dir_fd=sd, follow_symlinks=False)
-        if not stat.S_ISDIR(st.st_mode):
-            unlink(sd, entry)
-    with contextlib.suppress(OSError):
+    followed; a folder someone put inside is left, and the staging folder with it. Never raises."""
+    with contextlib.suppress(OSError):  # best effort: what is left is removed by the next export
+        for entry in os.listdir(sd):
+            st = os.stat(entry, dir_fd=sd, follow_symlinks=False)
+            if not stat.S_ISDIR(st.st_mode):
+                unlink(sd, entry)
         os.rmdir(name, dir_fd=d)
 
 
