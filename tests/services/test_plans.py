@@ -12,6 +12,7 @@ from rtexport.errors import AuthError, PlanError
 from rtexport.model.dose import BeamDose, DoseGrid, GridGeometry, PlanDose
 from rtexport.model.plan import parse_plan
 from rtexport.services.approval import approve, authorize
+from rtexport.services.integrity import dose_inputs
 from rtexport.services.plans import clone_plan, load_plan
 from rtexport.workspace import Workspace
 from tests.conftest import ACTOR, PHYS, PLANNER, add_demo_users
@@ -26,9 +27,10 @@ def fake_dose(ws: Workspace, plan_id: str) -> None:
         ws.course(state.plan.course).ct.frame_of_reference_uid,
     )
     beams = tuple(BeamDose(b.name, 100.0, grid, (0.0, 0.0, 0.0), 1.0) for b in state.plan.beams)
-    record = ws.doses.store_arrays(PlanDose(beams, grid), "test")
+    record = ws.doses.store_arrays(PlanDose(beams, grid), "test", dose_inputs(ws.site(), state.plan))
     with ws.transaction():
         ws.doses.save(plan_id, state.revision.number, record, ws.now())
+        ws.audit(ACTOR, "dose", "ok", plan_id, state.revision.number, engine="test")
 
 
 def test_load_new_plan_then_unchanged_then_changed(course_ws: Workspace) -> None:

@@ -92,6 +92,24 @@ def approve(
         warn(signed.warning)
 
 
+@app.command("dose-accept", cls=Command)
+def dose_accept(
+    plan: PlanArg,
+    user: Annotated[str, typer.Option("--user", metavar="NAME", help="The accepting physicist.")],
+    password_stdin: PasswordStdin = False,
+    home: HomeOpt = None,
+) -> None:
+    """Accept PLAN's dose although the site's beam data, CT curve or materials changed since it was computed
+    (physicists only; audited with what changed)."""
+    from rtexport.services.approval import accept_dose
+
+    workspace = ws(home)
+    state, accepted = accept_dose(workspace, plan, (user, password(password_stdin)), actor())
+    for change in accepted:
+        say(f"accepted: {change}")
+    say(f"the dose of plan {plan} revision {state.revision.number} is {state.dose_state} (accepted by {user})")
+
+
 @app.command(cls=Command)
 def authorize(
     plan: PlanArg,

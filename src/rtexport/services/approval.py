@@ -4,7 +4,7 @@ transaction with the plan state they sign, then the export objects of the signed
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rtexport.errors import PlanError
 from rtexport.model.people import Actor
@@ -13,6 +13,7 @@ from rtexport.model.state import PlanState, Signature
 from rtexport.mucheck import MUCheck, check_beams
 from rtexport.services.access import Clock
 from rtexport.services.export import prepare_objects
+from rtexport.services.integrity import dose_inputs, require_intact, stale_reasons, with_staleness
 from rtexport.services.site import site_status
 from rtexport.services.users import Credentials, qualified
 from rtexport.workspace import Workspace
@@ -48,6 +49,7 @@ def _signer(
     state = ws.plan_state(plan_id)
     rev = state.revision.number
     who = qualified(ws, credentials, action, actor, plan_id, rev, client=where.client, clock=where.clock)
+    require_intact(ws, state, action, actor.as_user(who.name))
     return state, actor.as_user(who.name)
 
 
@@ -101,9 +103,17 @@ def approve(
         implausible = (
             [] if dose is None else mu_problems(state.plan, site, {b.beam_name: b.mu_per_fraction for b in dose.beams})
         )
+        stale = stale_reasons(site, replace(state, dose=dose))
         if dose is None:
             refusal = PlanError(f"plan {plan_id} revision {rev} has no current dose; run 'rtexport dose {plan_id}'")
             refused = {"reason": "no current dose"}
+        elif stale:
+            refusal = PlanError(
+                f"plan {plan_id} revision {rev} cannot be approved: its dose is stale; run 'rtexport dose {plan_id}' "
+                f"again, or a physicist accepts the change with 'rtexport dose-accept {plan_id} --user NAME'",
+                stale,
+            )
+            refused = {"reason": "stale dose", "problems": list(stale)}
         elif implausible:
             refusal = PlanError(f"plan {plan_id} revision {rev} cannot be approved", implausible)
             refused = {"reason": "implausible MU", "problems": implausible}
@@ -134,3 +144,27 @@ def approve(
     if signature is None:  # the row written in this transaction
         raise PlanError(f"plan {plan_id}: the approval just stored cannot be read back")
     return Signed(ws.plan_state(plan_id), signature, prepare_objects(ws, plan_id, status), check)
+
+
+def accept_dose(
+    ws: Workspace, plan_id: str, credentials: Credentials, actor: Actor, where: Where = HERE
+) -> tuple[PlanState, tuple[str, ...]]:
+    """A physicist accepts the plan's dose although the site's beam data changed since it was computed (audited
+    with what changed); returns the state after, and what was accepted."""
+    state = ws.plan_state(plan_id)
+    rev = state.revision.number
+    who = qualified(ws, credentials, "dose-accept", actor, plan_id, rev, client=where.client, clock=where.clock)
+    signer = actor.as_user(who.name)
+    require_intact(ws, state, "dose-accept", signer)
+    site = site_status(ws).require()
+    if state.dose is None:
+        raise PlanError(f"plan {plan_id} revision {rev} has no dose to accept; run 'rtexport dose {plan_id}'")
+    reasons = stale_reasons(site, state)
+    if not reasons:
+        raise PlanError(f"plan {plan_id} revision {rev}: the dose is current, there is nothing to accept")
+    with ws.transaction():
+        if ws.plans.last_revision(plan_id).number != rev:
+            raise PlanError(f"plan {plan_id} changed meanwhile; look at its new revision first")
+        ws.doses.accept_inputs(plan_id, rev, dose_inputs(site, state.plan), who.name, ws.now(), list(reasons))
+        ws.audit(signer, "dose-accept", "ok", plan_id, rev, accepted=list(reasons))
+    return with_staleness(ws.plan_state(plan_id), site), reasons

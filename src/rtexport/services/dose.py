@@ -17,6 +17,7 @@ from rtexport.model.state import PlanState, StoredDose
 from rtexport.mucheck import MUCheck
 from rtexport.services.checks import dose_warnings, mu_check
 from rtexport.services.export import prepare_objects
+from rtexport.services.integrity import dose_inputs, require_intact
 from rtexport.services.site import site_status
 from rtexport.workspace import Workspace
 from rtexport.workspace.dicomio import course_contours, load_hu
@@ -50,6 +51,7 @@ def compute_dose(
     rev = state.revision
     if state.approved:
         raise PlanError(f"plan {plan_id} is approved: its dose is fixed; clone it to change anything")
+    require_intact(ws, state, "dose", actor)
     status = site_status(ws)
     site = status.require()
     course = ws.course(state.plan.course)
@@ -61,7 +63,7 @@ def compute_dose(
     if not result.beams:
         raise DoseError(f"plan {plan_id}: no beam dose computed")
     warnings = dose_warnings(site, state.plan, result.plan, result.beams)
-    record = ws.doses.store_arrays(result, ENGINE_NAME)
+    record = ws.doses.store_arrays(result, ENGINE_NAME, dose_inputs(site, state.plan))
     with ws.transaction():
         last = ws.plans.last_revision(plan_id)
         if (last.number, last.token) != (rev.number, rev.token):

@@ -14,7 +14,7 @@ from typing import Protocol
 
 from rtexport.errors import GateError, RTExportError, SendError
 from rtexport.export.build import PreparedExport, buildable_items
-from rtexport.export.gate import ALL_ITEMS, Item, check_export, parse_items
+from rtexport.export.gate import ALL_ITEMS, DOSE_ITEMS, Item, check_export, parse_items
 from rtexport.export.local import PlanIdentity, WriteReport, write_folder
 from rtexport.export.objects import ExportObject
 from rtexport.model.people import Actor
@@ -34,6 +34,7 @@ from rtexport.services.destinations import (
     export_roots,
     resolve_destination,
 )
+from rtexport.services.integrity import stale_reasons
 from rtexport.services.site import SiteStatus, site_status
 from rtexport.workspace import Workspace
 
@@ -154,6 +155,14 @@ def findings(
     if state.dose is not None and status.site is not None:
         computed = {b.beam_name: b.mu_per_fraction for b in state.dose.beams}
         found += [f"plan {state.plan.id}: {p}" for p in mu_problems(state.plan, status.site, computed)]
+    found += [f"plan {state.plan.id}: {f} (restore the workspace from a backup)" for f in state.integrity]
+    dose_items = [i.value for i in items if i in (Item.RTPLAN, *DOSE_ITEMS)]
+    stale = stale_reasons(status.site, state) if dose_items else ()
+    if stale:
+        found.append(
+            f"{', '.join(dose_items)}: the dose of plan {state.plan.id} is stale ({'; '.join(stale)}): run "
+            f"'rtexport dose {state.plan.id}' again, or a physicist accepts it with 'rtexport dose-accept'"
+        )
     return found
 
 

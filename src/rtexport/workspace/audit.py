@@ -91,6 +91,9 @@ class AuditLog:
         **detail: Any,
     ) -> int:
         """Append one record, chained to the one before it (in one transaction with it); returns its id."""
+        if self._db.pending_seals:  # the rows this transaction wrote: their seals go into this record
+            detail = {**detail, "sealed_rows": dict(self._db.pending_seals)}
+            self._db.pending_seals.clear()
         with self._db.transaction():
             last = self._db.one("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1")
             seq = self._db.one("SELECT seq FROM sqlite_sequence WHERE name = 'audit'")

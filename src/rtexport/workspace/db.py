@@ -86,6 +86,8 @@ class Database:
             os.chmod(path, 0o600)  # patient data and password hashes: the owner's only
         self._conn.row_factory = sqlite3.Row
         self._depth = 0
+        # Seals of rows written in the current transaction, waiting for its audit record (see workspace.seals).
+        self.pending_seals: dict[str, dict[str, str] | None] = {}
         self.execute("PRAGMA foreign_keys = ON")
         self.execute("PRAGMA journal_mode = WAL")
         # A workspace whose audit table lost its protection: the triggers are put back below, and the audit log
@@ -145,8 +147,11 @@ class Database:
         self._depth = 1
         try:
             yield
+            if self.pending_seals:  # a sealed row written without an audit record: rtexport's own mistake
+                raise RuntimeError(f"rows written without an audit record to seal them: {sorted(self.pending_seals)}")
         except BaseException:
             self._depth = 0
+            self.pending_seals.clear()
             self._conn.execute("ROLLBACK")
             raise
         self._depth = 0

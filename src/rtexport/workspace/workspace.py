@@ -29,6 +29,7 @@ from rtexport.workspace.db import Database
 from rtexport.workspace.doses import DoseRepository
 from rtexport.workspace.plans import PlanRepository
 from rtexport.workspace.reports import ReportRepository
+from rtexport.workspace.seals import Seals, row_key
 from rtexport.workspace.setups import SetupCache
 from rtexport.workspace.store import BlobStore
 from rtexport.workspace.throttle import ThrottleRecords
@@ -83,6 +84,8 @@ class Workspace:
         self.plans = PlanRepository(self.db)
         self.users = UserRepository(self.db)
         self.audit_log = AuditLog(self.db, self.now)
+        self.seals = Seals(self.db)
+        self.seals.seal_found(lambda *a, **k: self.audit_log.record(self.now(), *a, **k))
         self.doses = DoseRepository(self.db, self.blobs)
         self.built = BuiltObjects(self.db, self.blobs)
         self.reports = ReportRepository(self.db)
@@ -170,4 +173,15 @@ class Workspace:
             approval=self.plans.approval(plan_id, rev.number),
             authorization=self.plans.authorization(plan_id, rev.number),
             dose=self.doses.get(plan_id, rev.number),
+            integrity=tuple(self.plan_integrity(plan_id, rev.number)),
         )
+
+    def plan_integrity(self, plan_id: str, revision: int) -> list[str]:
+        """What differs between the rows a decision on this revision rests on and their seals (empty: intact);
+        a later revision that was deleted counts too."""
+        keys = [row_key(t, (plan_id, revision)) for t in ("revisions", "doses", "approvals", "authorizations")]
+        return self.seals.check([*keys, row_key("revisions", (plan_id, revision + 1))])
+
+    def user_integrity(self, name: str) -> list[str]:
+        """What differs between the user's row (role, password hash, name) and its seal (empty: intact)."""
+        return self.seals.check([row_key("users", (name,))])
