@@ -29,10 +29,13 @@ def _calibrate_16_mev(site: dict[str, Any]) -> None:
 
 def test_dose_is_current_until_the_beam_data_of_its_energy_changes(planned: Workspace) -> None:
     assert plan_state(planned, PLAN).dose_state == "current"
-    edit_site_toml(
-        planned.home,
-        lambda s: [e.update(calibration_cgy_per_mu=1.3) for e in s["machines"][0]["energies"] if e["energy_mev"] != 16],
-    )
+
+    def other_energies(site: dict[str, Any]) -> None:
+        for e in site["machines"][0]["energies"]:
+            if e["energy_mev"] != 16:
+                e["calibration_cgy_per_mu"] = 1.3
+
+    edit_site_toml(planned.home, other_energies)
     assert plan_state(planned, PLAN).dose_state == "current"  # the energies the plan does not use
     edit_site_toml(planned.home, _calibrate_16_mev)
     state = plan_state(planned, PLAN)
@@ -78,10 +81,12 @@ def test_a_physicist_accepts_the_change_audited(planned: Workspace, tmp_path: Pa
 
 def test_a_ct_curve_or_material_the_plan_uses_counts_too(planned: Workspace) -> None:
     curve = planned.plan_state(PLAN).plan.ct_curve
-    edit_site_toml(
-        planned.home,
-        lambda s: [c.update(mass_density=[d * 1.01 for d in c["mass_density"]]) for c in s["ct_curves"]],
-    )
+
+    def denser(site: dict[str, Any]) -> None:
+        for c in site["ct_curves"]:
+            c["mass_density"] = [d * 1.01 for d in c["mass_density"]]
+
+    edit_site_toml(planned.home, denser)
     assert plan_state(planned, PLAN).dose_stale == (
         f"CT curve {curve} changed in site.toml since the dose was computed",
     )
