@@ -123,8 +123,7 @@ class ExportReport:
             if w.removed_stale:
                 text += f"; {len(w.removed_stale)} temporary file(s) of an interrupted earlier export removed"
             return text
-        assert self.sent is not None
-        return self.sent.summary()
+        return "nothing was written or sent" if self.sent is None else self.sent.summary()
 
 
 # -- gate -----------------------------------------------------------------------------------------------------
@@ -352,8 +351,7 @@ def _finish(ws: Workspace, run: ExportRun, progress: Progress | None) -> ExportR
             uids=prepared.uids(),
             **common,
         )
-    else:
-        assert report.sent is not None
+    elif report.sent is not None:
         results = report.sent.results
         ws.audit(
             actor,
