@@ -86,6 +86,8 @@ class PlanState:
     dose: StoredDose | None  # dose of the current revision, if computed
     # Rows of this revision changed behind rtexport's back (they no longer match their seals): decisions refuse.
     integrity: tuple[str, ...] = ()
+    # What the stored plan file breaks of rules made stricter since it was stored: decisions refuse, views warn.
+    stored_problems: tuple[str, ...] = ()
     # What changed in the site's beam data, CT curve or materials since the dose was computed (and not accepted).
     dose_stale: tuple[str, ...] = ()
 

@@ -155,6 +155,7 @@ def findings(
         computed = {b.beam_name: b.mu_per_fraction for b in state.dose.beams}
         found += [f"plan {state.plan.id}: {p}" for p in mu_problems(state.plan, status.site, computed)]
     found += [f"plan {state.plan.id}: {f} (restore the workspace from a backup)" for f in state.integrity]
+    found += [f"{p} (stored before a stricter rule: load a corrected plan file)" for p in state.stored_problems]
     dose_items = [i.value for i in items if i in (Item.RTPLAN, *DOSE_ITEMS)]
     stale = stale_reasons(status.site, state) if dose_items else ()
     if stale:

@@ -16,7 +16,7 @@ import hashlib
 import json
 from dataclasses import replace
 
-from rtexport.errors import IntegrityError
+from rtexport.errors import IntegrityError, PlanError
 from rtexport.model.people import Actor
 from rtexport.model.plan import Plan
 from rtexport.model.site import Site
@@ -68,10 +68,18 @@ def with_staleness(state: PlanState, site: Site | None) -> PlanState:
 
 
 def require_intact(ws: Workspace, state: PlanState, action: str, actor: Actor) -> None:
-    """Refuse (audited) a decision on a plan whose rows were changed behind rtexport's back."""
+    """Refuse (audited) a decision on a plan whose rows were changed behind rtexport's back, or whose stored plan
+    file breaks a rule made stricter since it was stored."""
+    plan_id, rev = state.plan.id, state.revision.number
+    if state.stored_problems:
+        ws.audit(actor, action, "refused", plan_id, rev, reason="stored plan invalid", problems=state.stored_problems)
+        raise PlanError(
+            f"{action} plan {plan_id} revision {rev}: refused, the plan file was stored before a stricter rule; "
+            "load a corrected plan file ('rtexport plan show --toml' gives the stored one)",
+            state.stored_problems,
+        )
     if not state.integrity:
         return
-    plan_id, rev = state.plan.id, state.revision.number
     ws.audit(actor, action, "refused", plan_id, rev, reason="rows changed", findings=list(state.integrity))
     raise IntegrityError(
         f"{action} plan {plan_id} revision {rev}: refused, its records were changed outside rtexport (restore the "

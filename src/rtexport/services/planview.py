@@ -256,6 +256,7 @@ def view_of(ws: Workspace, state: PlanState, status: SiteStatus) -> PlanView:
             warnings = tuple(dose_warnings(site, plan, grid, state.dose.beams))
     warnings = (
         *(f"record changed outside rtexport: {f}" for f in state.integrity),
+        *(f"stored before a stricter rule: {p}" for p in state.stored_problems),
         *(f"dose stale: {r}" for r in state.dose_stale),
         *warnings,
     )

@@ -19,9 +19,9 @@ import tomli_w
 from rtexport.errors import ConfigError
 from rtexport.model.course import Course
 from rtexport.model.people import Actor
-from rtexport.model.plan import parse_plan
 from rtexport.model.site import Site, load_site, read_site_toml, site_problems
 from rtexport.model.state import PlanState
+from rtexport.model.stored import parse_stored_plan
 from rtexport.workspace.audit import AuditLog
 from rtexport.workspace.built import BuiltObjects
 from rtexport.workspace.courses import CourseRepository
@@ -166,14 +166,16 @@ class Workspace:
     def plan_state(self, plan_id: str) -> PlanState:
         """The plan's current revision with its approval, authorization and (lazily loaded) dose."""
         rev = self.plans.last_revision(plan_id)
+        plan, problems = parse_stored_plan(rev.toml, f"plan {plan_id} revision {rev.number}")
         return PlanState(
-            plan=parse_plan(rev.toml, f"plan {plan_id} revision {rev.number}"),
+            plan=plan,
             revision=rev,
             revisions=self.plans.revision_count(plan_id),
             approval=self.plans.approval(plan_id, rev.number),
             authorization=self.plans.authorization(plan_id, rev.number),
             dose=self.doses.get(plan_id, rev.number),
             integrity=tuple(self.plan_integrity(plan_id, rev.number)),
+            stored_problems=tuple(problems),
         )
 
     def plan_integrity(self, plan_id: str, revision: int) -> list[str]:
