@@ -3,6 +3,7 @@ never built again with other bytes under the same UIDs; a plan stored before a s
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from rtexport.errors import GateError, PlanError, StoreError
 from rtexport.export.gate import Item
 from rtexport.services.approval import approve
 from rtexport.services.dose import compute_dose
-from rtexport.services.export import FolderDestination, export_plan
+from rtexport.services.export import Destination, FolderDestination, export_plan
 from rtexport.services.plans import load_plan, plan_state
 from rtexport.services.planview import plan_view
 from rtexport.workspace import Workspace
@@ -68,3 +69,14 @@ def test_a_plan_stored_before_a_stricter_rule_opens_with_findings(planned: Works
         export_plan(planned, PLAN, (Item.CT,), FolderDestination(tmp_path / "out"), ACTOR)
     fixed, changed = load_plan(planned, DEMO_PLAN, "plan.toml", ACTOR)
     assert changed and fixed.revision.number == 3 and fixed.stored_problems == ()
+
+
+def test_commit_without_a_commitment_port_is_refused_before_anything_is_sent(planned: Workspace) -> None:
+    with socket.socket() as s:  # a loopback port nobody listens on: a send would fail, the gate refuses first
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert planned.site().dicom.commitment_port is None
+    with pytest.raises(GateError, match=r"--commit: storage commitment needs dicom.commitment_port in site.toml"):
+        export_plan(planned, PLAN, (Item.RTPLAN,), Destination("ARCHIVE", "127.0.0.1", port), ACTOR, commit=True)
+    entry = planned.audit_log.entries()[-1]
+    assert (entry["action"], entry["outcome"]) == ("export-server", "refused")

@@ -271,6 +271,12 @@ def _begin(
     action = "export" if isinstance(destination, FolderDestination) else "export-server"
     where = _where(destination)
     found = findings(ws, state, items, status=status)
+    to_dimse = not isinstance(destination, FolderDestination | WebDestination)
+    if commit and to_dimse and status.site is not None and status.site.dicom.commitment_port is None:
+        found.append(  # refused before sending: no commitment report could ever come back
+            "--commit: storage commitment needs dicom.commitment_port in site.toml (the port the server's "
+            "commitment report comes back to); set it, or export without --commit"
+        )
     if found or status.site is None:
         found = found or list(status.unavailable)
         ws.audit(actor, action, "refused", plan_id, rev, findings=found, items=chosen, destination=where)
