@@ -75,6 +75,14 @@ def approve(
             "check a beam (recorded in the audit log).",
         ),
     ] = False,
+    acknowledge_warnings: Annotated[
+        bool,
+        typer.Option(
+            "--acknowledge-warnings",
+            help="Approve although a beam cannot reach its target or a target is not covered (see 'plan show'; "
+            "recorded in the audit log).",
+        ),
+    ] = False,
     password_stdin: PasswordStdin = False,
     home: HomeOpt = None,
 ) -> None:
@@ -84,7 +92,14 @@ def approve(
     workspace = ws(home)
     credentials = (user, password(password_stdin))
     with console(stderr=True).status("approving and preparing the export objects ..."):
-        signed = approve_plan(workspace, plan, credentials, actor(), acknowledge_mu_check=acknowledge_mu_check)
+        signed = approve_plan(
+            workspace,
+            plan,
+            credentials,
+            actor(),
+            acknowledge_mu_check=acknowledge_mu_check,
+            acknowledge_warnings=acknowledge_warnings,
+        )
     a = signed.signature
     say(f"plan {plan} revision {signed.state.revision.number} APPROVED by {signer(a)} on {when(a.at)}")
     show_mu_check(signed.mu_check)

@@ -16,6 +16,7 @@ from rtexport.model.plan import mu_problems, plan_problems
 from rtexport.model.state import PlanState, StoredDose
 from rtexport.mucheck import MUCheck
 from rtexport.services.checks import dose_warnings, mu_check
+from rtexport.services.coverage import plan_target_warnings
 from rtexport.services.export import prepare_objects
 from rtexport.services.integrity import dose_inputs, require_intact
 from rtexport.services.site import site_status
@@ -95,6 +96,7 @@ def compute_dose(
         raise DoseError(f"plan {plan_id}: the dose just stored cannot be read back; run 'rtexport verify'")
     warning = prepare_objects(ws, plan_id, status)
     done = replace(state, dose=stored)
+    warnings = [*warnings, *plan_target_warnings(ws, site, done)]
     g = result.plan.geometry
     return DoseResult(
         done,
