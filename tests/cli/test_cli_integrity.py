@@ -1,12 +1,18 @@
 """The command line on rows changed behind rtexport's back and on stale dose: `plan list` says it, `verify` names
-the row, `dose-accept` takes a physicist's password."""
+the row, `dose-accept` takes a physicist's password; wrong passwords at the terminal count in the stored throttle
+the page uses, audited with the operating-system account."""
 
 from __future__ import annotations
 
+import getpass
 import sqlite3
 from contextlib import closing
 from typing import Any
 
+from fastapi.testclient import TestClient
+
+from rtexport.services import access
+from rtexport.web.app import create_app
 from rtexport.workspace import Workspace
 from tests.cli.shell import run_rtexport
 from tests.conftest import PHYS, PLANNER, edit_site_toml
@@ -48,3 +54,22 @@ def test_verify_and_plan_list_name_a_role_changed_with_sql(planned: Workspace) -
     assert "2 of 5 sealed record(s) were changed outside rtexport" in r.stderr
     listing = run_rtexport(home, "plan", "list")
     assert "plan CW-E1: record changed outside rtexport" in listing.stderr
+
+
+def test_wrong_passwords_at_the_terminal_lock_the_user_here_and_on_the_page(planned: Workspace) -> None:
+    home = planned.home
+    args = ("approve", "CW-E1", "--user", PHYS[0], "--acknowledge-mu-check", "--password-stdin")
+    for _ in range(access.PER_USER):
+        wrong = run_rtexport(home, *args, stdin="a-wrong-guess\n")
+        assert wrong.returncode == 1 and "wrong password" in wrong.stderr
+    right = run_rtexport(home, *args, stdin=PHYS[1] + "\n")
+    assert right.returncode == 1 and "too many failed passwords for user 'phil'" in right.stderr
+    refused = [e for e in planned.audit_log.entries() if e["action"] == "approve" and e["outcome"] == "refused"]
+    os_user = getpass.getuser()
+    assert len(refused) == access.PER_USER + 1
+    assert all(e["actor"] == f"({os_user})" and e["os_user"] == os_user for e in refused)
+    assert all(e["detail"]["user"] == "phil" for e in refused)
+    with TestClient(create_app(home, secret="s"), follow_redirects=False) as web:
+        token = web.get("/login").text.split('name="csrf" value="')[1].split('"')[0]
+        rsp = web.post("/login", data={"csrf": token, "name": PHYS[0], "password": PHYS[1]})
+    assert rsp.status_code == 429 and "too many failed passwords" in rsp.text
