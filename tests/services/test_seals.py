@@ -111,3 +111,14 @@ def test_rows_of_a_workspace_made_before_seals_are_sealed_once_as_found(planned:
         assert verify_workspace(ws, ACTOR).ok
     with Workspace.open(home) as ws:  # once: a second open seals nothing more
         assert ws.audit_log.entries()[-1]["action"] == "verify"
+
+
+def test_the_name_of_a_signer_changed_with_sql_refuses_the_export(planned: Workspace, tmp_path: Path) -> None:
+    """The authorizing physicist's full name would go into the exported objects: their row counts for the plan."""
+    _sql(planned.home, "UPDATE users SET full_name = 'Mallory^M' WHERE name = 'phil'")
+    (finding,) = planned.plan_state(PLAN).integrity
+    assert (
+        "user phil (table users)" in finding and "full_name is 'Mallory^M', rtexport wrote 'Physicist^Phil'" in finding
+    )
+    with pytest.raises(GateError, match="full_name is 'Mallory"):
+        export_plan(planned, PLAN, (Item.RTPLAN,), FolderDestination(tmp_path / "out"), ACTOR)

@@ -180,9 +180,16 @@ class Workspace:
 
     def plan_integrity(self, plan_id: str, revision: int) -> list[str]:
         """What differs between the rows a decision on this revision rests on and their seals (empty: intact);
-        a later revision that was deleted counts too."""
+        a later revision that was deleted counts too, and so do the users who signed it (their names go into the
+        exported RT Plan)."""
         keys = [row_key(t, (plan_id, revision)) for t in ("revisions", "doses", "approvals", "authorizations")]
-        return self.seals.check([*keys, row_key("revisions", (plan_id, revision + 1))])
+        signers = self.db.all(
+            "SELECT reviewer AS name FROM approvals WHERE plan_id = ? AND revision = ? UNION "
+            "SELECT user FROM authorizations WHERE plan_id = ? AND revision = ?",
+            (plan_id, revision, plan_id, revision),
+        )
+        users = [row_key("users", (str(r["name"]),)) for r in signers]
+        return self.seals.check([*keys, row_key("revisions", (plan_id, revision + 1)), *users])
 
     def user_integrity(self, name: str) -> list[str]:
         """What differs between the user's row (role, password hash, name) and its seal (empty: intact)."""
