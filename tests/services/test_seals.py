@@ -122,3 +122,22 @@ def test_the_name_of_a_signer_changed_with_sql_refuses_the_export(planned: Works
     )
     with pytest.raises(GateError, match="full_name is 'Mallory"):
         export_plan(planned, PLAN, (Item.RTPLAN,), FolderDestination(tmp_path / "out"), ACTOR)
+
+
+def test_verify_finds_a_seal_index_pointed_back_at_an_older_seal(planned: Workspace) -> None:
+    """Decisions find a row's latest seal through an index; verify reads the whole log and finds the index moved."""
+    set_role(planned, "pat", Role.PHYSICIST, ACTOR, PHYS)
+    promoted = planned.audit_log.entries()[-1]["id"]
+    set_role(planned, "pat", Role.PLANNER, ACTOR, PHYS)
+    _sql(planned.home, "UPDATE users SET role = 'physicist' WHERE name = 'pat'")
+    _sql(planned.home, f"UPDATE seal_index SET audit_id = {promoted} WHERE row = 'users:pat'")
+    assert not planned.user_integrity("pat")  # the index is a shortcut, not the proof
+    (moved, changed) = verify_workspace(planned, ACTOR).rows_changed
+    assert moved.startswith(f"the seal index of users:pat was changed: it points to audit record {promoted}")
+    assert "role is 'physicist', rtexport wrote 'planner'" in changed
+
+
+def test_a_seal_index_pointing_at_a_record_that_does_not_seal_the_row_refuses(planned: Workspace) -> None:
+    _sql(planned.home, "UPDATE seal_index SET audit_id = 1 WHERE row = 'users:pat'")
+    with pytest.raises(IntegrityError, match="the seal index of users:pat was changed: audit record 1 does not seal"):
+        approve(planned, PLAN, PLANNER, ACTOR)

@@ -116,6 +116,8 @@ class AuditLog:
                 f"INSERT INTO audit ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
                 [row[c] for c in columns],
             )
+            for key in detail.get("sealed_rows", {}):  # where a decision finds the row's latest seal at once
+                self._db.execute("INSERT OR REPLACE INTO seal_index VALUES (?, ?)", (key, row["id"]))
         return int(row["id"])
 
     def entries(self, plan_id: str | None = None) -> list[dict[str, Any]]:

@@ -55,6 +55,8 @@ CREATE TABLE IF NOT EXISTS incoming (
 CREATE INDEX IF NOT EXISTS incoming_uid ON incoming (sop_instance_uid);
 CREATE TABLE IF NOT EXISTS throttle (
     key TEXT PRIMARY KEY, failures TEXT NOT NULL, locked_until REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS seal_index (
+    row TEXT PRIMARY KEY, audit_id INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS setups (
     key TEXT PRIMARY KEY, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS audit (

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from rtexport.model.people import Actor
+from rtexport.workspace.audit import record_hash
 from rtexport.workspace.db import Database
 
-SCHEMA_VERSION = 1  # PRAGMA user_version once the rows found have been sealed
+SCHEMA_VERSION = 2  # PRAGMA user_version once the rows found are sealed and the seal index is built
 
 
 @dataclass(frozen=True)
@@ -131,13 +132,42 @@ class Seals:
                     found[key] = (int(rec["id"]), seal)
         return found
 
+    def indexed(self, rows: list[str]) -> tuple[dict[str, tuple[int, dict[str, str] | None]], dict[str, str]]:
+        """The latest seal of each row as the seal index finds it (without reading the whole log), and the rows
+        whose indexed seal cannot be trusted (its audit record is not as written, or does not seal the row)."""
+        marks = ",".join("?" * len(rows))
+        index = self._db.all(f"SELECT row, audit_id FROM seal_index WHERE row IN ({marks})", rows)
+        ids = sorted({int(r["audit_id"]) for r in index})
+        records = {
+            int(r["id"]): r for r in self._db.all(f"SELECT * FROM audit WHERE id IN ({','.join('?' * len(ids))})", ids)
+        }
+        found: dict[str, tuple[int, dict[str, str] | None]] = {}
+        untrusted: dict[str, str] = {}
+        for entry in index:
+            row, aid = str(entry["row"]), int(entry["audit_id"])
+            rec = records.get(aid)
+            if rec is None or rec["hash"] is None or record_hash(str(rec["prev_hash"] or ""), rec) != rec["hash"]:
+                untrusted[row] = f"the audit record {aid} that seals {row} is missing or was changed (audit --verify)"
+                continue
+            sealed = json.loads(rec["detail"]).get("sealed_rows", {})
+            if row not in sealed:
+                untrusted[row] = f"the seal index of {row} was changed: audit record {aid} does not seal it"
+            else:
+                found[row] = (aid, sealed[row])
+        return found, untrusted
+
     def check(
         self, rows: Iterable[str], seals: dict[str, tuple[int, dict[str, str] | None]] | None = None
     ) -> list[str]:
         """What differs between these rows and their latest seals (empty: every row is as rtexport wrote it)."""
-        rows = list(rows)
-        seals = self.latest(rows) if seals is None else seals
-        return [f.text for row in rows if (f := self._compare(row, seals.get(row))) is not None]
+        rows = list(dict.fromkeys(rows))
+        untrusted: dict[str, str] = {}
+        if seals is None:
+            seals, untrusted = self.indexed(rows)
+        found = [untrusted[row] for row in rows if row in untrusted]
+        return found + [
+            f.text for row in rows if row not in untrusted and (f := self._compare(row, seals.get(row))) is not None
+        ]
 
     def _compare(self, row: str, sealed: tuple[int, dict[str, str] | None] | None) -> Finding | None:
         spec, key = _split(row)
@@ -171,10 +201,18 @@ class Seals:
         return keys
 
     def check_all(self) -> list[str]:
-        """Every sealed table against every seal: rows changed or inserted, and sealed rows deleted."""
+        """Every sealed table against every seal in the whole log: rows changed or inserted, sealed rows deleted,
+        and a seal index that no longer points to each row's latest seal."""
         seals = self.latest()
         rows = dict.fromkeys([*self.all_rows(), *(k for k, (_, s) in seals.items() if s is not None)])
-        return self.check(rows, seals)
+        index = {str(r["row"]): int(r["audit_id"]) for r in self._db.all("SELECT row, audit_id FROM seal_index")}
+        moved = [
+            f"the seal index of {row} was changed: it points to audit record {index.get(row)}, the latest seal is "
+            f"record {aid}"
+            for row, (aid, _) in seals.items()
+            if index.get(row) != aid
+        ]
+        return moved + self.check(rows, seals)
 
     def seal_found(self, record: Callable[..., int]) -> None:
         """Seal, once, the rows of a workspace made before seals existed (as found; audited)."""
@@ -183,6 +221,8 @@ class Seals:
             return
         with self._db.transaction():
             seals = self.latest()
+            for row, (aid, _) in seals.items():
+                self._db.execute("INSERT OR REPLACE INTO seal_index VALUES (?, ?)", (row, aid))
             unsealed = [r for r in self.all_rows() if r not in seals]
             for r in unsealed:
                 spec, key = _split(r)
