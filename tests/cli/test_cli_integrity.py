@@ -30,6 +30,8 @@ def test_stale_dose_is_listed_and_accepted_by_a_physicist(planned: Workspace) ->
     edit_site_toml(home, _calibrate_16_mev)
     listing = run_rtexport(home, "plan", "list")
     assert listing.returncode == 0 and "STALE" in listing.stdout
+    shown = run_rtexport(home, "plan", "show", "CW-E1", columns=400).stdout
+    assert "dose: STALE, computed" in shown and "warning: dose stale: beam data of DemoLinac 16 MeV" in shown
     refused = run_rtexport(home, "approve", "CW-E1", "--user", PHYS[0], "--password-stdin", stdin=PHYS[1] + "\n")
     assert refused.returncode == 1 and "its dose is stale" in refused.stderr
     assert "beam data of DemoLinac 16 MeV changed in site.toml" in refused.stderr

@@ -215,7 +215,8 @@ def _show_plan(v: PlanView) -> None:
     )
     say("density overrides: " + ("; ".join(f"{o.structure} → {o.material}" for o in p.overrides) or "none"))
     say(
-        f"dose: computed {when(s.dose.computed_at)} ({s.dose.engine}), maximum {v.max_dose_gy or 0:.2f} Gy"
+        f"dose: {'STALE, ' if s.dose_stale else ''}computed {when(s.dose.computed_at)} ({s.dose.engine}), "
+        f"maximum {v.max_dose_gy or 0:.2f} Gy"
         if s.dose
         else f"dose: none for this revision (run 'rtexport dose {p.id}')"
     )
