@@ -115,7 +115,8 @@ def test_approval_needs_dose_then_makes_plan_read_only(course_ws: Workspace) -> 
     fake_dose(course_ws, "CW-E1")
     with pytest.raises(AuthError, match=r"only a physicist may approve"):
         approve(course_ws, "CW-E1", PLANNER, ACTOR)
-    state = approve(course_ws, "CW-E1", PHYS, ACTOR, acknowledge_mu_check=True).state
+    # the stand-in dose covers no target: its warnings are acknowledged like the MU check
+    state = approve(course_ws, "CW-E1", PHYS, ACTOR, acknowledge_mu_check=True, acknowledge_warnings=True).state
     assert state.approved and state.approval is not None and state.approval.user == "phil"
     assert state.approval.person_name == "Physicist^Phil"
     with pytest.raises(PlanError, match=r"approved and read-only; .*rtexport plan clone CW-E1"):
