@@ -5,10 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import sqlite3
 import tomllib
 from collections.abc import Callable, Iterator
-from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -175,13 +173,13 @@ def strict_mu_check(home: Path) -> None:
 
 def forget_beam_setups(home: Path, plan_id: str) -> None:
     """Make the plan's dose records like those of earlier versions, which did not keep each beam's SSD, surface
-    entry and normalization depth (the MU check then cannot check the beams)."""
-    with closing(sqlite3.connect(home / "rtexport.db")) as db, db:
-        for revision, data in db.execute("SELECT revision, data FROM doses WHERE plan_id = ?", (plan_id,)).fetchall():
-            record = json.loads(data)
+    entry and normalization depth (the MU check then cannot check the beams). Written through the workspace, as
+    the upgrade seals rows found (a direct SQL change would be refused as a row changed outside rtexport)."""
+    with Workspace.open(home) as ws, ws.transaction():
+        for row in ws.db.all("SELECT revision, data, computed_at FROM doses WHERE plan_id = ?", (plan_id,)):
+            record = json.loads(row["data"])
             for beam in record["beams"]:
                 for key in ("ssd_mm", "surface_entry_mm", "normalization_depth_mm"):
                     beam.pop(key, None)
-            db.execute(
-                "UPDATE doses SET data = ? WHERE plan_id = ? AND revision = ?", (json.dumps(record), plan_id, revision)
-            )
+            ws.doses.save(plan_id, row["revision"], record, row["computed_at"])
+            ws.audit(ACTOR, "row-seals", "sealed as found", plan_id, row["revision"])

@@ -18,6 +18,7 @@
     ├── SendError                 C-STORE / C-ECHO failed
     ├── BusyError                 the workspace database stayed locked by another command
     └── StoreError                a stored file is missing or no longer has the bytes it was stored with
+        └── IntegrityError        a stored row no longer matches the seal rtexport wrote for it
 
 Messages say what was wrong, where, and what to do about it.
 """
@@ -110,3 +111,12 @@ class BusyError(RTExportError):
 
 class StoreError(RTExportError):
     """A stored file is missing or damaged (its bytes no longer hash to its name)."""
+
+
+class IntegrityError(StoreError):
+    """A row a decision rests on (plan file, dose, user, approval, authorization) was changed behind rtexport's
+    back: it no longer matches the seal rtexport wrote into the audit log. ``findings`` names each row."""
+
+    def __init__(self, message: str, findings: Sequence[str]) -> None:
+        self.findings = list(findings)
+        super().__init__(message + "\n" + "\n".join(f"  - {f}" for f in self.findings))

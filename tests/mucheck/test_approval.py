@@ -29,6 +29,7 @@ def engine_reports_setup(ws: Workspace, mu_over_check: float) -> None:
         b["ssd_mm"], b["normalization_depth_mm"] = 1000.0, 20.0
     with ws.transaction():
         ws.doses.save(PLAN, rev, data, row["computed_at"])
+        ws.audit(ACTOR, "dose", "ok", PLAN, rev, engine="a test engine")
     stored = ws.plan_state(PLAN).dose
     assert stored is not None
     check = {b.beam: b.check_mu for b in check_beams(state.plan, ws.site(), stored.beams).beams}
@@ -38,6 +39,7 @@ def engine_reports_setup(ws: Workspace, mu_over_check: float) -> None:
         b["mu_per_fraction"] = mu * mu_over_check
     with ws.transaction():
         ws.doses.save(PLAN, rev, data, row["computed_at"])
+        ws.audit(ACTOR, "dose", "ok", PLAN, rev, engine="a test engine")
 
 
 def audit_of(ws: Workspace, action: str) -> list[dict[str, object]]:

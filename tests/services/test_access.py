@@ -82,4 +82,10 @@ def test_a_role_is_changed_by_a_command_with_a_physicists_password(workspace: Wo
     assert {u.name: u.role for u in users(workspace)}["pat"] is Role.PHYSICIST
     changed = [e for e in workspace.audit_log.entries() if e["action"] == "user-role"]
     assert [(e["outcome"], e["actor"]) for e in changed][-1] == ("ok", "phil")
-    assert changed[-1]["detail"] == {"user": "pat", "role": "physicist", "was": "planner"}
+    detail = changed[-1]["detail"]
+    assert {k: v for k, v in detail.items() if k != "sealed_rows"} == {
+        "user": "pat",
+        "role": "physicist",
+        "was": "planner",
+    }
+    assert detail["sealed_rows"]["users:pat"]["=role"] == "physicist"  # the row as written, sealed in the audit

@@ -12,6 +12,7 @@ from rtexport.errors import AuthError, PlanError
 from rtexport.model.dose import BeamDose, DoseGrid, GridGeometry, PlanDose
 from rtexport.model.plan import parse_plan
 from rtexport.services.approval import approve, authorize
+from rtexport.services.integrity import dose_inputs
 from rtexport.services.plans import clone_plan, load_plan
 from rtexport.workspace import Workspace
 from tests.conftest import ACTOR, PHYS, PLANNER, add_demo_users
@@ -26,9 +27,10 @@ def fake_dose(ws: Workspace, plan_id: str) -> None:
         ws.course(state.plan.course).ct.frame_of_reference_uid,
     )
     beams = tuple(BeamDose(b.name, 100.0, grid, (0.0, 0.0, 0.0), 1.0) for b in state.plan.beams)
-    record = ws.doses.store_arrays(PlanDose(beams, grid), "test")
+    record = ws.doses.store_arrays(PlanDose(beams, grid), "test", dose_inputs(ws.site(), state.plan))
     with ws.transaction():
         ws.doses.save(plan_id, state.revision.number, record, ws.now())
+        ws.audit(ACTOR, "dose", "ok", plan_id, state.revision.number, engine="test")
 
 
 def test_load_new_plan_then_unchanged_then_changed(course_ws: Workspace) -> None:
@@ -113,7 +115,8 @@ def test_approval_needs_dose_then_makes_plan_read_only(course_ws: Workspace) -> 
     fake_dose(course_ws, "CW-E1")
     with pytest.raises(AuthError, match=r"only a physicist may approve"):
         approve(course_ws, "CW-E1", PLANNER, ACTOR)
-    state = approve(course_ws, "CW-E1", PHYS, ACTOR, acknowledge_mu_check=True).state
+    # the stand-in dose covers no target: its warnings are acknowledged like the MU check
+    state = approve(course_ws, "CW-E1", PHYS, ACTOR, acknowledge_mu_check=True, acknowledge_warnings=True).state
     assert state.approved and state.approval is not None and state.approval.user == "phil"
     assert state.approval.person_name == "Physicist^Phil"
     with pytest.raises(PlanError, match=r"approved and read-only; .*rtexport plan clone CW-E1"):

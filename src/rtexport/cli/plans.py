@@ -23,6 +23,7 @@ from rtexport.cli.base import (
     signature_json,
     signer,
     table,
+    warn,
     when,
     wrapped,
     ws,
@@ -67,6 +68,8 @@ def plan_list(as_json: JsonOpt = False, home: HomeOpt = None) -> None:
                     "approval": signature_json(s.approval),
                     "authorization": signature_json(s.authorization),
                     "dose": s.dose is not None,
+                    "dose_state": s.dose_state,
+                    "records_changed": list(s.integrity),
                 }
                 for s in states
             ]
@@ -81,9 +84,12 @@ def plan_list(as_json: JsonOpt = False, home: HomeOpt = None) -> None:
             f"{s.revision.number} of {s.revisions}",
             f"APPROVED by {signer(s.approval)}" if s.approval else "UNAPPROVED",
             signer(s.authorization) if s.authorization else "-",
-            s.dose_state,
+            s.dose_state.upper() if s.dose_stale else s.dose_state,
         )
     show(t)
+    for s in states:
+        for f in s.integrity:
+            warn(f"plan {s.plan.id}: record changed outside rtexport: {f}")
 
 
 def _beam_json(b: BeamView) -> dict[str, Any]:
@@ -209,7 +215,8 @@ def _show_plan(v: PlanView) -> None:
     )
     say("density overrides: " + ("; ".join(f"{o.structure} → {o.material}" for o in p.overrides) or "none"))
     say(
-        f"dose: computed {when(s.dose.computed_at)} ({s.dose.engine}), maximum {v.max_dose_gy or 0:.2f} Gy"
+        f"dose: {'STALE, ' if s.dose_stale else ''}computed {when(s.dose.computed_at)} ({s.dose.engine}), "
+        f"maximum {v.max_dose_gy or 0:.2f} Gy"
         if s.dose
         else f"dose: none for this revision (run 'rtexport dose {p.id}')"
     )

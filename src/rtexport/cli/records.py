@@ -81,6 +81,8 @@ def verify(home: HomeOpt = None) -> None:
         report = verify_workspace(ws(home), actor())
     for problem in report.problems:
         say(f"{problem.state.upper()}: {problem.describe()}")
+    for changed in report.rows_changed:
+        say(f"CHANGED: {changed}")
     if not report.ok:
         fail(report.summary())
     say(report.summary())

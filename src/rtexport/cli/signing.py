@@ -75,6 +75,14 @@ def approve(
             "check a beam (recorded in the audit log).",
         ),
     ] = False,
+    acknowledge_warnings: Annotated[
+        bool,
+        typer.Option(
+            "--acknowledge-warnings",
+            help="Approve although a beam cannot reach its target or a target is not covered (see 'plan show'; "
+            "recorded in the audit log).",
+        ),
+    ] = False,
     password_stdin: PasswordStdin = False,
     home: HomeOpt = None,
 ) -> None:
@@ -84,12 +92,37 @@ def approve(
     workspace = ws(home)
     credentials = (user, password(password_stdin))
     with console(stderr=True).status("approving and preparing the export objects ..."):
-        signed = approve_plan(workspace, plan, credentials, actor(), acknowledge_mu_check=acknowledge_mu_check)
+        signed = approve_plan(
+            workspace,
+            plan,
+            credentials,
+            actor(),
+            acknowledge_mu_check=acknowledge_mu_check,
+            acknowledge_warnings=acknowledge_warnings,
+        )
     a = signed.signature
     say(f"plan {plan} revision {signed.state.revision.number} APPROVED by {signer(a)} on {when(a.at)}")
     show_mu_check(signed.mu_check)
     if signed.warning:
         warn(signed.warning)
+
+
+@app.command("dose-accept", cls=Command)
+def dose_accept(
+    plan: PlanArg,
+    user: Annotated[str, typer.Option("--user", metavar="NAME", help="The accepting physicist.")],
+    password_stdin: PasswordStdin = False,
+    home: HomeOpt = None,
+) -> None:
+    """Accept PLAN's dose although the site's beam data, CT curve or materials changed since it was computed
+    (physicists only; audited with what changed)."""
+    from rtexport.services.approval import accept_dose
+
+    workspace = ws(home)
+    state, accepted = accept_dose(workspace, plan, (user, password(password_stdin)), actor())
+    for change in accepted:
+        say(f"accepted: {change}")
+    say(f"the dose of plan {plan} revision {state.revision.number} is {state.dose_state} (accepted by {user})")
 
 
 @app.command(cls=Command)

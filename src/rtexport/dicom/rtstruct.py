@@ -238,7 +238,8 @@ def set_external(ds: Dataset, name: str) -> None:
     for other in external_roi_numbers(ds):
         if other != number:
             obs = _observation(ds, other)
-            assert obs is not None
+            if obs is None:
+                raise BuildError(f"external: ROI {other} has no RT ROI observation")
             obs.RTROIInterpretedType = RTROIInterpretedType.NONE.value
     if observation.get("RTROIInterpretedType", "") != RTROIInterpretedType.EXTERNAL:
         observation.RTROIInterpretedType = RTROIInterpretedType.EXTERNAL.value

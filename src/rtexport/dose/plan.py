@@ -204,7 +204,8 @@ def compute_plan_dose(
     per_mu = []
     for b, setup in setups:
         energy = machine.energy(b.energy_mev)
-        assert energy is not None
+        if energy is None:
+            raise DoseError(f"beam {b.name}: machine {machine.name} has no beam data for {b.energy_mev:g} MeV")
         d = engine.beam_dose(medium, setup, energy)
         if not np.all(np.isfinite(d)):
             raise DoseError(f"beam {b.name}: the dose engine returned non-finite dose")

@@ -135,7 +135,8 @@ def _aim_point(index: int, beam: Beam, contours: Mapping[str, Sequence[Contour]]
         return np.asarray(beam.isocenter_mm, dtype=np.float64), "isocenter"
     if beam.aim_mm is not None:
         return np.asarray(beam.aim_mm, dtype=np.float64), "aim point"
-    assert beam.target is not None  # the plan model allows exactly one of the three
+    if beam.target is None:  # the plan model allows exactly one of the three
+        raise PlanError(f"{where}: beam {beam.name} gives neither isocenter_mm, aim_mm nor target")
     centroid = structure_centroid(contours.get(beam.target, ()))
     if centroid is None:
         raise _Refused(
@@ -156,7 +157,8 @@ def _first_aim(
 ) -> _Aim:
     where = f"beam[{index}]"
     machine = site.machine(plan.machine)
-    assert machine is not None
+    if machine is None:
+        raise PlanError(f"machine: the site has no machine {plan.machine!r} (any more); see 'rtexport site check'")
     app = machine.applicator(beam.applicator)
     if app is None:
         raise _Refused(f"{where}.applicator: {machine.name} has no applicator {beam.applicator!r}")
@@ -177,7 +179,10 @@ def _first_aim(
         reach = _reach([external], point)
         start = point - reach * direction
         s = first_entry([external], start, direction, reach)
-        assert s is not None  # the aim point is inside the External
+        if s is None:  # the aim point is inside the External, so the axis enters it: not for degenerate contours
+            raise PlanError(
+                f"{where}: the central axis of beam {beam.name} never enters the External {plan.external!r}"
+            )
         surface = start + s * direction
         bolus = beam.bolus
         if bolus is not None and bool(polygon.inside_with_margin(cutout, 0.0, 0.0, bolus.margin_mm)):
@@ -194,7 +199,8 @@ def _final_frame(aim: _Aim, surfaces: Sequence[PlanarStructure], plan: Plan) -> 
         reach = _reach(surfaces, aim.point)
         start = aim.point - reach * direction
         s = first_entry(surfaces, start, direction, reach)
-        assert s is not None  # the aim point is inside the External
+        if s is None:  # the aim point is inside the External, so the axis enters it: not for degenerate contours
+            raise PlanError(f"beam {beam.name}: its central axis never enters the patient's surface")
         entry = start + s * direction
         ssd = beam.ssd_mm or sad
         source = entry - ssd * direction

@@ -275,6 +275,8 @@ class Checks(_Model):
     # 'dose' warns when a beam's MU per fraction is outside [min, max]
     mu_per_fraction_min: Positive = 20.0
     mu_per_fraction_max: Positive = 800.0
+    # a target whose D95 lies below this % of the prescription is warned of (approval asks to acknowledge it)
+    target_d95_min_pct: Annotated[float, Field(ge=0, le=100)] = 90.0
 
     @model_validator(mode="after")
     def _mu_range(self) -> Self:

@@ -67,6 +67,8 @@ class StoredDose:
     engine: str
     beams: tuple[StoredBeamDose, ...]
     plan: StoredGrid
+    # What the dose was computed with (part → hash, see services.integrity); None: not recorded (an older dose)
+    inputs: dict[str, str] | None = field(default=None, compare=False)
 
     def beam(self, name: str) -> StoredBeamDose | None:
         return next((b for b in self.beams if b.beam_name == name), None)
@@ -82,6 +84,12 @@ class PlanState:
     approval: Signature | None
     authorization: Signature | None
     dose: StoredDose | None  # dose of the current revision, if computed
+    # Rows of this revision changed behind rtexport's back (they no longer match their seals): decisions refuse.
+    integrity: tuple[str, ...] = ()
+    # What the stored plan file breaks of rules made stricter since it was stored: decisions refuse, views warn.
+    stored_problems: tuple[str, ...] = ()
+    # What changed in the site's beam data, CT curve or materials since the dose was computed (and not accepted).
+    dose_stale: tuple[str, ...] = ()
 
     @property
     def approved(self) -> bool:
@@ -89,4 +97,6 @@ class PlanState:
 
     @property
     def dose_state(self) -> str:
-        return "current" if self.dose is not None else "none"
+        if self.dose is None:
+            return "none"
+        return "stale" if self.dose_stale else "current"

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
+from rtexport.errors import StoreError
 from rtexport.export.build import PreparedExport, build_objects
 from rtexport.export.gate import Item
 from rtexport.model.site import Site
@@ -42,6 +43,19 @@ def export_objects(ws: Workspace, site: Site, state: PlanState, items: Collectio
     operator = operator_name(ws, state)
     store = WorkspaceStore(ws)
     prepared = build_objects(store, site, state, course, items, operator, lineage=WorkspaceLineage(ws, state, course))
+    lost = ws.built.kept([obj.key for obj in prepared.new]) if state.approved else {}
+    if lost:  # an approved plan's objects are fixed: other bytes under its UIDs would be two contents for one UID
+        kinds = {"RS": "RT Structure Set", "RP": "RT Plan", "RD": "RT Dose"}
+        names = ", ".join(
+            f"{kinds.get(p[-1], kinds.get(p[-2], p[-1]))} (sha256 {lost[k]})"
+            for k in sorted(lost)
+            if (p := k.split("\x1f"))
+        )
+        raise StoreError(
+            f"plan {state.plan.id} revision {state.revision.number} is approved; its stored export object(s) {names} "
+            "are missing, never rebuilt for an approved plan (other bytes under its fixed UIDs): restore the store "
+            "from a backup ('rtexport verify' lists what is missing)"
+        )
     if prepared.new:
         now = ws.now()
         with ws.transaction():

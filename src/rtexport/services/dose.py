@@ -16,7 +16,9 @@ from rtexport.model.plan import mu_problems, plan_problems
 from rtexport.model.state import PlanState, StoredDose
 from rtexport.mucheck import MUCheck
 from rtexport.services.checks import dose_warnings, mu_check
+from rtexport.services.coverage import plan_target_warnings
 from rtexport.services.export import prepare_objects
+from rtexport.services.integrity import dose_inputs, require_intact
 from rtexport.services.site import site_status
 from rtexport.workspace import Workspace
 from rtexport.workspace.dicomio import course_contours, load_hu
@@ -50,6 +52,7 @@ def compute_dose(
     rev = state.revision
     if state.approved:
         raise PlanError(f"plan {plan_id} is approved: its dose is fixed; clone it to change anything")
+    require_intact(ws, state, "dose", actor)
     status = site_status(ws)
     site = status.require()
     course = ws.course(state.plan.course)
@@ -61,7 +64,7 @@ def compute_dose(
     if not result.beams:
         raise DoseError(f"plan {plan_id}: no beam dose computed")
     warnings = dose_warnings(site, state.plan, result.plan, result.beams)
-    record = ws.doses.store_arrays(result, ENGINE_NAME)
+    record = ws.doses.store_arrays(result, ENGINE_NAME, dose_inputs(site, state.plan))
     with ws.transaction():
         last = ws.plans.last_revision(plan_id)
         if (last.number, last.token) != (rev.number, rev.token):
@@ -93,6 +96,7 @@ def compute_dose(
         raise DoseError(f"plan {plan_id}: the dose just stored cannot be read back; run 'rtexport verify'")
     warning = prepare_objects(ws, plan_id, status)
     done = replace(state, dose=stored)
+    warnings = [*warnings, *plan_target_warnings(ws, site, done)]
     g = result.plan.geometry
     return DoseResult(
         done,

@@ -14,7 +14,7 @@ from typing import Protocol
 
 from rtexport.errors import GateError, RTExportError, SendError
 from rtexport.export.build import PreparedExport, buildable_items
-from rtexport.export.gate import ALL_ITEMS, Item, check_export, parse_items
+from rtexport.export.gate import ALL_ITEMS, DOSE_ITEMS, Item, check_export, parse_items
 from rtexport.export.local import PlanIdentity, WriteReport, write_folder
 from rtexport.export.objects import ExportObject
 from rtexport.model.people import Actor
@@ -34,6 +34,7 @@ from rtexport.services.destinations import (
     export_roots,
     resolve_destination,
 )
+from rtexport.services.integrity import stale_reasons
 from rtexport.services.site import SiteStatus, site_status
 from rtexport.workspace import Workspace
 
@@ -122,8 +123,7 @@ class ExportReport:
             if w.removed_stale:
                 text += f"; {len(w.removed_stale)} staging folder(s) of an interrupted earlier export removed"
             return text
-        assert self.sent is not None
-        return self.sent.summary()
+        return "nothing was written or sent" if self.sent is None else self.sent.summary()
 
 
 # -- gate -----------------------------------------------------------------------------------------------------
@@ -154,6 +154,15 @@ def findings(
     if state.dose is not None and status.site is not None:
         computed = {b.beam_name: b.mu_per_fraction for b in state.dose.beams}
         found += [f"plan {state.plan.id}: {p}" for p in mu_problems(state.plan, status.site, computed)]
+    found += [f"plan {state.plan.id}: {f} (restore the workspace from a backup)" for f in state.integrity]
+    found += [f"{p} (stored before a stricter rule: load a corrected plan file)" for p in state.stored_problems]
+    dose_items = [i.value for i in items if i in (Item.RTPLAN, *DOSE_ITEMS)]
+    stale = stale_reasons(status.site, state) if dose_items else ()
+    if stale:
+        found.append(
+            f"{', '.join(dose_items)}: the dose of plan {state.plan.id} is stale ({'; '.join(stale)}): run "
+            f"'rtexport dose {state.plan.id}' again, or a physicist accepts it with 'rtexport dose-accept'"
+        )
     return found
 
 
@@ -262,6 +271,12 @@ def _begin(
     action = "export" if isinstance(destination, FolderDestination) else "export-server"
     where = _where(destination)
     found = findings(ws, state, items, status=status)
+    to_dimse = not isinstance(destination, FolderDestination | WebDestination)
+    if commit and to_dimse and status.site is not None and status.site.dicom.commitment_port is None:
+        found.append(  # refused before sending: no commitment report could ever come back
+            "--commit: storage commitment needs dicom.commitment_port in site.toml (the port the server's "
+            "commitment report comes back to); set it, or export without --commit"
+        )
     if found or status.site is None:
         found = found or list(status.unavailable)
         ws.audit(actor, action, "refused", plan_id, rev, findings=found, items=chosen, destination=where)
@@ -343,8 +358,7 @@ def _finish(ws: Workspace, run: ExportRun, progress: Progress | None) -> ExportR
             uids=prepared.uids(),
             **common,
         )
-    else:
-        assert report.sent is not None
+    elif report.sent is not None:
         results = report.sent.results
         ws.audit(
             actor,

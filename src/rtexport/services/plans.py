@@ -13,7 +13,8 @@ from rtexport.model.state import PlanState
 
 if TYPE_CHECKING:
     from rtexport.geometry.setup import AimedPlan
-from rtexport.services.site import load_site
+from rtexport.services.integrity import with_staleness
+from rtexport.services.site import load_site, site_status
 from rtexport.workspace import Workspace
 
 
@@ -110,9 +111,10 @@ def clone_plan(ws: Workspace, plan_id: str, new_id: str, actor: Actor, label: st
 
 
 def plan_states(ws: Workspace) -> list[PlanState]:
-    return [ws.plan_state(p) for p in ws.plans.ids()]
+    site = site_status(ws).site
+    return [with_staleness(ws.plan_state(p), site) for p in ws.plans.ids()]
 
 
 def plan_state(ws: Workspace, plan_id: str) -> PlanState:
-    """The plan's current revision, approval, authorization and dose."""
-    return ws.plan_state(plan_id)
+    """The plan's current revision, approval, authorization and dose (and whether it is stale)."""
+    return with_staleness(ws.plan_state(plan_id), site_status(ws).site)

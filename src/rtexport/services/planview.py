@@ -26,6 +26,8 @@ from rtexport.model.site import Machine, Site
 from rtexport.model.state import PlanState, StoredBeamDose
 from rtexport.mucheck import BeamCheck, MUCheck, equivalent_square_mm
 from rtexport.services.checks import dose_warnings, mu_check
+from rtexport.services.coverage import target_warnings
+from rtexport.services.integrity import with_staleness
 from rtexport.services.site import SiteStatus, site_status
 from rtexport.workspace import Workspace
 
@@ -228,6 +230,7 @@ def plan_view(ws: Workspace, plan_id: str, status: SiteStatus | None = None) -> 
 
 def view_of(ws: Workspace, state: PlanState, status: SiteStatus) -> PlanView:
     plan, site = state.plan, status.site
+    state = with_staleness(state, site)
     course = ws.course(plan.course)
     machine = site.machine(plan.machine) if site else None
     setups: dict[str, BeamSetup] = {}
@@ -252,6 +255,15 @@ def view_of(ws: Workspace, state: PlanState, status: SiteStatus) -> PlanView:
         top = float(grid.gy.max())
         if site is not None:
             warnings = tuple(dose_warnings(site, plan, grid, state.dose.beams))
+    if site is not None and setups:
+        entries = {name: s.entry_mm for name, s in setups.items()}
+        warnings += tuple(target_warnings(ws, site, state, course, entries))
+    warnings = (
+        *(f"record changed outside rtexport: {f}" for f in state.integrity),
+        *(f"stored before a stricter rule: {p}" for p in state.stored_problems),
+        *(f"dose stale: {r}" for r in state.dose_stale),
+        *warnings,
+    )
     first: Point | None = state.dose.beams[0].normalization_point_mm if state.dose and state.dose.beams else None
     if first is None and beams and beams[0].setup is not None:
         first = beams[0].setup.isocenter_mm

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import time
 
-from rtexport.errors import AuthError, InputError, PasswordError
+from rtexport.errors import AuthError, InputError, IntegrityError, PasswordError
 from rtexport.model.people import Actor, Role, User
 from rtexport.model.text import check_person_name
 from rtexport.services import access
@@ -48,6 +48,14 @@ def authenticate(
         access.count_failure(ws, actor, action, name, client, clock)
         raise PasswordError(f"{action}: unknown user or wrong password for {name!r}")
     access.succeeded(ws, name)
+    changed = ws.user_integrity(name)
+    if changed:
+        ws.audit(actor, action, "refused", plan_id, revision, reason="user row changed", user=name, findings=changed)
+        raise IntegrityError(
+            f"{action}: refused, the record of user {name} was changed outside rtexport; a physicist restores it "
+            "from a backup, or sets it again with 'rtexport user role'",
+            changed,
+        )
     return found[0]
 
 

@@ -50,7 +50,13 @@ def logout(request: Request) -> Response:
 
 
 def _sign(
-    request: Request, ws: WS, user: User, plan_id: str, action: str, credentials: tuple[str, str], ack: bool
+    request: Request,
+    ws: WS,
+    user: User,
+    plan_id: str,
+    action: str,
+    credentials: tuple[str, str],
+    ack: tuple[bool, bool] = (False, False),  # the MU check, the plan's warnings
 ) -> Response:
     known_plan(ws, plan_id)
     place = "authorization" if action == "authorize" else "approval"
@@ -61,7 +67,15 @@ def _sign(
             approval.authorize(ws, plan_id, credentials, actor_of(user), where)
             form_message(request, action, "ok", f"Export of plan {plan_id} authorized by {name}.")
         else:
-            signed = approval.approve(ws, plan_id, credentials, actor_of(user), acknowledge_mu_check=ack, where=where)
+            signed = approval.approve(
+                ws,
+                plan_id,
+                credentials,
+                actor_of(user),
+                acknowledge_mu_check=ack[0],
+                acknowledge_warnings=ack[1],
+                where=where,
+            )
             text = f"Plan {plan_id} approved by {name}."
             form_message(request, action, "ok", f"{text} {signed.warning}" if signed.warning else text)
     except (AuthError, PlanError) as e:
@@ -78,7 +92,7 @@ def authorize(
     name: Annotated[str, Form()],
     password: Annotated[str, Form()],
 ) -> Response:
-    return _sign(request, ws, user, plan_id, "authorize", (name.strip(), password), False)
+    return _sign(request, ws, user, plan_id, "authorize", (name.strip(), password))
 
 
 @router.post("/plans/{plan_id}/approve", dependencies=[Csrf])
@@ -90,5 +104,7 @@ def approve(
     name: Annotated[str, Form()],
     password: Annotated[str, Form()],
     acknowledge_mu_check: Annotated[bool, Form()] = False,
+    acknowledge_warnings: Annotated[bool, Form()] = False,
 ) -> Response:
-    return _sign(request, ws, user, plan_id, "approve", (name.strip(), password), acknowledge_mu_check)
+    ack = (acknowledge_mu_check, acknowledge_warnings)
+    return _sign(request, ws, user, plan_id, "approve", (name.strip(), password), ack)

@@ -91,6 +91,9 @@ class AuditLog:
         **detail: Any,
     ) -> int:
         """Append one record, chained to the one before it (in one transaction with it); returns its id."""
+        if self._db.pending_seals:  # the rows this transaction wrote: their seals go into this record
+            detail = {**detail, "sealed_rows": dict(self._db.pending_seals)}
+            self._db.pending_seals.clear()
         with self._db.transaction():
             last = self._db.one("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1")
             seq = self._db.one("SELECT seq FROM sqlite_sequence WHERE name = 'audit'")
@@ -113,6 +116,8 @@ class AuditLog:
                 f"INSERT INTO audit ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
                 [row[c] for c in columns],
             )
+            for key in detail.get("sealed_rows", {}):  # where a decision finds the row's latest seal at once
+                self._db.execute("INSERT OR REPLACE INTO seal_index VALUES (?, ?)", (key, row["id"]))
         return int(row["id"])
 
     def entries(self, plan_id: str | None = None) -> list[dict[str, Any]]:

@@ -47,6 +47,14 @@ class BuiltObjects:
         rows = self._db.all(f"SELECT key, sha256 FROM built WHERE key IN ({marks})", list(keys))
         return {str(r["key"]): str(r["sha256"]) for r in rows if self._blobs.has(str(r["sha256"]))}
 
+    def kept(self, keys: Sequence[str]) -> dict[str, str]:
+        """The digests kept under ``keys``, whether or not their stored files are still there."""
+        if not keys:
+            return {}
+        marks = ",".join("?" * len(keys))
+        rows = self._db.all(f"SELECT key, sha256 FROM built WHERE key IN ({marks})", list(keys))
+        return {str(r["key"]): str(r["sha256"]) for r in rows}
+
     def keep(self, key: str, data: bytes, at: str) -> str:
         """Store an object built under ``key`` (replacing a row whose file went missing); its digest."""
         digest, _ = self._blobs.put(data)

@@ -55,6 +55,8 @@ CREATE TABLE IF NOT EXISTS incoming (
 CREATE INDEX IF NOT EXISTS incoming_uid ON incoming (sop_instance_uid);
 CREATE TABLE IF NOT EXISTS throttle (
     key TEXT PRIMARY KEY, failures TEXT NOT NULL, locked_until REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS seal_index (
+    row TEXT PRIMARY KEY, audit_id INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS setups (
     key TEXT PRIMARY KEY, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS audit (
@@ -86,6 +88,8 @@ class Database:
             os.chmod(path, 0o600)  # patient data and password hashes: the owner's only
         self._conn.row_factory = sqlite3.Row
         self._depth = 0
+        # Seals of rows written in the current transaction, waiting for its audit record (see workspace.seals).
+        self.pending_seals: dict[str, dict[str, str] | None] = {}
         self.execute("PRAGMA foreign_keys = ON")
         self.execute("PRAGMA journal_mode = WAL")
         # A workspace whose audit table lost its protection: the triggers are put back below, and the audit log
@@ -145,8 +149,11 @@ class Database:
         self._depth = 1
         try:
             yield
+            if self.pending_seals:  # a sealed row written without an audit record: rtexport's own mistake
+                raise RuntimeError(f"rows written without an audit record to seal them: {sorted(self.pending_seals)}")
         except BaseException:
             self._depth = 0
+            self.pending_seals.clear()
             self._conn.execute("ROLLBACK")
             raise
         self._depth = 0

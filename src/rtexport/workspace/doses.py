@@ -14,6 +14,7 @@ import numpy.typing as npt
 from rtexport.model.dose import DoseGrid, GridGeometry, PlanDose
 from rtexport.model.state import StoredBeamDose, StoredDose, StoredGrid
 from rtexport.workspace.db import Database
+from rtexport.workspace.seals import Seals
 from rtexport.workspace.store import BlobStore
 
 
@@ -21,6 +22,7 @@ class DoseRepository:
     def __init__(self, db: Database, blobs: BlobStore) -> None:
         self._db = db
         self._blobs = blobs
+        self._seals = Seals(db)
 
     def _read(self, digest: str) -> npt.NDArray[np.float32]:
         """A stored dose array, memory-mapped read-only (verified against its hash)."""
@@ -40,11 +42,12 @@ class DoseRepository:
             "frame": grid.frame_of_reference_uid,
         }
 
-    def store_arrays(self, dose: PlanDose, engine: str) -> dict[str, Any]:
+    def store_arrays(self, dose: PlanDose, engine: str, inputs: dict[str, str] | None = None) -> dict[str, Any]:
         """Put the dose arrays in the blob store (outside any transaction: blobs are content-addressed, so one that
         no row references is harmless) and return the record :meth:`save` stores."""
         return {
             "engine": engine,
+            "inputs": {"parts": inputs, "accepted": []},
             "plan": self._put(dose.plan),
             "beams": [
                 {
@@ -66,6 +69,22 @@ class DoseRepository:
         may still change."""
         self._db.execute("DELETE FROM doses WHERE plan_id = ? AND revision = ?", (plan_id, revision))
         self._db.execute("INSERT INTO doses VALUES (?,?,?,?)", (plan_id, revision, json.dumps(record), computed_at))
+        self._seals.seal("doses", plan_id, revision)
+
+    def accept_inputs(
+        self, plan_id: str, revision: int, inputs: dict[str, str], by: str, at: str, changes: list[str]
+    ) -> None:
+        """Record that ``by`` accepted the dose with the site's current beam data (``inputs``), and what changed."""
+        row = self._db.one("SELECT data FROM doses WHERE plan_id = ? AND revision = ?", (plan_id, revision))
+        if row is None:
+            return
+        record = json.loads(row["data"])
+        accepted = [*record.get("inputs", {}).get("accepted", []), {"by": by, "at": at, "changes": changes}]
+        record["inputs"] = {"parts": inputs, "accepted": accepted}
+        self._db.execute(
+            "UPDATE doses SET data = ? WHERE plan_id = ? AND revision = ?", (json.dumps(record), plan_id, revision)
+        )
+        self._seals.seal("doses", plan_id, revision)
 
     def _grid(self, g: dict[str, Any]) -> StoredGrid:
         geometry = GridGeometry(tuple(g["origin_mm"]), tuple(g["spacing_mm"]), tuple(g["shape"]))
@@ -99,6 +118,12 @@ class DoseRepository:
             )
             for b in d["beams"]
         )
+        parts = (d.get("inputs") or {}).get("parts")
         return StoredDose(
-            revision, datetime.fromisoformat(row["computed_at"]), d["engine"], beams, self._grid(d["plan"])
+            revision,
+            datetime.fromisoformat(row["computed_at"]),
+            d["engine"],
+            beams,
+            self._grid(d["plan"]),
+            None if parts is None else dict(parts),
         )

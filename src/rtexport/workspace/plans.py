@@ -7,6 +7,7 @@ from datetime import datetime
 from rtexport.errors import PlanError
 from rtexport.model.state import Revision, Signature
 from rtexport.workspace.db import Database
+from rtexport.workspace.seals import Seals
 
 
 def _dt(s: str) -> datetime:
@@ -16,6 +17,7 @@ def _dt(s: str) -> datetime:
 class PlanRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._seals = Seals(db)
 
     def ids(self) -> list[str]:
         return [r["id"] for r in self._db.all("SELECT id FROM plans ORDER BY id")]
@@ -47,6 +49,7 @@ class PlanRepository:
 
     def add_revision(self, plan_id: str, number: int, digest: str, toml: str, token: str, at: str, by: str) -> None:
         self._db.execute("INSERT INTO revisions VALUES (?,?,?,?,?,?,?)", (plan_id, number, digest, toml, token, at, by))
+        self._seals.seal("revisions", plan_id, number)
 
     def _signature(self, table: str, who: str, plan_id: str, revision: int) -> Signature | None:
         row = self._db.one(
@@ -66,6 +69,8 @@ class PlanRepository:
 
     def add_approval(self, plan_id: str, revision: int, reviewer: str, at: str) -> None:
         self._db.execute("INSERT INTO approvals VALUES (?,?,?,?)", (plan_id, revision, reviewer, at))
+        self._seals.seal("approvals", plan_id, revision)
 
     def set_authorization(self, plan_id: str, revision: int, user: str, at: str) -> None:
         self._db.execute("INSERT OR REPLACE INTO authorizations VALUES (?,?,?,?)", (plan_id, revision, user, at))
+        self._seals.seal("authorizations", plan_id, revision)

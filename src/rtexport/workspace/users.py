@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from rtexport.model.people import Role, User
 from rtexport.workspace.db import Database
+from rtexport.workspace.seals import Seals
 
 
 class UserRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._seals = Seals(db)
 
     def add(self, user: User, password_hash: str, created_at: str) -> None:
         self._db.execute(
             "INSERT INTO users (name, role, password_hash, created_at, full_name) VALUES (?,?,?,?,?)",
             (user.name, user.role.value, password_hash, created_at, user.full_name),
         )
+        self._seals.seal("users", user.name)
 
     def exists(self, name: str) -> bool:
         return self._db.one("SELECT 1 FROM users WHERE name = ?", (name,)) is not None
@@ -36,11 +39,12 @@ class UserRepository:
             row = self._db.one("SELECT COUNT(*) AS n FROM users")
         else:
             row = self._db.one("SELECT COUNT(*) AS n FROM users WHERE role = ?", (role.value,))
-        assert row is not None
-        return int(row["n"])
+        return 0 if row is None else int(row["n"])
 
     def set_role(self, name: str, role: Role) -> None:
         self._db.execute("UPDATE users SET role = ? WHERE name = ?", (role.value, name))
+        self._seals.seal("users", name)
 
     def set_password(self, name: str, password_hash: str) -> None:
         self._db.execute("UPDATE users SET password_hash = ? WHERE name = ?", (password_hash, name))
+        self._seals.seal("users", name)

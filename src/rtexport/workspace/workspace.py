@@ -19,9 +19,9 @@ import tomli_w
 from rtexport.errors import ConfigError
 from rtexport.model.course import Course
 from rtexport.model.people import Actor
-from rtexport.model.plan import parse_plan
 from rtexport.model.site import Site, load_site, read_site_toml, site_problems
 from rtexport.model.state import PlanState
+from rtexport.model.stored import parse_stored_plan
 from rtexport.workspace.audit import AuditLog
 from rtexport.workspace.built import BuiltObjects
 from rtexport.workspace.courses import CourseRepository
@@ -29,6 +29,7 @@ from rtexport.workspace.db import Database
 from rtexport.workspace.doses import DoseRepository
 from rtexport.workspace.plans import PlanRepository
 from rtexport.workspace.reports import ReportRepository
+from rtexport.workspace.seals import Seals, row_key
 from rtexport.workspace.setups import SetupCache
 from rtexport.workspace.store import BlobStore
 from rtexport.workspace.throttle import ThrottleRecords
@@ -83,6 +84,8 @@ class Workspace:
         self.plans = PlanRepository(self.db)
         self.users = UserRepository(self.db)
         self.audit_log = AuditLog(self.db, self.now)
+        self.seals = Seals(self.db)
+        self.seals.seal_found(lambda *a, **k: self.audit_log.record(self.now(), *a, **k))
         self.doses = DoseRepository(self.db, self.blobs)
         self.built = BuiltObjects(self.db, self.blobs)
         self.reports = ReportRepository(self.db)
@@ -163,11 +166,31 @@ class Workspace:
     def plan_state(self, plan_id: str) -> PlanState:
         """The plan's current revision with its approval, authorization and (lazily loaded) dose."""
         rev = self.plans.last_revision(plan_id)
+        plan, problems = parse_stored_plan(rev.toml, f"plan {plan_id} revision {rev.number}")
         return PlanState(
-            plan=parse_plan(rev.toml, f"plan {plan_id} revision {rev.number}"),
+            plan=plan,
             revision=rev,
             revisions=self.plans.revision_count(plan_id),
             approval=self.plans.approval(plan_id, rev.number),
             authorization=self.plans.authorization(plan_id, rev.number),
             dose=self.doses.get(plan_id, rev.number),
+            integrity=tuple(self.plan_integrity(plan_id, rev.number)),
+            stored_problems=tuple(problems),
         )
+
+    def plan_integrity(self, plan_id: str, revision: int) -> list[str]:
+        """What differs between the rows a decision on this revision rests on and their seals (empty: intact);
+        a later revision that was deleted counts too, and so do the users who signed it (their names go into the
+        exported RT Plan)."""
+        keys = [row_key(t, (plan_id, revision)) for t in ("revisions", "doses", "approvals", "authorizations")]
+        signers = self.db.all(
+            "SELECT reviewer AS name FROM approvals WHERE plan_id = ? AND revision = ? UNION "
+            "SELECT user FROM authorizations WHERE plan_id = ? AND revision = ?",
+            (plan_id, revision, plan_id, revision),
+        )
+        users = [row_key("users", (str(r["name"]),)) for r in signers]
+        return self.seals.check([*keys, row_key("revisions", (plan_id, revision + 1)), *users])
+
+    def user_integrity(self, name: str) -> list[str]:
+        """What differs between the user's row (role, password hash, name) and its seal (empty: intact)."""
+        return self.seals.check([row_key("users", (name,))])
