@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rtexport.export.build import PreparedExport, build_objects
 from rtexport.export.gate import Item
@@ -12,6 +13,9 @@ from rtexport.model.site import Site
 from rtexport.model.state import PlanState
 from rtexport.services.lineage import WorkspaceLineage
 from rtexport.workspace import Workspace
+
+if TYPE_CHECKING:
+    from rtexport.geometry.setup import AimedPlan
 
 
 class WorkspaceStore:
@@ -36,12 +40,16 @@ def operator_name(ws: Workspace, state: PlanState) -> str:
     return maker[0].full_name if maker else ""
 
 
-def export_objects(ws: Workspace, site: Site, state: PlanState, items: Collection[Item]) -> PreparedExport:
-    """The objects of ``items`` for ``state``, every one a stored file: those built now are kept first."""
+def export_objects(
+    ws: Workspace, site: Site, state: PlanState, items: Collection[Item], *, aimed: AimedPlan | None = None
+) -> PreparedExport:
+    """The objects of ``items`` for ``state``, every one a stored file: those built now are kept first.
+    ``aimed``: the plan's beams as set up already for ``state`` (else set up here when something must be built)."""
     course = ws.course(state.plan.course)
     operator = operator_name(ws, state)
     store = WorkspaceStore(ws)
-    prepared = build_objects(store, site, state, course, items, operator, lineage=WorkspaceLineage(ws, state, course))
+    lineage = WorkspaceLineage(ws, state, course)
+    prepared = build_objects(store, site, state, course, items, operator, aimed=aimed, lineage=lineage)
     if prepared.new:
         now = ws.now()
         with ws.transaction():

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from rtexport.errors import GateError, RTExportError, SendError
 from rtexport.export.build import PreparedExport, buildable_items
@@ -36,6 +36,9 @@ from rtexport.services.destinations import (
 )
 from rtexport.services.site import SiteStatus, site_status
 from rtexport.workspace import Workspace
+
+if TYPE_CHECKING:
+    from rtexport.geometry.setup import AimedPlan
 
 LOGGER = logging.getLogger(__name__)
 
@@ -171,22 +174,28 @@ class Prepared:
     warning: str | None = None
 
 
-def prepare_objects(ws: Workspace, plan_id: str, status: SiteStatus | None = None) -> str | None:
+def prepare_objects(
+    ws: Workspace, plan_id: str, status: SiteStatus | None = None, *, setup: tuple[str, AimedPlan] | None = None
+) -> str | None:
     """Build and keep every object an export of the plan's current state can hold, so that exporting it later only
     copies files. Called when that state is fixed (after dose, on approval). Builds nothing while the objects
     cannot be built (the export says why). Returns a warning when a build fails (the export will refuse with it).
-    ``status``: the site as the use case read it."""
-    return prepare(ws, plan_id, status).warning
+    ``status``: the site as the use case read it; ``setup``: the beams as set up already for the revision whose
+    token is given (ignored if another revision is current by now)."""
+    return prepare(ws, plan_id, status, setup=setup).warning
 
 
-def prepare(ws: Workspace, plan_id: str, status: SiteStatus | None = None) -> Prepared:
+def prepare(
+    ws: Workspace, plan_id: str, status: SiteStatus | None = None, *, setup: tuple[str, AimedPlan] | None = None
+) -> Prepared:
     state = ws.plan_state(plan_id)
     items = buildable_items(state)
     status = status or site_status(ws)
     if findings(ws, state, items, to_build_only=True, status=status) or status.site is None:
         return Prepared(0)
+    aimed = setup[1] if setup is not None and setup[0] == state.revision.token else None
     try:
-        prepared = export_objects(ws, status.site, state, items)
+        prepared = export_objects(ws, status.site, state, items, aimed=aimed)
     except RTExportError as e:
         return Prepared(0, f"the export of {plan_id} cannot be prepared: {e}")
     return Prepared(len(prepared.objects))
