@@ -12,7 +12,7 @@ from rtexport.model.plan import mu_problems
 from rtexport.model.state import PlanState, Signature
 from rtexport.mucheck import MUCheck, check_beams
 from rtexport.services.access import Clock
-from rtexport.services.export import prepare_objects
+from rtexport.services.building import prepare_objects
 from rtexport.services.site import site_status
 from rtexport.services.users import Credentials, qualified
 from rtexport.workspace import Workspace

@@ -16,8 +16,8 @@ from rtexport.model.people import Actor
 from rtexport.model.plan import mu_problems, plan_problems
 from rtexport.model.state import PlanState, StoredDose
 from rtexport.mucheck import MUCheck
+from rtexport.services.building import prepare_objects
 from rtexport.services.checks import dose_warnings, mu_check
-from rtexport.services.export import prepare_objects
 from rtexport.services.site import site_status
 from rtexport.workspace import Workspace
 from rtexport.workspace.dicomio import course_contours, load_hu
