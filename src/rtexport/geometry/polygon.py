@@ -114,7 +114,8 @@ def fill(polygons: Iterable[PolygonLike], xs: FloatArray, ys: FloatArray) -> Boo
     """Even-odd fill of closed polygons sampled on the grid ``xs`` × ``ys`` (both increasing): mask [y, x]."""
     xs, ys = np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64)
     ny, nx = len(ys), len(xs)
-    toggles = np.zeros((ny, nx + 1), dtype=np.int32)
+    # each crossing flips the parity of the columns left of it: a flip at 0 and one at k, xor-accumulated
+    toggles = np.zeros((ny, nx + 1), dtype=np.uint8)
     for x0, y0, x1, y1 in _edges(polygons):
         ylo, yhi = np.minimum(y0, y1), np.maximum(y0, y1)
         e, j = _crossed(ylo, yhi, ys)
@@ -122,9 +123,9 @@ def fill(polygons: Iterable[PolygonLike], xs: FloatArray, ys: FloatArray) -> Boo
             continue
         xc = x0[e] + (ys[j] - y0[e]) / (y1[e] - y0[e]) * (x1[e] - x0[e])
         k = np.searchsorted(xs, xc, side="left")  # the columns with x < xc toggle
-        np.add.at(toggles, (j, np.zeros_like(k)), 1)
-        np.add.at(toggles, (j, k), -1)
-    return (np.cumsum(toggles[:, :nx], axis=1) % 2).astype(bool)
+        np.bitwise_xor.at(toggles, (j, np.zeros_like(k)), 1)
+        np.bitwise_xor.at(toggles, (j, k), 1)
+    return np.asarray(np.bitwise_xor.accumulate(toggles[:, :nx], axis=1).view(np.bool_))
 
 
 def _span(axis: FloatArray, step: float, lo: float, hi: float) -> slice:
