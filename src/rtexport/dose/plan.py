@@ -9,7 +9,9 @@ continued one voxel beyond, so that interpolating the grid just under the skin d
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +33,8 @@ from rtexport.model.plan import Beam, Plan
 from rtexport.model.site import CTCurve, EnergyData, Machine, Site
 
 FloatArray = npt.NDArray[np.float64]
+
+_MAX_THREADS = 4  # beams computed at once: each holds its own dose-sized temporaries
 
 # mass density (g/cm³) → X0_water / X0_medium: soft tissue, compact bone (30.5 g/cm²), cortical bone (27.0)
 _RHO = [1.05, 1.85, 1.92]
@@ -216,6 +220,15 @@ class _PerMU:
     gy_per_mu: float
 
 
+def _per_mu(engine: DoseEngine, medium: Medium, b: Beam, setup: BeamSetup, energy: EnergyData) -> _PerMU:
+    """One beam's dose per MU from the engine, continued one voxel beyond the medium, and its normalization."""
+    d = engine.beam_dose(medium, setup, energy)
+    if not np.all(np.isfinite(d)):
+        raise DoseError(f"beam {b.name}: the dose engine returned non-finite dose")
+    d = _continue_dose(d, medium.inside)
+    return _PerMU(b, d, *_normalization(d, medium.grid, medium.inside, setup))
+
+
 def _beam_dose(plan: Plan, aimed: AimedPlan, grid: GridGeometry, frame_uid: str, one: _PerMU, mu: float) -> BeamDose:
     """The beam's dose for ``mu`` MU per fraction."""
     gy = (one.dose * np.float32(mu * plan.fractions)).astype(np.float32)
@@ -244,7 +257,8 @@ def compute_plan_dose(
     """Dose of every beam of ``plan`` and their sum, on an axial grid of the CT's Frame of Reference covering
     the body and bolus. MU from the plan, or from the prescription at each beam's normalization point.
     ``aimed``: the beams as :func:`~rtexport.geometry.setup.aim_plan` set them up on these contours (else they
-    are set up here)."""
+    are set up here). Beams are computed on up to :data:`_MAX_THREADS` threads at once: ``engine`` must not change
+    shared state in :meth:`~rtexport.dose.engine.DoseEngine.beam_dose`."""
     engine = engine or PencilBeamEngine()
     machine = site.machine(plan.machine)
     if machine is None:
@@ -259,13 +273,14 @@ def compute_plan_dose(
     material = _material(plan, site, ct, contours, aimed, work)
     setups = _setups(plan, machine, aimed)
     medium = material.crop(work)
-    per_mu: list[_PerMU] = []
-    for b, setup, energy in setups:
-        d = engine.beam_dose(medium, setup, energy)
-        if not np.all(np.isfinite(d)):
-            raise DoseError(f"beam {b.name}: the dose engine returned non-finite dose")
-        d = _continue_dose(d, medium.inside)
-        per_mu.append(_PerMU(b, d, *_normalization(d, medium.grid, medium.inside, setup)))
+    # the beams are independent and numpy lets go of the interpreter in their array work: cores share them
+    workers = min(len(setups), os.cpu_count() or 1, _MAX_THREADS)
+    if workers > 1:
+        with ThreadPoolExecutor(workers, thread_name_prefix="beam-dose") as pool:
+            futures = [pool.submit(_per_mu, engine, medium, *one) for one in setups]
+            per_mu = [f.result() for f in futures]  # in plan order: the first beam's error is the one raised
+    else:
+        per_mu = [_per_mu(engine, medium, *one) for one in setups]
 
     weights = [one.beam.weight if one.beam.weight is not None else 1.0 for one in per_mu]
     total_w = sum(weights)
