@@ -4,13 +4,19 @@
 Prints the wall time of each (minimum and median over the rounds), what it adds to the bare interpreter, and the
 modules that took longest to import (``python -X importtime``) for each command.
 
+With ``--dose``: ``rtexport dose CW-E1`` on the full demo workspace (a fresh copy each round, made outside the
+timing, so every round computes and builds everything), against ``python -c pass`` and ``rtexport --version``;
+``--peer SRC`` times the same command from another source tree (e.g. main's ``src``) in the same rounds.
+
     python benchmarks/bench_cli.py [--rounds 15]
+    python benchmarks/bench_cli.py --dose [--rounds 5] [--peer ../main/src]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -53,10 +59,50 @@ def slowest_imports(args: list[str], env: dict[str, str], top: int = 5) -> list[
     return sorted(found, key=lambda x: -x[1])[:top]
 
 
+def dose(rounds: int, peer: str | None) -> None:
+    """``rtexport dose`` of the demo plan, each round on a fresh copy of the workspace."""
+    with tempfile.TemporaryDirectory(prefix="bench-dose-") as tmp:
+        pristine, home = Path(tmp) / "pristine", Path(tmp) / "home"
+        build_demo_workspace(pristine).close()
+        base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "RTEXPORT_HOME": str(home)}
+        sources = {"this tree": SOURCE, **({"peer": str(Path(peer).resolve())} if peer else {})}
+        runs: dict[str, tuple[list[str], dict[str, str], bool]] = {
+            "python -c pass": (["-c", "pass"], {**base, "PYTHONPATH": SOURCE}, False),
+            "rtexport --version": (["-m", "rtexport", "--version"], {**base, "PYTHONPATH": SOURCE}, False),
+        }
+        for name, src in sources.items():
+            runs[f"rtexport dose CW-E1 ({name})"] = (
+                ["-m", "rtexport", "dose", "CW-E1"],
+                {**base, "PYTHONPATH": src},
+                True,
+            )
+        times: dict[str, list[float]] = {name: [] for name in runs}
+        for r in range(rounds + 1):  # the first round warms the page cache and the .pyc files
+            for name, (argv, env, fresh) in runs.items():
+                if fresh:
+                    shutil.rmtree(home, ignore_errors=True)
+                    shutil.copytree(pristine, home)
+                took = once(argv, env)
+                if r:
+                    times[name].append(took)
+        print(f"{rounds} rounds, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
+        print(f"{'command':<36} {'min s':>7} {'median s':>9}")
+        for name, values in times.items():
+            print(f"{name:<36} {min(values):7.3f} {statistics.median(values):9.3f}")
+        if peer:
+            ours, theirs = (statistics.median(times[f"rtexport dose CW-E1 ({n})"]) for n in sources)
+            print(f"median ratio this tree / peer: {ours / theirs:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--dose", action="store_true", help="time 'rtexport dose' of the demo plan instead")
+    parser.add_argument("--peer", metavar="SRC", help="with --dose: also time this source tree")
     args = parser.parse_args()
+    if args.dose:
+        dose(args.rounds, args.peer)
+        return
     with tempfile.TemporaryDirectory(prefix="bench-cli-") as tmp:
         home = Path(tmp) / "home"
         spec = PhantomSpec(rows=80, columns=80, pixel_mm=4.0, slices=16, slice_mm=5.0)

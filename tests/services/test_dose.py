@@ -14,13 +14,17 @@ from rtexport.demo.plan import DEMO_PLAN
 from rtexport.dose import compute_plan_dose
 from rtexport.errors import GateError, PlanError
 from rtexport.export.gate import Item
+from rtexport.geometry.setup import AimedPlan
 from rtexport.model.dose import DoseGrid, PlanDose
 from rtexport.services.approval import approve
+from rtexport.services.building import prepare
 from rtexport.services.dose import compute_dose
 from rtexport.services.export import FolderDestination, export_plan
 from rtexport.services.plans import load_plan
 from rtexport.workspace import Workspace
 from tests.conftest import ACTOR, PHYS
+
+COARSE_MM = 5.0  # these tests are about what is stored and refused, not about the dose's resolution
 
 
 def test_approval_while_dose_is_computed_keeps_the_approved_dose(
@@ -43,7 +47,7 @@ def test_approval_while_dose_is_computed_keeps_the_approved_dose(
 
     monkeypatch.setattr(dose_service, "compute_plan_dose", slow_compute)
     with pytest.raises(PlanError, match=r"was approved while its dose was computed; the approved dose stands"):
-        compute_dose(planned, "CW-E1", ACTOR)
+        compute_dose(planned, "CW-E1", ACTOR, grid_mm=COARSE_MM)
     after = planned.plan_state("CW-E1")
     assert after.approved and after.dose is not None
     assert after.dose.computed_at == before.computed_at
@@ -64,8 +68,23 @@ def test_a_new_revision_while_dose_is_computed_is_not_given_the_old_dose(
 
     monkeypatch.setattr(dose_service, "compute_plan_dose", compute_then_edit)
     with pytest.raises(PlanError, match=r"changed to revision 2 while its dose was computed"):
-        compute_dose(planned, "CW-E1", ACTOR)
+        compute_dose(planned, "CW-E1", ACTOR, grid_mm=COARSE_MM)
     assert planned.plan_state("CW-E1").dose is None  # revision 2 has no dose
+
+
+def test_objects_are_built_with_the_dose_setup_only_for_its_own_revision(planned: Workspace) -> None:
+    """The dose hands its beam setup on to the objects built after it, tagged with its revision: a revision
+    loaded in between is set up anew (an empty setup would fail the structure set's bolus, so it shows)."""
+    fixed_mu = DEMO_PLAN.replace("weight = 0.6", "mu = 120.0").replace("weight = 0.4", "mu = 80.0")  # buildable
+    old = planned.plan_state("CW-E1").revision.token
+    load_plan(planned, fixed_mu, "plan.toml", ACTOR)
+    empty = AimedPlan(beams=(), bolus={})
+    ignored = prepare(planned, "CW-E1", setup=(old, empty))  # another revision's setup: not used
+    assert ignored.warning is not None and "compute the dose first" in ignored.warning  # its plan, not its RS
+    load_plan(planned, fixed_mu.replace("fractions = 25", "fractions = 20"), "plan.toml", ACTOR)
+    current = planned.plan_state("CW-E1").revision.token
+    used = prepare(planned, "CW-E1", setup=(current, empty))  # its own: used
+    assert used.count == 0 and used.warning is not None and "no bolus contours were computed" in used.warning
 
 
 def test_approved_plan_dose_is_not_recomputed(planned: Workspace) -> None:
@@ -81,7 +100,7 @@ def test_implausible_computed_mu_are_told_and_block_approval_and_export(planned:
     for e in data["machines"][0]["energies"]:
         e["calibration_cgy_per_mu"] = 0.1
     planned.site_path.write_text(tomli_w.dumps(data))
-    result = compute_dose(planned, "CW-E1", ACTOR)
+    result = compute_dose(planned, "CW-E1", ACTOR, grid_mm=COARSE_MM)
     assert any(w.startswith("beam[0].mu: ") and "cannot be approved or exported" in w for w in result.warnings)
     with pytest.raises(PlanError, match=r"cannot be approved\n  - beam\[0\].mu: \d+\.\d MU per fraction \(computed\)"):
         approve(planned, "CW-E1", PHYS, ACTOR)

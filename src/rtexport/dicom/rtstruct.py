@@ -12,20 +12,22 @@ see exactly one External.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+import numpy.typing as npt
 from pydicom.charset import convert_encodings
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.uid import RTStructureSetStorage
+from pydicom.valuerep import DSfloat
 
 from rtexport.dicom.charset import UTF8, apply_character_set
 from rtexport.dicom.common import (
     BuildContext,
     check_series_number,
     ds_value,
-    ds_values,
     file_meta,
     seq,
     sop_reference,
@@ -245,6 +247,19 @@ def set_external(ds: Dataset, name: str) -> None:
         observation.RTROIInterpretedType = RTROIInterpretedType.EXTERNAL.value
 
 
+def _contour_data(points: npt.NDArray[np.float64], memo: dict[tuple[float, bool], DSfloat]) -> list[DSfloat]:
+    """ContourData: each coordinate as :func:`ds_value` writes it, each distinct one (its sign included, so -0.0
+    stays itself) formatted once: a traced bolus repeats few coordinates, and formatting is most of its cost."""
+    out = []
+    for x in points.ravel().tolist():
+        key = (x, math.copysign(1.0, x) < 0)
+        value = memo.get(key)
+        if value is None:
+            value = memo[key] = ds_value(x)
+        out.append(value)
+    return out
+
+
 def add_bolus_rois(
     ds: Dataset,
     plan: Plan,
@@ -263,6 +278,7 @@ def add_bolus_rois(
     taken = set(_rois_by_name(ds))
     next_roi = max([int(r.ROINumber) for r in ds.get("StructureSetROISequence", [])], default=0) + 1
     next_obs = max([int(o.ObservationNumber) for o in ds.get("RTROIObservationsSequence", [])], default=0) + 1
+    formatted: dict[tuple[float, bool], DSfloat] = {}
     for i, beam in enumerate(plan.beams):
         contours = bolus.get(beam.name)
         if beam.bolus is None:
@@ -299,7 +315,7 @@ def add_bolus_rois(
             item.ContourImageSequence = seq([sop_reference(images[sop], sop)])
             item.ContourGeometricType = _geometric_type(contour).value
             item.NumberOfContourPoints = len(points)
-            item.ContourData = ds_values(points.ravel())
+            item.ContourData = _contour_data(points, formatted)
             items.append(item)
         roi_contour = Dataset()
         roi_contour.ROIDisplayColor = list(_BOLUS_COLOR)

@@ -9,7 +9,10 @@ continued one voxel beyond, so that interpolating the grid just under the skin d
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -21,14 +24,17 @@ from rtexport.dose.output import cutout_problems
 from rtexport.dose.volume import CTVolume
 from rtexport.errors import DoseError, PlanError
 from rtexport.geometry.contours import partial_volume, rasterize
+from rtexport.geometry.iec import Point
 from rtexport.geometry.sampling import resample, sample
 from rtexport.geometry.setup import AimedPlan, aim_plan
 from rtexport.model.course import Contour
 from rtexport.model.dose import BeamDose, DoseGrid, GridGeometry, PlanDose
 from rtexport.model.plan import Beam, Plan
-from rtexport.model.site import CTCurve, Machine, Site
+from rtexport.model.site import CTCurve, EnergyData, Machine, Site
 
 FloatArray = npt.NDArray[np.float64]
+
+_MAX_THREADS = 4  # beams computed at once: each holds its own dose-sized temporaries
 
 # mass density (g/cm³) → X0_water / X0_medium: soft tissue, compact bone (30.5 g/cm²), cortical bone (27.0)
 _RHO = [1.05, 1.85, 1.92]
@@ -118,7 +124,7 @@ def _continue_dose(dose: npt.NDArray[np.float32], occupied: npt.NDArray[np.bool_
     return out
 
 
-def _setups(plan: Plan, machine: Machine, aimed: AimedPlan) -> list[tuple[Beam, BeamSetup]]:
+def _setups(plan: Plan, machine: Machine, aimed: AimedPlan) -> list[tuple[Beam, BeamSetup, EnergyData]]:
     out = []
     for b in plan.beams:
         energy = machine.energy(b.energy_mev)
@@ -141,38 +147,45 @@ def _setups(plan: Plan, machine: Machine, aimed: AimedPlan) -> list[tuple[Beam, 
             reference_applicator=ref,
             cutout_factor=b.cutout_factor.value if b.cutout_factor is not None else None,
         )
-        out.append((b, setup))
+        out.append((b, setup, energy))
     return out
 
 
-def compute_plan_dose(
+@dataclass(frozen=True)
+class _Material:
+    """The medium on the work grid before it is cropped: stopping and scattering power, and occupancy."""
+
+    stopping: FloatArray
+    scattering: FloatArray
+    occupancy: npt.NDArray[np.float32]
+
+    def crop(self, work: GridGeometry) -> Medium:
+        """The medium on the smallest grid holding every occupied voxel and one more around them."""
+        inside = self.occupancy > 0
+        grid, sl = _crop(work, inside)
+        stopping, scattering = self.stopping[sl].astype(np.float32), self.scattering[sl].astype(np.float32)
+        occ = self.occupancy[sl]
+        _continue_material((stopping, scattering), occ)
+        return Medium(grid=grid, stopping=stopping, scattering=scattering, inside=inside[sl], occupancy=occ)
+
+
+def _material(
     plan: Plan,
     site: Site,
     ct: CTVolume,
     contours: Mapping[str, Sequence[Contour]],
-    grid_mm: float | None = None,
-    engine: DoseEngine | None = None,
-) -> PlanDose:
-    """Dose of every beam of ``plan`` and their sum, on an axial grid of the CT's Frame of Reference covering
-    the body and bolus. MU from the plan, or from the prescription at each beam's normalization point."""
-    engine = engine or PencilBeamEngine()
-    machine = site.machine(plan.machine)
-    if machine is None:
-        raise DoseError(f"plan {plan.id}: unknown machine {plan.machine!r}")
+    aimed: AimedPlan,
+    work: GridGeometry,
+) -> _Material:
+    """CT through the curve, the overrides inside the External, air outside it, then each beam's bolus."""
     curve = site.ct_curve(plan.ct_curve)
     if curve is None:
         raise DoseError(f"plan {plan.id}: unknown CT curve {plan.ct_curve!r}")
-    aimed = aim_plan(plan, site, ct.geometry, contours)
-    problems = cutout_problems(plan, site)
-    if problems:
-        raise PlanError(f"plan {plan.id}: the site's cutout factors do not cover every cutout", problems)
     spacing = ct.geometry.slice_spacing_mm
-    work = _work_grid(ct, grid_mm or plan.dose_grid_mm)
     external = rasterize(contours[plan.external], work, spacing)
     if not external.any():
         raise DoseError(f"plan {plan.id}: the External {plan.external!r} encloses no voxel of the CT")
     occupancy = partial_volume(contours[plan.external], work, spacing).astype(np.float32)
-
     rho_e, t_rel = _curve(curve, resample(ct.hu, ct.geometry.axes(), work))
     for i, ov in enumerate(plan.overrides):
         mat = site.material(ov.material)
@@ -194,45 +207,89 @@ def compute_plan_dose(
             raise DoseError(f"beam {b.name}: the bolus covers no voxel of the dose grid ({work.spacing_mm[0]:g} mm)")
         rho_e[bm], t_rel[bm] = mat.rel_stopping_power, mat.rel_scattering_power
         occupancy = np.minimum(occupancy + partial_volume(aimed.bolus[b.name], work, spacing), 1.0, dtype=np.float32)
-    inside = occupancy > 0
+    return _Material(rho_e, t_rel, occupancy)
+
+
+@dataclass(frozen=True)
+class _PerMU:
+    """One beam's dose per MU, its normalization point and the dose per MU there."""
+
+    beam: Beam
+    dose: npt.NDArray[np.float32]
+    point: Point
+    gy_per_mu: float
+
+
+def _per_mu(engine: DoseEngine, medium: Medium, b: Beam, setup: BeamSetup, energy: EnergyData) -> _PerMU:
+    """One beam's dose per MU from the engine, continued one voxel beyond the medium, and its normalization."""
+    d = engine.beam_dose(medium, setup, energy)
+    if not np.all(np.isfinite(d)):
+        raise DoseError(f"beam {b.name}: the dose engine returned non-finite dose")
+    d = _continue_dose(d, medium.inside)
+    return _PerMU(b, d, *_normalization(d, medium.grid, medium.inside, setup))
+
+
+def _beam_dose(plan: Plan, aimed: AimedPlan, grid: GridGeometry, frame_uid: str, one: _PerMU, mu: float) -> BeamDose:
+    """The beam's dose for ``mu`` MU per fraction."""
+    gy = (one.dose * np.float32(mu * plan.fractions)).astype(np.float32)
+    g = aimed.beam(one.beam.name)
+    return BeamDose(
+        beam_name=one.beam.name,
+        mu_per_fraction=float(mu),
+        dose=DoseGrid(grid, gy, frame_uid),
+        normalization_point_mm=one.point,
+        dose_per_fraction_gy=float(mu * one.gy_per_mu),
+        ssd_mm=g.ssd_mm,
+        surface_entry_mm=g.entry_mm,
+        normalization_depth_mm=float(np.dot(np.asarray(one.point) - np.asarray(g.entry_mm), g.frame.direction)),
+    )
+
+
+def compute_plan_dose(
+    plan: Plan,
+    site: Site,
+    ct: CTVolume,
+    contours: Mapping[str, Sequence[Contour]],
+    grid_mm: float | None = None,
+    engine: DoseEngine | None = None,
+    aimed: AimedPlan | None = None,
+) -> PlanDose:
+    """Dose of every beam of ``plan`` and their sum, on an axial grid of the CT's Frame of Reference covering
+    the body and bolus. MU from the plan, or from the prescription at each beam's normalization point.
+    ``aimed``: the beams as :func:`~rtexport.geometry.setup.aim_plan` set them up on these contours (else they
+    are set up here). Beams are computed on up to :data:`_MAX_THREADS` threads at once: ``engine`` must not change
+    shared state in :meth:`~rtexport.dose.engine.DoseEngine.beam_dose`."""
+    engine = engine or PencilBeamEngine()
+    machine = site.machine(plan.machine)
+    if machine is None:
+        raise DoseError(f"plan {plan.id}: unknown machine {plan.machine!r}")
+    if site.ct_curve(plan.ct_curve) is None:
+        raise DoseError(f"plan {plan.id}: unknown CT curve {plan.ct_curve!r}")
+    aimed = aimed or aim_plan(plan, site, ct.geometry, contours)
+    problems = cutout_problems(plan, site)
+    if problems:
+        raise PlanError(f"plan {plan.id}: the site's cutout factors do not cover every cutout", problems)
+    work = _work_grid(ct, grid_mm or plan.dose_grid_mm)
+    material = _material(plan, site, ct, contours, aimed, work)
     setups = _setups(plan, machine, aimed)
+    medium = material.crop(work)
+    # the beams are independent and numpy lets go of the interpreter in their array work: cores share them
+    workers = min(len(setups), os.cpu_count() or 1, _MAX_THREADS)
+    if workers > 1:
+        with ThreadPoolExecutor(workers, thread_name_prefix="beam-dose") as pool:
+            futures = [pool.submit(_per_mu, engine, medium, *one) for one in setups]
+            per_mu = [f.result() for f in futures]  # in plan order: the first beam's error is the one raised
+    else:
+        per_mu = [_per_mu(engine, medium, *one) for one in setups]
 
-    grid, sl = _crop(work, inside)
-    stopping, scattering, occ = rho_e[sl].astype(np.float32), t_rel[sl].astype(np.float32), occupancy[sl]
-    _continue_material((stopping, scattering), occ)
-    medium = Medium(grid=grid, stopping=stopping, scattering=scattering, inside=inside[sl], occupancy=occ)
-    per_mu = []
-    for b, setup in setups:
-        energy = machine.energy(b.energy_mev)
-        if energy is None:
-            raise DoseError(f"beam {b.name}: machine {machine.name} has no beam data for {b.energy_mev:g} MeV")
-        d = engine.beam_dose(medium, setup, energy)
-        if not np.all(np.isfinite(d)):
-            raise DoseError(f"beam {b.name}: the dose engine returned non-finite dose")
-        d = _continue_dose(d, medium.inside)
-        per_mu.append((b, d, *_normalization(d, grid, medium.inside, setup)))
-
-    weights = [b.weight if b.weight is not None else 1.0 for b, *_ in per_mu]
+    weights = [one.beam.weight if one.beam.weight is not None else 1.0 for one in per_mu]
     total_w = sum(weights)
+    plan_gy = np.zeros(medium.grid.shape, dtype=np.float32)
     frame_uid = ct.geometry.frame_of_reference_uid
     beams: list[BeamDose] = []
-    plan_gy = np.zeros(grid.shape, dtype=np.float32)
-    for (b, d, point, norm_per_mu), wgt in zip(per_mu, weights, strict=True):
-        mu = b.mu if b.mu is not None else plan.prescription_per_fraction_gy * wgt / total_w / norm_per_mu
-        gy = (d * np.float32(mu * plan.fractions)).astype(np.float32)
-        plan_gy += gy
-        aimed_beam = aimed.beam(b.name)
-        entry = np.asarray(aimed_beam.entry_mm)
-        beams.append(
-            BeamDose(
-                beam_name=b.name,
-                mu_per_fraction=float(mu),
-                dose=DoseGrid(grid, gy, frame_uid),
-                normalization_point_mm=point,
-                dose_per_fraction_gy=float(mu * norm_per_mu),
-                ssd_mm=aimed_beam.ssd_mm,
-                surface_entry_mm=aimed_beam.entry_mm,
-                normalization_depth_mm=float(np.dot(np.asarray(point) - entry, aimed_beam.frame.direction)),
-            )
-        )
-    return PlanDose(beams=tuple(beams), plan=DoseGrid(grid, plan_gy, frame_uid))
+    for one, wgt in zip(per_mu, weights, strict=True):
+        b = one.beam
+        mu = b.mu if b.mu is not None else plan.prescription_per_fraction_gy * wgt / total_w / one.gy_per_mu
+        beams.append(_beam_dose(plan, aimed, medium.grid, frame_uid, one, mu))
+        plan_gy += beams[-1].dose.gy
+    return PlanDose(beams=tuple(beams), plan=DoseGrid(medium.grid, plan_gy, frame_uid))

@@ -114,13 +114,12 @@ class BeamFrame:
         """Patient points (..., 3) of fan coordinates (broadcast)."""
         ua, va, da = np.broadcast_arrays(np.asarray(u, float), np.asarray(v, float), np.asarray(d, float))
         s = da / self.sad_mm
-        return np.asarray(
-            np.asarray(self.source_mm)
-            + da[..., None] * self.direction
-            + (ua * s)[..., None] * self.axes[:, 0]
-            + (va * s)[..., None] * self.axes[:, 1],
-            dtype=np.float64,
-        )
+        us, vs = ua * s, va * s
+        direction, x_b, y_b = self.direction, self.axes[:, 0], self.axes[:, 1]
+        out = np.empty((*da.shape, 3), dtype=np.float64)
+        for c in range(3):  # one coordinate at a time: the same sums, without (..., 3) temporaries
+            out[..., c] = self.source_mm[c] + da * direction[c] + us * x_b[c] + vs * y_b[c]
+        return out
 
     def depth_range(self, lo: npt.ArrayLike, hi: npt.ArrayLike) -> tuple[float, float]:
         """The central-axis distances from the source that the box [lo, hi] (patient corners) spans."""

@@ -99,22 +99,40 @@ def contains(polygons: Iterable[PolygonLike], x: npt.ArrayLike, y: npt.ArrayLike
     return np.asarray(count % 2 == 1).reshape(xa.shape)
 
 
+def _crossed(lo: FloatArray, hi: FloatArray, lines: FloatArray) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """The pairs (edge, line) with ``lo[edge] <= lines[line] < hi[edge]`` (``lines`` increasing), ordered by edge
+    then line: what ``np.nonzero`` of that comparison gives, without the edges × lines table."""
+    first = np.searchsorted(lines, lo, side="left")
+    count = np.maximum(np.searchsorted(lines, hi, side="left") - first, 0)
+    e = np.repeat(np.arange(len(lo)), count)
+    start = np.cumsum(count) - count  # where each edge's run begins in the output
+    j = np.arange(len(e)) - np.repeat(start - first, count)
+    return e, j
+
+
 def fill(polygons: Iterable[PolygonLike], xs: FloatArray, ys: FloatArray) -> BoolArray:
     """Even-odd fill of closed polygons sampled on the grid ``xs`` × ``ys`` (both increasing): mask [y, x]."""
     xs, ys = np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64)
     ny, nx = len(ys), len(xs)
-    toggles = np.zeros((ny, nx + 1), dtype=np.int32)
+    # each crossing flips the parity of the columns left of it: a flip at 0 and one at k, xor-accumulated
+    toggles = np.zeros((ny, nx + 1), dtype=np.uint8)
     for x0, y0, x1, y1 in _edges(polygons):
         ylo, yhi = np.minimum(y0, y1), np.maximum(y0, y1)
-        rows = (ys[None, :] >= ylo[:, None]) & (ys[None, :] < yhi[:, None])
-        e, j = np.nonzero(rows)
+        e, j = _crossed(ylo, yhi, ys)
         if e.size == 0:
             continue
         xc = x0[e] + (ys[j] - y0[e]) / (y1[e] - y0[e]) * (x1[e] - x0[e])
         k = np.searchsorted(xs, xc, side="left")  # the columns with x < xc toggle
-        np.add.at(toggles, (j, np.zeros_like(k)), 1)
-        np.add.at(toggles, (j, k), -1)
-    return (np.cumsum(toggles[:, :nx], axis=1) % 2).astype(bool)
+        np.bitwise_xor.at(toggles, (j, np.zeros_like(k)), 1)
+        np.bitwise_xor.at(toggles, (j, k), 1)
+    return np.asarray(np.bitwise_xor.accumulate(toggles[:, :nx], axis=1).view(np.bool_))
+
+
+def _span(axis: FloatArray, step: float, lo: float, hi: float) -> slice:
+    """The cells (centres on ``axis``, ``step`` wide) that reach into [lo, hi], one more on each side."""
+    first = int(np.searchsorted(axis + step / 2, lo, side="left"))
+    last = int(np.searchsorted(axis - step / 2, hi, side="right"))
+    return slice(max(first - 1, 0), min(last + 1, len(axis)))
 
 
 def coverage(polygons: Iterable[PolygonLike], xs: FloatArray, ys: FloatArray, sub: int = 16) -> FloatArray:
@@ -122,20 +140,30 @@ def coverage(polygons: Iterable[PolygonLike], xs: FloatArray, ys: FloatArray, su
     polygons by the even-odd rule: [y, x], exact along x, from ``sub`` scanlines per cell along y (so an outline
     is placed to 1/(2·sub) of a cell, not snapped to cell centres as :func:`fill` does)."""
     xs, ys = np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64)
+    out = np.zeros((len(ys), len(xs)), dtype=np.float64)
+    edges = list(_edges(polygons))
+    if not edges:
+        return out
+    dx = float(xs[1] - xs[0]) if len(xs) > 1 else 1.0
+    dy = float(ys[1] - ys[0]) if len(ys) > 1 else 1.0
+    # only the cells the polygons' box reaches can be covered: the sums below are zero elsewhere
+    x_all, y_all = np.concatenate([e[0] for e in edges]), np.concatenate([e[1] for e in edges])
+    sy = _span(ys, dy, float(y_all.min()), float(y_all.max()))
+    sx = _span(xs, dx, float(x_all.min()), float(x_all.max()))
+    xs, ys = xs[sx], ys[sy]
     nx, ny = len(xs), len(ys)
-    dx = float(xs[1] - xs[0]) if nx > 1 else 1.0
-    dy = float(ys[1] - ys[0]) if ny > 1 else 1.0
+    if nx == 0 or ny == 0:
+        return out
     bounds = np.concatenate([xs - dx / 2, [xs[-1] + dx / 2]])
     lines = (ys[:, None] + ((np.arange(sub) + 0.5) / sub - 0.5) * dy).ravel()
     rows: list[npt.NDArray[np.int64]] = []
     cross: list[FloatArray] = []
-    for x0, y0, x1, y1 in _edges(polygons):
+    for x0, y0, x1, y1 in edges:
         ylo, yhi = np.minimum(y0, y1), np.maximum(y0, y1)
-        e, j = np.nonzero((lines[None, :] >= ylo[:, None]) & (lines[None, :] < yhi[:, None]))
+        e, j = _crossed(ylo, yhi, lines)
         rows.append(j)
         cross.append(x0[e] + (lines[j] - y0[e]) / (y1[e] - y0[e]) * (x1[e] - x0[e]))
-    out = np.zeros((ny, nx), dtype=np.float64)
-    if not rows or sum(len(r) for r in rows) == 0:
+    if sum(len(r) for r in rows) == 0:
         return out
     row, xc = np.concatenate(rows), np.concatenate(cross)
     order = np.lexsort((xc, row))
@@ -143,14 +171,14 @@ def coverage(polygons: Iterable[PolygonLike], xs: FloatArray, ys: FloatArray, su
     first = np.searchsorted(row, row, side="left")  # each line's crossings, left to right: in, out, in, ...
     sign = np.where((np.arange(len(row)) - first) % 2 == 0, 1.0, -1.0)
     # inside length left of each cell boundary b: Σ sign·max(0, b − xc), as ramps summed along the line
-    k = np.searchsorted(bounds, xc, side="left")
-    s1 = np.zeros((len(lines), nx + 2))
-    s2 = np.zeros((len(lines), nx + 2))
-    np.add.at(s1, (row, k), sign)
-    np.add.at(s2, (row, k), sign * xc)
+    flat = row * (nx + 2) + np.searchsorted(bounds, xc, side="left")
+    size = len(lines) * (nx + 2)
+    s1 = np.bincount(flat, weights=sign, minlength=size).reshape(len(lines), nx + 2)
+    s2 = np.bincount(flat, weights=sign * xc, minlength=size).reshape(len(lines), nx + 2)
     left = bounds[None, :] * np.cumsum(s1, axis=1)[:, : nx + 1] - np.cumsum(s2, axis=1)[:, : nx + 1]
     per_line = np.diff(left, axis=1) / dx
-    return np.asarray(np.clip(per_line.reshape(ny, sub, nx).mean(axis=1), 0.0, 1.0), dtype=np.float64)
+    out[sy, sx] = np.clip(per_line.reshape(ny, sub, nx).mean(axis=1), 0.0, 1.0)
+    return out
 
 
 def inside_with_margin(poly: PolygonLike, x: npt.ArrayLike, y: npt.ArrayLike, margin: float) -> BoolArray:

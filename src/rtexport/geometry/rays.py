@@ -21,6 +21,7 @@ FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
 _RAYS_PER_CHUNK = 2048
+_DEPTHS_PER_BLOCK = 16  # coarse samples per block: most rays meet the surface in the first one or two
 _REFINE = 64  # points per refinement pass: each pass shrinks the bracket 63-fold
 _PRECISION_MM = 1e-6
 
@@ -77,6 +78,39 @@ def _first_crossing(vals: FloatArray, ds: FloatArray) -> tuple[FloatArray, BoolA
     return d, any_hit
 
 
+def _nearest_depth(frame: BeamFrame, mask: BoolArray, axes: Axes) -> float | None:
+    """A central-axis distance before which every sample of ``mask`` is exactly 0: the near side of the box of
+    its occupied voxels grown by one voxel (trilinear samples reach no further). None for an empty mask."""
+    found = [np.nonzero(mask.any(axis=other))[0] for other in ((1, 2), (0, 2), (0, 1))]  # z, y, x
+    if any(len(f) == 0 for f in found):
+        return None
+    lo, hi = [], []
+    for axis, f in zip((axes[2], axes[1], axes[0]), found, strict=True):
+        step = float(axis[1] - axis[0]) if len(axis) > 1 else 1.0
+        lo.append(float(axis[max(f[0] - 1, 0)]) - abs(step))
+        hi.append(float(axis[min(f[-1] + 1, len(axis) - 1)]) + abs(step))
+    return frame.depth_range((lo[2], lo[1], lo[0]), (hi[2], hi[1], hi[0]))[0]
+
+
+def _coarse_crossing(
+    frame: BeamFrame, mask: BoolArray, axes: Axes, cu: FloatArray, cv: FloatArray, d: FloatArray, first: int
+) -> tuple[FloatArray, BoolArray]:
+    """:func:`_first_crossing` of the rays (cu, cv) marched along ``d`` (the samples up to index ``first`` are
+    known to be 0), a block of depths at a time, each ray only until it has met the mask."""
+    rough = np.full(len(cu), d[0])
+    hit = np.zeros(len(cu), dtype=bool)
+    todo = np.arange(len(cu))
+    start = max(first, 1)
+    while todo.size and start < len(d):
+        seg = d[start - 1 : start + _DEPTHS_PER_BLOCK]  # with the sample before: the crossing interpolates from it
+        vals = sample(mask, axes, frame.from_fan(cu[todo, None], cv[todo, None], seg[None, :]))
+        r, h = _first_crossing(vals, seg)
+        rough[todo[h]], hit[todo[h]] = r[h], True
+        todo = todo[~h]
+        start += _DEPTHS_PER_BLOCK
+    return rough, hit
+
+
 def surface_distances(
     frame: BeamFrame,
     mask: BoolArray,
@@ -90,19 +124,23 @@ def surface_distances(
     the source at which it first enters ``mask`` (the 50 % crossing of the interpolated mask); NaN if it does not
     within ``d_range``. ``frame.ray_length(u, v, d)`` turns it into the ray's own source-to-surface distance.
 
-    Rays march coarsely (2 mm, finer than any body outline feature that matters here) and are then refined at
-    ``step_mm`` inside the coarse interval, in chunks, so memory stays bounded whatever the mask's size."""
+    Rays march coarsely (2 mm, finer than any body outline feature that matters here) from the near side of the
+    mask's box, a block of depths at a time until each has met it, and are then refined at ``step_mm`` inside
+    the coarse interval, in chunks, so memory stays bounded whatever the mask's size."""
     uu, vv = np.broadcast_arrays(np.asarray(u, dtype=np.float64), np.asarray(v, dtype=np.float64))
     u_flat, v_flat = uu.ravel(), vv.ravel()
+    d_hit = np.full(u_flat.shape, np.nan)
+    near = _nearest_depth(frame, mask, axes)
+    if near is None:
+        return d_hit.reshape(uu.shape)
     coarse = max(2.0, step_mm)
     d_coarse = np.arange(d_range[0], d_range[1] + coarse, coarse)
+    first = max(int(np.searchsorted(d_coarse, near, side="left")) - 1, 0)  # every sample before is 0
     # the coarse crossing is interpolated between two samples: the true one is within a coarse step of it
     fine = np.arange(0.0, 2.0 * coarse + step_mm, step_mm)
-    d_hit = np.full(u_flat.shape, np.nan)
     for lo in range(0, len(u_flat), _RAYS_PER_CHUNK):
         cu, cv = u_flat[lo : lo + _RAYS_PER_CHUNK], v_flat[lo : lo + _RAYS_PER_CHUNK]
-        vals = sample(mask, axes, frame.from_fan(cu[:, None], cv[:, None], d_coarse[None, :]))
-        rough, any_hit = _first_crossing(vals, d_coarse)
+        rough, any_hit = _coarse_crossing(frame, mask, axes, cu, cv, d_coarse, first)
         start = np.maximum(rough - coarse, d_coarse[0])
         ds = start[:, None] + fine[None, :]
         vals = sample(mask, axes, frame.from_fan(cu[:, None], cv[:, None], ds))

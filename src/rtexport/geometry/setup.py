@@ -40,6 +40,7 @@ FloatArray = npt.NDArray[np.float64]
 SSD_TOLERANCE_MM = 0.5
 _FIELD_RAYS_MM = 2.5  # lattice of the rays that check the whole field against the applicator
 _FIELD_RASTER_MM = 1.0  # their surface is found to within half of this
+_POINTS_PER_CHECK = 4096  # bolus points tested against a field at a time
 
 
 @dataclass(frozen=True)
@@ -314,11 +315,12 @@ def _bolus_points(structure: PlanarStructure, raster_mm: float = 1.0) -> FloatAr
 
 def _crosses(frame: BeamFrame, cutout: FloatArray, points: FloatArray) -> bool:
     """Whether any point lies in the beam's geometric field (the cutout's divergent projection)."""
-    if len(points) == 0:
-        return False
-    u, v, d = frame.to_fan(points)
-    ahead = d > 0
-    return bool(polygon.contains([cutout], u[ahead], v[ahead]).any())
+    for lo in range(0, len(points), _POINTS_PER_CHECK):  # the answer is usually in the first block
+        u, v, d = frame.to_fan(points[lo : lo + _POINTS_PER_CHECK])
+        ahead = d > 0
+        if polygon.contains([cutout], u[ahead], v[ahead]).any():
+            return True
+    return False
 
 
 def aim_plan(plan: Plan, site: Site, ct: CTGeometry, contours: Mapping[str, Sequence[Contour]]) -> AimedPlan:

@@ -13,8 +13,8 @@ from rtexport.model.site import Site
 from rtexport.model.state import PlanState, Signature, StoredDose
 from rtexport.mucheck import MUCheck, check_beams
 from rtexport.services.access import Clock
+from rtexport.services.building import prepare_objects
 from rtexport.services.coverage import plan_target_warnings
-from rtexport.services.export import prepare_objects
 from rtexport.services.integrity import dose_inputs, require_intact, stale_reasons, with_staleness
 from rtexport.services.site import site_status
 from rtexport.services.users import Credentials, qualified

@@ -1,18 +1,28 @@
 """The export objects of a plan state: the build stage reads the workspace through a narrow read-only store, and
-this service keeps what it built (so an export only copies files, and one UID never names two contents)."""
+this service keeps what it built (so an export only copies files, and one UID never names two contents); the
+reasons an export is refused, and the objects prepared when a state is fixed. Nothing here reaches the network
+(the dose and approval use cases import it without the DICOM network stack)."""
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from rtexport.errors import StoreError
-from rtexport.export.build import PreparedExport, build_objects
-from rtexport.export.gate import Item
+from rtexport.errors import RTExportError, StoreError
+from rtexport.export.build import PreparedExport, build_objects, buildable_items
+from rtexport.export.gate import ALL_ITEMS, DOSE_ITEMS, Item, check_export
+from rtexport.model.plan import mu_problems
 from rtexport.model.site import Site
 from rtexport.model.state import PlanState
+from rtexport.services.integrity import stale_reasons
 from rtexport.services.lineage import WorkspaceLineage
+from rtexport.services.site import SiteStatus, site_status
 from rtexport.workspace import Workspace
+
+if TYPE_CHECKING:
+    from rtexport.geometry.setup import AimedPlan
 
 
 class WorkspaceStore:
@@ -37,12 +47,16 @@ def operator_name(ws: Workspace, state: PlanState) -> str:
     return maker[0].full_name if maker else ""
 
 
-def export_objects(ws: Workspace, site: Site, state: PlanState, items: Collection[Item]) -> PreparedExport:
-    """The objects of ``items`` for ``state``, every one a stored file: those built now are kept first."""
+def export_objects(
+    ws: Workspace, site: Site, state: PlanState, items: Collection[Item], *, aimed: AimedPlan | None = None
+) -> PreparedExport:
+    """The objects of ``items`` for ``state``, every one a stored file: those built now are kept first.
+    ``aimed``: the plan's beams as set up already for ``state`` (else set up here when something must be built)."""
     course = ws.course(state.plan.course)
     operator = operator_name(ws, state)
     store = WorkspaceStore(ws)
-    prepared = build_objects(store, site, state, course, items, operator, lineage=WorkspaceLineage(ws, state, course))
+    lineage = WorkspaceLineage(ws, state, course)
+    prepared = build_objects(store, site, state, course, items, operator, aimed=aimed, lineage=lineage)
     lost = ws.built.kept([obj.key for obj in prepared.new]) if state.approved else {}
     if lost:  # an approved plan's objects are fixed: other bytes under its UIDs would be two contents for one UID
         kinds = {"RS": "RT Structure Set", "RP": "RT Plan", "RD": "RT Dose"}
@@ -63,3 +77,84 @@ def export_objects(ws: Workspace, site: Site, state: PlanState, items: Collectio
                 ws.built.keep(obj.key, obj.data, now)
         prepared = build_objects(store, site, state, course, items, operator)
     return prepared
+
+
+# -- gate and preparation ----------------------------------------------------------------------------------------
+
+
+def findings(
+    ws: Workspace,
+    state: PlanState,
+    items: Collection[Item],
+    *,
+    to_build_only: bool = False,
+    status: SiteStatus | None = None,
+) -> list[str]:
+    """Every reason the export of ``items`` is refused (empty: go). ``to_build_only``: the reasons the objects
+    cannot be built (building needs no authorization; exporting does). ``status``: the site as read already."""
+    status = status or site_status(ws)
+    found = check_export(
+        site=status.site,
+        site_problems=status.problems,
+        course=ws.course(state.plan.course),
+        plan=state.plan,
+        revision=state.revision.number,
+        approved=state.approved or to_build_only,
+        authorized_by=state.authorization.user if state.authorization else None,
+        has_current_dose=state.dose is not None,
+        items=items,
+    )
+    if state.dose is not None and status.site is not None:
+        computed = {b.beam_name: b.mu_per_fraction for b in state.dose.beams}
+        found += [f"plan {state.plan.id}: {p}" for p in mu_problems(state.plan, status.site, computed)]
+    found += [f"plan {state.plan.id}: {f} (restore the workspace from a backup)" for f in state.integrity]
+    found += [f"{p} (stored before a stricter rule: load a corrected plan file)" for p in state.stored_problems]
+    dose_items = [i.value for i in items if i in (Item.RTPLAN, *DOSE_ITEMS)]
+    stale = stale_reasons(status.site, state) if dose_items else ()
+    if stale:
+        found.append(
+            f"{', '.join(dose_items)}: the dose of plan {state.plan.id} is stale ({'; '.join(stale)}): run "
+            f"'rtexport dose {state.plan.id}' again, or a physicist accepts it with 'rtexport dose-accept'"
+        )
+    return found
+
+
+def export_block_reasons(ws: Workspace, state: PlanState, status: SiteStatus | None = None) -> list[str]:
+    """Why the Export block is disabled for this plan: the site cannot export, or the objects cannot be built
+    (no current dose). Authorization is not among them: it is asked for inside the block."""
+    return findings(ws, state, ALL_ITEMS, to_build_only=True, status=status)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """How many export objects of a plan state are ready, or why they could not be built."""
+
+    count: int
+    warning: str | None = None
+
+
+def prepare_objects(
+    ws: Workspace, plan_id: str, status: SiteStatus | None = None, *, setup: tuple[str, AimedPlan] | None = None
+) -> str | None:
+    """Build and keep every object an export of the plan's current state can hold, so that exporting it later only
+    copies files. Called when that state is fixed (after dose, on approval). Builds nothing while the objects
+    cannot be built (the export says why). Returns a warning when a build fails (the export will refuse with it).
+    ``status``: the site as the use case read it; ``setup``: the beams as set up already for the revision whose
+    token is given (ignored if another revision is current by now)."""
+    return prepare(ws, plan_id, status, setup=setup).warning
+
+
+def prepare(
+    ws: Workspace, plan_id: str, status: SiteStatus | None = None, *, setup: tuple[str, AimedPlan] | None = None
+) -> Prepared:
+    state = ws.plan_state(plan_id)
+    items = buildable_items(state)
+    status = status or site_status(ws)
+    if findings(ws, state, items, to_build_only=True, status=status) or status.site is None:
+        return Prepared(0)
+    aimed = setup[1] if setup is not None and setup[0] == state.revision.token else None
+    try:
+        prepared = export_objects(ws, status.site, state, items, aimed=aimed)
+    except RTExportError as e:
+        return Prepared(0, f"the export of {plan_id} cannot be prepared: {e}")
+    return Prepared(len(prepared.objects))

@@ -11,13 +11,14 @@ from dataclasses import dataclass, replace
 
 from rtexport.dose import CTVolume, DoseEngine, compute_plan_dose
 from rtexport.errors import DoseError, PlanError
+from rtexport.geometry.setup import aim_plan
 from rtexport.model.people import Actor
 from rtexport.model.plan import mu_problems, plan_problems
 from rtexport.model.state import PlanState, StoredDose
 from rtexport.mucheck import MUCheck
+from rtexport.services.building import prepare_objects
 from rtexport.services.checks import dose_warnings, mu_check
 from rtexport.services.coverage import plan_target_warnings
-from rtexport.services.export import prepare_objects
 from rtexport.services.integrity import dose_inputs, require_intact
 from rtexport.services.site import site_status
 from rtexport.workspace import Workspace
@@ -60,7 +61,9 @@ def compute_dose(
     if problems:
         raise PlanError(f"plan {plan_id} does not fit the site or course", problems)
     volume = CTVolume(course.ct, load_hu(ws.blobs, course))
-    result = compute_plan_dose(state.plan, site, volume, course_contours(ws, course), grid_mm, engine)
+    contours = course_contours(ws, course)
+    aimed = aim_plan(state.plan, site, course.ct, contours)  # once: for the dose and for the objects built after
+    result = compute_plan_dose(state.plan, site, volume, contours, grid_mm, engine, aimed)
     if not result.beams:
         raise DoseError(f"plan {plan_id}: no beam dose computed")
     warnings = dose_warnings(site, state.plan, result.plan, result.beams)
@@ -94,7 +97,7 @@ def compute_dose(
         )
     if stored is None:  # the row written in this transaction
         raise DoseError(f"plan {plan_id}: the dose just stored cannot be read back; run 'rtexport verify'")
-    warning = prepare_objects(ws, plan_id, status)
+    warning = prepare_objects(ws, plan_id, status, setup=(rev.token, aimed))
     done = replace(state, dose=stored)
     warnings = [*warnings, *plan_target_warnings(ws, site, done)]
     g = result.plan.geometry

@@ -13,19 +13,24 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from rtexport.errors import GateError, RTExportError, SendError
-from rtexport.export.build import PreparedExport, buildable_items
-from rtexport.export.gate import ALL_ITEMS, DOSE_ITEMS, Item, check_export, parse_items
+from rtexport.export.build import PreparedExport
+from rtexport.export.gate import ALL_ITEMS, Item, parse_items
 from rtexport.export.local import PlanIdentity, WriteReport, write_folder
 from rtexport.export.objects import ExportObject
 from rtexport.model.people import Actor
-from rtexport.model.plan import mu_problems
 from rtexport.model.site import Site
-from rtexport.model.state import PlanState
 from rtexport.net.dicomweb import check as check_web
 from rtexport.net.dicomweb import stow
 from rtexport.net.outcome import WebDestination
 from rtexport.net.send import Destination, InstanceOutcome, InstanceResult, SendReport, echo, send_objects
-from rtexport.services.building import export_objects
+from rtexport.services.building import (
+    Prepared,
+    export_block_reasons,
+    export_objects,
+    findings,
+    prepare,
+    prepare_objects,
+)
 from rtexport.services.destinations import (
     ExportDestination,
     FolderDestination,
@@ -34,7 +39,6 @@ from rtexport.services.destinations import (
     export_roots,
     resolve_destination,
 )
-from rtexport.services.integrity import stale_reasons
 from rtexport.services.site import SiteStatus, site_status
 from rtexport.workspace import Workspace
 
@@ -124,81 +128,6 @@ class ExportReport:
                 text += f"; {len(w.removed_stale)} staging folder(s) of an interrupted earlier export removed"
             return text
         return "nothing was written or sent" if self.sent is None else self.sent.summary()
-
-
-# -- gate -----------------------------------------------------------------------------------------------------
-
-
-def findings(
-    ws: Workspace,
-    state: PlanState,
-    items: Collection[Item],
-    *,
-    to_build_only: bool = False,
-    status: SiteStatus | None = None,
-) -> list[str]:
-    """Every reason the export of ``items`` is refused (empty: go). ``to_build_only``: the reasons the objects
-    cannot be built (building needs no authorization; exporting does). ``status``: the site as read already."""
-    status = status or site_status(ws)
-    found = check_export(
-        site=status.site,
-        site_problems=status.problems,
-        course=ws.course(state.plan.course),
-        plan=state.plan,
-        revision=state.revision.number,
-        approved=state.approved or to_build_only,
-        authorized_by=state.authorization.user if state.authorization else None,
-        has_current_dose=state.dose is not None,
-        items=items,
-    )
-    if state.dose is not None and status.site is not None:
-        computed = {b.beam_name: b.mu_per_fraction for b in state.dose.beams}
-        found += [f"plan {state.plan.id}: {p}" for p in mu_problems(state.plan, status.site, computed)]
-    found += [f"plan {state.plan.id}: {f} (restore the workspace from a backup)" for f in state.integrity]
-    found += [f"{p} (stored before a stricter rule: load a corrected plan file)" for p in state.stored_problems]
-    dose_items = [i.value for i in items if i in (Item.RTPLAN, *DOSE_ITEMS)]
-    stale = stale_reasons(status.site, state) if dose_items else ()
-    if stale:
-        found.append(
-            f"{', '.join(dose_items)}: the dose of plan {state.plan.id} is stale ({'; '.join(stale)}): run "
-            f"'rtexport dose {state.plan.id}' again, or a physicist accepts it with 'rtexport dose-accept'"
-        )
-    return found
-
-
-def export_block_reasons(ws: Workspace, state: PlanState, status: SiteStatus | None = None) -> list[str]:
-    """Why the Export block is disabled for this plan: the site cannot export, or the objects cannot be built
-    (no current dose). Authorization is not among them: it is asked for inside the block."""
-    return findings(ws, state, ALL_ITEMS, to_build_only=True, status=status)
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """How many export objects of a plan state are ready, or why they could not be built."""
-
-    count: int
-    warning: str | None = None
-
-
-def prepare_objects(ws: Workspace, plan_id: str, status: SiteStatus | None = None) -> str | None:
-    """Build and keep every object an export of the plan's current state can hold, so that exporting it later only
-    copies files. Called when that state is fixed (after dose, on approval). Builds nothing while the objects
-    cannot be built (the export says why). Returns a warning when a build fails (the export will refuse with it).
-    ``status``: the site as the use case read it."""
-    return prepare(ws, plan_id, status).warning
-
-
-def prepare(ws: Workspace, plan_id: str, status: SiteStatus | None = None) -> Prepared:
-    state = ws.plan_state(plan_id)
-    items = buildable_items(state)
-    status = status or site_status(ws)
-    if findings(ws, state, items, to_build_only=True, status=status) or status.site is None:
-        return Prepared(0)
-    try:
-        prepared = export_objects(ws, status.site, state, items)
-    except RTExportError as e:
-        return Prepared(0, f"the export of {plan_id} cannot be prepared: {e}")
-    return Prepared(len(prepared.objects))
 
 
 # -- export ---------------------------------------------------------------------------------------------------
