@@ -11,7 +11,6 @@ MAX_FUNCTION_LINES = 80
 # Being split right now by the changes that own them; each leaves this list when it is done.
 ALLOWED = {
     "export/local.py",  # the folder export, being split into modules
-    "dose/engine.py",  # the dose engine, being split (relative_dose)
     "dose/plan.py",  # the dose change (compute_plan_dose, 90 lines)
     "workspace/importer.py",  # the hostile-import checks, being rewritten (_check, 146 lines)
 }

@@ -219,6 +219,8 @@ def cases() -> list[Case]:
             (-1.0, 1.0, -4.0, 4.0),
             300_000,
         ),
+        Case("cutout 3x6", "cutout", "elongated: output and depth dose", e, (-1.5, 1.5, -3.0, 3.0), 250_000),
+        Case("cutout 4x10", "cutout", "elongated: output and depth dose", e, (-2.0, 2.0, -5.0, 5.0), 300_000),
         Case(
             "extended SSD 110",
             "extended SSD",
