@@ -210,8 +210,8 @@ def _with_kernel(
         fields.append(FieldData(f.side_mm / 2.0, f.side_mm / 2.0, dose))
     first = water_sigma_mm(bb, knots, ssd, cutout_distance_mm)
     dinf = bb.dinf
-    kernel = None
+    kernel: LateralKernel | None = None
     for _ in range(2):  # D∞ depends on the kernel through the reference field's own lateral loss
-        kernel = fit_kernel(knots, np.interp(knots, bb.depth_mm, dinf), bb.tail, fields, first, to_iso(knots))
+        kernel = fit_kernel(knots, np.interp(knots, bb.depth_mm, dinf), bb.tail, fields, first, to_iso(knots), kernel)
         dinf = unfold(ref_half, bb.depth_mm, ref_dose, bb.tail, kernel, to_iso)
     return dataclasses.replace(bb, dinf=dinf, kernel=kernel)

@@ -34,6 +34,7 @@ KNOT_MM = 2.0  # depth step of the fitted curves
 MAX_HALO = 0.5  # the halo's weight stays below this
 _SMOOTH = 0.02  # second-difference penalty on the (log / logit) curves, in units of dose residual
 _RIDGE = 0.002  # a halo only where the data ask for one
+_PRIOR = 0.005  # where the data say nothing (at the surface every field is broad), the core is Fermi–Eyges's
 _REACH = 0.1  # fitted where D∞ is at least this share of its maximum
 
 
@@ -97,10 +98,11 @@ def fit_kernel(
     fields: Sequence[FieldData],
     first_sigma_mm: FloatArray,
     to_iso: FloatArray,
+    start: LateralKernel | None = None,
 ) -> LateralKernel:
     """Least-squares fit of the kernel's curves on ``knots_mm`` to the fields' central-axis doses, given the
     broad beam's electron dose ``dinf`` and bremsstrahlung ``tail`` there; ``first_sigma_mm`` (Fermi–Eyges)
-    starts the core."""
+    starts the core, or ``start`` the whole fit."""
     reach = dinf >= _REACH * float(dinf.max())
     last = int(np.nonzero(reach)[0].max()) + 1
     z, d, sig0, iso = knots_mm[:last], dinf[:last], first_sigma_mm[:last], to_iso[:last]
@@ -108,19 +110,56 @@ def fit_kernel(
     data = np.stack([f.dose[:last] for f in fields])
     pairs = [(f.half_a, f.half_b) for f in fields]
 
+    second = np.diff(np.eye(n), 2, axis=0)
+
     def residuals(p: FloatArray) -> FloatArray:
         w, s1, s2 = _unpack(p, n)
         keep = [(1 - w) * rectangle_fraction(a, b, s1 * iso) + w * rectangle_fraction(a, b, s2 * iso) for a, b in pairs]
-        model = d * np.stack(keep)
-        smooth = [_SMOOTH * np.diff(p[k * n : (k + 1) * n], 2) for k in range(3)]
-        return np.concatenate([(model + tail - data).ravel(), *smooth, _RIDGE * w / MAX_HALO])
+        smooth = [_SMOOTH * (second @ p[k * n : (k + 1) * n]) for k in range(3)]
+        prior = _PRIOR * (p[:n] - log_fe)
+        return np.concatenate([(d * np.stack(keep) + tail - data).ravel(), *smooth, _RIDGE * w / MAX_HALO, prior])
 
-    s1 = np.maximum(sig0, 0.3)
-    p0 = np.concatenate([np.log(s1), np.full(n, math.log(2.0)), np.full(n, -2.0)])
-    fit = optimize.least_squares(residuals, p0, method="trf", x_scale=1.0, max_nfev=4000)
+    def jacobian(p: FloatArray) -> FloatArray:
+        w, s1, s2 = _unpack(p, n)
+        dw = w * (1.0 - w / MAX_HALO)
+        ds2_db = s2 - s1
+        rows = []
+        for a, b in pairs:
+            e1, e2 = rectangle_fraction(a, b, s1 * iso), rectangle_fraction(a, b, s2 * iso)
+            g1, g2 = _log_slope(a, b, s1 * iso), _log_slope(a, b, s2 * iso)  # dE / d ln σ
+            rows.append(
+                np.hstack(
+                    [
+                        np.diag(d * ((1 - w) * g1 + w * g2)),
+                        np.diag(d * w * g2 * ds2_db / s2),
+                        np.diag(d * (e2 - e1) * dw),
+                    ]
+                )
+            )
+        zero = np.zeros((n - 2, n))
+        smooth = [np.hstack([_SMOOTH * second if k == c else zero for k in range(3)]) for c in range(3)]
+        ridge = np.hstack([np.zeros((n, 2 * n)), np.diag(_RIDGE * dw / MAX_HALO)])
+        prior = np.hstack([_PRIOR * np.eye(n), np.zeros((n, 2 * n))])
+        return np.vstack([*rows, *smooth, ridge, prior])
+
+    log_fe = np.log(np.maximum(sig0, 0.05))
+    p0 = np.concatenate([np.log(np.maximum(sig0, 0.3)), np.full(n, math.log(2.0)), np.full(n, -2.0)])
+    if start is not None and len(start.depth_mm) == n:
+        w0 = np.clip(start.halo_weight / MAX_HALO, 1e-6, 1 - 1e-6)
+        ratio = np.maximum(start.halo_mm / start.core_mm - 1.0, 1e-6)
+        p0 = np.concatenate([np.log(start.core_mm), np.log(ratio), np.log(w0 / (1 - w0))])
+    fit = optimize.least_squares(residuals, p0, jac=jacobian, method="lm", max_nfev=200)
     w, s1, s2 = _unpack(fit.x, n)
     resid = residuals(fit.x)[: data.size]
     return LateralKernel(z, w, s1, s2, float(100.0 * math.sqrt(float(np.mean(resid**2)))))
+
+
+def _log_slope(half_a: float, half_b: float, sigma: FloatArray) -> FloatArray:
+    """d/d ln σ of :func:`rectangle_fraction`."""
+    s = math.sqrt(2.0) * np.maximum(sigma, 1e-6)
+    ga = -2.0 / math.sqrt(math.pi) * (half_a / s) * np.exp(-((half_a / s) ** 2))
+    gb = -2.0 / math.sqrt(math.pi) * (half_b / s) * np.exp(-((half_b / s) ** 2))
+    return np.asarray(ga * erf(half_b / s) + gb * erf(half_a / s), dtype=np.float64)
 
 
 def unfold(
