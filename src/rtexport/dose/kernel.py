@@ -32,9 +32,10 @@ FloatArray = npt.NDArray[np.float64]
 
 KNOT_MM = 2.0  # depth step of the fitted curves
 MAX_HALO = 0.5  # the halo's weight stays below this
+MAX_HALO_MM = 40.0  # and its σ below this: wider is noise in the data, not electrons
 _SMOOTH = 0.02  # second-difference penalty on the (log / logit) curves, in units of dose residual
 _RIDGE = 0.002  # a halo only where the data ask for one
-_PRIOR = 0.005  # where the data say nothing (at the surface every field is broad), the core is Fermi–Eyges's
+_PRIOR = 0.05  # where the data say nothing (at the surface every field is broad), the core is Fermi–Eyges's
 _REACH = 0.1  # fitted where D∞ is at least this share of its maximum
 
 
@@ -86,7 +87,7 @@ def rectangle_fraction(half_a: float, half_b: float, sigma: FloatArray) -> Float
 
 def _unpack(p: FloatArray, n: int) -> tuple[FloatArray, FloatArray, FloatArray]:
     s1 = np.exp(p[:n])
-    s2 = s1 * (1.0 + np.exp(p[n : 2 * n]))
+    s2 = np.minimum(s1 * (1.0 + np.exp(p[n : 2 * n])), np.maximum(MAX_HALO_MM, s1))
     w = MAX_HALO / (1.0 + np.exp(-p[2 * n :]))
     return w, s1, s2
 
@@ -122,7 +123,7 @@ def fit_kernel(
     def jacobian(p: FloatArray) -> FloatArray:
         w, s1, s2 = _unpack(p, n)
         dw = w * (1.0 - w / MAX_HALO)
-        ds2_db = s2 - s1
+        ds2_db = np.where(s1 * (1.0 + np.exp(p[n : 2 * n])) > s2, 0.0, s2 - s1)  # none where held at the cap
         rows = []
         for a, b in pairs:
             e1, e2 = rectangle_fraction(a, b, s1 * iso), rectangle_fraction(a, b, s2 * iso)
