@@ -132,8 +132,14 @@ class _Water:
         return float(dose[k].max()), float(self.depth_mm[k])
 
     def square_peaks(self, sides_mm: list[float]) -> FloatArray:
-        """The model's peak dose of centred square cutouts."""
-        return np.array([self.polygon_peak(_square(s))[0] for s in sides_mm])
+        """The model's peak dose of centred square cutouts (kept per broad beam, which is kept per energy)."""
+        key = (id(self.bb), self.h, tuple(sides_mm))
+        if key not in _SQUARE_PEAKS:
+            _SQUARE_PEAKS[key] = np.array([self.polygon_peak(_square(s))[0] for s in sides_mm])
+        return _SQUARE_PEAKS[key]
+
+
+_SQUARE_PEAKS: dict[tuple[int, float, tuple[float, ...]], FloatArray] = {}
 
 
 def _square(side: float) -> FloatArray:
