@@ -1,6 +1,10 @@
 """One electron beam on a 200×200×150 grid of 2 mm, 10×10 cm cutout, through bone and lung slabs, the skin
 between voxel centres (the medium carries its partial volume, as a plan's does).
 
+The same beam twice: with the demo site's beam data (one Fermi–Eyges Gaussian per pencil) and with the 12 MeV
+beam data commissioned from Monte Carlo, square fields' depth doses included (each pencil a core and a halo,
+:mod:`rtexport.dose.kernel`; the Monte Carlo from benchmarks/mc-cache).
+
 Run: python benchmarks/bench_dose.py   (prints seconds per beam and peak memory)
 
 With ``--plan``: the demo plan on the demo phantom in this process, stage by stage (median of 3): the beams' setup
@@ -21,13 +25,50 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from rtexport.demo.beamdata import demo_site
 from rtexport.dose import BeamSetup, Medium, PencilBeamEngine
 from rtexport.geometry.iec import frame_toward
 from rtexport.model.course import PatientPosition
 from rtexport.model.dose import GridGeometry
-from rtexport.model.site import Site
+from rtexport.model.site import Applicator, EnergyData, Site
+
+FloatArray = npt.NDArray[np.float64]
+
+
+def kernel_beam_data() -> tuple[EnergyData, Applicator]:
+    """12 MeV commissioned from the Monte Carlo cache, with field_pdds."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from mc.cases import cases
+    from mc.commission import commission
+    from mc.montecarlo import monte_carlo
+
+    all_cases = cases()
+    ref = next(c for c in all_cases if c.reference and c.energy_mev == 12.0)
+    squares = [(c, monte_carlo(c)) for c in all_cases if c.square and c.energy_mev == 12.0]
+    comm = commission((ref, monte_carlo(ref)), squares)
+    return comm.energy, comm.applicator
+
+
+def timed(
+    medium: Medium, beam: BeamSetup, energy: EnergyData
+) -> tuple[list[float], list[float], float, npt.NDArray[np.float32]]:
+    """Wall and CPU seconds of three runs after a warm-up (CPU time is the figure to read on a shared machine, with
+    OPENBLAS_NUM_THREADS=1), and the peak of Python allocations (MiB) of a fourth."""
+    engine = PencilBeamEngine()
+    engine.beam_dose(medium, beam, energy)  # warm up imports, BLAS threads and the kernel's fit
+    times, cpu = [], []
+    for _ in range(3):
+        t0, c0 = time.perf_counter(), time.process_time()
+        dose = engine.beam_dose(medium, beam, energy)
+        times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    tracemalloc.start()
+    engine.beam_dose(medium, beam, energy)
+    _, traced_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return times, cpu, traced_peak / 2**20, dose
 
 
 def main() -> None:
@@ -50,27 +91,25 @@ def main() -> None:
     medium = Medium(g, s, t, inside, occupancy)
     frame = frame_toward((0.0, skin, 0.0), 0.0, 0.0, 0.0, PatientPosition.HFS, 1000.0, 1000.0)
     poly = np.array([(-50.0, -50.0), (50.0, -50.0), (50.0, 50.0), (-50.0, 50.0)])
-    beam = BeamSetup("B", frame, poly, False, app.source_to_cutout_tray_mm, 1000.0, app, app)
-    engine = PencilBeamEngine()
-    engine.beam_dose(medium, beam, energy)  # warm up imports and BLAS threads
-
-    times = []
-    for _ in range(3):
-        t0 = time.perf_counter()
-        dose = engine.beam_dose(medium, beam, energy)
-        times.append(time.perf_counter() - t0)
-    tracemalloc.start()
-    engine.beam_dose(medium, beam, energy)
-    _, traced_peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print(
         f"grid {g.shape[2]}x{g.shape[1]}x{g.shape[0]} of 2 mm, 10x10 cm cutout, 12 MeV, bone + lung slabs, "
         "partial-volume skin"
     )
-    print(f"seconds per beam: best {min(times):.2f}, runs {', '.join(f'{x:.2f}' for x in times)}")
-    print(f"peak memory: python allocations {traced_peak / 2**20:.0f} MiB, process max RSS {rss_mb:.0f} MiB")
-    print(f"dose max {float(dose.max()):.5f} Gy/MU, finite {bool(np.isfinite(dose).all())}")
+    kernel_energy, kernel_app = kernel_beam_data()
+    for label, e, a in (
+        ("demo beam data, Fermi–Eyges", energy, app),
+        ("Monte Carlo beam data, kernel", kernel_energy, kernel_app),
+    ):
+        beam = BeamSetup("B", frame, poly, False, a.source_to_cutout_tray_mm, 1000.0, a, a)
+        times, cpu, traced, dose = timed(medium, beam, e)
+        print(
+            f"{label}: seconds per beam: best {min(times):.2f}, runs {', '.join(f'{x:.2f}' for x in times)}; "
+            f"CPU best {min(cpu):.2f}; "
+            f"python allocations peak {traced:.0f} MiB; dose max {float(dose.max()):.5f} Gy/MU, "
+            f"finite {bool(np.isfinite(dose).all())}"
+        )
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    print(f"process max RSS {rss_mb:.0f} MiB")
 
 
 def _median(run: Callable[[], object], rounds: int = 3) -> float:

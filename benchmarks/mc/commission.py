@@ -18,7 +18,7 @@ from scipy import signal
 from mc.cases import Case, Voxels, opening, solid_angle, voxels
 from mc.montecarlo import MCResult
 from rtexport.dose import pdd_metrics
-from rtexport.model.site import Applicator, ApplicatorShape, DepthDose, EnergyData, FactorPoint
+from rtexport.model.site import Applicator, ApplicatorShape, DepthDose, EnergyData, FactorPoint, FieldDepthDose
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -31,6 +31,9 @@ SIGMA_THETA_RAD = 1e-4
 # The idealized collimator sits on the phantom; with no in-air spread its distance from the source changes
 # nothing but the engine's "patient reaches the cutout" check, which a 60° oblique phantom would trip at 95 cm.
 CUTOUT_DISTANCE_MM = 800.0
+# Square fields whose depth doses the site gives (field_pdds), as a clinic measures a few small fields; 4x4 cm is
+# left out, so its depth dose is a prediction.
+FIELD_PDD_SIDES_CM = (2.0, 3.0, 6.0)
 REFERENCE_APPLICATOR = Applicator(
     id="10x10",
     shape=ApplicatorShape.SQUARE,
@@ -76,26 +79,49 @@ class Commissioning:
     reference_pdd_mm: tuple[FloatArray, FloatArray]
 
 
-def commission(reference: tuple[Case, MCResult], squares: list[tuple[Case, MCResult]]) -> Commissioning:
-    """EnergyData from the reference field (PDD, calibration) and square cutouts (output factors)."""
+def _measured(z_mm: FloatArray, dose: FloatArray, window: int = 5) -> tuple[FloatArray, FloatArray]:
+    """A Monte Carlo depth dose as a measured one: smoothed (±0.7 % noise per 2 mm bin: a cubic over 1 cm keeps the
+    build-up's shape) and starting at the surface, extrapolated from the first two bin centres; % of its max."""
+    smooth = np.maximum(signal.savgol_filter(dose, window, 3), 0.0)
+    pct = 100.0 * smooth / float(smooth.max())
+    surface = max(float(pct[0] - z_mm[0] * (pct[1] - pct[0]) / (z_mm[1] - z_mm[0])), 0.0)
+    return np.concatenate([[0.0], z_mm]), np.concatenate([[surface], pct])
+
+
+def commission(
+    reference: tuple[Case, MCResult],
+    squares: list[tuple[Case, MCResult]],
+    pdd_sides_cm: tuple[float, ...] = FIELD_PDD_SIDES_CM,
+) -> Commissioning:
+    """EnergyData from the reference field (PDD, calibration) and square cutouts (output factors, and the depth
+    doses of those in ``pdd_sides_cm``)."""
     case, result = reference
     vox = voxels(case)
-    z_mm = Voxels.centres(vox.z) * 10.0
     ref = axis_depth_dose(case, per_emission(case, result))
-    # smoothed as measured data would be (±0.7 % noise per 2 mm bin): a cubic over 1 cm keeps the build-up's shape
-    smooth = np.maximum(signal.savgol_filter(ref, 5, 3), 0.0)
-    ref_max = float(smooth.max())
+    ref_max = float(np.maximum(signal.savgol_filter(ref, 5, 3), 0.0).max())
     gy_per_mu = CALIBRATION_CGY_PER_MU / 100.0 / ref_max
-    pct = 100.0 * smooth / ref_max
-    # a measured PDD starts at the surface: the surface value extrapolated from the first two bin centres
-    surface = max(float(pct[0] - z_mm[0] * (pct[1] - pct[0]) / (z_mm[1] - z_mm[0])), 0.0)
-    z_mm, pct = np.concatenate([[0.0], z_mm]), np.concatenate([[surface], pct])
+    z_mm, pct = _measured(Voxels.centres(vox.z) * 10.0, ref)
     factors = [FactorPoint(side_mm=100.0, factor=1.0)]
+    fields = []
     for c, r in squares:
         zc = Voxels.centres(voxels(c).z) * 10.0
-        _, own = peak(zc, axis_depth_dose(c, per_emission(c, r), half_cm=DETECTOR_HALF_CM))
+        axis = axis_depth_dose(c, per_emission(c, r), half_cm=DETECTOR_HALF_CM)
+        _, own = peak(zc, axis)
         factors.append(FactorPoint(side_mm=c.side_cm[0] * 10.0, factor=round(own / ref_max, 4)))
+        if c.side_cm[0] in pdd_sides_cm:
+            # a wider detector where the field allows it (±5 mm in a 6 cm field): Monte Carlo's noise is the
+            # halo's enemy, a few tenths of a percent over centimetres
+            half = min(2.0 * DETECTOR_HALF_CM, c.side_cm[0] / 8.0)
+            fz, fd = _measured(zc, axis_depth_dose(c, per_emission(c, r), half_cm=half), window=7)
+            fields.append(
+                FieldDepthDose(
+                    side_mm=c.side_cm[0] * 10.0,
+                    depth_mm=[float(v) for v in fz],
+                    dose_pct=[round(float(v), 3) for v in fd],
+                )
+            )
     factors.sort(key=lambda p: p.side_mm)
+    fields.sort(key=lambda f: f.side_mm)
     energy = EnergyData(
         energy_mev=case.energy_mev,
         pdd=DepthDose(depth_mm=[float(v) for v in z_mm], dose_pct=[round(float(v), 3) for v in pct]),
@@ -105,6 +131,7 @@ def commission(reference: tuple[Case, MCResult], squares: list[tuple[Case, MCRes
         virtual_ssd_mm=case.ssd_cm * 10.0,
         applicator_factors={REFERENCE_APPLICATOR.id: 1.0},
         cutout_factors=factors,
+        field_pdds=fields,
         calibration_cgy_per_mu=CALIBRATION_CGY_PER_MU,
     )
     pdd_metrics(z_mm, pct)  # refuse a depth dose the engine could not analyse

@@ -84,3 +84,61 @@ def test_a_measured_cutout_factor_replaces_the_table_even_outside_it() -> None:
     calc = hand_calc(e, applicator("10x10"), tiny, 1000.0, dmax_mm(e), 200.0, measured_cutout_factor=0.8)
     assert calc.cutout_factor == 0.8 and calc.cutout_factor_measured
     assert calc.mu == pytest.approx(200.0 / (e.calibration_cgy_per_mu * e.applicator_factors["10x10"] * 0.8))
+
+
+def _square(side: float) -> list[tuple[float, float]]:
+    a = side / 2.0
+    return [(-a, -a), (a, -a), (a, a), (-a, a)]
+
+
+def _with_field_pdd(e: EnergyData, side: float, dmax: float) -> EnergyData:
+    """The energy with one small square's depth dose: the reference PDD moved shallower by (reference dmax − dmax)."""
+    shift = dmax_mm(e) - dmax
+    depths = [float(d) for d in e.pdd.depth_mm]
+    pct = [float(v) for v in e.pdd.dose_pct]
+    shifted = [pct[0]] + [_interp(d + shift, depths, pct) for d in depths[1:]]
+    field = {"side_mm": side, "depth_mm": depths, "dose_pct": shifted}
+    return EnergyData.model_validate({**e.model_dump(), "field_pdds": [field]})
+
+
+def _interp(x: float, xs: list[float], ys: list[float]) -> float:
+    if x >= xs[-1]:
+        return ys[-1]
+    k = max(i for i, v in enumerate(xs) if v <= x)
+    return ys[k] + (ys[k + 1] - ys[k]) * (x - xs[k]) / (xs[k + 1] - xs[k])
+
+
+def test_every_calculation_says_which_corrections_it_does_not_make() -> None:
+    e = energy(12)
+    open_field = hand_calc(e, applicator("10x10"), None, 1000.0, dmax_mm(e), 200.0)
+    cutout = hand_calc(e, applicator("10x10"), _square(40.0), 1000.0, dmax_mm(e), 200.0)
+    for calc in (open_field, cutout):
+        assert [n.split(":")[0] for n in calc.not_made[:3]] == ["obliquity", "heterogeneity", "surface irregularity"]
+    assert not any(n.startswith("small-field") for n in open_field.not_made)
+    assert cutout.not_made[-1].startswith("small-field depth dose") and not cutout.small_field_pdd
+
+
+def test_a_small_field_is_read_from_its_own_depth_dose_at_its_shallow_dmax() -> None:
+    """With the site's field_pdds, a 30 mm cutout normalized at its own (shallower) dmax gets PDD 100 % and that
+    d_m; the reference PDD there would give fewer percent and so more MU."""
+    base = energy(12)
+    e = _with_field_pdd(base, 30.0, dmax_mm(base) - 12.0)
+    own_dmax = dmax_mm(base) - 12.0
+    calc = hand_calc(e, applicator("10x10"), _square(30.0), 1000.0, own_dmax, 200.0)
+    without = hand_calc(base, applicator("10x10"), _square(30.0), 1000.0, own_dmax, 200.0)
+    assert calc.small_field_pdd and not any(n.startswith("small-field") for n in calc.not_made)
+    assert calc.pdd_pct == pytest.approx(100.0, abs=0.5)
+    assert calc.dmax_mm == pytest.approx(own_dmax, abs=1.0)
+    assert calc.mu == pytest.approx(200.0 / (0.814 * e.calibration_cgy_per_mu), rel=0.005)
+    assert without.pdd_pct < 98.0 and without.mu > 1.02 * calc.mu
+
+
+def test_between_field_pdds_the_depth_dose_is_interpolated_in_the_side() -> None:
+    base = energy(12)
+    e = _with_field_pdd(base, 30.0, dmax_mm(base) - 12.0)
+    depth = dmax_mm(base) - 12.0
+    small = hand_calc(e, applicator("10x10"), _square(30.0), 1000.0, depth, 200.0).pdd_pct
+    # the reference applicator (10 × 10 cm) stands for the reference field; 65 mm lies halfway
+    ref = hand_calc(base, applicator("10x10"), None, 1000.0, depth, 200.0).pdd_pct
+    mid = hand_calc(e, applicator("10x10"), _square(65.0), 1000.0, depth, 200.0, reference_side_mm=100.0).pdd_pct
+    assert mid == pytest.approx(0.5 * small + 0.5 * ref, rel=1e-6)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -9,6 +10,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.special import erf
 
+from rtexport.dose.kernel import KNOT_MM, FieldData, LateralKernel, fit_kernel, unfold
 from rtexport.errors import DoseError
 from rtexport.model.site import Applicator, EnergyData
 
@@ -88,6 +90,7 @@ class BroadBeam:
     sigma_theta_rad: float
     virtual_ssd_mm: float
     reference_ssd_mm: float
+    kernel: LateralKernel | None = None  # the two-Gaussian spread fitted to field_pdds; None: Fermi–Eyges alone
 
     @property
     def rp_mm(self) -> float:
@@ -134,7 +137,7 @@ def water_sigma_mm(beam: BroadBeam, depth_mm: FloatArray, ssd_mm: float, cutout_
     return np.asarray(np.sqrt(sig2 + air**2), dtype=np.float64)
 
 
-def broad_beam(energy: EnergyData, reference: Applicator, sad_mm: float, cutout_distance_mm: float) -> BroadBeam:
+def _fermi_eyges_beam(energy: EnergyData, reference: Applicator, sad_mm: float, cutout_distance_mm: float) -> BroadBeam:
     """Unfold the infinitely broad field from the reference-applicator depth dose:
     D∞(z) = (D_ref(z) − D_x) / (erf(a/√2σ) erf(b/√2σ)), with a, b the half sides projected to the depth."""
     z = np.asarray(energy.pdd.depth_mm, dtype=np.float64)
@@ -168,3 +171,47 @@ def broad_beam(energy: EnergyData, reference: Applicator, sad_mm: float, cutout_
         virtual_ssd_mm=energy.virtual_ssd_mm,
         reference_ssd_mm=ssd,
     )
+
+
+_CACHE: dict[tuple[str, tuple[float, float], float, float], BroadBeam] = {}
+
+
+def broad_beam(energy: EnergyData, reference: Applicator, sad_mm: float, cutout_distance_mm: float) -> BroadBeam:
+    """The broad-beam model of an energy: Fermi–Eyges alone, or, where the site gives square fields' depth doses
+    (``field_pdds``), with the two-Gaussian kernel fitted to them (:mod:`rtexport.dose.kernel`) and D∞ unfolded
+    with it. Fitted once per energy and geometry in a process."""
+    key = (energy.model_dump_json(), reference.opening_mm, sad_mm, cutout_distance_mm)
+    found = _CACHE.get(key)
+    if found is None:
+        found = _fermi_eyges_beam(energy, reference, sad_mm, cutout_distance_mm)
+        if energy.field_pdds:
+            found = _with_kernel(found, energy, reference, sad_mm, cutout_distance_mm)
+        _CACHE[key] = found
+    return found
+
+
+def _with_kernel(
+    bb: BroadBeam, energy: EnergyData, reference: Applicator, sad_mm: float, cutout_distance_mm: float
+) -> BroadBeam:
+    ssd = bb.reference_ssd_mm
+    knots = np.arange(0.0, bb.depth_mm[-1], KNOT_MM)
+
+    def to_iso(z: FloatArray) -> FloatArray:
+        return np.asarray(sad_mm / (ssd + z), dtype=np.float64)
+
+    ref_half = (reference.opening_mm[0] / 2.0, reference.opening_mm[1] / 2.0)
+    ref_dose = np.asarray(energy.pdd.dose_pct, dtype=np.float64) / max(energy.pdd.dose_pct)
+    sides = [p.side_mm for p in energy.cutout_factors]
+    factors = [p.factor for p in energy.cutout_factors]
+    fields = [FieldData(*ref_half, np.interp(knots, bb.depth_mm, ref_dose))]
+    for f in energy.field_pdds:
+        scale = float(np.interp(f.side_mm, sides, factors)) / max(f.dose_pct)
+        dose = np.interp(knots, f.depth_mm, np.asarray(f.dose_pct) * scale, right=0.0)
+        fields.append(FieldData(f.side_mm / 2.0, f.side_mm / 2.0, dose))
+    first = water_sigma_mm(bb, knots, ssd, cutout_distance_mm)
+    dinf = bb.dinf
+    kernel: LateralKernel | None = None
+    for _ in range(2):  # D∞ depends on the kernel through the reference field's own lateral loss
+        kernel = fit_kernel(knots, np.interp(knots, bb.depth_mm, dinf), bb.tail, fields, first, to_iso(knots), kernel)
+        dinf = unfold(ref_half, bb.depth_mm, ref_dose, bb.tail, kernel, to_iso)
+    return dataclasses.replace(bb, dinf=dinf, kernel=kernel)

@@ -25,7 +25,7 @@ import numpy.typing as npt
 from scipy import ndimage
 from scipy.special import erf
 
-from rtexport.dose.commissioning import BroadBeam, broad_beam, scattering_power_water
+from rtexport.dose.commissioning import BroadBeam, broad_beam, scattering_power_water, water_sigma_mm
 from rtexport.dose.output import CutoutOutput, cutout_output, lattice, pencil_weights
 from rtexport.errors import DoseError
 from rtexport.geometry import polygon
@@ -37,6 +37,8 @@ from rtexport.model.site import Applicator, EnergyData
 FloatArray = npt.NDArray[np.float64]
 
 _PENCILS_ACROSS = 16
+_HALO_RATIO = 1.15  # the halo's σ ladder: a smooth, low component needs fewer rungs
+_RATIO_FLOOR_MM2 = 0.25  # σ² below (0.5 mm)² is no ratio to scale by: near the surface medium and water agree
 
 
 @dataclass(frozen=True)
@@ -149,124 +151,210 @@ class PencilBeamEngine:
     def relative_dose(self, medium: Medium, beam: BeamSetup, energy: EnergyData) -> npt.NDArray[np.float32]:
         """Dose relative to the reference field's maximum, on ``medium.grid`` (0 outside ``inside``)."""
         bb = self._broad(beam, energy)
-        grid, frame = medium.grid, beam.frame
-        base = self._lateral(grid)
+        base = self._lateral(medium.grid)
         dstep = self.depth_mm if self.depth_mm is not None else base / 2.0
         # at least 16 pencils across a small field: its dose peaks between pencils, where planes are interpolated
         h = min(base, polygon.equivalent_square(beam.cutout_mm) / _PENCILS_ACROSS)
-        xs, ys, zs = grid.axes()
-        zi, yi, xi = np.nonzero(medium.inside)
-        if zi.size == 0:
-            raise DoseError(f"beam {beam.name}: the medium is empty (no voxel inside the External or bolus)")
-        lo = np.array([xs[xi.min()], ys[yi.min()], zs[zi.min()]]) - np.asarray(grid.spacing_mm)
-        hi = np.array([xs[xi.max()], ys[yi.max()], zs[zi.max()]]) + np.asarray(grid.spacing_mm)
-        near, far = frame.depth_range(lo, hi)
-        d0 = max(near, beam.cutout_distance_mm + dstep)  # nothing scatters before the cutout
-        d = np.arange(d0, far + dstep, dstep)
-
-        # pencils: lattice through the central axis covering the cutout
-        uc, vc = lattice(beam.cutout_mm, h)
-        w = pencil_weights(beam.cutout_mm, uc, vc, h)
-        keep_u, keep_v = w.any(axis=1), w.any(axis=0)
-        uc, vc, w = uc[keep_u], vc[keep_v], w[np.ix_(keep_u, keep_v)]
-        if w.sum() <= 0:
-            raise DoseError(f"beam {beam.name}: the cutout lets no pencil through")
-
-        uu, vv = np.meshgrid(uc, vc, indexing="ij")
-        stretch = frame.ray_length(uu, vv, 1.0)  # ray length per unit axis distance
-        idx = index_on_grid(grid, frame.from_fan(uu[..., None], vv[..., None], d[None, None, :]))
-        s_rel = sample_at(medium.stopping, idx)
-        t_rel = sample_at(medium.scattering, idx)
-        if medium.occupancy is not None:
-            occ = sample_at(medium.occupancy, idx)
-            s_rel *= occ
-            t_rel *= occ
-        else:
-            occ = sample_at(medium.inside, idx)
-        if np.any(occ[..., 0] >= 0.5) and d0 > near:
-            raise DoseError(
-                f"beam {beam.name}: the patient or bolus reaches the cutout ({beam.cutout_distance_mm:g} mm from "
-                "the source); increase the SSD"
-            )
-        dl = (dstep * stretch)[..., None]
-
-        # trapezoid ∫ S_rel dℓ from the first plane
-        zeff = dl * (np.cumsum(s_rel, axis=-1) - 0.5 * (s_rel + s_rel[..., :1]))
-        entered = zeff > 1e-6
-
-        # multiple scattering about the geometric path ℓ (from the first plane), frozen beyond R90
-        ell = (d - d0)[None, None, :] * stretch[..., None]
-        tw = scattering_power_water(bb.energy_at(zeff)) * t_rel * dl
-        a0 = np.cumsum(tw, axis=-1)
-        a1 = np.cumsum(tw * ell, axis=-1)
-        a2 = np.cumsum(tw * ell * ell, axis=-1)
-        sig2 = np.maximum(0.5 * (ell * ell * a0 - 2.0 * ell * a1 + a2), 0.0)
-        beyond = zeff > bb.sigma_frozen_mm
-        last = np.maximum.accumulate(np.where(beyond, 0, np.arange(len(d))[None, None, :]), axis=-1)
-        sig2 = np.take_along_axis(sig2, last, axis=-1)
-        air = bb.sigma_theta_rad * ((d[None, None, :] - beam.cutout_distance_mm) * stretch[..., None])
-        sigma_iso = np.sqrt(sig2 + air**2) * (frame.sad_mm / d)[None, None, :]
-
-        # fluence from the virtual source: each pencil's own air gap, bolus or extended SSD (Hogstrom)
-        fv = bb.virtual_ssd_mm
-        to_source = fv + (d - bb.reference_ssd_mm)[None, None, :]
-        # A pencil deposits where its ray is in the medium (and, like the skin, a voxel on): one that has left the
-        # patient (a tangential edge, the end of the CT) carries no dose on through the air, nor a σ that keeps
-        # growing there into every lateral kernel.
-        reach = max(1, math.ceil(max(grid.spacing_mm) / dstep))
-        in_medium = ndimage.maximum_filter1d(occ > 0, size=2 * reach + 1, axis=-1, mode="constant")
-        entered &= in_medium
-        q = w[..., None] * bb.electron_dose(zeff) * ((fv + zeff) / to_source) ** 2 * entered  # [u, v, d]
-
-        # lateral spread: σ ladder, one separable matrix pair per rung, all planes at once
-        active = q > 0
-        if not active.any():
+        d, clipped = _planes(medium, beam, dstep)
+        uc, vc, w = _pencils(beam, h)
+        rays = _trace(medium, beam, bb, (uc, vc), (d, clipped), dstep)
+        q = w[..., None] * rays.fluence  # [u, v, d]
+        if not (q > 0).any():
             raise DoseError(f"beam {beam.name}: no pencil reaches the medium")
-        smin = float(sigma_iso[active].min())
-        smax = float(sigma_iso[active].max())
-        margin = math.ceil(4.0 * smax / h) * h
+        sad = beam.frame.sad_mm
+        components = _components(bb, rays, beam.cutout_distance_mm, d, sad)
+        # 4 σ of the core; the halo (at most a tenth of a pencil where it is wide) to 3 σ
+        reach = max(
+            n_sigma * float(sig[q * wt > 0].max(initial=0.0))
+            for (wt, sig), n_sigma in zip(components, (4.0, 3.0), strict=False)
+        )
+        margin = math.ceil(reach / h) * h
         uo = np.arange(uc[0] - margin, uc[-1] + margin + h / 2, h)
         vo = np.arange(vc[0] - margin, vc[-1] + margin + h / 2, h)
-        log_r = math.log(self.sigma_ratio)
-        t = np.log(np.maximum(sigma_iso, smin) / smin) / log_r
-        rung = np.floor(t).astype(np.int64)
-        frac = t - rung
-        nd = len(d)
-        qd = np.moveaxis(q, -1, 0)  # [d, u, v]
-        rung_d, frac_d = np.moveaxis(rung, -1, 0), np.moveaxis(frac, -1, 0)
-        out = np.zeros((nd, len(uo), len(vo)), dtype=np.float64)
-        planes = np.nonzero(qd.reshape(nd, -1).any(axis=1))[0]
-        qd, rung_d, frac_d = qd[planes], rung_d[planes], frac_d[planes]
-        for r in range(int(rung_d.max()) + 2):
-            lam = np.where(rung_d == r, 1.0 - frac_d, 0.0) + np.where(rung_d == r - 1, frac_d, 0.0)
-            sel = np.nonzero((lam * (qd > 0)).reshape(len(planes), -1).any(axis=1))[0]
-            if sel.size == 0:
-                continue
-            sig_r = smin * self.sigma_ratio**r
-            gu = _kernel(uo, uc, h, sig_r)
-            gv = _kernel(vo, vc, h, sig_r)
-            f = qd[sel] * lam[sel]
-            out[planes[sel]] += gu @ f @ gv.T
+        out = np.zeros((len(d), len(uo), len(vo)), dtype=np.float32)
+        for (weight, sigma), ratio in zip(components, (self.sigma_ratio, _HALO_RATIO), strict=False):
+            out += _spread(q * weight, sigma, uc, vc, uo, vo, h, ratio)
 
-        # bremsstrahlung: the tail dose inside the geometric aperture, where the ray has entered the medium
-        w_out = pencil_weights(beam.cutout_mm, uo, vo, h)
-        entered_out = np.zeros((len(uo), len(vo), nd), dtype=bool)
+        # bremsstrahlung: the tail dose inside the geometric aperture (the pencils' block), where the ray has
+        # entered the medium
         iu0 = round((uc[0] - uo[0]) / h)
         iv0 = round((vc[0] - vo[0]) / h)
-        entered_out[iu0 : iu0 + len(uc), iv0 : iv0 + len(vc)] = entered
-        out += bb.tail * np.moveaxis(w_out[..., None] * entered_out, -1, 0)
+        out[:, iu0 : iu0 + len(uc), iv0 : iv0 + len(vc)] += bb.tail * np.moveaxis(w[..., None] * rays.entered, -1, 0)
+        fan = GridGeometry(origin_mm=(vo[0], uo[0], d[0]), spacing_mm=(h, h, dstep), shape=out.shape)
+        return _to_patient(out, fan, medium, beam.frame)
 
-        # back to the patient grid
-        result = np.zeros(grid.shape, dtype=np.float32)
-        chunk = max(1, 2_000_000 // (grid.shape[1] * grid.shape[2]))
-        for k0 in range(0, grid.shape[0], chunk):
-            sub = medium.inside[k0 : k0 + chunk]
-            kz, ky, kx = np.nonzero(sub)
-            if kz.size == 0:
-                continue
-            p = np.column_stack([xs[kx], ys[ky], zs[kz + k0]])
-            u, v, dd = frame.to_fan(p)
-            fan = GridGeometry(origin_mm=(vo[0], uo[0], d[0]), spacing_mm=(h, h, dstep), shape=out.shape)
-            vals = sample_at(out, grid_index(fan, v, u, dd))  # out is [d, u, v]
-            result[kz + k0, ky, kx] = np.maximum(vals, 0.0)
-        return result
+
+@dataclass(frozen=True)
+class _Rays:
+    """What each pencil's ray meets, per plane [u, v, d]: effective depth, the Fermi–Eyges σ² of scattering in
+    the medium along its path (at the depth, not projected), the geometric path since the cutout, and its
+    fluence × broad-beam electron dose × inverse square (0 where it is not in the medium)."""
+
+    zeff: FloatArray
+    sig2: FloatArray
+    air_path: FloatArray
+    fluence: FloatArray
+    entered: npt.NDArray[np.bool_]
+
+
+def _planes(medium: Medium, beam: BeamSetup, dstep: float) -> tuple[FloatArray, bool]:
+    """Plane distances from the source covering the medium, from just beyond the cutout, and whether the
+    medium begins nearer than that."""
+    grid = medium.grid
+    xs, ys, zs = grid.axes()
+    zi, yi, xi = np.nonzero(medium.inside)
+    if zi.size == 0:
+        raise DoseError(f"beam {beam.name}: the medium is empty (no voxel inside the External or bolus)")
+    lo = np.array([xs[xi.min()], ys[yi.min()], zs[zi.min()]]) - np.asarray(grid.spacing_mm)
+    hi = np.array([xs[xi.max()], ys[yi.max()], zs[zi.max()]]) + np.asarray(grid.spacing_mm)
+    near, far = beam.frame.depth_range(lo, hi)
+    d0 = max(near, beam.cutout_distance_mm + dstep)  # nothing scatters before the cutout
+    d = np.arange(d0, far + dstep, dstep)
+    return np.asarray(d, dtype=np.float64), d0 > near
+
+
+def _pencils(beam: BeamSetup, h: float) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Lattice through the central axis covering the cutout, and each pencil's share inside it."""
+    uc, vc = lattice(beam.cutout_mm, h)
+    w = pencil_weights(beam.cutout_mm, uc, vc, h)
+    keep_u, keep_v = w.any(axis=1), w.any(axis=0)
+    uc, vc, w = uc[keep_u], vc[keep_v], w[np.ix_(keep_u, keep_v)]
+    if w.sum() <= 0:
+        raise DoseError(f"beam {beam.name}: the cutout lets no pencil through")
+    return uc, vc, w
+
+
+def _trace(
+    medium: Medium,
+    beam: BeamSetup,
+    bb: BroadBeam,
+    pencils: tuple[FloatArray, FloatArray],
+    planes: tuple[FloatArray, bool],
+    dstep: float,
+) -> _Rays:
+    frame, grid = beam.frame, medium.grid
+    (uc, vc), (d, clipped) = pencils, planes
+    uu, vv = np.meshgrid(uc, vc, indexing="ij")
+    stretch = frame.ray_length(uu, vv, 1.0)  # ray length per unit axis distance
+    idx = index_on_grid(grid, frame.from_fan(uu[..., None], vv[..., None], d[None, None, :]))
+    s_rel = sample_at(medium.stopping, idx)
+    t_rel = sample_at(medium.scattering, idx)
+    if medium.occupancy is not None:
+        occ = sample_at(medium.occupancy, idx)
+        s_rel *= occ
+        t_rel *= occ
+    else:
+        occ = sample_at(medium.inside, idx)
+    if clipped and np.any(occ[..., 0] >= 0.5):
+        raise DoseError(
+            f"beam {beam.name}: the patient or bolus reaches the cutout ({beam.cutout_distance_mm:g} mm from "
+            "the source); increase the SSD"
+        )
+    dl = (dstep * stretch)[..., None]
+
+    # trapezoid ∫ S_rel dℓ from the first plane
+    zeff = dl * (np.cumsum(s_rel, axis=-1) - 0.5 * (s_rel + s_rel[..., :1]))
+    entered = zeff > 1e-6
+
+    # multiple scattering about the geometric path ℓ (from the first plane), frozen beyond R90
+    ell = (d - d[0])[None, None, :] * stretch[..., None]
+    tw = scattering_power_water(bb.energy_at(zeff)) * t_rel * dl
+    a0 = np.cumsum(tw, axis=-1)
+    a1 = np.cumsum(tw * ell, axis=-1)
+    a2 = np.cumsum(tw * ell * ell, axis=-1)
+    sig2 = np.maximum(0.5 * (ell * ell * a0 - 2.0 * ell * a1 + a2), 0.0)
+    beyond = zeff > bb.sigma_frozen_mm
+    last = np.maximum.accumulate(np.where(beyond, 0, np.arange(len(d))[None, None, :]), axis=-1)
+    sig2 = np.take_along_axis(sig2, last, axis=-1)
+    air_path = (d[None, None, :] - beam.cutout_distance_mm) * stretch[..., None]
+
+    # fluence from the virtual source: each pencil's own air gap, bolus or extended SSD (Hogstrom)
+    fv = bb.virtual_ssd_mm
+    to_source = fv + (d - bb.reference_ssd_mm)[None, None, :]
+    # A pencil deposits where its ray is in the medium (and, like the skin, a voxel on): one that has left the
+    # patient (a tangential edge, the end of the CT) carries no dose on through the air, nor a σ that keeps
+    # growing there into every lateral kernel.
+    reach = max(1, math.ceil(max(grid.spacing_mm) / dstep))
+    in_medium = ndimage.maximum_filter1d(occ > 0, size=2 * reach + 1, axis=-1, mode="constant")
+    entered &= in_medium
+    fluence = bb.electron_dose(zeff) * ((fv + zeff) / to_source) ** 2 * entered
+    return _Rays(zeff, sig2, air_path, fluence, entered)
+
+
+def _components(
+    bb: BroadBeam, rays: _Rays, cutout_distance_mm: float, d: FloatArray, sad_mm: float
+) -> list[tuple[FloatArray, FloatArray]]:
+    """(weight, σ in the isocenter plane) per Gaussian component of each pencil, [u, v, d]."""
+    to_iso = (sad_mm / d)[None, None, :]
+    air2 = (bb.sigma_theta_rad * rays.air_path) ** 2
+    if bb.kernel is None:
+        return [(np.ones_like(rays.sig2), np.sqrt(rays.sig2 + air2) * to_iso)]
+    # the kernel is water's at the reference SSD, in-air spread included: the medium scales the core's scattering
+    # by its Fermi–Eyges ratio to water at the same effective depth (scaling the halo as well puts 2-5 % too little
+    # dose beyond a lung slab against Monte Carlo), and the pencil's own air path adds its own spread
+    z_tab = np.arange(0.0, float(rays.zeff.max()) + 2.0, 0.5)
+    ssd_ref = bb.reference_ssd_mm
+    air_ref = bb.sigma_theta_rad * (ssd_ref - cutout_distance_mm + z_tab)
+    water2 = np.interp(rays.zeff, z_tab, water_sigma_mm(bb, z_tab, ssd_ref, cutout_distance_mm) ** 2 - air_ref**2)
+    ratio2 = (rays.sig2 + _RATIO_FLOOR_MM2) / (np.maximum(water2, 0.0) + _RATIO_FLOOR_MM2)
+    air_ref2 = np.interp(rays.zeff, z_tab, air_ref**2)
+    w, core, halo = bb.kernel.at(rays.zeff)
+    return [
+        (1.0 - w, np.sqrt(np.maximum(core**2 - air_ref2, 0.0) * ratio2 + air2) * to_iso),
+        (w, np.sqrt(np.maximum(halo**2 - air_ref2, 0.0) + air2) * to_iso),
+    ]
+
+
+def _spread(
+    q: FloatArray,
+    sigma_iso: FloatArray,
+    uc: FloatArray,
+    vc: FloatArray,
+    uo: FloatArray,
+    vo: FloatArray,
+    h: float,
+    ratio: float,
+) -> FloatArray:
+    """Lateral spread of every plane [u, v, d] → [d, uo, vo]: σ binned on a geometric ladder (neighbouring rungs
+    share a pencil linearly), one separable matrix pair per rung, all planes at once."""
+    nd = q.shape[-1]
+    out = np.zeros((nd, len(uo), len(vo)), dtype=np.float64)
+    active = q > 0
+    if not active.any():
+        return out
+    smin = float(sigma_iso[active].min())
+    t = np.log(np.maximum(sigma_iso, smin) / smin) / math.log(ratio)
+    rung = np.floor(t).astype(np.int64)
+    frac = t - rung
+    qd = np.moveaxis(q, -1, 0)  # [d, u, v]
+    rung_d, frac_d = np.moveaxis(rung, -1, 0), np.moveaxis(frac, -1, 0)
+    planes = np.nonzero(qd.reshape(nd, -1).any(axis=1))[0]
+    qd, rung_d, frac_d = qd[planes], rung_d[planes], frac_d[planes]
+    for r in range(int(rung_d[qd > 0].max()) + 2):
+        lam = np.where(rung_d == r, 1.0 - frac_d, 0.0) + np.where(rung_d == r - 1, frac_d, 0.0)
+        sel = np.nonzero((lam * (qd > 0)).reshape(len(planes), -1).any(axis=1))[0]
+        if sel.size == 0:
+            continue
+        sig_r = smin * ratio**r
+        gu = _kernel(uo, uc, h, sig_r)
+        gv = _kernel(vo, vc, h, sig_r)
+        out[planes[sel]] += gu @ (qd[sel] * lam[sel]) @ gv.T
+    return out
+
+
+def _to_patient(
+    out: npt.NDArray[np.float32], fan: GridGeometry, medium: Medium, frame: BeamFrame
+) -> npt.NDArray[np.float32]:
+    """The fan grid [d, u, v] sampled at every voxel inside the medium."""
+    grid = medium.grid
+    xs, ys, zs = grid.axes()
+    result = np.zeros(grid.shape, dtype=np.float32)
+    chunk = max(1, 2_000_000 // (grid.shape[1] * grid.shape[2]))
+    for k0 in range(0, grid.shape[0], chunk):
+        kz, ky, kx = np.nonzero(medium.inside[k0 : k0 + chunk])
+        if kz.size == 0:
+            continue
+        u, v, dd = frame.to_fan(np.column_stack([xs[kx], ys[ky], zs[kz + k0]]))
+        vals = sample_at(out, grid_index(fan, v, u, dd))  # out is [d, u, v]
+        result[kz + k0, ky, kx] = np.maximum(vals, 0.0)
+    return result

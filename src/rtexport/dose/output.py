@@ -93,21 +93,28 @@ def kernels(offsets_out: FloatArray, offsets_in: FloatArray, h: float, sigma: Fl
 
 @dataclass(frozen=True)
 class _Water:
-    """The water model at the reference SSD: depths, the electron part of the broad-beam depth dose, and σ
-    projected to the plane of the cutout coordinates."""
+    """The water model at the reference SSD: depths, the electron part of the broad-beam depth dose, and the
+    pencil's Gaussian components (weight and σ projected to the plane of the cutout coordinates, per depth): one
+    Fermi–Eyges Gaussian, or the fitted kernel's core and halo."""
 
     bb: BroadBeam
     depth_mm: FloatArray
     electron: FloatArray
-    sigma_iso: FloatArray
+    sigma_iso: FloatArray  # of the core (the only one without a kernel)
+    components: tuple[tuple[FloatArray, FloatArray], ...]
     h: float
 
     @staticmethod
     def of(bb: BroadBeam, sad_mm: float, cutout_distance_mm: float, h: float) -> _Water:
         z = np.arange(0.0, bb.metrics.r80_mm, _DEPTH_STEP_MM)  # any field peaks before R80
         ssd = bb.reference_ssd_mm
-        sig = water_sigma_mm(bb, z, ssd, cutout_distance_mm) * sad_mm / (ssd + z)
-        return _Water(bb, z, bb.electron_dose(z), sig, h)
+        to_iso = sad_mm / (ssd + z)
+        if bb.kernel is None:
+            sig = water_sigma_mm(bb, z, ssd, cutout_distance_mm) * to_iso
+            return _Water(bb, z, bb.electron_dose(z), sig, ((np.ones_like(z), sig),), h)
+        w, core, halo = bb.kernel.at(z)
+        parts = ((1.0 - w, core * to_iso), (w, halo * to_iso))
+        return _Water(bb, z, bb.electron_dose(z), core * to_iso, parts, h)
 
     def polygon_peak(self, poly: FloatArray) -> tuple[float, float]:
         """Highest dose of an aperture and its depth, over depth and the pencil centres."""
@@ -115,12 +122,40 @@ class _Water:
         w = pencil_weights(poly, uc, vc, self.h, sub=_SUB)
         keep_u, keep_v = w.any(axis=1), w.any(axis=0)
         uc, vc, w = uc[keep_u], vc[keep_v], w[np.ix_(keep_u, keep_v)]
-        gu = kernels(uc, uc, self.h, self.sigma_iso)
-        gv = kernels(vc, vc, self.h, self.sigma_iso)
-        lateral = np.matmul(np.matmul(gu, w), np.swapaxes(gv, 1, 2))  # [z, u, v]
+        lateral = np.zeros((len(self.depth_mm), len(uc), len(vc)))
+        for weight, sigma in self.components:
+            gu = kernels(uc, uc, self.h, sigma)
+            gv = kernels(vc, vc, self.h, sigma)
+            lateral += weight[:, None, None] * np.matmul(np.matmul(gu, w), np.swapaxes(gv, 1, 2))  # [z, u, v]
         dose = self.electron[:, None, None] * lateral + self.bb.tail * w[None]
         k = int(np.argmax(dose.max(axis=(1, 2))))
         return float(dose[k].max()), float(self.depth_mm[k])
+
+    def square_peaks(self, sides_mm: list[float]) -> FloatArray:
+        """The model's peak dose of centred square cutouts (kept per broad beam, which is kept per energy)."""
+        key = (id(self.bb), self.h, tuple(sides_mm))
+        if key not in _SQUARE_PEAKS:
+            _SQUARE_PEAKS[key] = np.array([self.polygon_peak(_square(s))[0] for s in sides_mm])
+        return _SQUARE_PEAKS[key]
+
+
+_SQUARE_PEAKS: dict[tuple[int, float, tuple[float, ...]], FloatArray] = {}
+
+
+def _square(side: float) -> FloatArray:
+    a = side / 2.0
+    return np.array([(-a, -a), (a, -a), (a, a), (-a, a)], dtype=np.float64)
+
+
+def peak_equivalent_square_mm(water: _Water, peak: float, sides_mm: list[float]) -> float:
+    """The side of the square cutout whose model peak equals ``peak`` (between the table's squares; below or
+    above them, a side beyond the table's ends in proportion)."""
+    peaks = water.square_peaks(sides_mm)
+    if peak < peaks[0]:
+        return float(sides_mm[0] * peak / peaks[0])
+    if peak > peaks[-1]:
+        return float(sides_mm[-1] * peak / peaks[-1])
+    return float(np.interp(peak, np.maximum.accumulate(peaks), sides_mm))
 
 
 def _range_problem(what: str, energy: EnergyData, how: str) -> str:
@@ -218,9 +253,14 @@ def cutout_output(
         return CutoutOutput(peak, depth, 1.0, None, False)
     poly = np.asarray(cutout_mm, dtype=np.float64)
     peak, depth = water.polygon_peak(poly)
-    # without a table to fit, the pencil beam's own spread at its dmax (never used to read a table)
-    sigma = lateral_sigma_mm(energy) or float(water.sigma_iso[int(np.argmin(np.abs(water.depth_mm - depth)))])
-    side = equivalent_square_mm(lateral_fraction(poly, sigma), sigma)
+    if bb.kernel is not None and energy.cutout_factors:
+        side = peak_equivalent_square_mm(water, peak, [p.side_mm for p in energy.cutout_factors])
+        how = f"its equivalent square (the square of the same peak dose in the fitted kernel) is {side:.1f} mm"
+    else:
+        # without a table to fit, the pencil beam's own spread at its dmax (never used to read a table)
+        sigma = lateral_sigma_mm(energy) or float(water.sigma_iso[int(np.argmin(np.abs(water.depth_mm - depth)))])
+        side = equivalent_square_mm(lateral_fraction(poly, sigma), sigma)
+        how = f"its equivalent square (by lateral build-up, σ_r {sigma:.1f} mm) is {side:.1f} mm"
     if measured_factor is not None:
         return CutoutOutput(peak, depth, measured_factor, side, True)
     if abs(polygon.area(poly)) >= abs(polygon.area(opening)) * (1.0 - 1e-6):  # it fits in the opening: it is one
@@ -230,7 +270,6 @@ def cutout_output(
         raise CutoutOutOfRange(_range_problem(what, energy, ""))
     sides = [p.side_mm for p in table]
     if not sides[0] - _SIDE_TOLERANCE_MM <= side <= sides[-1] + _SIDE_TOLERANCE_MM:
-        how = f"its equivalent square (by lateral build-up, σ_r {sigma:.1f} mm) is {side:.1f} mm"
         raise CutoutOutOfRange(_range_problem(what, energy, how))
     factor = float(np.interp(side, sides, [p.factor for p in table]))
     return CutoutOutput(peak, depth, factor, side, False)

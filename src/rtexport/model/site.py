@@ -156,6 +156,13 @@ class FactorPoint(_Model):
     factor: Fraction
 
 
+class FieldDepthDose(DepthDose):
+    """Central-axis percent depth dose of a square cutout of side ``side_mm`` on the reference applicator at the
+    reference SSD, normalized to its own maximum: the small-field data the pencil kernel is fitted to."""
+
+    side_mm: Annotated[Positive, Field(le=500)]
+
+
 class EnergyData(_Model):
     """Beam data of one electron energy, commissioned with the reference applicator at ``reference_ssd_mm``."""
 
@@ -169,6 +176,7 @@ class EnergyData(_Model):
     virtual_ssd_mm: Annotated[Finite, Field(ge=100, le=2000)] = 950.0
     applicator_factors: dict[str, Fraction] = Field(default_factory=dict)
     cutout_factors: list[FactorPoint] = Field(default_factory=list)
+    field_pdds: list[FieldDepthDose] = Field(default_factory=list)  # square cutouts: the pencil kernel's data
     calibration_cgy_per_mu: Annotated[Finite, Field(ge=0.1, le=10)] = 1.0  # cGy/MU at dmax, reference conditions
     dose_rate_mu_per_min: Annotated[Finite, Field(ge=1, le=10000)] | None = None  # the RT Plan's DoseRateSet
     applicator_jaws_mm: dict[str, JawPositions] = Field(default_factory=dict)  # where this energy's jaws differ
@@ -183,6 +191,18 @@ class EnergyData(_Model):
                 f"pdd: ends at {tail:g} % at {self.pdd.depth_mm[-1]:g} mm; the table must reach past the practical "
                 f"range Rp, where only the bremsstrahlung tail (at most {limit:g} % at {self.energy_mev:g} MeV) is left"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _field_pdds_have_factors(self) -> Self:
+        _strictly_increasing([f.side_mm for f in self.field_pdds], "field_pdds sides")
+        sides = [p.side_mm for p in self.cutout_factors]
+        for f in self.field_pdds:
+            if not sides or not sides[0] <= f.side_mm <= sides[-1]:
+                raise ValueError(
+                    f"field_pdds: the {f.side_mm:g} mm square needs its output, but cutout_factors "
+                    + (f"cover {sides[0]:g}-{sides[-1]:g} mm" if sides else "are empty")
+                )
         return self
 
     @field_validator("cutout_factors")

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from rtexport.model.plan import Plan
-from rtexport.model.site import Site
-from rtexport.mucheck.tg71 import HandCalc, NotCheckable, hand_calc
+from rtexport.model.site import EnergyData, Machine, Site
+from rtexport.mucheck.tg71 import HandCalc, NotCheckable, equivalent_square_mm, hand_calc, open_applicator
 
 
 class EngineBeam(Protocol):
@@ -86,6 +86,8 @@ class BeamCheck:
                 "ssd_mm": round(c.ssd_mm, 1),
                 "effective_ssd_mm": c.effective_ssd_mm,
                 "inverse_square": round(c.inverse_square, 4),
+                "small_field_pdd": c.small_field_pdd,
+                "corrections_not_made": list(c.not_made),
             },
         }
 
@@ -116,6 +118,11 @@ class MUCheck:
 
     def as_dict(self) -> dict[str, Any]:
         return {"action_level_pct": self.action_level_pct, "beams": [b.as_dict() for b in self.beams]}
+
+
+def _reference_side(machine: Machine, energy: EnergyData) -> float | None:
+    ref = machine.applicator(energy.reference_applicator)
+    return None if ref is None else equivalent_square_mm(open_applicator(ref))
 
 
 def check_beams(plan: Plan, site: Site, engine: Sequence[EngineBeam]) -> MUCheck:
@@ -151,6 +158,7 @@ def check_beams(plan: Plan, site: Site, engine: Sequence[EngineBeam]) -> MUCheck
                 e.normalization_depth_mm,
                 100.0 * e.dose_per_fraction_gy,
                 measured_cutout_factor=measured,
+                reference_side_mm=_reference_side(machine, energy),
             )
         except NotCheckable as why:
             rows.append(BeamCheck(beam.name, e.mu_per_fraction, not_checkable=str(why)))
