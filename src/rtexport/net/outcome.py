@@ -160,10 +160,6 @@ class SendReport(Generic[T]):
         """Every object stored (success or warning), and committed when commitment was asked for."""
         return self.all_stored and (self.all_committed or not self.commit_asked)
 
-    @property
-    def megabytes_per_second(self) -> float:
-        return self.bytes_sent / 1e6 / self.seconds if self.seconds > 0 else 0.0
-
     def summary(self) -> str:
         n = len(self.results)
         lines = [f"{len(self.stored)} of {n} objects stored on {self.destination}"]
