@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -141,16 +142,32 @@ def test_incoming_discard_is_audited_with_the_set_it_dropped(workspace: Workspac
     assert records["incoming-import"]["outcome"] == "refused"
 
 
-def test_receive_without_a_receiver_or_with_its_port_taken_says_so(workspace: Workspace) -> None:
+def test_one_receiver_per_workspace_and_a_second_leaves_the_first_intact(
+    workspace: Workspace, phantom_dir: Path
+) -> None:
     r = run_rtexport(workspace.home, "receive")
     assert r.returncode == 1 and "the site configuration has no [dicom.receiver]" in r.stderr
     port = free_port()
     _receiver(workspace.home, port)
     with running(workspace.home, "receive") as (proc, _):
-        taken = run_rtexport(workspace.home, "receive")
-        assert taken.returncode == 2, taken.stderr
-        assert f"the receiver cannot listen on 127.0.0.1 port {port}" in taken.stderr
-        _stop(proc)
+        segments = sorted((workspace.home / "incoming").glob("seg-*"))
+        for args in ((), ("--port", str(free_port()))):
+            second = run_rtexport(workspace.home, "receive", *args)
+            assert second.returncode == 2, second.stderr
+            assert "another receiver is running on this workspace" in second.stderr
+        assert segments and sorted((workspace.home / "incoming").glob("seg-*")) == segments  # its journal intact
+        assert storescu([phantom_dir], port, AET).returncode == 0  # the first still keeps what arrives
+        assert "receiver stopped; 1 incoming set(s)" in _stop(proc)
+    (found,) = _json(workspace.home, "incoming", "list")
+    assert found["complete"]
+
+
+def test_a_port_taken_by_another_program_is_named(workspace: Workspace) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        _receiver(workspace.home, port)
+        r = run_rtexport(workspace.home, "receive")
+    assert r.returncode == 2 and f"the receiver cannot listen on 127.0.0.1 port {port}" in r.stderr
 
 
 def test_serve_runs_the_receiver_too(workspace: Workspace, phantom_dir: Path) -> None:

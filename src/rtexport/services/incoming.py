@@ -9,6 +9,7 @@ structure set references has arrived, and it has no instance that arrived twice 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import logging
 import tempfile
@@ -121,9 +122,11 @@ def _started(scp: StorageSCP) -> Iterator[StorageSCP]:
         scp.__enter__()
     except OSError as e:
         host, port = scp.address
+        if e.errno == errno.EBUSY:
+            raise InputError(f"{e.strerror} ('rtexport receive' or 'rtexport serve'); stop it first") from e
         raise InputError(
-            f"the receiver cannot listen on {host} port {port}: {e.strerror or e}; is another receiver "
-            "('rtexport receive', 'rtexport serve') running, or is dicom.receiver.port taken?"
+            f"the receiver cannot listen on {host} port {port}: {e.strerror or e}; is dicom.receiver.port taken "
+            "by another program?"
         ) from e
     try:
         yield scp

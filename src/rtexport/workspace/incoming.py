@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -161,6 +162,7 @@ class Journal:
         self._filed = threading.Condition()
         self._queue: list[tuple[Path, int, IncomingInstance, bytes]] = []
         self._fd = -1
+        self._held = -1  # the folder's lock, while started
         self._number = 0
         self._spare: Path | None = None
         self._segment: Path | None = None
@@ -271,14 +273,21 @@ class Journal:
     # -- filing ------------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """File what an earlier receiver left, make the first segments, start the filer."""
-        self.recover()
-        numbers = [int(p.name[4:]) for p in self.folder.glob("seg-*") if p.name[4:].isdigit()]
-        self._number = max(numbers, default=0)
-        self._spare = self._make_segment()
-        with self._lock:
-            self._switch()
-        self._spare = self._make_segment()
+        """Hold the journal (one receiver per workspace: OSError EBUSY while another holds it), file what an
+        earlier receiver left, make the first segments, start the filer."""
+        self._hold()
+        try:
+            self.recover()
+            numbers = [int(p.name[4:]) for p in self.folder.glob("seg-*") if p.name[4:].isdigit()]
+            self._number = max(numbers, default=0)
+            self._spare = self._make_segment()
+            with self._lock:
+                self._switch()
+            self._spare = self._make_segment()
+        except BaseException:
+            os.close(self._held)
+            self._held = -1
+            raise
         self._filer = threading.Thread(target=self._file_loop, name="incoming-filer", daemon=True)
         self._filer.start()
 
@@ -297,6 +306,21 @@ class Journal:
             self._retire(self._segment)
             self._retire(self._spare)
             self._segment = self._spare = None
+        if self._held >= 0:
+            os.close(self._held)  # releases the lock
+            self._held = -1
+
+    def _hold(self) -> None:
+        """Lock the journal's folder for this receiver: another one (a second 'rtexport receive', a retrieve
+        while 'serve' receives) would otherwise file and remove the segments the running one writes into."""
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self.folder / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            os.close(fd)
+            raise OSError(errno.EBUSY, "another receiver is running on this workspace") from e
+        self._held = fd
 
     def flush(self, timeout: float = 60) -> bool:
         """Wait until everything appended is filed (True) or ``timeout`` passes (False)."""
