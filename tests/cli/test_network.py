@@ -238,15 +238,17 @@ def test_query_at_each_level_then_retrieve_into_the_incoming_sets(
     assert run_rtexport(home, "query", "pacs", "--patient-id", "NOBODY").stdout == "no study on pacs matches\n"
 
     trace = tmp_path / "retrieve.trace"
-    got = run_rtexport(home, "retrieve", "pacs", study["StudyInstanceUID"], "--trace", str(trace),
-                       "--trace-patient-data")  # fmt: skip
-    assert got.returncode == 0, got.stderr
+    with running(home, "receive") as (proc, _):  # the move lands in the receiver that runs
+        got = run_rtexport(home, "retrieve", "pacs", study["StudyInstanceUID"], "--trace", str(trace))
+        assert got.returncode == 0, got.stderr
+        assert "receiver stopped; 1 incoming set(s)" in _stop(proc)
     assert got.stdout.startswith("pacs sent 17 instance(s), 0 failed")
     (found,) = _json(home, "incoming", "list")
     assert found["complete"] and found["study_uid"] == study["StudyInstanceUID"]
-    text = trace.read_text()
-    assert "C-MOVE-RQ" in text and "C-STORE-RQ" in text
-    assert "Phantom^Electron" in text  # asked for
+    assert "C-MOVE-RQ" in trace.read_text() and "C-MOVE-RSP" in trace.read_text()
+    found_trace = tmp_path / "find.trace"
+    run_rtexport(home, "query", "pacs", "--level", "patient", "--trace", str(found_trace), "--trace-patient-data")
+    assert "C-FIND-RSP" in found_trace.read_text() and "Phantom^Electron" in found_trace.read_text()  # asked for
     record = next(r for r in _json(home, "audit") if r["action"] == "retrieve")
     assert record["outcome"] == "ok" and record["detail"]["completed"] == 17
 
