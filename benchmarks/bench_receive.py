@@ -8,15 +8,20 @@ ratios measured in each round (paired).
 Fairness: rtexport's receiver fsyncs every instance (file and folder) and commits its row before it answers
 success; DCMTK 3.6.7's storescp has no option to fsync and writes each file into the page cache before it answers.
 ``--storescp-sync`` runs ``sync`` after storescp's run and counts it in storescp's time (an upper bound on what
-making its files durable costs, paid once instead of per instance).
+making its files durable costs, paid once instead of per instance). Before the figures, the script measures what
+one ``fdatasync`` costs on this disk: a floor for rtexport of one sync per instance on one association.
 
-    python benchmarks/bench_receive.py [--rounds 3] [--slices 300] [--storescp-sync]
+``--senders N`` pushes with N ``storescu`` processes at once, the files shared round robin (storescp then runs
+with ``--fork``): rtexport's journal makes the entries of parallel associations durable with shared syncs.
+
+    python benchmarks/bench_receive.py [--rounds 3] [--slices 300] [--senders 1] [--storescp-sync]
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import shutil
 import statistics
 import subprocess
@@ -24,6 +29,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -40,16 +46,36 @@ AET = "RTXRECV"
 Receiver = Callable[[Path, int], float]  # (round folder, slices) -> seconds
 
 
-def _push(folder: Path, port: int, called: str) -> float:
+def _push(folders: list[Path], port: int, called: str) -> float:
+    """Wall time of one storescu per folder, all at once."""
     t0 = time.perf_counter()
-    done = storescu([folder], port, called, calling="BENCH", timeout=600)
+    with ThreadPoolExecutor(len(folders)) as pool:
+        runs = list(pool.map(lambda f: storescu([f], port, called, calling="BENCH", timeout=600), folders))
     seconds = time.perf_counter() - t0
-    if done.returncode != 0:
-        raise SystemExit(f"storescu failed: {done.stderr[-2000:]}")
+    for done in runs:
+        if done.returncode != 0:
+            raise SystemExit(f"storescu failed: {done.stderr[-2000:]}")
     return seconds
 
 
-def rtexport_receiver(ct: Path) -> Receiver:
+def sync_cost(folder: Path, n: int = 50) -> float:
+    """Seconds one 4 KiB write and fdatasync take into a file written ahead (the journal's case)."""
+    path = folder / "sync-probe"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, bytes(n * 4096))
+        os.fsync(fd)
+        t0 = time.perf_counter()
+        for i in range(n):
+            os.pwrite(fd, os.urandom(4096), i * 4096)
+            os.fdatasync(fd)
+        return (time.perf_counter() - t0) / n
+    finally:
+        os.close(fd)
+        path.unlink()
+
+
+def rtexport_receiver(ct: list[Path]) -> Receiver:
     def run(work: Path, slices: int) -> float:
         site = demo_site()
         site.pop("uid_root")
@@ -65,9 +91,9 @@ def rtexport_receiver(ct: Path) -> Receiver:
     return run
 
 
-def storescp_receiver(ct: Path, sync: bool) -> Receiver:
+def storescp_receiver(ct: list[Path], sync: bool) -> Receiver:
     def run(work: Path, slices: int) -> float:
-        with StoreSCP(work / "out", aet=AET) as scp:
+        with StoreSCP(work / "out", aet=AET, fork=len(ct) > 1) as scp:
             seconds = _push(ct, scp.port, AET)
             if sync:
                 t0 = time.perf_counter()
@@ -85,6 +111,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--slices", type=int, default=300)
+    parser.add_argument("--senders", type=int, default=1)
     parser.add_argument("--storescp-sync", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-receive-") as tmp:
@@ -93,9 +120,18 @@ def main() -> None:
         write_phantom(ct, spec)
         (ct / "RS.phantom.dcm").unlink()
         total = sum(p.stat().st_size for p in ct.iterdir())
-        print(f"{args.slices} CT files, {total / 1e6:.1f} MB; storescp fsync: no (sync after its run: "
-              f"{'yes' if args.storescp_sync else 'no'}); rtexport: fsync per instance")  # fmt: skip
-        receivers = {"storescp": storescp_receiver(ct, args.storescp_sync), "rtexport": rtexport_receiver(ct)}
+        shares = [Path(tmp) / f"share-{i}" for i in range(args.senders)]
+        for share in shares:
+            share.mkdir()
+        for i, path in enumerate(sorted(ct.iterdir())):
+            path.rename(shares[i % args.senders] / path.name)
+        floor = sync_cost(Path(tmp))
+        print(
+            f"{args.slices} CT files, {total / 1e6:.1f} MB, {args.senders} storescu at once; storescp fsync: no "
+            f"(sync after its run: {'yes' if args.storescp_sync else 'no'}); rtexport: durable before each answer"
+        )
+        print(f"one fdatasync here: {floor * 1e3:.1f} ms; {args.slices} of them in a row: {floor * args.slices:.2f} s")
+        receivers = {"storescp": storescp_receiver(shares, args.storescp_sync), "rtexport": rtexport_receiver(shares)}
         runs: dict[str, list[float]] = {name: [] for name in receivers}
         names = list(receivers)
         for r in range(args.rounds):

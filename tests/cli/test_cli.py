@@ -40,6 +40,10 @@ def test_help_lists_every_command(tmp_path: Path) -> None:
         "report",
         "export",
         "echo",
+        "query",
+        "retrieve",
+        "receive",
+        "incoming",
         "serve",
         "verify",
     ):

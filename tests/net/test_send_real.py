@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 from pathlib import Path
 
 import pytest
@@ -151,3 +152,15 @@ def test_large_damaged_copy_whose_first_megabyte_already_left_is_discarded_by_or
     assert big[1].sop_instance_uid not in orthanc.sop_instance_uids()
     # The other one went on the other association or not at all; never reported stored when it is not.
     assert {r.obj.sop_instance_uid for r in report.stored} == orthanc.sop_instance_uids()
+
+
+def test_the_commitment_listener_binds_our_address_on_the_association_when_none_is_configured(
+    orthanc: Orthanc, objects: list[ExportObject], caplog: pytest.LogCaptureFixture
+) -> None:
+    orthanc.clear()
+    _, _, port = orthanc.modalities["rtx"]
+    with caplog.at_level(logging.INFO, logger="rtexport.net.commitment"):
+        report = send_objects(objects[:2], _dest(orthanc), CALLING_AE, commit=True, commit_listen_port=port)
+
+    assert report.ok, report.summary()
+    assert f"storage commitment: listening on 127.0.0.1 port {port}" in caplog.text  # not every interface

@@ -17,12 +17,12 @@ from typing import Annotated, Literal
 import typer
 
 from rtexport import __version__
-from rtexport.cli import plans, records, setup, signing, transfer
+from rtexport.cli import network, plans, records, setup, signing, transfer
 from rtexport.cli.base import PROG, RoleName, app, error
 from rtexport.errors import GateError, InputError, RTExportError
 
 __all__ = ["PROG", "RoleName", "app", "main"]
-_COMMANDS = (plans, records, setup, signing, transfer)  # importing them registers their commands
+_COMMANDS = (network, plans, records, setup, signing, transfer)  # importing them registers their commands
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"

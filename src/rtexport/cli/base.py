@@ -60,7 +60,7 @@ class Command(TyperCommand):
 # The order `rtexport --help` lists the commands in: setting up, planning, signing, sending, records.
 ORDER = (
     "init", "site", "import", "course", "user", "plan", "dose", "dose-accept", "approve", "authorize", "report",
-    "export", "echo", "serve", "audit", "verify", "demo",
+    "export", "echo", "query", "retrieve", "receive", "incoming", "serve", "audit", "verify", "demo",
 )  # fmt: skip
 
 

@@ -24,6 +24,7 @@ from rtexport.cli.base import (
     warn,
     ws,
 )
+from rtexport.cli.network import TraceOpt, TracePatientOpt, traced
 
 if TYPE_CHECKING:
     from rich.progress import Progress as Bar
@@ -45,6 +46,13 @@ PortOpt = Annotated[int | None, typer.Option("--port", metavar="PORT", help="Cus
 TlsOpt = Annotated[
     Path | None,
     typer.Option("--tls-ca", metavar="FILE", help="Custom server: use TLS, verifying with this CA file."),
+]
+TlsCertOpt = Annotated[
+    Path | None,
+    typer.Option("--tls-cert", metavar="FILE", help="Custom server: our TLS client certificate (PEM), with --tls-key."),
+]
+TlsKeyOpt = Annotated[
+    Path | None, typer.Option("--tls-key", metavar="FILE", help="Custom server: the private key of --tls-cert.")
 ]
 
 
@@ -102,6 +110,8 @@ def export(
     host: HostOpt = None,
     port: PortOpt = None,
     tls_ca: TlsOpt = None,
+    tls_cert: TlsCertOpt = None,
+    tls_key: TlsKeyOpt = None,
     commit: Annotated[bool, typer.Option("--commit", help="Ask the server to commit storage (push model).")] = False,
     user: Annotated[
         str | None,
@@ -110,6 +120,8 @@ def export(
         ),
     ] = None,
     password_stdin: PasswordStdin = False,
+    trace: TraceOpt = None,
+    trace_patient_data: TracePatientOpt = False,
     home: HomeOpt = None,
 ) -> None:
     """Export PLAN's DICOM objects to a folder, or to a DICOM server (C-STORE)."""
@@ -125,9 +137,10 @@ def export(
     who = actor()
     if user is not None:
         who = who.as_user(authenticate(workspace, user, password(password_stdin), "export", who).name)
-    target = Target(folder=to, server=server, aet=aet, host=host, port=port, tls_ca=tls_ca)
+    target = Target(folder=to, server=server, aet=aet, host=host, port=port, tls_ca=tls_ca, tls_cert=tls_cert,
+                    tls_key=tls_key)  # fmt: skip
     run = begin_export_to(workspace, plan, chosen, target, who, commit=commit)
-    with progress_bar() as bar:
+    with traced(trace, trace_patient_data), progress_bar() as bar:
         progress = BarProgress(bar, f"exporting to {run.destination}")
         result = finish_export(workspace, run, progress)
     summary(result)
@@ -148,6 +161,10 @@ def echo(
     host: HostOpt = None,
     port: PortOpt = None,
     tls_ca: TlsOpt = None,
+    tls_cert: TlsCertOpt = None,
+    tls_key: TlsKeyOpt = None,
+    trace: TraceOpt = None,
+    trace_patient_data: TracePatientOpt = False,
     home: HomeOpt = None,
 ) -> None:
     """Test a DICOM server with C-ECHO."""
@@ -155,8 +172,9 @@ def echo(
 
     if server is None and aet is None and host is None and port is None:
         raise typer.BadParameter("give --server NAME or --aet/--host/--port")
-    target = Target(server=server, aet=aet, host=host, port=port, tls_ca=tls_ca)
-    say(echo_to(ws(home), target, actor()))
+    target = Target(server=server, aet=aet, host=host, port=port, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key)
+    with traced(trace, trace_patient_data):
+        say(echo_to(ws(home), target, actor()))
 
 
 @app.command(cls=Command)
@@ -173,21 +191,26 @@ def serve(
     home: HomeOpt = None,
 ) -> None:
     """Serve the web page (plans, pictures, DVH, reports, the Export block). Beyond loopback, only over TLS.
-    It logs each request (info); 'rtexport --log-level LEVEL serve' sets another level."""
+    With dicom.receiver in site.toml, the DICOM receiver runs too. It logs each request (info);
+    'rtexport --log-level LEVEL serve' sets another level."""
+    from rtexport.services.incoming import background_receiver
     from rtexport.web.app import serve as run
 
     workspace = ws(home)
+    with background_receiver(workspace) as receiving:
+        if receiving is not None:
+            say(str(receiving))
+        run(
+            workspace.home,
+            host=host,
+            port=port,
+            cert=cert,
+            key=key,
+            insecure_http=insecure_http,
+            warn=warn,
+            log_level=LOG_LEVEL,
+        )
     workspace.close()
-    run(
-        workspace.home,
-        host=host,
-        port=port,
-        cert=cert,
-        key=key,
-        insecure_http=insecure_http,
-        warn=warn,
-        log_level=LOG_LEVEL,
-    )
 
 
 @app.command(cls=Command)

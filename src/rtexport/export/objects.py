@@ -1,10 +1,9 @@
-"""What an export produces: encoded DICOM Part 10 files, held as stored bytes on disk or in memory, and the two
-things every reader of them needs: the file meta group (read with pydicom's reader) and a check of the bytes
-against the SHA-256 they were stored under, made on the bytes as they are read (:meth:`ExportObject.verifier`)."""
+"""What an export produces: encoded DICOM Part 10 files, held as stored bytes on disk or in memory, and what every
+reader of them needs: the file meta group (read with pydicom's reader). The sender checks stored bytes against the
+SHA-256 they were stored under as it reads them (:mod:`rtexport.net.store`)."""
 
 from __future__ import annotations
 
-import hashlib
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -64,11 +63,6 @@ class ExportObject:
         assert self.path is not None
         return self.path.read_bytes()
 
-    def verifier(self) -> Digest | None:
-        """A running SHA-256 to feed every byte read from the file and check at the end; None when there is
-        nothing to check (built in memory)."""
-        return Digest(self, self.sha256) if self.sha256 is not None else None
-
     @classmethod
     def from_file(
         cls,
@@ -87,26 +81,6 @@ class ExportObject:
         cls, kind: ObjectKind, data: bytes, sop_class_uid: str, sop_instance_uid: str, description: str = ""
     ) -> ExportObject:
         return cls(kind, sop_class_uid, sop_instance_uid, len(data), data=data, description=description)
-
-
-class DamagedObject(Exception):
-    """A stored file's bytes differ from the SHA-256 it was stored under."""
-
-
-class Digest:
-    """SHA-256 of the bytes as they are read, checked against the object's expected digest."""
-
-    def __init__(self, obj: ExportObject, expected: str) -> None:
-        self.obj = obj
-        self.expected = expected
-        self.hash = hashlib.sha256()
-        self.update = self.hash.update
-
-    def check(self) -> None:
-        actual = self.hash.hexdigest()
-        if actual != self.expected:
-            where = f", file {self.obj.path}" if self.obj.path is not None else ""
-            raise DamagedObject(f"stored copy is damaged: sha256 {actual} expected {self.expected}{where}")
 
 
 def _not_file_meta(tag: BaseTag, vr: str | None, length: int) -> bool:

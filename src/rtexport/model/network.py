@@ -43,6 +43,15 @@ class TLSConfig(_Model):
         return self
 
 
+class ReceiverTLS(_Model):
+    """TLS for the receiver: our certificate and its key, presented to every peer; with ``ca_file``, peers must
+    present a client certificate that CA file trusts."""
+
+    cert_file: Path
+    key_file: Path
+    ca_file: Path | None = None
+
+
 class DicomServer(_Model):
     """A server we send to or query. ``kind = "dimse"`` (default): a DICOM AE (``ae_title``, ``host``, ``port``,
     optional ``tls``); ``kind = "dicomweb"``: a DICOMweb service at ``url`` (STOW-RS), with HTTP basic
@@ -88,7 +97,7 @@ class ReceiverSettings(_Model):
     ae_title: Text = "RTEXPORT"
     port: Port = 11112
     bind: Text = "127.0.0.1"
-    tls: TLSConfig | None = None
+    tls: ReceiverTLS | None = None
     allowed_ae_titles: list[Text] = Field(default_factory=list)
     allowed_hosts: list[Text] = Field(default_factory=list)
     max_associations: Annotated[Count, Field(ge=1, le=64)] = 8
@@ -123,12 +132,6 @@ class ReceiverSettings(_Model):
             except ValueError as e:
                 raise ValueError(f"{host!r} is not an address or network (e.g. 10.0.0.5 or 10.0.0.0/24)") from e
         return v
-
-    @model_validator(mode="after")
-    def _tls_has_cert(self) -> Self:
-        if self.tls is not None and self.tls.cert_file is None:
-            raise ValueError("tls: a receiver needs its certificate (cert_file and key_file)")
-        return self
 
 
 class DicomSettings(_Model):

@@ -16,12 +16,13 @@ from rtexport.model.network import (
     DicomServer,
     DicomSettings,
     ReceiverSettings,
+    ReceiverTLS,
     TLSConfig,
     validate_ae_title,
 )
 from rtexport.model.values import LO, SH, Finite, Positive, Text
 
-__all__ = ["DicomServer", "DicomSettings", "ReceiverSettings", "TLSConfig", "validate_ae_title"]
+__all__ = ["DicomServer", "DicomSettings", "ReceiverSettings", "ReceiverTLS", "TLSConfig", "validate_ae_title"]
 
 _UID_ROOT = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 

@@ -387,7 +387,8 @@ class Dimse:
         context_id: int | None = None
         command: Command | None = None
         command_bytes = bytearray()
-        data = bytearray()
+        fragments: list[bytes] = []  # joined once at the end: one copy of the data set, not two
+        received = 0
         while True:
             while not self._pending:
                 pdata = self.assoc.receive(timer, awaiting)
@@ -421,11 +422,12 @@ class Dimse:
             else:
                 if pdv.is_command:
                     raise self._protocol_error(f"a command fragment inside the data set of a {command.name}")
-                data += pdv.data
-                if len(data) > _MAX_DATA_SET:
+                fragments.append(pdv.data)
+                received += len(pdv.data)
+                if received > _MAX_DATA_SET:
                     raise self._protocol_error(f"a data set longer than {_MAX_DATA_SET} bytes")
                 if pdv.is_last:
-                    data_set = bytes(data)
+                    data_set = fragments[0] if len(fragments) == 1 else b"".join(fragments)
                     self.trace(False, context_id, command, data_set)
                     return Message(context_id, command, data_set)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import BinaryIO, Generic, Protocol, TypeVar
 
 from rtexport.errors import SendError
-from rtexport.model.site import DicomServer, TLSConfig
+from rtexport.model.site import DicomServer, ReceiverTLS, TLSConfig
 from rtexport.net.transport import connect
 
 
@@ -160,10 +160,6 @@ class SendReport(Generic[T]):
         """Every object stored (success or warning), and committed when commitment was asked for."""
         return self.all_stored and (self.all_committed or not self.commit_asked)
 
-    @property
-    def megabytes_per_second(self) -> float:
-        return self.bytes_sent / 1e6 / self.seconds if self.seconds > 0 else 0.0
-
     def summary(self) -> str:
         n = len(self.results)
         lines = [f"{len(self.stored)} of {n} objects stored on {self.destination}"]
@@ -177,7 +173,7 @@ class SendReport(Generic[T]):
         return "\n".join(lines)
 
 
-def _files(tls: TLSConfig) -> tuple[str | None, str | None, str | None]:
+def _files(tls: TLSConfig | ReceiverTLS) -> tuple[str | None, str | None, str | None]:
     return (
         str(tls.ca_file) if tls.ca_file else None,
         str(tls.cert_file) if tls.cert_file else None,
@@ -200,7 +196,7 @@ def client_context(tls: TLSConfig, where: str) -> ssl.SSLContext:
     return ctx
 
 
-def server_context(tls: TLSConfig, where: str) -> ssl.SSLContext:
+def server_context(tls: TLSConfig | ReceiverTLS, where: str) -> ssl.SSLContext:
     """A TLS server context for our listeners: our certificate and key; the peer must present a certificate
     signed by ``ca_file`` when one is given. Raises SendError when the files are missing or cannot be loaded."""
     ca, cert, key = _files(tls)

@@ -8,13 +8,16 @@ structure set references has arrived, and it has no instance that arrived twice 
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import logging
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rtexport.errors import ConfigError, CourseImportError, InputError
 from rtexport.model.people import Actor
@@ -81,13 +84,64 @@ def receiver(ws: Workspace, *, port: int | None = None) -> StorageSCP:
                       max_associations=rs.max_associations)  # fmt: skip
 
 
-def run_receiver(ws: Workspace, stop: threading.Event, on_ready: Callable[[StorageSCP], None] | None = None) -> None:
-    """Receive until ``stop`` is set (blocking): ``rtexport receive``, and ``serve`` on a thread of its own.
-    Raises ConfigError, SendError (TLS files) and OSError (the port cannot be had)."""
-    with receiver(ws) as scp:
+@dataclass(frozen=True)
+class Listening:
+    """Where a started receiver listens, for the operator and for peers to be configured with."""
+
+    ae_title: str
+    host: str
+    port: int
+    tls: bool
+
+    def __str__(self) -> str:
+        return f"receiving as {self.ae_title} on {self.host} port {self.port}{' (TLS)' if self.tls else ''}"
+
+
+def _listening(scp: StorageSCP) -> Listening:
+    return Listening(scp.policy.ae_title, scp.address[0], scp.port, scp.ssl_context is not None)
+
+
+def run_receiver(
+    ws: Workspace,
+    stop: threading.Event,
+    on_ready: Callable[[Listening], None] | None = None,
+    *,
+    port: int | None = None,
+) -> None:
+    """Receive until ``stop`` is set (blocking): ``rtexport receive``. ``port`` overrides the configured one.
+    Raises ConfigError, SendError (TLS files) and InputError (the port cannot be had)."""
+    with _started(receiver(ws, port=port)) as scp:
         if on_ready is not None:
-            on_ready(scp)
+            on_ready(_listening(scp))
         stop.wait()
+
+
+@contextlib.contextmanager
+def _started(scp: StorageSCP) -> Iterator[StorageSCP]:
+    try:
+        scp.__enter__()
+    except OSError as e:
+        host, port = scp.address
+        if e.errno == errno.EBUSY:
+            raise InputError(f"{e.strerror} ('rtexport receive' or 'rtexport serve'); stop it first") from e
+        raise InputError(
+            f"the receiver cannot listen on {host} port {port}: {e.strerror or e}; is dicom.receiver.port taken "
+            "by another program?"
+        ) from e
+    try:
+        yield scp
+    finally:
+        scp.__exit__(None, None, None)
+
+
+@contextlib.contextmanager
+def background_receiver(ws: Workspace) -> Iterator[Listening | None]:
+    """The configured receiver running for the block (``serve``), or None when ``[dicom.receiver]`` is absent."""
+    if ws.site().dicom.receiver is None:
+        yield None
+        return
+    with _started(receiver(ws)) as scp:
+        yield _listening(scp)
 
 
 @dataclass(frozen=True)
@@ -174,20 +228,41 @@ def _find(ws: Workspace, set_id: str) -> IncomingSet:
     return found
 
 
+def _named(found: IncomingSet) -> dict[str, Any]:
+    """What the audit records of a set: which patient, study, series and structure set, and how many of each."""
+    return {
+        "set": found.id,
+        "patient_id": found.patient_id,
+        "study": found.study_uid,
+        "series": found.series_uid,
+        "structure_set": found.structure_set.sop_instance_uid if found.structure_set else None,
+        "images": len(found.images),
+        "missing": len(found.missing),
+        "conflicts": len(found.conflicts),
+    }
+
+
 def import_incoming(ws: Workspace, set_id: str, actor: Actor, course_id: str | None = None) -> ImportResult:
     """Import a complete set as course ``course_id`` (default: the set's id) through the same import service as
-    ``rtexport import`` (the same checks, all or nothing); its instances are then marked imported."""
+    ``rtexport import`` (the same checks, all or nothing); its instances are then marked imported. Audited, a
+    refusal too. Raises InputError (no such set), CourseImportError."""
     found = _find(ws, set_id)
-    if not found.complete or found.structure_set is None:
-        raise CourseImportError(f"incoming set {set_id} cannot be imported yet: {found.state}")
-    members = [found.structure_set, *found.images]
-    with tempfile.TemporaryDirectory(prefix="rtexport-incoming-") as tmp:
-        folder = Path(tmp)
-        folder.chmod(0o700)
-        for n, inst in enumerate(members):
-            (folder / f"{n:05d}.dcm").write_bytes(ws.blobs.verified(inst.sha256))
-        result = import_course(ws, folder, course_id or found.id, actor)
-    IncomingRepository(ws.db, ws.blobs).mark([m.id for m in members], IMPORTED, result.course.id)
+    try:
+        if not found.complete or found.structure_set is None:
+            raise CourseImportError(f"incoming set {set_id} cannot be imported yet: {found.state}")
+        members = [found.structure_set, *found.images]
+        with tempfile.TemporaryDirectory(prefix="rtexport-incoming-") as tmp:
+            folder = Path(tmp)
+            folder.chmod(0o700)
+            for n, inst in enumerate(members):
+                (folder / f"{n:05d}.dcm").write_bytes(ws.blobs.verified(inst.sha256))
+            result = import_course(ws, folder, course_id or found.id, actor)
+    except CourseImportError as e:
+        ws.audit(actor, "incoming-import", "refused", **_named(found), reason=str(e))
+        raise
+    with ws.transaction():
+        IncomingRepository(ws.db, ws.blobs).mark([m.id for m in members], IMPORTED, result.course.id)
+        ws.audit(actor, "incoming-import", "ok", **_named(found), course=result.course.id)
     return result
 
 
@@ -199,8 +274,17 @@ def discard_incoming(ws: Workspace, set_id: str, actor: Actor) -> int:
     ids = list(dict.fromkeys([m.id for m in members] + [c.id for c in conflicting]))
     with ws.transaction():
         IncomingRepository(ws.db, ws.blobs).mark(ids, DISCARDED)
-        ws.audit(actor, "incoming-discard", "ok", set=set_id, instances=len(ids))
+        ws.audit(actor, "incoming-discard", "ok", **_named(found), instances=len(ids))
     return len(ids)
 
 
-__all__ = ["IncomingSet", "discard_incoming", "import_incoming", "incoming_sets", "receiver", "run_receiver"]
+__all__ = [
+    "IncomingSet",
+    "Listening",
+    "background_receiver",
+    "discard_incoming",
+    "import_incoming",
+    "incoming_sets",
+    "receiver",
+    "run_receiver",
+]
