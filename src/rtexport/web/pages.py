@@ -11,7 +11,7 @@ from rtexport.services.courses import courses as all_courses
 from rtexport.services.export import custom_servers_allowed, default_folder, export_block_reasons, export_roots
 from rtexport.services.pictures import VIEWS, Pictures
 from rtexport.services.plans import plan_states
-from rtexport.services.planview import view_of
+from rtexport.services.planview import PlanView, view_of
 from rtexport.services.report import plan_reports
 from rtexport.services.site import site_status
 from rtexport.web.common import HERE, WS, UserDep, known_plan, page, take_form_message
@@ -29,6 +29,12 @@ def courses(request: Request, ws: WS, user: UserDep) -> HTMLResponse:
     states = plan_states(ws)
     rows = [{"course": c, "plans": [s for s in states if s.plan.course == c.id]} for c in all_courses(ws)]
     return page(request, "courses.html", rows=rows, unavailable=list(site_status(ws).unavailable))
+
+
+def report_reasons(view: PlanView) -> list[str]:
+    """Why "Make report" is disabled (empty: it is not)."""
+    found = [] if view.state.dose else [f"no dose for revision {view.state.revision.number}: compute it first"]
+    return found + ([view.setup_problem] if view.setup_problem else [])
 
 
 @router.get("/plans/{plan_id}", response_class=HTMLResponse)
@@ -60,6 +66,7 @@ def plan_page(request: Request, ws: WS, user: UserDep, plan_id: str) -> HTMLResp
         default_folder=str(default_folder(ws, site)) if site is not None else "",
         roots=export_roots(ws, site) if site is not None else [],
         reports=plan_reports(ws, plan_id),
+        report_reasons=report_reasons(view),
         message=take_form_message(request),
         custom_allowed=custom_servers_allowed(site, user) if site else False,
     )
