@@ -18,6 +18,7 @@ import rtexport.web.pages as web_pages
 from rtexport.model.display import local_time
 from rtexport.model.people import Actor
 from rtexport.pictures.render import IMAGE_PX, View, render_slice
+from rtexport.services.pictures import Pictures
 from rtexport.services.plans import load_plan
 from rtexport.services.views import BOLUS_COLOR, bolus_outlines, colors, course_volume, slices_through
 from rtexport.web.app import create_app
@@ -132,8 +133,11 @@ def test_the_bolus_is_outlined_in_the_viewer(client: TestClient, home: Path) -> 
     assert changed.sum() > 50 and np.all(outlined[changed] == rgb)  # only the bolus line, in its own colour
     log_in(client, PLANNER)
     served = np.asarray(Image.open(io.BytesIO(client.get(f"/plans/{PLAN}/slice/axial/{axial}.png").content)))
-    assert np.array_equal(served, outlined)
-    assert "Bolus_ANT" in between(client.get(f"/plans/{PLAN}").text, "<h3>Structures</h3>", "</ul>")
+    with Workspace.open(home) as ws:
+        beams = Pictures().aimed(ws, ws.plan_state(PLAN), ws.site(), vol).beams
+    drawn = render_slice(vol, View.AXIAL, axial, grid, 50.0, palette, IMAGE_PX, bolus, beams)
+    assert np.array_equal(served, np.asarray(Image.open(io.BytesIO(drawn))))  # the same, with the beams' lines
+    assert "Bolus_ANT" in between(client.get(f"/plans/{PLAN}").text, "<h3>Structures (outlines)</h3>", "</ul>")
 
 
 def test_reports_are_made_downloaded_and_listed(client: TestClient) -> None:

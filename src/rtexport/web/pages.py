@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import FileResponse, HTMLResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from markupsafe import Markup
 
 from rtexport.errors import InputError
@@ -61,6 +61,7 @@ def plan_page(request: Request, ws: WS, user: UserDep, plan_id: str) -> HTMLResp
         targets=pics.targets,
         dvh=Markup(pics.dvh_svg) if pics.dvh_svg else None,
         isodose=pics.isodose,
+        pictures_note=pics.note,
         reasons=export_block_reasons(ws, state, status),
         authorized=state.approved or state.authorization is not None,
         default_folder=str(default_folder(ws, site)) if site is not None else "",
@@ -82,6 +83,18 @@ def slice_png(request: Request, ws: WS, user: UserDep, plan_id: str, view: str, 
     except InputError as e:
         raise HTTPException(404, str(e)) from e
     return Response(png, media_type="image/png")
+
+
+@router.get("/plans/{plan_id}/slice/{view}/{index}.json")
+def slice_info(request: Request, ws: WS, user: UserDep, plan_id: str, view: str, index: int) -> JSONResponse:
+    """Beside a slice picture: its orientation, its pixel grid in mm and the dose for the pointer readout."""
+    known_plan(ws, plan_id)
+    if view not in VIEWS:
+        raise HTTPException(422, f"no view {view!r}: choose from {', '.join(VIEWS)}")
+    try:
+        return JSONResponse(pictures(request).slice_info(ws, plan_id, view, index))
+    except InputError as e:
+        raise HTTPException(404, str(e)) from e
 
 
 @router.get("/favicon.ico", include_in_schema=False)

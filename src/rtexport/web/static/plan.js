@@ -6,6 +6,7 @@
 
   // Colour swatches (legends, DVH table): set here, since the Content-Security-Policy allows no inline style.
   for (const el of document.querySelectorAll("[data-swatch]")) el.style.background = el.dataset.swatch;
+  for (const el of document.querySelectorAll("[data-outline]")) el.style.borderColor = el.dataset.outline;
 
   // Slice sliders: load the next picture once the previous one has arrived (no request pile-up).
   for (const fig of document.querySelectorAll("figure.view")) {
@@ -17,13 +18,43 @@
       img.src = img.dataset.base + wanted + ".png";
       wanted = null;
     };
+    // The dose under the pointer: the slice's dose grid (cGy every few pixels) fetched with each slice.
+    const readout = $("[data-role=readout]", fig);
+    let info = null, infoFor = null;
+    const loadInfo = async (index) => {
+      if (infoFor === index) return;
+      infoFor = index;
+      const rsp = await fetch(img.dataset.base + index + ".json", { headers: { Accept: "application/json" } });
+      if (rsp.ok && infoFor === index) info = await rsp.json();
+    };
+    const current = () => Number(range.value);
+    img.addEventListener("pointermove", (e) => {
+      if (!info || info.index !== current()) { loadInfo(current()); return; }
+      const box = img.getBoundingClientRect(), [w, h] = info.size;
+      const scale = Math.min(box.width / w, box.height / h);
+      const col = (e.clientX - box.left - (box.width - w * scale) / 2) / scale;
+      const row = (e.clientY - box.top - (box.height - h * scale) / 2) / scale;
+      if (col < 0 || row < 0 || col >= w || row >= h) { readout.textContent = ""; return; }
+      const hmm = info.origin[0] + (col + 0.5) * info.step_mm[0], vmm = info.origin[1] + (row + 0.5) * info.step_mm[1];
+      let text = `${info.axes[0]} ${hmm.toFixed(1)} mm, ${info.axes[1]} ${vmm.toFixed(1)} mm · ${info.plane}`;
+      const grid = info.dose_cgy, k = info.dose_step_px;
+      if (grid.length) {
+        const r = Math.min(grid.length - 1, Math.floor(row / k)), c = Math.min(grid[0].length - 1, Math.floor(col / k));
+        const gy = grid[r][c] / 100;
+        text += ` · dose ${gy.toFixed(2)} Gy (${Math.round((100 * gy) / info.prescription_gy)} %)`;
+      }
+      readout.textContent = text;
+    });
+    img.addEventListener("pointerleave", () => { readout.textContent = ""; });
     img.addEventListener("load", () => { loading = false; show(); });
     img.addEventListener("error", () => { loading = false; show(); });
     range.addEventListener("input", () => {
       pos.textContent = (Number(range.value) + 1) + " / " + (Number(range.max) + 1);
       wanted = range.value;
       show();
+      loadInfo(current());
     });
+    loadInfo(current());
   }
 
   // Folding sections (Export, Plan Reports, DICOM): each user's choice kept in this browser.
