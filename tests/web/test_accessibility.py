@@ -117,7 +117,7 @@ def test_the_checks_catch_what_they_look_for() -> None:
     grey = {"tag": "P", "id": "", "cls": "hint", "text": "x", "size": 12.0, "weight": 400}
     assert low_contrast([{**grey, "fg": [102, 116, 135], "bg": [244, 246, 249]}]) != []  # the old hint grey
     assert low_contrast([{**grey, "fg": [91, 104, 120], "bg": [244, 246, 249]}]) == []
-    tree = [
+    tree: list[dict[str, Any]] = [
         {"role": {"value": "button"}, "name": {"value": "Export"}},
         {"role": {"value": "button"}, "name": {"value": "Export"}},
         {"role": {"value": "textbox"}, "name": {"value": ""}},
