@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.web.conftest import PHYSICIST, PLAN
+from tests.web.conftest import PHYSICIST, PLAN, PLANNER
 from tests.web.test_browser import ARGS, chromium_path, serving
 
 pytestmark = pytest.mark.integration
@@ -125,3 +125,58 @@ def test_the_checks_catch_what_they_look_for() -> None:
     ]
     unnamed, duplicates = unnamed_and_duplicates(tree)
     assert len(unnamed) == 1 and duplicates == ["Export"]
+
+
+def test_a_planner_folds_browses_and_makes_a_folder_with_the_keyboard_and_mouse(home: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    with serving(home) as url, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium_path(), args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(30_000)
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(f"{url}/plans/{PLAN}")
+        page.fill("input[name=name]", PLANNER[0])
+        page.fill("input[name=password]", PLANNER[1])
+        page.click("button:has-text('Log in')")
+        page.wait_for_load_state("load")
+        # A planner on a site without servers: the select says so, and the page's script runs.
+        expect(page.locator("#server")).to_have_value("")
+        expect(page.locator("#server option:checked")).to_have_text("No server in the site configuration")
+        # Plan Reports starts folded; opened with the keyboard, it stays open for this user after a reload.
+        reports = page.locator("#reports")
+        expect(reports).not_to_have_attribute("open", "")
+        expect(page.locator("#make-report")).to_be_hidden()
+        page.locator("#reports > summary").focus()
+        page.keyboard.press("Enter")
+        expect(page.locator("#make-report")).to_be_visible()
+        page.locator("#fold-dicom > summary").click()
+        expect(page.locator("#export-local")).to_be_hidden()
+        page.reload()
+        page.wait_for_load_state("load")
+        expect(page.locator("#make-report")).to_be_visible()
+        expect(page.locator("#export-local")).to_be_hidden()
+        page.locator("#fold-dicom > summary").click()
+        form = page.locator("#authorize-form")  # a physicist authorizes at the planner's screen
+        form.locator("input[name=name]").fill(PHYSICIST[0])
+        form.locator("input[name=password]").fill(PHYSICIST[1])
+        form.locator("button").click()
+        page.wait_for_load_state("load")
+        # Browse: open the export root, make a sub-folder there, open it and use it.
+        page.click("#browse")
+        expect(page.locator("#browse")).to_have_attribute("aria-expanded", "true")
+        root = str((home / "dicom-export").resolve())
+        expect(page.locator("#picker-path")).to_have_text(root)  # the folder typed: the default, not made yet
+        assert not (home / "dicom-export").exists()
+        page.fill("#picker-name", "patient-7")
+        page.click("#picker-make")
+        expect(page.locator("#picker-message")).to_contain_text("Made")
+        page.get_by_role("button", name="Open folder patient-7").click()
+        expect(page.locator("#picker-path")).to_have_text(f"{root}/patient-7")
+        page.click("#picker-choose")
+        expect(page.locator("#folder")).to_have_value(f"{root}/patient-7")
+        expect(page.locator("#picker")).to_be_hidden()
+        browser.close()
+    assert (home / "dicom-export" / "patient-7").is_dir()
+    assert errors == []

@@ -118,7 +118,7 @@ def beam_segments(
     h_axis, v_axis = AXES[view]
     d = f.direction
     inplane = np.array([d[h_axis], d[v_axis]])
-    if np.linalg.norm(inplane) < 0.3:  # mostly through the plane: its lines would be a meaningless blur
+    if np.linalg.norm(inplane) < 0.5:  # more than 60° out of the plane: its projected lines would mislead
         return []
     # The in-plane perpendicular of the axis, as a patient vector, then in beam's-eye-view coordinates.
     perp = np.zeros(3)

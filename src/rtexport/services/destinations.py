@@ -86,7 +86,10 @@ def export_folders(ws: Workspace, site: Site, path: str = "") -> FolderListing:
     if not path.strip():
         return FolderListing("", None, export_roots(ws, site))
     dest = _within_roots(ws, site, path.strip())
+    at_root = str(dest.path) in export_roots(ws, site)
     try:
+        if at_root and not dest.path.exists():
+            return FolderListing(str(dest.path), "", [])  # a root not made yet: made with its first folder
         if not dest.path.is_dir():
             raise InputError(f"{dest.path} does not exist (yet): choose an existing folder or make a new one")
         fd = _handle(dest).directory()
@@ -97,7 +100,6 @@ def export_folders(ws: Workspace, site: Site, path: str = "") -> FolderListing:
             os.close(fd)
     finally:
         dest.close()
-    at_root = str(dest.path) in export_roots(ws, site)
     return FolderListing(str(dest.path), "" if at_root else str(dest.path.parent), names)
 
 

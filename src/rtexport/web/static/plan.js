@@ -117,7 +117,7 @@
   // Server choice: show the chosen server's name, host and port, or the fields of a custom one.
   const server = $("#server"), info = $("#server-info"), custom = $("#custom");
   const showServer = () => {
-    const opt = server.selectedOptions[0];
+    const opt = server.selectedOptions[0] || { value: "", dataset: {} };  // none: no server this user may use
     const isCustom = opt.value === "custom";
     custom.hidden = !isCustom;
     info.hidden = isCustom;
