@@ -97,6 +97,13 @@ def test_every_control_is_named_and_every_text_readable(home: Path) -> None:
         page.select_option("#server", "custom")
         page.click("#echo")
         expect(page.locator("#echo-result")).to_contain_text("needs its AE title")
+        page.click("#export-server")
+        expect(page.locator("#progress-title")).to_have_text("Export failed")
+        expect(page.locator("#progress-message")).to_contain_text("needs its AE title")
+        expect(page.locator("#custom input[name=aet]")).to_have_attribute("aria-invalid", "true")
+        page.fill("#folder", str(home / "dicom-export"))  # another destination: the last one's failure goes
+        expect(page.locator("#progress")).to_be_hidden()
+        expect(page.locator("#echo-result")).to_have_text("")
         page.click("#export-local")
         expect(page.locator("#progress-title")).to_have_text("Export complete")
         page.locator("#ct-rows > summary").click()
