@@ -144,3 +144,20 @@ def test_slices_outside_the_ct_are_refused_by_both_routes(client: TestClient, vi
     log_in(client, PLANNER)
     assert client.get(f"/plans/{PLAN}/slice/{view}/999.json").status_code == 404
     assert client.get(f"/plans/{PLAN}/slice/{view}/999.png").status_code == 404
+
+
+def test_a_damaged_ct_gives_a_page_without_pictures_and_a_picture_saying_why(client: TestClient, home: Path) -> None:
+    with Workspace.open(home) as ws:
+        course = ws.course(ws.plan_state(PLAN).plan.course)
+        blob = ws.blobs.path(course.slices[3].sha256)
+    blob.chmod(0o644)
+    blob.write_bytes(b"not the CT slice it was")
+    log_in(client, PLANNER)
+    rsp = client.get(f"/plans/{PLAN}")
+    assert rsp.status_code == 200
+    images = rsp.text[rsp.text.index('id="images"') : rsp.text.index('id="dvh"')]
+    assert "No CT pictures and no DVH: the course&#39;s CT cannot be read" in images and "<img" not in images
+    png = client.get(f"/plans/{PLAN}/slice/axial/3.png")
+    assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+    pixels = np.asarray(Image.open(io.BytesIO(png.content)).convert("L"))
+    assert pixels.max() > 200 and (pixels > 200).mean() < 0.2  # light text on a dark ground: a message

@@ -3,7 +3,7 @@ kept in small per-process caches (a CT volume is tens of MB) so scrolling throug
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -67,7 +67,11 @@ class Pictures:
 
     def of(self, ws: Workspace, view: PlanView) -> PlanPictures:
         plan, course = view.state.plan, view.course
-        vol = self.volume(ws, course)
+        try:
+            vol = self.volume(ws, course)
+        except RTExportError as e:  # the plan can still be read, exported or refused: only the pictures go
+            blank = PlanPictures([], colors(course, plan), [], None, targets(course, plan), render.ISODOSE)
+            return replace(blank, note=f"No CT pictures and no DVH: the course's CT cannot be read: {e}")
         dose = self.dose(view.state)
         curves = plan_dvh(vol, dose, course, plan) if dose is not None else []
         aimed = self.aimed(ws, view.state, view.site, vol)
