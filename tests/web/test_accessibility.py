@@ -115,6 +115,10 @@ def test_every_control_is_named_and_every_text_readable(home: Path) -> None:
         browser.close()
     assert unnamed == []
     assert duplicates == []
+    folds = {
+        str(n.get("name", {}).get("value")) for n in tree if n.get("role", {}).get("value") == "DisclosureTriangle"
+    }
+    assert {"Export", "Plan Reports", "DICOM"} <= folds  # the ► / ▼ markers are not read out
     assert len(texts) > 100  # the check saw the page
     assert any("CT images, all written" in t["text"] for t in texts), [t["text"] for t in texts if "CT" in t["text"]]
     assert low_contrast(texts) == [], "\n".join(low_contrast(texts))
