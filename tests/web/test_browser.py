@@ -171,7 +171,8 @@ def test_refusals_beside_their_forms_and_a_report_downloaded(home: Path, tmp_pat
         expect(refused).to_contain_text("acknowledge the independent MU check")
         expect(refused).to_contain_text("beam ANT_OBL: engine")
         expect(refused).to_be_in_viewport()
-        # The report: made, downloaded, listed.
+        # The report: made, downloaded, listed (Plan Reports is folded at first).
+        page.locator("#reports > summary").click()
         page.locator("#make-report").scroll_into_view_if_needed()
         with page.expect_download() as download:
             page.click("#make-report")

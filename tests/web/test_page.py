@@ -18,6 +18,7 @@ import rtexport.web.pages as web_pages
 from rtexport.model.display import local_time
 from rtexport.model.people import Actor
 from rtexport.pictures.render import IMAGE_PX, View, render_slice
+from rtexport.services.pictures import Pictures
 from rtexport.services.plans import load_plan
 from rtexport.services.views import BOLUS_COLOR, bolus_outlines, colors, course_volume, slices_through
 from rtexport.web.app import create_app
@@ -49,7 +50,7 @@ def test_a_refused_authorization_is_shown_next_to_its_form(client: TestClient) -
     assert rsp.status_code == 303 and rsp.headers["location"] == f"/plans/{PLAN}#authorization"
     page = client.get(f"/plans/{PLAN}").text
     block = between(page, 'id="authorization"', 'id="authorize-form"')
-    assert "authorize: unknown user or wrong password for &#39;phil&#39;" in block
+    assert "unknown user or wrong password for &#39;phil&#39;" in block
     assert 'class="flash error"' not in page  # not at the top of the page, out of sight
     assert "wrong password" not in client.get(f"/plans/{PLAN}").text  # shown once
 
@@ -132,14 +133,17 @@ def test_the_bolus_is_outlined_in_the_viewer(client: TestClient, home: Path) -> 
     assert changed.sum() > 50 and np.all(outlined[changed] == rgb)  # only the bolus line, in its own colour
     log_in(client, PLANNER)
     served = np.asarray(Image.open(io.BytesIO(client.get(f"/plans/{PLAN}/slice/axial/{axial}.png").content)))
-    assert np.array_equal(served, outlined)
-    assert "Bolus_ANT" in between(client.get(f"/plans/{PLAN}").text, "<h3>Structures</h3>", "</ul>")
+    with Workspace.open(home) as ws:
+        beams = Pictures().aimed(ws, ws.plan_state(PLAN), ws.site(), vol).beams
+    drawn = render_slice(vol, View.AXIAL, axial, grid, 50.0, palette, IMAGE_PX, bolus, beams)
+    assert np.array_equal(served, np.asarray(Image.open(io.BytesIO(drawn))))  # the same, with the beams' lines
+    assert "Bolus_ANT" in between(client.get(f"/plans/{PLAN}").text, "<h3>Structures (outlines)</h3>", "</ul>")
 
 
 def test_reports_are_made_downloaded_and_listed(client: TestClient) -> None:
     token = log_in(client, PLANNER)
     page = client.get(f"/plans/{PLAN}").text
-    assert page.index("Plan Reports") < page.index("▼ DICOM") and "No report made yet." in page
+    assert page.index("Plan Reports") < page.index(">DICOM</h3>") and "No report made yet." in page
     rsp = client.post(f"/plans/{PLAN}/reports", data={"csrf": token})  # a plain form: sent the PDF
     assert rsp.status_code == 303 and rsp.headers["location"] == f"/plans/{PLAN}/reports/1.pdf"
     pdf = client.get(rsp.headers["location"])
@@ -159,7 +163,9 @@ def test_a_report_refusal_is_shown_next_to_the_button(client: TestClient, home: 
         changed = ws.plan_state(PLAN).plan.to_toml().replace("fractions = 25", "fractions = 20")
         load_plan(ws, changed, "plan.toml", Actor("pat", "pat-os", "test"))  # revision 2: no dose yet
     token = log_in(client, PLANNER)
-    assert 'id="make-report" disabled title="Compute dose first"' in client.get(f"/plans/{PLAN}").text
+    before = client.get(f"/plans/{PLAN}").text
+    assert 'id="make-report" disabled aria-describedby="report-reasons"' in before
+    assert "Disabled: no dose for revision 2: compute it first." in before
     rsp = client.post(f"/plans/{PLAN}/reports", data={"csrf": token})
     assert rsp.headers["location"] == f"/plans/{PLAN}#reports"
     page = client.get(f"/plans/{PLAN}").text

@@ -118,7 +118,7 @@ def test_guessing_a_physicists_password_at_authorize_is_throttled(web: TestClien
         assert web.post(f"/plans/{PLAN}/authorize", data=data).status_code == 303
     data = {"csrf": token, "name": PHYSICIST[0], "password": PHYSICIST[1]}
     web.post(f"/plans/{PLAN}/approve", data=data)
-    assert "approve: too many failed passwords for user &#39;phil&#39;" in web.get(f"/plans/{PLAN}").text
+    assert ">too many failed passwords for user &#39;phil&#39;" in web.get(f"/plans/{PLAN}").text
     ws = Workspace.open(home)
     assert not ws.plan_state(PLAN).approved and ws.plan_state(PLAN).authorization is None
     ws.close()

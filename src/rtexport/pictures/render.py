@@ -9,7 +9,6 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from html import escape
 from typing import Generic, TypeVar
 
@@ -22,7 +21,12 @@ from rtexport.geometry.contours import PlanarStructure
 from rtexport.geometry.sampling import sample
 from rtexport.model.course import Contour, Course, CTGeometry
 from rtexport.model.dose import DoseGrid
+from rtexport.pictures.overlay import BeamLines, annotate, draw_beams
 from rtexport.pictures.svg import LOOK
+from rtexport.pictures.views import IMAGE_PX as IMAGE_PX
+from rtexport.pictures.views import Plane as Plane
+from rtexport.pictures.views import View as View
+from rtexport.pictures.views import plane as plane
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -30,17 +34,15 @@ F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 
 WINDOW_HU = (-160.0, 240.0)  # soft tissue: level 40, width 400
-IMAGE_PX = 480  # the longer side of a rendered slice
-# Isodose lines, % of the prescription, with their colours (also shown in the page's legend).
-ISODOSE = ((107, "#ff3df5"), (100, "#ff2b2b"), (95, "#ff8c1a"), (90, "#ffe11a"), (80, "#3ddc5a"), (50, "#22c7e6"),
-           (30, "#3b6cff"))  # fmt: skip
-PALETTE = ("#f2c14e", "#ef5b5b", "#62d26f", "#4fb3ff", "#c77dff", "#ff9f1c", "#2ec4b6", "#e07a5f", "#9ad1d4", "#f4a5c0")
-
-
-class View(StrEnum):
-    AXIAL = "axial"
-    SAGITTAL = "sagittal"
-    CORONAL = "coronal"
+# Isodose lines (% of the prescription) and the dose wash come from one sequential map: violet (low) to pale pink
+# (high), lightness rising with dose. Structures take their own hues outside violet–magenta (hue 245°–345°), so
+# no isodose line can be mistaken for a structure's outline (see tests/pictures/test_colors.py).
+DOSE_MAP = ((0.1, "#4b2a8c"), (0.3, "#6a3fc8"), (0.5, "#8e4fe0"), (0.8, "#b65ee6"), (0.9, "#d06ae0"),
+            (0.95, "#e582dc"), (1.0, "#f4a3e4"), (1.07, "#ffd3f3"))  # fmt: skip
+ISODOSE_LEVELS = (107, 100, 95, 90, 80, 50, 30)
+PALETTE = ("#f2c14e", "#ef5b5b", "#62d26f", "#4fb3ff", "#ff9f1c", "#2ec4b6", "#b5e550", "#9ad1d4", "#e07a5f",
+           "#c9a27e")  # fmt: skip
+EXTERNAL_COLOR = "#9fb4c7"
 
 
 def structure_colors(names: Sequence[str], external: str | None) -> dict[str, str]:
@@ -48,7 +50,7 @@ def structure_colors(names: Sequence[str], external: str | None) -> dict[str, st
     k = 0
     for name in names:
         if name == external:
-            colors[name] = "#9fb4c7"
+            colors[name] = EXTERNAL_COLOR
         else:
             colors[name] = PALETTE[k % len(PALETTE)]
             k += 1
@@ -84,53 +86,6 @@ def rasterize(ct: CTGeometry, contours: dict[str, list[Contour]]) -> dict[str, n
     return {name: PlanarStructure(items, ct.slice_spacing_mm).fill(*axes) for name, items in contours.items()}
 
 
-@dataclass(frozen=True)
-class Plane:
-    """Where each output pixel lies in the patient: coordinates (x, y, z) of the pixel centres, each [rows, cols]."""
-
-    x: F64
-    y: F64
-    z: F64
-    label: str  # e.g. "z = -12.5 mm"
-    origin: tuple[float, float]  # (horizontal, vertical) mm at the outer corner of pixel (0, 0)
-    step: tuple[float, float]  # mm per pixel across and down (negative when the axis runs backwards)
-
-    def pixels(self, h_mm: F64, v_mm: F64) -> list[tuple[float, float]]:
-        """Drawing coordinates (PIL: pixel centres at +0.5) of points given in the plane's mm."""
-        cols = (h_mm - self.origin[0]) / self.step[0]
-        rows = (v_mm - self.origin[1]) / self.step[1]
-        return [(float(c), float(r)) for c, r in zip(cols, rows, strict=True)]
-
-
-def plane(ct: CTGeometry, view: View, index: int, size_px: int = IMAGE_PX) -> Plane:
-    """Output pixel grid of one slice: axial (anterior up), coronal and sagittal (superior up, anterior left)."""
-    xs, ys, zs = ct.x_mm(), ct.y_mm(), np.asarray(ct.slice_z_mm, dtype=np.float64)
-    dy, dx = ct.pixel_spacing_mm
-    dz = ct.slice_spacing_mm
-    span = {
-        "x": (xs[0] - dx / 2, xs[-1] + dx / 2),
-        "y": (ys[0] - dy / 2, ys[-1] + dy / 2),
-        "z": (zs[-1] + dz / 2, zs[0] - dz / 2),  # top of the picture: superior
-    }
-    h_axis, v_axis, fixed_axis, fixed = {
-        View.AXIAL: ("x", "y", "z", zs),
-        View.CORONAL: ("x", "z", "y", ys),
-        View.SAGITTAL: ("y", "z", "x", xs),
-    }[view]
-    index = min(max(index, 0), len(fixed) - 1)
-    h0, h1 = span[h_axis]
-    v0, v1 = span[v_axis]
-    mm_per_px = max(abs(h1 - h0), abs(v1 - v0)) / size_px
-    w = max(1, round(abs(h1 - h0) / mm_per_px))
-    h = max(1, round(abs(v1 - v0) / mm_per_px))
-    hc = h0 + (np.arange(w) + 0.5) * (h1 - h0) / w
-    vc = v0 + (np.arange(h) + 0.5) * (v1 - v0) / h
-    vv, hh = np.meshgrid(vc, hc, indexing="ij")
-    coords = {h_axis: hh, v_axis: vv, fixed_axis: np.full_like(hh, fixed[index])}
-    label = f"{fixed_axis} = {fixed[index]:.1f} mm"
-    return Plane(coords["x"], coords["y"], coords["z"], label, (h0, v0), ((h1 - h0) / w, (v1 - v0) / h))
-
-
 def _points(p: Plane) -> F64:
     return np.stack([p.x, p.y, p.z], axis=-1)
 
@@ -140,15 +95,24 @@ def sample_dose(dose: DoseGrid, x: F64, y: F64, z: F64) -> F64:
     return sample(dose.gy, dose.geometry.axes(), np.stack([x, y, z], axis=-1))
 
 
+def _hex(color: str) -> tuple[int, int, int]:
+    return (int(color[1:3], 16), int(color[3:5], 16), int(color[5:7], 16))
+
+
 def _colormap(rel: F64) -> npt.NDArray[np.float64]:
-    """Blue → cyan → green → yellow → red over 0.1–1.1 of the reference dose; RGB in 0–1."""
-    stops = np.array([0.1, 0.35, 0.6, 0.85, 1.1])
-    rgb = np.array([[0.15, 0.3, 1.0], [0.0, 0.8, 0.9], [0.2, 0.85, 0.3], [1.0, 0.9, 0.1], [1.0, 0.15, 0.1]])
+    """The dose map (:data:`DOSE_MAP`) at relative doses; RGB in 0–1."""
+    stops = np.array([level for level, _ in DOSE_MAP])
+    rgb = np.array([_hex(color) for _, color in DOSE_MAP], dtype=np.float64) / 255.0
     return np.stack([np.interp(rel, stops, rgb[:, c]) for c in range(3)], axis=-1)
 
 
-def _hex(color: str) -> tuple[int, int, int]:
-    return (int(color[1:3], 16), int(color[3:5], 16), int(color[5:7], 16))
+def isodose_color(pct: int) -> str:
+    """The colour of an isodose line: :data:`DOSE_MAP` at ``pct`` % of the prescription."""
+    r, g, b = (round(255 * float(c)) for c in _colormap(np.array([pct / 100.0]))[0])
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
+ISODOSE = tuple((pct, isodose_color(pct)) for pct in ISODOSE_LEVELS)
 
 
 def _lines(field: F64, level: float) -> list[list[tuple[float, float]]]:
@@ -178,9 +142,12 @@ def render_slice(
     colors: dict[str, str],
     size_px: int = IMAGE_PX,
     extra: Outlines | None = None,
+    beams: Sequence[BeamLines] = (),
+    annotated: bool = True,
 ) -> bytes:
     """A PNG of one slice: CT (soft-tissue window), dose colour wash from 10 %, isodose lines, outlines of the
-    structures and of ``extra``."""
+    structures and of ``extra``, each beam's central axis and field edges; ``annotated``: the orientation letters
+    and a scale bar."""
     p = plane(vol.ct, view, index, size_px)
     ct_axes, points = vol.ct.axes(), _points(p)
     hu = sample(vol.hu, ct_axes, points, outside="edge")
@@ -209,11 +176,14 @@ def render_slice(
                 if len(pts) >= 3 and abs(pts[0, 2] - z) <= half + 1e-6:
                     xy = p.pixels(pts[:, 0], pts[:, 1])
                     draw.line([*xy, xy[0]], fill=_hex(colors.get(name, "#ffffff")), width=2, joint="curve")
-        return _png(img)
-    for name, mask in ((n, m) for o in sets for n, m in o.masks.items()):
-        m = sample(mask, ct_axes, points)
-        for line in _lines(m, 0.5):
-            draw.line(line, fill=_hex(colors.get(name, "#ffffff")), width=2)
+    else:
+        for name, mask in ((n, m) for o in sets for n, m in o.masks.items()):
+            m = sample(mask, ct_axes, points)
+            for line in _lines(m, 0.5):
+                draw.line(line, fill=_hex(colors.get(name, "#ffffff")), width=2)
+    draw_beams(img, view, p, beams)
+    if annotated:
+        annotate(img, view, p)
     return _png(img)
 
 

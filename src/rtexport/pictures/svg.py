@@ -29,10 +29,25 @@ LOOK = {
 }
 
 
+def _unknown_applicator(beam: Beam, size: int) -> str:
+    """No applicator to draw (the site has no such machine or applicator): say so instead of guessing a frame."""
+    return (
+        f'<svg class="bev" viewBox="0 0 {size} {size}" width="{size}" height="{size}" role="img" '
+        f'aria-label="No cutout picture of beam {escape(beam.name)}: applicator {escape(beam.applicator)} is not in '
+        f'the site configuration" xmlns="http://www.w3.org/2000/svg"><rect width="{size}" height="{size}" '
+        f'{LOOK["bev-bg"]}/><text x="{size / 2}" y="{size / 2 - 8}" text-anchor="middle" {LOOK["bev-label"]}>'
+        f'Applicator {escape(beam.applicator)}</text><text x="{size / 2}" y="{size / 2 + 8}" text-anchor="middle" '
+        f"{LOOK['bev-label']}>not in the site</text></svg>"
+    )
+
+
 def bev_svg(beam: Beam, applicator: Applicator | None, size: int = 150) -> str:
-    """The applicator opening and the cutout at the isocenter plane, seen from the source (x right, y up)."""
-    opening = applicator.opening_mm if applicator else (100.0, 100.0)
-    shape = applicator.shape if applicator else ApplicatorShape.RECTANGLE
+    """The applicator opening and the cutout at the isocenter plane, seen from the source (x right, y up); without
+    the applicator (the site lacks the machine) a picture that says so: the opening is never guessed."""
+    if applicator is None:
+        return _unknown_applicator(beam, size)
+    opening = applicator.opening_mm
+    shape = applicator.shape
     cutout = beam.cutout_mm or default_cutout(shape, opening)
     half = max(opening[0], opening[1], *(abs(v) for p in cutout for v in p)) / 2 * 1.15 + 5
     s = size / (2 * half)

@@ -64,6 +64,61 @@ def _within_roots(ws: Workspace, site: Site, typed: str) -> FolderDestination:
     raise NotAllowedError(f"{typed} is outside the folders the site allows for export ({allowed})")
 
 
+@dataclass(frozen=True)
+class FolderListing:
+    """One folder of the export folder picker: its sub-folders (names), and where "up" leads (``parent``: ""
+    for the list of export roots, None at that list itself)."""
+
+    path: str
+    parent: str | None
+    folders: list[str]
+
+
+def _handle(dest: FolderDestination) -> ExportFolder:
+    if dest.opened is None:
+        raise WriteError(f"export folder {dest.path} was not opened")
+    return dest.opened
+
+
+def export_folders(ws: Workspace, site: Site, path: str = "") -> FolderListing:
+    """The sub-folders of ``path`` (inside the site's export roots; ``""``: the roots themselves), for the page's
+    folder picker. Symbolic links are neither followed nor listed. Raises :class:`NotAllowedError` outside the
+    roots, :class:`InputError` for a folder that does not exist."""
+    if not path.strip():
+        return FolderListing("", None, export_roots(ws, site))
+    dest = _within_roots(ws, site, path.strip())
+    at_root = str(dest.path) in export_roots(ws, site)
+    try:
+        if at_root and not dest.path.exists():
+            return FolderListing(str(dest.path), "", [])  # a root not made yet: made with its first folder
+        if not dest.path.is_dir():
+            raise InputError(f"{dest.path} does not exist (yet): choose an existing folder or make a new one")
+        fd = _handle(dest).directory()
+        try:
+            with os.scandir(fd) as found:
+                names = sorted((e.name for e in found if e.is_dir(follow_symlinks=False)), key=str.casefold)
+        finally:
+            os.close(fd)
+    finally:
+        dest.close()
+    return FolderListing(str(dest.path), "" if at_root else str(dest.path.parent), names)
+
+
+def make_export_folder(ws: Workspace, site: Site, parent: str, name: str) -> str:
+    """Make the folder ``name`` in ``parent`` (inside the export roots, without following links); its path."""
+    name = name.strip()
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise InputError(f"{name!r} is not a folder name: give one name, without / or \\")
+    if not parent.strip():
+        raise InputError("open one of the export folders first, then make the new folder inside it")
+    dest = _within_roots(ws, site, str(Path(parent.strip()) / name))
+    try:
+        os.close(_handle(dest).directory())
+    finally:
+        dest.close()
+    return str(dest.path)
+
+
 def export_roots(ws: Workspace, site: Site) -> list[str]:
     """The folders the site allows the web page to export into, as absolute paths."""
     return [str(ws.resolve(r).resolve()) for r in site.dicom.export_roots]
@@ -73,6 +128,22 @@ def custom_servers_allowed(site: Site, user: User) -> bool:
     """Whether ``user`` may send to, or test, a server the site does not list (an AE title, host and port typed
     in): physicists may; others only where ``dicom.allow_custom_servers`` is true."""
     return user.qualified or site.dicom.allow_custom_servers
+
+
+CUSTOM_FIELDS = {"aet": "AE title", "host": "host", "port": "port"}
+
+
+def custom_server_missing(aet: str | None, host: str | None, port: int | str | None) -> list[str]:
+    """The fields of a custom server left empty (``aet``, ``host``, ``port``), for a form that chose a custom
+    server: those must be filled in before anything is tested or sent."""
+    given = {"aet": aet, "host": host, "port": port}
+    return [k for k, v in given.items() if v is None or not str(v).strip()]
+
+
+def custom_server_message(missing: list[str]) -> str:
+    names = [CUSTOM_FIELDS[k] for k in missing]
+    listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    return f"a custom server needs its {listed}: fill in {'that field' if len(names) == 1 else 'those fields'}"
 
 
 def resolve_destination(

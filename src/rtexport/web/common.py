@@ -3,6 +3,7 @@ and errors, and the message shown next to the form that was used."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -43,8 +44,18 @@ def actor_of(user: User) -> Actor:
     return Actor.here("web", user.name)
 
 
+# The services name the command a refusal came from ("authorize: wrong password"), as the CLI prints it; the page
+# shows the message beside the form that was used, where the prefix only adds noise.
+_COMMAND_PREFIX = re.compile(r"^(?:login|authorize|approve|export|export-server|echo|report): ")
+
+
+def plain(message: str) -> str:
+    """A service's message without the command prefix the CLI shows."""
+    return _COMMAND_PREFIX.sub("", message, count=1)
+
+
 def error(status: int, message: str, findings: list[str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": message, "findings": findings or []}, status_code=status)
+    return JSONResponse({"error": plain(message), "findings": findings or []}, status_code=status)
 
 
 def wants_html(request: Request) -> bool:
@@ -72,7 +83,7 @@ def error_page(request: Request, status: int, title: str, message: str) -> HTMLR
 
 def form_message(request: Request, form: str, kind: str, text: str) -> None:
     """A message to show next to the form that was used (after the redirect back to the page)."""
-    request.session["form_message"] = [form, kind, text]
+    request.session["form_message"] = [form, kind, plain(text)]
 
 
 def take_form_message(request: Request) -> dict[str, str] | None:

@@ -4,6 +4,7 @@ and audited by them."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Form, HTTPException, Request
@@ -11,12 +12,20 @@ from fastapi.responses import JSONResponse
 
 from rtexport.errors import GateError, InputError, NotAllowedError, RTExportError, SendError
 from rtexport.model.people import User
+from rtexport.model.site import Site
+from rtexport.services.destinations import (
+    custom_server_message,
+    custom_server_missing,
+    export_folders,
+    make_export_folder,
+)
 from rtexport.services.export import Item
+from rtexport.services.site import site_status
 from rtexport.services.targets import Target, begin_export_to, echo_to
 from rtexport.services.workspaces import Workspace
 from rtexport.web.auth import client_of
-from rtexport.web.common import WS, Csrf, UserDep, actor_of, error, known_plan
-from rtexport.web.jobs import Jobs, export_work
+from rtexport.web.common import WS, Csrf, UserDep, actor_of, error, known_plan, plain
+from rtexport.web.jobs import Jobs, export_work, leaving_notice
 
 router = APIRouter()
 
@@ -44,7 +53,8 @@ def _start(
         return error(409, str(e))
     jobs: Jobs = request.app.state.jobs
     kind = "folder" if run.action == "export" else "server"
-    job = jobs.start(user.name, plan_id, kind, str(run.destination), export_work(request.app.state.home, run))
+    work = export_work(request.app.state.home, run)
+    job = jobs.start(user.name, plan_id, kind, str(run.destination), work, leaving_notice(run.prepared))
     return JSONResponse({"job": job.id}, status_code=202)
 
 
@@ -61,6 +71,20 @@ def export_folder(
     return _start(request, ws, user, plan_id, _items(items), target)
 
 
+def _unfilled(server: str, aet: str, host: str, port: str) -> JSONResponse | None:
+    """A 422 naming the empty fields when the form chose a custom server (or none) and left fields empty."""
+    if server and server != "custom":
+        return None
+    missing = custom_server_missing(aet, host, port)
+    if not missing:
+        return None
+    if not server:
+        message = "choose a server of the site configuration, or a custom server with its AE title, host and port"
+    else:
+        message = custom_server_message(missing)
+    return JSONResponse({"error": message, "findings": [], "fields": missing}, status_code=422)
+
+
 @router.post("/plans/{plan_id}/export/server", dependencies=[Csrf])
 def export_server(
     request: Request,
@@ -74,6 +98,8 @@ def export_server(
     items: Annotated[list[str], Form()] = [],  # noqa: B006
 ) -> JSONResponse:
     chosen = _items(items)
+    if (unfilled := _unfilled(server, aet, host, port)) is not None:
+        return unfilled
     server = "" if server == "custom" else server
     client = client_of(request)
     target = Target(
@@ -92,16 +118,18 @@ def echo_server(
     host: Annotated[str, Form()] = "",
     port: Annotated[str, Form()] = "",
 ) -> JSONResponse:
+    if (unfilled := _unfilled(server, aet, host, port)) is not None:
+        return unfilled
     server = "" if server == "custom" else server
     target = Target(server=server or None, aet=aet, host=host, port=port, requester=user, client=client_of(request))
     try:
         message = echo_to(ws, target, actor_of(user))
     except GateError as e:
-        return error(409, "; ".join(e.findings))
+        return error(409, "; ".join(e.findings))  # the site cannot export
     except InputError as e:
         return error(403 if isinstance(e, NotAllowedError) else 422, str(e))
     except SendError as e:
-        return JSONResponse({"ok": False, "message": str(e)})
+        return JSONResponse({"ok": False, "message": plain(str(e))})
     return JSONResponse({"ok": True, "message": message})
 
 
@@ -112,3 +140,34 @@ def job_status(request: Request, user: UserDep, job_id: str) -> JSONResponse:
     if job is None or job.owner != user.name:
         return error(404, "no such export job (jobs are kept for an hour)")
     return JSONResponse(job.snapshot())
+
+
+def _folder_answer(ws: Workspace, call: Callable[[Site], JSONResponse]) -> JSONResponse:
+    site = site_status(ws).site
+    if site is None:
+        return error(409, "the site configuration cannot be read: " + "; ".join(site_status(ws).unavailable))
+    try:
+        return call(site)
+    except InputError as e:
+        return error(403 if isinstance(e, NotAllowedError) else 422, str(e))
+    except RTExportError as e:
+        return error(409, str(e))
+
+
+@router.get("/export-folders")
+def list_folders(ws: WS, user: UserDep, path: str = "") -> JSONResponse:
+    """The folder picker: the sub-folders of ``path`` inside the site's export roots (none given: the roots)."""
+
+    def listing(site: Site) -> JSONResponse:
+        found = export_folders(ws, site, path)
+        return JSONResponse({"path": found.path, "parent": found.parent, "folders": found.folders})
+
+    return _folder_answer(ws, listing)
+
+
+@router.post("/export-folders", dependencies=[Csrf])
+def new_folder(
+    ws: WS, user: UserDep, parent: Annotated[str, Form()] = "", name: Annotated[str, Form()] = ""
+) -> JSONResponse:
+    """Make a sub-folder in the folder picker (inside the export roots); its path."""
+    return _folder_answer(ws, lambda site: JSONResponse({"path": make_export_folder(ws, site, parent, name)}, 201))

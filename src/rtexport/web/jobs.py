@@ -6,6 +6,7 @@ import logging
 import secrets
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 from rtexport.errors import GateError, RTExportError
 from rtexport.services.export import ExportObject, ExportRun, PreparedExport, ProgressEvent, finish_export
 from rtexport.services.workspaces import open_workspace
+from rtexport.web.common import plain
 
 log = logging.getLogger(__name__)
 KEEP_S = 3600.0  # finished jobs are forgotten after an hour
@@ -28,6 +30,7 @@ class Job:
     plan_id: str
     kind: str  # "folder" or "server"
     destination: str
+    notice: str = ""  # what the user must know about what leaves (an RT Plan that leaves UNAPPROVED)
     state: str = "running"  # running → done | failed
     phase: str = "preparing"
     total: int = 0
@@ -86,7 +89,9 @@ class Job:
                 "message": self.message,
                 "findings": list(self.findings),
                 "warnings": list(self.warnings),
-                "results": [dict(r) for r in self.results],
+                "notice": self.notice,
+                "results": ordered(self.results),
+                "summary": summary(self.results),
                 "seconds": round(end - self.started, 1),
             }
 
@@ -99,8 +104,10 @@ class Jobs:
         self._threads: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
 
-    def start(self, owner: str, plan_id: str, kind: str, destination: str, work: Callable[[Job], None]) -> Job:
-        job = Job(secrets.token_urlsafe(12), owner, plan_id, kind, destination)
+    def start(
+        self, owner: str, plan_id: str, kind: str, destination: str, work: Callable[[Job], None], notice: str = ""
+    ) -> Job:
+        job = Job(secrets.token_urlsafe(12), owner, plan_id, kind, destination, notice)
         thread = threading.Thread(target=_guarded, args=(work, job), name=f"export-{job.id}", daemon=True)
         with self._lock:
             now = time.monotonic()
@@ -133,13 +140,61 @@ class Jobs:
             t.join(timeout)
 
 
+# What a physicist checks comes first: the structure set, the plan and the doses; the CT images last.
+_ORDER = {kind: i for i, kind in enumerate(("RS", "RP", "RD", "CT"))}
+_GOOD = {"written", "stored", "identical file already there"}
+
+
+def ordered(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The results, RS, RP and RD before the CT images (each kind in the order it was written or sent)."""
+    return [dict(r) for r in sorted(results, key=lambda r: _ORDER.get(str(r.get("kind")), len(_ORDER)))]
+
+
+def summary(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per object as the CLI prints them (RS, RP, RD), and one for all the CT images ("60 CT images, all
+    stored"); ``ok``: every object of the row arrived."""
+    rows: list[dict[str, Any]] = []
+    ct = [r for r in results if r.get("kind") == "CT"]
+    for r in ordered(results):
+        if r.get("kind") == "CT":
+            continue
+        outcome = str(r.get("outcome"))
+        text = outcome + (f" {r['status']}" if r.get("status") else "")
+        if r.get("meaning") and outcome != "stored":
+            text += f" · {r['meaning']}"
+        rows.append({"kind": r["kind"], "label": r["description"], "uid": r["uid"], "file": r["file"],
+                     "text": text, "ok": outcome in _GOOD})  # fmt: skip
+    if ct:
+        outcomes = Counter(str(r.get("outcome")) for r in ct)
+        images = f"{len(ct)} CT image{'s' if len(ct) != 1 else ''}"
+        if len(outcomes) == 1:
+            text = f"{images}, {'all ' if len(ct) > 1 else ''}{next(iter(outcomes))}"
+        else:
+            text = f"{images}: " + ", ".join(f"{n} {o}" for o, n in outcomes.most_common())
+        rows.append({"kind": "CT", "label": "CT Images", "uid": "", "file": "", "text": text,
+                     "ok": all(o in _GOOD for o in outcomes)})  # fmt: skip
+    return rows
+
+
+def leaving_notice(prepared: PreparedExport) -> str:
+    """What the export block says before the objects leave: an unapproved RT Plan leaves UNAPPROVED."""
+    state = prepared.state
+    if state.approved or not any(o.kind.value == "RP" for o in prepared.objects):
+        return ""
+    who = f", export authorized by {state.authorization.user}" if state.authorization else ""
+    return (
+        f"The RT Plan leaves UNAPPROVED (RT Plan Approval Status): revision {state.revision.number} of plan "
+        f"{state.plan.id} is not approved{who}. A treatment system should not treat from it until it is approved."
+    )
+
+
 def _guarded(work: Callable[[Job], None], job: Job) -> None:
     try:
         work(job)
     except GateError as e:
         job.fail("export refused", e.findings)
     except RTExportError as e:
-        job.fail(str(e))
+        job.fail(plain(str(e)))
     except Exception as e:  # a thread boundary: record and show any bug instead of a silent, eternal "running"
         log.exception("export job %s failed", job.id)
         job.fail(f"internal error: {type(e).__name__}: {e}")

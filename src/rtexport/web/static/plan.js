@@ -6,6 +6,7 @@
 
   // Colour swatches (legends, DVH table): set here, since the Content-Security-Policy allows no inline style.
   for (const el of document.querySelectorAll("[data-swatch]")) el.style.background = el.dataset.swatch;
+  for (const el of document.querySelectorAll("[data-outline]")) el.style.borderColor = el.dataset.outline;
 
   // Slice sliders: load the next picture once the previous one has arrived (no request pile-up).
   for (const fig of document.querySelectorAll("figure.view")) {
@@ -17,12 +18,56 @@
       img.src = img.dataset.base + wanted + ".png";
       wanted = null;
     };
+    // The dose under the pointer: the slice's dose grid (cGy every few pixels) fetched with each slice.
+    const readout = $("[data-role=readout]", fig);
+    let info = null, infoFor = null;
+    const loadInfo = async (index) => {
+      if (infoFor === index) return;
+      infoFor = index;
+      const rsp = await fetch(img.dataset.base + index + ".json", { headers: { Accept: "application/json" } });
+      if (rsp.ok && infoFor === index) info = await rsp.json();
+    };
+    const current = () => Number(range.value);
+    img.addEventListener("pointermove", (e) => {
+      if (!info || info.index !== current()) { loadInfo(current()); return; }
+      const box = img.getBoundingClientRect(), [w, h] = info.size;
+      const scale = Math.min(box.width / w, box.height / h);
+      const col = (e.clientX - box.left - (box.width - w * scale) / 2) / scale;
+      const row = (e.clientY - box.top - (box.height - h * scale) / 2) / scale;
+      if (col < 0 || row < 0 || col >= w || row >= h) { readout.textContent = ""; return; }
+      const hmm = info.origin[0] + (col + 0.5) * info.step_mm[0], vmm = info.origin[1] + (row + 0.5) * info.step_mm[1];
+      let text = `${info.axes[0]} ${hmm.toFixed(1)} mm, ${info.axes[1]} ${vmm.toFixed(1)} mm · ${info.plane}`;
+      const grid = info.dose_cgy, k = info.dose_step_px;
+      if (grid.length) {
+        const r = Math.min(grid.length - 1, Math.floor(row / k)), c = Math.min(grid[0].length - 1, Math.floor(col / k));
+        const gy = grid[r][c] / 100;
+        text += ` · dose ${gy.toFixed(2)} Gy (${Math.round((100 * gy) / info.prescription_gy)} %)`;
+      }
+      readout.textContent = text;
+    });
+    img.addEventListener("pointerleave", () => { readout.textContent = ""; });
     img.addEventListener("load", () => { loading = false; show(); });
     img.addEventListener("error", () => { loading = false; show(); });
     range.addEventListener("input", () => {
       pos.textContent = (Number(range.value) + 1) + " / " + (Number(range.max) + 1);
       wanted = range.value;
       show();
+      loadInfo(current());
+    });
+    loadInfo(current());
+  }
+
+  // Folding sections (Export, Plan Reports, DICOM): each user's choice kept in this browser.
+  const user = (document.querySelector('meta[name="user"]') || {}).content || "";
+  const foldKey = "rtexport.fold." + user;
+  let folds = {};
+  try { folds = JSON.parse(localStorage.getItem(foldKey) || "{}"); } catch (e) { folds = {}; }
+  for (const d of document.querySelectorAll("details[data-fold]")) {
+    const name = d.dataset.fold;
+    if (name in folds && !d.querySelector(".form-message:not([hidden])")) d.open = Boolean(folds[name]);
+    d.addEventListener("toggle", () => {
+      folds[name] = d.open;
+      try { localStorage.setItem(foldKey, JSON.stringify(folds)); } catch (e) { /* storage off: folds not kept */ }
     });
   }
 
@@ -72,14 +117,31 @@
   // Server choice: show the chosen server's name, host and port, or the fields of a custom one.
   const server = $("#server"), info = $("#server-info"), custom = $("#custom");
   const showServer = () => {
-    const opt = server.selectedOptions[0];
+    const opt = server.selectedOptions[0] || { value: "", dataset: {} };  // none: no server this user may use
     const isCustom = opt.value === "custom";
     custom.hidden = !isCustom;
     info.hidden = isCustom;
     for (const f of ["aet", "name", "host", "port"]) $(`[data-field=${f}]`, info).textContent = opt.dataset[f] || "—";
   };
-  server.addEventListener("change", showServer);
+  // A new destination forgets what the last one answered (a failure of another server is not this one's).
+  const forget = () => {
+    const out = $("#echo-result");
+    out.textContent = ""; out.className = "hint";
+    for (const el of document.querySelectorAll("[aria-invalid]")) el.removeAttribute("aria-invalid");
+    const progress = $("#progress");
+    if (progress && !progress.dataset.running) progress.hidden = true;
+  };
+  server.addEventListener("change", () => { showServer(); forget(); });
+  for (const el of document.querySelectorAll("#custom input, #folder")) el.addEventListener("input", forget);
   showServer();
+  const markFields = (fields) => {
+    for (const f of fields || []) {
+      const input = $(`#custom input[name=${f}]`);
+      if (input) input.setAttribute("aria-invalid", "true");
+    }
+    const first = $("#custom [aria-invalid]");
+    if (first) first.focus();
+  };
 
   const items = () => [...document.querySelectorAll('input[name="items"]:checked')].map((c) => c.value);
   const post = async (url, data) => {
@@ -93,6 +155,7 @@
     const out = $("#echo-result");
     out.className = "hint"; out.textContent = "Testing connection (C-ECHO)…";
     const { body } = await post("/echo", new FormData($("#server-form")));
+    markFields(body.fields);
     out.className = "hint " + (body.ok ? "good" : "bad");
     out.textContent = body.ok ? "✓ " + body.message : "✗ " + (body.message || body.error);
   });
@@ -102,9 +165,12 @@
   const esc = (s) => String(s ?? "").replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" }[c]));
   const goodOutcomes = new Set(["written", "stored", "identical file already there"]);
 
+  const resultText = (r) => `${esc(r.outcome)}${r.status ? " " + esc(r.status) : ""}` +
+    `${r.meaning && r.outcome !== "stored" ? " · " + esc(r.meaning) : ""}`;
   const render = (job) => {
     const pct = job.total ? Math.round((100 * job.done) / job.total) : (job.state === "running" ? 3 : 100);
     bar.style.width = pct + "%";
+    $("#progress-meter").setAttribute("aria-valuenow", String(pct));
     bar.className = job.state === "failed" || job.ok === false ? "bad" : job.state === "done" ? "good" : "";
     $("#progress-title").textContent = job.state === "running"
       ? (job.phase === "preparing" ? "Preparing the DICOM objects…" : `Exporting to ${job.destination}…`)
@@ -116,22 +182,30 @@
       (job.findings.length ? "<ul>" + job.findings.map((f) => `<li>${esc(f)}</li>`).join("") + "</ul>" : "") +
       ((job.warnings || []).length ? '<ul class="warnings">' +
         job.warnings.map((w) => `<li class="warnc">Warning: ${esc(w)}</li>`).join("") + "</ul>" : "");
+    const notice = $("#progress-notice");
+    notice.hidden = !job.notice; notice.textContent = job.notice || "";
+    const where = (r) => `<code>${esc(job.kind === "folder" ? r.file : r.uid)}</code>`;
+    $("#summary tbody").innerHTML = (job.summary || []).map((r) =>
+      `<tr><td>${esc(r.kind)}</td><td>${esc(r.label)}</td><td>${r.kind === "CT" ? "" : where(r)}</td>` +
+      `<td class="${r.ok ? "good" : "bad"}">${esc(r.text)}</td></tr>`).join("");
+    $("#summary").hidden = !(job.summary || []).length;
+    $("#ct-rows").hidden = !job.results.length;
+    $("#ct-rows-title").textContent = `Every object (${job.results.length})`;
     tbody.innerHTML = job.results.map((r, i) =>
-      `<tr><td>${i + 1}</td><td>${esc(r.kind)}</td><td>${esc(r.description)}</td>` +
-      `<td><code>${esc(job.kind === "folder" ? r.file : r.uid)}</code></td>` +
-      `<td class="${goodOutcomes.has(r.outcome) ? "good" : r.outcome === "warning" ? "warnc" : "bad"}">${esc(r.outcome)}` +
-      `${r.status ? " " + esc(r.status) : ""}${r.meaning && r.outcome !== "stored" ? " · " + esc(r.meaning) : ""}</td></tr>`
+      `<tr><td>${i + 1}</td><td>${esc(r.kind)}</td><td>${esc(r.description)}</td><td>${where(r)}</td>` +
+      `<td class="${goodOutcomes.has(r.outcome) ? "good" : r.outcome === "warning" ? "warnc" : "bad"}">${resultText(r)}</td></tr>`
     ).join("");
   };
 
   const run = async (url, data) => {
     items().forEach((v) => data.append("items", v));
     buttons.forEach((b) => { b.disabled = true; });
-    progress.hidden = false;
+    progress.hidden = false; progress.dataset.running = "1";
     render({ state: "running", phase: "preparing", total: 0, done: 0, results: [], findings: [], message: "", seconds: 0, destination: "" });
     try {
       const { status, body } = await post(url, data);
       if (status !== 202) {
+        markFields(body.fields);
         render({ state: "failed", ok: false, total: 0, done: 0, results: [], findings: body.findings || [], message: body.error || body.detail || "refused", seconds: 0 });
         return;
       }
@@ -145,6 +219,7 @@
       }
     } finally {
       buttons.forEach((b) => { b.disabled = false; });
+      delete progress.dataset.running;
     }
   };
 
@@ -155,5 +230,54 @@
   $("#server-form").addEventListener("submit", (e) => {
     e.preventDefault();
     run(`/plans/${encodeURIComponent(plan)}/export/server`, new FormData($("#server-form")));
+  });
+
+  // Browse: a folder picker inside the site's export roots, which can make a new sub-folder.
+  const picker = $("#picker"), browse = $("#browse");
+  let at = { path: "", parent: null, folders: [] };
+  const pickerSay = (text, kind) => { const m = $("#picker-message"); m.textContent = text; m.className = "hint " + (kind || ""); };
+  const openFolder = async (path) => {
+    const rsp = await fetch("/export-folders?path=" + encodeURIComponent(path), { headers: { Accept: "application/json" } });
+    const body = await rsp.json();
+    if (!rsp.ok) { pickerSay(body.error || "refused", "bad"); return; }
+    at = body;
+    $("#picker-path").textContent = at.path || "Export folders of the site";
+    $("#picker-up").disabled = at.parent === null;
+    $("#picker-make").disabled = !at.path;
+    $("#picker-choose").disabled = !at.path;
+    const list = $("#picker-list");
+    list.innerHTML = "";
+    for (const name of at.folders) {
+      const li = document.createElement("li"), b = document.createElement("button");
+      b.type = "button"; b.className = "link-button"; b.textContent = "📁 " + name.split("/").pop();
+      b.setAttribute("aria-label", "Open folder " + name);
+      b.addEventListener("click", () => openFolder(at.path ? at.path + "/" + name : name));
+      li.append(b); list.append(li);
+    }
+    if (!at.folders.length) { const li = document.createElement("li"); li.className = "hint"; li.textContent = "No sub-folders."; list.append(li); }
+    pickerSay("");
+  };
+  if (browse) browse.addEventListener("click", async () => {
+    const show = picker.hidden;
+    picker.hidden = !show; browse.setAttribute("aria-expanded", String(show));
+    if (show) {
+      const typed = $("#folder").value.trim();
+      await openFolder(typed);
+      if (typed && !at.path) await openFolder("");
+    }
+  });
+  $("#picker-up").addEventListener("click", () => openFolder(at.parent || ""));
+  $("#picker-choose").addEventListener("click", () => {
+    $("#folder").value = at.path; forget();
+    picker.hidden = true; browse.setAttribute("aria-expanded", "false"); $("#folder").focus();
+  });
+  $("#picker-make").addEventListener("click", async () => {
+    const data = new FormData();
+    data.append("parent", at.path); data.append("name", $("#picker-name").value);
+    const { status, body } = await post("/export-folders", data);
+    if (status !== 201) { pickerSay(body.error || "refused", "bad"); return; }
+    $("#picker-name").value = "";
+    await openFolder(at.path);
+    pickerSay("Made " + body.path, "good");
   });
 })();
