@@ -371,7 +371,7 @@
     approved = data.approved;
     if (choices.unavailable.length) {
       const u = $("#editor-unavailable");
-      u.hidden = false; u.textContent = "Beams cannot be planned: " + choices.unavailable.join("; ");
+      u.hidden = false; u.className = "flash error"; u.textContent = "Beams cannot be planned: " + choices.unavailable.join("; ");
       $("#beams-block").setAttribute("aria-disabled", "true");
       $("#add-beam").disabled = true;
       $("#save-plan").disabled = true;
