@@ -57,7 +57,9 @@ def _one_beam(ws: Workspace, data: Mapping[str, Any], index: int) -> tuple[Plan,
     beams = data.get("beam")
     if not isinstance(beams, list) or not 0 <= index < len(beams):
         raise PlanError(f"the plan has no beam {index + 1}", [f"beam[{index}]: no such beam"])
-    plan = parse_plan(plan_text({**data, "beam": [beams[index]]}), "the page")
+    # A new plan's id and label may not be typed yet: they do not change a beam's setup.
+    named = {"id": data.get("id") or "preview", "label": data.get("label") or "preview"}
+    plan = parse_plan(plan_text({**data, **named, "beam": [beams[index]]}), "the page")
     return plan, load_site(ws)
 
 
@@ -96,11 +98,15 @@ def _rounded(points: FloatArray) -> list[tuple[float, float]]:
     return [(round(float(x), 1), round(float(y), 1)) for x, y in points]
 
 
+def _point(p: tuple[float, float, float]) -> tuple[float, float, float]:
+    return round(p[0], 1), round(p[1], 1), round(p[2], 1)
+
+
 def preview(ws: Workspace, data: Mapping[str, Any], index: int, target: str | None = None) -> BeamPreview:
     """Set up beam ``index`` of the plan the page sent on its course, with ``target`` (default: the beam's own)
     projected into its beam's-eye view. Raises :class:`PlanError` with the problems of that beam."""
     from rtexport.geometry.contours import PlanarStructure
-    from rtexport.geometry.setup import aim_plan
+    from rtexport.geometry.setup import beam_cutout, nominal_setup
     from rtexport.model.plan import plan_problems
     from rtexport.workspace.dicomio import course_contours
 
@@ -114,12 +120,13 @@ def preview(ws: Workspace, data: Mapping[str, Any], index: int, target: str | No
     names = {plan.external, *(o.structure for o in plan.overrides), *([target] if target else [])}
     contours = course_contours(ws, course, names)
     try:
-        aimed = aim_plan(plan, site, course.ct, contours).beams[0]
+        frame, ssd, entry = nominal_setup(plan, site, course.ct, contours)
     except PlanError as e:
         raise PlanError(e.args[0].split("\n")[0], [p.replace("beam[0]", f"beam[{index}]") for p in e.problems]) from e
     machine = site.machine(plan.machine)
     app = machine.applicator(beam.applicator) if machine else None
     opening = default_cutout(app.shape, app.opening_mm) if app else []
+    aperture = beam_cutout(beam, app) if app else np.empty((0, 2))
     bev: list[tuple[float, float]] = []
     proximal = distal = None
     if target:
@@ -128,19 +135,19 @@ def preview(ws: Workspace, data: Mapping[str, Any], index: int, target: str | No
         structure = PlanarStructure(contours[target], course.ct.slice_spacing_mm)
         points = np.concatenate([c.points_mm for c in contours[target]]) if contours[target] else np.empty((0, 3))
         if len(points):
-            u, v, _ = aimed.frame.to_fan(points)
+            u, v, _ = frame.to_fan(points)
             bev = _rounded(_hull(np.stack([u, v], axis=1)))
         s = np.arange(0.0, 400.0, _STEP_MM)
-        inside = structure.contains(np.asarray(aimed.entry_mm) + s[:, None] * aimed.frame.direction)
+        inside = structure.contains(np.asarray(entry) + s[:, None] * frame.direction)
         hits = np.nonzero(inside)[0]
         if hits.size:
             proximal, distal = float(s[hits[0]]), float(s[hits[-1]])
     return BeamPreview(
         beam=beam.name,
-        ssd_mm=round(aimed.ssd_mm, 1),
-        entry_mm=tuple(round(v, 1) for v in aimed.entry_mm),  # type: ignore[arg-type]
-        isocenter_mm=tuple(round(v, 1) for v in aimed.isocenter_mm),  # type: ignore[arg-type]
-        aperture_mm=_rounded(aimed.cutout_mm),
+        ssd_mm=round(ssd, 1),
+        entry_mm=_point(entry),
+        isocenter_mm=_point(frame.isocenter_mm),
+        aperture_mm=_rounded(aperture),
         applicator_mm=[(float(x), float(y)) for x, y in opening],
         target=target,
         target_bev_mm=bev,

@@ -4,11 +4,10 @@ the page polls. Answers are JSON; a refused plan answers 422 with each problem k
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, HTTPException, Request, UploadFile
+from fastapi import APIRouter, Body, File, HTTPException, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 
 from rtexport.errors import ConfigError, PlanError
@@ -37,14 +36,9 @@ def refused(e: PlanError | ConfigError, status: int = 422) -> JSONResponse:
     )
 
 
-async def _json(request: Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise HTTPException(400, f"the request is not JSON: {e}") from e
-    if not isinstance(body, dict):
-        raise HTTPException(400, "the request must be a JSON object")
-    return body
+# The JSON body as an object (FastAPI parses it; the handlers stay plain functions, run on the thread pool, so a
+# slow setup never holds up the other requests).
+JsonBody = Annotated[dict[str, Any], Body()]
 
 
 def _plan_of(body: dict[str, Any]) -> dict[str, Any]:
@@ -98,8 +92,8 @@ def new_plan_page(request: Request, ws: WS, user: UserDep, course_id: str) -> HT
 
 
 @router.post("/plans", dependencies=[Csrf])
-async def create(request: Request, ws: WS, user: UserDep) -> JSONResponse:
-    plan = _plan_of(await _json(request))
+def create(ws: WS, user: UserDep, body: JsonBody) -> JSONResponse:
+    plan = _plan_of(body)
     try:
         editing.require_planning(ws)
         saved = editing.save_plan(ws, plan, actor_of(user))
@@ -110,9 +104,9 @@ async def create(request: Request, ws: WS, user: UserDep) -> JSONResponse:
 
 
 @router.post("/plans/{plan_id}/save", dependencies=[Csrf])
-async def save(request: Request, ws: WS, user: UserDep, plan_id: str) -> JSONResponse:
+def save(ws: WS, user: UserDep, plan_id: str, body: JsonBody) -> JSONResponse:
     known_plan(ws, plan_id)
-    plan = _plan_of(await _json(request))
+    plan = _plan_of(body)
     try:
         editing.require_planning(ws)
         saved = editing.save_plan(ws, plan, actor_of(user), plan_id=plan_id)
@@ -124,9 +118,8 @@ async def save(request: Request, ws: WS, user: UserDep, plan_id: str) -> JSONRes
 
 
 @router.post("/plans/{plan_id}/clone", dependencies=[Csrf])
-async def clone(request: Request, ws: WS, user: UserDep, plan_id: str) -> JSONResponse:
+def clone(ws: WS, user: UserDep, plan_id: str, body: JsonBody) -> JSONResponse:
     known_plan(ws, plan_id)
-    body = await _json(request)
     new_id, label = str(body.get("new_id", "")), str(body.get("label", ""))
     try:
         state = editing.clone(ws, plan_id, new_id, label, actor_of(user))
@@ -147,8 +140,8 @@ def download(ws: WS, user: UserDep, plan_id: str) -> Response:
 
 
 @router.post("/plans/upload", dependencies=[Csrf])
-async def upload(ws: WS, user: UserDep, file: Annotated[UploadFile, File()]) -> JSONResponse:
-    data = await file.read(MAX_PLAN_FILE + 1)
+def upload(ws: WS, user: UserDep, file: Annotated[UploadFile, File()]) -> JSONResponse:
+    data = file.file.read(MAX_PLAN_FILE + 1)
     if len(data) > MAX_PLAN_FILE:
         return error(413, f"{file.filename}: larger than {MAX_PLAN_FILE // 1000} kB; a plan file is a few kB")
     try:
@@ -180,8 +173,8 @@ def _beam_request(body: dict[str, Any]) -> tuple[dict[str, Any], int, str | None
 
 
 @router.post("/beams/preview", dependencies=[Csrf])
-async def beam_preview(request: Request, ws: WS, user: UserDep) -> JSONResponse:
-    plan, index, target = _beam_request(await _json(request))
+def beam_preview(ws: WS, user: UserDep, body: JsonBody) -> JSONResponse:
+    plan, index, target = _beam_request(body)
     try:
         return JSONResponse(asdict(beamtools.preview(ws, plan, index, target)))
     except PlanError as e:
@@ -189,8 +182,7 @@ async def beam_preview(request: Request, ws: WS, user: UserDep) -> JSONResponse:
 
 
 @router.post("/beams/cutout", dependencies=[Csrf])
-async def beam_cutout(request: Request, ws: WS, user: UserDep) -> JSONResponse:
-    body = await _json(request)
+def beam_cutout(ws: WS, user: UserDep, body: JsonBody) -> JSONResponse:
     plan, index, target = _beam_request(body)
     margin = body.get("margin_mm", 0)
     if not target or not isinstance(margin, int | float):
@@ -202,8 +194,8 @@ async def beam_cutout(request: Request, ws: WS, user: UserDep) -> JSONResponse:
 
 
 @router.post("/beams/energy", dependencies=[Csrf])
-async def beam_energy(request: Request, ws: WS, user: UserDep) -> JSONResponse:
-    plan, index, target = _beam_request(await _json(request))
+def beam_energy(ws: WS, user: UserDep, body: JsonBody) -> JSONResponse:
+    plan, index, target = _beam_request(body)
     try:
         found = beamtools.suggest_energy(ws, plan, index, target)
     except PlanError as e:

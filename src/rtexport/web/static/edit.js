@@ -56,7 +56,7 @@
 
   // One field: label, input and the place for its problem (data-for: the plan file key).
   const field = (key, label, input) => {
-    const id = "f-" + key.replace(/[^A-Za-z0-9]+/g, "-");
+    const id = "f-" + key.replace(/[^A-Za-z0-9_]+/g, "-");
     input.id = id; input.dataset.key = key;
     return el("div", { class: "field" }, el("label", { for: id, text: label }), input, el("span", { class: "problem", "data-for": key }));
   };
@@ -287,6 +287,9 @@
       return;
     }
     const i = Number(card.dataset.index);
+    if (e.target.dataset.key === `beam[${i}].name`) {
+      $("h3", card).textContent = "Beam " + (i + 1) + (e.target.value ? " · " + e.target.value : "");
+    }
     if (e.target.dataset.key === `beam[${i}].setup`) {
       for (const kind of ["target", "aim", "isocenter"]) $(".setup-" + kind, card).hidden = e.target.value !== kind;
     }
