@@ -121,6 +121,7 @@ def build_plan_in_the_page(page: Any, url: str, scans: Path) -> None:
     expect(page.locator("#f-beam-1-name")).to_be_focused()
     beam_by_keyboard(page, 1, "ANT_OBL", "20", "0.4", bolus=False)
     page.screenshot(path=str(SCREENSHOT), full_page=True)
+    assert accessibility_problems(page) == []
     press(page, "#save-plan")
     expect(page.locator("h1")).to_contain_text("Page plan")
 
@@ -184,3 +185,54 @@ def test_plan_built_in_the_page_exports_as_its_plan_file_loads(home: Path, tmp_p
     assert [b.BeamName for b in rp.BeamSequence] == ["ANT", "ANT_OBL"]
     for p in (tmp_path / "from-page").glob("*.dcm"):
         assert_valid(p)
+
+
+# What an accessibility checker (axe) looks at in the blocks: every control has a label, every button a name no other
+# button has, and text contrasts with what is behind it by at least 4.5:1 (3:1 for large text), WCAG 2.1 AA.
+A11Y = """root => {
+  const problems = [];
+  const shown = (e) => e.offsetParent !== null || e.getClientRects().length > 0;
+  const name = (e) => (e.getAttribute("aria-label") || e.textContent || "").trim();
+  for (const c of root.querySelectorAll("input:not([type=hidden]), select, textarea")) {
+    const labelled = (c.labels && c.labels.length) || c.getAttribute("aria-label");
+    if (shown(c) && !labelled) problems.push("no label: " + c.outerHTML.slice(0, 80));
+  }
+  const names = new Map();
+  for (const b of root.querySelectorAll("button")) {
+    if (!shown(b)) continue;
+    const n = name(b);
+    if (!n) problems.push("button without a name: " + b.outerHTML.slice(0, 80));
+    if (names.has(n)) problems.push("two buttons named " + JSON.stringify(n));
+    names.set(n, b);
+  }
+  const rgb = (s) => (s.match(/[\\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => {
+    const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const behind = (e) => {
+    for (let n = e; n; n = n.parentElement) {
+      const c = rgb(getComputedStyle(n).backgroundColor);
+      if (c.length === 3 || (c.length === 4 && c[3] > 0.5)) return c.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  for (const e of root.querySelectorAll("*")) {
+    if (!shown(e) || e.closest("svg")) continue;
+    const text = Array.from(e.childNodes).some((n) => n.nodeType === 3 && n.textContent.trim());
+    if (!text) continue;
+    const style = getComputedStyle(e);
+    const a = lum(rgb(style.color).slice(0, 3)), b = lum(behind(e));
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    const size = parseFloat(style.fontSize), bold = Number(style.fontWeight) >= 700;
+    const needed = size >= 24 || (bold && size >= 18.66) ? 3 : 4.5;
+    const what = `${e.tagName} ${e.textContent.trim().slice(0, 40)}`;
+    if (ratio < needed) problems.push(`contrast ${ratio.toFixed(2)}:1 < ${needed}: ${what}`);
+  }
+  return problems;
+}"""
+
+
+def accessibility_problems(page: Any, root: str = "#editor") -> list[str]:
+    found: list[str] = page.locator(root).evaluate(A11Y)
+    return found

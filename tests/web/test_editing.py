@@ -248,3 +248,15 @@ def test_import_from_a_folder_under_the_import_roots(client: TestClient, home: P
     assert rsp.status_code == 303 and rsp.headers["location"] == "/courses/C2/plans/new"
     page = client.get("/courses/C2/plans/new").text
     assert "Course C2 imported: 16 CT slice(s)" in page and 'data-source="/courses/C2/new.json"' in page
+
+
+def test_an_unusual_value_is_saved_once_acknowledged(client: TestClient, home: Path) -> None:
+    token = log_in(client, PLANNER)
+    plan = _plan(client)["plan"]
+    plan["beam"][1]["ssd_mm"] = 1200
+    problems = _save(client, token, plan).json()["problems"]
+    assert [p["field"] for p in problems] == ["beam[1].ssd_mm"]
+    assert problems[0]["message"].endswith('acknowledge it on beam[1]: acknowledge = ["ssd_mm"]')
+    plan["beam"][1]["acknowledge"] = ["ssd_mm"]
+    assert _save(client, token, plan).json()["revision"] == 2
+    assert _plan(client)["plan"]["beam"][1]["acknowledge"] == ["ssd_mm"]

@@ -90,7 +90,7 @@
           field(k("name"), "Name", el("input", { value: b.name ?? "", maxlength: 16, required: true })),
           el("div", { class: "field-with-action" },
             field(k("energy_mev"), "Energy (MeV)", select(m.energies, b.energy_mev, "choose")),
-            el("button", { type: "button", "data-action": "suggest-energy", "data-index": i, text: "Suggest energy" }),
+            el("button", { type: "button", "data-action": "suggest-energy", "data-index": i, "aria-label": `Suggest energy for beam ${i + 1}`, text: "Suggest energy" }),
             el("span", { class: "hint suggestion", role: "status", "aria-live": "polite" })),
           field(k("applicator"), "Applicator", select(m.applicators, b.applicator, "choose")),
           field(k("gantry_deg"), "Gantry (°)", num(b.gantry_deg ?? 0, "float", { min: 0, max: 359.9 })),
@@ -110,7 +110,7 @@
           el("div", { class: "from-target" },
             field(k("cutout_target"), "Cutout from target", select(structureNames(), b.target || "PTV", "choose")),
             field(k("margin_mm"), "Margin (mm)", num(10, "float", { min: 0, max: 100 })),
-            el("button", { type: "button", "data-action": "cutout-from-target", "data-index": i, text: "Make cutout from target" })),
+            el("button", { type: "button", "data-action": "cutout-from-target", "data-index": i, "aria-label": `Make the cutout of beam ${i + 1} from the target`, text: "Make cutout from target" })),
           el("fieldset", { class: "bolus" }, el("legend", { text: "Bolus" }),
             field(k("bolus.on"), "Bolus on this beam", el("input", { type: "checkbox", checked: bolus !== null })),
             field(k("bolus.thickness_mm"), "Thickness (mm)", num(bolus ? bolus.thickness_mm : 10)),
@@ -182,6 +182,19 @@
     return plan;
   }
 
+  // A value outside its usual range is accepted once acknowledged as intended (kept with the plan, as in a file).
+  function acknowledgeButton(name, beam) {
+    const button = el("button", { type: "button", class: "acknowledge", text: `Acknowledge ${name} as intended` });
+    button.addEventListener("click", () => {
+      const holder = beam ? $(`.beam[data-index="${beam[1]}"]`) : null;
+      const extra = holder ? JSON.parse(holder.dataset.extra || "{}") : planExtra;
+      extra.acknowledge = Array.from(new Set([...(extra.acknowledge || []), name]));
+      if (holder) holder.dataset.extra = JSON.stringify(extra);
+      button.replaceWith(`acknowledged: save again`);
+    });
+    return button;
+  }
+
   // Problems beside their fields: the longest key that has a place, else the plan-wide place.
   function clearProblems(root = editor) {
     for (const p of $$(".problem", root)) p.textContent = "";
@@ -199,7 +212,9 @@
       }
       if (!place) continue;
       const shown = p.field && p.field !== key ? p.field + ": " + p.message : p.message;
-      place.textContent = (place.textContent ? place.textContent + " · " : "") + shown;
+      place.append((place.textContent ? " · " : "") + shown);
+      const ack = /acknowledge = \["(\w+)"\]/.exec(p.message);
+      if (ack) place.append(" ", acknowledgeButton(ack[1], /^beam\[(\d+)\]/.exec(p.field)));
       place.id = place.id || "problem-" + Math.random().toString(36).slice(2);
       const input = place.parentElement && $("input, select, textarea", place.parentElement);
       if (input && place.parentElement.classList.contains("field")) { input.setAttribute("aria-invalid", "true"); input.setAttribute("aria-describedby", place.id); }
