@@ -9,6 +9,8 @@ from rtexport.model.plan import Plan
 
 
 def _flatten(value: Any, key: str, out: dict[str, Any]) -> None:
+    if isinstance(value, list) and not value:
+        return  # an empty list says what an absent key says
     if isinstance(value, dict):
         for k, v in value.items():
             _flatten(v, f"{key}.{k}" if key else str(k), out)
