@@ -88,6 +88,29 @@ def beam_by_keyboard(page: Any, i: int, name: str, gantry: str, weight: str, bol
     expect(page.locator(f".beam[data-index='{i}'] .bev-facts")).to_contain_text("depth on the central axis")
 
 
+def drag_a_cutout_corner(page: Any, i: int) -> None:
+    """Drag the cutout's first corner in the beam's-eye view: the typed polygon follows."""
+    from playwright.sync_api import expect
+
+    text = page.locator(f"#f-beam-{i}-cutout_mm")
+    expect(page.locator(f".beam[data-index='{i}'] .bev-handle")).not_to_have_count(0)
+    expect(page.locator("#editor")).to_have_attribute("data-busy", "0")  # the previews asked for are drawn
+    before = text.input_value().splitlines()
+    handle = page.locator(f".beam[data-index='{i}'] .bev-handle").first
+    handle.scroll_into_view_if_needed()
+    box = handle.bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + 3, y + 3, steps=3)
+    page.mouse.up()
+    after = text.input_value().splitlines()
+    assert after[0] != before[0] and after[1:] == before[1:]
+    u0, v0 = (float(c) for c in before[0].split())
+    u1, v1 = (float(c) for c in after[0].split())
+    assert u1 > u0 and v1 < v0  # right and down on the screen: +x, -y in the beam's-eye view
+
+
 def log_in(page: Any, url: str, user: tuple[str, str], path: str) -> None:
     page.goto(f"{url}{path}")
     page.fill("input[name=name]", user[0])
@@ -104,7 +127,7 @@ def build_plan_in_the_page(page: Any, url: str, scans: Path) -> None:
     row.locator("input[name=course_id]").fill("C2")
     row.locator("button").click()
     expect(page.locator("h1")).to_contain_text("New plan")
-    page.wait_for_selector("#f-external option", state="attached")
+    expect(page.locator("#editor")).to_have_attribute("data-ready", "true")
     page.select_option("#f-external", "OUTLINE2")
     page.fill("#f-id", "PG-1")
     page.fill("#f-label", "Page plan")
@@ -117,6 +140,7 @@ def build_plan_in_the_page(page: Any, url: str, scans: Path) -> None:
     press(page, "#add-beam")
     expect(page.locator("#f-beam-0-name")).to_be_focused()
     beam_by_keyboard(page, 0, "ANT", "0", "0.6", bolus=True)
+    drag_a_cutout_corner(page, 0)
     press(page, ".beam[data-index='0'] button[data-action=clone-beam]")
     expect(page.locator("#f-beam-1-name")).to_be_focused()
     beam_by_keyboard(page, 1, "ANT_OBL", "20", "0.4", bolus=False)
@@ -124,6 +148,7 @@ def build_plan_in_the_page(page: Any, url: str, scans: Path) -> None:
     assert accessibility_problems(page) == []
     press(page, "#save-plan")
     expect(page.locator("h1")).to_contain_text("Page plan")
+    expect(page.locator("#editor")).to_have_attribute("data-ready", "true")
 
 
 def test_plan_built_in_the_page_exports_as_its_plan_file_loads(home: Path, tmp_path: Path) -> None:
@@ -158,6 +183,7 @@ def test_plan_built_in_the_page_exports_as_its_plan_file_loads(home: Path, tmp_p
         form.locator("button").click()
         expect(physicist.locator(".state")).to_contain_text("Approved")
         physicist.reload()
+        expect(physicist.locator("#editor")).to_have_attribute("data-ready", "true")
         expect(physicist.locator("#approved-note")).to_be_visible()
         expect(physicist.locator("#save-plan")).to_be_disabled()
         browser.close()

@@ -222,7 +222,7 @@
   }
 
   // The beam's-eye view: applicator (dashed), target projection, cutout; +x right, +y up.
-  function bevSvg(p) {
+  function bevSvg(p, textarea, onDone) {
     const all = [...p.applicator_mm, ...p.aperture_mm, ...p.target_bev_mm];
     const r = Math.max(50, ...all.map(([x, y]) => Math.max(Math.abs(x), Math.abs(y)))) * 1.1;
     const pts = (poly) => poly.map(([x, y]) => `${x},${-y}`).join(" ");
@@ -238,12 +238,46 @@
     if (p.applicator_mm.length) add("polygon", { points: pts(p.applicator_mm), class: "bev-app" });
     if (p.target_bev_mm.length) add("polygon", { points: pts(p.target_bev_mm), class: "bev-target" });
     if (p.aperture_mm.length) add("polygon", { points: pts(p.aperture_mm), class: "bev-cutout" });
+    if (textarea) editable(svg, add, r, textarea, onDone);
     return svg;
   }
-  const previewTimers = {};
+
+  // A typed cutout's corners can be dragged in the beam's-eye view (the text is the keyboard's way to them).
+  function editable(svg, add, r, textarea, onDone) {
+    const points = polygon(textarea.value);
+    if (!points || points.some((q) => q.length !== 2 || !q.every(Number.isFinite))) return;
+    const shape = svg.querySelector(".bev-cutout");
+    const draw = () => {
+      shape.setAttribute("points", points.map(([x, y]) => `${x},${-y}`).join(" "));
+      textarea.value = points.map((q) => q.join(" ")).join("\n");
+    };
+    points.forEach((q, k) => {
+      const handle = add("circle", { cx: q[0], cy: -q[1], r: r * 0.035, class: "bev-handle" });
+      handle.addEventListener("pointerdown", (e) => { handle.setPointerCapture(e.pointerId); e.preventDefault(); });
+      handle.addEventListener("pointermove", (e) => {
+        if (!handle.hasPointerCapture(e.pointerId)) return;
+        const at = new DOMPoint(e.clientX, e.clientY).matrixTransform(svg.getScreenCTM().inverse());
+        q[0] = Math.round(at.x * 2) / 2; q[1] = Math.round(-at.y * 2) / 2;
+        handle.setAttribute("cx", q[0]); handle.setAttribute("cy", -q[1]);
+        draw();
+      });
+      handle.addEventListener("pointerup", (e) => { handle.releasePointerCapture(e.pointerId); onDone(); });
+    });
+  }
+  // How many previews are asked for or on their way (data-busy, so a test can wait for the drawing to settle).
+  let busy = 0;
+  const setBusy = (d) => { busy += d; editor.dataset.busy = String(busy); };
   async function preview(i) {
     const card = $(`.beam[data-index="${i}"]`);
     if (!card) return;
+    setBusy(1);
+    try {
+      await drawPreview(i, card);
+    } finally {
+      setBusy(-1);
+    }
+  }
+  async function drawPreview(i, card) {
     const fig = $(".bev-preview", card);
     const rsp = await post("/beams/preview", { plan: collect(), index: i });
     const body = await rsp.json();
@@ -252,11 +286,16 @@
       $(".bev-svg", fig).replaceChildren();
       return;
     }
-    $(".bev-svg", fig).replaceChildren(bevSvg(body));
+    const typed = $(`[data-key="beam[${i}].cutout_mm"]`, card);
+    $(".bev-svg", fig).replaceChildren(bevSvg(body, typed.value.trim() ? typed : null, () => schedulePreview(i)));
     const depth = body.distal_mm === null ? "the central axis misses the target" : `target at ${body.proximal_mm}–${body.distal_mm} mm depth on the central axis`;
     $(".bev-facts", fig).textContent = `SSD ${body.ssd_mm} mm · isocenter (${body.isocenter_mm.join(", ")}) mm · ${depth}`;
   }
-  const schedulePreview = (i) => { clearTimeout(previewTimers[i]); previewTimers[i] = setTimeout(() => preview(i), 300); };
+  const previewTimers = {};
+  const schedulePreview = (i) => {
+    if (previewTimers[i]) clearTimeout(previewTimers[i]); else setBusy(1);
+    previewTimers[i] = setTimeout(() => { delete previewTimers[i]; preview(i); setBusy(-1); }, 300);
+  };
 
   async function beamHelp(action, i, card) {
     const plan = collect();
@@ -401,5 +440,6 @@
       $("#approved-note").hidden = false;
       if (computeButton) computeButton.disabled = true;
     }
+    editor.dataset.ready = "true";
   })();
 })();
