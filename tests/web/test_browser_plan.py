@@ -128,6 +128,12 @@ def build_plan_in_the_page(page: Any, url: str, scans: Path) -> None:
     row.locator("button").click()
     expect(page.locator("h1")).to_contain_text("New plan")
     expect(page.locator("#editor")).to_have_attribute("data-ready", "true")
+    # Saved empty: each problem beside its field, the first such field focused, nothing stored.
+    page.click("#save-plan")
+    expect(page.locator(".problem[data-for=id]")).to_contain_text("Field required")
+    expect(page.locator(".problem[data-for=beam]")).not_to_be_empty()
+    expect(page.locator("#f-id")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#f-id")).to_be_focused()
     page.select_option("#f-external", "OUTLINE2")
     page.fill("#f-id", "PG-1")
     page.fill("#f-label", "Page plan")
