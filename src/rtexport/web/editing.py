@@ -4,6 +4,7 @@ the page polls. Answers are JSON; a refused plan answers 422 with each problem k
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Annotated, Any
 
@@ -11,6 +12,7 @@ from fastapi import APIRouter, Body, File, HTTPException, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 
 from rtexport.errors import ConfigError, PlanError
+from rtexport.model.course import Course
 from rtexport.model.people import User
 from rtexport.services import beamtools, editing
 from rtexport.services.courses import courses as all_courses
@@ -48,7 +50,7 @@ def _plan_of(body: dict[str, Any]) -> dict[str, Any]:
     return plan
 
 
-def _course(ws: Workspace, course_id: str) -> Any:
+def _course(ws: Workspace, course_id: str) -> Course:
     found = next((c for c in all_courses(ws) if c.id == course_id), None)
     if found is None:
         raise HTTPException(404, f"no course {course_id!r} in this workspace")
@@ -205,7 +207,7 @@ def beam_energy(ws: WS, user: UserDep, body: JsonBody) -> JSONResponse:
                          "message": found.message})  # fmt: skip
 
 
-def _dose_work(request: Request, plan_id: str, user: User) -> Any:
+def _dose_work(request: Request, plan_id: str, user: User) -> Callable[[Job], None]:
     home, actor = request.app.state.home, actor_of(user)
 
     def work(job: Job) -> None:
