@@ -86,6 +86,7 @@ def beam_by_keyboard(page: Any, i: int, name: str, gantry: str, weight: str, bol
     press(page, f".beam[data-index='{i}'] button[data-action=suggest-energy]")
     expect(page.locator(f".beam[data-index='{i}'] .suggestion")).to_contain_text("reaches PTV's distal surface at")
     expect(page.locator(f".beam[data-index='{i}'] .bev-facts")).to_contain_text("depth on the central axis")
+    expect(page.locator(f".beam[data-index='{i}'] .axial-preview .axial-axis")).to_have_count(1)
 
 
 def drag_a_cutout_corner(page: Any, i: int) -> None:

@@ -179,6 +179,11 @@ def test_beam_help_energy_cutout_and_setup(client: TestClient) -> None:
     seen = client.post("/beams/preview", json={"plan": plan, "index": 0}, headers=headers).json()
     assert seen["ssd_mm"] == 1000.0 and seen["target"] == "PTV"
     assert 0 < seen["proximal_mm"] < seen["distal_mm"]
+    axial = seen["axial"]  # the beam on the CT slice of its entry: from the source through the entry point
+    assert set(axial["outlines"]) >= {plan["external"], "PTV"} and len(axial["edges"]) == 2
+    (sx, sy), (ex, ey) = axial["axis"]
+    assert (sx, sy) == (seen["isocenter_mm"][0], seen["isocenter_mm"][1] - 1000)  # gantry 0: straight down, SAD
+    assert ex == sx and ey == round(seen["entry_mm"][1] + 50, 1)
     energy = client.post("/beams/energy", json={"plan": plan, "index": 0}, headers=headers).json()
     shallower = [e for e in energy["r90"] if e["energy_mev"] < energy["energy_mev"]]
     chosen = next(e for e in energy["r90"] if e["energy_mev"] == energy["energy_mev"])

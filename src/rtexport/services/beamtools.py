@@ -4,14 +4,16 @@ reaches the target's distal surface along the central axis, as the original appl
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from rtexport.errors import PlanError
+from rtexport.geometry.iec import BeamFrame, Point
+from rtexport.model.course import Contour, CTGeometry
 from rtexport.model.plan import Plan, default_cutout, parse_plan
 from rtexport.model.site import Site
 from rtexport.services.editing import plan_text
@@ -40,6 +42,7 @@ class BeamPreview:
     target_bev_mm: list[tuple[float, float]]
     proximal_mm: float | None
     distal_mm: float | None
+    axial: dict[str, Any] = field(default_factory=dict)  # the beam on the CT slice of its entry: see _axial
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,34 @@ def _rounded(points: FloatArray) -> list[tuple[float, float]]:
     return [(round(float(x), 1), round(float(y), 1)) for x, y in points]
 
 
+def _axial(
+    frame: BeamFrame,
+    ssd: float,
+    entry: Point,
+    aperture: FloatArray,
+    contours: Mapping[str, Sequence[Contour]],
+    ct: CTGeometry,
+) -> dict[str, Any]:
+    """The beam drawn on the axial CT slice nearest its surface entry point: the outlines of the structures on that
+    slice, the source, and the central axis and the field's edges (the aperture's extremes along X_b) from the source
+    to 50 mm past the entry — in the slice's plane for couch 0 (else their projection onto it)."""
+    z = ct.slice_z_mm[int(np.argmin(np.abs(np.asarray(ct.slice_z_mm) - entry[2])))]
+    half = ct.slice_spacing_mm / 2 + 1e-6
+    outlines = {
+        name: [[(round(float(x), 1), round(float(y), 1)) for x, y, _ in c.points_mm] for c in found
+               if len(c.points_mm) >= 3 and abs(float(np.mean(c.points_mm[:, 2])) - z) <= half]
+        for name, found in contours.items()
+    }  # fmt: skip
+    far = ssd + 50.0
+    lines = [[frame.source_mm, frame.point_at(far)]]
+    if len(aperture):
+        for u in (float(aperture[:, 0].min()), float(aperture[:, 0].max())):
+            end = frame.from_fan(u, 0.0, far)
+            lines.append([frame.source_mm, (float(end[0]), float(end[1]), float(end[2]))])
+    flat = [[(round(p[0], 1), round(p[1], 1)) for p in line] for line in lines]
+    return {"z_mm": round(float(z), 1), "outlines": outlines, "axis": flat[0], "edges": flat[1:]}
+
+
 def _point(p: tuple[float, float, float]) -> tuple[float, float, float]:
     return round(p[0], 1), round(p[1], 1), round(p[2], 1)
 
@@ -153,6 +184,7 @@ def preview(ws: Workspace, data: Mapping[str, Any], index: int, target: str | No
         target_bev_mm=bev,
         proximal_mm=proximal,
         distal_mm=distal,
+        axial=_axial(frame, ssd, entry, aperture, contours, course.ct),
     )
 
 

@@ -242,6 +242,32 @@
     return svg;
   }
 
+  // The beam on the axial CT slice of its entry: outlines, central axis (solid) and field edges (dashed); +x to
+  // the image's right (patient left), +y down (posterior), as the CT pictures show it.
+  function axialSvg(p) {
+    const a = p.axial;
+    const all = Object.values(a.outlines).flat(2);
+    if (!all.length) return document.createTextNode("");
+    const xs = all.map((q) => q[0]), ys = all.map((q) => q[1]);
+    const pad = 20, x0 = Math.min(...xs) - pad, y0 = Math.min(...ys) - pad;
+    const w = Math.max(...xs) + pad - x0, h = Math.max(...ys) + pad - y0;
+    const ns = "http://www.w3.org/2000/svg";
+    const svg = document.createElementNS(ns, "svg");
+    svg.setAttribute("viewBox", `${x0} ${y0} ${w} ${h}`);
+    svg.setAttribute("role", "img");
+    svg.setAttribute("class", "axial-preview");
+    svg.setAttribute("aria-label", `Beam ${p.beam} on the axial slice at z ${a.z_mm} mm: central axis and field edges`);
+    const add = (tag, attrs) => { const e = document.createElementNS(ns, tag); for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v); svg.append(e); return e; };
+    add("rect", { x: x0, y: y0, width: w, height: h, class: "bev-bg" });
+    for (const [name, rings] of Object.entries(a.outlines)) {
+      const cls = name === p.target ? "axial-target" : "axial-outline";
+      for (const ring of rings) add("polygon", { points: ring.map((q) => q.join(",")).join(" "), class: cls });
+    }
+    for (const edge of a.edges) add("line", { x1: edge[0][0], y1: edge[0][1], x2: edge[1][0], y2: edge[1][1], class: "axial-edge" });
+    add("line", { x1: a.axis[0][0], y1: a.axis[0][1], x2: a.axis[1][0], y2: a.axis[1][1], class: "axial-axis" });
+    return svg;
+  }
+
   // A typed cutout's corners can be dragged in the beam's-eye view (the text is the keyboard's way to them).
   function editable(svg, add, r, textarea, onDone) {
     const points = polygon(textarea.value);
@@ -287,7 +313,7 @@
       return;
     }
     const typed = $(`[data-key="beam[${i}].cutout_mm"]`, card);
-    $(".bev-svg", fig).replaceChildren(bevSvg(body, typed.value.trim() ? typed : null, () => schedulePreview(i)));
+    $(".bev-svg", fig).replaceChildren(bevSvg(body, typed.value.trim() ? typed : null, () => schedulePreview(i)), axialSvg(body));
     const depth = body.distal_mm === null ? "the central axis misses the target" : `target at ${body.proximal_mm}–${body.distal_mm} mm depth on the central axis`;
     $(".bev-facts", fig).textContent = `SSD ${body.ssd_mm} mm · isocenter (${body.isocenter_mm.join(", ")}) mm · ${depth}`;
   }
