@@ -360,6 +360,16 @@
     if (action === "delete-beam") { plan.beam.splice(i, 1); render(plan); $("#add-beam").focus(); return; }
     beamHelp(action, i, button.closest(".beam"));
   });
+  // A field changed: its problem is no longer the one shown (the next save says whether it is solved).
+  editor.addEventListener("input", (e) => {
+    if ($("#editor-message").classList.contains("error")) say("");
+    const field = e.target.closest(".field");
+    if (!field || !e.target.hasAttribute("aria-invalid")) return;
+    e.target.removeAttribute("aria-invalid");
+    e.target.removeAttribute("aria-describedby");
+    const place = $(".problem", field);
+    if (place) place.textContent = "";
+  });
   editor.addEventListener("change", (e) => {
     const card = e.target.closest(".beam");
     if (!card) {
@@ -382,6 +392,7 @@
     $(`[data-key="override[${plan.override.length - 1}].structure"]`).focus();
   });
   $("#add-beam").addEventListener("click", () => {
+    $('.problem[data-for="beam"]').textContent = "";
     const plan = collect();
     const m = machine();
     plan.beam.push({ name: "B" + (plan.beam.length + 1), energy_mev: m.energies[0], applicator: m.applicators[0], gantry_deg: 0, collimator_deg: 0, couch_deg: 0, target: structureNames().find((n) => /PTV|CTV|GTV/i.test(n)) || "" });
@@ -398,7 +409,7 @@
     const rsp = await post(planId ? `/plans/${encodeURIComponent(planId)}/save` : "/plans", { plan });
     const body = await rsp.json();
     if (!rsp.ok) {
-      say(body.error || body.detail, "error");
+      say("Not saved: " + (body.error || body.detail), "error");
       showProblems(body.problems || []);
       const first = $("[aria-invalid]", editor);
       if (first) first.focus();
