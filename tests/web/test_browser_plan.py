@@ -193,6 +193,11 @@ def test_plan_built_in_the_page_exports_as_its_plan_file_loads(home: Path, tmp_p
         expect(physicist.locator("#editor")).to_have_attribute("data-ready", "true")
         expect(physicist.locator("#approved-note")).to_be_visible()
         expect(physicist.locator("#save-plan")).to_be_disabled()
+        physicist.fill("#clone-id", "PG-2")
+        physicist.click("#clone-form button")
+        expect(physicist.locator("h1")).to_contain_text("PG-2")
+        expect(physicist.locator("#editor")).to_have_attribute("data-ready", "true")
+        expect(physicist.locator("#save-plan")).to_be_enabled()  # the copy is not approved
         browser.close()
     assert [e for e in errors if "edit.js" in e] == []  # the blocks' own script (plan.js is the Export block's)
 

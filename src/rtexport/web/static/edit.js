@@ -421,7 +421,7 @@
   });
 
   const cloneForm = $("#clone-form");
-  cloneForm.addEventListener("submit", async (e) => {
+  if (cloneForm) cloneForm.addEventListener("submit", async (e) => {
     e.preventDefault();
     const rsp = await post(`/plans/${encodeURIComponent(planId)}/clone`, { new_id: $("#clone-id").value, label: $("#clone-label").value });
     const body = await rsp.json();
