@@ -383,3 +383,38 @@ def aim_plan(plan: Plan, site: Site, ct: CTGeometry, contours: Mapping[str, Sequ
     if problems:
         raise PlanError(f"plan {plan.id}: the beam setup does not fit course {plan.course}", problems)
     return AimedPlan(tuple(beams), bolus)
+
+
+def nominal_setup(
+    plan: Plan, site: Site, ct: CTGeometry, contours: Mapping[str, Sequence[Contour]], index: int = 0
+) -> tuple[BeamFrame, float, Point]:
+    """Beam ``index`` set up quickly, as if only its own bolus were on the skin (taken as its thickness along the
+    central axis): its frame, SSD and surface entry point. What the page shows while a beam is edited;
+    :func:`aim_plan` gives the exact setup with every bolus built. Raises :class:`PlanError` naming the problem."""
+    machine = site.machine(plan.machine)
+    if machine is None:
+        raise PlanError(f"plan {plan.id}: unknown machine {plan.machine!r}", [f"machine: unknown {plan.machine!r}"])
+    external = PlanarStructure(contours.get(plan.external, ()), ct.slice_spacing_mm)
+    if external.empty:
+        raise PlanError(
+            f"the External {plan.external!r} has no closed contour", [f"external: {plan.external!r} is empty"]
+        )
+    beam = plan.beams[index]
+    try:
+        aim = _first_aim(index, beam, site, plan, ct, external, contours)
+    except _Refused as e:
+        raise PlanError(f"beam {beam.name} cannot be set up", [str(e)]) from e
+    frame, direction = aim.nominal, aim.direction
+    if beam.aimed:
+        ssd = beam.ssd_mm or frame.sad_mm
+    else:
+        found = first_entry(
+            [external], np.asarray(frame.source_mm), direction, frame.sad_mm + _reach([external], aim.point)
+        )
+        if found is None:
+            raise PlanError(
+                f"beam {beam.name} cannot be set up",
+                [f"beam[{index}].isocenter_mm: the central axis never meets the External {plan.external!r}"],
+            )
+        ssd = found
+    return frame, float(ssd), frame.point_at(ssd)

@@ -141,6 +141,7 @@ class DicomSettings(_Model):
     local_ae_title: Text = "RTEXPORT"
     servers: list[DicomServer] = Field(default_factory=list)
     export_roots: list[Path] = Field(default_factory=list)
+    import_roots: list[Path] = Field(default_factory=list)  # where the web page may read courses to import
     # Storage commitment: the archive reports back on a new association to this port (register our AE there).
     commitment_port: Port | None = None
     # The address the commitment listener binds; empty: our address on the association to the archive.

@@ -11,7 +11,11 @@ nothing but :mod:`rtexport.services`, :mod:`rtexport.model` and :mod:`rtexport.e
 - :mod:`~rtexport.services.users`: add users (a physicist's consent), change roles, authenticate, log in
 - :mod:`~rtexport.services.access`: the password throttle shared by every password check
 - :mod:`~rtexport.services.courses`: import a course
-- :mod:`~rtexport.services.plans`: load, clone, list plans
+- :mod:`~rtexport.services.plans`: load, clone, list plans; :mod:`~rtexport.services.revisions`: what a revision
+  changed (kept in the audit)
+- :mod:`~rtexport.services.editing`: a plan made and changed on the page, through the door of ``plan load``;
+  :mod:`~rtexport.services.beamtools`: a beam's setup while edited, a cutout from a target, the energy to use
+- :mod:`~rtexport.services.importing`: the import roots' folders, listed and imported from the page
 - :mod:`~rtexport.services.dose`: compute dose
 - :mod:`~rtexport.services.checks`: the independent MU check, dose warnings
 - :mod:`~rtexport.services.approval`: authorize export, approve (acknowledging the MU check)

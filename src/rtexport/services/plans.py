@@ -10,6 +10,7 @@ from rtexport.model.people import Actor
 from rtexport.model.plan import Plan, dumps_plan, parse_plan, plan_digest, plan_problems, unusual_values
 from rtexport.model.site import Site
 from rtexport.model.state import PlanState
+from rtexport.services.revisions import plan_changes
 
 if TYPE_CHECKING:
     from rtexport.geometry.setup import AimedPlan
@@ -52,6 +53,7 @@ def _store(
 ) -> tuple[int, str]:
     """Store ``plan`` as a new plan or revision in one transaction: (revision number or 0 when unchanged, refusal)."""
     digest = plan_digest(plan)
+    changes: list[str] = []  # from the previous revision (none for a new plan)
     with ws.transaction():
         course_id = ws.plans.course_of(plan.id)
         if course_id is None:
@@ -71,9 +73,10 @@ def _store(
                     f"make an unapproved copy with 'rtexport plan clone {plan.id} NEW_ID'"
                 )
             number = last.number + 1
+            changes = plan_changes(parse_plan(last.toml, f"revision {last.number}"), plan)
         ws.plans.add_revision(plan.id, number, digest, text, secrets.token_hex(16), ws.now(), actor.name)
         acknowledged = {u.key: u.why for u in unusual_values(plan, site) if u.acknowledged}
-        ws.audit(actor, "plan-load", "ok", plan.id, number, source=source, acknowledged=acknowledged)
+        ws.audit(actor, "plan-load", "ok", plan.id, number, source=source, acknowledged=acknowledged, changes=changes)
     return number, ""
 
 

@@ -24,6 +24,8 @@ from rtexport.services.workspaces import open_workspace
 from rtexport.web import exports, pages, reports, signing
 from rtexport.web.auth import LoginRequired, add_security_headers, add_sessions
 from rtexport.web.common import HERE, error, error_page, wants_html
+from rtexport.web.editing import router as editing_router
+from rtexport.web.importing import router as importing_router
 from rtexport.web.jobs import Jobs
 
 LOGGER = logging.getLogger(__name__)
@@ -74,6 +76,8 @@ def create_app(
     _handlers(app)
     for module in (signing, pages, reports, exports):
         app.include_router(module.router)
+    app.include_router(editing_router)  # Course, Plan, Beams, Dose blocks
+    app.include_router(importing_router)  # import from the page
     return app
 
 
