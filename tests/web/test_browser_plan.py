@@ -184,9 +184,10 @@ def test_plan_built_in_the_page_exports_as_its_plan_file_loads(home: Path, tmp_p
         physicist.locator("details.approve summary").click()
         form.locator("input[name=name]").fill(PHYSICIST[0])
         form.locator("input[name=password]").fill(PHYSICIST[1])
-        ack = form.locator("input[name=acknowledge_mu_check]")
-        if ack.count():
-            ack.check()
+        for name in ("acknowledge_mu_check", "acknowledge_warnings"):  # what the physicist has reviewed
+            ack = form.locator(f"input[name={name}]")
+            if ack.count():
+                ack.check()
         form.locator("button").click()
         expect(physicist.locator(".state")).to_contain_text("Approved")
         physicist.reload()

@@ -28,7 +28,7 @@ class Job:
     id: str
     owner: str
     plan_id: str
-    kind: str  # "folder" or "server"
+    kind: str  # "folder", "server" or "dose"
     destination: str
     notice: str = ""  # what the user must know about what leaves (an RT Plan that leaves UNAPPROVED)
     state: str = "running"  # running → done | failed
@@ -76,6 +76,7 @@ class Job:
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
             end = self.finished if self.finished is not None else time.monotonic()
+            exported = self.kind != "dose"  # a dose job's results are its beams, not exported objects
             return {
                 "id": self.id,
                 "plan": self.plan_id,
@@ -90,8 +91,8 @@ class Job:
                 "findings": list(self.findings),
                 "warnings": list(self.warnings),
                 "notice": self.notice,
-                "results": ordered(self.results),
-                "summary": summary(self.results),
+                "results": ordered(self.results) if exported else [dict(r) for r in self.results],
+                "summary": summary(self.results) if exported else [],
                 "seconds": round(end - self.started, 1),
             }
 

@@ -127,6 +127,12 @@ class ExportFolder:
             fd = _make_below(fd, part, self.path)
         return fd, (self._missing[-1] if self._missing else None)
 
+    def directory(self) -> int:
+        """The folder itself as a new handle, made when it is the one folder missing (and the site's export root
+        with it); the caller closes the handle."""
+        fd, name = self.target()
+        return fd if name is None else _make_below(fd, name, self.path)
+
     def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
