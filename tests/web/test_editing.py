@@ -217,6 +217,7 @@ def test_dose_runs_as_a_job_then_a_physicist_approves(client: TestClient, home: 
         assert plan_state(ws, PLAN).dose is not None
     # the planner cannot approve with their own name; the physicist can
     approve_form = {"csrf": token, "name": PLANNER[0], "password": PLANNER[1], "acknowledge_mu_check": "true"}
+    approve_form["acknowledge_warnings"] = "true"  # the physicist has reviewed the plan's warnings
     client.post(f"/plans/{PLAN}/approve", data=approve_form)
     assert not _plan(client)["approved"]
     approve_form.update(name=PHYSICIST[0], password=PHYSICIST[1])

@@ -10,6 +10,7 @@ from rtexport.model.people import Actor
 from rtexport.model.plan import Plan, dumps_plan, parse_plan, plan_digest, plan_problems, unusual_values
 from rtexport.model.site import Site
 from rtexport.model.state import PlanState
+from rtexport.model.stored import parse_stored_plan
 from rtexport.services.revisions import plan_changes
 
 if TYPE_CHECKING:
@@ -73,7 +74,7 @@ def _store(
                     f"make an unapproved copy with 'rtexport plan clone {plan.id} NEW_ID'"
                 )
             number = last.number + 1
-            changes = plan_changes(parse_plan(last.toml, f"revision {last.number}"), plan)
+            changes = plan_changes(parse_stored_plan(last.toml, f"revision {last.number}")[0], plan)
         ws.plans.add_revision(plan.id, number, digest, text, secrets.token_hex(16), ws.now(), actor.name)
         acknowledged = {u.key: u.why for u in unusual_values(plan, site) if u.acknowledged}
         ws.audit(actor, "plan-load", "ok", plan.id, number, source=source, acknowledged=acknowledged, changes=changes)

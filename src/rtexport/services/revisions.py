@@ -23,7 +23,8 @@ def _flatten(value: Any, key: str, out: dict[str, Any]) -> None:
 
 def _keys(plan: Plan) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    _flatten(plan.model_dump(by_alias=True, exclude_none=True, mode="json"), "", out)
+    # a revision stored before a stricter rule is read unvalidated: its raw values, without serializer warnings
+    _flatten(plan.model_dump(by_alias=True, exclude_none=True, mode="json", warnings=False), "", out)
     return out
 
 
