@@ -48,15 +48,33 @@ def _try_lock(fd: int) -> bool | None:
     return True
 
 
-def make(d: int, name: str, folder: Path) -> int:
-    """Create the staging folder ``name`` in ``d`` and return a handle on it, locked as this export's."""
+def make(d: int, beside_of: str | None, folder: Path) -> tuple[str, int]:
+    """Create a staging folder in ``d`` (see :func:`new_name`) and return its name and a handle on it, locked as
+    this export's. Between its creation and its lock, another export may take it for an interrupted one's and
+    remove it: then another name is tried."""
+    for _ in range(8):
+        name = new_name(beside_of)
+        try:
+            os.mkdir(name, 0o777, dir_fd=d)  # the umask gives the mode: the folder may become the export folder
+            sd = os.open(name, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=d)
+        except FileNotFoundError:
+            continue  # removed as stale before we opened it
+        except OSError as e:
+            raise WriteError(f"cannot create a folder in {folder}: {describe(e)}; nothing was written") from e
+        if _try_lock(sd) is not False and _still_there(d, name, sd):
+            return name, sd
+        os.close(sd)
+    raise WriteError(f"cannot create a staging folder in {folder}: another program keeps removing them")
+
+
+def _still_there(d: int, name: str, sd: int) -> bool:
+    """Whether ``sd`` is still the folder ``name`` of ``d`` (not removed meanwhile)."""
     try:
-        os.mkdir(name, 0o777, dir_fd=d)  # the umask gives the mode: the folder may become the export folder
-        sd = os.open(name, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=d)
-    except OSError as e:
-        raise WriteError(f"cannot create a folder in {folder}: {describe(e)}; nothing was written") from e
-    _try_lock(sd)
-    return sd
+        st = os.stat(name, dir_fd=d, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    own = os.fstat(sd)
+    return own.st_nlink > 0 and (st.st_dev, st.st_ino) == (own.st_dev, own.st_ino)
 
 
 def remove(d: int, name: str, sd: int) -> None:

@@ -105,8 +105,7 @@ def _into_new(
     report = WriteReport(folder)
     report.removed_stale = staging.remove_stale(parent, staging.beside(name), folder.parent, time.time(), False)
     _check_space(parent, objects, folder)
-    temporary = staging.new_name(name)
-    sd = staging.make(parent, temporary, folder.parent)
+    temporary, sd = staging.make(parent, name, folder.parent)
     placed = False
     try:
         staging.fill(objects, sd, folder, progress)
@@ -179,8 +178,7 @@ def _into_existing(
     if not todo:
         return report
     _check_space(d, todo, folder)
-    temporary = staging.new_name(None)
-    sd = staging.make(d, temporary, folder)
+    temporary, sd = staging.make(d, None, folder)
     try:
         staging.fill(todo, sd, folder, progress)
         _put_in_place(todo, sd, d, folder, report)
