@@ -13,7 +13,7 @@ from rtexport.demo.phantom import PhantomSpec, write_phantom
 from rtexport.errors import SendError
 from rtexport.export.objects import ExportObject, ObjectKind, read_objects
 from rtexport.net.send import STREAMED_ABOVE, Destination, InstanceOutcome, InstanceResult, echo, send_objects
-from tests.support.orthanc import Orthanc
+from tests.support.orthanc import Orthanc, free_port
 from tests.support.storescp import StoreSCP, dataset_part
 
 from .conftest import CALLING_AE
@@ -66,8 +66,9 @@ def test_storage_commitment_against_orthanc(orthanc: Orthanc, objects: list[Expo
 def test_commitment_report_that_never_comes_is_reported(orthanc: Orthanc, objects: list[ExportObject]) -> None:
     """Orthanc calls back the port it knows; we listen elsewhere, so no report arrives."""
     _, _, port = orthanc.modalities["rtx"]
+    elsewhere = next(p for p in iter(free_port, None) if p != port)  # free now, unlike port + 1
     report = send_objects(
-        objects[:2], _dest(orthanc), CALLING_AE, commit=True, commit_listen_port=port + 1,
+        objects[:2], _dest(orthanc), CALLING_AE, commit=True, commit_listen_port=elsewhere,
         commit_listen_host="127.0.0.1", commit_timeout=2,
     )  # fmt: skip
 
@@ -75,7 +76,7 @@ def test_commitment_report_that_never_comes_is_reported(orthanc: Orthanc, object
     assert report.committed is None
     (problem,) = report.problems
     assert problem.startswith(f"storage commitment: no N-EVENT-REPORT from {_dest(orthanc)} within 2 s; ")
-    assert f"knows AE title '{CALLING_AE}' with this host and port {port + 1}" in problem
+    assert f"knows AE title '{CALLING_AE}' with this host and port {elsewhere}" in problem
 
 
 def test_echo_orthanc_and_storescp(orthanc: Orthanc, storescp: StoreSCP) -> None:
