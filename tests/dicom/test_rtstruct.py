@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from io import BytesIO
 from typing import Any
 
 import numpy as np
 import pytest
+from pydicom import dcmread
 from pydicom.dataset import Dataset
 
 from rtexport.demo.phantom import rtstruct_dataset
-from rtexport.dicom.common import BuildContext
+from rtexport.dicom.common import BuildContext, encode
 from rtexport.dicom.rtstruct import bolus_roi_numbers, build_rtstruct, needs_derived_structure_set
 from rtexport.errors import BuildError
 from rtexport.model.course import Contour, Course
@@ -136,6 +138,22 @@ def test_each_bolus_is_a_bolus_roi_on_the_ct_slices(
         points = np.array(item.ContourData, dtype=float).reshape(-1, 3)
         np.testing.assert_allclose(points, contour.points_mm)
         assert item.ContourImageSequence[0].ReferencedSOPInstanceUID == by_z[float(points[0, 2])]
+
+
+def test_bolus_contours_read_back_from_the_written_file_as_given(
+    ctx: BuildContext, original: Dataset, plan: Plan, site: Site, bolus: dict[str, list[Contour]], course: Course
+) -> None:
+    """The file a reader opens holds each point to Decimal String precision, however the points were written."""
+    shifted = {"AP": [Contour(c.points_mm + np.array([0.0, 1 / 3, 0.0])) for c in bolus["AP"]]}  # 16 characters
+    for given in (bolus, shifted):
+        rs = build_rtstruct(ctx, original, plan, site, given, slices=course.slices, series_number=SERIES["RS"])
+        back = dcmread(BytesIO(encode(rs)))
+        number = bolus_roi_numbers(back)["AP"]
+        contours = next(c for c in back.ROIContourSequence if c.ReferencedROINumber == number).ContourSequence
+        for item, contour in zip(contours, given["AP"], strict=True):
+            points = np.array(item.ContourData, dtype=float).reshape(-1, 3)
+            assert int(item.NumberOfContourPoints) == len(points)
+            np.testing.assert_allclose(points, contour.points_mm, rtol=1e-12, atol=1e-9)
 
 
 def test_slice_planes_learnt_from_the_imported_contours_match_the_course(

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from rtexport.dose import PencilBeamEngine
-from rtexport.dose.output import CutoutOutOfRange
+from rtexport.dose.output import CutoutOutOfRange, cutout_output
 from rtexport.model.site import EnergyData, Site
 from tests.dose.media import FloatArray, beam, slab_medium, square
 
@@ -99,3 +99,21 @@ def test_a_measured_factor_sets_the_output_of_a_cutout_the_table_does_not_cover(
     assert got == pytest.approx(per_mu(site, 12.0, "10x10", 0.8), rel=0.005)
     within = peak_gy_per_mu(site, square(45.0), 12.0, measured=0.9)  # a measurement beats the table's interpolation
     assert within == pytest.approx(per_mu(site, 12.0, "10x10", 0.9), rel=0.005)
+
+
+def test_a_cutouts_output_follows_its_cutout_and_the_sites_table(site: Site) -> None:
+    """Outputs are kept between the plan's check and its dose: a different cutout or a changed table is new."""
+    machine = site.machines[0]
+    e, app = machine.energy(12.0), machine.applicator("10x10")
+    assert e is not None and app is not None
+    ref = machine.applicator(e.reference_applicator)
+    assert ref is not None
+    sad = machine.source_axis_distance_mm
+    first = cutout_output(e, app, ref, square(45.0), sad)
+    assert cutout_output(e, app, ref, square(45.0), sad) == first
+    assert cutout_output(e, app, ref, square(60.0), sad).factor == pytest.approx(table(e, 60.0), rel=0.005)
+    halved = e.model_copy(
+        update={"cutout_factors": [p.model_copy(update={"factor": p.factor / 2}) for p in e.cutout_factors]}
+    )
+    assert cutout_output(halved, app, ref, square(45.0), sad).factor == pytest.approx(first.factor / 2, rel=1e-9)
+    assert first.factor == pytest.approx(table(e, 45.0), rel=0.005)

@@ -17,11 +17,12 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
-from pydicom.charset import convert_encodings
+from pydicom.charset import convert_encodings, default_encoding
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
+from pydicom.tag import Tag
 from pydicom.uid import RTStructureSetStorage
-from pydicom.valuerep import DSfloat
 
 from rtexport.dicom.charset import UTF8, apply_character_set
 from rtexport.dicom.common import (
@@ -247,17 +248,24 @@ def set_external(ds: Dataset, name: str) -> None:
         observation.RTROIInterpretedType = RTROIInterpretedType.EXTERNAL.value
 
 
-def _contour_data(points: npt.NDArray[np.float64], memo: dict[tuple[float, bool], DSfloat]) -> list[DSfloat]:
-    """ContourData: each coordinate as :func:`ds_value` writes it, each distinct one (its sign included, so -0.0
-    stays itself) formatted once: a traced bolus repeats few coordinates, and formatting is most of its cost."""
+_CONTOUR_DATA = Tag(0x3006, 0x0050)
+
+
+def _contour_data(points: npt.NDArray[np.float64], memo: dict[tuple[float, bool], str]) -> RawDataElement:
+    """ContourData as it is written (explicit VR little endian): each coordinate as :func:`ds_value` writes it,
+    each distinct one (its sign included, so -0.0 stays itself) formatted once, joined as the file holds them.
+    A traced bolus repeats few coordinates; formatting, and pydicom writing each value, are most of its cost."""
     out = []
     for x in points.ravel().tolist():
         key = (x, math.copysign(1.0, x) < 0)
         value = memo.get(key)
         if value is None:
-            value = memo[key] = ds_value(x)
+            value = memo[key] = str(ds_value(x))
         out.append(value)
-    return out
+    raw = "\\".join(out).encode("ascii")
+    if len(raw) % 2:
+        raw += b" "  # DS values are padded to even length with a space (PS3.5 6.2)
+    return RawDataElement(_CONTOUR_DATA, "DS", len(raw), raw, 0, False, True)
 
 
 def add_bolus_rois(
@@ -278,7 +286,7 @@ def add_bolus_rois(
     taken = set(_rois_by_name(ds))
     next_roi = max([int(r.ROINumber) for r in ds.get("StructureSetROISequence", [])], default=0) + 1
     next_obs = max([int(o.ObservationNumber) for o in ds.get("RTROIObservationsSequence", [])], default=0) + 1
-    formatted: dict[tuple[float, bool], DSfloat] = {}
+    formatted: dict[tuple[float, bool], str] = {}
     for i, beam in enumerate(plan.beams):
         contours = bolus.get(beam.name)
         if beam.bolus is None:
@@ -315,7 +323,10 @@ def add_bolus_rois(
             item.ContourImageSequence = seq([sop_reference(images[sop], sop)])
             item.ContourGeometricType = _geometric_type(contour).value
             item.NumberOfContourPoints = len(points)
-            item.ContourData = _contour_data(points, formatted)
+            item[_CONTOUR_DATA] = _contour_data(points, formatted)
+            # as if read from a file of this encoding: pydicom writes the raw ContourData as it is (the item's
+            # other values are ASCII; a character set chosen later decodes the whole data set, this item too)
+            item.set_original_encoding(False, True, default_encoding)
             items.append(item)
         roi_contour = Dataset()
         roi_contour.ROIDisplayColor = list(_BOLUS_COLOR)

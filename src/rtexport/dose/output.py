@@ -243,8 +243,40 @@ def cutout_output(
 ) -> CutoutOutput:
     """The output of an aperture (``cutout_mm`` in the isocenter plane; None: the open applicator; the cutout
     ``cutout_distance_mm`` from the source, by default the applicator's tray); raise :class:`CutoutOutOfRange`
-    for a cutout the table does not cover and no measured factor is given."""
+    for a cutout the table does not cover and no measured factor is given. Kept for the same site objects and
+    cutout (checking a plan's cutouts and then computing its dose ask for each twice)."""
     tray = applicator.source_to_cutout_tray_mm if cutout_distance_mm is None else cutout_distance_mm
+    cutout = None if cutout_mm is None else np.asarray(cutout_mm, dtype=np.float64)
+    key = (
+        id(energy), id(applicator), id(reference), None if cutout is None else (cutout.shape, cutout.tobytes()),
+        sad_mm, measured_factor, tray, h,
+    )  # fmt: skip
+    kept = _OUTPUTS.get(key)
+    if kept is not None and all(a is b for a, b in zip(kept[0], (energy, applicator, reference), strict=True)):
+        return kept[1]
+    found = _cutout_output(energy, applicator, reference, cutout, sad_mm, measured_factor, tray, h, what)
+    if len(_OUTPUTS) >= _OUTPUTS_KEPT:
+        _OUTPUTS.clear()
+    _OUTPUTS[key] = ((energy, applicator, reference), found)  # holding them keeps their ids from being reused
+    return found
+
+
+_OutputKey = tuple[int, int, int, tuple[tuple[int, ...], bytes] | None, float, float | None, float, float]
+_OUTPUTS: dict[_OutputKey, tuple[tuple[EnergyData, Applicator, Applicator], CutoutOutput]] = {}
+_OUTPUTS_KEPT = 64
+
+
+def _cutout_output(
+    energy: EnergyData,
+    applicator: Applicator,
+    reference: Applicator,
+    cutout_mm: FloatArray | None,
+    sad_mm: float,
+    measured_factor: float | None,
+    tray: float,
+    h: float,
+    what: str,
+) -> CutoutOutput:
     bb = broad_beam(energy, reference, sad_mm, tray)
     water = _Water.of(bb, sad_mm, tray, h)
     opening = np.asarray(default_cutout(applicator.shape, applicator.opening_mm), dtype=np.float64)
