@@ -387,7 +387,7 @@ class Dimse:
         context_id: int | None = None
         command: Command | None = None
         command_bytes = bytearray()
-        fragments: list[bytes] = []  # joined once at the end: one copy of the data set, not two
+        fragments: list[bytes | memoryview] = []  # views into the PDUs, joined once: the data set's one copy
         received = 0
         while True:
             while not self._pending:
@@ -427,7 +427,7 @@ class Dimse:
                 if received > _MAX_DATA_SET:
                     raise self._protocol_error(f"a data set longer than {_MAX_DATA_SET} bytes")
                 if pdv.is_last:
-                    data_set = fragments[0] if len(fragments) == 1 else b"".join(fragments)
+                    data_set = b"".join(fragments)
                     self.trace(False, context_id, command, data_set)
                     return Message(context_id, command, data_set)
 

@@ -149,7 +149,7 @@ class PDV:
     context_id: int
     is_command: bool
     is_last: bool
-    data: bytes
+    data: bytes | memoryview  # received: a view into its PDU's body, not a copy
 
     @property
     def control(self) -> int:
@@ -329,16 +329,17 @@ def pdata_header(context_id: int, control: int, length: int) -> bytes:
     return PDATA_HEADER.pack(PDUType.P_DATA_TF, 0, length + PDV_OVERHEAD, length + 2, context_id, control)
 
 
-def _decode_pdata(body: bytes) -> PDataTF:
+def _decode_pdata(body: bytes | bytearray) -> PDataTF:
     pdvs = []
     pos = 0
+    view = memoryview(body)  # each PDV's data is a view: the data set is copied once, when its message is whole
     while pos < len(body):
         if pos + 6 > len(body):
             raise PDUError("truncated PDV item in a P-DATA-TF PDU")
         length, context_id, control = struct.unpack_from(">IBB", body, pos)
         if length < 2 or pos + 4 + length > len(body):
             raise PDUError(f"PDV item length {length} does not fit its P-DATA-TF PDU")
-        pdvs.append(PDV(context_id, bool(control & 1), bool(control & 2), body[pos + 6 : pos + 4 + length]))
+        pdvs.append(PDV(context_id, bool(control & 1), bool(control & 2), view[pos + 6 : pos + 4 + length]))
         pos += 4 + length
     if not pdvs:
         raise PDUError("P-DATA-TF PDU without any PDV")
@@ -379,12 +380,12 @@ def _decode_associate(pdu_type: int, body: bytes) -> AssociateRQ | AssociateAC:
     return AssociateAC(called, calling, tuple(answers), user, app_context)
 
 
-def decode(pdu_type: int, body: bytes) -> PDU:
+def decode(pdu_type: int, body: bytes | bytearray) -> PDU:
     """The PDU record from its type and body (the bytes after the 6-byte header); raises PDUError."""
     if pdu_type == PDUType.P_DATA_TF:
         return _decode_pdata(body)
     if pdu_type in (PDUType.ASSOCIATE_RQ, PDUType.ASSOCIATE_AC):
-        return _decode_associate(pdu_type, body)
+        return _decode_associate(pdu_type, bytes(body))
     if pdu_type not in _TYPES:
         raise PDUError(f"unknown PDU type 0x{pdu_type:02x}", AbortReason.UNRECOGNIZED_PDU)
     if len(body) != 4:

@@ -128,8 +128,9 @@ class Transport:
                 raise ConnectionClosed
             got += n
 
-    def read_pdu(self, timer: Timer) -> tuple[int, bytes]:
-        """The next PDU's type and body. A P-DATA-TF longer than we announced raises PDUError unread."""
+    def read_pdu(self, timer: Timer) -> tuple[int, bytearray]:
+        """The next PDU's type and body (a fresh buffer each time: received PDVs are views into it). A P-DATA-TF
+        longer than we announced raises PDUError unread."""
         self._recv_into(memoryview(self._head), timer)
         pdu_type, _, length = pdu.HEADER.unpack(self._head)
         if pdu_type == PDUType.P_DATA_TF and self.max_pdata_length and length > self.max_pdata_length:
@@ -140,7 +141,7 @@ class Transport:
             raise PDUError(f"PDU type 0x{pdu_type:02x} of {length} bytes; not a DICOM peer?")
         body = bytearray(length)
         self._recv_into(memoryview(body), timer)
-        return pdu_type, bytes(body)
+        return pdu_type, body
 
     def drain_until_closed(self, timer: Timer) -> bool:
         """Discard whatever arrives until the peer closes (True) or the timer expires (False)."""
