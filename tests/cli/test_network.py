@@ -253,8 +253,11 @@ def test_query_at_each_level_then_retrieve_into_the_incoming_sets(
     assert record["outcome"] == "ok" and record["detail"]["completed"] == 17
 
 
-def test_query_refusals_name_the_cause(workspace: Workspace, archive: Orthanc) -> None:
+def test_query_refusals_name_the_cause(workspace: Workspace) -> None:
+    """Refused before any association: "pacs" names a port nobody listens on (no archive needed to refuse)."""
     home = workspace.home
+    pacs = [{"name": "pacs", "ae_title": "ORTHANC", "host": "127.0.0.1", "port": free_port()}]
+    edit_site_toml(home, lambda site: site["dicom"].update(servers=pacs))
     unknown = run_rtexport(home, "query", "nope")
     assert unknown.returncode == 2 and "no DICOM server 'nope' to query" in unknown.stderr
     level = run_rtexport(home, "query", "pacs", "--level", "image")
