@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import secrets
 from typing import TYPE_CHECKING
 
 from rtexport.errors import PlanError
+from rtexport.model.course import Course
 from rtexport.model.people import Actor
 from rtexport.model.plan import Plan, dumps_plan, parse_plan, plan_digest, plan_problems, unusual_values
 from rtexport.model.site import Site
@@ -40,12 +44,34 @@ def _check_fits(ws: Workspace, site: Site, plan: Plan, source: str) -> AimedPlan
         raise PlanError(f"{source}: the beam setup does not fit course {course.id}", e.problems) from e
 
 
-def _keep_setups(ws: Workspace, site: Site, plan_id: str, aimed: AimedPlan) -> PlanState:
-    """The plan's state, with the setups of its beams kept for its views (computed already by the checks)."""
+def _fits_key(site: Site, plan: Plan, course: Course) -> str:
+    """A digest of everything the checks of :func:`_check_fits` read: the plan (as its digest), the whole site and
+    the whole course (its CT slices by their hashes, its structure set by its hash)."""
+    parts = ["fits", 1, plan_digest(plan), site.model_dump_json(), dataclasses.asdict(course)]
+    return hashlib.sha256(json.dumps(parts, default=str, sort_keys=True).encode()).hexdigest()
+
+
+def _unchanged_and_fits(ws: Workspace, site: Site, plan: Plan) -> bool:
+    """Whether ``plan`` is its plan's last revision, already checked against this very site and course: then
+    loading it again changes nothing and finds nothing new, and the setup (seconds) can be skipped."""
+    if ws.plans.course_of(plan.id) != plan.course:
+        return False
+    if ws.plans.last_revision(plan.id).digest != plan_digest(plan):
+        return False
+    return ws.setups.get(_fits_key(site, plan, ws.course(plan.course))) is not None
+
+
+def _keep_setups(ws: Workspace, site: Site, plan: Plan, aimed: AimedPlan) -> PlanState:
+    """The plan's state, with the setups of its beams kept for its views (computed already by the checks), and a
+    note that ``plan`` fits the site and course as they are (so loading it unchanged again needs no setup)."""
     from rtexport.services.planview import keep_setups
 
-    state = ws.plan_state(plan_id)
-    keep_setups(ws, site, state, ws.course(state.plan.course), aimed)
+    state = ws.plan_state(plan.id)
+    course = ws.course(state.plan.course)
+    keep_setups(ws, site, state, course, aimed)
+    if plan_digest(plan) == state.revision.digest:
+        with ws.transaction():
+            ws.setups.put(_fits_key(site, plan, course), {"fits": True})
     return state
 
 
@@ -86,13 +112,15 @@ def load_plan(ws: Workspace, text: str, source: str, actor: Actor) -> tuple[Plan
     comments do not count). Returns the plan's state and whether anything changed."""
     plan = parse_plan(text, source)
     site = load_site(ws)
+    if _unchanged_and_fits(ws, site, plan):
+        return ws.plan_state(plan.id), False
     aimed = _check_fits(ws, site, plan, source)
     number, refusal = _store(ws, site, plan, text, source, actor, new_only=False)
     if refusal:
         last = ws.plans.last_revision(plan.id).number
         ws.audit(actor, "plan-load", "refused", plan.id, last, reason="plan is approved", source=source)
         raise PlanError(refusal)
-    return _keep_setups(ws, site, plan.id, aimed), number != 0
+    return _keep_setups(ws, site, plan, aimed), number != 0
 
 
 def clone_plan(ws: Workspace, plan_id: str, new_id: str, actor: Actor, label: str | None = None) -> PlanState:
@@ -111,7 +139,7 @@ def clone_plan(ws: Workspace, plan_id: str, new_id: str, actor: Actor, label: st
     with ws.transaction():
         _store(ws, site, clone, text, source, actor, new_only=True)
         ws.audit(actor, "plan-clone", "ok", new_id, 1, source_plan=plan_id, source_revision=state.revision.number)
-    return _keep_setups(ws, site, new_id, aimed)
+    return _keep_setups(ws, site, clone, aimed)
 
 
 def plan_states(ws: Workspace) -> list[PlanState]:
