@@ -60,3 +60,24 @@ def test_an_unchanged_plan_is_checked_again_when_the_site_changed(course_ws: Wor
     with pytest.raises(PlanError, match="plan does not fit the site or course") as refused:
         load_plan(course_ws, REFORMATTED, "plan.toml", ACTOR)
     assert any("has no 16 MeV" in p for p in refused.value.problems)
+
+
+def test_a_new_weight_reuses_the_cutout_check_a_new_cutout_does_not(
+    course_ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rtexport.dose import output
+
+    load_plan(course_ws, DEMO_PLAN, "plan.toml", ACTOR)
+    solved: list[str] = []
+    real = output.cutout_output
+
+    def counted(*args: Any, **kwargs: Any) -> output.CutoutOutput:
+        solved.append(str(kwargs["what"]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(output, "cutout_output", counted)
+    state, changed = load_plan(course_ws, DEMO_PLAN.replace("fractions = 25", "fractions = 20"), "plan.toml", ACTOR)
+    assert changed and state.revision.number == 2 and solved == []
+    smaller = DEMO_PLAN.replace("[[-65, -50], [65, -50]", "[[-60, -50], [65, -50]")
+    state, changed = load_plan(course_ws, smaller, "plan.toml", ACTOR)
+    assert changed and state.revision.number == 3 and len(solved) == len(state.plan.beams)

@@ -8,6 +8,7 @@ import json
 import secrets
 from typing import TYPE_CHECKING
 
+from rtexport import __version__
 from rtexport.errors import PlanError
 from rtexport.model.course import Course
 from rtexport.model.people import Actor
@@ -23,19 +24,45 @@ from rtexport.services.integrity import with_staleness
 from rtexport.services.site import load_site, site_status
 from rtexport.workspace import Workspace
 
+# The cutout checks of the last plans seen in this process, by all they read (the machine; each beam's name, energy,
+# applicator, cutout and measured factor, in order): a saved weight or MU changes none of it, and the check takes
+# a solve per beam. In memory only, so a new version of rtexport never reads an old answer.
+_CUTOUT_CHECKS: dict[str, list[str]] = {}
+_CUTOUT_CHECKS_KEPT = 32
+
+
+def _cutout_problems(plan: Plan, site: Site) -> list[str]:
+    """:func:`rtexport.dose.output.cutout_problems`, answered from memory when the same cutouts on the same
+    machine were checked already."""
+    from rtexport.dose.output import cutout_problems
+
+    machine = site.machine(plan.machine)
+    read = {"name", "energy_mev", "applicator", "cutout_mm", "cutout_factor"}
+    parts = [
+        machine.model_dump(mode="json") if machine is not None else None,
+        [b.model_dump(mode="json", include=read) for b in plan.beams],
+    ]
+    key = json.dumps(parts, sort_keys=True)
+    found = _CUTOUT_CHECKS.get(key)
+    if found is None:
+        found = cutout_problems(plan, site)
+        if len(_CUTOUT_CHECKS) >= _CUTOUT_CHECKS_KEPT:
+            del _CUTOUT_CHECKS[next(iter(_CUTOUT_CHECKS))]
+        _CUTOUT_CHECKS[key] = found
+    return list(found)
+
 
 def _check_fits(ws: Workspace, site: Site, plan: Plan, source: str) -> AimedPlan:
     """Refuse a plan that does not fit the site and course, whose beams cannot be set up on the course (an aim
     point in air, an SSD the geometry cannot have, an applicator in the patient), or whose cutout the site's
     cutout factors do not cover: all knowable without dose."""
     # Imported here, not at the top: listing plans needs neither scipy nor pydicom ('plan list' answers at once).
-    from rtexport.dose.output import cutout_problems
     from rtexport.geometry.setup import aim_plan, plan_structures
     from rtexport.workspace.dicomio import course_contours
 
     course = ws.course(plan.course)
     problems = plan_problems(plan, site, course)
-    problems += cutout_problems(plan, site) if not problems else []
+    problems += _cutout_problems(plan, site) if not problems else []
     if problems:
         raise PlanError(f"{source}: plan does not fit the site or course", problems)
     try:
@@ -47,7 +74,7 @@ def _check_fits(ws: Workspace, site: Site, plan: Plan, source: str) -> AimedPlan
 def _fits_key(site: Site, plan: Plan, course: Course) -> str:
     """A digest of everything the checks of :func:`_check_fits` read: the plan (as its digest), the whole site and
     the whole course (its CT slices by their hashes, its structure set by its hash)."""
-    parts = ["fits", 1, plan_digest(plan), site.model_dump_json(), dataclasses.asdict(course)]
+    parts = ["fits", 1, __version__, plan_digest(plan), site.model_dump_json(), dataclasses.asdict(course)]
     return hashlib.sha256(json.dumps(parts, default=str, sort_keys=True).encode()).hexdigest()
 
 
