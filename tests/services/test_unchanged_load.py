@@ -81,3 +81,25 @@ def test_a_new_weight_reuses_the_cutout_check_a_new_cutout_does_not(
     smaller = DEMO_PLAN.replace("[[-65, -50], [65, -50]", "[[-60, -50], [65, -50]")
     state, changed = load_plan(course_ws, smaller, "plan.toml", ACTOR)
     assert changed and state.revision.number == 3 and len(solved) == len(state.plan.beams)
+
+
+def test_a_new_weight_reuses_the_setup_a_new_angle_does_not(
+    course_ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    load_plan(course_ws, DEMO_PLAN, "plan.toml", ACTOR)
+    monkeypatch.setattr("rtexport.geometry.setup.aim_plan", _no_setup)
+    state, changed = load_plan(course_ws, DEMO_PLAN.replace("weight = 0.6", "weight = 0.65"), "plan.toml", ACTOR)
+    assert changed and state.revision.number == 2 and state.plan.beams[0].weight == 0.65
+    site, course = load_site(course_ws), course_ws.course(state.plan.course)
+    monkeypatch.undo()
+    setups, own = beam_setups(course_ws, site, state, course)
+    fresh = _compute_setups(course_ws, site, state, course)
+    assert own == fresh["own"]
+    kept = {name: (s.isocenter_mm, s.ssd_mm, s.entry_mm, list(s.boli)) for name, s in setups.items()}
+    assert kept == {
+        name: (tuple(b["isocenter_mm"]), b["ssd_mm"], tuple(b["entry_mm"]), b["boli"])
+        for name, b in fresh["beams"].items()
+    }
+    monkeypatch.setattr("rtexport.geometry.setup.aim_plan", _no_setup)
+    with pytest.raises(AssertionError, match="set up again"):
+        load_plan(course_ws, DEMO_PLAN.replace("gantry_deg = 20", "gantry_deg = 25"), "plan.toml", ACTOR)

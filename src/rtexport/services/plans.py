@@ -52,6 +52,18 @@ def _cutout_problems(plan: Plan, site: Site) -> list[str]:
     return list(found)
 
 
+# The beam setups of the last plans set up in this process, by all they are set up from (the plan but its beams'
+# MU and weights, the site, the course): saving a new weight needs no new setup. In memory only, like the above.
+_AIMED: dict[str, AimedPlan] = {}
+_AIMED_KEPT = 8
+
+
+def _aim_key(site: Site, plan: Plan, course: Course) -> str:
+    geometry = plan.model_dump(mode="json", exclude={"beams": {"__all__": {"mu", "weight"}}})
+    parts = [__version__, geometry, site.model_dump(mode="json"), dataclasses.asdict(course)]
+    return hashlib.sha256(json.dumps(parts, default=str, sort_keys=True).encode()).hexdigest()
+
+
 def _check_fits(ws: Workspace, site: Site, plan: Plan, source: str) -> AimedPlan:
     """Refuse a plan that does not fit the site and course, whose beams cannot be set up on the course (an aim
     point in air, an SSD the geometry cannot have, an applicator in the patient), or whose cutout the site's
@@ -65,10 +77,18 @@ def _check_fits(ws: Workspace, site: Site, plan: Plan, source: str) -> AimedPlan
     problems += _cutout_problems(plan, site) if not problems else []
     if problems:
         raise PlanError(f"{source}: plan does not fit the site or course", problems)
+    key = _aim_key(site, plan, course)
+    aimed = _AIMED.get(key)
+    if aimed is not None:
+        return aimed
     try:
-        return aim_plan(plan, site, course.ct, course_contours(ws, course, plan_structures(plan)))
+        aimed = aim_plan(plan, site, course.ct, course_contours(ws, course, plan_structures(plan)))
     except PlanError as e:
         raise PlanError(f"{source}: the beam setup does not fit course {course.id}", e.problems) from e
+    if len(_AIMED) >= _AIMED_KEPT:
+        del _AIMED[next(iter(_AIMED))]
+    _AIMED[key] = aimed
+    return aimed
 
 
 def _fits_key(site: Site, plan: Plan, course: Course) -> str:
