@@ -6,7 +6,8 @@ import dataclasses
 import hashlib
 import json
 import secrets
-from typing import TYPE_CHECKING
+import threading
+from typing import TYPE_CHECKING, TypeVar
 
 from rtexport import __version__
 from rtexport.errors import PlanError
@@ -27,8 +28,18 @@ from rtexport.workspace import Workspace
 # The cutout checks of the last plans seen in this process, by all they read (the machine; each beam's name, energy,
 # applicator, cutout and measured factor, in order): a saved weight or MU changes none of it, and the check takes
 # a solve per beam. In memory only, so a new version of rtexport never reads an old answer.
+_T = TypeVar("_T")
+_MEMORY_LOCK = threading.Lock()
 _CUTOUT_CHECKS: dict[str, list[str]] = {}
 _CUTOUT_CHECKS_KEPT = 32
+
+
+def _remember(memory: dict[str, _T], key: str, value: _T, kept: int) -> None:
+    """Keep ``value`` under ``key``, forgetting the oldest beyond ``kept`` (the page's requests run in threads)."""
+    with _MEMORY_LOCK:
+        memory[key] = value
+        while len(memory) > kept:
+            memory.pop(next(iter(memory)))
 
 
 def _cutout_problems(plan: Plan, site: Site) -> list[str]:
@@ -46,9 +57,7 @@ def _cutout_problems(plan: Plan, site: Site) -> list[str]:
     found = _CUTOUT_CHECKS.get(key)
     if found is None:
         found = cutout_problems(plan, site)
-        if len(_CUTOUT_CHECKS) >= _CUTOUT_CHECKS_KEPT:
-            del _CUTOUT_CHECKS[next(iter(_CUTOUT_CHECKS))]
-        _CUTOUT_CHECKS[key] = found
+        _remember(_CUTOUT_CHECKS, key, found, _CUTOUT_CHECKS_KEPT)
     return list(found)
 
 
@@ -85,9 +94,7 @@ def _check_fits(ws: Workspace, site: Site, plan: Plan, source: str) -> AimedPlan
         aimed = aim_plan(plan, site, course.ct, course_contours(ws, course, plan_structures(plan)))
     except PlanError as e:
         raise PlanError(f"{source}: the beam setup does not fit course {course.id}", e.problems) from e
-    if len(_AIMED) >= _AIMED_KEPT:
-        del _AIMED[next(iter(_AIMED))]
-    _AIMED[key] = aimed
+    _remember(_AIMED, key, aimed, _AIMED_KEPT)
     return aimed
 
 
