@@ -104,6 +104,15 @@ def main() -> None:
             assert body.json()["changed"], body.text
             last["plan"] = edited
 
+        gantries = iter([round(k / 100, 2) for k in range(1, 10_000)])
+
+        def save_new_angle() -> None:  # a geometry change: every beam set up again, bolus built again
+            edited = copy.deepcopy(last["plan"])
+            edited["beam"][0]["gantry_deg"] = round(plan["beam"][0].get("gantry_deg", 0.0) + next(gantries), 2)
+            body = checked(client.post(f"/plans/{DEMO_PLAN_ID}/save", json={"plan": edited}, headers=headers))
+            assert body.json()["changed"], body.text
+            last["plan"] = edited
+
         def save_unchanged() -> None:
             body = checked(client.post(f"/plans/{DEMO_PLAN_ID}/save", json=last, headers=headers))
             assert not body.json()["changed"], body.text
@@ -120,7 +129,8 @@ def main() -> None:
         blocks = [
             {"edit.json (peer)": peer, "beam edit: BEV": bev, "beam edit: CT picture": ct_picture,
              "beam edit: BEV + CT picture": beam_edit},
-            {"edit.json (peer) ": peer, "save: new revision": save_revision, "save: unchanged": save_unchanged,
+            {"edit.json (peer) ": peer, "save: new revision": save_revision,
+             "save: new gantry angle": save_new_angle, "save: unchanged": save_unchanged,
              "plan load service": plan_load},
         ]  # fmt: skip
         times: dict[str, list[float]] = {}
