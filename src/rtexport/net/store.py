@@ -13,12 +13,11 @@ import hashlib
 import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO, Generic
+from typing import Generic
 
 from pydicom import dcmread
-from pydicom.filereader import read_dataset, read_preamble
-from pydicom.tag import BaseTag
 
+from rtexport.export.objects import read_file_meta
 from rtexport.net.dimse import Command, CommandField, Dimse, Outgoing, encode_data_set
 from rtexport.net.outcome import InstanceOutcome, InstanceResult, T
 from rtexport.net.pdu import ProposedContext
@@ -66,36 +65,19 @@ class Item(Generic[T]):
         return _Digest(self.obj.sha256, f", file {self.obj.path}" if self.obj.path is not None else "")
 
 
-def _not_file_meta(tag: BaseTag, vr: str | None, length: int) -> bool:
-    return tag >> 16 != 0x0002
-
-
-def _file_meta(fp: BinaryIO) -> tuple[str, str, str, int]:
-    """Transfer syntax, SOP class and SOP instance UIDs (raw, unconverted) and where the data set starts."""
-    read_preamble(fp, False)
-    meta = read_dataset(fp, is_implicit_VR=False, is_little_endian=True, stop_when=_not_file_meta)
-
-    def uid(tag: int) -> str:
-        elem = meta.get_item(tag)
-        value = b"" if elem is None or elem.value is None else elem.value
-        return (value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)).rstrip("\0 ")
-
-    return uid(0x00020010), uid(0x00020002), uid(0x00020003), fp.tell()
-
-
 def prepare(index: int, obj: T) -> Item[T] | InstanceResult[T]:
     """The instance's item, or a FAILED result saying why its file cannot be sent."""
     try:
         with obj.open() as fp:
-            syntax, sop_class, sop_instance, offset = _file_meta(fp)
+            meta = read_file_meta(fp)
             size = fp.seek(0, io.SEEK_END)
     except Exception as e:  # pydicom raises several kinds on a file that is not DICOM; each is this file's fault
         return InstanceResult(obj, InstanceOutcome.FAILED, None, f"cannot read the file: {e}")
-    if not syntax:
+    if not meta.transfer_syntax:
         return InstanceResult(obj, InstanceOutcome.FAILED, None, "the file meta has no Transfer Syntax UID")
     for found, expected, what in (
-        (sop_class, obj.sop_class_uid, "class"),
-        (sop_instance, obj.sop_instance_uid, "instance"),
+        (meta.sop_class_uid, obj.sop_class_uid, "class"),
+        (meta.sop_instance_uid, obj.sop_instance_uid, "instance"),
     ):
         if found and found != expected:
             return InstanceResult(
@@ -104,7 +86,7 @@ def prepare(index: int, obj: T) -> Item[T] | InstanceResult[T]:
                 None,
                 f"the file's SOP {what} UID {found} differs from the export's {expected}",
             )
-    return Item(index, obj, syntax, offset, size - offset)
+    return Item(index, obj, meta.transfer_syntax, meta.offset, size - meta.offset)
 
 
 def presentation_contexts(items: Sequence[Item[T]]) -> tuple[ProposedContext, ...]:
