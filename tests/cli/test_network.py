@@ -24,8 +24,8 @@ from rtexport.workspace import Workspace
 from tests.cli.shell import run_rtexport, shell_env
 from tests.conftest import edit_site_toml
 from tests.support.certs import TestCA
-from tests.support.orthanc import MissingProgram, Orthanc, free_port
-from tests.support.storescp import STORESCU, StoreSCP, storescu
+from tests.support.orthanc import Orthanc, free_port
+from tests.support.storescp import STORESCU, StoreSCP, storescp_over_tls, storescu
 
 pytestmark = pytest.mark.integration
 AET = "RTXRECV"
@@ -270,12 +270,7 @@ def test_query_refusals_name_the_cause(workspace: Workspace) -> None:
 def tls_storescp(tmp_path: Path) -> Iterator[tuple[StoreSCP, TestCA]]:
     """DCMTK storescp over TLS, requiring client certificates signed by the test CA."""
     ca = TestCA(tmp_path / "pki")
-    server = ca.issue("storescp")
-    try:
-        scp = StoreSCP(tmp_path / "storescp-out", tls=(server.key, server.cert, ca.file))
-    except MissingProgram as e:
-        pytest.fail(str(e))
-    with scp:
+    with storescp_over_tls(tmp_path / "storescp-out", ca) as scp:
         yield scp, ca
 
 

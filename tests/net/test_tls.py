@@ -27,7 +27,7 @@ from rtexport.net.send import Destination, echo, send_objects
 from rtexport.net.transport import Timeouts
 from tests.support.certs import TestCA
 from tests.support.orthanc import MissingProgram, Orthanc, free_port
-from tests.support.storescp import StoreSCP
+from tests.support.storescp import StoreSCP, storescp_over_tls
 
 from .conftest import CALLING_AE
 from .scp import FakeSCP
@@ -130,12 +130,7 @@ def ca(tmp_path: Path) -> TestCA:
 
 @pytest.fixture
 def tls_storescp(tmp_path: Path, ca: TestCA) -> Iterator[StoreSCP]:
-    server = ca.issue("storescp")
-    try:
-        scp = StoreSCP(tmp_path / "storescp-out", tls=(server.key, server.cert, ca.file))
-    except MissingProgram as e:
-        pytest.fail(str(e))
-    with scp:
+    with storescp_over_tls(tmp_path / "storescp-out", ca) as scp:
         yield scp
 
 

@@ -10,10 +10,15 @@ import os
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
-from .orthanc import free_port, require, stop_by_pid
+import pytest
+
+from .certs import TestCA
+from .orthanc import MissingProgram, free_port, require, stop_by_pid
 
 DCMTK_BIN = Path("/usr/bin")
 STORESCP = DCMTK_BIN / "storescp"
@@ -94,6 +99,18 @@ class StoreSCP:
     def received(self) -> dict[str, bytes]:
         """File name → dataset bytes of everything received (storescp names files ``<modality>.<SOP UID>``)."""
         return {p.name: dataset_part(p.read_bytes()) for p in sorted(self.output.iterdir()) if p.is_file()}
+
+
+@contextmanager
+def storescp_over_tls(output: Path, ca: TestCA) -> Iterator[StoreSCP]:
+    """DCMTK storescp over TLS with a certificate from ``ca``, requiring client certificates signed by it."""
+    server = ca.issue("storescp")
+    try:
+        scp = StoreSCP(output, tls=(server.key, server.cert, ca.file))
+    except MissingProgram as e:
+        pytest.fail(str(e))
+    with scp:
+        yield scp
 
 
 def storescu(paths: list[Path], port: int, called: str, calling: str = "STORESCU", timeout: float = 120,
