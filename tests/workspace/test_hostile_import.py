@@ -149,6 +149,17 @@ DAMAGE = st.one_of(
 )
 
 
+def _imports_whole_or_is_refused(folder: Path) -> None:
+    """The damaged course in ``folder`` is refused with a CourseImportError or imports whole; then removed."""
+    try:
+        result = read_course(folder, "T")
+    except CourseImportError:
+        return
+    finally:
+        shutil.rmtree(folder)  # deliberately damaged: not left for the suite's dciodvfy check of RT objects
+    assert len(result.course.slices) == TINY.slices and result.course.structure_set.structures
+
+
 @settings(
     max_examples=120,
     deadline=None,
@@ -174,13 +185,7 @@ def test_any_damaged_file_is_imported_whole_or_refused_as_an_import_error(
         else:
             data[at:at] = extra
     path.write_bytes(bytes(data))
-    try:
-        result = read_course(folder, "T")
-    except CourseImportError:
-        return
-    finally:
-        shutil.rmtree(folder)  # deliberately damaged: not left for the suite's dciodvfy check of RT objects
-    assert len(result.course.slices) == TINY.slices and result.course.structure_set.structures
+    _imports_whole_or_is_refused(folder)
 
 
 CT_KEYWORDS = [
@@ -238,10 +243,4 @@ def test_any_attribute_missing_or_absurd_is_imported_whole_or_refused_as_an_impo
     except (ValueError, TypeError, OverflowError, OSError, AttributeError, struct.error):
         shutil.rmtree(folder)
         assume(False)  # pydicom cannot even write that value
-    try:
-        result = read_course(folder, "T")
-    except CourseImportError:
-        return
-    finally:
-        shutil.rmtree(folder)  # deliberately damaged: not left for the suite's dciodvfy check of RT objects
-    assert len(result.course.slices) == TINY.slices and result.course.structure_set.structures
+    _imports_whole_or_is_refused(folder)
