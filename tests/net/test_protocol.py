@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import socket
 import struct
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RQ
 
+from rtexport.net import dimse as dimse_module
 from rtexport.net import pdu
 from rtexport.net.association import Association, AssociationLost
 from rtexport.net.dimse import Command, CommandField, Dimse
@@ -309,3 +311,25 @@ def test_a_file_shorter_than_its_data_set_says_so_before_its_last_fragment(tmp_p
         dimse.encode_stream(1, _store_rq(dimse.next_message_id()), fp, 12000)
     assoc.abort()
     future.result()
+
+
+def test_short_reads_of_a_file_still_fill_every_fragment_in_order(tmp_path: Path, monkeypatch: Any) -> None:
+    """A file system may return less than asked (a network share, a signal): reading goes on where it stopped."""
+    data = bytes(range(256)) * 400
+    path = tmp_path / "CT.dcm"
+    path.write_bytes(b"HEAD" + data)
+    real = os.preadv
+
+    def a_third_at_a_time(fd: int, buffers: list[memoryview], offset: int) -> int:
+        return real(fd, [buffers[0][: max(1, len(buffers[0]) // 3)]], offset)
+
+    monkeypatch.setattr(os, "preadv", a_third_at_a_time)
+    buf = bytearray(len(data))
+    view = memoryview(buf)
+    parts = [view[i : i + 7000] for i in range(0, len(data), 7000)]
+    with path.open("rb") as fp:
+        fp.read(4)
+        dimse_module._read_into(fp, parts)
+        assert fp.tell() == 4 + len(data)
+    assert buf == data
+    assert [len(p) for p in parts] == [min(7000, len(data) - i) for i in range(0, len(data), 7000)]

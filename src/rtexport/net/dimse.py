@@ -255,21 +255,20 @@ def _read_into(fp: BinaryIO, parts: list[memoryview]) -> None:
                     raise OSError(f"the file ended {len(part) - got} bytes early while being read for sending")
                 got += r
         return
-    offset = start = fp.tell()
-    pending = [p for p in parts if len(p)]
-    while pending:
-        batch = pending[:_IOV_MAX]
-        got = os.preadv(fd, batch, offset)
+    start = offset = fp.tell()
+    pending = [p for p in parts if len(p)]  # a copy: the caller's parts stay whole
+    total, first = sum(len(p) for p in pending), 0
+    while first < len(pending):
+        got = os.preadv(fd, pending[first : first + _IOV_MAX], offset)
         if not got:
-            left = sum(len(p) for p in pending)
-            raise OSError(f"the file ended {left} bytes early while being read for sending")
+            raise OSError(f"the file ended {start + total - offset} bytes early while being read for sending")
         offset += got
-        while got and pending:  # drop what was filled; a part filled in part continues where it stopped
-            if got >= len(pending[0]):
-                got -= len(pending.pop(0))
-            else:
-                pending[0], got = pending[0][got:], 0
-    fp.seek(start + sum(len(p) for p in parts))
+        while first < len(pending) and got >= len(pending[first]):  # drop what was filled
+            got -= len(pending[first])
+            first += 1
+        if got:  # a part filled in part continues where it stopped
+            pending[first] = pending[first][got:]
+    fp.seek(start + total)
 
 
 class _DataSetText:
