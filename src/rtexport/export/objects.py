@@ -1,6 +1,7 @@
 """What an export produces: encoded DICOM Part 10 files, held as stored bytes on disk or in memory, and what every
-reader of them needs: the file meta group (read straight from the bytes when ordinary, else with pydicom's reader). The sender checks stored bytes against the
-SHA-256 they were stored under as it reads them (:mod:`rtexport.net.store`)."""
+reader of them needs: the file meta group (read straight from the bytes when ordinary, else with pydicom's
+reader). The sender checks stored bytes against the SHA-256 they were stored under as it reads them
+(:mod:`rtexport.net.store`)."""
 
 from __future__ import annotations
 
