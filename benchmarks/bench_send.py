@@ -2,8 +2,9 @@
 
 Every sender sends the same files to the same private Orthanc (TCP_NODELAY=1, fsync as configured by default) in
 the same run, in turn, with Orthanc emptied between runs; the order of the senders rotates every round. Prints
-MB/s (file bytes / wall time) for each, the ratio to storescu, and what verification costs (rtexport hashes
-every byte it sends against the stored SHA-256; "unverified" sends objects without a digest).
+MB/s (file bytes / wall time) for each, the ratio to storescu, what verification costs (rtexport hashes
+every byte it sends against the stored SHA-256; "unverified" sends objects without a digest), and where the time
+goes: the CPU time of the sender (this process, or storescu) and of Orthanc per instance, in microseconds.
 
 pynetdicom is tuned as fairly as we know: TCP_NODELAY on its socket (DCMTK and Orthanc delay their ACKs) and
 ``STORE_SEND_CHUNKED_DATASET`` (stored bytes streamed, not decoded and re-encoded); N associations are N
@@ -20,6 +21,7 @@ import dataclasses
 import hashlib
 import math
 import os
+import resource
 import socket
 import statistics
 import subprocess
@@ -106,30 +108,57 @@ def rtexport(objects: list[ExportObject], associations: int) -> Sender:
     return send
 
 
+@dataclasses.dataclass
+class Runs:
+    """Per sender: MB/s of each round (NaN when it failed), and per instance the CPU µs of sender and receiver."""
+
+    mb_s: dict[str, list[float]]
+    sender_us: dict[str, list[float]]
+    receiver_us: dict[str, list[float]]
+
+
+def own_cpu() -> float:
+    """CPU seconds of this process and of its finished children (storescu)."""
+    me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds of a running process (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rounds(
     n: int,
     senders: dict[str, Sender],
     dest: Destination,
-    total: int,
-    clear: Callable[[], None],
-    check: Callable[[], None],
-) -> dict[str, list[float]]:
-    runs: dict[str, list[float]] = {name: [] for name in senders}
+    files: tuple[int, int],
+    receiver: tuple[Callable[[], None], Callable[[], None], Callable[[], float]],
+) -> Runs:
+    """``files``: how many and their bytes; ``receiver``: empty it, check it holds them all, its CPU seconds."""
+    count, total = files
+    clear, check, receiver_cpu = receiver
+    runs = Runs({name: [] for name in senders}, {name: [] for name in senders}, {name: [] for name in senders})
     names = list(senders)
     for r in range(n):
         for name in names[r % len(names) :] + names[: r % len(names)]:
             clear()
-            t0 = time.perf_counter()
+            cpu0, theirs0, t0 = own_cpu(), receiver_cpu(), time.perf_counter()
             try:
                 senders[name](dest)
             except SendFailed as e:
                 print(f"round {r + 1} {name:<24} FAILED: {e}", flush=True)
-                runs[name].append(math.nan)
+                runs.mb_s[name].append(math.nan)
                 continue
             seconds = time.perf_counter() - t0
+            mine, theirs = (own_cpu() - cpu0) / count * 1e6, (receiver_cpu() - theirs0) / count * 1e6
             check()
-            runs[name].append(total / 1e6 / seconds)
-            print(f"round {r + 1} {name:<24} {seconds:6.2f} s {total / 1e6 / seconds:7.1f} MB/s", flush=True)
+            runs.mb_s[name].append(total / 1e6 / seconds)
+            runs.sender_us[name].append(mine)
+            runs.receiver_us[name].append(theirs)
+            print(f"round {r + 1} {name:<24} {seconds:6.2f} s {total / 1e6 / seconds:7.1f} MB/s   CPU per instance: "
+                  f"sender {mine:5.0f} µs, receiver {theirs:5.0f} µs", flush=True)  # fmt: skip
     return runs
 
 
@@ -163,11 +192,16 @@ def main() -> None:
                     if orthanc.count_instances() != len(plain):
                         raise SystemExit(f"Orthanc holds {orthanc.count_instances()} of {len(plain)}")
 
-                runs = rounds(args.rounds, senders, dest, total, orthanc.clear, check)
+                if orthanc.process is None:
+                    raise SystemExit("Orthanc did not start")
+                pid = orthanc.process.pid
+                runs = rounds(args.rounds, senders, dest, (len(plain), total),
+                              (orthanc.clear, check, lambda: process_cpu(pid)))  # fmt: skip
         else:
             with StoreSCP(Path(tmp) / "scp-out", fork=True, ignore=True) as scp:
                 dest = Destination(scp.aet, "127.0.0.1", scp.port)
-                runs = rounds(args.rounds, senders, dest, total, lambda: None, lambda: None)
+                nothing = (lambda: None, lambda: None, lambda: 0.0)
+                runs = rounds(args.rounds, senders, dest, (len(plain), total), nothing)
     report(runs, args.rounds, sorted({1, *args.associations}))
 
 
@@ -183,7 +217,8 @@ def _median(values: list[float]) -> float:
     return statistics.median(kept) if kept else math.nan
 
 
-def report(runs: dict[str, list[float]], n_rounds: int, associations: list[int]) -> None:
+def report(every: Runs, n_rounds: int, associations: list[int]) -> None:
+    runs = every.mb_s
     medians = {name: _median(values) for name, values in runs.items()}
     print(f"\nmedian MB/s over {n_rounds} rounds; ratio to storescu: of the medians, and the median of the ratios")
     print(f"measured in each round (paired); default associations: {DEFAULT_ASSOCIATIONS}")
@@ -195,6 +230,10 @@ def report(runs: dict[str, list[float]], n_rounds: int, associations: list[int])
         cost = 1 - _paired(runs, f"rtexport x{n}", f"rtexport x{n} unverified")
         ahead = _paired(runs, f"rtexport x{n}", f"pynetdicom x{n}")
         print(f"  x{n}: verification costs {cost:+.1%} of throughput (paired); rtexport is {ahead:.2f}x pynetdicom")
+    print("median CPU per instance (µs): sender (this process, or storescu), receiver (Orthanc)")
+    for name in runs:
+        sender, receiver = _median(every.sender_us[name]), _median(every.receiver_us[name])
+        print(f"  {name:<24} sender {sender:6.0f}  receiver {receiver:6.0f}")
 
 
 if __name__ == "__main__":

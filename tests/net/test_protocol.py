@@ -3,14 +3,18 @@ played by a scripted peer on a socket pair (no timing races: each fault is certa
 
 from __future__ import annotations
 
+import hashlib
 import io
+import os
 import socket
 import struct
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RQ
 
+from rtexport.net import dimse as dimse_module
 from rtexport.net import pdu
 from rtexport.net.association import Association, AssociationLost
 from rtexport.net.dimse import Command, CommandField, Dimse
@@ -254,3 +258,78 @@ def test_an_abort_by_the_peers_dicom_layer_says_why() -> None:
 
     assert future.result() is True
     assert assoc.closed
+
+
+# -- the data set of a stored file, as it leaves ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("message", ["encoded whole", "streamed in batches"])
+def test_a_file_read_into_many_fragments_arrives_byte_for_byte(tmp_path: Path, message: str) -> None:
+    """4 KiB PDUs make a 5 MB data set 1280 fragments: more buffers than one scattered read may fill, so the file
+    is read in several; the receiver gets the data set after the file's head unchanged, and the hash sees it all."""
+    head, data = b"PART10-HEAD" * 30, bytes(range(256)) * (5 * 4096) + b"tail"
+    path = tmp_path / "CT.dcm"
+    path.write_bytes(head + data + b"after the data set")
+
+    def script(p: Peer) -> Any:
+        p.accept_association(max_pdu=4096)
+        got = p.read_message()
+        p.respond(1, Command(CommandField.C_STORE_RSP, responded_to=1, affected_sop_class=CT,
+                             affected_sop_instance="2.25.1", status=0))  # fmt: skip
+        return got
+
+    assoc, future = _associate(script)
+    dimse, seen = Dimse(assoc), hashlib.sha256()
+    command = _store_rq(dimse.next_message_id())
+    with path.open("rb") as fp:
+        assert fp.read(len(head)) == head
+        if message == "encoded whole":
+            dimse.send_outgoing(dimse.encode_stream(1, command, fp, len(data), observe=seen.update))
+        else:
+            dimse.send_stream(1, command, fp, len(data), observe=seen.update)
+        assert fp.tell() == len(head) + len(data)
+    assert dimse.await_response(command).command.status == 0
+    assoc.release()
+
+    sent_command, sent = future.result()
+    assert sent_command.affected_sop_instance == "2.25.1"
+    assert sent == data
+    assert seen.hexdigest() == hashlib.sha256(data).hexdigest()
+
+
+def test_a_file_shorter_than_its_data_set_says_so_before_its_last_fragment(tmp_path: Path) -> None:
+    path = tmp_path / "CT.dcm"
+    path.write_bytes(b"x" * 10000)
+
+    def script(p: Peer) -> Any:
+        p.accept_association()
+        return p.read_abort()
+
+    assoc, future = _associate(script)
+    dimse = Dimse(assoc)
+    with path.open("rb") as fp, pytest.raises(OSError, match="the file ended 2000 bytes early"):
+        dimse.encode_stream(1, _store_rq(dimse.next_message_id()), fp, 12000)
+    assoc.abort()
+    future.result()
+
+
+def test_short_reads_of_a_file_still_fill_every_fragment_in_order(tmp_path: Path, monkeypatch: Any) -> None:
+    """A file system may return less than asked (a network share, a signal): reading goes on where it stopped."""
+    data = bytes(range(256)) * 400
+    path = tmp_path / "CT.dcm"
+    path.write_bytes(b"HEAD" + data)
+    real = os.preadv
+
+    def a_third_at_a_time(fd: int, buffers: list[memoryview], offset: int) -> int:
+        return real(fd, [buffers[0][: max(1, len(buffers[0]) // 3)]], offset)
+
+    monkeypatch.setattr(os, "preadv", a_third_at_a_time)
+    buf = bytearray(len(data))
+    view = memoryview(buf)
+    parts = [view[i : i + 7000] for i in range(0, len(data), 7000)]
+    with path.open("rb") as fp:
+        fp.read(4)
+        dimse_module._read_into(fp, parts)
+        assert fp.tell() == 4 + len(data)
+    assert buf == data
+    assert [len(p) for p in parts] == [min(7000, len(data) - i) for i in range(0, len(data), 7000)]

@@ -1,10 +1,12 @@
 """What an export produces: encoded DICOM Part 10 files, held as stored bytes on disk or in memory, and what every
-reader of them needs: the file meta group (read with pydicom's reader). The sender checks stored bytes against the
-SHA-256 they were stored under as it reads them (:mod:`rtexport.net.store`)."""
+reader of them needs: the file meta group (read straight from the bytes when ordinary, else with pydicom's
+reader). The sender checks stored bytes against the SHA-256 they were stored under as it reads them
+(:mod:`rtexport.net.store`)."""
 
 from __future__ import annotations
 
 import io
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -13,6 +15,7 @@ from typing import BinaryIO
 
 from pydicom.filereader import read_dataset, read_preamble
 from pydicom.tag import BaseTag
+from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, VR
 
 
 class ObjectKind(StrEnum):
@@ -97,11 +100,60 @@ class FileMeta:
     offset: int
 
 
-def read_file_meta(fp: BinaryIO) -> FileMeta:
-    """Read the file meta group with pydicom's reader; raises pydicom's InvalidDicomError when there is none.
+# The VRs pydicom knows, and those whose explicit little endian length takes 4 bytes after 2 reserved ones.
+_KNOWN_VRS = frozenset(str(vr).encode("ascii") for vr in VR)
+_LONG_VRS = frozenset(str(vr).encode("ascii") for vr in EXPLICIT_VR_LENGTH_32)
+_ELEMENT_HEAD = struct.Struct("<HH2sH")  # group, element, VR, a short length
+_U32 = struct.Struct("<I")
+_META_HEAD = 128 + 4 + 1024  # preamble, "DICM" and room for any ordinary file meta group
 
-    The three UIDs are taken raw, unconverted: conversion and validation cost more than the read, once per
-    file of every send, and the values only have to match the export's own."""
+
+def _quick_file_meta(fp: BinaryIO) -> FileMeta | None:
+    """The file meta read straight from the bytes when it is plainly well-formed (explicit VR little endian,
+    defined lengths, within the first kilobyte); None for anything else, which pydicom's reader then judges."""
+    start = fp.tell()
+    head = fp.read(_META_HEAD)
+    if head[128:132] != b"DICM":
+        return None
+    values: dict[int, bytes] = {}
+    pos = 132
+    while pos + 8 <= len(head):
+        group, elem, vr, short = _ELEMENT_HEAD.unpack_from(head, pos)
+        if group != 0x0002:
+            fp.seek(start + pos)
+            uid = {e: _uid(values.get(e, b"")) for e in (0x0010, 0x0002, 0x0003)}
+            return FileMeta(uid[0x0010], uid[0x0002], uid[0x0003], start + pos)
+        if vr not in _KNOWN_VRS:
+            return None  # implicit VR or damage: pydicom's reader decides
+        if vr in _LONG_VRS:
+            if pos + 12 > len(head):
+                return None
+            length, pos = _U32.unpack_from(head, pos + 8)[0], pos + 12
+        else:
+            length, pos = short, pos + 8
+        if pos + length > len(head):  # undefined (0xFFFFFFFF) or cut short
+            return None
+        values[elem] = head[pos : pos + length]
+        pos += length
+    return None  # a file meta that does not end in the first kilobyte, or a file that ends with it
+
+
+def _uid(value: bytes) -> str:
+    return value.decode("ascii", "replace").rstrip("\0 ")
+
+
+def read_file_meta(fp: BinaryIO) -> FileMeta:
+    """Read the file meta group; raises pydicom's InvalidDicomError when there is none.
+
+    An ordinary group (explicit VR little endian, within the first kilobyte) is read straight from the bytes:
+    pydicom's reader costs more than the rest of preparing a file to send. Anything else is read with pydicom's
+    reader. The three UIDs are taken raw, unconverted: conversion and validation cost more than the read, once
+    per file of every send, and the values only have to match the export's own."""
+    start = fp.tell()
+    quick = _quick_file_meta(fp)
+    if quick is not None:
+        return quick
+    fp.seek(start)
     read_preamble(fp, False)
     meta = read_dataset(fp, is_implicit_VR=False, is_little_endian=True, stop_when=_not_file_meta)
 

@@ -15,6 +15,7 @@ rather than being skipped.
 from __future__ import annotations
 
 import io
+import os
 import struct
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -41,6 +42,8 @@ BATCH_BYTES = 1 << 20
 # The largest command set and data set we take from a peer (ours are a few hundred bytes and kilobytes).
 _MAX_COMMAND = 1 << 16
 _MAX_DATA_SET = 1 << 26
+# Buffers one preadv may fill (IOV_MAX; 1024 on Linux).
+_IOV_MAX = os.sysconf("SC_IOV_MAX") if "SC_IOV_MAX" in os.sysconf_names else 16
 
 
 class CommandField(IntEnum):
@@ -229,6 +232,45 @@ def decode_data_set(data: bytes, transfer_syntax: str) -> Dataset:
     return read_dataset(io.BytesIO(data), transfer_syntax == ImplicitVRLittleEndian, True)
 
 
+def _file_descriptor(fp: BinaryIO) -> int | None:
+    if not hasattr(os, "preadv"):
+        return None
+    try:
+        return fp.fileno()
+    except (AttributeError, OSError):  # io.UnsupportedOperation (BytesIO) is an OSError
+        return None
+
+
+def _read_into(fp: BinaryIO, parts: list[memoryview]) -> None:
+    """Fill ``parts`` in order from ``fp``'s current position, leaving it after them; OSError when the file
+    ends first. A file is read by preadv, as few system calls as the kernel allows (IOV_MAX buffers each)."""
+    fd = _file_descriptor(fp)
+    if fd is None:
+        readinto = cast(io.BufferedIOBase, fp).readinto  # BinaryIO's stub lacks it; files and BytesIO have it
+        for part in parts:
+            got = 0
+            while got < len(part):
+                r = readinto(part[got:])
+                if not r:
+                    raise OSError(f"the file ended {len(part) - got} bytes early while being read for sending")
+                got += r
+        return
+    start = offset = fp.tell()
+    pending = [p for p in parts if len(p)]  # a copy: the caller's parts stay whole
+    total, first = sum(len(p) for p in pending), 0
+    while first < len(pending):
+        got = os.preadv(fd, pending[first : first + _IOV_MAX], offset)
+        if not got:
+            raise OSError(f"the file ended {start + total - offset} bytes early while being read for sending")
+        offset += got
+        while first < len(pending) and got >= len(pending[first]):  # drop what was filled
+            got -= len(pending[first])
+            first += 1
+        if got:  # a part filled in part continues where it stopped
+            pending[first] = pending[first][got:]
+    fp.seek(start + total)
+
+
 class _DataSetText:
     """A traced message with its data set's content, decoded only if a trace with patient data prints it."""
 
@@ -279,21 +321,19 @@ class Dimse:
         observe: Callable[[memoryview], None] | None,
     ) -> int:
         """Read data set fragments of ``sizes`` bytes from ``fp`` into ``buf`` at ``pos``, each behind its PDU
-        header; the last one is marked last when ``ends``. Returns the position after them."""
-        readinto = cast(io.BufferedIOBase, fp).readinto  # BinaryIO's stub lacks it; files and BytesIO have it
+        header; the last one is marked last when ``ends``. Returns the position after them. A file is read
+        with one scattered read (preadv) straight into the fragments' places."""
         view = memoryview(buf)
+        parts = []
         for i, n in enumerate(sizes):
             pdu.pack_pdata_header(buf, pos, context_id, 2 if ends and i == len(sizes) - 1 else 0, n)
             pos += pdu.PDATA_HEADER_SIZE
-            got = 0
-            while got < n:
-                r = readinto(view[pos + got : pos + n])
-                if not r:
-                    raise OSError(f"the file ended {n - got} bytes early while being read for sending")
-                got += r
-            if observe is not None:
-                observe(view[pos : pos + n])
+            parts.append(view[pos : pos + n])
             pos += n
+        _read_into(fp, parts)
+        if observe is not None:
+            for part in parts:
+                observe(part)
         return pos
 
     def _sizes(self, length: int) -> list[int]:
