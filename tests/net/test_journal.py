@@ -1,10 +1,14 @@
-"""The receiver's journal under parallel associations: one fdatasync makes the entries of several associations
-durable together (group commit), and no append returns before a sync that covers its own entry."""
+"""The receiver's journal: under parallel associations one fdatasync makes the entries of several associations
+durable together (group commit), and no append returns before a sync that covers its own entry; on recovery a
+damaged entry is detected (CRC-32) and segments of the earlier entry format are still filed."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import os
+import struct
 import threading
 import time
 
@@ -65,3 +69,64 @@ def test_parallel_appends_share_syncs_and_none_returns_before_its_entry_is_durab
     assert len(syncs) < len(objects) / 2, f"{len(syncs)} syncs for {len(objects)} entries from 8 associations"
     filed = IncomingRepository(workspace.db, workspace.blobs).pending()
     assert sorted(i.sop_instance_uid for i in filed) == sorted(o.sop_instance_uid for o in objects)
+
+
+def _record(obj: ExportObject, data: bytes) -> IncomingInstance:
+    return IncomingInstance(0, obj.sop_instance_uid, obj.sop_class_uid, "", len(data), "P", "N", "S", "SE", "F",
+                            "CT", (), "AE", "h", "now", "", None)  # fmt: skip
+
+
+def test_a_damaged_entry_is_detected_on_recovery_and_nothing_of_it_is_filed(
+    workspace: Workspace, objects: list[ExportObject]
+) -> None:
+    """A byte of a durable entry's data changed on disk (or a write torn): recovery files the entries before it
+    and neither it nor anything after it, each file filed whole under its own content hash."""
+    folder = workspace.home / "incoming-test"
+    journal = Journal(folder, IncomingRepository(workspace.db, workspace.blobs), SEGMENT)
+    starts = []
+    for obj in objects[:3]:
+        starts.append(journal.position)
+        data = obj.read_bytes()
+        journal.append(_record(obj, data[:300]), data[300:], prefix=data[:300])
+    (segment,) = folder.glob("seg-*")
+    with segment.open("r+b") as f:  # one byte in the middle of the second entry: its pixel data
+        f.seek((starts[1] + starts[2]) // 2)
+        byte = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte[0] ^ 0x01]))
+
+    again = Journal(folder, IncomingRepository(workspace.db, workspace.blobs))
+    assert again.recover() == 1
+    (filed,) = IncomingRepository(workspace.db, workspace.blobs).pending()
+    assert filed.sop_instance_uid == objects[0].sop_instance_uid
+    assert workspace.blobs.verified(filed.sha256) == objects[0].read_bytes()  # prefix and data, whole
+
+
+def _entry_format_1(obj: ExportObject) -> bytes:
+    """An entry as receivers before format 2 wrote it: record and file, the file's sha256 in the record, the
+    record's sha256 in the head, padded to 4 KiB."""
+    data = obj.read_bytes()
+    record = {**dataclasses.asdict(_instance(obj, data)), "references": []}
+    header = json.dumps(record).encode()
+    entry = struct.pack(">4sIQ32s", b"RTXJ", len(header), len(data), hashlib.sha256(header).digest()) + header + data
+    return entry + bytes(-len(entry) % 4096)
+
+
+def test_segments_of_the_earlier_entry_format_are_still_recovered(
+    workspace: Workspace, objects: list[ExportObject]
+) -> None:
+    folder = workspace.home / "incoming-test"
+    folder.mkdir()
+    segment = b"".join(_entry_format_1(o) for o in objects[:3])
+    (folder / "seg-000001").write_bytes(segment + bytes(1 << 20))
+    damaged = bytearray(_entry_format_1(objects[3]))
+    damaged[len(damaged) // 2] ^= 0x01
+    (folder / "seg-000002").write_bytes(_entry_format_1(objects[4]) + damaged + _entry_format_1(objects[5]))
+
+    journal = Journal(folder, IncomingRepository(workspace.db, workspace.blobs))
+    assert journal.recover() == 4
+    filed = IncomingRepository(workspace.db, workspace.blobs).pending()
+    assert [i.sop_instance_uid for i in filed] == [o.sop_instance_uid for o in (*objects[:3], objects[4])]
+    for inst, obj in zip(filed, (*objects[:3], objects[4]), strict=True):
+        assert workspace.blobs.verified(inst.sha256) == obj.read_bytes()
+    assert list(folder.glob("seg-*")) == []

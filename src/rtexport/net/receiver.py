@@ -19,6 +19,7 @@ import logging
 import socket
 import ssl
 import time
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -61,14 +62,25 @@ UNRECOGNIZED_OPERATION = 0x0211
 
 @dataclass(frozen=True)
 class Received:
-    """One instance as it arrived: its data set's bytes (in ``transfer_syntax``), what it says of itself, and
-    who sent it."""
+    """One instance as it arrived: its data set's bytes (in ``transfer_syntax``; a view valid only until
+    :meth:`Sink.keep` returns), their CRC-32 computed as they arrived, what it says of itself, and who sent it."""
 
     header: Header
     transfer_syntax: str
-    data_set: bytes
+    data_set: bytes | memoryview
     calling_ae: str
     peer: str
+    data_crc: int | None = None
+
+
+class _Crc:
+    """The CRC-32 of a data set's fragments as they arrive (while the peer sends the next ones)."""
+
+    def __init__(self) -> None:
+        self.value = 0
+
+    def update(self, fragment: memoryview) -> None:
+        self.value = zlib.crc32(fragment, self.value)
 
 
 class Sink(Protocol):
@@ -187,27 +199,28 @@ class StorageSCP(Acceptor):
             return
         calling = assoc.request_pdu.calling_ae if assoc.request_pdu else ""
         LOGGER.info("receiver: association from %s (%s) accepted", calling, host)
-        dimse = Dimse(assoc)
+        dimse = Dimse(assoc, reuse_buffer=True)
         stored = 0
         try:
             while True:
-                message = dimse.receive("a request")
+                crc = _Crc()
+                message = dimse.receive("a request", crc.update)
                 if message is None:
                     break
-                stored += self._answer(dimse, message, calling, host) == SUCCESS
+                stored += self._answer(dimse, message, calling, host, crc.value) == SUCCESS
         except AssociationLost as e:
             LOGGER.info("receiver: association from %s (%s) lost after %d instance(s): %s", calling, host, stored, e)
         finally:
             assoc.abort()
         LOGGER.info("receiver: association from %s (%s) ended, %d instance(s) stored", calling, host, stored)
 
-    def _answer(self, dimse: Dimse, message: Message, calling: str, host: str) -> int:
+    def _answer(self, dimse: Dimse, message: Message, calling: str, host: str, crc: int) -> int:
         command = message.command
         rsp_field: int
         if command.command_field == CommandField.C_ECHO_RQ:
             status, rsp_field = SUCCESS, CommandField.C_ECHO_RSP
         elif command.command_field == CommandField.C_STORE_RQ:
-            status, rsp_field = self._store(dimse, message, calling, host), CommandField.C_STORE_RSP
+            status, rsp_field = self._store(dimse, message, calling, host, crc), CommandField.C_STORE_RSP
         else:
             status, rsp_field = UNRECOGNIZED_OPERATION, command.command_field | 0x8000
         dimse.send(
@@ -222,7 +235,7 @@ class StorageSCP(Acceptor):
         )
         return status
 
-    def _store(self, dimse: Dimse, message: Message, calling: str, host: str) -> int:
+    def _store(self, dimse: Dimse, message: Message, calling: str, host: str, crc: int) -> int:
         command = message.command
         abstract, syntax = dimse.assoc.accepted[message.context_id]
         if command.affected_sop_class not in STORAGE_CLASSES or command.affected_sop_class != abstract:
@@ -238,7 +251,7 @@ class StorageSCP(Acceptor):
                                                                command.affected_sop_instance):  # fmt: skip
             return DATA_SET_DOES_NOT_MATCH
         try:
-            self.sink.keep(Received(header, syntax, message.data_set, calling, host))
+            self.sink.keep(Received(header, syntax, message.data_set, calling, host, crc))
         except OSError as e:
             LOGGER.warning("receiver: cannot keep instance %s from %s: %s", header.sop_instance_uid, calling, e)
             return OUT_OF_RESOURCES

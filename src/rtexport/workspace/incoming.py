@@ -18,6 +18,8 @@ import sqlite3
 import struct
 import threading
 import time
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,9 +137,64 @@ SEGMENT_BYTES = 256 << 20
 QUIET_S = 0.3
 MAX_QUEUED_BYTES = 256 << 20
 _ALIGN = 4096
-_MAGIC = b"RTXJ"
 _FIELDS = tuple(f.name for f in dataclasses.fields(IncomingInstance))
-_ENTRY = struct.Struct(">4sIQ32s")  # magic, header length, data length, sha256 of the header
+# Entry format 2: magic, lengths of the record (JSON), of the file's prefix (its meta) and of its data set, CRC-32
+# of record and prefix, CRC-32 of the data set (computed as it arrived); the content hash is the store's, later.
+_MAGIC = b"RTJ2"
+_ENTRY = struct.Struct(">4sIIQII")
+# Entry format 1 (still recovered): magic, record length, file length, sha256 of the record; the record holds
+# the file's sha256.
+_MAGIC_V1 = b"RTXJ"
+_ENTRY_V1 = struct.Struct(">4sIQ32s")
+
+
+def _aligned(n: int) -> int:
+    return -(-n // _ALIGN) * _ALIGN
+
+
+def _record(raw: bytes | memoryview) -> IncomingInstance:
+    fields = json.loads(bytes(raw))
+    return IncomingInstance(**{**fields, "references": tuple(fields["references"])})
+
+
+def _entry_v2(buf: memoryview, pos: int) -> tuple[IncomingInstance, bytes, int] | None:
+    _, hlen, plen, dlen, head_crc, data_crc = _ENTRY.unpack_from(buf, pos)
+    start = pos + _ENTRY.size
+    body, end = start + hlen + plen, start + hlen + plen + dlen
+    if end > len(buf) or zlib.crc32(buf[start:body]) != head_crc or zlib.crc32(buf[body:end]) != data_crc:
+        return None
+    return _record(buf[start : start + hlen]), bytes(buf[start + hlen : end]), _aligned(end - pos)
+
+
+def _entry_v1(buf: memoryview, pos: int) -> tuple[IncomingInstance, bytes, int] | None:
+    _, hlen, dlen, head_sum = _ENTRY_V1.unpack_from(buf, pos)
+    start = pos + _ENTRY_V1.size
+    if start + hlen + dlen > len(buf) or hashlib.sha256(buf[start : start + hlen]).digest() != head_sum:
+        return None
+    inst = _record(buf[start : start + hlen])
+    data = bytes(buf[start + hlen : start + hlen + dlen])
+    if hashlib.sha256(data).hexdigest() != inst.sha256:
+        return None
+    return inst, data, _aligned(_ENTRY_V1.size + hlen + dlen)
+
+
+def journal_entries(buf: bytes) -> Iterator[tuple[IncomingInstance, bytes]]:
+    """The whole entries of a segment, in order (format 2 or 1), up to the first torn or damaged one."""
+    view = memoryview(buf)
+    pos = 0
+    while pos + max(_ENTRY.size, _ENTRY_V1.size) <= len(view):
+        magic = bytes(view[pos : pos + 4])
+        if magic == _MAGIC:
+            entry = _entry_v2(view, pos)
+        elif magic == _MAGIC_V1:
+            entry = _entry_v1(view, pos)
+        else:
+            return
+        if entry is None:
+            return
+        inst, data, size = entry
+        yield inst, data
+        pos += size
 
 
 class Journal:
@@ -161,7 +218,7 @@ class Journal:
         self.conflicts: list[str] = []
         self._lock = threading.Lock()
         self._filed = threading.Condition()
-        self._queue: list[tuple[Path, int, IncomingInstance, bytes]] = []
+        self._queue: list[tuple[Path, int, int, IncomingInstance]] = []  # segment, file offset, size, record
         self._fd = -1
         self._held = -1  # the folder's lock, while started
         self._number = 0
@@ -222,19 +279,33 @@ class Journal:
         with self._filed:
             self._filed.notify_all()  # the filer makes the next spare
 
-    def append(self, inst: IncomingInstance, data: bytes) -> None:
-        """Make ``data`` (a Part 10 file whose digest is ``inst.sha256``) and its record durable; it is filed
-        afterwards. Raises OSError when it cannot be (no room for a new segment, a failed sync)."""
+    def append(
+        self,
+        inst: IncomingInstance,
+        data: bytes | memoryview,
+        *,
+        prefix: bytes = b"",
+        data_crc: int | None = None,
+    ) -> None:
+        """Make a Part 10 file (``prefix`` then ``data``: written as they are, no copy joins them) and its
+        record durable; it is filed (hashed into the store) afterwards. ``data_crc`` is ``data``'s CRC-32 when
+        the caller computed it as the bytes arrived. Raises OSError when it cannot be (no room for a new
+        segment, a failed sync)."""
         header = json.dumps({f: getattr(inst, f) for f in _FIELDS}).encode()  # asdict's deep copy costs more
-        head = _ENTRY.pack(_MAGIC, len(header), len(data), hashlib.sha256(header).digest())
-        size = -(-(len(head) + len(header) + len(data)) // _ALIGN) * _ALIGN
+        if data_crc is None:
+            data_crc = zlib.crc32(data)
+        head = _ENTRY.pack(_MAGIC, len(header), len(prefix), len(data), zlib.crc32(prefix, zlib.crc32(header)),
+                           data_crc)  # fmt: skip
+        written = len(head) + len(header) + len(prefix) + len(data)
+        size = _aligned(written)
         if size > self.segment_bytes:
             raise OSError(errno.EFBIG, f"an instance of {len(data)} bytes is larger than a journal segment")
         with self._lock:
             if self._segment is None or self._offset + size > self.segment_bytes:
                 self._switch()
             segment, offset = self._segment, self._offset
-            os.pwritev(self._fd, (head, header, data), offset)  # no copy of the data into one entry
+            if os.pwritev(self._fd, (head, header, prefix, data), offset) != written:
+                raise OSError(errno.ENOSPC, "the journal entry was written only in part")
             self._offset += size
             self._written += 1
             ticket = self._written
@@ -242,9 +313,9 @@ class Journal:
         if segment is None:
             raise OSError("no journal segment")
         with self._filed:
-            self._queue.append((segment, offset, inst, data))
+            self._queue.append((segment, offset + len(head) + len(header), len(prefix) + len(data), inst))
             self._pending += 1
-            self._queued_bytes += len(data)
+            self._queued_bytes += len(prefix) + len(data)
             self._last_append = time.monotonic()
             self._filed.notify_all()
 
@@ -347,8 +418,10 @@ class Journal:
                     continue
                 while not self._stop and not self._quiet():
                     self._filed.wait(QUIET_S)
-                segment, _, inst, data = self._queue.pop(0)
-                self._queued_bytes -= len(data)
+                segment, offset, size, inst = self._queue.pop(0)
+                self._queued_bytes -= size
+            with segment.open("rb") as f:  # read back (from the page cache): nothing waits in memory
+                data = os.pread(f.fileno(), size, offset)
             self._file(inst, data)
             with self._filed:
                 self._pending -= 1
@@ -367,26 +440,13 @@ class Journal:
             segment.unlink(missing_ok=True)
 
     def recover(self) -> int:
-        """File the entries a stopped or crashed receiver left in its segments; how many. A torn last entry
-        (never confirmed) is left out."""
+        """File the entries a stopped or crashed receiver left in its segments (format 2, and format 1 of
+        earlier versions); how many. A torn or damaged entry (never confirmed: only the last one can be) ends
+        its segment."""
         filed = 0
         for segment in sorted(self.folder.glob("seg-*")):
-            with segment.open("rb") as f:
-                buf = f.read()
-            pos = 0
-            while pos + _ENTRY.size <= len(buf):
-                magic, hlen, dlen, hsum = _ENTRY.unpack_from(buf, pos)
-                start = pos + _ENTRY.size
-                if magic != _MAGIC or start + hlen + dlen > len(buf):
-                    break
-                header, data = buf[start : start + hlen], buf[start + hlen : start + hlen + dlen]
-                if hashlib.sha256(header).digest() != hsum:
-                    break
-                inst = IncomingInstance(**{**json.loads(header), "references": tuple(json.loads(header)["references"])})
-                if hashlib.sha256(data).hexdigest() != inst.sha256:
-                    break
+            for inst, data in journal_entries(segment.read_bytes()):
                 self._file(inst, data)
                 filed += 1
-                pos += -(-(_ENTRY.size + hlen + dlen) // _ALIGN) * _ALIGN
             segment.unlink()
         return filed
