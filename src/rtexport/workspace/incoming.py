@@ -22,6 +22,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from rtexport.workspace.db import Database
 from rtexport.workspace.store import BlobStore
@@ -85,13 +86,20 @@ class IncomingRepository:
         self.db = db
         self.blobs = blobs
 
-    def store_file(self, data: bytes) -> str:
-        """Put a received Part 10 file in the store, durably (file and folder fsynced); its digest. OSError when
-        it cannot be (no space): nothing of it is left."""
-        digest, created = self.blobs.put(data)
-        if created:
-            _fsync_dir(self.blobs.path(digest).parent)
-        return digest
+    def file_many(self, entries: list[tuple[IncomingInstance, bytes]]) -> list[Arrival]:
+        """Store received Part 10 files (each hashed once, here) and record them in one transaction: each file
+        and each of their folders fsynced once, then one commit (not one per instance). OSError when a file
+        cannot be stored (no space): nothing of the batch is recorded."""
+        digests, folders = [], set()
+        for _, data in entries:
+            digest, created = self.blobs.put(data)
+            digests.append(digest)
+            if created:
+                folders.add(self.blobs.path(digest).parent)
+        for folder in sorted(folders):
+            _fsync_dir(folder)
+        with self.db.transaction():
+            return [self.add(dataclasses.replace(i, sha256=d)) for (i, _), d in zip(entries, digests, strict=True)]
 
     def add(self, inst: IncomingInstance) -> Arrival:
         """Record an instance whose file is stored (``inst.id`` and ``state`` are ignored)."""
@@ -136,6 +144,7 @@ SEGMENT_BYTES = 256 << 20
 # The filer waits for a pause in arrivals (its fsyncs would slow the journal's), unless this much waits in memory.
 QUIET_S = 0.3
 MAX_QUEUED_BYTES = 256 << 20
+FILING_BATCH = 64  # entries filed in one transaction
 _ALIGN = 4096
 _FIELDS = tuple(f.name for f in dataclasses.fields(IncomingInstance))
 # Entry format 2: magic, lengths of the record (JSON), of the file's prefix (its meta) and of its data set, CRC-32
@@ -418,22 +427,33 @@ class Journal:
                     continue
                 while not self._stop and not self._quiet():
                     self._filed.wait(QUIET_S)
-                segment, offset, size, inst = self._queue.pop(0)
-                self._queued_bytes -= size
-            with segment.open("rb") as f:  # read back (from the page cache): nothing waits in memory
-                data = os.pread(f.fileno(), size, offset)
-            self._file(inst, data)
+                batch, self._queue = self._queue[:FILING_BATCH], self._queue[FILING_BATCH:]
+                self._queued_bytes -= sum(size for _, _, size, _ in batch)
+            self._file_batch(batch)
             with self._filed:
-                self._pending -= 1
+                self._pending -= len(batch)
                 self._filed.notify_all()
-            if segment != self._segment and not any(s == segment for s, *_ in self._queue):
-                self._retire(segment)
+            for segment in {s for s, *_ in batch}:
+                if segment != self._segment and not any(s == segment for s, *_ in self._queue):
+                    self._retire(segment)
 
-    def _file(self, inst: IncomingInstance, data: bytes) -> None:
-        digest = self.repo.store_file(data)
-        arrival = self.repo.add(dataclasses.replace(inst, sha256=digest))
-        if arrival.conflict:
-            self.conflicts.append(inst.sop_instance_uid)
+    def _file_batch(self, batch: list[tuple[Path, int, int, IncomingInstance]]) -> None:
+        """File entries, each read back from its segment (the page cache: nothing waits in memory)."""
+        handles: dict[Path, BinaryIO] = {}
+        try:
+            for segment, *_ in batch:
+                if segment not in handles:
+                    handles[segment] = segment.open("rb")
+            self._file([(inst, os.pread(handles[segment].fileno(), size, offset)) for segment, offset, size, inst
+                        in batch])  # fmt: skip
+        finally:
+            for f in handles.values():
+                f.close()
+
+    def _file(self, entries: list[tuple[IncomingInstance, bytes]]) -> None:
+        for arrival, (inst, _) in zip(self.repo.file_many(entries), entries, strict=True):
+            if arrival.conflict:
+                self.conflicts.append(inst.sop_instance_uid)
 
     def _retire(self, segment: Path | None) -> None:
         if segment is not None:
@@ -445,8 +465,9 @@ class Journal:
         its segment."""
         filed = 0
         for segment in sorted(self.folder.glob("seg-*")):
-            for inst, data in journal_entries(segment.read_bytes()):
-                self._file(inst, data)
-                filed += 1
+            entries = list(journal_entries(segment.read_bytes()))
+            for start in range(0, len(entries), FILING_BATCH):
+                self._file(entries[start : start + FILING_BATCH])
+            filed += len(entries)
             segment.unlink()
         return filed
