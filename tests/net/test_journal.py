@@ -16,7 +16,8 @@ import pytest
 
 from rtexport.export.objects import ExportObject
 from rtexport.workspace import Workspace
-from rtexport.workspace.incoming import IncomingInstance, IncomingRepository, Journal
+from rtexport.workspace.incoming import IncomingInstance, IncomingRepository
+from rtexport.workspace.journal import Journal, Staging
 
 SEGMENT = 8 << 20
 
@@ -77,10 +78,10 @@ def _record(obj: ExportObject, data: bytes) -> IncomingInstance:
 
 
 def test_a_damaged_entry_is_detected_on_recovery_and_nothing_of_it_is_filed(
-    workspace: Workspace, objects: list[ExportObject]
+    workspace: Workspace, objects: list[ExportObject], caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A byte of a durable entry's data changed on disk (or a write torn): recovery files the entries before it
-    and neither it nor anything after it, each file filed whole under its own content hash."""
+    """A byte of a durable entry's data changed on disk: recovery files the entries around it, each whole under
+    its own content hash, not the damaged one, and says so."""
     folder = workspace.home / "incoming-test"
     journal = Journal(folder, IncomingRepository(workspace.db, workspace.blobs), SEGMENT)
     starts = []
@@ -96,10 +97,59 @@ def test_a_damaged_entry_is_detected_on_recovery_and_nothing_of_it_is_filed(
         f.write(bytes([byte[0] ^ 0x01]))
 
     again = Journal(folder, IncomingRepository(workspace.db, workspace.blobs))
-    assert again.recover() == 1
-    (filed,) = IncomingRepository(workspace.db, workspace.blobs).pending()
-    assert filed.sop_instance_uid == objects[0].sop_instance_uid
-    assert workspace.blobs.verified(filed.sha256) == objects[0].read_bytes()  # prefix and data, whole
+    assert again.recover() == 2
+    filed = IncomingRepository(workspace.db, workspace.blobs).pending()
+    assert [i.sop_instance_uid for i in filed] == [objects[0].sop_instance_uid, objects[2].sop_instance_uid]
+    for inst, obj in zip(filed, (objects[0], objects[2]), strict=True):
+        assert workspace.blobs.verified(inst.sha256) == obj.read_bytes()  # prefix and data, whole
+    assert f"the entry at byte {starts[1]} is damaged" in caplog.text
+
+
+def _fragments(data: bytes, size: int = 4000) -> list[memoryview]:
+    return [memoryview(data)[i : i + size] for i in range(0, len(data), size)]
+
+
+def test_data_sets_written_as_they_arrive_by_parallel_associations_are_kept_whole_and_only_when_kept(
+    workspace: Workspace, objects: list[ExportObject]
+) -> None:
+    """Three associations stage their data sets fragment by fragment, interleaved; one keeps two instances, one
+    keeps one and then receives half of another (the process dies), one grows beyond its place. Recovery files
+    exactly the kept instances, byte for byte."""
+    folder = workspace.home / "incoming-test"
+    journal = Journal(folder, IncomingRepository(workspace.db, workspace.blobs), SEGMENT)
+    a, b, c = journal.staging(), journal.staging(), journal.staging()
+    c.expect = 100  # its place is too small for what comes: it grows while it is the last, else goes whole
+    kept = []
+
+    def receive(staging: Staging, obj: ExportObject, keep: bool = True, upto: int | None = None) -> None:
+        data = obj.read_bytes()
+        prefix, data_set = data[:300], data[300:]
+        for fragment in _fragments(data_set)[:upto]:
+            staging.write(fragment)
+        if keep:
+            journal.append(_record(obj, data), data_set, prefix=prefix, staging=staging)
+            kept.append(obj)
+        staging.reset()
+
+    first = _fragments(objects[2].read_bytes()[300:])[0]
+    c.write(first)  # c's small place, then a's after it: c's fills up and it is not the last
+    receive(a, objects[0])
+    c.position = 0
+    receive(c, objects[2])  # written whole when kept
+    receive(b, objects[1], keep=False)  # refused when whole: its place is used again
+    receive(b, objects[3])
+    receive(a, objects[4])
+    c.expect = 100
+    receive(c, objects[5])  # the last place: it grows
+    receive(b, objects[6], keep=False, upto=2)  # the crash: half of an instance, never kept
+    a.close()
+
+    again = Journal(folder, IncomingRepository(workspace.db, workspace.blobs))
+    assert again.recover() == len(kept)
+    filed = {i.sop_instance_uid: i for i in IncomingRepository(workspace.db, workspace.blobs).pending()}
+    assert sorted(filed) == sorted(o.sop_instance_uid for o in kept)  # in the order of their places
+    for obj in kept:
+        assert workspace.blobs.verified(filed[obj.sop_instance_uid].sha256) == obj.read_bytes()
 
 
 def _entry_format_1(obj: ExportObject) -> bytes:

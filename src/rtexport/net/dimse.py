@@ -228,7 +228,7 @@ def encode_data_set(ds: Dataset, transfer_syntax: str) -> bytes:
     return out.getvalue()
 
 
-def decode_data_set(data: bytes, transfer_syntax: str) -> Dataset:
+def decode_data_set(data: bytes | memoryview, transfer_syntax: str) -> Dataset:
     return read_dataset(io.BytesIO(data), transfer_syntax == ImplicitVRLittleEndian, True)
 
 

@@ -71,25 +71,44 @@ class Received:
     calling_ae: str
     peer: str
     data_crc: int | None = None
+    stage: Stage | None = None  # where the sink had the data set written as it arrived
 
 
-class _Crc:
-    """The CRC-32 of a data set's fragments as they arrive (while the peer sends the next ones)."""
+class Stage(Protocol):
+    """A sink's place for one association's data sets, written fragment by fragment as they arrive (before the
+    data set is checked: nothing of it counts until :meth:`Sink.keep` made it an instance)."""
 
-    def __init__(self) -> None:
-        self.value = 0
+    def write(self, fragment: memoryview) -> None: ...
 
-    def update(self, fragment: memoryview) -> None:
-        self.value = zlib.crc32(fragment, self.value)
+    def reset(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class _Arriving:
+    """A data set's fragments as they arrive (while the peer sends the next ones): their CRC-32, and written
+    to the sink's stage."""
+
+    def __init__(self, stage: Stage | None) -> None:
+        self.stage = stage
+        self.crc = 0
+
+    def fragment(self, data: memoryview) -> None:
+        self.crc = zlib.crc32(data, self.crc)
+        if self.stage is not None:
+            self.stage.write(data)
 
 
 class Sink(Protocol):
     """Where received instances go. ``keep`` returns only once the instance is safe (durable on disk); it
-    raises OSError when it cannot be kept (full disk: the peer hears out of resources). ``open`` runs before the
+    raises OSError when it cannot be kept (full disk: the peer hears out of resources). ``stage`` gives each
+    association a place to write data sets as they arrive (None: the sink takes them whole). ``open`` runs before the
     receiver listens, ``close`` after it stopped; ``flush`` waits until what was kept is filed where readers see
     it (False when ``timeout`` passed first)."""
 
     def open(self) -> None: ...
+
+    def stage(self) -> Stage | None: ...
 
     def keep(self, received: Received) -> None: ...
 
@@ -201,26 +220,31 @@ class StorageSCP(Acceptor):
         LOGGER.info("receiver: association from %s (%s) accepted", calling, host)
         dimse = Dimse(assoc, reuse_buffer=True)
         stored = 0
+        stage = self.sink.stage()
         try:
             while True:
-                crc = _Crc()
-                message = dimse.receive("a request", crc.update)
+                arriving = _Arriving(stage)
+                message = dimse.receive("a request", arriving.fragment)
                 if message is None:
                     break
-                stored += self._answer(dimse, message, calling, host, crc.value) == SUCCESS
+                stored += self._answer(dimse, message, calling, host, arriving) == SUCCESS
+                if stage is not None:
+                    stage.reset()
         except AssociationLost as e:
             LOGGER.info("receiver: association from %s (%s) lost after %d instance(s): %s", calling, host, stored, e)
         finally:
             assoc.abort()
+            if stage is not None:
+                stage.close()
         LOGGER.info("receiver: association from %s (%s) ended, %d instance(s) stored", calling, host, stored)
 
-    def _answer(self, dimse: Dimse, message: Message, calling: str, host: str, crc: int) -> int:
+    def _answer(self, dimse: Dimse, message: Message, calling: str, host: str, arriving: _Arriving) -> int:
         command = message.command
         rsp_field: int
         if command.command_field == CommandField.C_ECHO_RQ:
             status, rsp_field = SUCCESS, CommandField.C_ECHO_RSP
         elif command.command_field == CommandField.C_STORE_RQ:
-            status, rsp_field = self._store(dimse, message, calling, host, crc), CommandField.C_STORE_RSP
+            status, rsp_field = self._store(dimse, message, calling, host, arriving), CommandField.C_STORE_RSP
         else:
             status, rsp_field = UNRECOGNIZED_OPERATION, command.command_field | 0x8000
         dimse.send(
@@ -235,7 +259,7 @@ class StorageSCP(Acceptor):
         )
         return status
 
-    def _store(self, dimse: Dimse, message: Message, calling: str, host: str, crc: int) -> int:
+    def _store(self, dimse: Dimse, message: Message, calling: str, host: str, arriving: _Arriving) -> int:
         command = message.command
         abstract, syntax = dimse.assoc.accepted[message.context_id]
         if command.affected_sop_class not in STORAGE_CLASSES or command.affected_sop_class != abstract:
@@ -251,7 +275,7 @@ class StorageSCP(Acceptor):
                                                                command.affected_sop_instance):  # fmt: skip
             return DATA_SET_DOES_NOT_MATCH
         try:
-            self.sink.keep(Received(header, syntax, message.data_set, calling, host, crc))
+            self.sink.keep(Received(header, syntax, message.data_set, calling, host, arriving.crc, arriving.stage))
         except OSError as e:
             LOGGER.warning("receiver: cannot keep instance %s from %s: %s", header.sop_instance_uid, calling, e)
             return OUT_OF_RESOURCES

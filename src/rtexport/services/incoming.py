@@ -28,7 +28,8 @@ from rtexport.services.courses import import_course
 from rtexport.workspace import Workspace
 from rtexport.workspace.db import Database
 from rtexport.workspace.importer import ImportResult
-from rtexport.workspace.incoming import CONFLICT, DISCARDED, IMPORTED, IncomingInstance, IncomingRepository, Journal
+from rtexport.workspace.incoming import CONFLICT, DISCARDED, IMPORTED, IncomingInstance, IncomingRepository
+from rtexport.workspace.journal import Journal, Staging
 
 LOGGER = logging.getLogger(__name__)
 
@@ -48,6 +49,9 @@ class WorkspaceSink:
         self.journal = Journal(self.ws.home / "incoming", IncomingRepository(self._db, self.ws.blobs))
         self.journal.start()  # files what an earlier receiver left
 
+    def stage(self) -> Staging | None:
+        return self.journal.staging() if self.journal is not None else None
+
     def keep(self, received: Received) -> None:
         if self.journal is None:
             raise OSError("the receiver's journal is not open")
@@ -60,7 +64,8 @@ class WorkspaceSink:
         )  # fmt: skip
         # The content hash is the store's, computed once when the entry is filed; the journal's CRC-32 detects
         # a torn entry.
-        self.journal.append(inst, received.data_set, prefix=meta, data_crc=received.data_crc)
+        staging = received.stage if isinstance(received.stage, Staging) else None
+        self.journal.append(inst, received.data_set, prefix=meta, data_crc=received.data_crc, staging=staging)
 
     def flush(self, timeout: float) -> bool:
         return self.journal.flush(timeout) if self.journal is not None else True
