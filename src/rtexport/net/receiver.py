@@ -10,6 +10,10 @@ Each instance is checked before it is handed over: its data set must be readable
 truncated data set is refused with 0xC000, cannot understand), and its SOP Class and Instance UIDs must be those
 of the C-STORE (else 0xA900). A sink that runs out of room answers 0xA700 (out of resources) and keeps what it
 confirmed before. A peer that aborts mid-transfer loses only the unconfirmed instance: nothing of it is kept.
+
+Per association the data set is assembled in one reused buffer, its CRC-32 computed fragment by fragment as it
+arrives and, when the sink offers a :class:`Stage`, written there as it arrives too: the sink's work after the
+last fragment is then small (the journal's head and sync), which is what the peer waits for.
 """
 
 from __future__ import annotations

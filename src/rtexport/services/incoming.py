@@ -36,8 +36,9 @@ LOGGER = logging.getLogger(__name__)
 
 class WorkspaceSink:
     """The receiver's sink: each instance as a Part 10 file made durable in the workspace's incoming journal
-    (one fdatasync) before the peer hears success, then filed into the blob store (which hashes it) and the
-    ``incoming`` table by a background thread, on a database connection of its own."""
+    (one fdatasync; its data set staged there as it arrived) before the peer hears success, then filed into the
+    blob store (which hashes it) and the ``incoming`` table by a background thread, on a database connection of
+    its own."""
 
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
