@@ -16,6 +16,7 @@ import pytest
 
 from rtexport.export.objects import ExportObject
 from rtexport.workspace import Workspace
+from rtexport.workspace import journal as journal_module
 from rtexport.workspace.incoming import IncomingInstance, IncomingRepository
 from rtexport.workspace.journal import Journal, Staging
 
@@ -110,7 +111,7 @@ def _fragments(data: bytes, size: int = 4000) -> list[memoryview]:
 
 
 def test_data_sets_written_as_they_arrive_by_parallel_associations_are_kept_whole_and_only_when_kept(
-    workspace: Workspace, objects: list[ExportObject]
+    workspace: Workspace, objects: list[ExportObject], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Three associations stage their data sets fragment by fragment, interleaved; one keeps two instances, one
     keeps one and then receives half of another (the process dies), one grows beyond its place. Recovery files
@@ -118,6 +119,7 @@ def test_data_sets_written_as_they_arrive_by_parallel_associations_are_kept_whol
     folder = workspace.home / "incoming-test"
     journal = Journal(folder, IncomingRepository(workspace.db, workspace.blobs), SEGMENT)
     a, b, c = journal.staging(), journal.staging(), journal.staging()
+    monkeypatch.setattr(journal_module, "STAGE_SLACK", 0)
     c.expect = 100  # its place is too small for what comes: it grows while it is the last, else goes whole
     kept = []
 

@@ -33,6 +33,7 @@ QUIET_S = 0.3
 MAX_QUEUED_BYTES = 256 << 20
 FILING_BATCH = 64  # entries filed in one transaction
 STAGE_EXPECT = 1 << 20  # the data set size a new staging place is made for (it grows while it is the last one)
+STAGE_SLACK = 64 << 10  # room beyond the last data set's size: the next one may be a little larger
 _SYNC_FILE_RANGE_WRITE = 2
 
 
@@ -195,7 +196,7 @@ class Journal:
         place = staging.place
         if place is None:
             with self._lock:
-                segment, offset = self._take(aligned(max(need, STAGED_DATA_AT + staging.expect)))
+                segment, offset = self._take(aligned(max(need, STAGED_DATA_AT + staging.expect + STAGE_SLACK)))
                 place = _Place(segment, os.dup(self._fd), offset, self._offset - offset)
                 os.pwrite(place.fd, placeholder(place.span), offset)  # recovery steps over it until it is an entry
                 self._places[segment] = self._places.get(segment, 0) + 1
