@@ -1,6 +1,7 @@
 """The receiver's journal: under parallel associations one fdatasync makes the entries of several associations
-durable together (group commit), and no append returns before a sync that covers its own entry; on recovery a
-damaged entry is detected (CRC-32) and segments of the earlier entry format are still filed."""
+durable together (group commit), and no append returns before a sync that covers its own entry; data sets
+written as they arrive count only once kept; on recovery a damaged entry is detected (CRC-32) and segments of the
+earlier entry format are still filed."""
 
 from __future__ import annotations
 
