@@ -141,7 +141,8 @@ def main() -> None:
                 seconds = receivers[name](work, args.slices)
                 shutil.rmtree(work)
                 runs[name].append(total / 1e6 / seconds)
-                print(f"round {r + 1} {name:<10} {seconds:6.2f} s {total / 1e6 / seconds:7.1f} MB/s", flush=True)
+                print(f"round {r + 1} {name:<10} {seconds:6.2f} s {total / 1e6 / seconds:7.1f} MB/s "
+                      f"{seconds / args.slices * 1e3:5.2f} ms an instance", flush=True)  # fmt: skip
     medians = {name: statistics.median(v) for name, v in runs.items()}
     paired = statistics.median(a / b for a, b in zip(runs["rtexport"], runs["storescp"], strict=True))
     print(f"\nmedian over {args.rounds} rounds: storescp {medians['storescp']:.1f} MB/s, rtexport "

@@ -1,10 +1,15 @@
-"""The receiver's journal under parallel associations: one fdatasync makes the entries of several associations
-durable together (group commit), and no append returns before a sync that covers its own entry."""
+"""The receiver's journal: under parallel associations one fdatasync makes the entries of several associations
+durable together (group commit), and no append returns before a sync that covers its own entry; data sets
+written as they arrive count only once kept; on recovery a damaged entry is detected (CRC-32) and segments of the
+earlier entry format are still filed."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import os
+import struct
 import threading
 import time
 
@@ -12,7 +17,9 @@ import pytest
 
 from rtexport.export.objects import ExportObject
 from rtexport.workspace import Workspace
-from rtexport.workspace.incoming import IncomingInstance, IncomingRepository, Journal
+from rtexport.workspace import journal as journal_module
+from rtexport.workspace.incoming import IncomingInstance, IncomingRepository
+from rtexport.workspace.journal import Journal, Staging
 
 SEGMENT = 8 << 20
 
@@ -65,3 +72,114 @@ def test_parallel_appends_share_syncs_and_none_returns_before_its_entry_is_durab
     assert len(syncs) < len(objects) / 2, f"{len(syncs)} syncs for {len(objects)} entries from 8 associations"
     filed = IncomingRepository(workspace.db, workspace.blobs).pending()
     assert sorted(i.sop_instance_uid for i in filed) == sorted(o.sop_instance_uid for o in objects)
+
+
+def _record(obj: ExportObject, data: bytes) -> IncomingInstance:
+    return IncomingInstance(0, obj.sop_instance_uid, obj.sop_class_uid, "", len(data), "P", "N", "S", "SE", "F",
+                            "CT", (), "AE", "h", "now", "", None)  # fmt: skip
+
+
+def test_a_damaged_entry_is_detected_on_recovery_and_nothing_of_it_is_filed(
+    workspace: Workspace, objects: list[ExportObject], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A byte of a durable entry's data changed on disk: recovery files the entries around it, each whole under
+    its own content hash, not the damaged one, and says so."""
+    folder = workspace.home / "incoming-test"
+    journal = Journal(folder, IncomingRepository(workspace.db, workspace.blobs), SEGMENT)
+    starts = []
+    for obj in objects[:3]:
+        starts.append(journal.position)
+        data = obj.read_bytes()
+        journal.append(_record(obj, data[:300]), data[300:], prefix=data[:300])
+    (segment,) = folder.glob("seg-*")
+    with segment.open("r+b") as f:  # one byte in the middle of the second entry: its pixel data
+        f.seek((starts[1] + starts[2]) // 2)
+        byte = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte[0] ^ 0x01]))
+
+    again = Journal(folder, IncomingRepository(workspace.db, workspace.blobs))
+    assert again.recover() == 2
+    filed = IncomingRepository(workspace.db, workspace.blobs).pending()
+    assert [i.sop_instance_uid for i in filed] == [objects[0].sop_instance_uid, objects[2].sop_instance_uid]
+    for inst, obj in zip(filed, (objects[0], objects[2]), strict=True):
+        assert workspace.blobs.verified(inst.sha256) == obj.read_bytes()  # prefix and data, whole
+    assert f"the entry at byte {starts[1]} is damaged" in caplog.text
+
+
+def _fragments(data: bytes, size: int = 4000) -> list[memoryview]:
+    return [memoryview(data)[i : i + size] for i in range(0, len(data), size)]
+
+
+def test_data_sets_written_as_they_arrive_by_parallel_associations_are_kept_whole_and_only_when_kept(
+    workspace: Workspace, objects: list[ExportObject], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three associations stage their data sets fragment by fragment, interleaved; one keeps two instances, one
+    keeps one and then receives half of another (the process dies), one grows beyond its place. Recovery files
+    exactly the kept instances, byte for byte."""
+    folder = workspace.home / "incoming-test"
+    journal = Journal(folder, IncomingRepository(workspace.db, workspace.blobs), SEGMENT)
+    a, b, c = journal.staging(), journal.staging(), journal.staging()
+    monkeypatch.setattr(journal_module, "STAGE_SLACK", 0)
+    c.expect = 100  # its place is too small for what comes: it grows while it is the last, else goes whole
+    kept = []
+
+    def receive(staging: Staging, obj: ExportObject, keep: bool = True, upto: int | None = None) -> None:
+        data = obj.read_bytes()
+        prefix, data_set = data[:300], data[300:]
+        for fragment in _fragments(data_set)[:upto]:
+            staging.write(fragment)
+        if keep:
+            journal.append(_record(obj, data), data_set, prefix=prefix, staging=staging)
+            kept.append(obj)
+        staging.reset()
+
+    first = _fragments(objects[2].read_bytes()[300:])[0]
+    c.write(first)  # c's small place, then a's after it: c's fills up and it is not the last
+    receive(a, objects[0])
+    c.position = 0
+    receive(c, objects[2])  # written whole when kept
+    receive(b, objects[1], keep=False)  # refused when whole: its place is used again
+    receive(b, objects[3])
+    receive(a, objects[4])
+    c.expect = 100
+    receive(c, objects[5])  # the last place: it grows
+    receive(b, objects[6], keep=False, upto=2)  # the crash: half of an instance, never kept
+    a.close()
+
+    again = Journal(folder, IncomingRepository(workspace.db, workspace.blobs))
+    assert again.recover() == len(kept)
+    filed = {i.sop_instance_uid: i for i in IncomingRepository(workspace.db, workspace.blobs).pending()}
+    assert sorted(filed) == sorted(o.sop_instance_uid for o in kept)  # in the order of their places
+    for obj in kept:
+        assert workspace.blobs.verified(filed[obj.sop_instance_uid].sha256) == obj.read_bytes()
+
+
+def _entry_format_1(obj: ExportObject) -> bytes:
+    """An entry as receivers before format 2 wrote it: record and file, the file's sha256 in the record, the
+    record's sha256 in the head, padded to 4 KiB."""
+    data = obj.read_bytes()
+    record = {**dataclasses.asdict(_instance(obj, data)), "references": []}
+    header = json.dumps(record).encode()
+    entry = struct.pack(">4sIQ32s", b"RTXJ", len(header), len(data), hashlib.sha256(header).digest()) + header + data
+    return entry + bytes(-len(entry) % 4096)
+
+
+def test_segments_of_the_earlier_entry_format_are_still_recovered(
+    workspace: Workspace, objects: list[ExportObject]
+) -> None:
+    folder = workspace.home / "incoming-test"
+    folder.mkdir()
+    segment = b"".join(_entry_format_1(o) for o in objects[:3])
+    (folder / "seg-000001").write_bytes(segment + bytes(1 << 20))
+    damaged = bytearray(_entry_format_1(objects[3]))
+    damaged[len(damaged) // 2] ^= 0x01
+    (folder / "seg-000002").write_bytes(_entry_format_1(objects[4]) + damaged + _entry_format_1(objects[5]))
+
+    journal = Journal(folder, IncomingRepository(workspace.db, workspace.blobs))
+    assert journal.recover() == 4
+    filed = IncomingRepository(workspace.db, workspace.blobs).pending()
+    assert [i.sop_instance_uid for i in filed] == [o.sop_instance_uid for o in (*objects[:3], objects[4])]
+    for inst, obj in zip(filed, (*objects[:3], objects[4]), strict=True):
+        assert workspace.blobs.verified(inst.sha256) == obj.read_bytes()
+    assert list(folder.glob("seg-*")) == []

@@ -28,7 +28,8 @@ from rtexport.services.incoming import (
     receiver,
 )
 from rtexport.workspace import Workspace
-from rtexport.workspace.incoming import IncomingInstance, IncomingRepository, Journal
+from rtexport.workspace.incoming import IncomingInstance, IncomingRepository
+from rtexport.workspace.journal import Journal
 from tests.support.orthanc import Orthanc, free_port
 from tests.support.storescp import dataset_part, storescu
 

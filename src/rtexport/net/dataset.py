@@ -59,7 +59,10 @@ class Header:
     references: tuple[str, ...] = ()
 
 
-def _items(data: bytes, pos: int, implicit: bool, depth: int) -> int:
+Data = bytes | bytearray | memoryview
+
+
+def _items(data: Data, pos: int, implicit: bool, depth: int) -> int:
     """Skip the items of an undefined-length sequence (or encapsulated pixel data) up to its delimiter."""
     end = len(data)
     while True:
@@ -80,7 +83,7 @@ def _items(data: bytes, pos: int, implicit: bool, depth: int) -> int:
             pos += length
 
 
-def _walk(data: bytes, pos: int, implicit: bool, depth: int, out: dict[int, bytes] | None, in_item: bool = False
+def _walk(data: Data, pos: int, implicit: bool, depth: int, out: dict[int, bytes] | None, in_item: bool = False
           ) -> int:  # fmt: skip
     """Walk elements from ``pos`` to the end (or to the item delimiter when ``in_item``); the position after."""
     if depth > MAX_DEPTH:
@@ -97,7 +100,7 @@ def _walk(data: bytes, pos: int, implicit: bool, depth: int, out: dict[int, byte
         if implicit or group == 0xFFFE:
             length, pos = _U32.unpack_from(data, pos + 4)[0], pos + 8
         else:
-            vr = data[pos + 4 : pos + 6]
+            vr = bytes(data[pos + 4 : pos + 6])
             if vr in _LONG_VRS:
                 if pos + 12 > end:
                     raise DataSetError(f"a truncated element at byte {pos} of {end}")
@@ -113,7 +116,7 @@ def _walk(data: bytes, pos: int, implicit: bool, depth: int, out: dict[int, byte
                 f"({end - pos} bytes left): the instance is truncated"
             )
         if out is not None and tag in _WANTED:
-            out[tag] = data[pos : pos + length]
+            out[tag] = bytes(data[pos : pos + length])
         pos += length
     if in_item:
         raise DataSetError("a sequence item without its end")
@@ -128,7 +131,7 @@ def _text(raw: bytes) -> str:
     return text.rstrip("\0 ")
 
 
-def _structure_set_references(data: bytes, implicit: bool) -> tuple[str, tuple[str, ...]]:
+def _structure_set_references(data: Data, implicit: bool) -> tuple[str, tuple[str, ...]]:
     """An RT Structure Set's referenced frame of reference and the images its contours are on."""
     try:
         with warnings.catch_warnings():
@@ -147,7 +150,7 @@ def _structure_set_references(data: bytes, implicit: bool) -> tuple[str, tuple[s
     return frame, tuple(uid for uid in images if uid)
 
 
-def read_header(data: bytes, implicit: bool) -> Header:
+def read_header(data: Data, implicit: bool) -> Header:
     """The instance's :class:`Header`, once its whole data set was walked; raises DataSetError."""
     found: dict[int, bytes] = {}
     _walk(data, 0, implicit, 0, found)
@@ -168,10 +171,10 @@ def _meta_element(elem: int, vr: bytes, value: bytes) -> bytes:
     return _TAG.pack(0x0002, elem) + vr + _U16.pack(len(value)) + value
 
 
-def part10(header: Header, transfer_syntax: str, data_set: bytes, source_ae: str) -> bytes:
-    """The instance as a DICOM Part 10 file (PS3.10 7.1): preamble, our file meta (explicit VR little endian,
-    written here: pydicom's writer costs more than the rest of receiving an instance), the data set's bytes as
-    they arrived."""
+def file_meta(header: Header, transfer_syntax: str, source_ae: str) -> bytes:
+    """What goes before the data set's bytes in a DICOM Part 10 file (PS3.10 7.1): preamble, prefix and our file
+    meta (explicit VR little endian, written here: pydicom's writer costs more than the rest of receiving an
+    instance)."""
     elements = [
         _meta_element(0x0001, b"OB", b"\0\1"),
         _meta_element(0x0002, b"UI", header.sop_class_uid.encode("ascii")),
@@ -184,4 +187,9 @@ def part10(header: Header, transfer_syntax: str, data_set: bytes, source_ae: str
         elements.append(_meta_element(0x0016, b"AE", source_ae.encode("ascii")))
     body = b"".join(elements)
     group_length = _TAG.pack(0x0002, 0x0000) + b"UL" + _U16.pack(4) + _U32.pack(len(body))
-    return b"".join((bytes(128), b"DICM", group_length, body, data_set))
+    return b"".join((bytes(128), b"DICM", group_length, body))
+
+
+def part10(header: Header, transfer_syntax: str, data_set: Data, source_ae: str) -> bytes:
+    """The instance as a DICOM Part 10 file: :func:`file_meta`, then the data set's bytes as they arrived."""
+    return file_meta(header, transfer_syntax, source_ae) + bytes(data_set)

@@ -207,9 +207,12 @@ class Outgoing:
 
 @dataclass(frozen=True)
 class Message:
+    """A received message. With :attr:`Dimse.reuse_buffer` the data set is a view into the association's one
+    buffer, valid until the next :meth:`Dimse.receive`."""
+
     context_id: int
     command: Command
-    data_set: bytes | None = None
+    data_set: bytes | memoryview | None = None
 
 
 def status_meaning(status: int, table: Mapping[int, tuple[str, str]] = STORAGE_SERVICE_CLASS_STATUS) -> str:
@@ -228,7 +231,7 @@ def encode_data_set(ds: Dataset, transfer_syntax: str) -> bytes:
     return out.getvalue()
 
 
-def decode_data_set(data: bytes, transfer_syntax: str) -> Dataset:
+def decode_data_set(data: bytes | memoryview, transfer_syntax: str) -> Dataset:
     return read_dataset(io.BytesIO(data), transfer_syntax == ImplicitVRLittleEndian, True)
 
 
@@ -287,8 +290,12 @@ class _DataSetText:
 class Dimse:
     """Messages over one association: one request outstanding at a time, not thread-safe."""
 
-    def __init__(self, assoc: Association) -> None:
+    def __init__(self, assoc: Association, *, reuse_buffer: bool = False) -> None:
         self.assoc = assoc
+        # The receiver's fast path: data sets assembled in one buffer reused for every message (no allocation
+        # and page faults per instance), each returned as a view valid until the next receive.
+        self.reuse_buffer = reuse_buffer
+        self._assembly = bytearray(0)
         self._message_id = 0
         self._pending: deque[PDV] = deque()
         peer_max = assoc.peer_max_pdu
@@ -421,8 +428,9 @@ class Dimse:
         self.assoc.abort()
         return AssociationLost(f"protocol error by {self.assoc.peer}: {what}; association aborted")
 
-    def receive(self, awaiting: str) -> Message | None:
-        """The next whole message; None when the peer released the association between messages."""
+    def receive(self, awaiting: str, observe: Callable[[memoryview], None] | None = None) -> Message | None:
+        """The next whole message; None when the peer released the association between messages. ``observe``
+        sees every data set fragment as it arrives, in order (the receiver checksums it there)."""
         timer = self.assoc.timer(self.assoc.timeouts.dimse)
         context_id: int | None = None
         command: Command | None = None
@@ -445,31 +453,51 @@ class Dimse:
             elif pdv.context_id != context_id:
                 raise self._protocol_error("one message's fragments on two presentation contexts")
             if command is None:
-                if not pdv.is_command:
-                    raise self._protocol_error("a data set fragment before its command")
-                command_bytes += pdv.data
-                if len(command_bytes) > _MAX_COMMAND:
-                    raise self._protocol_error(f"a command set longer than {_MAX_COMMAND} bytes")
-                if not pdv.is_last:
-                    continue
-                try:
-                    command = Command.decode(bytes(command_bytes))
-                except DimseError as e:
-                    raise self._protocol_error(f"an unreadable command set ({e})") from e
-                if not command.has_data_set:
+                command = self._command_fragment(pdv, command_bytes)
+                if command is not None and not command.has_data_set:
                     self.trace(False, context_id, command)
                     return Message(context_id, command)
+                continue
+            if pdv.is_command:
+                raise self._protocol_error(f"a command fragment inside the data set of a {command.name}")
+            if received + len(pdv.data) > _MAX_DATA_SET:
+                raise self._protocol_error(f"a data set longer than {_MAX_DATA_SET} bytes")
+            if self.reuse_buffer:
+                self._assemble(received, pdv.data)
             else:
-                if pdv.is_command:
-                    raise self._protocol_error(f"a command fragment inside the data set of a {command.name}")
                 fragments.append(pdv.data)
-                received += len(pdv.data)
-                if received > _MAX_DATA_SET:
-                    raise self._protocol_error(f"a data set longer than {_MAX_DATA_SET} bytes")
-                if pdv.is_last:
-                    data_set = b"".join(fragments)
-                    self.trace(False, context_id, command, data_set)
-                    return Message(context_id, command, data_set)
+            received += len(pdv.data)
+            if observe is not None:
+                observe(memoryview(pdv.data))
+            if pdv.is_last:
+                data_set = memoryview(self._assembly)[:received] if self.reuse_buffer else b"".join(fragments)
+                if trace.enabled():
+                    self.trace(False, context_id, command, bytes(data_set))
+                return Message(context_id, command, data_set)
+
+    def _command_fragment(self, pdv: PDV, command_bytes: bytearray) -> Command | None:
+        """Add a command fragment; the command once its last fragment came."""
+        if not pdv.is_command:
+            raise self._protocol_error("a data set fragment before its command")
+        command_bytes += pdv.data
+        if len(command_bytes) > _MAX_COMMAND:
+            raise self._protocol_error(f"a command set longer than {_MAX_COMMAND} bytes")
+        if not pdv.is_last:
+            return None
+        try:
+            return Command.decode(bytes(command_bytes))
+        except DimseError as e:
+            raise self._protocol_error(f"an unreadable command set ({e})") from e
+
+    def _assemble(self, at: int, data: bytes | memoryview) -> None:
+        """Copy a data set fragment into the reused buffer at ``at``; a larger buffer replaces it when needed (a
+        new one: the caller may still hold a view of the old)."""
+        end = at + len(data)
+        if end > len(self._assembly):
+            grown = bytearray(max(end, 2 * len(self._assembly)))
+            grown[:at] = memoryview(self._assembly)[:at]
+            self._assembly = grown
+        self._assembly[at:end] = data
 
     def await_response(self, request: Command) -> Message:
         """The response to ``request`` (sent last); anything else aborts the association."""

@@ -10,6 +10,10 @@ Each instance is checked before it is handed over: its data set must be readable
 truncated data set is refused with 0xC000, cannot understand), and its SOP Class and Instance UIDs must be those
 of the C-STORE (else 0xA900). A sink that runs out of room answers 0xA700 (out of resources) and keeps what it
 confirmed before. A peer that aborts mid-transfer loses only the unconfirmed instance: nothing of it is kept.
+
+Per association the data set is assembled in one reused buffer, its CRC-32 computed fragment by fragment as it
+arrives and, when the sink offers a :class:`Stage`, written there as it arrives too: the sink's work after the
+last fragment is then small (the journal's head and sync), which is what the peer waits for.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import logging
 import socket
 import ssl
 import time
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -61,23 +66,53 @@ UNRECOGNIZED_OPERATION = 0x0211
 
 @dataclass(frozen=True)
 class Received:
-    """One instance as it arrived: its data set's bytes (in ``transfer_syntax``), what it says of itself, and
-    who sent it."""
+    """One instance as it arrived: its data set's bytes (in ``transfer_syntax``; a view valid only until
+    :meth:`Sink.keep` returns), their CRC-32 computed as they arrived, what it says of itself, and who sent it."""
 
     header: Header
     transfer_syntax: str
-    data_set: bytes
+    data_set: bytes | memoryview
     calling_ae: str
     peer: str
+    data_crc: int | None = None
+    stage: Stage | None = None  # where the sink had the data set written as it arrived
+
+
+class Stage(Protocol):
+    """A sink's place for one association's data sets, written fragment by fragment as they arrive (before the
+    data set is checked: nothing of it counts until :meth:`Sink.keep` made it an instance)."""
+
+    def write(self, fragment: memoryview) -> None: ...
+
+    def reset(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class _Arriving:
+    """A data set's fragments as they arrive (while the peer sends the next ones): their CRC-32, and written
+    to the sink's stage."""
+
+    def __init__(self, stage: Stage | None) -> None:
+        self.stage = stage
+        self.crc = 0
+
+    def fragment(self, data: memoryview) -> None:
+        self.crc = zlib.crc32(data, self.crc)
+        if self.stage is not None:
+            self.stage.write(data)
 
 
 class Sink(Protocol):
     """Where received instances go. ``keep`` returns only once the instance is safe (durable on disk); it
-    raises OSError when it cannot be kept (full disk: the peer hears out of resources). ``open`` runs before the
+    raises OSError when it cannot be kept (full disk: the peer hears out of resources). ``stage`` gives each
+    association a place to write data sets as they arrive (None: the sink takes them whole). ``open`` runs before the
     receiver listens, ``close`` after it stopped; ``flush`` waits until what was kept is filed where readers see
     it (False when ``timeout`` passed first)."""
 
     def open(self) -> None: ...
+
+    def stage(self) -> Stage | None: ...
 
     def keep(self, received: Received) -> None: ...
 
@@ -187,27 +222,33 @@ class StorageSCP(Acceptor):
             return
         calling = assoc.request_pdu.calling_ae if assoc.request_pdu else ""
         LOGGER.info("receiver: association from %s (%s) accepted", calling, host)
-        dimse = Dimse(assoc)
+        dimse = Dimse(assoc, reuse_buffer=True)
         stored = 0
+        stage = self.sink.stage()
         try:
             while True:
-                message = dimse.receive("a request")
+                arriving = _Arriving(stage)
+                message = dimse.receive("a request", arriving.fragment)
                 if message is None:
                     break
-                stored += self._answer(dimse, message, calling, host) == SUCCESS
+                stored += self._answer(dimse, message, calling, host, arriving) == SUCCESS
+                if stage is not None:
+                    stage.reset()
         except AssociationLost as e:
             LOGGER.info("receiver: association from %s (%s) lost after %d instance(s): %s", calling, host, stored, e)
         finally:
             assoc.abort()
+            if stage is not None:
+                stage.close()
         LOGGER.info("receiver: association from %s (%s) ended, %d instance(s) stored", calling, host, stored)
 
-    def _answer(self, dimse: Dimse, message: Message, calling: str, host: str) -> int:
+    def _answer(self, dimse: Dimse, message: Message, calling: str, host: str, arriving: _Arriving) -> int:
         command = message.command
         rsp_field: int
         if command.command_field == CommandField.C_ECHO_RQ:
             status, rsp_field = SUCCESS, CommandField.C_ECHO_RSP
         elif command.command_field == CommandField.C_STORE_RQ:
-            status, rsp_field = self._store(dimse, message, calling, host), CommandField.C_STORE_RSP
+            status, rsp_field = self._store(dimse, message, calling, host, arriving), CommandField.C_STORE_RSP
         else:
             status, rsp_field = UNRECOGNIZED_OPERATION, command.command_field | 0x8000
         dimse.send(
@@ -222,7 +263,7 @@ class StorageSCP(Acceptor):
         )
         return status
 
-    def _store(self, dimse: Dimse, message: Message, calling: str, host: str) -> int:
+    def _store(self, dimse: Dimse, message: Message, calling: str, host: str, arriving: _Arriving) -> int:
         command = message.command
         abstract, syntax = dimse.assoc.accepted[message.context_id]
         if command.affected_sop_class not in STORAGE_CLASSES or command.affected_sop_class != abstract:
@@ -238,7 +279,7 @@ class StorageSCP(Acceptor):
                                                                command.affected_sop_instance):  # fmt: skip
             return DATA_SET_DOES_NOT_MATCH
         try:
-            self.sink.keep(Received(header, syntax, message.data_set, calling, host))
+            self.sink.keep(Received(header, syntax, message.data_set, calling, host, arriving.crc, arriving.stage))
         except OSError as e:
             LOGGER.warning("receiver: cannot keep instance %s from %s: %s", header.sop_instance_uid, calling, e)
             return OUT_OF_RESOURCES

@@ -122,8 +122,17 @@ class Transport:
             left = timer.remaining()
             if left <= 0:
                 raise TimeoutError
-            self._settimeout(left)
-            n = self.sock.recv_into(view[got:])
+            # The socket's timeout may stay when it ends no later than the timer and not much earlier: a
+            # change is system calls, and the timer moves on only by the time each read took.
+            if self._timeout is None or not left / 2 <= self._timeout <= left:
+                self._settimeout(left)
+            try:
+                n = self.sock.recv_into(view[got:])
+            except TimeoutError:
+                if timer.remaining() > 0:  # the socket's timeout was the shorter: wait the rest
+                    self._timeout = None
+                    continue
+                raise
             if n == 0:
                 raise ConnectionClosed
             got += n

@@ -21,22 +21,24 @@ from typing import Any
 
 from rtexport.errors import ConfigError, CourseImportError, InputError
 from rtexport.model.people import Actor
-from rtexport.net.dataset import part10
+from rtexport.net.dataset import file_meta
 from rtexport.net.outcome import server_context
 from rtexport.net.receiver import CT_IMAGE_STORAGE, RT_STRUCTURE_SET_STORAGE, Received, ReceiverPolicy, StorageSCP
 from rtexport.services.courses import import_course
 from rtexport.workspace import Workspace
 from rtexport.workspace.db import Database
 from rtexport.workspace.importer import ImportResult
-from rtexport.workspace.incoming import CONFLICT, DISCARDED, IMPORTED, IncomingInstance, IncomingRepository, Journal
+from rtexport.workspace.incoming import CONFLICT, DISCARDED, IMPORTED, IncomingInstance, IncomingRepository
+from rtexport.workspace.journal import Journal, Staging
 
 LOGGER = logging.getLogger(__name__)
 
 
 class WorkspaceSink:
     """The receiver's sink: each instance as a Part 10 file made durable in the workspace's incoming journal
-    (one fdatasync) before the peer hears success, then filed into the blob store and the ``incoming`` table by a
-    background thread, on a database connection of its own."""
+    (one fdatasync; its data set staged there as it arrived) before the peer hears success, then filed into the
+    blob store (which hashes it) and the ``incoming`` table by a background thread, on a database connection of
+    its own."""
 
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
@@ -48,17 +50,23 @@ class WorkspaceSink:
         self.journal = Journal(self.ws.home / "incoming", IncomingRepository(self._db, self.ws.blobs))
         self.journal.start()  # files what an earlier receiver left
 
+    def stage(self) -> Staging | None:
+        return self.journal.staging() if self.journal is not None else None
+
     def keep(self, received: Received) -> None:
         if self.journal is None:
             raise OSError("the receiver's journal is not open")
         h = received.header
-        data = part10(h, received.transfer_syntax, received.data_set, received.calling_ae)
+        meta = file_meta(h, received.transfer_syntax, received.calling_ae)
         inst = IncomingInstance(
-            0, h.sop_instance_uid, h.sop_class_uid, hashlib.sha256(data).hexdigest(), len(data), h.patient_id,
+            0, h.sop_instance_uid, h.sop_class_uid, "", len(meta) + len(received.data_set), h.patient_id,
             h.patient_name, h.study_uid, h.series_uid, h.frame_of_reference_uid, h.modality, h.references,
             received.calling_ae, received.peer, self.ws.now(), "", None,
         )  # fmt: skip
-        self.journal.append(inst, data)
+        # The content hash is the store's, computed once when the entry is filed; the journal's CRC-32 detects
+        # a torn entry.
+        staging = received.stage if isinstance(received.stage, Staging) else None
+        self.journal.append(inst, received.data_set, prefix=meta, data_crc=received.data_crc, staging=staging)
 
     def flush(self, timeout: float) -> bool:
         return self.journal.flush(timeout) if self.journal is not None else True

@@ -9,15 +9,9 @@ second row marked ``conflict``: nothing is overwritten, and the set it belongs t
 from __future__ import annotations
 
 import dataclasses
-import errno
-import fcntl
-import hashlib
 import json
 import os
 import sqlite3
-import struct
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,7 +54,7 @@ class Arrival:
     conflict: bool
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -83,13 +77,20 @@ class IncomingRepository:
         self.db = db
         self.blobs = blobs
 
-    def store_file(self, data: bytes) -> str:
-        """Put a received Part 10 file in the store, durably (file and folder fsynced); its digest. OSError when
-        it cannot be (no space): nothing of it is left."""
-        digest, created = self.blobs.put(data)
-        if created:
-            _fsync_dir(self.blobs.path(digest).parent)
-        return digest
+    def file_many(self, entries: list[tuple[IncomingInstance, bytes]]) -> list[Arrival]:
+        """Store received Part 10 files (each hashed once, here) and record them in one transaction: each file
+        and each of their folders fsynced once, then one commit (not one per instance). OSError when a file
+        cannot be stored (no space): nothing of the batch is recorded."""
+        digests, folders = [], set()
+        for _, data in entries:
+            digest, created = self.blobs.put(data)
+            digests.append(digest)
+            if created:
+                folders.add(self.blobs.path(digest).parent)
+        for folder in sorted(folders):
+            fsync_dir(folder)
+        with self.db.transaction():
+            return [self.add(dataclasses.replace(i, sha256=d)) for (i, _), d in zip(entries, digests, strict=True)]
 
     def add(self, inst: IncomingInstance) -> Arrival:
         """Record an instance whose file is stored (``inst.id`` and ``state`` are ignored)."""
@@ -126,267 +127,3 @@ class IncomingRepository:
         with self.db.transaction():
             for i in ids:
                 self.db.execute("UPDATE incoming SET state = ?, course_id = ? WHERE id = ?", (state, course_id, i))
-
-
-# -- the journal: durable before the answer, filed afterwards ---------------------------------------------------
-
-SEGMENT_BYTES = 256 << 20
-# The filer waits for a pause in arrivals (its fsyncs would slow the journal's), unless this much waits in memory.
-QUIET_S = 0.3
-MAX_QUEUED_BYTES = 256 << 20
-_ALIGN = 4096
-_MAGIC = b"RTXJ"
-_FIELDS = tuple(f.name for f in dataclasses.fields(IncomingInstance))
-_ENTRY = struct.Struct(">4sIQ32s")  # magic, header length, data length, sha256 of the header
-
-
-class Journal:
-    """Received files made durable in one step each, then filed into the store and the table in the background.
-
-    Segments (``incoming/seg-NNNNNN``) are written full of zeros when made, so an entry later written into one
-    changes no file metadata: one ``fdatasync`` makes it durable, where a new file would cost a write, an
-    ``fsync``, a rename and an ``fsync`` of its folder. Entries go one after another (the lock), so only the last
-    one can be torn by a crash, and a torn one was never confirmed. :meth:`recover` files what a crash left;
-    a segment is removed once everything in it is filed.
-
-    Group commit: entries written by parallel associations while an ``fdatasync`` runs are made durable together
-    by the next one (each waits for a sync that began after its write), so N associations cost fewer than N
-    syncs, and none answers success before its own entry is durable.
-    """
-
-    def __init__(self, folder: Path, repo: IncomingRepository, segment_bytes: int = SEGMENT_BYTES) -> None:
-        self.folder = folder
-        self.repo = repo
-        self.segment_bytes = segment_bytes
-        self.conflicts: list[str] = []
-        self._lock = threading.Lock()
-        self._filed = threading.Condition()
-        self._queue: list[tuple[Path, int, IncomingInstance, bytes]] = []
-        self._fd = -1
-        self._held = -1  # the folder's lock, while started
-        self._number = 0
-        self._spare: Path | None = None
-        self._segment: Path | None = None
-        self._offset = 0
-        self._pending = 0
-        self._queued_bytes = 0
-        self._last_append = 0.0
-        self._written = 0  # entries written (tickets), and how many of them a finished fdatasync covers
-        self._synced = 0
-        self._syncing = False
-        self._sync = threading.Condition()
-        self._stop = False
-        self._filer: threading.Thread | None = None
-
-    @property
-    def position(self) -> int:
-        """Where the next entry goes in the current segment."""
-        return self._offset
-
-    # -- writing -----------------------------------------------------------------------------------------
-
-    def _make_segment(self) -> Path:
-        """A new segment full of zeros, durable with its name."""
-        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with self._lock:
-            self._number += 1
-            path = self.folder / f"seg-{self._number:06d}"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            zeros = bytes(1 << 20)
-            for _ in range(self.segment_bytes >> 20):
-                os.write(fd, zeros)
-            os.fsync(fd)
-            _fsync_dir(self.folder)
-        except BaseException:
-            path.unlink(missing_ok=True)
-            raise
-        finally:
-            os.close(fd)
-        return path
-
-    def _switch(self) -> None:
-        """Write into the spare segment (made in the background; now if there is none). Called under the lock."""
-        path, self._spare = self._spare, None
-        if path is None:
-            self._lock.release()
-            try:
-                path = self._make_segment()
-            finally:
-                self._lock.acquire()
-        fd = os.open(path, os.O_RDWR)
-        if self._fd >= 0:
-            os.fdatasync(self._fd)  # what was written there is durable before its descriptor goes
-            os.close(self._fd)
-        self._fd, self._segment, self._offset = fd, path, 0
-        with self._filed:
-            self._filed.notify_all()  # the filer makes the next spare
-
-    def append(self, inst: IncomingInstance, data: bytes) -> None:
-        """Make ``data`` (a Part 10 file whose digest is ``inst.sha256``) and its record durable; it is filed
-        afterwards. Raises OSError when it cannot be (no room for a new segment, a failed sync)."""
-        header = json.dumps({f: getattr(inst, f) for f in _FIELDS}).encode()  # asdict's deep copy costs more
-        head = _ENTRY.pack(_MAGIC, len(header), len(data), hashlib.sha256(header).digest())
-        size = -(-(len(head) + len(header) + len(data)) // _ALIGN) * _ALIGN
-        if size > self.segment_bytes:
-            raise OSError(errno.EFBIG, f"an instance of {len(data)} bytes is larger than a journal segment")
-        with self._lock:
-            if self._segment is None or self._offset + size > self.segment_bytes:
-                self._switch()
-            segment, offset = self._segment, self._offset
-            os.pwritev(self._fd, (head, header, data), offset)  # no copy of the data into one entry
-            self._offset += size
-            self._written += 1
-            ticket = self._written
-        self._durable(ticket)
-        if segment is None:
-            raise OSError("no journal segment")
-        with self._filed:
-            self._queue.append((segment, offset, inst, data))
-            self._pending += 1
-            self._queued_bytes += len(data)
-            self._last_append = time.monotonic()
-            self._filed.notify_all()
-
-    def _durable(self, ticket: int) -> None:
-        """Return once an ``fdatasync`` that began after entry ``ticket`` was written has finished: run one, or
-        wait for the one running (it may not cover this entry: then run the next)."""
-        with self._sync:
-            while self._synced < ticket:
-                if self._syncing:
-                    self._sync.wait()
-                    continue
-                self._syncing = True
-                try:
-                    with self._lock:
-                        covered, fd = self._written, os.dup(self._fd)  # a switch may close the segment's own fd
-                    self._sync.release()
-                    try:
-                        os.fdatasync(fd)
-                    finally:
-                        os.close(fd)
-                        self._sync.acquire()
-                    self._synced = max(self._synced, covered)
-                finally:
-                    self._syncing = False
-                    self._sync.notify_all()
-
-    # -- filing ------------------------------------------------------------------------------------------
-
-    def start(self) -> None:
-        """Hold the journal (one receiver per workspace: OSError EBUSY while another holds it), file what an
-        earlier receiver left, make the first segments, start the filer."""
-        self._hold()
-        try:
-            self.recover()
-            numbers = [int(p.name[4:]) for p in self.folder.glob("seg-*") if p.name[4:].isdigit()]
-            self._number = max(numbers, default=0)
-            self._spare = self._make_segment()
-            with self._lock:
-                self._switch()
-            self._spare = self._make_segment()
-        except BaseException:
-            os.close(self._held)
-            self._held = -1
-            raise
-        self._filer = threading.Thread(target=self._file_loop, name="incoming-filer", daemon=True)
-        self._filer.start()
-
-    def stop(self) -> None:
-        """File everything appended, then stop."""
-        self.flush()
-        with self._filed:
-            self._stop = True
-            self._filed.notify_all()
-        if self._filer is not None:
-            self._filer.join()
-        with self._lock:
-            if self._fd >= 0:
-                os.close(self._fd)
-                self._fd = -1
-            self._retire(self._segment)
-            self._retire(self._spare)
-            self._segment = self._spare = None
-        if self._held >= 0:
-            os.close(self._held)  # releases the lock
-            self._held = -1
-
-    def _hold(self) -> None:
-        """Lock the journal's folder for this receiver: another one (a second 'rtexport receive', a retrieve
-        while 'serve' receives) would otherwise file and remove the segments the running one writes into."""
-        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(self.folder / "lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            os.close(fd)
-            raise OSError(errno.EBUSY, "another receiver is running on this workspace") from e
-        self._held = fd
-
-    def flush(self, timeout: float = 60) -> bool:
-        """Wait until everything appended is filed (True) or ``timeout`` passes (False)."""
-        with self._filed:
-            return self._filed.wait_for(lambda: self._pending == 0, timeout)
-
-    def _quiet(self) -> bool:
-        return time.monotonic() - self._last_append >= QUIET_S or self._queued_bytes > MAX_QUEUED_BYTES
-
-    def _file_loop(self) -> None:
-        while True:
-            with self._lock:
-                need_spare = self._spare is None and not self._stop
-            if need_spare:
-                spare = self._make_segment()
-                with self._lock:
-                    self._spare = spare
-            with self._filed:
-                self._filed.wait_for(lambda: self._queue or self._stop or self._spare is None)
-                if not self._queue:
-                    if self._stop:
-                        return
-                    continue
-                while not self._stop and not self._quiet():
-                    self._filed.wait(QUIET_S)
-                segment, _, inst, data = self._queue.pop(0)
-                self._queued_bytes -= len(data)
-            self._file(inst, data)
-            with self._filed:
-                self._pending -= 1
-                self._filed.notify_all()
-            if segment != self._segment and not any(s == segment for s, *_ in self._queue):
-                self._retire(segment)
-
-    def _file(self, inst: IncomingInstance, data: bytes) -> None:
-        digest = self.repo.store_file(data)
-        arrival = self.repo.add(dataclasses.replace(inst, sha256=digest))
-        if arrival.conflict:
-            self.conflicts.append(inst.sop_instance_uid)
-
-    def _retire(self, segment: Path | None) -> None:
-        if segment is not None:
-            segment.unlink(missing_ok=True)
-
-    def recover(self) -> int:
-        """File the entries a stopped or crashed receiver left in its segments; how many. A torn last entry
-        (never confirmed) is left out."""
-        filed = 0
-        for segment in sorted(self.folder.glob("seg-*")):
-            with segment.open("rb") as f:
-                buf = f.read()
-            pos = 0
-            while pos + _ENTRY.size <= len(buf):
-                magic, hlen, dlen, hsum = _ENTRY.unpack_from(buf, pos)
-                start = pos + _ENTRY.size
-                if magic != _MAGIC or start + hlen + dlen > len(buf):
-                    break
-                header, data = buf[start : start + hlen], buf[start + hlen : start + hlen + dlen]
-                if hashlib.sha256(header).digest() != hsum:
-                    break
-                inst = IncomingInstance(**{**json.loads(header), "references": tuple(json.loads(header)["references"])})
-                if hashlib.sha256(data).hexdigest() != inst.sha256:
-                    break
-                self._file(inst, data)
-                filed += 1
-                pos += -(-(_ENTRY.size + hlen + dlen) // _ALIGN) * _ALIGN
-            segment.unlink()
-        return filed
