@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy import ndimage
 
 from rtexport.dose.commissioning import X0_WATER_CM
 from rtexport.dose.engine import BeamSetup, DoseEngine, Medium, PencilBeamEngine
@@ -117,33 +116,64 @@ def _normalization(
     return (float(p[0]), float(p[1]), float(p[2])), float(vals[k])
 
 
+def _grow(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    """``mask`` grown by one voxel to all 26 neighbours (nothing beyond the grid): three passes along the axes."""
+    out = mask
+    for axis in range(3):
+        grown = out.copy()
+        a, b = np.moveaxis(grown, axis, 0), np.moveaxis(out, axis, 0)
+        a[1:] |= b[:-1]
+        a[:-1] |= b[1:]
+        out = grown
+    return out
+
+
+def _box_sums(at: npt.NDArray[np.bool_], *volumes: npt.NDArray[np.generic]) -> list[FloatArray]:
+    """For the voxels ``at`` marks (in C order), each volume's sum over their 3×3×3 neighbourhood, the grid's edge
+    voxels repeated beyond it (the 'reflect' border of a uniform filter). Gathered at those voxels only: they are a
+    surface's few, not the grid's many."""
+    shape = at.shape
+    idx = np.nonzero(at)
+    flat = [np.ravel(v) for v in volumes]
+    sums = [np.zeros(len(idx[0])) for _ in volumes]
+    steps = [np.clip(i[None, :] + np.arange(-1, 2)[:, None], 0, n - 1) for i, n in zip(idx, shape, strict=True)]
+    for kz in steps[0]:
+        for ky in steps[1]:
+            row = (kz * shape[1] + ky) * shape[2]
+            for kx in steps[2]:
+                where = row + kx
+                for total, v in zip(sums, flat, strict=True):
+                    total += v[where]
+    return sums
+
+
 def _continue_material(values: Sequence[npt.NDArray[np.float32]], occupancy: npt.NDArray[np.float32]) -> None:
     """Give the voxels a surface cuts (and the layer just outside them) the mean material of their neighbours fully
     inside, in place: the engine multiplies the material by the interpolated occupancy, so the material must not
     fall off across the surface as well."""
     solid = occupancy >= 1.0 - 1e-3
-    band = ndimage.binary_dilation(occupancy > 0, structure=np.ones((3, 3, 3), dtype=bool)) & ~solid
+    band = _grow(occupancy > 0) & ~solid
     known = solid
     for _ in range(2):  # the cut voxels from the solid ones, then the layer outside from both
         todo = band & ~known
-        count = ndimage.uniform_filter(known.astype(np.float32), size=3)
-        grow = todo & (count > 1e-6)
-        if not grow.any():
+        count, *totals = _box_sums(todo, known, *(np.where(known, v, 0.0) for v in values))
+        has = count > 0.5
+        grow = np.zeros_like(todo)
+        grow[todo] = has
+        if not has.any():
             break
-        for v in values:
-            mean = ndimage.uniform_filter(np.where(known, v, 0.0).astype(np.float32), size=3)
-            v[grow] = mean[grow] / count[grow]
+        for v, total in zip(values, totals, strict=True):
+            v[grow] = total[has] / count[has]
         known = known | grow
 
 
 def _continue_dose(dose: npt.NDArray[np.float32], occupied: npt.NDArray[np.bool_]) -> npt.NDArray[np.float32]:
     """The dose with the layer of voxels just outside the patient and bolus given the mean of their occupied
     neighbours: a reader interpolating at a point under the skin then never mixes in a voxel of air's zero."""
-    shell = ndimage.binary_dilation(occupied, structure=np.ones((3, 3, 3), dtype=bool)) & ~occupied
-    count = ndimage.uniform_filter(occupied.astype(np.float32), size=3)
-    total = ndimage.uniform_filter(np.where(occupied, dose, 0.0).astype(np.float32), size=3)
+    shell = _grow(occupied) & ~occupied
+    count, total = _box_sums(shell, occupied, np.where(occupied, dose, 0.0))
     out = dose.copy()
-    out[shell] = total[shell] / count[shell]
+    out[shell] = total / count
     return out
 
 
