@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 
 from rtexport.dose import CTVolume, DoseEngine, compute_plan_dose
 from rtexport.errors import DoseError, PlanError
+from rtexport.geometry.setup import plan_structures
 from rtexport.model.people import Actor
 from rtexport.model.plan import mu_problems, plan_problems
 from rtexport.model.state import PlanState, StoredDose
@@ -61,7 +62,8 @@ def compute_dose(
     if problems:
         raise PlanError(f"plan {plan_id} does not fit the site or course", problems)
     volume = CTVolume(course.ct, load_hu(ws.blobs, course))
-    contours = course_contours(ws, course)
+    # the structures the dose reads (External, targets, overrides): the others' contours are not parsed
+    contours = course_contours(ws, course, plan_structures(state.plan) | {o.structure for o in state.plan.overrides})
     aimed = plan_setup(ws, site, state.plan, course, contours)  # as kept at load: for the dose and the objects
     result = compute_plan_dose(state.plan, site, volume, contours, grid_mm, engine, aimed)
     if not result.beams:
