@@ -5,7 +5,8 @@ Prints the wall time of each (minimum and median over the rounds), what it adds 
 modules that took longest to import (``python -X importtime``) for each command.
 
 With ``--dose``: ``rtexport dose CW-E1`` on the full demo workspace (a fresh copy each round, made outside the
-timing, so every round computes and builds everything), against ``python -c pass`` and ``rtexport --version``;
+timing, so every round computes and builds everything), against ``python -c pass`` and ``rtexport --version``,
+with the processor time (user + system) each used, which a busy machine stretches less than the wall time;
 ``--peer SRC`` times the same command from another source tree (e.g. main's ``src``) in the same rounds.
 
     python benchmarks/bench_cli.py [--rounds 15]
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -40,9 +42,18 @@ COMMANDS = {
 
 
 def once(args: list[str], env: dict[str, str]) -> float:
+    return timed(args, env)[0]
+
+
+def timed(args: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall time and processor time (user + system, all threads) of one fresh process: the processor time says
+    what a command costs when other work shares the cores and stretches its wall time."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run([sys.executable, *args], env=env, check=True, capture_output=True)
-    return time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def slowest_imports(args: list[str], env: dict[str, str], top: int = 5) -> list[tuple[str, float]]:
@@ -77,21 +88,26 @@ def dose(rounds: int, peer: str | None) -> None:
                 True,
             )
         times: dict[str, list[float]] = {name: [] for name in runs}
+        cpu: dict[str, list[float]] = {name: [] for name in runs}
         for r in range(rounds + 1):  # the first round warms the page cache and the .pyc files
             for name, (argv, env, fresh) in runs.items():
                 if fresh:
                     shutil.rmtree(home, ignore_errors=True)
                     shutil.copytree(pristine, home)
-                took = once(argv, env)
+                took, used = timed(argv, env)
                 if r:
                     times[name].append(took)
+                    cpu[name].append(used)
         print(f"{rounds} rounds, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
-        print(f"{'command':<36} {'min s':>7} {'median s':>9}")
+        print(f"{'command':<36} {'min s':>7} {'median s':>9} {'CPU median s':>13}")
         for name, values in times.items():
-            print(f"{name:<36} {min(values):7.3f} {statistics.median(values):9.3f}")
+            used = statistics.median(cpu[name])
+            print(f"{name:<36} {min(values):7.3f} {statistics.median(values):9.3f} {used:13.3f}")
         if peer:
             ours, theirs = (statistics.median(times[f"rtexport dose CW-E1 ({n})"]) for n in sources)
             print(f"median ratio this tree / peer: {ours / theirs:.2f}")
+            ours, theirs = (statistics.median(cpu[f"rtexport dose CW-E1 ({n})"]) for n in sources)
+            print(f"CPU median ratio this tree / peer: {ours / theirs:.2f}")
 
 
 def main() -> None:

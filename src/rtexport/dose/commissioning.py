@@ -5,14 +5,17 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 from scipy.special import erf
 
-from rtexport.dose.kernel import KNOT_MM, FieldData, LateralKernel, fit_kernel, unfold
 from rtexport.errors import DoseError
 from rtexport.model.site import Applicator, EnergyData
+
+if TYPE_CHECKING:  # the kernel (and scipy.optimize with it) is imported where a site's field PDDs are fitted
+    from rtexport.dose.kernel import LateralKernel
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -193,6 +196,8 @@ def broad_beam(energy: EnergyData, reference: Applicator, sad_mm: float, cutout_
 def _with_kernel(
     bb: BroadBeam, energy: EnergyData, reference: Applicator, sad_mm: float, cutout_distance_mm: float
 ) -> BroadBeam:
+    from rtexport.dose.kernel import KNOT_MM, FieldData, fit_kernel, unfold
+
     ssd = bb.reference_ssd_mm
     knots = np.arange(0.0, bb.depth_mm[-1], KNOT_MM)
 

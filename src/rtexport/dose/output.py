@@ -31,7 +31,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy import optimize
 from scipy.special import erf, erfinv
 
 from rtexport.dose.commissioning import BroadBeam, broad_beam, water_sigma_mm
@@ -216,6 +215,8 @@ def lateral_fraction(poly: FloatArray, sigma_mm: float) -> float:
     candidates = np.column_stack([gu[inside], gv[inside]]) if inside.any() else poly.mean(axis=0, keepdims=True)
     values = _sector_integral(poly, candidates, sigma_mm)
     best = candidates[int(np.argmax(values))]
+    from scipy import optimize  # where the simplex runs: it costs a command a fifth of a second to import
+
     found = optimize.minimize(
         lambda p: -float(_sector_integral(poly, np.asarray(p, dtype=np.float64)[None, :], sigma_mm)[0]),
         best,

@@ -16,14 +16,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy import ndimage
 
 from rtexport.dose.commissioning import X0_WATER_CM
 from rtexport.dose.engine import BeamSetup, DoseEngine, Medium, PencilBeamEngine
 from rtexport.dose.output import cutout_problems
 from rtexport.dose.volume import CTVolume
 from rtexport.errors import DoseError, PlanError
-from rtexport.geometry.contours import partial_volume, rasterize
+from rtexport.geometry.contours import PlanarStructure, partial_volume, rasterize
 from rtexport.geometry.iec import Point
 from rtexport.geometry.sampling import resample, sample
 from rtexport.geometry.setup import AimedPlan, aim_plan
@@ -35,6 +34,7 @@ from rtexport.model.site import CTCurve, EnergyData, Machine, Site
 FloatArray = npt.NDArray[np.float64]
 
 _MAX_THREADS = 4  # beams computed at once: each holds its own dose-sized temporaries
+_AROUND = 3  # voxels kept around the structures' boxes: a partial volume reaches one, the crop one more
 
 # mass density (g/cm³) → X0_water / X0_medium: soft tissue, compact bone (30.5 g/cm²), cortical bone (27.0)
 _RHO = [1.05, 1.85, 1.92]
@@ -58,6 +58,28 @@ def _work_grid(ct: CTVolume, grid_mm: float) -> GridGeometry:
         origin_mm=(float(x[0]), float(y[0]), float(z[0])),
         spacing_mm=(grid_mm,) * 3,
         shape=(count(z), count(y), count(x)),
+    )
+
+
+def _around(work: GridGeometry, structures: Sequence[PlanarStructure]) -> GridGeometry:
+    """The part of ``work`` that can hold any of ``structures``, with room for the partial volumes and the crop:
+    voxels farther from every structure's box are air, so the medium needs no work there."""
+    boxes = [s.bounds() for s in structures if not s.empty]
+    if not boxes:
+        return work
+    lo = np.min([b[0] for b in boxes], axis=0)
+    hi = np.max([b[1] for b in boxes], axis=0)
+    origin, step = np.asarray(work.origin_mm), np.asarray(work.spacing_mm)
+    first = np.floor((lo - origin) / step).astype(int) - _AROUND
+    last = np.ceil((hi - origin) / step).astype(int) + _AROUND
+    n_xyz = work.shape[::-1]
+    first = np.clip(first, 0, np.asarray(n_xyz) - 1)
+    last = np.clip(last, first, np.asarray(n_xyz) - 1)
+    axes = work.axes()
+    return GridGeometry(
+        origin_mm=(float(axes[0][first[0]]), float(axes[1][first[1]]), float(axes[2][first[2]])),
+        spacing_mm=work.spacing_mm,
+        shape=(int(last[2] - first[2] + 1), int(last[1] - first[1] + 1), int(last[0] - first[0] + 1)),
     )
 
 
@@ -94,33 +116,64 @@ def _normalization(
     return (float(p[0]), float(p[1]), float(p[2])), float(vals[k])
 
 
+def _grow(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    """``mask`` grown by one voxel to all 26 neighbours (nothing beyond the grid): three passes along the axes."""
+    out = mask
+    for axis in range(3):
+        grown = out.copy()
+        a, b = np.moveaxis(grown, axis, 0), np.moveaxis(out, axis, 0)
+        a[1:] |= b[:-1]
+        a[:-1] |= b[1:]
+        out = grown
+    return out
+
+
+def _box_sums(at: npt.NDArray[np.bool_], *volumes: npt.NDArray[np.generic]) -> list[FloatArray]:
+    """For the voxels ``at`` marks (in C order), each volume's sum over their 3×3×3 neighbourhood, the grid's edge
+    voxels repeated beyond it (the 'reflect' border of a uniform filter). Gathered at those voxels only: they are a
+    surface's few, not the grid's many."""
+    shape = at.shape
+    idx = np.nonzero(at)
+    flat = [np.ravel(v) for v in volumes]
+    sums = [np.zeros(len(idx[0])) for _ in volumes]
+    steps = [np.clip(i[None, :] + np.arange(-1, 2)[:, None], 0, n - 1) for i, n in zip(idx, shape, strict=True)]
+    for kz in steps[0]:
+        for ky in steps[1]:
+            row = (kz * shape[1] + ky) * shape[2]
+            for kx in steps[2]:
+                where = row + kx
+                for total, v in zip(sums, flat, strict=True):
+                    total += v[where]
+    return sums
+
+
 def _continue_material(values: Sequence[npt.NDArray[np.float32]], occupancy: npt.NDArray[np.float32]) -> None:
     """Give the voxels a surface cuts (and the layer just outside them) the mean material of their neighbours fully
     inside, in place: the engine multiplies the material by the interpolated occupancy, so the material must not
     fall off across the surface as well."""
     solid = occupancy >= 1.0 - 1e-3
-    band = ndimage.binary_dilation(occupancy > 0, structure=np.ones((3, 3, 3), dtype=bool)) & ~solid
+    band = _grow(occupancy > 0) & ~solid
     known = solid
     for _ in range(2):  # the cut voxels from the solid ones, then the layer outside from both
         todo = band & ~known
-        count = ndimage.uniform_filter(known.astype(np.float32), size=3)
-        grow = todo & (count > 1e-6)
-        if not grow.any():
+        count, *totals = _box_sums(todo, known, *(np.where(known, v, 0.0) for v in values))
+        has = count > 0.5
+        grow = np.zeros_like(todo)
+        grow[todo] = has
+        if not has.any():
             break
-        for v in values:
-            mean = ndimage.uniform_filter(np.where(known, v, 0.0).astype(np.float32), size=3)
-            v[grow] = mean[grow] / count[grow]
+        for v, total in zip(values, totals, strict=True):
+            v[grow] = total[has] / count[has]
         known = known | grow
 
 
 def _continue_dose(dose: npt.NDArray[np.float32], occupied: npt.NDArray[np.bool_]) -> npt.NDArray[np.float32]:
     """The dose with the layer of voxels just outside the patient and bolus given the mean of their occupied
     neighbours: a reader interpolating at a point under the skin then never mixes in a voxel of air's zero."""
-    shell = ndimage.binary_dilation(occupied, structure=np.ones((3, 3, 3), dtype=bool)) & ~occupied
-    count = ndimage.uniform_filter(occupied.astype(np.float32), size=3)
-    total = ndimage.uniform_filter(np.where(occupied, dose, 0.0).astype(np.float32), size=3)
+    shell = _grow(occupied) & ~occupied
+    count, total = _box_sums(shell, occupied, np.where(occupied, dose, 0.0))
     out = dose.copy()
-    out[shell] = total[shell] / count[shell]
+    out[shell] = total / count
     return out
 
 
@@ -153,16 +206,18 @@ def _setups(plan: Plan, machine: Machine, aimed: AimedPlan) -> list[tuple[Beam, 
 
 @dataclass(frozen=True)
 class _Material:
-    """The medium on the work grid before it is cropped: stopping and scattering power, and occupancy."""
+    """The medium on (the part around the patient and boli of) the work grid before it is cropped: stopping and
+    scattering power, and occupancy."""
 
+    grid: GridGeometry
     stopping: FloatArray
     scattering: FloatArray
     occupancy: npt.NDArray[np.float32]
 
-    def crop(self, work: GridGeometry) -> Medium:
+    def crop(self) -> Medium:
         """The medium on the smallest grid holding every occupied voxel and one more around them."""
         inside = self.occupancy > 0
-        grid, sl = _crop(work, inside)
+        grid, sl = _crop(self.grid, inside)
         stopping, scattering = self.stopping[sl].astype(np.float32), self.scattering[sl].astype(np.float32)
         occ = self.occupancy[sl]
         _continue_material((stopping, scattering), occ)
@@ -182,6 +237,8 @@ def _material(
     if curve is None:
         raise DoseError(f"plan {plan.id}: unknown CT curve {plan.ct_curve!r}")
     spacing = ct.geometry.slice_spacing_mm
+    boli = [PlanarStructure(aimed.bolus[b.name], spacing) for b in plan.beams if b.bolus is not None]
+    work = _around(work, [PlanarStructure(contours[plan.external], spacing), *boli])
     external = rasterize(contours[plan.external], work, spacing)
     if not external.any():
         raise DoseError(f"plan {plan.id}: the External {plan.external!r} encloses no voxel of the CT")
@@ -207,7 +264,7 @@ def _material(
             raise DoseError(f"beam {b.name}: the bolus covers no voxel of the dose grid ({work.spacing_mm[0]:g} mm)")
         rho_e[bm], t_rel[bm] = mat.rel_stopping_power, mat.rel_scattering_power
         occupancy = np.minimum(occupancy + partial_volume(aimed.bolus[b.name], work, spacing), 1.0, dtype=np.float32)
-    return _Material(rho_e, t_rel, occupancy)
+    return _Material(work, rho_e, t_rel, occupancy)
 
 
 @dataclass(frozen=True)
@@ -272,7 +329,7 @@ def compute_plan_dose(
     work = _work_grid(ct, grid_mm or plan.dose_grid_mm)
     material = _material(plan, site, ct, contours, aimed, work)
     setups = _setups(plan, machine, aimed)
-    medium = material.crop(work)
+    medium = material.crop()
     # the beams are independent and numpy lets go of the interpreter in their array work: cores share them
     workers = min(len(setups), os.cpu_count() or 1, _MAX_THREADS)
     if workers > 1:

@@ -79,8 +79,8 @@ def bolus_mask(
     s = surf[iu, iv]
     with np.errstate(invalid="ignore"):
         near_surface = (length < s) & (length >= s - thick)
-    sub = near_surface & polygon.inside_with_margin(cutout, u, v, margin)
-    sub &= ~external[np.ix_(iz, iy, ix)]
+    sub = near_surface & ~external[np.ix_(iz, iy, ix)]
+    sub[sub] = polygon.inside_with_margin(cutout, u[sub], v[sub], margin)  # only where the rest holds: a thin shell
     out[np.ix_(iz, iy, ix)] = sub
     return out
 

@@ -114,8 +114,9 @@ def fill(polygons: Iterable[PolygonLike], xs: FloatArray, ys: FloatArray) -> Boo
     """Even-odd fill of closed polygons sampled on the grid ``xs`` × ``ys`` (both increasing): mask [y, x]."""
     xs, ys = np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64)
     ny, nx = len(ys), len(xs)
-    # each crossing flips the parity of the columns left of it: a flip at 0 and one at k, xor-accumulated
-    toggles = np.zeros((ny, nx + 1), dtype=np.uint8)
+    # each crossing flips the parity of the columns left of it: a flip at column 0 and one at k, xor-accumulated
+    # along x. The flips are counted column-major ([x, y]) so that the accumulation runs over whole rows of memory.
+    flips: list[npt.NDArray[np.intp]] = []
     for x0, y0, x1, y1 in _edges(polygons):
         ylo, yhi = np.minimum(y0, y1), np.maximum(y0, y1)
         e, j = _crossed(ylo, yhi, ys)
@@ -123,9 +124,12 @@ def fill(polygons: Iterable[PolygonLike], xs: FloatArray, ys: FloatArray) -> Boo
             continue
         xc = x0[e] + (ys[j] - y0[e]) / (y1[e] - y0[e]) * (x1[e] - x0[e])
         k = np.searchsorted(xs, xc, side="left")  # the columns with x < xc toggle
-        np.bitwise_xor.at(toggles, (j, np.zeros_like(k)), 1)
-        np.bitwise_xor.at(toggles, (j, k), 1)
-    return np.asarray(np.bitwise_xor.accumulate(toggles[:, :nx], axis=1).view(np.bool_))
+        flips += [j, k * ny + j]
+    if not flips:
+        return np.zeros((ny, nx), dtype=bool)
+    toggles = (np.bincount(np.concatenate(flips), minlength=(nx + 1) * ny) & 1).astype(np.uint8)
+    parity = np.bitwise_xor.accumulate(toggles.reshape(nx + 1, ny)[:nx], axis=0)
+    return np.ascontiguousarray(parity.T).view(np.bool_)
 
 
 def _span(axis: FloatArray, step: float, lo: float, hi: float) -> slice:
@@ -170,14 +174,14 @@ def coverage(polygons: Iterable[PolygonLike], xs: FloatArray, ys: FloatArray, su
     row, xc = row[order], xc[order]
     first = np.searchsorted(row, row, side="left")  # each line's crossings, left to right: in, out, in, ...
     sign = np.where((np.arange(len(row)) - first) % 2 == 0, 1.0, -1.0)
-    # inside length left of each cell boundary b: Σ sign·max(0, b − xc), as ramps summed along the line
-    flat = row * (nx + 2) + np.searchsorted(bounds, xc, side="left")
-    size = len(lines) * (nx + 2)
-    s1 = np.bincount(flat, weights=sign, minlength=size).reshape(len(lines), nx + 2)
-    s2 = np.bincount(flat, weights=sign * xc, minlength=size).reshape(len(lines), nx + 2)
+    # inside length left of each cell boundary b: Σ sign·max(0, b − xc), as ramps summed along the line. The sum is
+    # linear, so a cell row's ``sub`` lines are added up before the ramps rather than each line ramped on its own.
+    flat = (row // sub) * (nx + 2) + np.searchsorted(bounds, xc, side="left")
+    size = ny * (nx + 2)
+    s1 = np.bincount(flat, weights=sign, minlength=size).reshape(ny, nx + 2)
+    s2 = np.bincount(flat, weights=sign * xc, minlength=size).reshape(ny, nx + 2)
     left = bounds[None, :] * np.cumsum(s1, axis=1)[:, : nx + 1] - np.cumsum(s2, axis=1)[:, : nx + 1]
-    per_line = np.diff(left, axis=1) / dx
-    out[sy, sx] = np.clip(per_line.reshape(ny, sub, nx).mean(axis=1), 0.0, 1.0)
+    out[sy, sx] = np.clip(np.diff(left, axis=1) / (dx * sub), 0.0, 1.0)
     return out
 
 
@@ -187,11 +191,18 @@ def inside_with_margin(poly: PolygonLike, x: npt.ArrayLike, y: npt.ArrayLike, ma
     out = contains([poly], xa, ya)
     if margin <= 0:
         return out
+    # only points outside yet within the margin of the outline's box can be within the margin of an edge
+    p = _xy(poly)
+    lo, hi = p.min(axis=0) - margin, p.max(axis=0) + margin
+    near = ~out & (xa >= lo[0]) & (xa <= hi[0]) & (ya >= lo[1]) & (ya <= hi[1])
+    xn, yn = xa[near], ya[near]
+    hit = np.zeros(xn.shape, dtype=bool)
     for x0, y0, x1, y1 in _edges([poly]):
         for a, b, c, d in zip(x0, y0, x1, y1, strict=True):
             ex, ey = c - a, d - b
-            t = np.clip(((xa - a) * ex + (ya - b) * ey) / max(ex * ex + ey * ey, 1e-12), 0.0, 1.0)
-            out |= (xa - a - t * ex) ** 2 + (ya - b - t * ey) ** 2 <= margin * margin
+            t = np.clip(((xn - a) * ex + (yn - b) * ey) / max(ex * ex + ey * ey, 1e-12), 0.0, 1.0)
+            hit |= (xn - a - t * ex) ** 2 + (yn - b - t * ey) ** 2 <= margin * margin
+    out[near] = hit
     return out
 
 

@@ -6,6 +6,7 @@ reasons an export is refused, and the objects prepared when a state is fixed. No
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,6 +24,8 @@ from rtexport.workspace import Workspace
 
 if TYPE_CHECKING:
     from rtexport.geometry.setup import AimedPlan
+
+_PUTS_AT_ONCE = 8
 
 
 class WorkspaceStore:
@@ -71,12 +74,23 @@ def export_objects(
             "from a backup ('rtexport verify' lists what is missing)"
         )
     if prepared.new:
+        _put_all(ws, [obj.data for obj in prepared.new])
         now = ws.now()
         with ws.transaction():
             for obj in prepared.new:
                 ws.built.keep(obj.key, obj.data, now)
         prepared = build_objects(store, site, state, course, items, operator)
     return prepared
+
+
+def _put_all(ws: Workspace, blobs: Sequence[bytes]) -> None:
+    """Put files in the store at once, before the transaction that names them: each is written and fsynced as
+    :meth:`~rtexport.workspace.store.BlobStore.put` always does (so none is named before it is on disk), but their
+    fsyncs wait together instead of one after another. A file no row names is harmless (content-addressed)."""
+    if len(blobs) < 2:
+        return
+    with ThreadPoolExecutor(min(len(blobs), _PUTS_AT_ONCE), thread_name_prefix="store-put") as pool:
+        list(pool.map(ws.blobs.put, blobs))
 
 
 # -- gate and preparation ----------------------------------------------------------------------------------------
