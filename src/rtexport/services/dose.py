@@ -11,12 +11,11 @@ from dataclasses import dataclass, replace
 
 from rtexport.dose import CTVolume, DoseEngine, compute_plan_dose
 from rtexport.errors import DoseError, PlanError
-from rtexport.geometry.setup import plan_structures
+from rtexport.geometry.setup import aim_plan, plan_structures
 from rtexport.model.people import Actor
 from rtexport.model.plan import mu_problems, plan_problems
 from rtexport.model.state import PlanState, StoredDose
 from rtexport.mucheck import MUCheck
-from rtexport.services.aiming import plan_setup
 from rtexport.services.building import prepare_objects
 from rtexport.services.checks import dose_warnings, mu_check
 from rtexport.services.coverage import plan_target_warnings
@@ -64,7 +63,7 @@ def compute_dose(
     volume = CTVolume(course.ct, load_hu(ws.blobs, course))
     # the structures the dose reads (External, targets, overrides): the others' contours are not parsed
     contours = course_contours(ws, course, plan_structures(state.plan) | {o.structure for o in state.plan.overrides})
-    aimed = plan_setup(ws, site, state.plan, course, contours)  # as kept at load: for the dose and the objects
+    aimed = aim_plan(state.plan, site, course.ct, contours)  # once: for the dose and for the objects built after
     result = compute_plan_dose(state.plan, site, volume, contours, grid_mm, engine, aimed)
     if not result.beams:
         raise DoseError(f"plan {plan_id}: no beam dose computed")

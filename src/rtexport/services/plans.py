@@ -118,15 +118,13 @@ def _unchanged_and_fits(ws: Workspace, site: Site, plan: Plan) -> bool:
 def _keep_setups(ws: Workspace, site: Site, plan: Plan, aimed: AimedPlan) -> PlanState:
     """The plan's state, with the setups of its beams kept for its views (computed already by the checks), and a
     note that ``plan`` fits the site and course as they are (so loading it unchanged again needs no setup)."""
-    from rtexport.services.aiming import keep_setup
     from rtexport.services.planview import keep_setups
 
     state = ws.plan_state(plan.id)
     course = ws.course(state.plan.course)
     keep_setups(ws, site, state, course, aimed)
-    with ws.transaction():
-        keep_setup(ws, site, plan, course, aimed)  # the dose reads it back instead of setting the beams up again
-        if plan_digest(plan) == state.revision.digest:
+    if plan_digest(plan) == state.revision.digest:
+        with ws.transaction():
             ws.setups.put(_fits_key(site, plan, course), {"fits": True})
     return state
 
