@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RQ
 
-from rtexport.net import dimse as dimse_module
 from rtexport.net import pdu
 from rtexport.net.association import Association, AssociationLost
 from rtexport.net.dimse import Command, CommandField, Dimse
+from rtexport.net.fileread import read_into
 from rtexport.net.fsm import Action, Event, InvalidPrimitive, State, transition
 from rtexport.net.pdu import (
     AssociateAC,
@@ -329,7 +329,7 @@ def test_short_reads_of_a_file_still_fill_every_fragment_in_order(tmp_path: Path
     parts = [view[i : i + 7000] for i in range(0, len(data), 7000)]
     with path.open("rb") as fp:
         fp.read(4)
-        dimse_module._read_into(fp, parts)
+        read_into(fp, parts)
         assert fp.tell() == 4 + len(data)
     assert buf == data
     assert [len(p) for p in parts] == [min(7000, len(data) - i) for i in range(0, len(data), 7000)]

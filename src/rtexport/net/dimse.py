@@ -15,13 +15,12 @@ rather than being skipped.
 from __future__ import annotations
 
 import io
-import os
 import struct
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, BinaryIO, cast
+from typing import Any, BinaryIO
 
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
@@ -32,6 +31,7 @@ from pynetdicom.status import STORAGE_SERVICE_CLASS_STATUS, code_to_category
 
 from rtexport.net import pdu, trace
 from rtexport.net.association import Association, AssociationLost
+from rtexport.net.fileread import read_into
 from rtexport.net.pdu import PDV
 
 NO_DATA_SET = 0x0101  # Command Data Set Type when no data set follows (PS3.7 E.1)
@@ -43,7 +43,6 @@ BATCH_BYTES = 1 << 20
 _MAX_COMMAND = 1 << 16
 _MAX_DATA_SET = 1 << 26
 # Buffers one preadv may fill (IOV_MAX; 1024 on Linux).
-_IOV_MAX = os.sysconf("SC_IOV_MAX") if "SC_IOV_MAX" in os.sysconf_names else 16
 
 
 class CommandField(IntEnum):
@@ -235,45 +234,6 @@ def decode_data_set(data: bytes | memoryview, transfer_syntax: str) -> Dataset:
     return read_dataset(io.BytesIO(data), transfer_syntax == ImplicitVRLittleEndian, True)
 
 
-def _file_descriptor(fp: BinaryIO) -> int | None:
-    if not hasattr(os, "preadv"):
-        return None
-    try:
-        return fp.fileno()
-    except (AttributeError, OSError):  # io.UnsupportedOperation (BytesIO) is an OSError
-        return None
-
-
-def _read_into(fp: BinaryIO, parts: list[memoryview]) -> None:
-    """Fill ``parts`` in order from ``fp``'s current position, leaving it after them; OSError when the file
-    ends first. A file is read by preadv, as few system calls as the kernel allows (IOV_MAX buffers each)."""
-    fd = _file_descriptor(fp)
-    if fd is None:
-        readinto = cast(io.BufferedIOBase, fp).readinto  # BinaryIO's stub lacks it; files and BytesIO have it
-        for part in parts:
-            got = 0
-            while got < len(part):
-                r = readinto(part[got:])
-                if not r:
-                    raise OSError(f"the file ended {len(part) - got} bytes early while being read for sending")
-                got += r
-        return
-    start = offset = fp.tell()
-    pending = [p for p in parts if len(p)]  # a copy: the caller's parts stay whole
-    total, first = sum(len(p) for p in pending), 0
-    while first < len(pending):
-        got = os.preadv(fd, pending[first : first + _IOV_MAX], offset)
-        if not got:
-            raise OSError(f"the file ended {start + total - offset} bytes early while being read for sending")
-        offset += got
-        while first < len(pending) and got >= len(pending[first]):  # drop what was filled
-            got -= len(pending[first])
-            first += 1
-        if got:  # a part filled in part continues where it stopped
-            pending[first] = pending[first][got:]
-    fp.seek(start + total)
-
-
 class _DataSetText:
     """A traced message with its data set's content, decoded only if a trace with patient data prints it."""
 
@@ -337,7 +297,7 @@ class Dimse:
             pos += pdu.PDATA_HEADER_SIZE
             parts.append(view[pos : pos + n])
             pos += n
-        _read_into(fp, parts)
+        read_into(fp, parts)
         if observe is not None:
             for part in parts:
                 observe(part)
