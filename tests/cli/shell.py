@@ -13,6 +13,7 @@ import atexit
 import json
 import locale
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -20,16 +21,18 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
+from typing import BinaryIO, TextIO
 
 import rtexport
 
 SOURCE = str(Path(rtexport.__file__).parents[1])
 
 # The launcher: imports the libraries rtexport uses (not rtexport: its modules are imported anew by each run), then
-# forks a run for each request on its socket: the request's argv, environment, folder and the three standard
-# streams (passed as file descriptors); it answers the run's PID, then its exit code as subprocess reports it.
+# forks a run for each request on its socket: the request's argv, environment and folder, and four file descriptors
+# (standard input, output and error, and a socket on which a thread answers the run's PID, then its exit code as
+# subprocess reports it).
 LAUNCHER = r"""
-import json, os, runpy, socket, sys, time, traceback
+import json, os, runpy, socket, sys, threading, time, traceback
 import rtexport.cli, rtexport.services.demo, rtexport.services.export, rtexport.services.report
 import rtexport.services.dose
 for name in [m for m in sys.modules if m == "rtexport" or m.startswith("rtexport.")]:
@@ -39,7 +42,8 @@ sock = socket.socket(fileno=int(sys.argv[1]))
 
 def run(request, fds):
     sock.close()
-    for target, fd in enumerate(fds):
+    os.close(fds[3])
+    for target, fd in enumerate(fds[:3]):
         os.dup2(fd, target)
         os.close(fd)
     os.chdir(request["cwd"])
@@ -66,17 +70,22 @@ def run(request, fds):
         os._exit(code)
 
 
+def answer(pid, reply):
+    with socket.socket(fileno=reply) as s:
+        s.sendall(b"%d\n" % pid)
+        s.sendall(b"%d\n" % os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+
+
 while True:
-    message, fds, _, _ = socket.recv_fds(sock, 1 << 20, 3)
+    message, fds, _, _ = socket.recv_fds(sock, 1 << 20, 4)
     if not message:
         break
     pid = os.fork()
     if pid == 0:
         run(json.loads(message), fds)
-    for fd in fds:
+    for fd in fds[:3]:
         os.close(fd)
-    sock.sendall(json.dumps(pid).encode() + b"\n")
-    sock.sendall(json.dumps(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])).encode() + b"\n")
+    threading.Thread(target=answer, args=(pid, fds[3]), daemon=True).start()
 """
 
 
@@ -97,44 +106,82 @@ class _Launcher:
         )
         theirs.close()
         self.sock = ours
-        self.answers = ours.makefile("rb")
         self.lock = threading.Lock()
         atexit.register(self.stop)
 
     def stop(self) -> None:
-        self.answers.close()
         self.sock.close()
         if self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGTERM)
             self.proc.wait(timeout=30)
 
-    def run(
-        self, args: list[str], stdin: str, timeout: float, cwd: Path | None, env: dict[str, str]
-    ) -> tuple[int, str, str]:
-        with tempfile.TemporaryFile() as i, tempfile.TemporaryFile() as o, tempfile.TemporaryFile() as e:
-            i.write(stdin.encode())
-            i.seek(0)
+    def start(self, args: list[str], streams: tuple[int, int, int], cwd: Path | None, env: dict[str, str]) -> Forked:
+        """A run of ``rtexport ARGS`` with these standard input, output and error."""
+        ours, theirs = socket.socketpair()
+        with theirs:
             request = {"args": args, "cwd": str(cwd or Path.cwd()), "env": env}
             with self.lock:
-                socket.send_fds(self.sock, [json.dumps(request).encode()], [i.fileno(), o.fileno(), e.fileno()])
-                pid = int(self.answers.readline())
-                expired = threading.Event()
+                socket.send_fds(self.sock, [json.dumps(request).encode()], [*streams, theirs.fileno()])
+        answers = ours.makefile("rb")
+        ours.close()  # the file keeps the socket
+        return Forked(int(answers.readline()), answers)
 
-                def expire() -> None:
-                    expired.set()
-                    os.kill(pid, signal.SIGKILL)
 
-                timer = threading.Timer(timeout, expire)
+class Forked:
+    """A run forked by the launcher: what tests use of :class:`subprocess.Popen` (its standard output a pipe,
+    its standard error a file)."""
+
+    def __init__(self, pid: int, answers: BinaryIO) -> None:
+        self.pid, self._answers = pid, answers
+        self.returncode: int | None = None
+        self.stdout: TextIO | None = None
+        self._stderr: BinaryIO | None = None
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            expired = threading.Event()
+
+            def expire() -> None:
+                expired.set()
+                os.kill(self.pid, signal.SIGKILL)
+
+            timer = threading.Timer(timeout, expire) if timeout is not None else None
+            if timer is not None:
                 timer.start()
-                try:
-                    code = int(self.answers.readline())
-                finally:
+            try:
+                self.returncode = int(self._answers.readline())
+            finally:
+                if timer is not None:
                     timer.cancel()
+                self._answers.close()
             if expired.is_set():
-                raise subprocess.TimeoutExpired(["rtexport", *args], timeout)
-            o.seek(0)
-            e.seek(0)
-            return code, _text(o.read()), _text(e.read())
+                raise subprocess.TimeoutExpired(["rtexport"], timeout or 0)
+        return self.returncode
+
+    def poll(self) -> int | None:
+        if self.returncode is None and select.select([self._answers], [], [], 0)[0]:
+            self.wait()
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.returncode is None:
+            os.kill(self.pid, sig)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def communicate(self, timeout: float | None = None) -> tuple[str, str]:
+        """The rest of its standard output and its standard error, once it has ended."""
+        out, err = "", b""
+        if self.stdout is not None and not self.stdout.closed:
+            out = self.stdout.read()
+            self.stdout.close()
+        self.wait(timeout)
+        if self._stderr is not None and not self._stderr.closed:
+            self._stderr.seek(0)
+            err = self._stderr.read()
+            self._stderr.close()
+        return out, _text(err)
 
 
 def _text(data: bytes) -> str:
@@ -142,7 +189,15 @@ def _text(data: bytes) -> str:
     return data.decode(locale.getpreferredencoding(False)).replace("\r\n", "\n").replace("\r", "\n")
 
 
+Process = subprocess.Popen[str] | Forked  # a started rtexport, as start_rtexport gives it
 _launcher: _Launcher | None = None
+
+
+def _the_launcher() -> _Launcher:
+    global _launcher
+    if _launcher is None or _launcher.proc.poll() is not None:
+        _launcher = _Launcher()
+    return _launcher
 
 
 def run_rtexport(
@@ -160,8 +215,35 @@ def run_rtexport(
             cwd=cwd,
             env=environment,
         )
-    global _launcher
-    if _launcher is None or _launcher.proc.poll() is not None:
-        _launcher = _Launcher()
-    code, out, err = _launcher.run(list(args), stdin, 120, cwd, environment)
-    return subprocess.CompletedProcess(["rtexport", *args], code, out, err)
+    with tempfile.TemporaryFile() as i, tempfile.TemporaryFile() as o, tempfile.TemporaryFile() as e:
+        i.write(stdin.encode())
+        i.seek(0)
+        code = _the_launcher().start(list(args), (i.fileno(), o.fileno(), e.fileno()), cwd, environment).wait(120)
+        o.seek(0)
+        e.seek(0)
+        return subprocess.CompletedProcess(["rtexport", *args], code, _text(o.read()), _text(e.read()))
+
+
+def start_rtexport(home: Path, *args: str) -> Process:
+    """``rtexport ARGS`` started in a process of its own (a long-running one: a receiver, the server), reading
+    nothing, its standard output a pipe to read as it goes, the workspace given by RTEXPORT_HOME."""
+    environment = shell_env(RTEXPORT_HOME=str(home))
+    if os.environ.get("RTEXPORT_TEST_SPAWN") == "1":
+        return subprocess.Popen(
+            [sys.executable, "-m", "rtexport", *args],
+            env=environment,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    read, write = os.pipe()
+    err = tempfile.TemporaryFile()  # noqa: SIM115 (the run's standard error, closed by communicate)
+    try:
+        with open(os.devnull, "rb") as nothing:
+            forked = _the_launcher().start(list(args), (nothing.fileno(), write, err.fileno()), None, environment)
+    finally:
+        os.close(write)
+    forked.stdout = open(read, encoding=locale.getpreferredencoding(False))  # noqa: SIM115 (it outlives this)
+    forked._stderr = err
+    return forked
