@@ -201,7 +201,13 @@ def _the_launcher() -> _Launcher:
 
 
 def run_rtexport(
-    home: Path, *args: str, stdin: str = "", columns: int = 200, cwd: Path | None = None, **env: str
+    home: Path,
+    *args: str,
+    stdin: str = "",
+    columns: int = 200,
+    cwd: Path | None = None,
+    timeout: float = 120,
+    **env: str,
 ) -> subprocess.CompletedProcess[str]:
     """``rtexport ARGS`` in a real process, the workspace given by RTEXPORT_HOME, in a terminal ``columns`` wide."""
     environment = shell_env(columns, RTEXPORT_HOME=str(home), **env)
@@ -211,14 +217,14 @@ def run_rtexport(
             input=stdin,
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=timeout,
             cwd=cwd,
             env=environment,
         )
     with tempfile.TemporaryFile() as i, tempfile.TemporaryFile() as o, tempfile.TemporaryFile() as e:
         i.write(stdin.encode())
         i.seek(0)
-        code = _the_launcher().start(list(args), (i.fileno(), o.fileno(), e.fileno()), cwd, environment).wait(120)
+        code = _the_launcher().start(list(args), (i.fileno(), o.fileno(), e.fileno()), cwd, environment).wait(timeout)
         o.seek(0)
         e.seek(0)
         return subprocess.CompletedProcess(["rtexport", *args], code, _text(o.read()), _text(e.read()))

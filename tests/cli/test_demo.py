@@ -13,7 +13,7 @@ import pytest
 from rtexport.demo.plan import DEMO_PLAN_ID
 from rtexport.services.views import course_volume, plan_dvh
 from rtexport.services.workspaces import open_workspace
-from tests.cli.shell import shell_env
+from tests.cli.shell import run_rtexport, shell_env
 from tests.support.dciodvfy import assert_valid
 
 
@@ -51,23 +51,11 @@ def test_demo_builds_computes_authorizes_and_exports(tmp_path: Path) -> None:
     assert rp.ApprovalStatus == "UNAPPROVED" and len(rp.BeamSequence) == 2
     covers_its_target_as_a_clinic_would_accept(home)
     # running it again replaces the demo workspace, and refuses any other folder
-    again = subprocess.run(
-        [sys.executable, "-m", "rtexport", "demo", "--home", str(home)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=shell_env(),
-    )
+    again = run_rtexport(home, "demo", "--home", str(home), timeout=300)
     assert again.returncode == 0, again.stderr
     other = tmp_path / "precious"
     other.mkdir()
     (other / "notes.txt").write_text("keep me")
-    refused = subprocess.run(
-        [sys.executable, "-m", "rtexport", "demo", "--home", str(other)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=shell_env(),
-    )
+    refused = run_rtexport(other, "demo", "--home", str(other))
     assert refused.returncode == 1 and "not a demo workspace" in refused.stderr
     assert (other / "notes.txt").read_text() == "keep me"
