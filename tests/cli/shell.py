@@ -32,9 +32,12 @@ SOURCE = str(Path(rtexport.__file__).parents[1])
 # (standard input, output and error, and a socket on which a thread answers the run's PID, then its exit code as
 # subprocess reports it).
 LAUNCHER = r"""
-import json, os, runpy, socket, sys, threading, time, traceback
-import rtexport.cli, rtexport.services.demo, rtexport.services.export, rtexport.services.report
-import rtexport.services.dose
+import importlib, json, os, pkgutil, runpy, socket, sys, threading, time, traceback
+import rtexport
+for found in pkgutil.walk_packages(rtexport.__path__, "rtexport."):
+    if not found.name.endswith(".__main__"):
+        importlib.import_module(found.name)
+import rich.console, rich.markup, rich.progress, rich.table, uvicorn, weasyprint  # what commands import when run
 for name in [m for m in sys.modules if m == "rtexport" or m.startswith("rtexport.")]:
     del sys.modules[name]
 sock = socket.socket(fileno=int(sys.argv[1]))
