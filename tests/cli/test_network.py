@@ -10,7 +10,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -21,7 +20,7 @@ import pytest
 
 from rtexport.model.course import Course
 from rtexport.workspace import Workspace
-from tests.cli.shell import run_rtexport, shell_env
+from tests.cli.shell import Process, run_rtexport, start_rtexport
 from tests.conftest import edit_site_toml
 from tests.support.certs import TestCA
 from tests.support.orthanc import Orthanc, free_port
@@ -39,15 +38,9 @@ def _receiver(home: Path, port: int, **extra: Any) -> None:
 
 
 @contextmanager
-def running(home: Path, *args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+def running(home: Path, *args: str) -> Iterator[tuple[Process, str]]:
     """``rtexport ARGS`` as a process of its own; yields it and its first line of output (once it listens)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rtexport", *args],
-        env=shell_env(RTEXPORT_HOME=str(home)),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_rtexport(home, *args)
     try:
         assert proc.stdout is not None
         first = proc.stdout.readline()
@@ -59,7 +52,7 @@ def running(home: Path, *args: str) -> Iterator[tuple[subprocess.Popen[str], str
         proc.communicate(timeout=60)
 
 
-def _stop(proc: subprocess.Popen[str]) -> str:
+def _stop(proc: Process) -> str:
     """SIGTERM, then what it printed after its first line; it must stop cleanly (exit 0)."""
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)

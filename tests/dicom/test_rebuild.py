@@ -20,7 +20,7 @@ from pydicom.dataset import Dataset
 
 from rtexport.demo.beamdata import demo_site
 from rtexport.demo.phantom import PhantomSpec, write_phantom
-from rtexport.dose import BeamSetup, CTVolume, Medium, PencilBeamEngine, compute_plan_dose
+from rtexport.dose import BeamSetup, Medium, PencilBeamEngine
 from rtexport.export.gate import ALL_ITEMS
 from rtexport.model.course import PatientPosition
 from rtexport.model.people import Role
@@ -32,7 +32,6 @@ from rtexport.services.export import FolderDestination, export_plan
 from rtexport.services.plans import load_plan
 from rtexport.services.users import add_user
 from rtexport.workspace import Workspace
-from rtexport.workspace.dicomio import course_contours, load_hu
 from tests.conftest import ACTOR
 from tests.support.dciodvfy import run as dciodvfy
 
@@ -253,14 +252,10 @@ def exported_course(request: pytest.FixtureRequest, tmp_path_factory: pytest.Tem
     import_course(ws, root / "ct", "C1", ACTOR)
     add_user(ws, PHYS[0], Role.PHYSICIST, PHYS[1], ACTOR, full_name="Physicist^Phil")
     load_plan(ws, plan_text(position), "plan.toml", ACTOR)
-    compute_dose(ws, "RB", ACTOR)
+    recorder = Recorder()
+    compute_dose(ws, "RB", ACTOR, engine=recorder)  # the dose exported, and the setup the engine got for each beam
     authorize(ws, "RB", PHYS, ACTOR)
     export_plan(ws, "RB", ALL_ITEMS, FolderDestination(root / "out"), ACTOR)
-    course = ws.course("C1")
-    recorder = Recorder()
-    state = ws.plan_state("RB")
-    volume = CTVolume(course.ct, load_hu(ws.blobs, course))
-    compute_plan_dose(state.plan, ws.site(), volume, course_contours(ws, course), engine=recorder)
     (rs,) = [pydicom.dcmread(p) for p in (root / "out").glob("RS.*.dcm")]
     (rp,) = [pydicom.dcmread(p) for p in (root / "out").glob("RP.*.dcm")]
     yield Course(rs, rp, root / "out", recorder.setups)

@@ -1,6 +1,7 @@
 """A folder never shows half an export: a new folder appears with every file at once, even when the export is
-killed (kill -9) at any moment; exports of one plan into one folder at the same time all succeed; only the last
-folder of the path is created; a symbolic link planted in the folder is never followed."""
+killed (kill -9) in any phase of it (staging, making the files durable, the rename); exports of one plan into one
+folder at the same time all succeed; only the last folder of the path is created; a symbolic link planted in the
+folder is never followed."""
 
 from __future__ import annotations
 
@@ -9,30 +10,16 @@ import json
 import os
 import random
 import signal
-import subprocess
-import sys
-import time
+import traceback
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from rtexport.errors import WriteError
-from rtexport.export.local import write_folder
+from rtexport.export.local import staging, write, write_folder
 from rtexport.export.objects import ExportObject, ObjectKind
-
-CHILD = """
-import json, sys
-from pathlib import Path
-from rtexport.export.local import write_folder
-from rtexport.export.objects import ExportObject, ObjectKind
-items = [
-    ExportObject(ObjectKind(k), "1.2.3", uid, size, path=Path(p), sha256=h)
-    for k, uid, size, p, h in json.loads(Path(sys.argv[1]).read_text())
-]
-print("ready", flush=True)
-report = write_folder(items, Path(sys.argv[2]))
-print(json.dumps({"written": len(report.written), "identical": len(report.identical)}))
-"""
 
 
 def stored(store: Path, n: int, size: int) -> list[ExportObject]:
@@ -52,39 +39,69 @@ def stored(store: Path, n: int, size: int) -> list[ExportObject]:
     return out
 
 
-def manifest(tmp_path: Path, items: list[ExportObject]) -> Path:
-    path = tmp_path / "items.json"
-    path.write_text(json.dumps([[o.kind.value, o.sop_instance_uid, o.size, str(o.path), o.sha256] for o in items]))
-    return path
+@dataclass
+class Child:
+    """An export in a process of its own (a fork of this one): its process id and the pipe it reports on."""
+
+    pid: int
+    pipe: int
+
+    def communicate(self) -> tuple[int, str]:
+        """Its exit code (minus the signal that ended it) and what it reported: a JSON line per folder, or why
+        it failed."""
+        with os.fdopen(self.pipe, "rb") as f:
+            said = f.read().decode()
+        return os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1]), said
 
 
-def child(listing: Path, out: Path) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    return subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(listing), str(out)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+def _kill_before(kill: str) -> None:
+    """'NAME:K': this process kills itself (SIGKILL, as kill -9 would) just before the K-th call of NAME."""
+    name, k = kill.split(":")
+    owner: Any = {"copy_into": staging, "prove_and_sync": staging, "rename_noreplace": write}.get(name, os)
+    real, calls = getattr(owner, name), [0]
+
+    def hooked(*args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        if calls[0] == int(k):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(*args, **kwargs)
+
+    setattr(owner, name, hooked)
 
 
-def duration(listing: Path, out: Path) -> float:
-    """How long an export takes here and now (the machine may be busy): the span random kills are spread over."""
-    p = child(listing, out)
-    assert p.stdout is not None and p.stdout.readline() == "ready\n"
-    t0 = time.perf_counter()
-    err = p.communicate()[1]
-    assert p.returncode == 0, err
-    return time.perf_counter() - t0
+def child(items: list[ExportObject], *out: Path, kill: str = "-") -> Child:
+    """A process exporting into each of ``out`` in turn; ``kill`` 'NAME:K' kills it (SIGKILL) just before the K-th
+    call of NAME: copy_into (staging a file), prove_and_sync (hashing and syncing one), fsync, link (putting a
+    file into an existing folder), rename_noreplace (renaming a new folder into place)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(w)
+        return Child(pid, r)
+    code = 1  # the child: never returns into the test, leaves without the test process's clean-up
+    try:
+        os.close(r)
+        if kill != "-":
+            _kill_before(kill)
+        for folder in out:
+            report = write_folder(items, folder)
+            said = {"written": len(report.written), "identical": len(report.identical)}
+            os.write(w, (json.dumps(said) + "\n").encode())
+        code = 0
+    except BaseException:
+        os.write(w, traceback.format_exc().encode())
+    finally:
+        os._exit(code)
 
 
-def kill_at_random(p: subprocess.Popen[str], rng: random.Random, span: float) -> None:
-    """Kill the child (SIGKILL) at a random moment of its export: before, during or after it."""
-    assert p.stdout is not None and p.stdout.readline() == "ready\n"
-    time.sleep(rng.uniform(0.0, 0.5 * span))
-    p.send_signal(signal.SIGKILL)
-    p.communicate()
+def killed(items: list[ExportObject], out: Path, kill: str) -> None:
+    rc, said = child(items, out, kill=kill).communicate()
+    assert rc == -signal.SIGKILL, f"{kill}: not killed ({rc}): {said}"
+
+
+def rerun(items: list[ExportObject], *out: Path) -> None:
+    rc, said = child(items, *out).communicate()
+    assert rc == 0, said
 
 
 def complete(out: Path, items: list[ExportObject]) -> bool:
@@ -95,40 +112,48 @@ def complete(out: Path, items: list[ExportObject]) -> bool:
     return all(hashlib.sha256((out / o.filename).read_bytes()).hexdigest() == o.sha256 for o in items)
 
 
+N = 12  # files per export: 10 CT, a plan, a dose
+# Kill moments of an export into a new folder, one in each of its phases, and what the folder then shows:
+# staging (copying, hashing and syncing each file), syncing the staging folder, the rename, syncing the parent.
+NEW_FOLDER_KILLS = {
+    "copy_into:1": "nothing",  # staging folder made, nothing copied
+    f"copy_into:{N // 2}": "nothing",  # half the files staged
+    "prove_and_sync:1": "nothing",  # every file copied, none proven or durable
+    f"fsync:{N // 2}": "nothing",  # half the files durable
+    f"fsync:{N + 1}": "nothing",  # the staging folder being made durable
+    "rename_noreplace:1": "nothing",  # everything durable, not yet renamed into place
+    f"fsync:{N + 2}": "whole",  # renamed into place, the parent not yet synced
+}
+
+
 def test_a_new_folder_shows_nothing_or_the_whole_export_when_killed_at_any_moment(tmp_path: Path) -> None:
-    items = stored(tmp_path / "store", 30, 200_000)
-    listing = manifest(tmp_path, items)
+    items = stored(tmp_path / "store", N, 50_000)
     exports = tmp_path / "exports"
     exports.mkdir()
-    rng = random.Random(21)
-    span = duration(listing, tmp_path / "timing")
-    seen = {"nothing": 0, "whole": 0}
-    names = [f"out{k}" for k in range(12)]
-    for name in names:
-        kill_at_random(child(listing, exports / name), rng, span)
+    names = [f"out{k}" for k in range(len(NEW_FOLDER_KILLS))]
+    for name, (kill, shows) in zip(names, NEW_FOLDER_KILLS.items(), strict=True):
+        killed(items, exports / name, kill)
         if (exports / name).exists():
-            assert complete(exports / name, items), f"{name}: {sorted(q.name for q in (exports / name).iterdir())}"
-            seen["whole"] += 1
+            assert complete(exports / name, items), f"{kill}: {sorted(q.name for q in (exports / name).iterdir())}"
+            seen = "whole"
         else:
-            seen["nothing"] += 1
-    for name in names:  # a rerun completes and removes what killed exports left
-        r = child(listing, exports / name)
-        err = r.communicate()[1]
-        assert r.returncode == 0, err
+            seen = "nothing"
+        assert seen == shows, kill
+    rerun(items, *(exports / name for name in names))  # a rerun completes and removes what killed exports left
+    for name in names:
         assert complete(exports / name, items)
     assert sorted(q.name for q in exports.iterdir()) == sorted(names)
 
 
 def test_an_existing_folder_killed_midway_is_completed_by_the_rerun(tmp_path: Path) -> None:
-    items = stored(tmp_path / "store", 30, 200_000)
-    listing = manifest(tmp_path, items)
+    items = stored(tmp_path / "store", N, 50_000)
     out = tmp_path / "out"
     out.mkdir()
     (out / "notes.txt").write_text("kept")
-    rng = random.Random(4)
-    span = duration(listing, tmp_path / "timing")
-    for _ in range(4):
-        kill_at_random(child(listing, out), rng, span)
+    # while staging, while syncing, before the plan is linked in (CT all in place), between the plan and the dose
+    kills = {"copy_into:6": 0, "fsync:6": 0, f"fsync:{N + 1}": 0, f"link:{N - 1}": N - 2, "link:2": N - 1}
+    for kill, placed in kills.items():
+        killed(items, out, kill)
         names = [q.name for q in out.iterdir() if not q.name.startswith(".")]
         # what is there is whole (every file is put in place whole) and in order: CT before the plan and dose
         assert all(
@@ -138,26 +163,23 @@ def test_an_existing_folder_killed_midway_is_completed_by_the_rerun(tmp_path: Pa
         )
         if any(n.startswith(("RP.", "RD.")) for n in names):
             assert all(o.filename in names for o in items if o.kind is ObjectKind.CT)
-    r = child(listing, out)
-    err = r.communicate()[1]
-    assert r.returncode == 0, err
+        assert sorted(names) == sorted(["notes.txt", *(o.filename for o in items[:placed])]), kill
+    rerun(items, out)
     assert sorted(q.name for q in out.iterdir()) == sorted(["notes.txt", *(o.filename for o in items)])
 
 
 @pytest.mark.parametrize("existing", [False, True])
 def test_four_exports_into_one_folder_at_once_all_succeed(tmp_path: Path, existing: bool) -> None:
     items = stored(tmp_path / "store", 12, 100_000)
-    listing = manifest(tmp_path, items)
     out = tmp_path / "exports" / "out"
     out.parent.mkdir()
     if existing:
         out.mkdir()
     for _ in range(3):
-        runs = [child(listing, out) for _ in range(4)]
-        outputs = [r.communicate() for r in runs]
-        results = [(r.returncode, o, e) for r, (o, e) in zip(runs, outputs, strict=True)]
-        assert [rc for rc, _, _ in results] == [0, 0, 0, 0], [err for _, _, err in results]
-        counts = sorted((d["written"], d["identical"]) for d in (json.loads(o.splitlines()[-1]) for _, o, _ in results))
+        runs = [child(items, out) for _ in range(4)]
+        results = [r.communicate() for r in runs]
+        assert [rc for rc, _ in results] == [0, 0, 0, 0], [said for _, said in results]
+        counts = sorted((d["written"], d["identical"]) for d in (json.loads(said) for _, said in results))
         assert sum(w for w, _ in counts) == len(items)  # every file written once, the others found it identical
         assert complete(out, items)
         assert sorted(q.name for q in out.parent.iterdir()) == ["out"]

@@ -4,7 +4,11 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +23,9 @@ from rtexport.model.plan import default_cutout
 from rtexport.services.approval import approve
 from rtexport.services.export import FolderDestination, export_plan
 from rtexport.services.plans import clone_plan
-from rtexport.services.report import exports_of, make_report, plan_reports, report_pdf
+from rtexport.services.report import MadeReport, exports_of, make_report, plan_reports, report_pdf
 from rtexport.workspace import Workspace
-from tests.conftest import ACTOR, PHYS
+from tests.conftest import ACTOR, PHYS, Clock
 from tests.report.conftest import pdf_images, pdf_info, pdf_pages, pdf_text
 
 pytestmark = pytest.mark.integration  # poppler-utils
@@ -37,10 +41,38 @@ def equivalent_square(points: list[tuple[float, float]]) -> float:
     return 4 * area / float(np.sum(np.hypot(*(q - p).T)))
 
 
-def test_every_page_names_the_patient_and_counts_pages(planned: Workspace, tmp_path: Path) -> None:
-    pdf = make_report(planned, PLAN, PAT).pdf
+@dataclass(frozen=True)
+class Made:
+    """A workspace as the ``planned`` fixture gives it and the report made of it: for the tests that only read."""
+
+    ws: Workspace
+    report: MadeReport
+
+
+@pytest.fixture(scope="module")
+def made(_planned_master: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Made]:
+    """The report of the planned workspace (demo plan, dose, export authorized, not approved), made once, in
+    Berlin time as each test here reads it."""
+    home = tmp_path_factory.mktemp("report") / "planned"
+    shutil.copytree(_planned_master, home)
+    clock = Clock()
+    clock.now += timedelta(hours=1)  # after everything the master did
+    ws = Workspace.open(home, clock=clock)
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("TZ", "Europe/Berlin")
+            time.tzset()
+            report = make_report(ws, PLAN, PAT)
+        time.tzset()
+        yield Made(ws, report)
+    finally:
+        ws.close()
+
+
+def test_every_page_names_the_patient_and_counts_pages(made: Made, tmp_path: Path) -> None:
+    pdf = made.report.pdf
     pages = pdf_pages(pdf, tmp_path)
-    patient = planned.course("C1").patient
+    patient = made.ws.course("C1").patient
     assert len(pages) >= 2
     for k, page in enumerate(pages, start=1):
         assert f"{person(patient.patient_name)} · ID {patient.patient_id}" in page
@@ -48,21 +80,20 @@ def test_every_page_names_the_patient_and_counts_pages(planned: Workspace, tmp_p
         assert f"page {k} of {len(pages)}" in page
 
 
-def test_an_unapproved_plans_report_says_so_and_when_and_by_whom_it_was_made(
-    planned: Workspace, tmp_path: Path
-) -> None:
-    made = make_report(planned, PLAN, PAT)
-    text = pdf_text(made.pdf, tmp_path)
-    when = local_time(made.stored.made_at)
+def test_an_unapproved_plans_report_says_so_and_when_and_by_whom_it_was_made(made: Made, tmp_path: Path) -> None:
+    report = made.report
+    text = pdf_text(report.pdf, tmp_path)
+    when = local_time(report.stored.made_at)
     assert f"NOT APPROVED. Report made {when} by pat from revision 1" in text
     assert when.endswith(("CET", "CEST"))  # local time, the zone named
-    assert pdf_info(made.pdf, tmp_path)["CreationDate"] == made.stored.made_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert pdf_info(report.pdf, tmp_path)["CreationDate"] == report.stored.made_at.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def test_the_report_shows_the_plan_its_beams_and_the_mu_check(planned: Workspace, tmp_path: Path) -> None:
+def test_the_report_shows_the_plan_its_beams_and_the_mu_check(made: Made, tmp_path: Path) -> None:
+    planned = made.ws
     state = planned.plan_state(PLAN)
     assert state.dose is not None and state.authorization is not None
-    text = pdf_text(make_report(planned, PLAN, PAT).pdf, tmp_path)
+    text = pdf_text(made.report.pdf, tmp_path)
     auth = state.authorization
     for fact in (
         "Plan CW-E1 “Chestwall e-”",
@@ -110,8 +141,8 @@ def test_the_report_shows_the_plan_its_beams_and_the_mu_check(planned: Workspace
     assert re.search(r"PTV \(target\)( [0-9]+\.[0-9]+){6} BODY( [0-9]+\.[0-9]+){3} OUTLINE2", text)
 
 
-def test_pages_render_with_their_pictures(planned: Workspace, tmp_path: Path) -> None:
-    pdf = make_report(planned, PLAN, PAT).pdf
+def test_pages_render_with_their_pictures(made: Made, tmp_path: Path) -> None:
+    pdf = made.report.pdf
     pages = pdf_images(pdf, tmp_path)
     assert len(pages) == len(pdf_pages(pdf, tmp_path))
 

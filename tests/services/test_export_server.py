@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pydicom
@@ -17,7 +15,7 @@ from rtexport.model.people import Actor
 from rtexport.net.send import Destination
 from rtexport.services.export import export_plan
 from rtexport.workspace import Workspace
-from tests.cli.shell import shell_env
+from tests.cli.shell import run_rtexport
 from tests.support.orthanc import Orthanc, free_port
 from tests.support.storescp import StoreSCP, dataset_part
 
@@ -73,60 +71,20 @@ def test_unreachable_server_is_reported_and_audited(planned: Workspace) -> None:
 
 
 def test_cli_exports_to_a_custom_server_and_echoes(planned: Workspace, tmp_path: Path) -> None:
-    home = str(planned.home)
-    env = shell_env()
     with StoreSCP(tmp_path / "received") as scp:
-        base = [sys.executable, "-m", "rtexport", "--home", home]
-        echo = subprocess.run(
-            [*base, "echo", "--aet", scp.aet, "--host", "127.0.0.1", "--port", str(scp.port)],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=60,
-        )
+        peer = ("--aet", scp.aet, "--host", "127.0.0.1", "--port", str(scp.port))
+        echo = run_rtexport(planned.home, "--home", str(planned.home), "echo", *peer)
         assert echo.returncode == 0, echo.stderr
         assert "success" in echo.stdout
-        r = subprocess.run(
-            [
-                *base,
-                "export",
-                "CW-E1",
-                "--items",
-                "rtstruct,rtplan,dose-plan",
-                "--aet",
-                scp.aet,
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(scp.port),
-            ],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=120,
-        )
+        items = ("--items", "rtstruct,rtplan,dose-plan")
+        r = run_rtexport(planned.home, "--home", str(planned.home), "export", "CW-E1", *items, *peer)
         assert r.returncode == 0, r.stderr
         stored_lines = [line for line in r.stdout.splitlines() if line.startswith("stored ")]
         assert len(stored_lines) == 3, r.stdout
         assert len(scp.received()) == 3
-    wrong = subprocess.run(
-        [
-            *base,
-            "export",
-            "CW-E1",
-            "--items",
-            "rtplan",
-            "--aet",
-            "X",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(free_port()),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
+    unreachable = ("--aet", "X", "--host", "127.0.0.1", "--port", str(free_port()))
+    wrong = run_rtexport(
+        planned.home, "--home", str(planned.home), "export", "CW-E1", "--items", "rtplan", *unreachable
     )
     assert wrong.returncode != 0 and "X@127.0.0.1" in wrong.stderr
 

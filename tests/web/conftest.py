@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import tomllib
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,17 @@ from rtexport.services.demo import build_demo_workspace
 from rtexport.services.dose import compute_dose
 from rtexport.web.app import create_app
 
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 SMALL = PhantomSpec(rows=80, columns=80, pixel_mm=4.0, slices=16, slice_mm=5.0)
 PLAN = DEMO_PLAN_ID
 PLANNER = ("pat", DEMO_USERS["pat"][1])
@@ -33,6 +46,35 @@ def _master(tmp_path_factory: pytest.TempPathFactory) -> Path:
     compute_dose(ws, PLAN, Actor("pat", "pat-os", "test"))
     ws.close()
     return home
+
+
+def chromium_path() -> str:
+    if not (CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK)):
+        pytest.fail(f"{CHROMIUM} is not installed: apt-get install chromium (needed for the browser tests)")
+    return str(CHROMIUM)
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    """One headless Chromium (Debian's, driven by Playwright) for the browser tests of a module."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium_path(), args=ARGS)
+        yield browser
+        browser.close()
+
+
+@contextmanager
+def pages_of(browser: Any) -> Iterator[Any]:
+    """``browser`` for one test: each page it opens has a context (cookies, storage) of its own, closed at the end."""
+    before = list(browser.contexts)
+    try:
+        yield browser
+    finally:
+        for context in browser.contexts:
+            if context not in before:
+                context.close()
 
 
 @pytest.fixture

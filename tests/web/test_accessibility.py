@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.web.conftest import PHYSICIST, PLAN, PLANNER
-from tests.web.test_browser import ARGS, chromium_path, serving
+from tests.web.conftest import PHYSICIST, PLAN, PLANNER, pages_of
+from tests.web.test_browser import serving
 
 pytestmark = pytest.mark.integration
 
@@ -74,11 +74,10 @@ def unnamed_and_duplicates(tree: list[dict[str, Any]]) -> tuple[list[str], list[
     return unnamed, sorted({b for b in buttons if buttons.count(b) > 1})
 
 
-def test_every_control_is_named_and_every_text_readable(home: Path) -> None:
-    from playwright.sync_api import expect, sync_playwright
+def test_every_control_is_named_and_every_text_readable(home: Path, chromium: Any) -> None:
+    from playwright.sync_api import expect
 
-    with serving(home) as url, sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium_path(), args=ARGS)
+    with serving(home) as url, pages_of(chromium) as browser:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(30_000)
         page.goto(f"{url}/plans/{PLAN}")
@@ -112,7 +111,6 @@ def test_every_control_is_named_and_every_text_readable(home: Path) -> None:
         tree = cdp.send("Accessibility.getFullAXTree")["nodes"]
         unnamed, duplicates = unnamed_and_duplicates(tree)
         texts = page.evaluate(TEXTS_JS)
-        browser.close()
     assert unnamed == []
     assert duplicates == []
     folds = {
@@ -138,11 +136,10 @@ def test_the_checks_catch_what_they_look_for() -> None:
     assert len(unnamed) == 1 and duplicates == ["Export"]
 
 
-def test_a_planner_folds_browses_and_makes_a_folder_with_the_keyboard_and_mouse(home: Path) -> None:
-    from playwright.sync_api import expect, sync_playwright
+def test_a_planner_folds_browses_and_makes_a_folder_with_the_keyboard_and_mouse(home: Path, chromium: Any) -> None:
+    from playwright.sync_api import expect
 
-    with serving(home) as url, sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium_path(), args=ARGS)
+    with serving(home) as url, pages_of(chromium) as browser:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(30_000)
         errors: list[str] = []
@@ -188,6 +185,5 @@ def test_a_planner_folds_browses_and_makes_a_folder_with_the_keyboard_and_mouse(
         page.click("#picker-choose")
         expect(page.locator("#folder")).to_have_value(f"{root}/patient-7")
         expect(page.locator("#picker")).to_be_hidden()
-        browser.close()
     assert (home / "dicom-export" / "patient-7").is_dir()
     assert errors == []

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pydicom
 import pytest
@@ -17,19 +17,8 @@ from rtexport.web.app import create_app
 from tests.conftest import strict_mu_check
 from tests.support.dciodvfy import assert_valid
 from tests.support.orthanc import Orthanc, free_port
-from tests.web.conftest import PHYSICIST, PLAN, PLANNER, edit_site
+from tests.web.conftest import PHYSICIST, PLAN, PLANNER, edit_site, pages_of
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SCREENSHOT = Path("/tmp/rtexport-plan.png")
 
 pytestmark = pytest.mark.integration
@@ -69,19 +58,12 @@ def server(home: Path, orthanc: Orthanc) -> Iterator[str]:
         yield url
 
 
-def chromium_path() -> str:
-    if not (CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK)):
-        pytest.fail(f"{CHROMIUM} is not installed: apt-get install chromium (needed for the browser tests)")
-    return str(CHROMIUM)
-
-
 def test_authorize_export_to_folder_and_orthanc_then_disabled(
-    server: str, home: Path, orthanc: Orthanc, tmp_path: Path
+    server: str, home: Path, orthanc: Orthanc, tmp_path: Path, chromium: Any
 ) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium_path(), args=ARGS)
+    with pages_of(chromium) as browser:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(30_000)
         console: list[str] = []
@@ -135,17 +117,15 @@ def test_authorize_export_to_folder_and_orthanc_then_disabled(
         expect(page.locator(".disabled-reasons")).to_contain_text("no CT curve")
         expect(page.locator("#export-local")).to_be_disabled()
         expect(page.locator("#export-server")).to_be_disabled()
-        browser.close()
     assert [m for m in console if "Content Security Policy" in m] == []
 
 
-def test_refusals_beside_their_forms_and_a_report_downloaded(home: Path, tmp_path: Path) -> None:
-    from playwright.sync_api import expect, sync_playwright
+def test_refusals_beside_their_forms_and_a_report_downloaded(home: Path, tmp_path: Path, chromium: Any) -> None:
+    from playwright.sync_api import expect
 
     strict_mu_check(home)  # every beam beyond the action level: approval asks for an acknowledgement
 
-    with serving(home) as url, sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium_path(), args=ARGS)
+    with serving(home) as url, pages_of(chromium) as browser:
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         page.set_default_timeout(30_000)
         page.goto(f"{url}/plans/{PLAN}")
@@ -184,4 +164,3 @@ def test_refusals_beside_their_forms_and_a_report_downloaded(home: Path, tmp_pat
         expect(page.locator("#reports-list tbody tr").first).to_contain_text("pat")
         page.reload()
         expect(page.locator("#reports-list tbody tr")).to_have_count(1)
-        browser.close()

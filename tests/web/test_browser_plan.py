@@ -19,8 +19,8 @@ from rtexport.services.export import FolderDestination, export_plan
 from rtexport.services.plans import load_plan, plan_state
 from rtexport.services.workspaces import open_workspace
 from tests.support.dciodvfy import assert_valid
-from tests.web.conftest import PHYSICIST, PLANNER, SMALL, edit_site
-from tests.web.test_browser import ARGS, chromium_path, serving
+from tests.web.conftest import PHYSICIST, PLANNER, SMALL, edit_site, pages_of
+from tests.web.test_browser import serving
 
 pytestmark = pytest.mark.integration
 SCREENSHOT = Path("/tmp/rtexport-plan-editor.png")
@@ -158,15 +158,14 @@ def build_plan_in_the_page(page: Any, url: str, scans: Path) -> None:
     expect(page.locator("#editor")).to_have_attribute("data-ready", "true")
 
 
-def test_plan_built_in_the_page_exports_as_its_plan_file_loads(home: Path, tmp_path: Path) -> None:
-    from playwright.sync_api import expect, sync_playwright
+def test_plan_built_in_the_page_exports_as_its_plan_file_loads(home: Path, tmp_path: Path, chromium: Any) -> None:
+    from playwright.sync_api import expect
 
     expect.set_options(timeout=60_000)
     scans = home / "scans"
     write_phantom(scans / "patient-1", SMALL)
     edit_site(home, lambda s: s["dicom"].update(import_roots=["scans"]))
-    with serving(home) as url, sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium_path(), args=ARGS)
+    with serving(home) as url, pages_of(chromium) as browser:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(60_000)
         errors: list[str] = []
@@ -199,7 +198,6 @@ def test_plan_built_in_the_page_exports_as_its_plan_file_loads(home: Path, tmp_p
         expect(physicist.locator("h1")).to_contain_text("PG-2")
         expect(physicist.locator("#editor")).to_have_attribute("data-ready", "true")
         expect(physicist.locator("#save-plan")).to_be_enabled()  # the copy is not approved
-        browser.close()
     assert [e for e in errors if "edit.js" in e] == []  # the blocks' own script (plan.js is the Export block's)
 
     with open_workspace(home) as ws:
