@@ -21,6 +21,10 @@ from rtexport.errors import WriteError
 from rtexport.export.local import staging, write, write_folder
 from rtexport.export.objects import ExportObject, ObjectKind
 
+# The export children are forked from the test process; from Python 3.12 a fork while other threads exist (pytest-xdist
+# keeps some) warns, and the child here only writes files and leaves with os._exit, taking no lock those threads hold.
+pytestmark = pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+
 
 def stored(store: Path, n: int, size: int) -> list[ExportObject]:
     """``n`` stored files of ``size`` bytes (CT first, then a plan and a dose), as the blob store keeps them."""
