@@ -273,7 +273,8 @@ def _trace(
     inside = entered & (occ > 0.5)
     t_mat = np.where(inside, t_rel / np.maximum(occ, 0.5), 0.0)
     cells = float(uc[1] - uc[0]) if len(uc) > 1 else 1.0
-    sharp = redefinition.sharp_scattering(bb, zeff, t_mat, tw_all, ell, inside, cells) * dl
+    water = dl * (np.cumsum(occ, axis=-1) - 0.5 * (occ + occ[..., :1]))  # the same path all in water
+    sharp = redefinition.sharp_scattering(bb, (zeff, water), t_mat, tw_all, ell, inside, cells) * dl
     tw = tw_all - sharp
     a0 = np.cumsum(tw, axis=-1)
     a1 = np.cumsum(tw * ell, axis=-1)

@@ -51,7 +51,7 @@ def split_lateral(tw: FloatArray, inside: npt.NDArray[np.bool_], cells: float) -
 
 def sharp_scattering(
     bb: BroadBeam,
-    zeff: FloatArray,
+    depths: tuple[FloatArray, FloatArray],
     t_mat: FloatArray,
     tw: FloatArray,
     ell: FloatArray,
@@ -64,19 +64,23 @@ def sharp_scattering(
     material = split_lateral(t_mat, inside, SMOOTH_MM / h)[1]
     if float(np.abs(material).max(initial=0.0)) < _UNIFORM:
         return np.zeros_like(material)  # laterally uniform (water, slabs): nothing to redefine
+    zeff, water = depths
     m = inside.astype(np.float64)
     a0, a1, a2, el = plane_moments(tw, ell, inside)
     sig = np.sqrt(np.maximum(0.5 * (el * el * a0 - 2 * el * a1 + a2), 0.0)) / h
-    mixed = np.empty_like(zeff)
-    for k in range(zeff.shape[-1]):
+    excess = zeff - water  # what the heterogeneities added to the effective depth
+    mixed = np.empty_like(excess)
+    for k in range(excess.shape[-1]):
         if sig[k] < 0.3:
-            mixed[..., k] = zeff[..., k]
+            mixed[..., k] = excess[..., k]
             continue
-        num = ndimage.gaussian_filter(zeff[..., k] * m[..., k], sig[k], mode="constant", truncate=3.0)
+        num = ndimage.gaussian_filter(excess[..., k] * m[..., k], sig[k], mode="constant", truncate=3.0)
         den = ndimage.gaussian_filter(m[..., k], sig[k], mode="constant", truncate=3.0)
-        mixed[..., k] = np.where(den > 1e-6, num / np.maximum(den, 1e-6), zeff[..., k])
-    frozen = np.minimum(mixed, bb.sigma_frozen_mm)
-    return scattering_power_water(bb.energy_at(frozen)) * material
+        mixed[..., k] = np.where(den > 1e-6, num / np.maximum(den, 1e-6), excess[..., k])
+    t_mixed = scattering_power_water(bb.energy_at(np.minimum(water + mixed, bb.sigma_frozen_mm)))
+    t_water = scattering_power_water(bb.energy_at(np.minimum(water, bb.sigma_frozen_mm)))
+    energy = split_lateral((t_mixed - t_water) * t_mat, inside, SMOOTH_MM / h)[1]
+    return np.asarray(t_mixed * material + energy, dtype=np.float64)
 
 
 def plane_moments(
