@@ -9,7 +9,8 @@ surface it crossed (Hogstrom's per-pencil inverse square): D∞(z_eff)·((f + z_
 virtual SSD and d the plane's distance from the source, so an irregular surface, obliquity, bolus and an extended
 SSD each change the dose of every pencil by its own air gap. Each depth plane is spread laterally with Gaussian
 pencil kernels; pencils' σ are binned on a geometric ladder (neighbouring rungs share a pencil linearly) so one
-dense, separable matrix pair per rung does the sum.
+dense, separable matrix pair per rung does the sum. What a heterogeneity narrower than about a centimetre
+does beside the pencils is carried from its own plane (:mod:`rtexport.dose.redefinition`).
 
 Output: each beam is normalized at its own peak in water at the reference SSD (:mod:`rtexport.dose.output`).
 """

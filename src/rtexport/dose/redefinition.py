@@ -32,9 +32,9 @@ from rtexport.dose.commissioning import BroadBeam, scattering_power_water
 FloatArray = npt.NDArray[np.float64]
 
 SMOOTH_MM = 10.0  # structure narrower than this is the redefinition's; broader, the pencils'
-BLOCK_MM = 4.0  # source planes are summed in blocks this thick
-_RATIO = 1.25  # σ ladder of the blur
-_UNIFORM = 1e-4  # relative scattering power varying less than this across a plane is uniform
+BLOCK_MM = 6.0  # source planes are summed in blocks this thick
+_RATIO = 1.35  # σ ladder of the blur
+_TISSUE = 0.1  # lateral structure below this share of water's scattering (soft tissue, CT noise): the pencils'
 _NEGLIGIBLE = 1e-3  # a block whose first-order change stays below this everywhere is left out
 
 
@@ -62,20 +62,21 @@ def sharp_scattering(
     where the electrons at each point have the mean energy of the pencils that reach it (their effective depth
     averaged over the pencils' spread there), less its average over ``SMOOTH_MM``."""
     material = split_lateral(t_mat, inside, SMOOTH_MM / h)[1]
-    if float(np.abs(material).max(initial=0.0)) < _UNIFORM:
+    material[np.abs(material) < _TISSUE] = 0.0
+    if not material.any():
         return np.zeros_like(material)  # laterally uniform (water, slabs): nothing to redefine
     zeff, water = depths
     m = inside.astype(np.float64)
     a0, a1, a2, el = plane_moments(tw, ell, inside)
-    sig = np.sqrt(np.maximum(0.5 * (el * el * a0 - 2 * el * a1 + a2), 0.0)) / h
+    sig = np.sqrt(np.maximum(0.5 * (el * el * a0 - 2 * el * a1 + a2), 0.0))
     excess = zeff - water  # what the heterogeneities added to the effective depth
-    mixed = np.empty_like(excess)
-    for k in range(excess.shape[-1]):
-        if sig[k] < 0.3:
-            mixed[..., k] = excess[..., k]
-            continue
-        num = ndimage.gaussian_filter(excess[..., k] * m[..., k], sig[k], mode="constant", truncate=3.0)
-        den = ndimage.gaussian_filter(m[..., k], sig[k], mode="constant", truncate=3.0)
+    mixed = excess.copy()
+    ou = np.arange(excess.shape[0], dtype=np.float64) * h
+    ov = np.arange(excess.shape[1], dtype=np.float64) * h
+    for k in np.nonzero(sig >= 0.3 * h)[0]:
+        gu, gv = _blur(ou, h, float(sig[k])), _blur(ov, h, float(sig[k]))
+        den = gu @ m[..., k] @ gv.T
+        num = gu @ (excess[..., k] * m[..., k]) @ gv.T
         mixed[..., k] = np.where(den > 1e-6, num / np.maximum(den, 1e-6), excess[..., k])
     t_mixed = scattering_power_water(bb.energy_at(np.minimum(water + mixed, bb.sigma_frozen_mm)))
     t_water = scattering_power_water(bb.energy_at(np.minimum(water, bb.sigma_frozen_mm)))
@@ -123,19 +124,24 @@ def _add_blurred(
     scale: FloatArray,
     src: FloatArray,
     s_iso: FloatArray,
+    blurs: dict[int, tuple[FloatArray, FloatArray]],
     lattice: tuple[FloatArray, FloatArray, float],
 ) -> None:
     """ratio[z] += scale · (src blurred by a Gaussian of σ s_iso[z]) for each target plane z; σ on a geometric
-    ladder, neighbouring rungs shared linearly."""
+    ladder from a third of a cell (finer is no blur on this lattice), neighbouring rungs shared linearly; the
+    ladder's matrices are kept in ``blurs`` for the next block."""
     uo, vo, h = lattice
-    smin = max(float(s_iso.min()), 0.3 * h)  # finer than a third of a cell is no blur on this lattice
+    smin = 0.3 * h
     t = np.log(np.maximum(s_iso, smin) / smin) / math.log(_RATIO)
     rung = np.floor(t).astype(np.int64)
     frac = t - rung
     blurred = {}
     for r in range(int(rung.min()), int(rung.max()) + 2):
-        sig = smin * _RATIO**r
-        blurred[r] = _blur(uo, h, sig) @ src @ _blur(vo, h, sig).T
+        if r not in blurs:
+            sig = smin * _RATIO**r
+            blurs[r] = (_blur(uo, h, sig), _blur(vo, h, sig))
+        gu, gv = blurs[r]
+        blurred[r] = gu @ src @ gv.T
     for j, z in enumerate(targets):
         r, f = int(rung[j]), float(frac[j])
         ratio[z] += scale[j] * ((1.0 - f) * blurred[r] + f * blurred[r + 1])
@@ -165,6 +171,7 @@ def fluence_ratio(
     lap = lap * scale[None, None, :]
     ratio = np.zeros((nd, len(uo), len(vo)), dtype=np.float64)
     nu, nv = lap.shape[:2]
+    blurs: dict[int, tuple[FloatArray, FloatArray]] = {}
     for k0 in range(0, nd, block):
         ks = slice(k0, min(k0 + block, nd))
         src_small = lap[:, :, ks].sum(axis=-1)
@@ -184,5 +191,5 @@ def fluence_ratio(
             lz**2 * (a0[targets] - a0c) - 2 * lz * (a1[targets] - a1c) + (a2[targets] - a2c)
         )
         s_iso = np.sqrt(np.maximum(s2, 1e-6)) * sad / d[targets]
-        _add_blurred(ratio, targets, 0.5 * length**2, src, s_iso, (uo, vo, h))
+        _add_blurred(ratio, targets, 0.5 * length**2, src, s_iso, blurs, (uo, vo, h))
     return np.maximum(1.0 + ratio, 0.0)
