@@ -73,8 +73,12 @@ def sharp_scattering(
     mixed = excess.copy()
     ou = np.arange(excess.shape[0], dtype=np.float64) * h
     ov = np.arange(excess.shape[1], dtype=np.float64) * h
+    blurs: dict[int, tuple[FloatArray, FloatArray]] = {}
     for k in np.nonzero(sig >= 0.3 * h)[0]:
-        gu, gv = _blur(ou, h, float(sig[k])), _blur(ov, h, float(sig[k]))
+        r = round(math.log(float(sig[k]) / (0.3 * h)) / math.log(_RATIO))  # the pencils' spread on the ladder
+        if r not in blurs:
+            blurs[r] = (_blur(ou, h, 0.3 * h * _RATIO**r), _blur(ov, h, 0.3 * h * _RATIO**r))
+        gu, gv = blurs[r]
         den = gu @ m[..., k] @ gv.T
         num = gu @ (excess[..., k] * m[..., k]) @ gv.T
         mixed[..., k] = np.where(den > 1e-6, num / np.maximum(den, 1e-6), excess[..., k])
@@ -142,8 +146,11 @@ def _add_blurred(
             blurs[r] = (_blur(uo, h, sig), _blur(vo, h, sig))
         gu, gv = blurs[r]
         blurred[r] = gu @ src @ gv.T
+    peak = {r: float(np.abs(b).max()) for r, b in blurred.items()}
     for j, z in enumerate(targets):
         r, f = int(rung[j]), float(frac[j])
+        if scale[j] * max(peak[r], peak[r + 1]) < _NEGLIGIBLE:
+            continue  # this block changes that plane by less than a tenth of a percent anywhere
         ratio[z] += scale[j] * ((1.0 - f) * blurred[r] + f * blurred[r + 1])
 
 
