@@ -149,8 +149,13 @@ def reference_points(case: Case, z_cm: FloatArray, mc_axis: FloatArray, ref_dmax
         return [Point("axis dmax", 0.0, dmax), Point("beyond lung 4 cm", 0.0, 4.0)]
     if name.startswith("bone slab"):
         return [Point("axis dmax", 0.0, dmax), Point("beyond bone 3 cm", 0.0, 3.0)]
-    if name.startswith(("air", "bone insert")):
-        return [Point("behind 2.5 cm", 0.0, 2.5), Point("behind 3.5 cm", 0.0, 3.5), Point("beside 2.5 cm", 1.0, 2.5)]
+    if name.startswith(("air", "bone insert")):  # 5 and 15 mm beyond the insert's distal face, and beside it
+        face = case.boxes[0].hi[2]
+        return [
+            Point(f"behind {face + 0.5:g} cm", 0.0, face + 0.5),
+            Point(f"behind {face + 1.5:g} cm", 0.0, face + 1.5),
+            Point(f"beside {face + 0.5:g} cm", 1.0, face + 0.5),
+        ]
     return [Point("axis dmax", 0.0, dmax)]
 
 

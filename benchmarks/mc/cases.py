@@ -301,6 +301,27 @@ def cases() -> list[Case]:
             boxes=(Box(BONE, (-0.5, -0.5, 1.0), (0.5, 0.5, 2.0)),),
         ),
     ]
+    # heterogeneities at several depths
+    out += [
+        Case(
+            "air cavity 1 cm at 3 cm",
+            "heterogeneity",
+            "in-scatter behind a small cavity, deeper",
+            e,
+            _sq(10.0),
+            300_000,
+            boxes=(Box(AIR, (-0.5, -0.5, 3.0), (0.5, 0.5, 4.0)),),
+        ),
+        Case(
+            "bone insert 1 cm at 3 cm",
+            "heterogeneity",
+            "shadow of a small bone, deeper",
+            e,
+            _sq(10.0),
+            300_000,
+            boxes=(Box(BONE, (-0.5, -0.5, 3.0), (0.5, 0.5, 4.0)),),
+        ),
+    ]
     # high energy, small field: the depth dose of a 4x4 shallower than the broad field's
     out += [
         Case("20 MeV ref 10x10", "homogeneous", homog, 20.0, _sq(10.0), 500_000, depth_cm=12.0, reference=True),

@@ -9,7 +9,8 @@ surface it crossed (Hogstrom's per-pencil inverse square): D∞(z_eff)·((f + z_
 virtual SSD and d the plane's distance from the source, so an irregular surface, obliquity, bolus and an extended
 SSD each change the dose of every pencil by its own air gap. Each depth plane is spread laterally with Gaussian
 pencil kernels; pencils' σ are binned on a geometric ladder (neighbouring rungs share a pencil linearly) so one
-dense, separable matrix pair per rung does the sum.
+dense, separable matrix pair per rung does the sum. What a heterogeneity narrower than about a centimetre
+does beside the pencils is carried from its own plane (:mod:`rtexport.dose.redefinition`).
 
 Output: each beam is normalized at its own peak in water at the reference SSD (:mod:`rtexport.dose.output`).
 """
@@ -25,6 +26,7 @@ import numpy.typing as npt
 from scipy import ndimage
 from scipy.special import erf
 
+from rtexport.dose import redefinition
 from rtexport.dose.commissioning import BroadBeam, broad_beam, scattering_power_water, water_sigma_mm
 from rtexport.dose.output import CutoutOutput, cutout_output, lattice, pencil_weights
 from rtexport.errors import DoseError
@@ -174,11 +176,16 @@ class PencilBeamEngine:
         out = np.zeros((len(d), len(uo), len(vo)), dtype=np.float32)
         for (weight, sigma), ratio in zip(components, (self.sigma_ratio, _HALO_RATIO), strict=False):
             out += _spread(q * weight, sigma, uc, vc, uo, vo, h, ratio)
+        iu0 = round((uc[0] - uo[0]) / h)
+        iv0 = round((vc[0] - vo[0]) / h)
+        if rays.sharp.any():  # what lies beside the pencils, from the plane where it lies
+            moments = redefinition.plane_moments(rays.scattering, rays.ell, rays.inside)
+            out *= redefinition.fluence_ratio(
+                rays.sharp, rays.inside, moments, (d, sad, h), (uo, vo, iu0, iv0), bb.sigma_theta_rad**2
+            ).astype(np.float32)
 
         # bremsstrahlung: the tail dose inside the geometric aperture (the pencils' block), where the ray has
         # entered the medium
-        iu0 = round((uc[0] - uo[0]) / h)
-        iv0 = round((vc[0] - vo[0]) / h)
         out[:, iu0 : iu0 + len(uc), iv0 : iv0 + len(vc)] += bb.tail * np.moveaxis(w[..., None] * rays.entered, -1, 0)
         fan = GridGeometry(origin_mm=(vo[0], uo[0], d[0]), spacing_mm=(h, h, dstep), shape=out.shape)
         return _to_patient(out, fan, medium, beam.frame)
@@ -195,6 +202,10 @@ class _Rays:
     air_path: FloatArray
     fluence: FloatArray
     entered: npt.NDArray[np.bool_]
+    inside: npt.NDArray[np.bool_]  # in the patient (the redefinition's domain)
+    sharp: FloatArray  # the scattering's lateral structure the pencils do not carry (redefinition)
+    scattering: FloatArray  # all of it, per plane (polar angle²)
+    ell: FloatArray  # the geometric path from the first plane
 
 
 def _planes(medium: Medium, beam: BeamSetup, dstep: float) -> tuple[FloatArray, bool]:
@@ -258,7 +269,14 @@ def _trace(
 
     # multiple scattering about the geometric path ℓ (from the first plane), frozen beyond R90
     ell = (d - d[0])[None, None, :] * stretch[..., None]
-    tw = scattering_power_water(bb.energy_at(zeff)) * t_rel * dl
+    tw_all = scattering_power_water(bb.energy_at(zeff)) * t_rel * dl
+    # the redefinition sees the material (not the skin's partial volume) where the pencil is in the patient
+    inside = entered & (occ > 0.5)
+    t_mat = np.where(inside, t_rel / np.maximum(occ, 0.5), 0.0)
+    cells = float(uc[1] - uc[0]) if len(uc) > 1 else 1.0
+    water = dl * (np.cumsum(occ, axis=-1) - 0.5 * (occ + occ[..., :1]))  # the same path all in water
+    sharp = redefinition.sharp_scattering(bb, (zeff, water), t_mat, tw_all, ell, inside, cells) * dl
+    tw = tw_all - sharp
     a0 = np.cumsum(tw, axis=-1)
     a1 = np.cumsum(tw * ell, axis=-1)
     a2 = np.cumsum(tw * ell * ell, axis=-1)
@@ -278,7 +296,7 @@ def _trace(
     in_medium = ndimage.maximum_filter1d(occ > 0, size=2 * reach + 1, axis=-1, mode="constant")
     entered &= in_medium
     fluence = bb.electron_dose(zeff) * ((fv + zeff) / to_source) ** 2 * entered
-    return _Rays(zeff, sig2, air_path, fluence, entered)
+    return _Rays(zeff, sig2, air_path, fluence, entered, inside, sharp, tw_all, ell)
 
 
 def _components(
