@@ -106,11 +106,10 @@ def test_cutout_output_is_within_2pct_of_monte_carlo(name: str) -> None:
         case, commission.per_emission(case, _monte_carlo(case)), half_cm=commission.DETECTOR_HALF_CM
     )
     truth = commission.peak(z, axis)[1] * comm.gy_per_mu_per_emission * 100.0 / comm.energy.calibration_cgy_per_mu
-    x0, x1, y0, y1 = (v * 10.0 for v in case.field_cm)
     beam = bench.BeamSetup(
         name,
         bench.frame_toward((0.0, 0.0, 0.0), 0.0, 0.0, 0.0, bench.PatientPosition.HFS, 1000.0, 1000.0),
-        np.array([(x0, y0), (x1, y0), (x1, y1), (x0, y1)]),
+        bench.outline(case) * 10.0,
         True,
         comm.applicator.source_to_cutout_tray_mm,
         1000.0,
