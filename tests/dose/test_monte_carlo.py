@@ -75,6 +75,13 @@ EXPECTED = {
     "bone insert 1 cm": (90.0, 15.5, False),  # 15 % too much behind the insert
     "20 MeV ref 10x10": (90.0, 3.0, True),
     "20 MeV cutout 4x4": (95.0, 3.0, True),
+    "6 MeV ref 10x10": (95.0, 3.0, True),
+    "6 MeV cutout 4x4": (95.0, 3.0, True),
+    "6 MeV circle 3 cm": (95.0, 3.0, True),
+    "9 MeV ref 10x10": (95.0, 3.0, True),
+    "9 MeV cutout 4x4": (95.0, 3.0, True),
+    "9 MeV circle 3 cm": (95.0, 3.0, True),
+    "circle 3 cm": (95.0, 3.0, True),
 }
 
 
@@ -91,7 +98,21 @@ def test_pencil_beam_meets_monte_carlo(name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["cutout 2x2", "cutout 3x3", "cutout 4x4", "cutout 2x8", "cutout 3x6", "cutout 4x10", "20 MeV cutout 4x4"]
+    "name",
+    [
+        "cutout 2x2",
+        "cutout 3x3",
+        "cutout 4x4",
+        "cutout 2x8",
+        "cutout 3x6",
+        "cutout 4x10",
+        "circle 3 cm",
+        "20 MeV cutout 4x4",
+        "6 MeV cutout 4x4",
+        "6 MeV circle 3 cm",
+        "9 MeV cutout 4x4",
+        "9 MeV circle 3 cm",
+    ],
 )
 def test_cutout_output_is_within_2pct_of_monte_carlo(name: str) -> None:
     """The factor the engine gives a cutout (read from the table at its equivalent square) against Monte Carlo's
