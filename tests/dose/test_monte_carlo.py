@@ -84,6 +84,8 @@ EXPECTED = {
     "circle 3 cm": (95.0, 3.0, True),
     "irregular 4x5": (95.0, 3.0, True),
     "cutout 2x6": (95.0, 3.0, True),
+    "cutout 3x10": (95.0, 3.0, True),
+    "cutout 4x8": (94.0, 3.0, True),  # gamma 3%/2mm 94.2 %
 }
 
 
@@ -110,6 +112,8 @@ OUTPUT_TOLERANCE = {
     "circle 3 cm": 0.02,
     "irregular 4x5": 0.025,  # −2.1 %
     "cutout 2x6": 0.02,
+    "cutout 3x10": 0.02,
+    "cutout 4x8": 0.02,
     "20 MeV cutout 4x4": 0.02,
     "6 MeV cutout 4x4": 0.02,
     "6 MeV circle 3 cm": 0.02,
