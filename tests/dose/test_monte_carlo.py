@@ -86,6 +86,7 @@ EXPECTED = {
     "cutout 2x6": (95.0, 3.0, True),
     "cutout 3x10": (95.0, 3.0, True),
     "cutout 4x8": (94.0, 3.0, True),  # gamma 3%/2mm 94.2 %
+    "cylinder r 8 cm": (93.0, 5.0, True),  # gamma 3%/2mm 93.2 %
 }
 
 
