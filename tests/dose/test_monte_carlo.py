@@ -152,7 +152,10 @@ def test_cutout_output_is_within_2pct_of_monte_carlo(name: str) -> None:
     assert factor == pytest.approx(truth, rel=tolerance), f"{name}: factor {factor:.3f}, Monte Carlo {truth:.3f}"
 
 
-@pytest.mark.parametrize("name", ["cutout 2x2", "cutout 3x3", "cutout 2x8", "cutout 3x6"])
+@pytest.mark.parametrize(
+    "name",
+    ["cutout 2x2", "cutout 3x3", "cutout 2x8", "cutout 3x6", "circle 3 cm", "6 MeV circle 3 cm", "9 MeV cutout 4x4"],
+)
 def test_mu_check_meets_the_engine_at_a_small_fields_shallow_dmax(name: str) -> None:
     """The independent check reads the same site data (field_pdds) at the engine's normalization point: one MU's
     dose there gives one MU back, within 3 % (0.99-1.00; the reference PDD alone gives 1.07 for the 2 x 2 cm
@@ -166,8 +169,7 @@ def test_mu_check_meets_the_engine_at_a_small_fields_shallow_dmax(name: str) -> 
     dose, _ = bench.pencil_beam(case, comm)  # Gy/MU [x, z]
     axis = dose[np.abs(xs) < 0.25].mean(axis=0)
     k = int(np.argmax(axis))
-    x0, x1, y0, y1 = (v * 10.0 for v in case.field_cm)
-    cutout = [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
+    cutout = [(float(u), float(v)) for u, v in bench.outline(case) * 10.0]
     calc = hand_calc(comm.energy, comm.applicator, cutout, 1000.0, float(z_mm[k]), 100.0 * float(axis[k]))
     assert calc.small_field_pdd
     assert calc.mu == pytest.approx(1.0, rel=0.03), f"{name}: the check gives {calc.mu:.3f} MU for 1 MU"
