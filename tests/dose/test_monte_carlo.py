@@ -82,6 +82,7 @@ EXPECTED = {
     "9 MeV cutout 4x4": (95.0, 3.0, True),
     "9 MeV circle 3 cm": (95.0, 3.0, True),
     "circle 3 cm": (95.0, 3.0, True),
+    "circle 5 cm": (95.0, 3.0, True),
     "irregular 4x5": (95.0, 3.0, True),
     "cutout 2x6": (95.0, 3.0, True),
     "cutout 3x10": (95.0, 3.0, True),
@@ -111,6 +112,7 @@ OUTPUT_TOLERANCE = {
     "cutout 3x6": 0.02,
     "cutout 4x10": 0.02,
     "circle 3 cm": 0.02,
+    "circle 5 cm": 0.02,
     "irregular 4x5": 0.025,  # −2.1 %
     "cutout 2x6": 0.02,
     "cutout 3x10": 0.02,
