@@ -386,6 +386,7 @@ def cases() -> list[Case]:
             depth_cm=12.0,
             compare=False,
         ),
+        _shaped("20 MeV circle 3 cm", 20.0, circle(3.0), 150_000, 12.0),
         Case(
             "20 MeV cutout 4x4",
             "cutout",
@@ -440,7 +441,8 @@ def _shapes_12() -> list[Case]:
     return [
         _shaped("circle 3 cm", e, circle(3.0), 200_000, 8.0),
         _shaped("circle 5 cm", e, circle(5.0), 250_000, 8.0),
-        _shaped("irregular 4x5", e, IRREGULAR, 250_000, 8.0),
+        # at 250 k histories its axis dose at dmax read 2 % high (a 2σ spike on its flat top)
+        _shaped("irregular 4x5", e, IRREGULAR, 750_000, 8.0),
         Case("cutout 2x6", "cutout", "elongated: output and depth dose", e, (-1.0, 1.0, -3.0, 3.0), 200_000),
         Case("cutout 3x10", "cutout", "elongated: output and depth dose", e, (-1.5, 1.5, -5.0, 5.0), 300_000),
         Case("cutout 4x8", "cutout", "elongated: output and depth dose", e, (-2.0, 2.0, -4.0, 4.0), 250_000),

@@ -113,7 +113,7 @@ OUTPUT_TOLERANCE = {
     "cutout 4x10": 0.02,
     "circle 3 cm": 0.02,
     "circle 5 cm": 0.02,
-    "irregular 4x5": 0.025,  # −2.1 %
+    "irregular 4x5": 0.02,
     "cutout 2x6": 0.02,
     "cutout 3x10": 0.02,
     "cutout 4x8": 0.02,
