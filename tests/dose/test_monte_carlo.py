@@ -75,6 +75,7 @@ EXPECTED = {
     "bone insert 1 cm": (90.0, 15.5, False),  # 15 % too much behind the insert
     "20 MeV ref 10x10": (90.0, 3.0, True),
     "20 MeV cutout 4x4": (95.0, 3.0, True),
+    "20 MeV circle 3 cm": (95.0, 3.0, True),
     "6 MeV ref 10x10": (95.0, 3.0, True),
     "6 MeV cutout 4x4": (95.0, 3.0, True),
     "6 MeV circle 3 cm": (95.0, 3.0, True),
@@ -118,6 +119,7 @@ OUTPUT_TOLERANCE = {
     "cutout 3x10": 0.02,
     "cutout 4x8": 0.02,
     "20 MeV cutout 4x4": 0.02,
+    "20 MeV circle 3 cm": 0.02,
     "6 MeV cutout 4x4": 0.02,
     "6 MeV circle 3 cm": 0.02,
     "9 MeV cutout 4x4": 0.02,
