@@ -419,6 +419,10 @@ def _low_energies() -> list[Case]:
             )
         out.append(Case(f"{pre} cutout 4x4", "cutout", _SMALL, e, _sq(4.0), 250_000, depth_cm=depth))
         out.append(_shaped(f"{pre} circle 3 cm", e, circle(3.0), 200_000, depth_cm=depth))
+    elongated = "elongated: output and depth dose"
+    out.append(Case("6 MeV cutout 2x6", "cutout", elongated, 6.0, (-1.0, 1.0, -3.0, 3.0), 200_000, depth_cm=5.0))
+    out.append(Case("9 MeV cutout 3x8", "cutout", elongated, 9.0, (-1.5, 1.5, -4.0, 4.0), 200_000, depth_cm=7.0))
+    out.append(Case("20 MeV cutout 2x8", "cutout", elongated, 20.0, (-1.0, 1.0, -4.0, 4.0), 200_000, depth_cm=12.0))
     return out
 
 
