@@ -424,12 +424,11 @@ def _low_energies() -> list[Case]:
     out.append(Case("9 MeV cutout 3x8", "cutout", elongated, 9.0, (-1.5, 1.5, -4.0, 4.0), 200_000, depth_cm=7.0))
     out.append(Case("20 MeV cutout 2x8", "cutout", elongated, 20.0, (-1.0, 1.0, -4.0, 4.0), 200_000, depth_cm=12.0))
     out.append(_shaped("9 MeV irregular 4x5", 9.0, IRREGULAR, 500_000, 7.0))
+    out.append(_shaped("6 MeV irregular 4x5", 6.0, IRREGULAR, 500_000, 5.0))
     curved = "obliquity and air gaps across a curved surface"
-    out.append(
-        Case(
-            "6 MeV cylinder r 8 cm", "irregular surface", curved, 6.0, _sq(10.0), 400_000, depth_cm=5.0, cylinder_cm=8.0
-        )
-    )
+    for e, n, depth in ((20.0, 300_000, 12.0), (6.0, 400_000, 5.0)):
+        name = f"{e:g} MeV cylinder r 8 cm"
+        out.append(Case(name, "irregular surface", curved, e, _sq(10.0), n, depth_cm=depth, cylinder_cm=8.0))
     return out
 
 
