@@ -82,6 +82,7 @@ EXPECTED = {
     "9 MeV irregular 4x5": (95.0, 3.0, True),
     "6 MeV irregular 4x5": (95.0, 3.0, True),
     "6 MeV cylinder r 8 cm": (95.0, 5.0, True),
+    "20 MeV cylinder r 8 cm": (92.5, 5.0, True),  # gamma 3%/2mm 92.7 %
     "6 MeV ref 10x10": (95.0, 3.0, True),
     "6 MeV cutout 4x4": (95.0, 3.0, True),
     "6 MeV circle 3 cm": (95.0, 3.0, True),
