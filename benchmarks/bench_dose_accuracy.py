@@ -31,7 +31,9 @@ from mc.cases import (
     Voxels,
     cases,
     material_at,
+    outline,
     phantom,
+    skin_cm,
     voxels,
 )
 from mc.commission import Commissioning, axis_depth_dose, commission, peak, per_emission
@@ -96,9 +98,11 @@ def pencil_beam(case: Case, comm: Commissioning) -> tuple[FloatArray, float]:
         (0.0, SAD_CM * 10.0 - ssd, 0.0), 0.0, 0.0, 0.0, PatientPosition.HFS, SAD_CM * 10.0, SAD_CM * 10.0
     )
     x0, x1, y0, y1 = (v * 10.0 for v in case.field_cm)
-    cutout = np.array([(x0, y0), (x1, y0), (x1, y1), (x0, y1)])
+    cutout = outline(case) * 10.0
     app = comm.applicator
-    custom = not (x0 == -app.opening_mm[0] / 2 and x1 == app.opening_mm[0] / 2 and y1 - y0 == app.opening_mm[1])
+    custom = case.outline_cm is not None or not (
+        x0 == -app.opening_mm[0] / 2 and x1 == app.opening_mm[0] / 2 and y1 - y0 == app.opening_mm[1]
+    )
     beam = BeamSetup(case.name, frame, cutout, custom, app.source_to_cutout_tray_mm, ssd, app, app)
     engine = PencilBeamEngine(lateral_mm=2.5)
     t0 = time.perf_counter()
@@ -145,6 +149,9 @@ def reference_points(case: Case, z_cm: FloatArray, mc_axis: FloatArray, ref_dmax
         return [Point("upper dmax", -2.5, ref_dmax_cm), Point("recess dmax", 2.5, case.step[1] + ref_dmax_cm)]
     if case.tilt_deg > 0:
         return [Point("axis 0-4 mm", 0.0, 0.1), Point("axis dmax", 0.0, dmax)]
+    if case.cylinder_cm is not None:  # and the reference field's dmax under the skin 3.5 cm aside
+        aside = float(skin_cm(case, np.array([3.5]))[0]) + ref_dmax_cm
+        return [Point("axis dmax", 0.0, dmax), Point("3.5 cm aside, dmax", 3.5, aside)]
     if name.startswith("lung"):
         return [Point("axis dmax", 0.0, dmax), Point("beyond lung 4 cm", 0.0, 4.0)]
     if name.startswith("bone slab"):
