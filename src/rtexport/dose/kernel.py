@@ -13,8 +13,9 @@ sides a, b is D∞(z) · Σ_k w_k erf(a/√2σ_k) erf(b/√2σ_k) + D_x. The thr
 second-difference penalty) and held beyond the last depth the data reach (10 % of D∞'s maximum), as σ is held
 beyond R90 in the single-Gaussian model. D∞ is unfolded from the reference field with the fitted kernel.
 
-In a heterogeneous medium each pencil's σ_core and σ_halo are scaled by the ratio of its Fermi–Eyges spread along
-its own path to water's at the same effective depth (O'Connor's theorem for the density, X0 for bone).
+In a heterogeneous medium each pencil's σ_core is scaled by the ratio of its Fermi–Eyges spread along its own path
+to water's at the same effective depth (O'Connor's theorem for the density, X0 for bone); σ_halo is water's at that
+effective depth (the engine, :mod:`rtexport.dose.engine`, applies both).
 """
 
 from __future__ import annotations
