@@ -154,6 +154,11 @@ def read_file_meta(fp: BinaryIO) -> FileMeta:
     if quick is not None:
         return quick
     fp.seek(start)
+    return pydicom_file_meta(fp)
+
+
+def pydicom_file_meta(fp: BinaryIO) -> FileMeta:
+    """:func:`read_file_meta` by pydicom's reader alone: the fallback for any group the quick reader leaves."""
     read_preamble(fp, False)
     meta = read_dataset(fp, is_implicit_VR=False, is_little_endian=True, stop_when=_not_file_meta)
 
