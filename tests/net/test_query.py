@@ -38,19 +38,24 @@ def archive(workspace: Workspace, phantom_dir: Path, tmp_path: Path) -> Iterator
 
 def test_find_at_patient_study_and_series_level(archive: tuple[Workspace, Orthanc]) -> None:
     ws, _ = archive
-    (patient,) = query(ws, "pacs", "patient", {"PatientID": "RTX*"})
-    (study,) = query(ws, "pacs", "study", {"PatientID": patient["PatientID"]})
-    series = query(ws, "pacs", "series", {"StudyInstanceUID": study["StudyInstanceUID"]})
+    (patient,) = query(ws, "pacs", "patient", ACTOR, {"PatientID": "RTX*"})
+    (study,) = query(ws, "pacs", "study", ACTOR, {"PatientID": patient["PatientID"]})
+    series = query(ws, "pacs", "series", ACTOR, {"StudyInstanceUID": study["StudyInstanceUID"]})
 
     assert patient["PatientName"] == "Phantom^Electron"
     assert study["PatientID"] == patient["PatientID"]
     assert sorted(s["Modality"] for s in series) == ["CT", "RTSTRUCT"]
-    assert query(ws, "pacs", "study", {"PatientID": "NOBODY"}) == []
+    assert query(ws, "pacs", "study", ACTOR, {"PatientID": "NOBODY"}) == []
+    # who looked for which patients on which archive, and what came back, is in the audit trail
+    asked = [(e["actor"], e["outcome"], e["detail"]) for e in ws.audit_log.entries() if e["action"] == "query"]
+    assert asked[0] == ("tester", "ok", {"server": "pacs", "level": "patient", "keys": {"PatientID": "RTX*"},
+                                         "matches": 1})  # fmt: skip
+    assert [d["matches"] for _, _, d in asked] == [1, 1, 2, 0]
 
 
 def test_retrieve_moves_a_study_into_the_receiver_for_import(archive: tuple[Workspace, Orthanc]) -> None:
     ws, _ = archive
-    (study,) = query(ws, "pacs", "study")
+    (study,) = query(ws, "pacs", "study", ACTOR)
     got = retrieve(ws, "pacs", study["StudyInstanceUID"], ACTOR)
 
     assert got.move.ok and got.move.completed == 17
@@ -62,9 +67,12 @@ def test_retrieve_moves_a_study_into_the_receiver_for_import(archive: tuple[Work
 def test_unknown_server_and_level_are_refused(archive: tuple[Workspace, Orthanc]) -> None:
     ws, orthanc = archive
     with pytest.raises(InputError, match=r"no DICOM server 'nope' to query .*servers: pacs"):
-        query(ws, "nope", "study")
+        query(ws, "nope", "study", ACTOR)
     with pytest.raises(InputError, match=r"query level 'image': use patient, study or series"):
-        query(ws, "pacs", "image")
+        query(ws, "pacs", "image", ACTOR)
     orthanc.stop()
     with pytest.raises(SendError, match=r"cannot query ORTHANC@127\.0\.0\.1:\d+: connection refused"):
-        query(ws, "pacs", "study")
+        query(ws, "pacs", "study", ACTOR)
+    refused = [e for e in ws.audit_log.entries() if e["action"] == "query"]
+    assert [e["outcome"] for e in refused] == ["failed"] * 3  # each refusal is audited with its reason
+    assert "query level 'image'" in refused[1]["detail"]["error"]

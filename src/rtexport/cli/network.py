@@ -168,7 +168,7 @@ def query_command(
     keys = {k: v for k, v in (("PatientID", patient_id), ("PatientName", patient_name),
                               ("StudyInstanceUID", study_uid)) if v is not None}  # fmt: skip
     with traced(trace, trace_patient_data):
-        matches = query(open_ws(home), server, level, keys)
+        matches = query(open_ws(home), server, level, actor(), keys)
     if as_json:
         print_json(matches)
         return

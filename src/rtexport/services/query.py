@@ -27,14 +27,28 @@ def _server(ws: Workspace, name: str) -> Destination:
     return Destination.from_server(found)
 
 
-def query(ws: Workspace, server: str, level: str, keys: Mapping[str, str] | None = None) -> list[dict[str, str]]:
+def query_servers(ws: Workspace) -> list[str]:
+    """The names of the site's DICOM (DIMSE) servers, which can be queried and retrieved from."""
+    return [s.name for s in ws.site().dicom.servers if s.kind == "dimse"]
+
+
+def query(
+    ws: Workspace, server: str, level: str, actor: Actor, keys: Mapping[str, str] | None = None
+) -> list[dict[str, str]]:
     """C-FIND on ``server`` at ``level`` (patient, study or series) matching ``keys`` (DICOM keywords, wildcards
-    allowed, e.g. ``{"PatientID": "RTX*"}``); each match as keyword → value. Raises InputError, SendError."""
-    upper = level.upper()
-    if upper not in LEVELS:
-        raise InputError(f"query level {level!r}: use patient, study or series")
-    matches = find(_server(ws, server), ws.site().dicom.local_ae_title, upper, keys or {})
-    return [{e.keyword: str(e.value) for e in m if e.keyword and e.keyword != "QueryRetrieveLevel"} for m in matches]
+    allowed, e.g. ``{"PatientID": "RTX*"}``); each match as keyword → value. Audited (who looked for which
+    patients where, and how many matched), a failure too. Raises InputError, SendError."""
+    asked = dict(keys or {})
+    try:
+        if level.upper() not in LEVELS:
+            raise InputError(f"query level {level!r}: use patient, study or series")
+        matches = find(_server(ws, server), ws.site().dicom.local_ae_title, level.upper(), asked)
+    except Exception as e:
+        ws.audit(actor, "query", "failed", server=server, level=level.lower(), keys=asked, error=str(e))
+        raise
+    found = [{e.keyword: str(e.value) for e in m if e.keyword and e.keyword != "QueryRetrieveLevel"} for m in matches]
+    ws.audit(actor, "query", "ok", server=server, level=level.lower(), keys=asked, matches=len(found))
+    return found
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,19 @@
 """Import from the page: the folders under the site's import roots and the receiver's incoming sets, each imported
-through the service of ``rtexport import`` (the same checks and messages, all or nothing)."""
+through the service of ``rtexport import`` (the same checks and messages, all or nothing); and an archive's studies,
+found (C-FIND) and retrieved (C-MOVE) into the receiver through the services of ``rtexport query`` and
+``rtexport retrieve``."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from rtexport.errors import ConfigError, CourseImportError, InputError
+from rtexport.errors import ConfigError, CourseImportError, InputError, SendError
 from rtexport.services.importing import import_folder, import_roots, scan_roots
 from rtexport.services.incoming import import_incoming, incoming_sets
+from rtexport.services.query import query, query_servers, retrieve
 from rtexport.services.workspaces import Workspace
 from rtexport.web.common import WS, Csrf, UserDep, actor_of, form_message, page, take_form_message
 
@@ -24,10 +27,13 @@ def _roots(ws: Workspace) -> tuple[list[str], str]:
         return [], str(e).split("\n")[0]
 
 
-@router.get("/import", response_class=HTMLResponse)
-def import_page(request: Request, ws: WS, user: UserDep) -> HTMLResponse:
+def _import_page(request: Request, ws: Workspace, **found: Any) -> HTMLResponse:
     roots, problem = _roots(ws)
     folders = scan_roots(ws) if roots else []
+    try:
+        servers, receiving = query_servers(ws), ws.site().dicom.receiver is not None
+    except ConfigError:  # the folders' section names the broken site file
+        servers, receiving = [], False
     return page(
         request,
         "import.html",
@@ -35,8 +41,59 @@ def import_page(request: Request, ws: WS, user: UserDep) -> HTMLResponse:
         problem=problem,
         folders=folders,
         incoming=incoming_sets(ws),
+        servers=servers,
+        receiving=receiving,
         message=take_form_message(request),
+        **found,
     )
+
+
+@router.get("/import", response_class=HTMLResponse)
+def import_page(request: Request, ws: WS, user: UserDep) -> HTMLResponse:
+    return _import_page(request, ws)
+
+
+@router.post("/import/query", dependencies=[Csrf], response_class=HTMLResponse)
+def query_archive(
+    request: Request,
+    ws: WS,
+    user: UserDep,
+    server: Annotated[str, Form()],
+    patient_id: Annotated[str, Form()] = "",
+    patient_name: Annotated[str, Form()] = "",
+) -> Response:
+    """The archive's studies matching the patient's ID and/or name (a POST: patient names stay out of URLs)."""
+    asked = (("PatientID", patient_id.strip()), ("PatientName", patient_name.strip()))
+    keys = {k: v for k, v in asked if v}
+    try:
+        studies = query(ws, server, "study", actor_of(user), keys)
+    except (InputError, SendError, ConfigError) as e:
+        form_message(request, "query", "error", str(e))
+        return RedirectResponse("/import#query-message", status_code=303)
+    return _import_page(request, ws, queried=server, asked=keys, studies=studies)
+
+
+@router.post("/import/retrieve", dependencies=[Csrf])
+def retrieve_study(
+    request: Request,
+    ws: WS,
+    user: UserDep,
+    server: Annotated[str, Form()],
+    study_uid: Annotated[str, Form()],
+) -> Response:
+    """Move the study into the receiver; it then waits in the incoming sets below, for import."""
+    try:
+        got = retrieve(ws, server, study_uid.strip(), actor_of(user))
+    except (InputError, SendError, ConfigError) as e:
+        form_message(request, "query", "error", str(e))
+        return RedirectResponse("/import#query-message", status_code=303)
+    m = got.move
+    text = f"{server} sent {m.completed} instance(s), {m.failed} failed, {m.warning} with a warning"
+    if m.ok:
+        form_message(request, "import", "ok", f"{text}. The study waits below, under From the DICOM receiver.")
+        return RedirectResponse("/import#import-incoming", status_code=303)
+    form_message(request, "query", "error", f"{text}: the retrieve is incomplete; retrieve it again for the rest.")
+    return RedirectResponse("/import#query-message", status_code=303)
 
 
 def _imported(request: Request, course_id: str, slices: int, structures: int, skipped: int) -> Response:

@@ -1,0 +1,85 @@
+"""Query/retrieve from the import page against a real archive (Orthanc): find a patient's studies (C-FIND), retrieve
+one (C-MOVE) into the receiver, import it; each step through the services of ``rtexport query``/``retrieve``."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from rtexport.demo.phantom import write_phantom
+from rtexport.services.workspaces import open_workspace
+from tests.support.orthanc import Orthanc, free_port
+from tests.web.conftest import PLANNER, SMALL, edit_site, log_in
+
+pytestmark = pytest.mark.integration
+AET = "RTEXPORT"  # the site's local AE title: the archive knows one AE title of ours
+
+
+@pytest.fixture
+def archive(home: Path, tmp_path: Path) -> Iterator[Orthanc]:
+    """Orthanc holding the small phantom and knowing our receiver; the site names it "pacs"."""
+    port = free_port()
+    sent = tmp_path / "sent"
+    write_phantom(sent, SMALL)
+    with Orthanc(tmp_path / "orthanc", modalities={"rtx": (AET, "127.0.0.1", port)}) as orthanc:
+        for path in sorted(sent.glob("*.dcm")):
+            orthanc.request("POST", "/instances", raw=path.read_bytes())
+        server = {"name": "pacs", "ae_title": orthanc.aet, "host": "127.0.0.1", "port": orthanc.dicom_port}
+        edit_site(home, lambda s: s["dicom"].update(receiver={"ae_title": AET, "port": port}, servers=[server]))
+        yield orthanc
+
+
+def _section(html: str) -> str:
+    return html[html.index('id="import-archive"') :]
+
+
+def test_a_study_found_on_the_archive_is_retrieved_and_imported(
+    archive: Orthanc, client: TestClient, home: Path
+) -> None:
+    token = log_in(client, PLANNER)
+    assert "<option>pacs</option>" in _section(client.get("/import").text)
+
+    found = client.post("/import/query", data={"csrf": token, "server": "pacs", "patient_id": "RTX*"})
+    assert found.status_code == 200
+    results = _section(found.text)
+    assert "1 study on pacs" in results and "Electron Phantom (RTX" in results
+    study_uid = re.search(r'name="study_uid" value="([0-9.]+)"', results)
+    assert study_uid is not None
+    none = client.post("/import/query", data={"csrf": token, "server": "pacs", "patient_name": "Nobody*"})
+    assert "No study on pacs matches." in _section(none.text)
+
+    moved = client.post("/import/retrieve", data={"csrf": token, "server": "pacs", "study_uid": study_uid[1]})
+    assert moved.status_code == 303 and moved.headers["location"] == "/import#import-incoming"
+    listed = client.get("/import").text
+    assert "pacs sent 17 instance(s), 0 failed" in listed
+    incoming = listed[listed.index('id="import-incoming"') : listed.index('id="import-archive"')]
+    set_id = incoming.split('name="set_id" value="', 1)[1].split('"', 1)[0]
+    rsp = client.post("/import/incoming", data={"csrf": token, "set_id": set_id, "course_id": "C-QR"})
+    assert rsp.headers["location"] == "/courses/C-QR/plans/new"
+
+    with open_workspace(home) as ws:
+        assert len(ws.course("C-QR").slices) == 16
+        done = [(e["actor"], e["via"], e["action"], e["outcome"]) for e in ws.audit_log.entries()]
+    assert [d for d in done if d[2] in ("query", "retrieve")] == [
+        ("pat", "web", "query", "ok"),
+        ("pat", "web", "query", "ok"),
+        ("pat", "web", "retrieve", "ok"),
+    ]
+
+
+def test_query_refusals_are_shown_beside_the_form(archive: Orthanc, client: TestClient, home: Path) -> None:
+    token = log_in(client, PLANNER)
+    rsp = client.post("/import/query", data={"csrf": token, "server": "nope"})
+    assert rsp.status_code == 303 and rsp.headers["location"] == "/import#query-message"
+    assert "no DICOM server &#39;nope&#39; to query" in _section(client.get("/import").text)
+
+    archive.stop()
+    client.post("/import/query", data={"csrf": token, "server": "pacs"})
+    shown = _section(client.get("/import").text)
+    assert re.search(r'id="query-message">cannot query ORTHANC@127\.0\.0\.1:\d+: connection refused', shown)
+    # without CSRF nothing is asked of the archive
+    assert client.post("/import/query", data={"server": "pacs"}).status_code == 403
