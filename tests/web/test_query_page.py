@@ -43,12 +43,22 @@ def test_a_study_found_on_the_archive_is_retrieved_and_imported(
     token = log_in(client, PLANNER)
     assert "<option>pacs</option>" in _section(client.get("/import").text)
 
-    found = client.post("/import/query", data={"csrf": token, "server": "pacs", "patient_id": "RTX*"})
-    assert found.status_code == 200
+    patients = client.post("/import/query", data={"csrf": token, "server": "pacs", "level": "patient",
+                                                  "patient_id": "RTX*"})  # fmt: skip
+    assert patients.status_code == 200
+    assert "1 patient match(es) on pacs" in _section(patients.text)
+    patient_id = re.search(r'name="patient_id" value="(RTX[^"]*)"', _section(patients.text).split("<table", 1)[1])
+    assert patient_id is not None  # the patient's row asks for their studies
+    found = client.post("/import/query", data={"csrf": token, "server": "pacs", "level": "study",
+                                               "patient_id": patient_id[1]})  # fmt: skip
     results = _section(found.text)
-    assert "1 study on pacs" in results and "Electron Phantom (RTX" in results
+    assert "1 study match(es) on pacs" in results and "Electron Phantom" in results
     study_uid = re.search(r'name="study_uid" value="([0-9.]+)"', results)
     assert study_uid is not None
+    series = _section(client.post("/import/query", data={"csrf": token, "server": "pacs", "level": "series",
+                                                         "study_uid": study_uid[1]}).text)  # fmt: skip
+    assert "2 series match(es) on pacs" in series
+    assert re.search(r"<td>CT</td>.*<td>16</td>", series) and "<td>RTSTRUCT</td>" in series
     none = client.post("/import/query", data={"csrf": token, "server": "pacs", "patient_name": "Nobody*"})
     assert "No study on pacs matches." in _section(none.text)
 
@@ -65,8 +75,7 @@ def test_a_study_found_on_the_archive_is_retrieved_and_imported(
         assert len(ws.course("C-QR").slices) == 16
         done = [(e["actor"], e["via"], e["action"], e["outcome"]) for e in ws.audit_log.entries()]
     assert [d for d in done if d[2] in ("query", "retrieve")] == [
-        ("pat", "web", "query", "ok"),
-        ("pat", "web", "query", "ok"),
+        *[("pat", "web", "query", "ok")] * 4,
         ("pat", "web", "retrieve", "ok"),
     ]
 

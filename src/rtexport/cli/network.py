@@ -137,13 +137,6 @@ def incoming_discard(set_id: SetArg, home: HomeOpt = None) -> None:
     say(f"discarded {set_id}: {n} instance(s)")
 
 
-_COLUMNS: dict[str, tuple[str, ...]] = {
-    "patient": ("PatientID", "PatientName", "PatientBirthDate", "NumberOfPatientRelatedStudies"),
-    "study": ("PatientID", "PatientName", "StudyDate", "StudyDescription", "ModalitiesInStudy", "StudyInstanceUID"),
-    "series": ("Modality", "SeriesNumber", "SeriesDescription", "NumberOfSeriesRelatedInstances", "SeriesInstanceUID"),
-}
-
-
 @app.command("query", cls=Command)
 def query_command(
     server: ServerArg,
@@ -163,7 +156,7 @@ def query_command(
     home: HomeOpt = None,
 ) -> None:
     """Find patients, studies or series on an archive (C-FIND)."""
-    from rtexport.services.query import query
+    from rtexport.services.query import COLUMNS, query
 
     keys = {k: v for k, v in (("PatientID", patient_id), ("PatientName", patient_name),
                               ("StudyInstanceUID", study_uid)) if v is not None}  # fmt: skip
@@ -175,9 +168,9 @@ def query_command(
     if not matches:
         say(f"no {level} on {server} matches")
         return
-    t = table(*_COLUMNS[level], title=f"{len(matches)} {level} match(es) on {server}")
+    t = table(*COLUMNS[level], title=f"{len(matches)} {level} match(es) on {server}")
     for m in matches:
-        t.add_row(*(m.get(k, "") for k in _COLUMNS[level]))
+        t.add_row(*(m.get(k, "") for k in COLUMNS[level]))
     show(t)
     if level == "study":
         for m in matches:  # whole, to be copied into 'rtexport retrieve'

@@ -27,6 +27,29 @@ def _server(ws: Workspace, name: str) -> Destination:
     return Destination.from_server(found)
 
 
+# What a query shows of each match, per level (the command line's table columns, the page's), and their names.
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "patient": ("PatientID", "PatientName", "PatientBirthDate", "NumberOfPatientRelatedStudies"),
+    "study": ("PatientID", "PatientName", "StudyDate", "StudyDescription", "ModalitiesInStudy", "StudyInstanceUID"),
+    "series": ("Modality", "SeriesNumber", "SeriesDescription", "NumberOfSeriesRelatedInstances", "SeriesInstanceUID"),
+}
+COLUMN_NAMES = {
+    "PatientID": "Patient ID",
+    "PatientName": "Patient's name",
+    "PatientBirthDate": "Birth date",
+    "NumberOfPatientRelatedStudies": "Studies",
+    "StudyDate": "Study date",
+    "StudyDescription": "Description",
+    "ModalitiesInStudy": "Modalities",
+    "StudyInstanceUID": "Study Instance UID",
+    "Modality": "Modality",
+    "SeriesNumber": "Series",
+    "SeriesDescription": "Description",
+    "NumberOfSeriesRelatedInstances": "Instances",
+    "SeriesInstanceUID": "Series Instance UID",
+}
+
+
 def query_servers(ws: Workspace) -> list[str]:
     """The names of the site's DICOM (DIMSE) servers, which can be queried and retrieved from."""
     return [s.name for s in ws.site().dicom.servers if s.kind == "dimse"]

@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from rtexport.errors import ConfigError, CourseImportError, InputError, SendError
 from rtexport.services.importing import import_folder, import_roots, scan_roots
 from rtexport.services.incoming import import_incoming, incoming_sets
-from rtexport.services.query import query, query_servers, retrieve
+from rtexport.services.query import COLUMN_NAMES, COLUMNS, query, query_servers, retrieve
 from rtexport.services.workspaces import Workspace
 from rtexport.web.common import WS, Csrf, UserDep, actor_of, form_message, page, take_form_message
 
@@ -59,18 +59,21 @@ def query_archive(
     ws: WS,
     user: UserDep,
     server: Annotated[str, Form()],
+    level: Annotated[str, Form()] = "study",
     patient_id: Annotated[str, Form()] = "",
     patient_name: Annotated[str, Form()] = "",
+    study_uid: Annotated[str, Form()] = "",
 ) -> Response:
-    """The archive's studies matching the patient's ID and/or name (a POST: patient names stay out of URLs)."""
-    asked = (("PatientID", patient_id.strip()), ("PatientName", patient_name.strip()))
-    keys = {k: v for k, v in asked if v}
+    """The archive's patients, studies or series matching the keys given (a POST: patient names stay out of URLs)."""
+    given = (("PatientID", patient_id), ("PatientName", patient_name), ("StudyInstanceUID", study_uid))
+    keys = {k: v.strip() for k, v in given if v.strip()}
     try:
-        studies = query(ws, server, "study", actor_of(user), keys)
+        found = query(ws, server, level, actor_of(user), keys)
     except (InputError, SendError, ConfigError) as e:
         form_message(request, "query", "error", str(e))
         return RedirectResponse("/import#query-message", status_code=303)
-    return _import_page(request, ws, queried=server, asked=keys, studies=studies)
+    columns = [(k, COLUMN_NAMES[k]) for k in COLUMNS[level.lower()]]
+    return _import_page(request, ws, queried=server, level=level.lower(), asked=keys, found=found, columns=columns)
 
 
 @router.post("/import/retrieve", dependencies=[Csrf])
