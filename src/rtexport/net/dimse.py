@@ -255,6 +255,8 @@ class Dimse:
         # The receiver's fast path: data sets assembled in one buffer reused for every message (no allocation
         # and page faults per instance), each returned as a view valid until the next receive.
         self.reuse_buffer = reuse_buffer
+        # ... and each P-DATA-TF read into one buffer too: its fragments are copied out before the next is read.
+        assoc.transport.reuse_pdata_body = reuse_buffer
         self._assembly = bytearray(0)
         self._message_id = 0
         self._pending: deque[PDV] = deque()

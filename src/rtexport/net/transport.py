@@ -105,6 +105,10 @@ class Transport:
         self._send_timeout = send_timeout
         self._timeout: float | None = None
         self._head = bytearray(pdu.HEADER_SIZE)
+        # With reuse_pdata_body, every P-DATA-TF body is read into this one buffer (no allocation per PDU): its
+        # PDVs are then views valid only until the next read, which the receiver's DIMSE layer copies at once.
+        self.reuse_pdata_body = False
+        self._pdata_body = bytearray(0)
 
     def _settimeout(self, seconds: float) -> None:
         if seconds != self._timeout:  # each change is a system call; most sends reuse the last value
@@ -137,9 +141,10 @@ class Transport:
                 raise ConnectionClosed
             got += n
 
-    def read_pdu(self, timer: Timer) -> tuple[int, bytearray]:
-        """The next PDU's type and body (a fresh buffer each time: received PDVs are views into it). A P-DATA-TF
-        longer than we announced raises PDUError unread."""
+    def read_pdu(self, timer: Timer) -> tuple[int, bytearray | memoryview]:
+        """The next PDU's type and body (a fresh buffer each time: received PDVs are views into it; with
+        :attr:`reuse_pdata_body` a P-DATA-TF's is a view of the reused buffer). A P-DATA-TF longer than we
+        announced raises PDUError unread."""
         self._recv_into(memoryview(self._head), timer)
         pdu_type, _, length = pdu.HEADER.unpack(self._head)
         if pdu_type == PDUType.P_DATA_TF and self.max_pdata_length and length > self.max_pdata_length:
@@ -148,6 +153,12 @@ class Transport:
             )
         if pdu_type != PDUType.P_DATA_TF and length > _MAX_CONTROL_PDU:
             raise PDUError(f"PDU type 0x{pdu_type:02x} of {length} bytes; not a DICOM peer?")
+        if pdu_type == PDUType.P_DATA_TF and self.reuse_pdata_body:
+            if len(self._pdata_body) < length:
+                self._pdata_body = bytearray(max(length, self.max_pdata_length))
+            view = memoryview(self._pdata_body)[:length]
+            self._recv_into(view, timer)
+            return pdu_type, view
         body = bytearray(length)
         self._recv_into(memoryview(body), timer)
         return pdu_type, body

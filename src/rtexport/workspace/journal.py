@@ -283,7 +283,10 @@ class Journal:
             self._pending += 1
             self._queued_bytes += head.data_len
             self._last_append = time.monotonic()
-            self._filed.notify_all()
+            # The filer is woken only when it has something new to look at: a wake-up per entry would take the
+            # interpreter from the receiving thread while the peer waits (it looks again every QUIET_S anyway).
+            if len(self._queue) == 1 or self._queued_bytes > MAX_QUEUED_BYTES:
+                self._filed.notify_all()
 
     def _durable(self, ticket: int) -> None:
         """Return once an ``fdatasync`` that began after entry ``ticket`` was written has finished: run one, or
