@@ -6,6 +6,7 @@ earlier entry format are still filed."""
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import json
 import os
@@ -18,7 +19,7 @@ import pytest
 from rtexport.export.objects import ExportObject
 from rtexport.workspace import Workspace
 from rtexport.workspace import journal as journal_module
-from rtexport.workspace.incoming import IncomingInstance, IncomingRepository
+from rtexport.workspace.incoming import Arrival, IncomingInstance, IncomingRepository
 from rtexport.workspace.journal import Journal, Staging
 
 SEGMENT = 8 << 20
@@ -183,3 +184,57 @@ def test_segments_of_the_earlier_entry_format_are_still_recovered(
     for inst, obj in zip(filed, (*objects[:3], objects[4]), strict=True):
         assert workspace.blobs.verified(inst.sha256) == obj.read_bytes()
     assert list(folder.glob("seg-*")) == []
+
+
+class _FillingDisk(IncomingRepository):
+    """The store's disk is full for the first ``full`` filings (the blob store cannot write)."""
+
+    def __init__(self, workspace: Workspace, full: int) -> None:
+        super().__init__(workspace.db, workspace.blobs)
+        self.full = full
+
+    def file_many(self, entries: list[tuple[IncomingInstance, bytes]]) -> list[Arrival]:
+        if self.full > 0:
+            self.full -= 1
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return super().file_many(entries)
+
+
+def test_a_full_disk_while_filing_keeps_the_entries_and_files_them_once_there_is_room(
+    workspace: Workspace, objects: list[ExportObject], caplog: pytest.LogCaptureFixture
+) -> None:
+    repo = _FillingDisk(workspace, full=2)
+    journal = Journal(workspace.home / "incoming-test", repo, SEGMENT, retry_s=0.05)
+    journal.start()
+    for obj in objects[:4]:
+        data = obj.read_bytes()
+        journal.append(_record(obj, data), data)
+
+    assert journal.flush(timeout=30)  # the third try finds room
+    assert journal._filer is not None and journal._filer.is_alive()
+    journal.stop()
+    filed = IncomingRepository(workspace.db, workspace.blobs).pending()
+    assert sorted(i.sop_instance_uid for i in filed) == sorted(o.sop_instance_uid for o in objects[:4])
+    for inst in filed:
+        workspace.blobs.verified(inst.sha256)
+    assert "not filed yet (" in caplog.text and "No space left on device" in caplog.text
+
+
+def test_entries_a_full_disk_kept_from_filing_are_filed_by_the_next_receiver(
+    workspace: Workspace, objects: list[ExportObject]
+) -> None:
+    folder = workspace.home / "incoming-test"
+    journal = Journal(folder, _FillingDisk(workspace, full=1 << 30), SEGMENT, retry_s=0.05)
+    journal.start()
+    for obj in objects[:3]:
+        data = obj.read_bytes()
+        journal.append(_record(obj, data), data)
+
+    assert not journal.flush(timeout=30, until_failure=True)
+    journal.stop()  # the disk is still full: the entries stay in their segment
+    assert IncomingRepository(workspace.db, workspace.blobs).pending() == []
+
+    again = Journal(folder, IncomingRepository(workspace.db, workspace.blobs), SEGMENT)
+    assert again.recover() == 3
+    filed = IncomingRepository(workspace.db, workspace.blobs).pending()
+    assert sorted(i.sop_instance_uid for i in filed) == sorted(o.sop_instance_uid for o in objects[:3])

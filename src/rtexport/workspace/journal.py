@@ -7,6 +7,7 @@ import contextlib
 import ctypes
 import errno
 import fcntl
+import logging
 import os
 import threading
 import time
@@ -27,11 +28,14 @@ from rtexport.workspace.journal_format import (
     record_bytes,
 )
 
+LOGGER = logging.getLogger(__name__)
+
 SEGMENT_BYTES = 256 << 20
 # The filer waits for a pause in arrivals (its fsyncs would slow the journal's), unless this much waits filing.
 QUIET_S = 0.3
 MAX_QUEUED_BYTES = 256 << 20
 FILING_BATCH = 64  # entries filed in one transaction
+RETRY_S = 5.0  # after filing (or making a spare segment) failed, e.g. on a full disk: the wait before trying again
 STAGE_EXPECT = 1 << 20  # the data set size a new staging place is made for (it grows while it is the last one)
 STAGE_SLACK = 64 << 10  # room beyond the last data set's size: the next one may be a little larger
 _SYNC_FILE_RANGE_WRITE = 2
@@ -104,10 +108,14 @@ class Journal:
     syncs, and none answers success before its own entry is durable.
     """
 
-    def __init__(self, folder: Path, repo: IncomingRepository, segment_bytes: int = SEGMENT_BYTES) -> None:
+    def __init__(
+        self, folder: Path, repo: IncomingRepository, segment_bytes: int = SEGMENT_BYTES, retry_s: float = RETRY_S
+    ) -> None:
         self.folder = folder
         self.repo = repo
         self.segment_bytes = segment_bytes
+        self.retry_s = retry_s
+        self.failing = False  # the last filing failed (entries wait in the journal for the next try)
         self.conflicts: list[str] = []
         self._lock = threading.Lock()
         self._filed = threading.Condition()
@@ -333,8 +341,8 @@ class Journal:
         self._filer.start()
 
     def stop(self) -> None:
-        """File everything appended, then stop."""
-        self.flush()
+        """File everything appended, then stop (what cannot be filed now stays in the journal for the next start)."""
+        self.flush(until_failure=True)
         with self._filed:
             self._stop = True
             self._filed.notify_all()
@@ -345,7 +353,8 @@ class Journal:
                 os.close(self._fd)
                 self._fd = -1
             for segment in (self._segment, self._spare):
-                if segment is not None and segment not in self._places:
+                unfiled = any(q[0] == segment for q in self._queue)  # filing failed: recovery files them
+                if segment is not None and segment not in self._places and not unfiled:
                     segment.unlink(missing_ok=True)
             self._segment = self._spare = None
         if self._held >= 0:
@@ -364,34 +373,65 @@ class Journal:
             raise OSError(errno.EBUSY, "another receiver is running on this workspace") from e
         self._held = fd
 
-    def flush(self, timeout: float = 60) -> bool:
-        """Wait until everything appended is filed (True) or ``timeout`` passes (False)."""
+    def flush(self, timeout: float = 60, *, until_failure: bool = False) -> bool:
+        """Wait until everything appended is filed (True) or ``timeout`` passes (False); with ``until_failure``
+        a failed filing (a full disk) ends the wait too (False)."""
         with self._filed:
-            return self._filed.wait_for(lambda: self._pending == 0, timeout)
+            self._filed.wait_for(lambda: self._pending == 0 or (until_failure and self.failing), timeout)
+            return self._pending == 0
 
     def _quiet(self) -> bool:
         return time.monotonic() - self._last_append >= QUIET_S or self._queued_bytes > MAX_QUEUED_BYTES
 
+    def _make_spare(self) -> None:
+        """Make the next segment ahead if there is none (a failure is logged: the writers then make their own)."""
+        with self._lock:
+            if self._spare is not None or self._stop:
+                return
+        try:
+            spare = self._make_segment()
+        except OSError as e:
+            LOGGER.warning("incoming journal: no spare segment (%s); tried again in %g s", e, self.retry_s)
+            self.failing = True
+            return
+        with self._lock:
+            self._spare = spare
+
     def _file_loop(self) -> None:
+        """File entries in batches after a pause in arrivals. A batch that cannot be filed (full disk, a database
+        error) goes back to the head of the queue, its entries kept in the journal, and is tried again
+        ``retry_s`` later: the filer never dies and never drops an entry."""
         while True:
-            with self._lock:
-                need_spare = self._spare is None and not self._stop
-            if need_spare:
-                spare = self._make_segment()
-                with self._lock:
-                    self._spare = spare
+            self._make_spare()
             with self._filed:
-                self._filed.wait_for(lambda: self._queue or self._stop or self._spare is None)
+                if self.failing:
+                    self._filed.wait_for(lambda: self._stop, self.retry_s)
+                else:
+                    self._filed.wait_for(lambda: self._queue or self._stop or self._spare is None)
                 if not self._queue:
                     if self._stop:
                         return
+                    self.failing = self.failing and self._spare is None
                     continue
                 while not self._stop and not self._quiet():
                     self._filed.wait(QUIET_S)
                 batch, self._queue = self._queue[:FILING_BATCH], self._queue[FILING_BATCH:]
                 self._queued_bytes -= sum(q[4] for q in batch)
-            self._file_batch(batch)
+            try:
+                self._file_batch(batch)
+            except Exception as e:  # whatever the store or the database raise: the entries must not be lost
+                LOGGER.warning("incoming journal: %d received instance(s) not filed yet (%s); they stay in the "
+                               "journal and are tried again in %g s", len(batch), e, self.retry_s)  # fmt: skip
+                with self._filed:
+                    self._queue[:0] = batch
+                    self._queued_bytes += sum(q[4] for q in batch)
+                    self.failing = True
+                    self._filed.notify_all()
+                    if self._stop:
+                        return  # the next receiver's recovery files them
+                continue
             with self._filed:
+                self.failing = False
                 self._pending -= len(batch)
                 self._filed.notify_all()
             for segment in {q[0] for q in batch}:
