@@ -13,11 +13,12 @@ import os
 import struct
 import threading
 import time
+import zlib
 
 import pytest
 
 from rtexport.export.objects import ExportObject
-from rtexport.workspace import Workspace
+from rtexport.workspace import Workspace, journal_format
 from rtexport.workspace import journal as journal_module
 from rtexport.workspace.incoming import Arrival, IncomingInstance, IncomingRepository
 from rtexport.workspace.journal import Journal, Staging
@@ -238,3 +239,16 @@ def test_entries_a_full_disk_kept_from_filing_are_filed_by_the_next_receiver(
     assert again.recover() == 3
     filed = IncomingRepository(workspace.db, workspace.blobs).pending()
     assert sorted(i.sop_instance_uid for i in filed) == sorted(o.sop_instance_uid for o in objects[:3])
+
+
+def test_entries_carry_zlibs_crc32_whichever_implementation_computed_it(
+    workspace: Workspace, objects: list[ExportObject]
+) -> None:
+    """The data set's CRC-32 in an entry's head is zlib's (format 2), also when a faster library computed it."""
+    folder = workspace.home / "incoming-test"
+    journal = Journal(folder, IncomingRepository(workspace.db, workspace.blobs), SEGMENT)
+    data = objects[0].read_bytes()
+    journal.append(_record(objects[0], data), data)
+    (segment,) = folder.glob("seg-*")
+    head = journal_format.HEAD.unpack_from(segment.read_bytes(), 0)
+    assert head[0] == journal_format.MAGIC and head[-1] == zlib.crc32(data)

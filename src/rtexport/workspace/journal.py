@@ -11,7 +11,6 @@ import logging
 import os
 import threading
 import time
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from rtexport.workspace.journal_format import (
     STAGED_DATA_AT,
     EntryHead,
     aligned,
+    crc32,
     journal_entries,
     placeholder,
     record_bytes,
@@ -249,7 +249,7 @@ class Journal:
         with ``staging`` whose place holds all of ``data`` already, only the head is written. Raises OSError
         when it cannot be (no room for a new segment, a failed sync)."""
         record = record_bytes(inst)
-        crc = zlib.crc32(data) if data_crc is None else data_crc
+        crc = crc32(data) if data_crc is None else data_crc
         place = staging.place if staging is not None else None
         fits = HEAD.size + len(record) + len(prefix) <= STAGED_DATA_AT
         if staging is not None and place is not None and staging.whole and staging.position == len(data) and fits:
