@@ -14,11 +14,12 @@ import struct
 import threading
 import time
 import zlib
+from pathlib import Path
 
 import pytest
 
 from rtexport.export.objects import ExportObject
-from rtexport.workspace import Workspace, journal_format
+from rtexport.workspace import Workspace, journal_format, journal_writeback
 from rtexport.workspace import journal as journal_module
 from rtexport.workspace.incoming import Arrival, IncomingInstance, IncomingRepository
 from rtexport.workspace.journal import Journal, Staging
@@ -252,3 +253,23 @@ def test_entries_carry_zlibs_crc32_whichever_implementation_computed_it(
     (segment,) = folder.glob("seg-*")
     head = journal_format.HEAD.unpack_from(segment.read_bytes(), 0)
     assert head[0] == journal_format.MAGIC and head[-1] == zlib.crc32(data)
+
+
+def test_the_writeback_thread_starts_every_range_queued_and_skips_a_removed_segment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[tuple[int, int]] = []
+    monkeypatch.setattr(journal_writeback, "start_writeback", lambda fd, offset, n: started.append((offset, n)))
+    segment, gone = tmp_path / "seg-000001", tmp_path / "seg-000002"
+    segment.write_bytes(bytes(1 << 16))
+    fd = os.open(segment, os.O_RDWR)
+    writeback = journal_writeback.Writeback()
+    writeback.start()
+    for offset in range(0, 1 << 16, 4096):
+        writeback.submit(segment, fd, offset, 4096)
+    writeback.submit(gone, fd, 0, 4096)
+    writeback.stop()
+    os.close(fd)
+
+    covered = sorted(b for offset, n in started for b in range(offset, offset + n, 4096))
+    assert covered == list(range(0, 1 << 16, 4096))  # each range once (adjacent ones may go together)

@@ -4,14 +4,12 @@ and the ``incoming`` table in the background (entry format: :mod:`rtexport.works
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import fcntl
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -27,6 +25,7 @@ from rtexport.workspace.journal_format import (
     placeholder,
     record_bytes,
 )
+from rtexport.workspace.journal_writeback import Writeback
 
 LOGGER = logging.getLogger(__name__)
 
@@ -38,21 +37,6 @@ FILING_BATCH = 64  # entries filed in one transaction
 RETRY_S = 5.0  # after filing (or making a spare segment) failed, e.g. on a full disk: the wait before trying again
 STAGE_EXPECT = 1 << 20  # the data set size a new staging place is made for (it grows while it is the last one)
 STAGE_SLACK = 64 << 10  # room beyond the last data set's size: the next one may be a little larger
-_SYNC_FILE_RANGE_WRITE = 2
-
-
-def _writeback_starter() -> Callable[[int, int, int], object]:
-    """``sync_file_range(fd, offset, n, WRITE)``: start writing a range to disk without waiting (Linux), so the
-    ``fdatasync`` that confirms an entry finds most of it written; a no-op elsewhere."""
-    try:
-        call = ctypes.CDLL(None, use_errno=True).sync_file_range
-    except (OSError, AttributeError):
-        return lambda fd, offset, n: None
-    call.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-    return lambda fd, offset, n: call(fd, offset, n, _SYNC_FILE_RANGE_WRITE)
-
-
-_start_writeback = _writeback_starter()
 
 
 @dataclass
@@ -137,6 +121,7 @@ class Journal:
         self._sync = threading.Condition()
         self._stop = False
         self._filer: threading.Thread | None = None
+        self._writeback = Writeback()  # started with the journal: the receiving threads only queue their ranges
 
     @property
     def position(self) -> int:
@@ -221,7 +206,7 @@ class Journal:
         at = place.offset + STAGED_DATA_AT + staging.position
         if os.pwrite(place.fd, fragment, at) != len(fragment):
             return False
-        _start_writeback(place.fd, at, len(fragment))
+        self._writeback.submit(place.segment, place.fd, at, len(fragment))
         return True
 
     def release(self, place: _Place) -> None:
@@ -337,6 +322,7 @@ class Journal:
             os.close(self._held)
             self._held = -1
             raise
+        self._writeback.start()
         self._filer = threading.Thread(target=self._file_loop, name="incoming-filer", daemon=True)
         self._filer.start()
 
@@ -348,6 +334,7 @@ class Journal:
             self._filed.notify_all()
         if self._filer is not None:
             self._filer.join()
+        self._writeback.stop()
         with self._lock:
             if self._fd >= 0:
                 os.close(self._fd)
