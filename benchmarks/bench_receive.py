@@ -145,6 +145,9 @@ def _explain(runs: dict[str, list[float]], floors: list[tuple[float, float]], si
           f"write and fdatasync {keep * 1e6:.0f}")  # fmt: skip
     print(f"the disk's floor for one durable instance of {size / 1e3:.0f} kB: pwrite + fdatasync {cold * 1e6:.0f} us, "
           f"fdatasync after its writeback {flush * 1e6:.0f} us (between rounds, this run)")  # fmt: skip
+    rest = statistics.median(size / 1e6 / v - s.keep_s / slices for v, s in zip(runs["rtexport"], SPLITS, strict=True))
+    print(f"rtexport less its wait for the disk: {rest * 1e6:.0f} us an instance, {per['storescp'] / rest:.2f}x "
+          f"storescp's rate (the sender, the network and rtexport's CPU)")  # fmt: skip
 
 
 def main() -> None:
