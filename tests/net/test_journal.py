@@ -255,21 +255,25 @@ def test_entries_carry_zlibs_crc32_whichever_implementation_computed_it(
     assert head[0] == journal_format.MAGIC and head[-1] == zlib.crc32(data)
 
 
-def test_the_writeback_thread_starts_every_range_queued_and_skips_a_removed_segment(
+def test_the_writeback_thread_writes_every_fragment_starts_its_writeback_and_reports_a_failed_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    started: list[tuple[int, int]] = []
-    monkeypatch.setattr(journal_writeback, "start_writeback", lambda fd, offset, n: started.append((offset, n)))
-    segment, gone = tmp_path / "seg-000001", tmp_path / "seg-000002"
+    started: list[tuple[int, int, int]] = []
+    monkeypatch.setattr(journal_writeback, "start_writeback", lambda fd, offset, n: started.append((fd, offset, n)))
+    segment = tmp_path / "seg-000001"
     segment.write_bytes(bytes(1 << 16))
-    fd = os.open(segment, os.O_RDWR)
-    writeback = journal_writeback.Writeback()
+    data = memoryview(os.urandom(1 << 16))
+    fd, read_only = os.open(segment, os.O_RDWR), os.open(segment, os.O_RDONLY)
+    writeback, one, other = journal_writeback.Writeback(), journal_writeback.Pending(), journal_writeback.Pending()
     writeback.start()
     for offset in range(0, 1 << 16, 4096):
-        writeback.submit(segment, fd, offset, 4096)
-    writeback.submit(gone, fd, 0, 4096)
+        writeback.write(one, fd, offset, data[offset : offset + 4096])
+    writeback.write(other, read_only, 0, data[:4096])  # cannot be written
+
+    assert writeback.drain(one) and segment.read_bytes() == data
+    assert not writeback.drain(other)
     writeback.stop()
     os.close(fd)
-
-    covered = sorted(b for offset, n in started for b in range(offset, offset + n, 4096))
-    assert covered == list(range(0, 1 << 16, 4096))  # each range once (adjacent ones may go together)
+    os.close(read_only)
+    covered = sorted(b for f, offset, n in started if f == fd for b in range(offset, offset + n, 4096))
+    assert covered == list(range(0, 1 << 16, 4096))  # each range started once (adjacent ones together)

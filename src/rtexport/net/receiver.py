@@ -89,7 +89,8 @@ class Received:
 
 class Stage(Protocol):
     """A sink's place for one association's data sets, written fragment by fragment as they arrive (before the
-    data set is checked: nothing of it counts until :meth:`Sink.keep` made it an instance)."""
+    data set is checked: nothing of it counts until :meth:`Sink.keep` made it an instance). Each fragment is a
+    view that stays valid until the message is kept or :meth:`reset` (the stage may write it meanwhile)."""
 
     def write(self, fragment: memoryview) -> None: ...
 

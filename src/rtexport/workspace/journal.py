@@ -10,7 +10,7 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -25,7 +25,7 @@ from rtexport.workspace.journal_format import (
     placeholder,
     record_bytes,
 )
-from rtexport.workspace.journal_writeback import Writeback
+from rtexport.workspace.journal_writeback import Pending, Writeback
 
 LOGGER = logging.getLogger(__name__)
 
@@ -59,8 +59,10 @@ class Staging:
     position: int = 0  # data set bytes seen of the message being received
     whole: bool = True  # every one of them written at its place
     expect: int = STAGE_EXPECT
+    pending: Pending = field(default_factory=Pending)  # fragments the writeback thread has yet to write
 
     def write(self, fragment: memoryview) -> None:
+        """Stage a fragment (a view that must stay as it is until the message is kept or :meth:`reset`)."""
         if self.whole:
             try:
                 self.whole = self.journal.stage(self, fragment)
@@ -68,11 +70,18 @@ class Staging:
                 self.whole = False  # the entry is then written whole when it is kept (or refused then)
         self.position += len(fragment)
 
+    def drain(self) -> None:
+        """Wait until the fragments staged are written (one that could not be: the entry is written whole)."""
+        if not self.journal.writeback.drain(self.pending):
+            self.whole = False
+
     def reset(self) -> None:
         """The next message starts (at the same place unless the last one was kept there)."""
+        self.drain()
         self.position, self.whole = 0, True
 
     def close(self) -> None:
+        self.drain()
         if self.place is not None:
             self.journal.release(self.place)
             self.place = None
@@ -121,7 +130,7 @@ class Journal:
         self._sync = threading.Condition()
         self._stop = False
         self._filer: threading.Thread | None = None
-        self._writeback = Writeback()  # started with the journal: the receiving threads only queue their ranges
+        self.writeback = Writeback()  # started with the journal: the receiving threads only queue their fragments
 
     @property
     def position(self) -> int:
@@ -183,8 +192,8 @@ class Journal:
         return Staging(self)
 
     def stage(self, staging: Staging, fragment: memoryview) -> bool:
-        """Write a data set fragment at the staging place and start its writeback; False when it does not fit
-        there (the place is not the last one and is full)."""
+        """Have a data set fragment written at the staging place and its writeback started (by the writeback
+        thread); False when it does not fit there (the place is not the last one and is full)."""
         need = STAGED_DATA_AT + staging.position + len(fragment)
         place = staging.place
         if place is None:
@@ -203,10 +212,7 @@ class Journal:
                     return False
                 os.pwrite(place.fd, placeholder(span), place.offset)
                 place.span, self._offset = span, place.offset + span
-        at = place.offset + STAGED_DATA_AT + staging.position
-        if os.pwrite(place.fd, fragment, at) != len(fragment):
-            return False
-        self._writeback.submit(place.segment, place.fd, at, len(fragment))
+        self.writeback.write(staging.pending, place.fd, place.offset + STAGED_DATA_AT + staging.position, fragment)
         return True
 
     def release(self, place: _Place) -> None:
@@ -235,6 +241,8 @@ class Journal:
         when it cannot be (no room for a new segment, a failed sync)."""
         record = record_bytes(inst)
         crc = crc32(data) if data_crc is None else data_crc
+        if staging is not None:
+            staging.drain()
         place = staging.place if staging is not None else None
         fits = HEAD.size + len(record) + len(prefix) <= STAGED_DATA_AT
         if staging is not None and place is not None and staging.whole and staging.position == len(data) and fits:
@@ -322,7 +330,7 @@ class Journal:
             os.close(self._held)
             self._held = -1
             raise
-        self._writeback.start()
+        self.writeback.start()
         self._filer = threading.Thread(target=self._file_loop, name="incoming-filer", daemon=True)
         self._filer.start()
 
@@ -334,7 +342,7 @@ class Journal:
             self._filed.notify_all()
         if self._filer is not None:
             self._filer.join()
-        self._writeback.stop()
+        self.writeback.stop()
         with self._lock:
             if self._fd >= 0:
                 os.close(self._fd)

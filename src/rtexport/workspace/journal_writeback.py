@@ -1,24 +1,22 @@
-"""Starting the disk writes of what the receiver's journal just wrote, so that the ``fdatasync`` that confirms an
-entry finds most of it on disk already.
+"""Writing staged fragments into the receiver's journal and starting their disk writes, on a thread of its own.
 
-``sync_file_range(WRITE)`` (Linux) starts writing a range without waiting for it, but submitting the writes is the
-kernel's work done on the calling thread: about as much CPU as copying the bytes into the page cache. Done on the
-receiving thread, it delays the answer the peer waits for; :class:`Writeback` does it on a thread of its own while
-the receiving thread reads the next fragment (adjacent ranges that queued meanwhile are started together).
+While the receiving thread reads the next fragment from the peer, :class:`Writeback` copies the last one into
+its segment (``pwrite``) and starts its writeback (``sync_file_range(WRITE)``, Linux: submitting the writes is
+the kernel's work, done on the calling thread), so that the ``fdatasync`` that confirms an entry finds most of it
+on disk already and the peer's answer waits for neither. Adjacent ranges that queued meanwhile are started
+together. A writer waits for its own fragments (:meth:`Writeback.drain`) before it writes the entry's head.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import os
 import threading
 from collections import deque
 from collections.abc import Callable
-from pathlib import Path
+from dataclasses import dataclass
 
 _SYNC_FILE_RANGE_WRITE = 2
-_OPEN_SEGMENTS = 4  # descriptors kept open (the segments written into lately)
 
 
 def _writeback_starter() -> Callable[[int, int, int], object]:
@@ -35,16 +33,22 @@ def _writeback_starter() -> Callable[[int, int, int], object]:
 start_writeback = _writeback_starter()
 
 
+@dataclass
+class Pending:
+    """One writer's (association's) fragments not yet written, and whether one of them failed."""
+
+    count: int = 0
+    failed: bool = False
+
+
 class Writeback:
-    """Starts the writeback of ranges of segments on a background thread (:meth:`start`); before it is started,
-    or after :meth:`stop`, :meth:`submit` starts it on the calling thread. Each segment is opened read-only by its
-    path here, so a range queued after its writer closed its descriptor is still written back (or, when the
-    segment is gone, skipped)."""
+    """Writes fragments and starts their writeback on a background thread (:meth:`start`); before it is started,
+    or after :meth:`stop`, :meth:`write` does both on the calling thread. A fragment's bytes (a view) and its
+    descriptor must stay as they are until :meth:`drain` returned for its writer."""
 
     def __init__(self) -> None:
-        self._queue: deque[tuple[Path, int, int]] = deque()
+        self._queue: deque[tuple[int, int, memoryview, Pending]] = deque()
         self._cond = threading.Condition()
-        self._fds: dict[Path, int] = {}
         self._thread: threading.Thread | None = None
         self._stop = False
 
@@ -54,26 +58,32 @@ class Writeback:
         self._thread.start()
 
     def stop(self) -> None:
-        """Start what is queued, then stop the thread."""
+        """Write what is queued, then stop the thread."""
         with self._cond:
             self._stop = True
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
-        for fd in self._fds.values():
-            os.close(fd)
-        self._fds.clear()
 
-    def submit(self, segment: Path, fd: int, offset: int, n: int) -> None:
-        """Have ``n`` bytes at ``offset`` of ``segment`` (written through ``fd``) start going to disk."""
+    def write(self, writer: Pending, fd: int, offset: int, data: memoryview) -> None:
+        """Have ``data`` written at ``offset`` of ``fd`` and start going to disk."""
         with self._cond:
             if self._thread is not None and not self._stop:
-                self._queue.append((segment, offset, n))
+                writer.count += 1
+                self._queue.append((fd, offset, data, writer))
                 if len(self._queue) == 1:
-                    self._cond.notify()
+                    self._cond.notify_all()
                 return
-        start_writeback(fd, offset, n)
+        writer.failed |= not _written(fd, offset, data)
+        start_writeback(fd, offset, len(data))
+
+    def drain(self, writer: Pending) -> bool:
+        """Wait until ``writer``'s fragments are written; False when one could not be (then forgotten)."""
+        with self._cond:
+            self._cond.wait_for(lambda: writer.count == 0)
+            ok, writer.failed = not writer.failed, False
+        return ok
 
     def _run(self) -> None:
         while True:
@@ -81,33 +91,31 @@ class Writeback:
                 self._cond.wait_for(lambda: self._queue or self._stop)
                 if not self._queue:
                     return
-                ranges = list(self._queue)
+                jobs = list(self._queue)
                 self._queue.clear()
-            for segment, offset, n in _merged(ranges):
-                fd = self._descriptor(segment)
-                if fd >= 0:
-                    start_writeback(fd, offset, n)
-
-    def _descriptor(self, segment: Path) -> int:
-        fd = self._fds.get(segment)
-        if fd is None:
-            try:
-                fd = os.open(segment, os.O_RDONLY)
-            except OSError:
-                return -1  # removed: everything in it was filed
-            self._fds[segment] = fd
-            while len(self._fds) > _OPEN_SEGMENTS:
-                with contextlib.suppress(OSError):
-                    os.close(self._fds.pop(next(iter(self._fds))))
-        return fd
+            failed = {id(writer) for fd, offset, data, writer in jobs if not _written(fd, offset, data)}
+            with self._cond:
+                for _, _, _, writer in jobs:
+                    writer.count -= 1
+                    writer.failed |= id(writer) in failed
+                self._cond.notify_all()
+            for fd, offset, n in _merged([(fd, offset, len(data)) for fd, offset, data, _ in jobs]):
+                start_writeback(fd, offset, n)
 
 
-def _merged(ranges: list[tuple[Path, int, int]]) -> list[tuple[Path, int, int]]:
-    """Ranges in order, each joined with the next when that one starts where it ends in the same segment."""
-    out: list[tuple[Path, int, int]] = []
-    for segment, offset, n in ranges:
-        if out and out[-1][0] == segment and out[-1][1] + out[-1][2] == offset:
-            out[-1] = (segment, out[-1][1], out[-1][2] + n)
+def _written(fd: int, offset: int, data: memoryview) -> bool:
+    try:
+        return os.pwrite(fd, data, offset) == len(data)
+    except OSError:
+        return False
+
+
+def _merged(ranges: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    """Ranges in order, each joined with the next when that one starts where it ends in the same file."""
+    out: list[tuple[int, int, int]] = []
+    for fd, offset, n in ranges:
+        if out and out[-1][0] == fd and out[-1][1] + out[-1][2] == offset:
+            out[-1] = (fd, out[-1][1], out[-1][2] + n)
         else:
-            out.append((segment, offset, n))
+            out.append((fd, offset, n))
     return out
