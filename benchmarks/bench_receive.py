@@ -133,8 +133,11 @@ def storescp_receiver(ct: list[Path], sync: bool) -> Receiver:
     return run
 
 
-def _explain(runs: dict[str, list[float]], floors: list[tuple[float, float]], size: int, slices: int) -> None:
-    """Rtexport's time per instance split, against the disk's own floor measured between the rounds."""
+def _explain(
+    runs: dict[str, list[float]], floors: list[tuple[float, float]], size: int, slices: int, senders: int
+) -> None:
+    """Rtexport's time per instance split, against the disk's own floor measured between the rounds (with
+    several senders, CPU and waits are summed over their associations, which overlap)."""
     per = {name: statistics.median(size / 1e6 / v for v in mbs) for name, mbs in runs.items()}  # seconds
     cpu = statistics.median(s.cpu_s / slices for s in SPLITS)
     keep = statistics.median(s.keep_s / slices for s in SPLITS)
@@ -145,6 +148,8 @@ def _explain(runs: dict[str, list[float]], floors: list[tuple[float, float]], si
           f"write and fdatasync {keep * 1e6:.0f}")  # fmt: skip
     print(f"the disk's floor for one durable instance of {size / 1e3:.0f} kB: pwrite + fdatasync {cold * 1e6:.0f} us, "
           f"fdatasync after its writeback {flush * 1e6:.0f} us (between rounds, this run)")  # fmt: skip
+    if senders > 1:
+        return
     rest = statistics.median(size / 1e6 / v - s.keep_s / slices for v, s in zip(runs["rtexport"], SPLITS, strict=True))
     print(f"rtexport less its wait for the disk: {rest * 1e6:.0f} us an instance, {per['storescp'] / rest:.2f}x "
           f"storescp's rate (the sender, the network and rtexport's CPU)")  # fmt: skip
@@ -191,7 +196,7 @@ def main() -> None:
                 print(f"round {r + 1} {name:<10} {seconds:6.2f} s {total / 1e6 / seconds:7.1f} MB/s "
                       f"{seconds / args.slices * 1e3:5.2f} ms an instance{split}", flush=True)  # fmt: skip
             floors.append(disk_floor(Path(tmp), size))
-    _explain(runs, floors, size, args.slices)
+    _explain(runs, floors, size, args.slices, args.senders)
     medians = {name: statistics.median(v) for name, v in runs.items()}
     paired = statistics.median(a / b for a, b in zip(runs["rtexport"], runs["storescp"], strict=True))
     print(f"\nmedian over {args.rounds} rounds: storescp {medians['storescp']:.1f} MB/s, rtexport "
