@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
+import select
 import socket
 import ssl
 import time
@@ -105,10 +107,12 @@ class Transport:
         self._send_timeout = send_timeout
         self._timeout: float | None = None
         self._head = bytearray(pdu.HEADER_SIZE)
-        # With reuse_pdata_body, every P-DATA-TF body is read into this one buffer (no allocation per PDU): its
-        # PDVs are then views valid only until the next read, which the receiver's DIMSE layer copies at once.
+        # With reuse_pdata_body (the receiver), every P-DATA-TF body is read into this one buffer (no allocation
+        # per PDU): its PDVs are then views valid only until the next read, which the receiver's DIMSE layer copies
+        # at once; and a plain TCP socket is read without a poll before each read (:meth:`_read_ready`).
         self.reuse_pdata_body = False
         self._pdata_body = bytearray(0)
+        self._poller: select.poll | None = None
 
     def _settimeout(self, seconds: float) -> None:
         if seconds != self._timeout:  # each change is a system call; most sends reuse the last value
@@ -121,6 +125,9 @@ class Transport:
         self.sock.sendall(data)
 
     def _recv_into(self, view: memoryview, timer: Timer) -> None:
+        if self.reuse_pdata_body and not isinstance(self.sock, ssl.SSLSocket):
+            self._read_ready(view, timer)
+            return
         got = 0
         while got < len(view):
             left = timer.remaining()
@@ -137,6 +144,27 @@ class Transport:
                     self._timeout = None
                     continue
                 raise
+            if n == 0:
+                raise ConnectionClosed
+            got += n
+
+    def _read_ready(self, view: memoryview, timer: Timer) -> None:
+        """:meth:`_recv_into` on the receiver's plain TCP sockets: read what is there and wait (poll) only when
+        nothing is; a socket with a timeout would poll before every read (twice the system calls a fragment)."""
+        if self._poller is None:
+            self._settimeout(self._timeout or self._send_timeout)  # a timeout: the descriptor does not block
+            self._poller = select.poll()
+            self._poller.register(self.sock.fileno(), select.POLLIN)
+        fd, got = self.sock.fileno(), 0
+        while got < len(view):
+            try:
+                n = os.readv(fd, [view[got:]])
+            except BlockingIOError:
+                left = timer.remaining()
+                if left <= 0:
+                    raise TimeoutError from None
+                self._poller.poll(math.ceil(left * 1000))
+                continue
             if n == 0:
                 raise ConnectionClosed
             got += n
