@@ -107,8 +107,8 @@ def rtexport_receiver(ct: list[Path]) -> Receiver:
         site["dicom"]["receiver"] = {"ae_title": AET, "port": 11112}
         with Workspace.init(work / "home", site) as ws, receiver(ws, port=free_port()) as scp:
             seconds = _push(ct, scp.port, AET)
+            scp.settle(60)  # the associations' threads have ended: their figures are in
             SPLITS.append(dataclasses.replace(scp.stats))
-            scp.settle(60)
             (found,) = incoming_sets(ws)
             if len(found.images) != slices:
                 raise SystemExit(f"rtexport received {len(found.images)} of {slices}")
