@@ -6,19 +6,22 @@ earlier entry format are still filed."""
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import json
 import os
 import struct
 import threading
 import time
+import zlib
+from pathlib import Path
 
 import pytest
 
 from rtexport.export.objects import ExportObject
-from rtexport.workspace import Workspace
+from rtexport.workspace import Workspace, journal_format, journal_writeback
 from rtexport.workspace import journal as journal_module
-from rtexport.workspace.incoming import IncomingInstance, IncomingRepository
+from rtexport.workspace.incoming import Arrival, IncomingInstance, IncomingRepository
 from rtexport.workspace.journal import Journal, Staging
 
 SEGMENT = 8 << 20
@@ -183,3 +186,94 @@ def test_segments_of_the_earlier_entry_format_are_still_recovered(
     for inst, obj in zip(filed, (*objects[:3], objects[4]), strict=True):
         assert workspace.blobs.verified(inst.sha256) == obj.read_bytes()
     assert list(folder.glob("seg-*")) == []
+
+
+class _FillingDisk(IncomingRepository):
+    """The store's disk is full for the first ``full`` filings (the blob store cannot write)."""
+
+    def __init__(self, workspace: Workspace, full: int) -> None:
+        super().__init__(workspace.db, workspace.blobs)
+        self.full = full
+
+    def file_many(self, entries: list[tuple[IncomingInstance, bytes]]) -> list[Arrival]:
+        if self.full > 0:
+            self.full -= 1
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return super().file_many(entries)
+
+
+def test_a_full_disk_while_filing_keeps_the_entries_and_files_them_once_there_is_room(
+    workspace: Workspace, objects: list[ExportObject], caplog: pytest.LogCaptureFixture
+) -> None:
+    repo = _FillingDisk(workspace, full=2)
+    journal = Journal(workspace.home / "incoming-test", repo, SEGMENT, retry_s=0.05)
+    journal.start()
+    for obj in objects[:4]:
+        data = obj.read_bytes()
+        journal.append(_record(obj, data), data)
+
+    assert journal.flush(timeout=30)  # the third try finds room
+    assert journal._filer is not None and journal._filer.is_alive()
+    journal.stop()
+    filed = IncomingRepository(workspace.db, workspace.blobs).pending()
+    assert sorted(i.sop_instance_uid for i in filed) == sorted(o.sop_instance_uid for o in objects[:4])
+    for inst in filed:
+        workspace.blobs.verified(inst.sha256)
+    assert "not filed yet (" in caplog.text and "No space left on device" in caplog.text
+
+
+def test_entries_a_full_disk_kept_from_filing_are_filed_by_the_next_receiver(
+    workspace: Workspace, objects: list[ExportObject]
+) -> None:
+    folder = workspace.home / "incoming-test"
+    journal = Journal(folder, _FillingDisk(workspace, full=1 << 30), SEGMENT, retry_s=0.05)
+    journal.start()
+    for obj in objects[:3]:
+        data = obj.read_bytes()
+        journal.append(_record(obj, data), data)
+
+    assert not journal.flush(timeout=30, until_failure=True)
+    journal.stop()  # the disk is still full: the entries stay in their segment
+    assert IncomingRepository(workspace.db, workspace.blobs).pending() == []
+
+    again = Journal(folder, IncomingRepository(workspace.db, workspace.blobs), SEGMENT)
+    assert again.recover() == 3
+    filed = IncomingRepository(workspace.db, workspace.blobs).pending()
+    assert sorted(i.sop_instance_uid for i in filed) == sorted(o.sop_instance_uid for o in objects[:3])
+
+
+def test_entries_carry_zlibs_crc32_whichever_implementation_computed_it(
+    workspace: Workspace, objects: list[ExportObject]
+) -> None:
+    """The data set's CRC-32 in an entry's head is zlib's (format 2), also when a faster library computed it."""
+    folder = workspace.home / "incoming-test"
+    journal = Journal(folder, IncomingRepository(workspace.db, workspace.blobs), SEGMENT)
+    data = objects[0].read_bytes()
+    journal.append(_record(objects[0], data), data)
+    (segment,) = folder.glob("seg-*")
+    head = journal_format.HEAD.unpack_from(segment.read_bytes(), 0)
+    assert head[0] == journal_format.MAGIC and head[-1] == zlib.crc32(data)
+
+
+def test_the_writeback_thread_writes_every_fragment_starts_its_writeback_and_reports_a_failed_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[tuple[int, int, int]] = []
+    monkeypatch.setattr(journal_writeback, "start_writeback", lambda fd, offset, n: started.append((fd, offset, n)))
+    segment = tmp_path / "seg-000001"
+    segment.write_bytes(bytes(1 << 16))
+    data = memoryview(os.urandom(1 << 16))
+    fd, read_only = os.open(segment, os.O_RDWR), os.open(segment, os.O_RDONLY)
+    writeback, one, other = journal_writeback.Writeback(), journal_writeback.Pending(), journal_writeback.Pending()
+    writeback.start()
+    for offset in range(0, 1 << 16, 4096):
+        writeback.write(one, fd, offset, data[offset : offset + 4096])
+    writeback.write(other, read_only, 0, data[:4096])  # cannot be written
+
+    assert writeback.drain(one) and segment.read_bytes() == data
+    assert not writeback.drain(other)
+    writeback.stop()
+    os.close(fd)
+    os.close(read_only)
+    covered = sorted(b for f, offset, n in started if f == fd for b in range(offset, offset + n, 4096))
+    assert covered == list(range(0, 1 << 16, 4096))  # each range started once (adjacent ones together)

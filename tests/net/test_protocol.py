@@ -20,15 +20,18 @@ from rtexport.net.dimse import Command, CommandField, Dimse
 from rtexport.net.fileread import read_into
 from rtexport.net.fsm import Action, Event, InvalidPrimitive, State, transition
 from rtexport.net.pdu import (
+    PDV,
     AssociateAC,
     AssociateRQ,
     ContextAnswer,
     ContextResult,
+    PDataTF,
     PDUError,
     ProposedContext,
     RoleSelection,
     UserInformation,
 )
+from rtexport.net.receiver import response_pdu
 from rtexport.net.transport import Timeouts
 
 from . import peer
@@ -333,3 +336,23 @@ def test_short_reads_of_a_file_still_fill_every_fragment_in_order(tmp_path: Path
         assert fp.tell() == 4 + len(data)
     assert buf == data
     assert [len(p) for p in parts] == [min(7000, len(data) - i) for i in range(0, len(data), 7000)]
+
+
+@pytest.mark.parametrize(
+    ("field", "sop_class", "instance", "message_id", "status"),
+    [
+        (CommandField.C_STORE_RSP, "1.2.840.10008.5.1.4.1.1.2", "1.2.3.4.55", 1, 0x0000),  # odd, odd
+        (CommandField.C_STORE_RSP, "1.2.840.10008.5.1.4.1.1.481.3", "1.2.3.4.5", 0xFFFF, 0xA700),  # even, odd
+        (CommandField.C_ECHO_RSP, "1.2.840.10008.1.1", "", 7, 0x0000),
+    ],
+)
+def test_the_receivers_written_response_is_the_encoders_message(
+    field: int, sop_class: str, instance: str, message_id: int, status: int
+) -> None:
+    """The response the receiver writes straight (after each instance) is byte for byte the general encoder's."""
+    command = Command(field, affected_sop_class=sop_class, affected_sop_instance=instance)
+    full = Command(field, responded_to=message_id, affected_sop_class=sop_class, affected_sop_instance=instance,
+                   status=status)  # fmt: skip
+    expected = pdu.encode(PDataTF((PDV(5, True, True, full.encode()),)))
+    assert response_pdu(5, command, message_id, status) == expected
+    assert Command.decode(expected[12:]) == full

@@ -9,6 +9,7 @@ Structure Set's references (its frame of reference and the images it names) are 
 
 from __future__ import annotations
 
+import functools
 import io
 import struct
 import warnings
@@ -25,6 +26,7 @@ _UNDEFINED = 0xFFFFFFFF
 _TAG = struct.Struct("<HH")
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
+_EXPLICIT = struct.Struct("<HH2sH")  # tag, VR, 2-byte length
 RT_STRUCTURE_SET = "1.2.840.10008.5.1.4.1.1.481.3"
 
 _WANTED = {
@@ -92,21 +94,18 @@ def _walk(data: Data, pos: int, implicit: bool, depth: int, out: dict[int, bytes
     while pos < end:
         if pos + 8 > end:
             raise DataSetError(f"a truncated element at byte {pos} of {end}")
-        group, elem = _TAG.unpack_from(data, pos)
+        group, elem, vr, length = _EXPLICIT.unpack_from(data, pos)  # one unpack; implicit VR reads it again
         tag = group << 16 | elem
         if tag == _ITEM_END and in_item:
             return pos + 8
-        vr = b""
         if implicit or group == 0xFFFE:
             length, pos = _U32.unpack_from(data, pos + 4)[0], pos + 8
+        elif vr in _LONG_VRS:
+            if pos + 12 > end:
+                raise DataSetError(f"a truncated element at byte {pos} of {end}")
+            length, pos = _U32.unpack_from(data, pos + 8)[0], pos + 12
         else:
-            vr = bytes(data[pos + 4 : pos + 6])
-            if vr in _LONG_VRS:
-                if pos + 12 > end:
-                    raise DataSetError(f"a truncated element at byte {pos} of {end}")
-                length, pos = _U32.unpack_from(data, pos + 8)[0], pos + 12
-            else:
-                length, pos = _U16.unpack_from(data, pos + 6)[0], pos + 8
+            pos += 8
         if length == _UNDEFINED:
             pos = _items(data, pos, implicit, depth)
             continue
@@ -175,19 +174,29 @@ def file_meta(header: Header, transfer_syntax: str, source_ae: str) -> bytes:
     """What goes before the data set's bytes in a DICOM Part 10 file (PS3.10 7.1): preamble, prefix and our file
     meta (explicit VR little endian, written here: pydicom's writer costs more than the rest of receiving an
     instance)."""
-    elements = [
-        _meta_element(0x0001, b"OB", b"\0\1"),
+    body = b"".join((
         _meta_element(0x0002, b"UI", header.sop_class_uid.encode("ascii")),
         _meta_element(0x0003, b"UI", header.sop_instance_uid.encode("ascii")),
+        _meta_tail(transfer_syntax, source_ae),
+    ))  # fmt: skip
+    return b"".join((_PREAMBLE, _U32.pack(len(body) + len(_VERSION)), _VERSION, body))
+
+
+@functools.lru_cache(maxsize=64)
+def _meta_tail(transfer_syntax: str, source_ae: str) -> bytes:
+    """The file meta elements after the SOP Instance UID: the same for every instance of an association."""
+    elements = [
         _meta_element(0x0010, b"UI", transfer_syntax.encode("ascii")),
         _meta_element(0x0012, b"UI", str(IMPLEMENTATION_CLASS_UID).encode("ascii")),
         _meta_element(0x0013, b"SH", IMPLEMENTATION_VERSION_NAME.encode("ascii")),
     ]
     if source_ae:
         elements.append(_meta_element(0x0016, b"AE", source_ae.encode("ascii")))
-    body = b"".join(elements)
-    group_length = _TAG.pack(0x0002, 0x0000) + b"UL" + _U16.pack(4) + _U32.pack(len(body))
-    return b"".join((bytes(128), b"DICM", group_length, body))
+    return b"".join(elements)
+
+
+_VERSION = _meta_element(0x0001, b"OB", b"\0\1")
+_PREAMBLE = bytes(128) + b"DICM" + _TAG.pack(0x0002, 0x0000) + b"UL" + _U16.pack(4)  # then the group's length
 
 
 def part10(header: Header, transfer_syntax: str, data_set: Data, source_ae: str) -> bytes:

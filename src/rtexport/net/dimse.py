@@ -255,6 +255,8 @@ class Dimse:
         # The receiver's fast path: data sets assembled in one buffer reused for every message (no allocation
         # and page faults per instance), each returned as a view valid until the next receive.
         self.reuse_buffer = reuse_buffer
+        # ... and each P-DATA-TF read into one buffer too: its fragments are copied out before the next is read.
+        assoc.transport.reuse_pdata_body = reuse_buffer
         self._assembly = bytearray(0)
         self._message_id = 0
         self._pending: deque[PDV] = deque()
@@ -390,7 +392,8 @@ class Dimse:
 
     def receive(self, awaiting: str, observe: Callable[[memoryview], None] | None = None) -> Message | None:
         """The next whole message; None when the peer released the association between messages. ``observe``
-        sees every data set fragment as it arrives, in order (the receiver checksums it there)."""
+        sees every data set fragment as it arrives, in order (the receiver checksums and stages it there); with
+        :attr:`reuse_buffer` each is a view of the assembly buffer, valid until the next message is received."""
         timer = self.assoc.timer(self.assoc.timeouts.dimse)
         context_id: int | None = None
         command: Command | None = None
@@ -422,13 +425,14 @@ class Dimse:
                 raise self._protocol_error(f"a command fragment inside the data set of a {command.name}")
             if received + len(pdv.data) > _MAX_DATA_SET:
                 raise self._protocol_error(f"a data set longer than {_MAX_DATA_SET} bytes")
-            if self.reuse_buffer:
-                self._assemble(received, pdv.data)
+            fragment = memoryview(pdv.data)
+            if self.reuse_buffer:  # observed in the assembly buffer: the PDU's buffer is read into again next
+                fragment = self._assemble(received, fragment)
             else:
                 fragments.append(pdv.data)
-            received += len(pdv.data)
+            received += len(fragment)
             if observe is not None:
-                observe(memoryview(pdv.data))
+                observe(fragment)
             if pdv.is_last:
                 data_set = memoryview(self._assembly)[:received] if self.reuse_buffer else b"".join(fragments)
                 if trace.enabled():
@@ -449,15 +453,16 @@ class Dimse:
         except DimseError as e:
             raise self._protocol_error(f"an unreadable command set ({e})") from e
 
-    def _assemble(self, at: int, data: bytes | memoryview) -> None:
-        """Copy a data set fragment into the reused buffer at ``at``; a larger buffer replaces it when needed (a
-        new one: the caller may still hold a view of the old)."""
+    def _assemble(self, at: int, data: memoryview) -> memoryview:
+        """Copy a data set fragment into the reused buffer at ``at``: its view there. A larger buffer replaces it
+        when needed (a new one: views of the old stay valid, e.g. fragments still being written elsewhere)."""
         end = at + len(data)
         if end > len(self._assembly):
             grown = bytearray(max(end, 2 * len(self._assembly)))
             grown[:at] = memoryview(self._assembly)[:at]
             self._assembly = grown
         self._assembly[at:end] = data
+        return memoryview(self._assembly)[at:end]
 
     def await_response(self, request: Command) -> Message:
         """The response to ``request`` (sent last); anything else aborts the association."""

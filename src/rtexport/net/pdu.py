@@ -329,7 +329,7 @@ def pdata_header(context_id: int, control: int, length: int) -> bytes:
     return PDATA_HEADER.pack(PDUType.P_DATA_TF, 0, length + PDV_OVERHEAD, length + 2, context_id, control)
 
 
-def _decode_pdata(body: bytes | bytearray) -> PDataTF:
+def _decode_pdata(body: bytes | bytearray | memoryview) -> PDataTF:
     pdvs = []
     pos = 0
     view = memoryview(body)  # each PDV's data is a view: the data set is copied once, when its message is whole
@@ -380,7 +380,7 @@ def _decode_associate(pdu_type: int, body: bytes) -> AssociateRQ | AssociateAC:
     return AssociateAC(called, calling, tuple(answers), user, app_context)
 
 
-def decode(pdu_type: int, body: bytes | bytearray) -> PDU:
+def decode(pdu_type: int, body: bytes | bytearray | memoryview) -> PDU:
     """The PDU record from its type and body (the bytes after the 6-byte header); raises PDUError."""
     if pdu_type == PDUType.P_DATA_TF:
         return _decode_pdata(body)

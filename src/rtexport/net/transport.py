@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
+import select
 import socket
 import ssl
 import time
@@ -105,6 +107,12 @@ class Transport:
         self._send_timeout = send_timeout
         self._timeout: float | None = None
         self._head = bytearray(pdu.HEADER_SIZE)
+        # With reuse_pdata_body (the receiver), every P-DATA-TF body is read into this one buffer (no allocation
+        # per PDU): its PDVs are then views valid only until the next read, which the receiver's DIMSE layer copies
+        # at once; and a plain TCP socket is read without a poll before each read (:meth:`_read_ready`).
+        self.reuse_pdata_body = False
+        self._pdata_body = bytearray(0)
+        self._poller: select.poll | None = None
 
     def _settimeout(self, seconds: float) -> None:
         if seconds != self._timeout:  # each change is a system call; most sends reuse the last value
@@ -117,6 +125,9 @@ class Transport:
         self.sock.sendall(data)
 
     def _recv_into(self, view: memoryview, timer: Timer) -> None:
+        if self.reuse_pdata_body and not isinstance(self.sock, ssl.SSLSocket):
+            self._read_ready(view, timer)
+            return
         got = 0
         while got < len(view):
             left = timer.remaining()
@@ -137,9 +148,31 @@ class Transport:
                 raise ConnectionClosed
             got += n
 
-    def read_pdu(self, timer: Timer) -> tuple[int, bytearray]:
-        """The next PDU's type and body (a fresh buffer each time: received PDVs are views into it). A P-DATA-TF
-        longer than we announced raises PDUError unread."""
+    def _read_ready(self, view: memoryview, timer: Timer) -> None:
+        """:meth:`_recv_into` on the receiver's plain TCP sockets: read what is there and wait (poll) only when
+        nothing is; a socket with a timeout would poll before every read (twice the system calls a fragment)."""
+        if self._poller is None:
+            self._settimeout(self._timeout or self._send_timeout)  # a timeout: the descriptor does not block
+            self._poller = select.poll()
+            self._poller.register(self.sock.fileno(), select.POLLIN)
+        fd, got = self.sock.fileno(), 0
+        while got < len(view):
+            try:
+                n = os.readv(fd, [view[got:]])
+            except BlockingIOError:
+                left = timer.remaining()
+                if left <= 0:
+                    raise TimeoutError from None
+                self._poller.poll(math.ceil(left * 1000))
+                continue
+            if n == 0:
+                raise ConnectionClosed
+            got += n
+
+    def read_pdu(self, timer: Timer) -> tuple[int, bytearray | memoryview]:
+        """The next PDU's type and body (a fresh buffer each time: received PDVs are views into it; with
+        :attr:`reuse_pdata_body` a P-DATA-TF's is a view of the reused buffer). A P-DATA-TF longer than we
+        announced raises PDUError unread."""
         self._recv_into(memoryview(self._head), timer)
         pdu_type, _, length = pdu.HEADER.unpack(self._head)
         if pdu_type == PDUType.P_DATA_TF and self.max_pdata_length and length > self.max_pdata_length:
@@ -148,6 +181,12 @@ class Transport:
             )
         if pdu_type != PDUType.P_DATA_TF and length > _MAX_CONTROL_PDU:
             raise PDUError(f"PDU type 0x{pdu_type:02x} of {length} bytes; not a DICOM peer?")
+        if pdu_type == PDUType.P_DATA_TF and self.reuse_pdata_body:
+            if len(self._pdata_body) < length:
+                self._pdata_body = bytearray(max(length, self.max_pdata_length))
+            view = memoryview(self._pdata_body)[:length]
+            self._recv_into(view, timer)
+            return pdu_type, view
         body = bytearray(length)
         self._recv_into(memoryview(body), timer)
         return pdu_type, body

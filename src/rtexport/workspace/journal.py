@@ -4,15 +4,13 @@ and the ``incoming`` table in the background (entry format: :mod:`rtexport.works
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import fcntl
+import logging
 import os
 import threading
 import time
-import zlib
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -22,33 +20,23 @@ from rtexport.workspace.journal_format import (
     STAGED_DATA_AT,
     EntryHead,
     aligned,
+    crc32,
     journal_entries,
     placeholder,
     record_bytes,
 )
+from rtexport.workspace.journal_writeback import Pending, Writeback
+
+LOGGER = logging.getLogger(__name__)
 
 SEGMENT_BYTES = 256 << 20
 # The filer waits for a pause in arrivals (its fsyncs would slow the journal's), unless this much waits filing.
 QUIET_S = 0.3
 MAX_QUEUED_BYTES = 256 << 20
 FILING_BATCH = 64  # entries filed in one transaction
+RETRY_S = 5.0  # after filing (or making a spare segment) failed, e.g. on a full disk: the wait before trying again
 STAGE_EXPECT = 1 << 20  # the data set size a new staging place is made for (it grows while it is the last one)
 STAGE_SLACK = 64 << 10  # room beyond the last data set's size: the next one may be a little larger
-_SYNC_FILE_RANGE_WRITE = 2
-
-
-def _writeback_starter() -> Callable[[int, int, int], object]:
-    """``sync_file_range(fd, offset, n, WRITE)``: start writing a range to disk without waiting (Linux), so the
-    ``fdatasync`` that confirms an entry finds most of it written; a no-op elsewhere."""
-    try:
-        call = ctypes.CDLL(None, use_errno=True).sync_file_range
-    except (OSError, AttributeError):
-        return lambda fd, offset, n: None
-    call.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-    return lambda fd, offset, n: call(fd, offset, n, _SYNC_FILE_RANGE_WRITE)
-
-
-_start_writeback = _writeback_starter()
 
 
 @dataclass
@@ -71,8 +59,10 @@ class Staging:
     position: int = 0  # data set bytes seen of the message being received
     whole: bool = True  # every one of them written at its place
     expect: int = STAGE_EXPECT
+    pending: Pending = field(default_factory=Pending)  # fragments the writeback thread has yet to write
 
     def write(self, fragment: memoryview) -> None:
+        """Stage a fragment (a view that must stay as it is until the message is kept or :meth:`reset`)."""
         if self.whole:
             try:
                 self.whole = self.journal.stage(self, fragment)
@@ -80,11 +70,18 @@ class Staging:
                 self.whole = False  # the entry is then written whole when it is kept (or refused then)
         self.position += len(fragment)
 
+    def drain(self) -> None:
+        """Wait until the fragments staged are written (one that could not be: the entry is written whole)."""
+        if not self.journal.writeback.drain(self.pending):
+            self.whole = False
+
     def reset(self) -> None:
         """The next message starts (at the same place unless the last one was kept there)."""
+        self.drain()
         self.position, self.whole = 0, True
 
     def close(self) -> None:
+        self.drain()
         if self.place is not None:
             self.journal.release(self.place)
             self.place = None
@@ -104,10 +101,14 @@ class Journal:
     syncs, and none answers success before its own entry is durable.
     """
 
-    def __init__(self, folder: Path, repo: IncomingRepository, segment_bytes: int = SEGMENT_BYTES) -> None:
+    def __init__(
+        self, folder: Path, repo: IncomingRepository, segment_bytes: int = SEGMENT_BYTES, retry_s: float = RETRY_S
+    ) -> None:
         self.folder = folder
         self.repo = repo
         self.segment_bytes = segment_bytes
+        self.retry_s = retry_s
+        self.failing = False  # the last filing failed (entries wait in the journal for the next try)
         self.conflicts: list[str] = []
         self._lock = threading.Lock()
         self._filed = threading.Condition()
@@ -129,6 +130,7 @@ class Journal:
         self._sync = threading.Condition()
         self._stop = False
         self._filer: threading.Thread | None = None
+        self.writeback = Writeback()  # started with the journal: the receiving threads only queue their fragments
 
     @property
     def position(self) -> int:
@@ -190,8 +192,8 @@ class Journal:
         return Staging(self)
 
     def stage(self, staging: Staging, fragment: memoryview) -> bool:
-        """Write a data set fragment at the staging place and start its writeback; False when it does not fit
-        there (the place is not the last one and is full)."""
+        """Have a data set fragment written at the staging place and its writeback started (by the writeback
+        thread); False when it does not fit there (the place is not the last one and is full)."""
         need = STAGED_DATA_AT + staging.position + len(fragment)
         place = staging.place
         if place is None:
@@ -210,10 +212,7 @@ class Journal:
                     return False
                 os.pwrite(place.fd, placeholder(span), place.offset)
                 place.span, self._offset = span, place.offset + span
-        at = place.offset + STAGED_DATA_AT + staging.position
-        if os.pwrite(place.fd, fragment, at) != len(fragment):
-            return False
-        _start_writeback(place.fd, at, len(fragment))
+        self.writeback.write(staging.pending, place.fd, place.offset + STAGED_DATA_AT + staging.position, fragment)
         return True
 
     def release(self, place: _Place) -> None:
@@ -241,7 +240,9 @@ class Journal:
         with ``staging`` whose place holds all of ``data`` already, only the head is written. Raises OSError
         when it cannot be (no room for a new segment, a failed sync)."""
         record = record_bytes(inst)
-        crc = zlib.crc32(data) if data_crc is None else data_crc
+        crc = crc32(data) if data_crc is None else data_crc
+        if staging is not None:
+            staging.drain()
         place = staging.place if staging is not None else None
         fits = HEAD.size + len(record) + len(prefix) <= STAGED_DATA_AT
         if staging is not None and place is not None and staging.whole and staging.position == len(data) and fits:
@@ -283,7 +284,10 @@ class Journal:
             self._pending += 1
             self._queued_bytes += head.data_len
             self._last_append = time.monotonic()
-            self._filed.notify_all()
+            # The filer is woken only when it has something new to look at: a wake-up per entry would take the
+            # interpreter from the receiving thread while the peer waits (it looks again every QUIET_S anyway).
+            if len(self._queue) == 1 or self._queued_bytes > MAX_QUEUED_BYTES:
+                self._filed.notify_all()
 
     def _durable(self, ticket: int) -> None:
         """Return once an ``fdatasync`` that began after entry ``ticket`` was written has finished: run one, or
@@ -326,23 +330,26 @@ class Journal:
             os.close(self._held)
             self._held = -1
             raise
+        self.writeback.start()
         self._filer = threading.Thread(target=self._file_loop, name="incoming-filer", daemon=True)
         self._filer.start()
 
     def stop(self) -> None:
-        """File everything appended, then stop."""
-        self.flush()
+        """File everything appended, then stop (what cannot be filed now stays in the journal for the next start)."""
+        self.flush(until_failure=True)
         with self._filed:
             self._stop = True
             self._filed.notify_all()
         if self._filer is not None:
             self._filer.join()
+        self.writeback.stop()
         with self._lock:
             if self._fd >= 0:
                 os.close(self._fd)
                 self._fd = -1
             for segment in (self._segment, self._spare):
-                if segment is not None and segment not in self._places:
+                unfiled = any(q[0] == segment for q in self._queue)  # filing failed: recovery files them
+                if segment is not None and segment not in self._places and not unfiled:
                     segment.unlink(missing_ok=True)
             self._segment = self._spare = None
         if self._held >= 0:
@@ -361,34 +368,65 @@ class Journal:
             raise OSError(errno.EBUSY, "another receiver is running on this workspace") from e
         self._held = fd
 
-    def flush(self, timeout: float = 60) -> bool:
-        """Wait until everything appended is filed (True) or ``timeout`` passes (False)."""
+    def flush(self, timeout: float = 60, *, until_failure: bool = False) -> bool:
+        """Wait until everything appended is filed (True) or ``timeout`` passes (False); with ``until_failure``
+        a failed filing (a full disk) ends the wait too (False)."""
         with self._filed:
-            return self._filed.wait_for(lambda: self._pending == 0, timeout)
+            self._filed.wait_for(lambda: self._pending == 0 or (until_failure and self.failing), timeout)
+            return self._pending == 0
 
     def _quiet(self) -> bool:
         return time.monotonic() - self._last_append >= QUIET_S or self._queued_bytes > MAX_QUEUED_BYTES
 
+    def _make_spare(self) -> None:
+        """Make the next segment ahead if there is none (a failure is logged: the writers then make their own)."""
+        with self._lock:
+            if self._spare is not None or self._stop:
+                return
+        try:
+            spare = self._make_segment()
+        except OSError as e:
+            LOGGER.warning("incoming journal: no spare segment (%s); tried again in %g s", e, self.retry_s)
+            self.failing = True
+            return
+        with self._lock:
+            self._spare = spare
+
     def _file_loop(self) -> None:
+        """File entries in batches after a pause in arrivals. A batch that cannot be filed (full disk, a database
+        error) goes back to the head of the queue, its entries kept in the journal, and is tried again
+        ``retry_s`` later: the filer never dies and never drops an entry."""
         while True:
-            with self._lock:
-                need_spare = self._spare is None and not self._stop
-            if need_spare:
-                spare = self._make_segment()
-                with self._lock:
-                    self._spare = spare
+            self._make_spare()
             with self._filed:
-                self._filed.wait_for(lambda: self._queue or self._stop or self._spare is None)
+                if self.failing:
+                    self._filed.wait_for(lambda: self._stop, self.retry_s)
+                else:
+                    self._filed.wait_for(lambda: self._queue or self._stop or self._spare is None)
                 if not self._queue:
                     if self._stop:
                         return
+                    self.failing = self.failing and self._spare is None
                     continue
                 while not self._stop and not self._quiet():
                     self._filed.wait(QUIET_S)
                 batch, self._queue = self._queue[:FILING_BATCH], self._queue[FILING_BATCH:]
                 self._queued_bytes -= sum(q[4] for q in batch)
-            self._file_batch(batch)
+            try:
+                self._file_batch(batch)
+            except Exception as e:  # whatever the store or the database raise: the entries must not be lost
+                LOGGER.warning("incoming journal: %d received instance(s) not filed yet (%s); they stay in the "
+                               "journal and are tried again in %g s", len(batch), e, self.retry_s)  # fmt: skip
+                with self._filed:
+                    self._queue[:0] = batch
+                    self._queued_bytes += sum(q[4] for q in batch)
+                    self.failing = True
+                    self._filed.notify_all()
+                    if self._stop:
+                        return  # the next receiver's recovery files them
+                continue
             with self._filed:
+                self.failing = False
                 self._pending -= len(batch)
                 self._filed.notify_all()
             for segment in {q[0] for q in batch}:

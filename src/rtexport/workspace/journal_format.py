@@ -22,11 +22,15 @@ import hashlib
 import json
 import logging
 import struct
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from rtexport.workspace.incoming import IncomingInstance
+
+try:  # the same CRC-32 as zlib's, 15x faster (carry-less multiply); the optional dependency "fast"
+    from isal.isal_zlib import crc32 as crc32
+except ImportError:
+    from zlib import crc32 as crc32
 
 LOGGER = logging.getLogger(__name__)
 
@@ -63,7 +67,7 @@ class EntryHead:
     data_crc: int
 
     def encode(self) -> bytes:
-        head_crc = zlib.crc32(self.prefix, zlib.crc32(self.record))
+        head_crc = crc32(self.prefix, crc32(self.record))
         return HEAD.pack(MAGIC, self.span, self.data_at, len(self.record), len(self.prefix), self.data_len,
                          head_crc, self.data_crc) + self.record + self.prefix  # fmt: skip
 
@@ -87,8 +91,8 @@ def _entry_v2(buf: memoryview, pos: int, name: str) -> tuple[tuple[IncomingInsta
         return None, span
     start, data = pos + HEAD.size, pos + data_at
     if (data_at < HEAD.size + hlen + plen or data_at + dlen > span
-            or zlib.crc32(buf[start : start + hlen + plen]) != head_crc
-            or zlib.crc32(buf[data : data + dlen]) != data_crc):  # fmt: skip
+            or crc32(buf[start : start + hlen + plen]) != head_crc
+            or crc32(buf[data : data + dlen]) != data_crc):  # fmt: skip
         LOGGER.warning("incoming journal %s: the entry at byte %d is damaged; it is not filed", name, pos)
         return None, span
     file = bytes(buf[start + hlen : start + hlen + plen]) + bytes(buf[data : data + dlen])
