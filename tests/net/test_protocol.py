@@ -8,6 +8,7 @@ import io
 import os
 import socket
 import struct
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -302,6 +303,25 @@ def test_a_file_read_into_many_fragments_arrives_byte_for_byte(tmp_path: Path, m
     assert sent_command.affected_sop_instance == "2.25.1"
     assert sent == data
     assert seen.hexdigest() == hashlib.sha256(data).hexdigest()
+
+
+def test_a_peer_that_stops_reading_mid_message_loses_the_association_within_the_send_timeout() -> None:
+    """The message's parts go by gathering writes; when the peer takes nothing more, the send gives up after the
+    send timeout (not at the first partial write, not never) and the association is aborted."""
+    stop = threading.Event()
+
+    def script(p: Peer) -> Any:
+        p.accept_association(max_pdu=16384)
+        stop.wait(10)  # reads nothing
+
+    assoc, future = _associate(script, Timeouts.uniform(0.3, artim=0.3))
+    dimse = Dimse(assoc)
+    data = memoryview(bytearray(8 << 20))
+    with pytest.raises(AssociationLost, match=r"stopped reading \(nothing taken for 0.3 s\)"):
+        dimse.send_outgoing(dimse.encode_view(1, _store_rq(dimse.next_message_id()), data))
+    stop.set()
+    future.result()
+    assert assoc.closed
 
 
 def test_a_file_shorter_than_read_whole_says_by_how_much(tmp_path: Path) -> None:

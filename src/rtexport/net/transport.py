@@ -133,17 +133,23 @@ class Transport:
 
     def send_parts(self, parts: Sequence[bytes | bytearray | memoryview], timeout: float | None = None) -> None:
         """Send the concatenation of ``parts`` (byte buffers) by gathering writes: PDU headers and the data
-        between them go without being joined first, mostly in one system call. TimeoutError when the peer takes
-        nothing for ``timeout`` (default: the send timeout), or not all of it within ``timeout``."""
+        between them go without being joined first, mostly in one system call. TimeoutError when the peer does
+        not take all of it within ``timeout`` (default: the send timeout)."""
         seconds = self._send_timeout if timeout is None else max(timeout, 1e-3)
         if isinstance(self.sock, ssl.SSLSocket):  # TLS has no gathering write
             self.send(b"".join(parts), timeout)
             return
-        self._settimeout(seconds)
-        total = sum(map(len, parts))
-        sent = self.sock.sendmsg(parts) if len(parts) <= _IOV_MAX else 0
-        if sent < total:  # the peer is slow to read (or too many parts): the rest, all within ``seconds``
-            self._send_rest(_after(parts, sent), time.monotonic() + seconds)
+        end = time.monotonic() + seconds
+        # As for reads: a timeout no longer than ``seconds`` and not much shorter stays (each change is system
+        # calls); should it pass first, the rest of ``seconds`` is waited below.
+        if self._timeout is None or not seconds / 2 <= self._timeout <= seconds:
+            self._settimeout(seconds)
+        try:
+            sent = self.sock.sendmsg(parts) if len(parts) <= _IOV_MAX else 0
+        except TimeoutError:
+            sent = 0
+        if sent < sum(map(len, parts)):  # the peer is slow to read (or too many parts): the rest, by ``end``
+            self._send_rest(_after(parts, sent), end)
 
     def _send_rest(self, views: list[memoryview], end: float) -> None:
         while views:
