@@ -205,7 +205,7 @@ def main() -> None:
                 dest = Destination(scp.aet, "127.0.0.1", scp.port)
                 nothing = (lambda: None, lambda: None, lambda: 0.0)
                 runs = rounds(args.rounds, senders, dest, (len(plain), total), nothing)
-    report(runs, args.rounds, sorted({1, *args.associations}))
+    report(runs, args.rounds, sorted({1, *args.associations}), (len(plain), total))
 
 
 def _paired(runs: dict[str, list[float]], name: str, ref: str) -> float:
@@ -220,7 +220,7 @@ def _median(values: list[float]) -> float:
     return statistics.median(kept) if kept else math.nan
 
 
-def report(every: Runs, n_rounds: int, associations: list[int]) -> None:
+def report(every: Runs, n_rounds: int, associations: list[int], files: tuple[int, int]) -> None:
     runs = every.mb_s
     medians = {name: _median(values) for name, values in runs.items()}
     print(f"\nmedian MB/s over {n_rounds} rounds; ratio to storescu: of the medians, and the median of the ratios")
@@ -237,10 +237,13 @@ def report(every: Runs, n_rounds: int, associations: list[int]) -> None:
             else ""
         )
         print(f"  x{n}: verification costs {cost:+.1%} of throughput (paired){ahead}")
-    print("median CPU per instance (µs): sender (this process, or storescu), receiver (Orthanc)")
+    print("median per instance (µs): wall (from the median MB/s), CPU of the sender (this process, or storescu)")
+    print("and of the receiver (Orthanc)")
+    count, total = files
     for name in runs:
         sender, receiver = _median(every.sender_us[name]), _median(every.receiver_us[name])
-        print(f"  {name:<24} sender {sender:6.0f}  receiver {receiver:6.0f}")
+        wall = total / count / medians[name]
+        print(f"  {name:<24} wall {wall:6.0f}  sender {sender:6.0f}  receiver {receiver:6.0f}")
 
 
 if __name__ == "__main__":
