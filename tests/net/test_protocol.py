@@ -8,6 +8,7 @@ import io
 import os
 import socket
 import struct
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RQ
 from rtexport.net import pdu
 from rtexport.net.association import Association, AssociationLost
 from rtexport.net.dimse import Command, CommandField, Dimse
-from rtexport.net.fileread import read_into
+from rtexport.net.fileread import read_file, read_into
 from rtexport.net.fsm import Action, Event, InvalidPrimitive, State, transition
 from rtexport.net.pdu import (
     PDV,
@@ -266,10 +267,12 @@ def test_an_abort_by_the_peers_dicom_layer_says_why() -> None:
 # -- the data set of a stored file, as it leaves ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("message", ["encoded whole", "streamed in batches"])
+@pytest.mark.parametrize("message", ["streamed in batches", "sent from the file read whole"])
 def test_a_file_read_into_many_fragments_arrives_byte_for_byte(tmp_path: Path, message: str) -> None:
     """4 KiB PDUs make a 5 MB data set 1280 fragments: more buffers than one scattered read may fill, so the file
-    is read in several; the receiver gets the data set after the file's head unchanged, and the hash sees it all."""
+    is read in several; the receiver gets the data set after the file's head unchanged, and the hash sees it all.
+    Sent from the file read whole: 2565 parts (headers and views between them), more than one gathering write
+    takes, to a peer that reads more slowly than we write (partial writes continue where they stopped)."""
     head, data = b"PART10-HEAD" * 30, bytes(range(256)) * (5 * 4096) + b"tail"
     path = tmp_path / "CT.dcm"
     path.write_bytes(head + data + b"after the data set")
@@ -284,13 +287,18 @@ def test_a_file_read_into_many_fragments_arrives_byte_for_byte(tmp_path: Path, m
     assoc, future = _associate(script)
     dimse, seen = Dimse(assoc), hashlib.sha256()
     command = _store_rq(dimse.next_message_id())
-    with path.open("rb") as fp:
-        assert fp.read(len(head)) == head
-        if message == "encoded whole":
-            dimse.send_outgoing(dimse.encode_stream(1, command, fp, len(data), observe=seen.update))
-        else:
+    if message == "sent from the file read whole":
+        whole = dimse.scratch(len(head) + len(data))
+        read_file(path, whole)
+        seen.update(whole[len(head) :])
+        outgoing = dimse.encode_view(1, command, whole[len(head) :])
+        assert isinstance(outgoing.pdus, list) and len(outgoing.pdus) > os.sysconf("SC_IOV_MAX")
+        dimse.send_outgoing(outgoing)
+    else:
+        with path.open("rb") as fp:
+            assert fp.read(len(head)) == head
             dimse.send_stream(1, command, fp, len(data), observe=seen.update)
-        assert fp.tell() == len(head) + len(data)
+            assert fp.tell() == len(head) + len(data)
     assert dimse.await_response(command).command.status == 0
     assoc.release()
 
@@ -300,20 +308,30 @@ def test_a_file_read_into_many_fragments_arrives_byte_for_byte(tmp_path: Path, m
     assert seen.hexdigest() == hashlib.sha256(data).hexdigest()
 
 
-def test_a_file_shorter_than_its_data_set_says_so_before_its_last_fragment(tmp_path: Path) -> None:
-    path = tmp_path / "CT.dcm"
-    path.write_bytes(b"x" * 10000)
+def test_a_peer_that_stops_reading_mid_message_loses_the_association_within_the_send_timeout() -> None:
+    """The message's parts go by gathering writes; when the peer takes nothing more, the send gives up after the
+    send timeout (not at the first partial write, not never) and the association is aborted."""
+    stop = threading.Event()
 
     def script(p: Peer) -> Any:
-        p.accept_association()
-        return p.read_abort()
+        p.accept_association(max_pdu=16384)
+        stop.wait(10)  # reads nothing
 
-    assoc, future = _associate(script)
+    assoc, future = _associate(script, Timeouts.uniform(0.3, artim=0.3))
     dimse = Dimse(assoc)
-    with path.open("rb") as fp, pytest.raises(OSError, match="the file ended 2000 bytes early"):
-        dimse.encode_stream(1, _store_rq(dimse.next_message_id()), fp, 12000)
-    assoc.abort()
+    data = memoryview(bytearray(8 << 20))
+    with pytest.raises(AssociationLost, match=r"stopped reading \(nothing taken for 0.3 s\)"):
+        dimse.send_outgoing(dimse.encode_view(1, _store_rq(dimse.next_message_id()), data))
+    stop.set()
     future.result()
+    assert assoc.closed
+
+
+def test_a_file_shorter_than_read_whole_says_by_how_much(tmp_path: Path) -> None:
+    path = tmp_path / "CT.dcm"
+    path.write_bytes(b"x" * 10000)
+    with pytest.raises(OSError, match="the file ended 2000 bytes early"):
+        read_file(path, memoryview(bytearray(12000)))
 
 
 def test_short_reads_of_a_file_still_fill_every_fragment_in_order(tmp_path: Path, monkeypatch: Any) -> None:

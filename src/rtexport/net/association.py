@@ -315,17 +315,21 @@ class Association:
 
     # -- data transfer -------------------------------------------------------------------------------------
 
-    def send_pdata(self, data: bytes | bytearray | memoryview) -> None:
-        """Send encoded P-DATA-TF PDUs (DT-1, or AR-7 while the peer awaits our release answer)."""
+    def send_pdata(self, data: bytes | bytearray | memoryview | list[bytes | memoryview]) -> None:
+        """Send encoded P-DATA-TF PDUs (DT-1, or AR-7 while the peer awaits our release answer): one buffer, or
+        the parts of one (PDU headers and the data between them), sent by gathering writes."""
         if self.state not in (State.ESTABLISHED, State.AWAITING_LOCAL_RELEASE_RESPONSE):
             raise AssociationLost(f"the association with {self.peer} is no longer established")
         if trace.enabled():
-            trace.line(self.label, True, trace.describe_raw(data))
+            trace.line(self.label, True, trace.describe_raw(b"".join(data) if isinstance(data, list) else data))
         timeout = self.timeouts.send
         if self.deadline is not None:
             timeout = min(timeout, self.deadline.remaining())
         try:
-            self.transport.send(data, timeout)
+            if isinstance(data, list):
+                self.transport.send_parts(data, timeout)
+            else:
+                self.transport.send(data, timeout)
         except TimeoutError as e:
             self._event(Event.ABORT_REQUEST)
             if self.deadline is not None and self.deadline.expired():

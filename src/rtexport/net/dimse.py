@@ -2,10 +2,12 @@
 
 A message is a command set (group 0000, always implicit VR little endian, PS3.7 6.3.1) and, when the command
 says so, a data set in the presentation context's transfer syntax. :class:`Dimse` sends and receives whole
-messages on one association; :meth:`Dimse.send_stream` is the fast path for stored files: the data set goes
-from the file into reused P-DATA-TF buffers (one copy), is shown to an ``observe`` callback as it goes (the
-sender hashes it there) and a ``before_last`` hook runs before the last fragment leaves, so a check can still
-stop an incomplete data set from ever being complete at the receiver.
+messages on one association. Stored files go by two fast paths: :meth:`Dimse.encode_view` frames a data set
+already in memory (a file read whole into a reused buffer, :meth:`Dimse.scratch`) as PDU headers between views
+of it, sent by gathering writes (no copy besides the file's read and the kernel's); :meth:`Dimse.send_stream`
+sends a large one from the file in batches of reused P-DATA-TF buffers, shows it to an ``observe`` callback as it
+goes (the sender hashes it there) and runs a ``before_last`` hook before the last fragment leaves, so a check can
+still stop an incomplete data set from ever being complete at the receiver.
 
 One request is outstanding at a time (no Asynchronous Operations Window is negotiated, PS3.7 D.3.3.3), so a
 response must answer the message ID just sent: anything else is a protocol error that aborts the association
@@ -201,7 +203,7 @@ class Outgoing:
 
     assoc: Association
     command: Command
-    pdus: bytearray
+    pdus: bytearray | list[bytes | memoryview]  # one buffer, or its parts (sent by gathering writes)
 
 
 @dataclass(frozen=True)
@@ -264,6 +266,9 @@ class Dimse:
         self.fragment = peer_max - pdu.PDV_OVERHEAD if peer_max > pdu.PDV_OVERHEAD else UNLIMITED_FRAGMENT
         self._per_batch = max(1, BATCH_BYTES // self.fragment)
         self._buffer = bytearray(0)
+        # Two buffers a sender reads whole files into, in turn (one may still be going out while the next is read).
+        self._scratch = [bytearray(0), bytearray(0)]
+        self._headers: dict[tuple[int, int, int], bytes] = {}
 
     def next_message_id(self) -> int:
         self._message_id = self._message_id % 0xFFFF + 1
@@ -330,24 +335,35 @@ class Dimse:
             out += self._pdus(context_id, False, data_set)
         return Outgoing(self.assoc, command, out)
 
-    def encode_stream(
-        self,
-        context_id: int,
-        command: Command,
-        fp: BinaryIO,
-        length: int,
-        *,
-        observe: Callable[[memoryview], None] | None = None,
-    ) -> Outgoing:
-        """A message with ``length`` data set bytes read from ``fp`` (already in the context's transfer syntax),
-        as the PDUs that carry it; ``observe`` sees every data set byte once, in order."""
-        self.trace(True, context_id, command, length)
-        head = self._pdus(context_id, True, command.encode())
-        sizes = self._sizes(length)
-        buf = bytearray(len(head) + length + pdu.PDATA_HEADER_SIZE * len(sizes))
-        buf[: len(head)] = head
-        self._fill(buf, len(head), context_id, sizes, True, fp, observe)
-        return Outgoing(self.assoc, command, buf)
+    def scratch(self, size: int) -> memoryview:
+        """A buffer of ``size`` bytes to read a data set into for :meth:`encode_view`; the two most recent ones
+        stay valid (a message encoded ahead while the previous one goes out), the one before is reused."""
+        self._scratch.reverse()
+        if len(self._scratch[0]) < size:
+            self._scratch[0] = bytearray(size)  # new, not resized: a view of the old one may still be sending
+        return memoryview(self._scratch[0])[:size]
+
+    def _header(self, context_id: int, control: int, length: int) -> bytes:
+        key = (context_id, control, length)
+        header = self._headers.get(key)
+        if header is None:
+            header = pdu.pdata_header(context_id, control, length)
+            if len(self._headers) < 64:
+                self._headers[key] = header
+        return header
+
+    def encode_view(self, context_id: int, command: Command, data: memoryview) -> Outgoing:
+        """A message whose data set is ``data`` (already in the context's transfer syntax, unchanged until it is
+        sent), as the parts of its PDUs: each fragment of ``data`` behind its PDU header, not copied."""
+        self.trace(True, context_id, command, len(data))
+        parts: list[bytes | memoryview] = [memoryview(self._pdus(context_id, True, command.encode()))]
+        step, length = self.fragment, len(data)
+        last = (length - 1) // step * step if length else 0
+        middle = self._header(context_id, 0, step)
+        for start in range(0, last, step):
+            parts += (middle, data[start : start + step])
+        parts += (self._header(context_id, 2, length - last), data[last:])
+        return Outgoing(self.assoc, command, parts)
 
     def send_outgoing(self, message: Outgoing) -> None:
         if message.assoc is not self.assoc:

@@ -46,3 +46,22 @@ def read_into(fp: BinaryIO, parts: list[memoryview]) -> None:
         if got:  # a part filled in part continues where it stopped
             pending[first] = pending[first][got:]
     fp.seek(start + total)
+
+
+def read_file(path: str | os.PathLike[str], into: memoryview) -> None:
+    """Fill ``into`` from the start of the file at ``path`` (open, scattered reads, close: few system calls);
+    OSError when the file is shorter."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if hasattr(os, "preadv"):
+            got = 0
+            while got < len(into):
+                n = os.preadv(fd, [into[got:]], got)
+                if not n:
+                    raise OSError(f"the file ended {len(into) - got} bytes early while being read for sending")
+                got += n
+        else:
+            with os.fdopen(fd, "rb", closefd=False) as fp:
+                read_into(fp, [into])
+    finally:
+        os.close(fd)

@@ -20,7 +20,8 @@ from rtexport.net.transport import connect
 
 class Instance(Protocol):
     """A DICOM Part 10 file to send. ``sha256``: the digest its bytes must have (checked as they are read and
-    before the last of them leaves), or None; ``kind``: a short label shown in results (e.g. "CT")."""
+    before the last of them leaves), or None; ``kind``: a short label shown in results (e.g. "CT"); ``path``: the
+    file ``open`` reads, when its bytes are a file (the sender then reads it by system calls, not ``open``)."""
 
     @property
     def kind(self) -> str: ...

@@ -19,6 +19,7 @@ from pydicom import dcmread
 
 from rtexport.export.objects import read_file_meta
 from rtexport.net.dimse import Command, CommandField, Dimse, Outgoing, encode_data_set
+from rtexport.net.fileread import read_file, read_into
 from rtexport.net.outcome import InstanceOutcome, InstanceResult, T
 from rtexport.net.pdu import ProposedContext
 
@@ -128,8 +129,20 @@ def _context(dimse: Dimse, item: Item[T]) -> int | None:
     return next((c for c, (a, t) in sorted(dimse.assoc.accepted.items()) if a == sop and t == ts), None)
 
 
+def _read_whole(dimse: Dimse, item: Item[T]) -> memoryview:
+    """The whole Part 10 file (file meta and data set) read into one of the association's reused buffers."""
+    whole = dimse.scratch(item.offset + item.length)
+    if item.obj.path is not None:
+        read_file(item.obj.path, whole)
+    else:
+        with item.obj.open() as fp:
+            read_into(fp, [whole])
+    return whole
+
+
 def encode(dimse: Dimse, item: Item[T]) -> Outgoing | str | None:
-    """The C-STORE-RQ of ``item`` read whole into the PDUs that carry it, its digest already checked; None when
+    """The C-STORE-RQ of ``item``, its file read whole into a reused buffer and its digest checked, as the PDUs
+    that carry it (headers between views of that buffer: the data set is not copied again); None when
     it is too large to hold (it is then streamed); a reason when the server took no syntax it can go in.
 
     Raises DamagedInstance and OSError before anything is sent."""
@@ -141,22 +154,17 @@ def encode(dimse: Dimse, item: Item[T]) -> Outgoing | str | None:
     if ctx is None and not others:
         return f"the server accepted no transfer syntax for SOP class {sop} that this file can be sent in"
     digest = item.verifier()
-    with item.obj.open() as fp:
-        head = fp.read(item.offset)
-        if digest is not None:
-            digest.update(head)
-        if ctx is not None:
-            out = dimse.encode_stream(
-                ctx, _command(dimse, item), fp, item.length, observe=digest.update if digest else None
-            )
-        else:
-            data = head + fp.read()
-            if digest is not None:
-                digest.update(data[len(head) :])
-    if digest is not None:
-        digest.check()
     if ctx is not None:
-        return out
+        whole = _read_whole(dimse, item)
+        if digest is not None:
+            digest.update(whole)  # one call: the hash runs without the interpreter lock, beside the other worker
+            digest.check()
+        return dimse.encode_view(ctx, _command(dimse, item), whole[item.offset :])
+    with item.obj.open() as fp:
+        data = fp.read()
+    if digest is not None:
+        digest.update(data)
+        digest.check()
     try:
         data = _transcode(data, dimse.assoc.accepted[others[0]][1])
     except Exception as e:  # pydicom raises many kinds on a data set it cannot re-encode

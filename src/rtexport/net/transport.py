@@ -14,7 +14,7 @@ import select
 import socket
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from rtexport.net import pdu
@@ -24,6 +24,8 @@ Clock = Callable[[], float]
 
 # The largest non-P-DATA PDU we read (an A-ASSOCIATE-AC with 128 contexts is about 12 KiB).
 _MAX_CONTROL_PDU = 1 << 20
+# Buffers one gathering write may take (IOV_MAX; 1024 on Linux).
+_IOV_MAX = os.sysconf("SC_IOV_MAX") if "SC_IOV_MAX" in os.sysconf_names else 16
 
 
 class ConnectionClosed(EOFError):
@@ -98,6 +100,18 @@ class Timeouts:
         return cls(seconds, seconds, seconds, min(artim, seconds), seconds)
 
 
+def _after(parts: Sequence[bytes | bytearray | memoryview], sent: int) -> list[memoryview]:
+    """What is left of ``parts`` once their first ``sent`` bytes went."""
+    rest = []
+    for part in parts:
+        if sent >= len(part):
+            sent -= len(part)
+        else:
+            rest.append(memoryview(part)[sent:])
+            sent = 0
+    return rest
+
+
 class Transport:
     """A connected stream socket (TCP or TLS) carrying PDUs; every read is bounded by a :class:`Timer`."""
 
@@ -123,6 +137,34 @@ class Transport:
         """Send all of ``data``; TimeoutError when the peer takes nothing for ``timeout`` (default: send timeout)."""
         self._settimeout(self._send_timeout if timeout is None else max(timeout, 1e-3))
         self.sock.sendall(data)
+
+    def send_parts(self, parts: Sequence[bytes | bytearray | memoryview], timeout: float | None = None) -> None:
+        """Send the concatenation of ``parts`` (byte buffers) by gathering writes: PDU headers and the data
+        between them go without being joined first, mostly in one system call. TimeoutError when the peer does
+        not take all of it within ``timeout`` (default: the send timeout)."""
+        seconds = self._send_timeout if timeout is None else max(timeout, 1e-3)
+        if isinstance(self.sock, ssl.SSLSocket):  # TLS has no gathering write
+            self.send(b"".join(parts), timeout)
+            return
+        end = time.monotonic() + seconds
+        # As for reads: a timeout no longer than ``seconds`` and not much shorter stays (each change is system
+        # calls); should it pass first, the rest of ``seconds`` is waited below.
+        if self._timeout is None or not seconds / 2 <= self._timeout <= seconds:
+            self._settimeout(seconds)
+        try:
+            sent = self.sock.sendmsg(parts) if len(parts) <= _IOV_MAX else 0
+        except TimeoutError:
+            sent = 0
+        if sent < sum(map(len, parts)):  # the peer is slow to read (or too many parts): the rest, by ``end``
+            self._send_rest(_after(parts, sent), end)
+
+    def _send_rest(self, views: list[memoryview], end: float) -> None:
+        while views:
+            left = end - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            self._settimeout(left)
+            views = _after(views, self.sock.sendmsg(views[:_IOV_MAX]))
 
     def _recv_into(self, view: memoryview, timer: Timer) -> None:
         if self.reuse_pdata_body and not isinstance(self.sock, ssl.SSLSocket):
