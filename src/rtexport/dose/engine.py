@@ -32,7 +32,7 @@ from rtexport.dose.output import CutoutOutput, cutout_output, lattice, pencil_we
 from rtexport.errors import DoseError
 from rtexport.geometry import polygon
 from rtexport.geometry.iec import BeamFrame
-from rtexport.geometry.sampling import grid_index, index_on_grid, sample_at
+from rtexport.geometry.sampling import index_on_grid, sample_at
 from rtexport.model.dose import GridGeometry
 from rtexport.model.site import Applicator, EnergyData
 
@@ -213,11 +213,13 @@ def _planes(medium: Medium, beam: BeamSetup, dstep: float) -> tuple[FloatArray, 
     medium begins nearer than that."""
     grid = medium.grid
     xs, ys, zs = grid.axes()
-    zi, yi, xi = np.nonzero(medium.inside)
+    rows = np.any(medium.inside, axis=2)  # [z, y]: the medium's extent along each axis, without its indices
+    columns = np.any(medium.inside, axis=(0, 1))
+    zi, yi, xi = (np.nonzero(a)[0] for a in (np.any(rows, axis=1), np.any(rows, axis=0), columns))
     if zi.size == 0:
         raise DoseError(f"beam {beam.name}: the medium is empty (no voxel inside the External or bolus)")
-    lo = np.array([xs[xi.min()], ys[yi.min()], zs[zi.min()]]) - np.asarray(grid.spacing_mm)
-    hi = np.array([xs[xi.max()], ys[yi.max()], zs[zi.max()]]) + np.asarray(grid.spacing_mm)
+    lo = np.array([xs[xi[0]], ys[yi[0]], zs[zi[0]]]) - np.asarray(grid.spacing_mm)
+    hi = np.array([xs[xi[-1]], ys[yi[-1]], zs[zi[-1]]]) + np.asarray(grid.spacing_mm)
     near, far = beam.frame.depth_range(lo, hi)
     d0 = max(near, beam.cutout_distance_mm + dstep)  # nothing scatters before the cutout
     d = np.arange(d0, far + dstep, dstep)
@@ -363,16 +365,54 @@ def _spread(
 def _to_patient(
     out: npt.NDArray[np.float32], fan: GridGeometry, medium: Medium, frame: BeamFrame
 ) -> npt.NDArray[np.float32]:
-    """The fan grid [d, u, v] sampled at every voxel inside the medium."""
+    """The fan grid [d, u, v] sampled at every voxel inside the medium (only the voxels in the box around the
+    fan grid's frustum are sampled: beyond it trilinear sampling gives 0)."""
     grid = medium.grid
-    xs, ys, zs = grid.axes()
     result = np.zeros(grid.shape, dtype=np.float32)
+    box = _fan_box(fan, grid, frame)
+    if box is None:
+        return result
+    # fan coordinates are linear in the voxel's x, y and z before the division by d: one term per axis
+    src, sad = np.asarray(frame.source_mm), frame.sad_mm
+    rel = [a[lo:hi] - src[c] for c, (a, (lo, hi)) in enumerate(zip(grid.axes(), box, strict=True))]
+    (v0, u0, d0), (h, _, dstep) = fan.origin_mm, fan.spacing_mm
+    terms = [[r * frame.direction[c] for c, r in enumerate(rel)]]
+    terms += [[r * (frame.axes[c, k] * sad / h) for c, r in enumerate(rel)] for k in (0, 1)]
+    (x0, _), (y0, _), (z0, z1) = box
     chunk = max(1, 2_000_000 // (grid.shape[1] * grid.shape[2]))
-    for k0 in range(0, grid.shape[0], chunk):
-        kz, ky, kx = np.nonzero(medium.inside[k0 : k0 + chunk])
+    for k0 in range(z0, z1, chunk):
+        kz, ky, kx = np.nonzero(medium.inside[k0 : min(k0 + chunk, z1), y0 : box[1][1], x0 : box[0][1]])
         if kz.size == 0:
             continue
-        u, v, dd = frame.to_fan(np.column_stack([xs[kx], ys[ky], zs[kz + k0]]))
-        vals = sample_at(out, grid_index(fan, v, u, dd))  # out is [d, u, v]
-        result[kz + k0, ky, kx] = np.maximum(vals, 0.0)
+        kzb = kz + (k0 - z0)
+        (dx, dy, dz), (ux, uy, uz), (vx, vy, vz) = terms
+        d = dx[kx] + dy[ky] + dz[kzb]
+        idx = np.empty((3, kz.size), dtype=np.float64)  # out is [d, u, v]
+        np.subtract(d, d0, out=idx[0])
+        idx[0] /= dstep
+        np.add(ux[kx], uy[ky], out=idx[1])
+        idx[1] += uz[kzb]
+        idx[1] /= d
+        idx[1] -= u0 / h
+        np.add(vx[kx], vy[ky], out=idx[2])
+        idx[2] += vz[kzb]
+        idx[2] /= d
+        idx[2] -= v0 / h
+        vals = ndimage.map_coordinates(out, idx, order=1, mode="constant", cval=0.0, prefilter=False)
+        result[kz + k0, ky + y0, kx + x0] = np.maximum(vals, 0.0)
     return result
+
+
+def _fan_box(fan: GridGeometry, grid: GridGeometry, frame: BeamFrame) -> list[tuple[int, int]] | None:
+    """Index ranges [lo, hi) along x, y, z of the voxels that may lie within a cell of the fan grid (the box
+    around the frustum one fan cell beyond it, a voxel wider), None if there are none."""
+    (v0, u0, d0), (h, _, dstep), (nd, nu, nv) = fan.origin_mm, fan.spacing_mm, fan.shape
+    lo, hi = frame.field_box((u0 - h, v0 - h), (u0 + nu * h, v0 + nv * h), (d0 - dstep, d0 + nd * dstep))
+    box = []
+    for c, (o, s, n) in enumerate(zip(grid.origin_mm, grid.spacing_mm, grid.shape[::-1], strict=True)):
+        first = max(0, math.floor((lo[c] - o) / s) - 1)
+        last = min(n, math.ceil((hi[c] - o) / s) + 2)
+        if first >= last:
+            return None
+        box.append((first, last))
+    return box
