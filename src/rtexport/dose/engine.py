@@ -350,15 +350,24 @@ def _spread(
     rung_d, frac_d = np.moveaxis(rung, -1, 0), np.moveaxis(frac, -1, 0)
     planes = np.nonzero(qd.reshape(nd, -1).any(axis=1))[0]
     qd, rung_d, frac_d = qd[planes], rung_d[planes], frac_d[planes]
-    for r in range(int(rung_d[qd > 0].max()) + 2):
-        lam = np.where(rung_d == r, 1.0 - frac_d, 0.0) + np.where(rung_d == r - 1, frac_d, 0.0)
-        sel = np.nonzero((lam * (qd > 0)).reshape(len(planes), -1).any(axis=1))[0]
+    # each plane's pencils span a few rungs: a rung looks only at the planes whose span reaches it
+    lit = qd > 0
+    span_lo = np.where(lit, rung_d, np.iinfo(np.int64).max).min(axis=(1, 2))
+    span_hi = np.where(lit, rung_d, -1).max(axis=(1, 2)) + 1
+    for r in range(int(span_hi.max()) + 1):
+        near = np.nonzero((span_lo <= r) & (r <= span_hi))[0]
+        if near.size == 0:
+            continue
+        rn, fn = rung_d[near], frac_d[near]
+        lam = np.where(rn == r, 1.0 - fn, 0.0) + np.where(rn == r - 1, fn, 0.0)
+        hit = (lam * lit[near]).reshape(near.size, -1).any(axis=1)
+        sel, lam = near[hit], lam[hit]
         if sel.size == 0:
             continue
         sig_r = smin * ratio**r
         gu = _kernel(uo, uc, h, sig_r)
         gv = _kernel(vo, vc, h, sig_r)
-        out[planes[sel]] += gu @ (qd[sel] * lam[sel]) @ gv.T
+        out[planes[sel]] += gu @ (qd[sel] * lam) @ gv.T
     return out
 
 
