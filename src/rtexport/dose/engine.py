@@ -18,6 +18,7 @@ Output: each beam is normalized at its own peak in water at the reference SSD (:
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -40,6 +41,7 @@ FloatArray = npt.NDArray[np.float64]
 
 _PENCILS_ACROSS = 16
 _HALO_RATIO = 1.15  # the halo's σ ladder: a smooth, low component needs fewer rungs
+_THREADS = 2  # sampling threads: numpy and scipy's sampler release the GIL
 _RATIO_FLOOR_MM2 = 0.25  # σ² below (0.5 mm)² is no ratio to scale by: near the surface medium and water agree
 
 
@@ -257,14 +259,12 @@ def _trace(
     uu, vv = np.meshgrid(uc, vc, indexing="ij")
     stretch = frame.ray_length(uu, vv, 1.0)  # ray length per unit axis distance
     idx = index_on_grid(grid, frame.from_fan(uu[..., None], vv[..., None], d[None, None, :]))
-    s_rel = sample_at(medium.stopping, idx)
-    t_rel = sample_at(medium.scattering, idx)
+    volumes = (medium.stopping, medium.scattering, medium.inside if medium.occupancy is None else medium.occupancy)
+    with ThreadPoolExecutor(len(volumes)) as pool:  # the sampler releases the GIL
+        s_rel, t_rel, occ = pool.map(lambda volume: sample_at(volume, idx), volumes)
     if medium.occupancy is not None:
-        occ = sample_at(medium.occupancy, idx)
         s_rel *= occ
         t_rel *= occ
-    else:
-        occ = sample_at(medium.inside, idx)
     if clipped and np.any(occ[..., 0] >= 0.5):
         raise DoseError(
             f"beam {beam.name}: the patient or bolus reaches the cutout ({beam.cutout_distance_mm:g} mm from "
@@ -397,6 +397,7 @@ def _to_patient(
     slab = max(4, math.ceil(nd / 16))
     starts = list(range(0, nd, slab))
     bounds = [-math.inf] + [d0 + a * dstep for a in starts[1:]] + [math.inf]
+    slabs = []
     for k, a in enumerate(starts):
         planes = slice(a, min(a + slab, nd - 1) + 1)  # a voxel of this slab reads the next slab's first plane
         us, vs = np.nonzero(np.any(lit_u[planes], axis=0))[0], np.nonzero(np.any(lit_v[planes], axis=0))[0]
@@ -406,7 +407,10 @@ def _to_patient(
         depths = (d0 + (a - 1) * dstep, d0 + (a + slab + 1) * dstep)
         box = _patient_box(grid, *frame.field_box(*cells, depths))
         if box is not None:
-            _sample_box(out, fan, medium.inside, terms, box, (bounds[k], bounds[k + 1]), result)
+            slabs.append((box, (bounds[k], bounds[k + 1])))
+    with ThreadPoolExecutor(_THREADS) as pool:  # the slabs fill disjoint voxels; the sampler releases the GIL
+        for _ in pool.map(lambda job: _sample_box(out, fan, medium.inside, terms, job[0], job[1], result), slabs):
+            pass
     return result
 
 
