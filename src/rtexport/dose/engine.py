@@ -10,7 +10,8 @@ virtual SSD and d the plane's distance from the source, so an irregular surface,
 SSD each change the dose of every pencil by its own air gap. Each depth plane is spread laterally with Gaussian
 pencil kernels; pencils' σ are binned on a geometric ladder (neighbouring rungs share a pencil linearly) so one
 dense, separable matrix pair per rung does the sum. What a heterogeneity narrower than about a centimetre
-does beside the pencils is carried from its own plane (:mod:`rtexport.dose.redefinition`).
+does beside the pencils is carried from its own plane (:mod:`rtexport.dose.redefinition`). The fan grid is then
+read at every voxel of the patient (:mod:`rtexport.dose.fan`).
 
 Output: each beam is normalized at its own peak in water at the reference SSD (:mod:`rtexport.dose.output`).
 """
@@ -29,11 +30,12 @@ from scipy.special import erf
 
 from rtexport.dose import redefinition
 from rtexport.dose.commissioning import BroadBeam, broad_beam, scattering_power_water, water_sigma_mm
+from rtexport.dose.fan import to_patient
 from rtexport.dose.output import CutoutOutput, cutout_output, lattice, pencil_weights
 from rtexport.errors import DoseError
 from rtexport.geometry import polygon
 from rtexport.geometry.iec import BeamFrame
-from rtexport.geometry.sampling import index_on_grid, sample_at
+from rtexport.geometry.sampling import sample_at
 from rtexport.model.dose import GridGeometry
 from rtexport.model.site import Applicator, EnergyData
 
@@ -41,7 +43,6 @@ FloatArray = npt.NDArray[np.float64]
 
 _PENCILS_ACROSS = 16
 _HALO_RATIO = 1.15  # the halo's σ ladder: a smooth, low component needs fewer rungs
-_THREADS = 2  # sampling threads: numpy and scipy's sampler release the GIL
 _RATIO_FLOOR_MM2 = 0.25  # σ² below (0.5 mm)² is no ratio to scale by: near the surface medium and water agree
 
 
@@ -197,7 +198,7 @@ class PencilBeamEngine:
         # entered the medium
         out[:, iu0 : iu0 + len(uc), iv0 : iv0 + len(vc)] += bb.tail * np.moveaxis(w[..., None] * rays.entered, -1, 0)
         fan = GridGeometry(origin_mm=(vo[0], uo[0], d[0]), spacing_mm=(h, h, dstep), shape=out.shape)
-        return _to_patient(out, fan, medium, beam.frame)
+        return to_patient(out, fan, medium.grid, medium.inside, beam.frame)
 
 
 @dataclass(frozen=True)
@@ -258,9 +259,9 @@ def _trace(
     (uc, vc), (d, clipped) = pencils, planes
     uu, vv = np.meshgrid(uc, vc, indexing="ij")
     stretch = frame.ray_length(uu, vv, 1.0)  # ray length per unit axis distance
-    idx = index_on_grid(grid, frame.from_fan(uu[..., None], vv[..., None], d[None, None, :]))
+    idx = _ray_index(grid, frame, (uc, vc), d)
     volumes = (medium.stopping, medium.scattering, medium.inside if medium.occupancy is None else medium.occupancy)
-    with ThreadPoolExecutor(len(volumes)) as pool:  # the sampler releases the GIL
+    with ThreadPoolExecutor(len(volumes)) as pool:  # scipy's sampler releases the GIL
         s_rel, t_rel, occ = pool.map(lambda volume: sample_at(volume, idx), volumes)
     if medium.occupancy is not None:
         s_rel *= occ
@@ -306,6 +307,24 @@ def _trace(
     entered &= in_medium
     fluence = bb.electron_dose(zeff) * ((fv + zeff) / to_source) ** 2 * entered
     return _Rays(zeff, sig2, air_path, fluence, entered, inside, sharp, tw_all, ell)
+
+
+def _ray_index(
+    grid: GridGeometry, frame: BeamFrame, pencils: tuple[FloatArray, FloatArray], d: FloatArray
+) -> FloatArray:
+    """Fractional [z, y, x] indices (3, u, v, d) on ``grid`` of the pencils' points in every plane: the sums of
+    :meth:`BeamFrame.from_fan` one coordinate at a time, without the (..., 3) points."""
+    uc, vc = pencils
+    s = (d / frame.sad_mm)[None, None, :]
+    us, vs = uc[:, None, None] * s, vc[None, :, None] * s
+    direction, x_b, y_b = frame.direction, frame.axes[:, 0], frame.axes[:, 1]
+    idx = np.empty((3, len(uc), len(vc), len(d)), dtype=np.float64)
+    for c in range(3):
+        along = frame.source_mm[c] + d[None, None, :] * direction[c]
+        point = along + us * x_b[c] + vs * y_b[c]
+        np.subtract(point, grid.origin_mm[c], out=idx[2 - c])
+        idx[2 - c] /= grid.spacing_mm[c]
+    return idx
 
 
 def _components(
@@ -376,91 +395,3 @@ def _spread(
         gv = _kernel(vo, vc, h, sig_r)
         out[planes[sel]] += gu @ (qd[sel] * lam) @ gv.T
     return out
-
-
-def _to_patient(
-    out: npt.NDArray[np.float32], fan: GridGeometry, medium: Medium, frame: BeamFrame
-) -> npt.NDArray[np.float32]:
-    """The fan grid [d, u, v] sampled at every voxel inside the medium. Only voxels near the fan's dose are
-    sampled (trilinear sampling gives 0 elsewhere): the planes are taken in slabs, each with the box around the
-    part of the frustum where its planes hold dose, and a voxel belongs to the slab its distance falls in."""
-    grid = medium.grid
-    result = np.zeros(grid.shape, dtype=np.float32)
-    (v0, u0, d0), (h, _, dstep), (nd, _, _) = fan.origin_mm, fan.spacing_mm, fan.shape
-    # fan coordinates are linear in the voxel's x, y and z before the division by d: one term per axis
-    src, sad = np.asarray(frame.source_mm), frame.sad_mm
-    rel = [a - src[c] for c, a in enumerate(grid.axes())]
-    terms = [[r * frame.direction[c] for c, r in enumerate(rel)]]
-    terms += [[r * (frame.axes[c, k] * sad / h) for c, r in enumerate(rel)] for k in (0, 1)]
-    lit = out != 0
-    lit_u, lit_v = np.any(lit, axis=2), np.any(lit, axis=1)  # [d, u], [d, v]
-    slab = max(4, math.ceil(nd / 16))
-    starts = list(range(0, nd, slab))
-    bounds = [-math.inf] + [d0 + a * dstep for a in starts[1:]] + [math.inf]
-    slabs = []
-    for k, a in enumerate(starts):
-        planes = slice(a, min(a + slab, nd - 1) + 1)  # a voxel of this slab reads the next slab's first plane
-        us, vs = np.nonzero(np.any(lit_u[planes], axis=0))[0], np.nonzero(np.any(lit_v[planes], axis=0))[0]
-        if us.size == 0 or vs.size == 0:
-            continue
-        cells = ((u0 + (us[0] - 1) * h, v0 + (vs[0] - 1) * h), (u0 + (us[-1] + 1) * h, v0 + (vs[-1] + 1) * h))
-        depths = (d0 + (a - 1) * dstep, d0 + (a + slab + 1) * dstep)
-        box = _patient_box(grid, *frame.field_box(*cells, depths))
-        if box is not None:
-            slabs.append((box, (bounds[k], bounds[k + 1])))
-    with ThreadPoolExecutor(_THREADS) as pool:  # the slabs fill disjoint voxels; the sampler releases the GIL
-        for _ in pool.map(lambda job: _sample_box(out, fan, medium.inside, terms, job[0], job[1], result), slabs):
-            pass
-    return result
-
-
-def _patient_box(grid: GridGeometry, lo: FloatArray, hi: FloatArray) -> list[tuple[int, int]] | None:
-    """Index ranges [first, last) along x, y, z of the voxels in the patient box [lo, hi] and one voxel
-    beyond; None if there are none."""
-    box = []
-    for c, (o, s, n) in enumerate(zip(grid.origin_mm, grid.spacing_mm, grid.shape[::-1], strict=True)):
-        first = max(0, math.floor((lo[c] - o) / s) - 1)
-        last = min(n, math.ceil((hi[c] - o) / s) + 2)
-        if first >= last:
-            return None
-        box.append((first, last))
-    return box
-
-
-def _sample_box(
-    out: npt.NDArray[np.float32],
-    fan: GridGeometry,
-    inside: npt.NDArray[np.bool_],
-    terms: list[list[FloatArray]],
-    box: list[tuple[int, int]],
-    between: tuple[float, float],
-    result: npt.NDArray[np.float32],
-) -> None:
-    """``out`` sampled at the voxels of ``box`` inside the medium whose distance d lies in [between)."""
-    (v0, u0, d0), (h, _, dstep) = fan.origin_mm, fan.spacing_mm
-    (x0, x1), (y0, y1), (z0, z1) = box
-    (dx, dy, dz), (ux, uy, uz), (vx, vy, vz) = ([tx[x0:x1], ty[y0:y1], tz[z0:z1]] for tx, ty, tz in terms)
-    d_zy = dz[:, None] + dy[None, :]
-    chunk = max(1, 2_000_000 // ((y1 - y0) * (x1 - x0)))
-    for k0 in range(0, z1 - z0, chunk):
-        k1 = min(k0 + chunk, z1 - z0)
-        d = d_zy[k0:k1, :, None] + dx[None, None, :]
-        mask = inside[z0 + k0 : z0 + k1, y0:y1, x0:x1] & (d >= between[0]) & (d < between[1])
-        kz, ky, kx = np.nonzero(mask)
-        if kz.size == 0:
-            continue
-        dd = d[mask]
-        kz += k0
-        idx = np.empty((3, kz.size), dtype=np.float64)  # out is [d, u, v]
-        np.subtract(dd, d0, out=idx[0])
-        idx[0] /= dstep
-        np.add(ux[kx], uy[ky], out=idx[1])
-        idx[1] += uz[kz]
-        idx[1] /= dd
-        idx[1] -= u0 / h
-        np.add(vx[kx], vy[ky], out=idx[2])
-        idx[2] += vz[kz]
-        idx[2] /= dd
-        idx[2] -= v0 / h
-        vals = ndimage.map_coordinates(out, idx, order=1, mode="constant", cval=0.0, prefilter=False)
-        result[kz + z0, ky + y0, kx + x0] = np.maximum(vals, 0.0)
