@@ -7,6 +7,12 @@ beam data commissioned from Monte Carlo, square fields' depth doses included (ea
 
 Run: python benchmarks/bench_dose.py   (prints seconds per beam and peak memory)
 
+With ``--peer SRC``: the same beams from this tree and from another source tree (e.g. main's ``src``), each in its
+own process, alternating for ``--rounds`` rounds on the same machine: best seconds and CPU seconds per beam of
+each, their ratios, and how far the two trees' doses differ (largest |Δ| relative to the dose maximum).
+
+    python benchmarks/bench_dose.py --peer ../main/src [--rounds 3]
+
 With ``--plan``: the demo plan on the demo phantom in this process, stage by stage (median of 3): the beams' setup
 (``aim_plan``: surfaces, bolus, applicator checks), the plan dose given that setup (medium and every beam), and
 the two together as ``compute_plan_dose`` alone runs them.
@@ -15,9 +21,13 @@ the two together as ``compute_plan_dose`` alone runs them.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import resource
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import tomllib
 import tracemalloc
@@ -71,7 +81,9 @@ def timed(
     return times, cpu, traced_peak / 2**20, dose
 
 
-def main() -> None:
+def measure(save: Path | None = None) -> dict[str, dict[str, float | list[float]]]:
+    """Both beams on the slab phantom: seconds, CPU seconds, allocation peak and dose maximum per beam data set
+    (doses saved to ``save`` as .npz if given)."""
     site = Site.model_validate(demo_site())
     machine = site.machines[0]
     energy, app = machine.energy(12.0), machine.applicator("10x10")
@@ -91,25 +103,67 @@ def main() -> None:
     medium = Medium(g, s, t, inside, occupancy)
     frame = frame_toward((0.0, skin, 0.0), 0.0, 0.0, 0.0, PatientPosition.HFS, 1000.0, 1000.0)
     poly = np.array([(-50.0, -50.0), (50.0, -50.0), (50.0, 50.0), (-50.0, 50.0)])
-    print(
-        f"grid {g.shape[2]}x{g.shape[1]}x{g.shape[0]} of 2 mm, 10x10 cm cutout, 12 MeV, bone + lung slabs, "
-        "partial-volume skin"
-    )
     kernel_energy, kernel_app = kernel_beam_data()
-    for label, e, a in (
-        ("demo beam data, Fermi–Eyges", energy, app),
-        ("Monte Carlo beam data, kernel", kernel_energy, kernel_app),
-    ):
+    figures: dict[str, dict[str, float | list[float]]] = {}
+    doses = {}
+    for label, e, a in ((FERMI_EYGES, energy, app), (KERNEL, kernel_energy, kernel_app)):
         beam = BeamSetup("B", frame, poly, False, a.source_to_cutout_tray_mm, 1000.0, a, a)
         times, cpu, traced, dose = timed(medium, beam, e)
+        figures[label] = {"wall": times, "cpu": cpu, "traced": traced, "max": float(dose.max())}
+        figures[label]["finite"] = float(np.isfinite(dose).all())
+        doses[label] = dose
+    if save is not None:
+        np.savez(save, *doses.values())
+    return figures
+
+
+FERMI_EYGES = "demo beam data, Fermi–Eyges"
+KERNEL = "Monte Carlo beam data, kernel"
+
+
+def main() -> None:
+    print("grid 200x200x150 of 2 mm, 10x10 cm cutout, 12 MeV, bone + lung slabs, partial-volume skin")
+    for label, f in measure().items():
+        times, cpu = f["wall"], f["cpu"]
+        assert isinstance(times, list) and isinstance(cpu, list)
         print(
             f"{label}: seconds per beam: best {min(times):.2f}, runs {', '.join(f'{x:.2f}' for x in times)}; "
             f"CPU best {min(cpu):.2f}; "
-            f"python allocations peak {traced:.0f} MiB; dose max {float(dose.max()):.5f} Gy/MU, "
-            f"finite {bool(np.isfinite(dose).all())}"
+            f"python allocations peak {f['traced']:.0f} MiB; dose max {f['max']:.5f} Gy/MU, "
+            f"finite {bool(f['finite'])}"
         )
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print(f"process max RSS {rss_mb:.0f} MiB")
+
+
+def against_peer(peer: str, rounds: int) -> None:
+    """This tree and ``peer`` alternately, each round a fresh process per tree."""
+    here = str(Path(__file__).resolve().parents[1] / "src")
+    trees = {"this tree": here, "peer": str(Path(peer).resolve())}
+    best: dict[str, dict[str, dict[str, float]]] = {t: {} for t in trees}
+    with tempfile.TemporaryDirectory(prefix="bench-dose-") as tmp:
+        for _ in range(rounds):
+            for tree, src in trees.items():
+                env = {**os.environ, "PYTHONPATH": src}
+                save = Path(tmp) / f"{tree}.npz"
+                cmd = [sys.executable, __file__, "--child", str(save)]
+                out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
+                figures = json.loads(out.splitlines()[-1])
+                for label, f in figures.items():
+                    kept = best[tree].setdefault(label, {"wall": float("inf"), "cpu": float("inf")})
+                    kept["wall"] = min(kept["wall"], min(f["wall"]))
+                    kept["cpu"] = min(kept["cpu"], min(f["cpu"]))
+                    kept["traced"] = f["traced"]
+        ours, theirs = (np.load(Path(tmp) / f"{t}.npz") for t in trees)
+        diffs = [float(np.abs(ours[k].astype(np.float64) - theirs[k]).max() / theirs[k].max()) for k in theirs]
+    print(f"best of {rounds} rounds x 3 runs, this tree ({here}) against peer ({trees['peer']}):")
+    for i, label in enumerate(best["this tree"]):
+        a, b = best["this tree"][label], best["peer"][label]
+        print(
+            f"{label}: seconds per beam {a['wall']:.2f} (peer {b['wall']:.2f}, ratio {a['wall'] / b['wall']:.2f}); "
+            f"CPU {a['cpu']:.2f} (peer {b['cpu']:.2f}, ratio {a['cpu'] / b['cpu']:.2f}); allocations peak "
+            f"{a['traced']:.0f} MiB (peer {b['traced']:.0f}); dose max |Δ| {100 * diffs[i]:.5f} % of max"
+        )
 
 
 def _median(run: Callable[[], object], rounds: int = 3) -> float:
@@ -147,7 +201,15 @@ def plan_stages() -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--plan", action="store_true", help="time the demo plan's stages instead")
-    if parser.parse_args().plan:
+    parser.add_argument("--peer", metavar="SRC", help="also time this source tree, alternating, and compare doses")
+    parser.add_argument("--rounds", type=int, default=3, help="with --peer: rounds (a process per tree each)")
+    parser.add_argument("--child", metavar="NPZ", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(measure(Path(args.child))))
+    elif args.peer:
+        against_peer(args.peer, args.rounds)
+    elif args.plan:
         plan_stages()
     else:
         main()

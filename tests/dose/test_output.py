@@ -117,3 +117,26 @@ def test_a_cutouts_output_follows_its_cutout_and_the_sites_table(site: Site) -> 
     )
     assert cutout_output(halved, app, ref, square(45.0), sad).factor == pytest.approx(first.factor / 2, rel=1e-9)
     assert first.factor == pytest.approx(table(e, 45.0), rel=0.005)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_lateral_build_up_search_is_scipys_nelder_mead_step_for_step(seed: int) -> None:
+    """The simplex search of a cutout's best point runs without importing scipy.optimize, and finds what SciPy's
+    Nelder–Mead finds from the same simplex, to the last bit."""
+    from scipy import optimize
+
+    from rtexport.dose.output import _sector_integral, _simplex_minimum
+
+    rng = np.random.default_rng(seed)
+    angles = np.sort(rng.uniform(0.0, 2.0 * math.pi, 7))
+    radii = rng.uniform(10.0, 60.0, 7)
+    poly = np.column_stack([radii * np.cos(angles), radii * np.sin(angles)])
+    sigma = float(rng.uniform(3.0, 30.0))
+
+    def f(p: FloatArray) -> float:
+        return -float(_sector_integral(poly, np.asarray(p, dtype=np.float64)[None, :], sigma)[0])
+
+    start = poly.mean(axis=0) + np.array([[0.0, 0.0], [4.0, 0.0], [0.0, 4.0]])
+    options = {"xatol": 0.01, "fatol": 1e-12, "initial_simplex": start}
+    theirs = optimize.minimize(f, start[0], method="Nelder-Mead", options=options)
+    assert _simplex_minimum(f, start, xatol=0.01, fatol=1e-12) == float(theirs.fun)

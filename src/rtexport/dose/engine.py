@@ -10,7 +10,8 @@ virtual SSD and d the plane's distance from the source, so an irregular surface,
 SSD each change the dose of every pencil by its own air gap. Each depth plane is spread laterally with Gaussian
 pencil kernels; pencils' σ are binned on a geometric ladder (neighbouring rungs share a pencil linearly) so one
 dense, separable matrix pair per rung does the sum. What a heterogeneity narrower than about a centimetre
-does beside the pencils is carried from its own plane (:mod:`rtexport.dose.redefinition`).
+does beside the pencils is carried from its own plane (:mod:`rtexport.dose.redefinition`). The fan grid is then
+read at every voxel of the patient (:mod:`rtexport.dose.fan`).
 
 Output: each beam is normalized at its own peak in water at the reference SSD (:mod:`rtexport.dose.output`).
 """
@@ -18,6 +19,7 @@ Output: each beam is normalized at its own peak in water at the reference SSD (:
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -28,11 +30,12 @@ from scipy.special import erf
 
 from rtexport.dose import redefinition
 from rtexport.dose.commissioning import BroadBeam, broad_beam, scattering_power_water, water_sigma_mm
+from rtexport.dose.fan import to_patient
 from rtexport.dose.output import CutoutOutput, cutout_output, lattice, pencil_weights
 from rtexport.errors import DoseError
 from rtexport.geometry import polygon
 from rtexport.geometry.iec import BeamFrame
-from rtexport.geometry.sampling import grid_index, index_on_grid, sample_at
+from rtexport.geometry.sampling import sample_at
 from rtexport.model.dose import GridGeometry
 from rtexport.model.site import Applicator, EnergyData
 
@@ -92,9 +95,16 @@ class DoseEngine(Protocol):
 
 def _kernel(offsets_out: FloatArray, offsets_in: FloatArray, h: float, sigma: float) -> FloatArray:
     """G[o, i] = fraction of a uniform pencil of width h at offsets_in[i] landing on offsets_out[o] (per unit
-    width, i.e. a pencil-integrated Gaussian)."""
-    diff = offsets_out[:, None] - offsets_in[None, :]
+    width, i.e. a pencil-integrated Gaussian). On one lattice of step h (the engine's), G[o, i] depends on o − i
+    only: the erf runs once per difference."""
     s = math.sqrt(2.0) * max(sigma, 1e-6)
+    n_out, n_in = len(offsets_out), len(offsets_in)
+    steps = np.concatenate([np.diff(offsets_out), np.diff(offsets_in)])
+    if n_out > 1 and n_in > 1 and np.all(np.abs(steps - h) <= 1e-9 * h):
+        diff = offsets_out[0] - offsets_in[-1] + h * np.arange(n_out + n_in - 1)
+        g = 0.5 * (erf((diff + h / 2) / s) - erf((diff - h / 2) / s))
+        return np.asarray(g[np.arange(n_out)[:, None] + (n_in - 1 - np.arange(n_in))[None, :]], dtype=np.float64)
+    diff = offsets_out[:, None] - offsets_in[None, :]
     return np.asarray(0.5 * (erf((diff + h / 2) / s) - erf((diff - h / 2) / s)), dtype=np.float64)
 
 
@@ -188,7 +198,7 @@ class PencilBeamEngine:
         # entered the medium
         out[:, iu0 : iu0 + len(uc), iv0 : iv0 + len(vc)] += bb.tail * np.moveaxis(w[..., None] * rays.entered, -1, 0)
         fan = GridGeometry(origin_mm=(vo[0], uo[0], d[0]), spacing_mm=(h, h, dstep), shape=out.shape)
-        return _to_patient(out, fan, medium, beam.frame)
+        return to_patient(out, fan, medium.grid, medium.inside, beam.frame)
 
 
 @dataclass(frozen=True)
@@ -213,11 +223,13 @@ def _planes(medium: Medium, beam: BeamSetup, dstep: float) -> tuple[FloatArray, 
     medium begins nearer than that."""
     grid = medium.grid
     xs, ys, zs = grid.axes()
-    zi, yi, xi = np.nonzero(medium.inside)
+    rows = np.any(medium.inside, axis=2)  # [z, y]: the medium's extent along each axis, without its indices
+    columns = np.any(medium.inside, axis=(0, 1))
+    zi, yi, xi = (np.nonzero(a)[0] for a in (np.any(rows, axis=1), np.any(rows, axis=0), columns))
     if zi.size == 0:
         raise DoseError(f"beam {beam.name}: the medium is empty (no voxel inside the External or bolus)")
-    lo = np.array([xs[xi.min()], ys[yi.min()], zs[zi.min()]]) - np.asarray(grid.spacing_mm)
-    hi = np.array([xs[xi.max()], ys[yi.max()], zs[zi.max()]]) + np.asarray(grid.spacing_mm)
+    lo = np.array([xs[xi[0]], ys[yi[0]], zs[zi[0]]]) - np.asarray(grid.spacing_mm)
+    hi = np.array([xs[xi[-1]], ys[yi[-1]], zs[zi[-1]]]) + np.asarray(grid.spacing_mm)
     near, far = beam.frame.depth_range(lo, hi)
     d0 = max(near, beam.cutout_distance_mm + dstep)  # nothing scatters before the cutout
     d = np.arange(d0, far + dstep, dstep)
@@ -247,15 +259,13 @@ def _trace(
     (uc, vc), (d, clipped) = pencils, planes
     uu, vv = np.meshgrid(uc, vc, indexing="ij")
     stretch = frame.ray_length(uu, vv, 1.0)  # ray length per unit axis distance
-    idx = index_on_grid(grid, frame.from_fan(uu[..., None], vv[..., None], d[None, None, :]))
-    s_rel = sample_at(medium.stopping, idx)
-    t_rel = sample_at(medium.scattering, idx)
+    idx = _ray_index(grid, frame, (uc, vc), d)
+    volumes = (medium.stopping, medium.scattering, medium.inside if medium.occupancy is None else medium.occupancy)
+    with ThreadPoolExecutor(len(volumes)) as pool:  # scipy's sampler releases the GIL
+        s_rel, t_rel, occ = pool.map(lambda volume: sample_at(volume, idx), volumes)
     if medium.occupancy is not None:
-        occ = sample_at(medium.occupancy, idx)
         s_rel *= occ
         t_rel *= occ
-    else:
-        occ = sample_at(medium.inside, idx)
     if clipped and np.any(occ[..., 0] >= 0.5):
         raise DoseError(
             f"beam {beam.name}: the patient or bolus reaches the cutout ({beam.cutout_distance_mm:g} mm from "
@@ -297,6 +307,24 @@ def _trace(
     entered &= in_medium
     fluence = bb.electron_dose(zeff) * ((fv + zeff) / to_source) ** 2 * entered
     return _Rays(zeff, sig2, air_path, fluence, entered, inside, sharp, tw_all, ell)
+
+
+def _ray_index(
+    grid: GridGeometry, frame: BeamFrame, pencils: tuple[FloatArray, FloatArray], d: FloatArray
+) -> FloatArray:
+    """Fractional [z, y, x] indices (3, u, v, d) on ``grid`` of the pencils' points in every plane: the sums of
+    :meth:`BeamFrame.from_fan` one coordinate at a time, without the (..., 3) points."""
+    uc, vc = pencils
+    s = (d / frame.sad_mm)[None, None, :]
+    us, vs = uc[:, None, None] * s, vc[None, :, None] * s
+    direction, x_b, y_b = frame.direction, frame.axes[:, 0], frame.axes[:, 1]
+    idx = np.empty((3, len(uc), len(vc), len(d)), dtype=np.float64)
+    for c in range(3):
+        along = frame.source_mm[c] + d[None, None, :] * direction[c]
+        point = along + us * x_b[c] + vs * y_b[c]
+        np.subtract(point, grid.origin_mm[c], out=idx[2 - c])
+        idx[2 - c] /= grid.spacing_mm[c]
+    return idx
 
 
 def _components(
@@ -348,31 +376,22 @@ def _spread(
     rung_d, frac_d = np.moveaxis(rung, -1, 0), np.moveaxis(frac, -1, 0)
     planes = np.nonzero(qd.reshape(nd, -1).any(axis=1))[0]
     qd, rung_d, frac_d = qd[planes], rung_d[planes], frac_d[planes]
-    for r in range(int(rung_d[qd > 0].max()) + 2):
-        lam = np.where(rung_d == r, 1.0 - frac_d, 0.0) + np.where(rung_d == r - 1, frac_d, 0.0)
-        sel = np.nonzero((lam * (qd > 0)).reshape(len(planes), -1).any(axis=1))[0]
+    # each plane's pencils span a few rungs: a rung looks only at the planes whose span reaches it
+    lit = qd > 0
+    span_lo = np.where(lit, rung_d, np.iinfo(np.int64).max).min(axis=(1, 2))
+    span_hi = np.where(lit, rung_d, -1).max(axis=(1, 2)) + 1
+    for r in range(int(span_hi.max()) + 1):
+        near = np.nonzero((span_lo <= r) & (r <= span_hi))[0]
+        if near.size == 0:
+            continue
+        rn, fn = rung_d[near], frac_d[near]
+        lam = np.where(rn == r, 1.0 - fn, 0.0) + np.where(rn == r - 1, fn, 0.0)
+        hit = (lam * lit[near]).reshape(near.size, -1).any(axis=1)
+        sel, lam = near[hit], lam[hit]
         if sel.size == 0:
             continue
         sig_r = smin * ratio**r
         gu = _kernel(uo, uc, h, sig_r)
         gv = _kernel(vo, vc, h, sig_r)
-        out[planes[sel]] += gu @ (qd[sel] * lam[sel]) @ gv.T
+        out[planes[sel]] += gu @ (qd[sel] * lam) @ gv.T
     return out
-
-
-def _to_patient(
-    out: npt.NDArray[np.float32], fan: GridGeometry, medium: Medium, frame: BeamFrame
-) -> npt.NDArray[np.float32]:
-    """The fan grid [d, u, v] sampled at every voxel inside the medium."""
-    grid = medium.grid
-    xs, ys, zs = grid.axes()
-    result = np.zeros(grid.shape, dtype=np.float32)
-    chunk = max(1, 2_000_000 // (grid.shape[1] * grid.shape[2]))
-    for k0 in range(0, grid.shape[0], chunk):
-        kz, ky, kx = np.nonzero(medium.inside[k0 : k0 + chunk])
-        if kz.size == 0:
-            continue
-        u, v, dd = frame.to_fan(np.column_stack([xs[kx], ys[ky], zs[kz + k0]]))
-        vals = sample_at(out, grid_index(fan, v, u, dd))  # out is [d, u, v]
-        result[kz + k0, ky, kx] = np.maximum(vals, 0.0)
-    return result
