@@ -206,21 +206,22 @@ def _plane_blur(
     x: FloatArray, s_iso: FloatArray, blurs: dict[int, tuple[FloatArray, FloatArray]], h: float
 ) -> FloatArray:
     """x [u, v, d] blurred in each plane by a Gaussian of σ ``s_iso[d]`` (lattice units of ``h``), the σ on the
-    ladder; [u, v, d] out."""
-    out = np.empty_like(x)
+    ladder, the planes of one rung at once; [u, v, d] out."""
+    xd = np.moveaxis(x, -1, 0)  # [d, u, v]
+    out = xd.copy()
     ou = np.arange(x.shape[0], dtype=np.float64) * h
     ov = np.arange(x.shape[1], dtype=np.float64) * h
     smin = 0.3 * h
-    for k in range(x.shape[-1]):
-        if s_iso[k] < smin:
-            out[..., k] = x[..., k]
-            continue
-        r = round(math.log(float(s_iso[k]) / smin) / math.log(_RATIO))
+    rung = np.round(np.log(np.maximum(s_iso, smin) / smin) / math.log(_RATIO)).astype(np.int64)
+    rung[s_iso < smin] = -1  # finer than the lattice: left as it is
+    for r in np.unique(rung[rung >= 0]):
+        r = int(r)
         if r not in blurs:
             blurs[r] = (_blur(ou, h, smin * _RATIO**r), _blur(ov, h, smin * _RATIO**r))
         gu, gv = blurs[r]
-        out[..., k] = gu @ x[..., k] @ gv.T
-    return out
+        sel = np.nonzero(rung == r)[0]
+        out[sel] = gu @ xd[sel] @ gv.T
+    return np.moveaxis(out, 0, -1)
 
 
 def range_change(
