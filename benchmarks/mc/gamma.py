@@ -26,13 +26,32 @@ def gamma_pass_rate(
 ) -> float:
     """Share (%) of reference points above ``cutoff_pct`` of the reference maximum with gamma ≤ 1; both doses on
     the same uniform grid ``axes_mm`` (one axis per array dimension)."""
+    gamma = gamma_index(axes_mm, reference, evaluated, dose_pct, dta_mm, cutoff_pct, max_gamma)
+    scored = ~np.isnan(gamma)
+    if not scored.any():
+        return math.nan
+    return float(100.0 * np.mean(gamma[scored] <= 1.0))
+
+
+def gamma_index(
+    axes_mm: tuple[FloatArray, FloatArray],
+    reference: FloatArray,
+    evaluated: FloatArray,
+    dose_pct: float,
+    dta_mm: float,
+    cutoff_pct: float = 10.0,
+    max_gamma: float = 2.0,
+) -> FloatArray:
+    """Gamma at every reference point (capped at ``max_gamma``), NaN where the reference is at most
+    ``cutoff_pct`` of its maximum."""
     h0 = float(axes_mm[0][1] - axes_mm[0][0])
     h1 = float(axes_mm[1][1] - axes_mm[1][0])
     top = float(reference.max())
     dd = dose_pct / 100.0 * top
+    out = np.full(reference.shape, np.nan)
     i0, i1 = np.nonzero(reference > cutoff_pct / 100.0 * top)
     if i0.size == 0:
-        return math.nan
+        return out
     ref = reference[i0, i1]
     step = min(h0, h1) / 5.0
     reach = max_gamma * dta_mm
@@ -47,4 +66,5 @@ def gamma_pass_rate(
             coords = np.vstack([i0 + o0 / h0, i1 + o1 / h1])
             val = ndimage.map_coordinates(evaluated, coords, order=1, mode="nearest")
             np.minimum(best, ((val - ref) / dd) ** 2 + dist2, out=best)
-    return float(100.0 * np.mean(best <= 1.0))
+    out[i0, i1] = np.sqrt(best)
+    return out

@@ -4,8 +4,9 @@ recomputed on every run, so a change that makes it depart from Monte Carlo fails
 The machine is commissioned from Monte Carlo water data as a clinic would from measurements (reference PDD, square
 cutout factors at their own dmax, the depth doses of 2, 3 and 6 cm squares); every other field is a prediction.
 Tolerances are MPPG 5.b's (3 %/2 mm for homogeneous fields and cutouts, 5 % oblique and irregular surfaces, 7 %
-heterogeneities) and gamma 3 %/2 mm over dose > 10 % of the maximum; where a case still misses, the test holds it
-to the number docs/dose.md gives, so it cannot get worse unnoticed.
+heterogeneities) and gamma 3 %/2 mm over dose > 10 % of the maximum, on the central plane (averaged over the band
+of y where neither phantom nor field changes, ``y_band``, so the Monte Carlo's noise does not decide); where a
+case still misses, the test holds it to the number docs/dose.md gives, so it cannot get worse unnoticed.
 """
 
 from __future__ import annotations
@@ -60,22 +61,22 @@ EXPECTED = {
     "cutout 4x4": (95.0, 3.0, True),
     "cutout 3x3": (95.0, 3.0, True),
     "cutout 2x2": (95.0, 3.0, True),
-    "cutout 2x8": (95.0, 3.0, False),  # R90 2.2 mm shallow
+    "cutout 2x8": (95.0, 3.0, True),
     "cutout 3x6": (95.0, 3.0, True),
     "cutout 4x10": (95.0, 3.0, True),
-    "extended SSD 110": (90.0, 3.0, True),
+    "extended SSD 110": (95.0, 3.0, True),
     "bolus 1 cm": (95.0, 3.0, True),
-    "step 40 mm": (86.0, 5.0, True),
-    "oblique 30": (94.0, 5.0, True),
-    "oblique 45": (91.5, 5.0, True),
+    "step 40 mm": (91.0, 5.0, True),  # gamma 3%/2mm 91.4 %
+    "oblique 30": (95.0, 5.5, False),  # dmax -5.0 % (MPPG 5.b: 5 %)
+    "oblique 45": (93.5, 5.0, True),  # gamma 3%/2mm 93.6 %
     "oblique 60": (96.5, 5.0, True),
-    "lung slab 2 cm": (90.5, 7.0, True),
-    "bone slab 1 cm": (87.0, 7.0, True),
-    "air cavity 1 cm": (94.5, 7.5, False),  # 4-7 % too little dose behind the cavity
-    "bone insert 1 cm": (94.5, 5.0, True),
-    "air cavity 1 cm at 3 cm": (94.5, 13.5, False),  # 7-13 % too little in the fall-off behind it
-    "bone insert 1 cm at 3 cm": (92.5, 15.5, False),  # 12-15 % too much in the fall-off behind it
-    "20 MeV ref 10x10": (90.0, 3.0, True),
+    "lung slab 2 cm": (95.0, 7.0, True),
+    "bone slab 1 cm": (88.5, 7.0, True),  # gamma 3%/2mm 88.6 %
+    "air cavity 1 cm": (95.0, 7.5, False),  # 6-7 % too little dose behind the cavity
+    "bone insert 1 cm": (95.0, 5.0, True),
+    "air cavity 1 cm at 3 cm": (95.0, 8.0, False),  # 1-8 % too little in the fall-off behind it
+    "bone insert 1 cm at 3 cm": (94.5, 11.0, False),  # 1-10 % too much in the fall-off behind it
+    "20 MeV ref 10x10": (95.0, 3.0, True),
     "20 MeV cutout 4x4": (95.0, 3.0, True),
     "20 MeV circle 3 cm": (95.0, 3.0, True),
     "20 MeV cutout 2x8": (95.0, 3.0, True),
@@ -84,7 +85,7 @@ EXPECTED = {
     "9 MeV irregular 4x5": (95.0, 3.0, True),
     "6 MeV irregular 4x5": (95.0, 3.0, True),
     "6 MeV cylinder r 8 cm": (95.0, 5.0, True),
-    "20 MeV cylinder r 8 cm": (92.5, 5.0, True),  # gamma 3%/2mm 92.7 %
+    "20 MeV cylinder r 8 cm": (95.0, 5.0, True),
     "6 MeV ref 10x10": (95.0, 3.0, True),
     "6 MeV cutout 4x4": (95.0, 3.0, True),
     "6 MeV circle 3 cm": (95.0, 3.0, True),
@@ -96,8 +97,8 @@ EXPECTED = {
     "irregular 4x5": (95.0, 3.0, True),
     "cutout 2x6": (95.0, 3.0, True),
     "cutout 3x10": (95.0, 3.0, True),
-    "cutout 4x8": (94.0, 3.0, True),  # gamma 3%/2mm 94.2 %
-    "cylinder r 8 cm": (93.0, 5.0, True),  # gamma 3%/2mm 93.2 %
+    "cutout 4x8": (95.0, 3.0, True),
+    "cylinder r 8 cm": (95.0, 5.0, True),
 }
 
 

@@ -190,6 +190,11 @@ class PencilBeamEngine:
         iv0 = round((vc[0] - vo[0]) / h)
         if rays.sharp.any():  # what lies beside the pencils, from the plane where it lies
             moments = redefinition.plane_moments(rays.scattering, rays.ell, rays.inside)
+            kept = redefinition.range_change(
+                bb, rays.zeff, rays.excess, w[..., None] * rays.entered, moments, (d, sad, h), bb.sigma_theta_rad**2
+            )
+            out[:, iu0 : iu0 + len(uc), iv0 : iv0 + len(vc)] += np.moveaxis(kept, -1, 0).astype(np.float32)
+            np.maximum(out, 0.0, out=out)
             out *= redefinition.fluence_ratio(
                 rays.sharp, rays.inside, moments, (d, sad, h), (uo, vo, iu0, iv0), bb.sigma_theta_rad**2
             ).astype(np.float32)
@@ -216,6 +221,7 @@ class _Rays:
     sharp: FloatArray  # the scattering's lateral structure the pencils do not carry (redefinition)
     scattering: FloatArray  # all of it, per plane (polar angle²)
     ell: FloatArray  # the geometric path from the first plane
+    excess: FloatArray  # the effective depth the heterogeneities added (redefinition)
 
 
 def _planes(medium: Medium, beam: BeamSetup, dstep: float) -> tuple[FloatArray, bool]:
@@ -306,7 +312,7 @@ def _trace(
     in_medium = ndimage.maximum_filter1d(occ > 0, size=2 * reach + 1, axis=-1, mode="constant")
     entered &= in_medium
     fluence = bb.electron_dose(zeff) * ((fv + zeff) / to_source) ** 2 * entered
-    return _Rays(zeff, sig2, air_path, fluence, entered, inside, sharp, tw_all, ell)
+    return _Rays(zeff, sig2, air_path, fluence, entered, inside, sharp, tw_all, ell, zeff - water)
 
 
 def _ray_index(

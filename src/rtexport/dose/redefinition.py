@@ -200,3 +200,72 @@ def fluence_ratio(
         s_iso = np.sqrt(np.maximum(s2, 1e-6)) * sad / d[targets]
         _add_blurred(ratio, targets, 0.5 * length**2, src, s_iso, blurs, (uo, vo, h))
     return np.maximum(1.0 + ratio, 0.0)
+
+
+def _plane_blur(
+    x: FloatArray, s_iso: FloatArray, blurs: dict[int, tuple[FloatArray, FloatArray]], h: float
+) -> FloatArray:
+    """x [u, v, d] blurred in each plane by a Gaussian of σ ``s_iso[d]`` (lattice units of ``h``), the σ on the
+    ladder, the planes of one rung at once; [u, v, d] out."""
+    xd = np.moveaxis(x, -1, 0)  # [d, u, v]
+    out = xd.copy()
+    ou = np.arange(x.shape[0], dtype=np.float64) * h
+    ov = np.arange(x.shape[1], dtype=np.float64) * h
+    smin = 0.3 * h
+    rung = np.round(np.log(np.maximum(s_iso, smin) / smin) / math.log(_RATIO)).astype(np.int64)
+    rung[s_iso < smin] = -1  # finer than the lattice: left as it is
+    for r in np.unique(rung[rung >= 0]):
+        r = int(r)
+        if r not in blurs:
+            blurs[r] = (_blur(ou, h, smin * _RATIO**r), _blur(ov, h, smin * _RATIO**r))
+        gu, gv = blurs[r]
+        sel = np.nonzero(rung == r)[0]
+        out[sel] = gu @ xd[sel] @ gv.T
+    return np.moveaxis(out, 0, -1)
+
+
+def range_change(
+    bb: BroadBeam,
+    zeff: FloatArray,
+    excess: FloatArray,
+    weight: FloatArray,
+    moments: tuple[FloatArray, FloatArray, FloatArray, FloatArray],
+    geometry: tuple[FloatArray, float, float],
+    theta0_2: float,
+) -> FloatArray:
+    """Dose to add [u, v, d] on the pencils' lattice (relative to the reference field's maximum) so the electrons
+    reaching each point carry the range they kept through the heterogeneities they crossed.
+
+    The pencils read the broad beam's depth dose at their own effective depth ``zeff`` and spread it with their
+    whole σ from the surface, so behind a small insert the shorter (bone) or longer (air) range of the electrons
+    that crossed it is shared with the pencils beside it as far as σ reaches. The electrons that reach a point
+    behind the insert crossed it within the spread they gained since its plane, s (as in :func:`fluence_ratio`),
+    which Shiu & Hogstrom's redefinition follows by carrying each pencil's energy plane by plane. To first order:
+    the change of the depth dose that the heterogeneities' effective depth (``excess``) makes, averaged over the
+    pencils around each point within s, less the same averaged within the pencils' whole σ, times the fluence
+    there. A laterally uniform change (water, a slab, the skin) averages alike either way and adds nothing.
+    ``weight``: each pencil's share in the medium [u, v, d]; ``moments``, ``geometry`` as :func:`fluence_ratio`.
+    """
+    d, sad, h = geometry
+    a0, a1, a2, ell = moments
+    step = np.abs(np.diff(excess, axis=-1, prepend=0.0)).sum(axis=(0, 1))  # where along the axis it is added
+    if not step.any():
+        return np.zeros_like(zeff)
+    plane = np.arange(len(d), dtype=np.float64)
+    kc = np.minimum(np.cumsum(step * plane) / np.maximum(np.cumsum(step), 1e-12), plane)  # its mean plane so far
+    lc = np.interp(kc, plane, ell)
+    a0c, a1c, a2c = (np.interp(kc, plane, m) for m in (a0, a1, a2))
+    length = np.maximum(ell - lc, 0.0)
+    s2 = (0.5 * a0c + theta0_2) * length**2 + 0.5 * (ell**2 * (a0 - a0c) - 2 * ell * (a1 - a1c) + (a2 - a2c))
+    full2 = 0.5 * (ell**2 * a0 - 2 * ell * a1 + a2) + theta0_2 * ell**2
+    to_iso = sad / d
+    fv = bb.virtual_ssd_mm
+    q = weight * ((fv + zeff) / (fv + d - bb.reference_ssd_mm)) ** 2  # fluence, inverse square from the source
+    change = q * (bb.electron_dose(zeff) - bb.electron_dose(zeff - excess))
+    blurs: dict[int, tuple[FloatArray, FloatArray]] = {}
+    narrow = np.sqrt(np.maximum(s2, 0.0)) * to_iso
+    wide = np.sqrt(np.maximum(full2, 0.0)) * to_iso
+    fluence = _plane_blur(q, wide, blurs, h)
+    mean_narrow = _plane_blur(change, narrow, blurs, h) / np.maximum(_plane_blur(q, narrow, blurs, h), 1e-9)
+    mean_wide = _plane_blur(change, wide, blurs, h) / np.maximum(fluence, 1e-9)
+    return np.asarray(fluence * (mean_narrow - mean_wide), dtype=np.float64)
