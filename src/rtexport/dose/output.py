@@ -46,6 +46,7 @@ _DEPTH_STEP_MM = 0.5
 _SIDE_TOLERANCE_MM = 0.05  # an equivalent square this close to the table's end is that end (sampling of the outline)
 _SUB = 16  # samples per pencil side for a cutout's pencil weights in the water model: its outline to 0.16 mm
 _QUADRATURE = 32  # Gauss–Legendre nodes per edge of the sector integral
+_NODES, _WEIGHTS = np.polynomial.legendre.leggauss(_QUADRATURE)  # once: they cost more than the integral itself
 _SIGMA_R_MM = np.geomspace(0.5, 80.0, 800)  # the σ_r a table is fitted over
 
 
@@ -195,13 +196,12 @@ def _sector_integral(poly: FloatArray, points: FloatArray, sigma_mm: float) -> F
     span = np.arctan2(cross_ab, (a * b).sum(axis=-1))  # signed angle the edge subtends
     start = np.arctan2(a[..., 1], a[..., 0])
     a_e = a[..., 0] * e[..., 1] - a[..., 1] * e[..., 0]
-    nodes, weights = np.polynomial.legendre.leggauss(_QUADRATURE)
-    theta = start[..., None] + 0.5 * span[..., None] * (1.0 + nodes)
+    theta = start[..., None] + 0.5 * span[..., None] * (1.0 + _NODES)
     u_e = np.cos(theta) * e[..., 1, None] - np.sin(theta) * e[..., 0, None]
     with np.errstate(divide="ignore", invalid="ignore"):
         r = np.where(np.abs(u_e) > 1e-300, a_e[..., None] / u_e, 0.0)
     kept = 1.0 - np.exp(-(r * r) / (2.0 * sigma_mm * sigma_mm))
-    per_edge = 0.5 * span * (kept * weights).sum(axis=-1)
+    per_edge = 0.5 * span * (kept * _WEIGHTS).sum(axis=-1)
     return np.asarray(np.abs(per_edge.sum(axis=-1)) / (2.0 * math.pi), dtype=np.float64)
 
 
