@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from rtexport.dose import PencilBeamEngine
-from rtexport.dose.output import CutoutOutOfRange, cutout_output
+from rtexport.dose.output import CutoutOutOfRange, _sector_integral, cutout_output, lateral_fraction
 from rtexport.model.site import EnergyData, Site
 from tests.dose.media import FloatArray, beam, slab_medium, square
 
@@ -119,24 +119,28 @@ def test_a_cutouts_output_follows_its_cutout_and_the_sites_table(site: Site) -> 
     assert first.factor == pytest.approx(table(e, 45.0), rel=0.005)
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_the_lateral_build_up_search_is_scipys_nelder_mead_step_for_step(seed: int) -> None:
-    """The simplex search of a cutout's best point runs without importing scipy.optimize, and finds what SciPy's
-    Nelder–Mead finds from the same simplex, to the last bit."""
+def _outlines() -> list[FloatArray]:
+    rng = np.random.default_rng(7)
+    t = np.linspace(0.0, 2.0 * math.pi, 48, endpoint=False)
+    out = [
+        np.array([[-w / 2, -h / 2], [w / 2, -h / 2], [w / 2, h / 2], [-w / 2, h / 2]]) for w, h in [(30, 30), (20, 80)]
+    ]
+    out.append(np.column_stack([25.0 * np.cos(t) + 3.0, 25.0 * np.sin(t) - 2.0]))
+    out.append(np.array([[0, 0], [60, 0], [60, 20], [20, 20], [20, 60], [0, 60]], dtype=np.float64))  # an L
+    r, a = rng.uniform(15.0, 45.0, 12), np.sort(rng.uniform(0.0, 2.0 * math.pi, 12))
+    out.append(np.column_stack([r * np.cos(a), r * np.sin(a)]))
+    return out
+
+
+@pytest.mark.parametrize("sigma", [3.0, 12.0])
+@pytest.mark.parametrize("outline", _outlines(), ids=["square", "3x8", "circle", "L", "irregular"])
+def test_lateral_build_up_ratio_is_the_maximum_over_the_aperture(outline: FloatArray, sigma: float) -> None:
+    """The ratio is the sector integral at its best point: what a general optimizer (scipy's simplex, started from
+    the outline's vertex mean) finds, to 1e-8."""
     from scipy import optimize
 
-    from rtexport.dose.output import _sector_integral, _simplex_minimum
+    def minus(p: FloatArray) -> float:
+        return -float(_sector_integral(outline, np.asarray(p, dtype=np.float64)[None, :], sigma)[0])
 
-    rng = np.random.default_rng(seed)
-    angles = np.sort(rng.uniform(0.0, 2.0 * math.pi, 7))
-    radii = rng.uniform(10.0, 60.0, 7)
-    poly = np.column_stack([radii * np.cos(angles), radii * np.sin(angles)])
-    sigma = float(rng.uniform(3.0, 30.0))
-
-    def f(p: FloatArray) -> float:
-        return -float(_sector_integral(poly, np.asarray(p, dtype=np.float64)[None, :], sigma)[0])
-
-    start = poly.mean(axis=0) + np.array([[0.0, 0.0], [4.0, 0.0], [0.0, 4.0]])
-    options = {"xatol": 0.01, "fatol": 1e-12, "initial_simplex": start}
-    theirs = optimize.minimize(f, start[0], method="Nelder-Mead", options=options)
-    assert _simplex_minimum(f, start, xatol=0.01, fatol=1e-12) == float(theirs.fun)
+    best = optimize.minimize(minus, outline.mean(axis=0), method="Nelder-Mead", options={"xatol": 1e-6, "fatol": 1e-14})
+    assert lateral_fraction(outline, sigma) == pytest.approx(-best.fun, rel=1e-8)

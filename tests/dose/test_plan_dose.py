@@ -5,18 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 from scipy.ndimage import map_coordinates
+from threadpoolctl import threadpool_info
 
 from rtexport.demo.beamdata import REFERENCE_TABLE, demo_site
-from rtexport.dose import CTVolume, compute_plan_dose, pdd_metrics
+from rtexport.dose import BeamSetup, CTVolume, Medium, PencilBeamEngine, compute_plan_dose, pdd_metrics
 from rtexport.errors import PlanError
 from rtexport.geometry.contours import rasterize
 from rtexport.geometry.setup import aim_plan
 from rtexport.model.course import Contour, CTGeometry
 from rtexport.model.dose import DoseGrid, GridGeometry
 from rtexport.model.plan import Plan
-from rtexport.model.site import Site, site_problems
+from rtexport.model.site import EnergyData, Site, site_problems
 
 
 def square(cx: float, cy: float, half: float, z: float) -> np.ndarray:
@@ -230,3 +232,35 @@ def test_dose_grid_covers_every_slice_holding_the_external_or_a_bolus(
     assert (ct.geometry.slice_z_mm[-1] - ct.geometry.slice_z_mm[0]) % 2.5 != 0  # the grid cannot end on the CT
     for axis, values in enumerate(grid.axes()):
         assert values[0] <= points[:, axis].min() and values[-1] >= points[:, axis].max(), "xyz"[axis]
+
+
+def _blas_threads() -> list[int]:
+    return [int(lib["num_threads"]) for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+
+class _Watching(PencilBeamEngine):
+    """The engine, noting the BLAS thread counts each beam's dose was computed with."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: dict[str, list[int]] = {}
+
+    def beam_dose(self, medium: Medium, beam: BeamSetup, energy: EnergyData) -> npt.NDArray[np.float32]:
+        self.seen[beam.name] = _blas_threads()
+        return super().beam_dose(medium, beam, energy)
+
+
+def test_each_beam_runs_its_matrix_products_on_one_blas_thread(
+    site: Site, box: tuple[CTVolume, dict[str, list[Contour]]]
+) -> None:
+    """The beams run on threads of their own: BLAS's threads on top would outnumber the cores (and spin). Each
+    beam's products use one, and BLAS is as it was afterwards."""
+    ct, contours = box
+    beams = [plan().beams[0], plan(name="B2", gantry_deg=20.0).beams[0]]
+    two = Plan.model_validate({**plan().model_dump(by_alias=True), "beam": [b.model_dump() for b in beams]})
+    before = _blas_threads()
+    engine = _Watching()
+    result = compute_plan_dose(two, site, ct, contours, grid_mm=4.0, engine=engine)
+    assert [b.beam_name for b in result.beams] == ["B1", "B2"]
+    assert engine.seen == {"B1": [1] * len(before), "B2": [1] * len(before)}
+    assert _blas_threads() == before

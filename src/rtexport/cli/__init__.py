@@ -67,6 +67,9 @@ def _root(
 
 
 def main() -> None:
+    # rtexport's models use no pydantic plugin, and looking for them reads every installed package's entry points
+    # (tens of ms of each command's start); a plugin is still loaded when this is set otherwise, e.g. to ""
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     try:
         app(prog_name=PROG)
     except (GateError, InputError) as e:

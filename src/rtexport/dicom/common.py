@@ -190,6 +190,10 @@ def encode(ds: Dataset) -> bytes:
     if "SOPClassUID" not in ds or "SOPInstanceUID" not in ds:
         raise BuildError("cannot encode a dataset without SOPClassUID and SOPInstanceUID")
     out = Dataset(ds)  # shallow: shares elements, own file meta
+    # ds's own encoding as read: elements read in the encoding written (an imported structure set's contours) are
+    # copied as read instead of each parsed and encoded again, exactly as writing ds itself would
+    implicit, little = ds.original_encoding
+    out.set_original_encoding(implicit, little, ds.original_character_set)
     out.file_meta = file_meta(ds)
     buffer = io.BytesIO()
     dcmwrite(buffer, out, enforce_file_format=True)

@@ -26,10 +26,7 @@ the plan gives the factor measured for that cutout (``cutout_factor = { value = 
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,6 +46,7 @@ _DEPTH_STEP_MM = 0.5
 _SIDE_TOLERANCE_MM = 0.05  # an equivalent square this close to the table's end is that end (sampling of the outline)
 _SUB = 16  # samples per pencil side for a cutout's pencil weights in the water model: its outline to 0.16 mm
 _QUADRATURE = 32  # Gauss–Legendre nodes per edge of the sector integral
+_NODES, _WEIGHTS = np.polynomial.legendre.leggauss(_QUADRATURE)  # once: they cost more than the integral itself
 _SIGMA_R_MM = np.geomspace(0.5, 80.0, 800)  # the σ_r a table is fitted over
 
 
@@ -198,97 +196,41 @@ def _sector_integral(poly: FloatArray, points: FloatArray, sigma_mm: float) -> F
     span = np.arctan2(cross_ab, (a * b).sum(axis=-1))  # signed angle the edge subtends
     start = np.arctan2(a[..., 1], a[..., 0])
     a_e = a[..., 0] * e[..., 1] - a[..., 1] * e[..., 0]
-    nodes, weights = _gauss_legendre(_QUADRATURE)
-    theta = start[..., None] + 0.5 * span[..., None] * (1.0 + nodes)
+    theta = start[..., None] + 0.5 * span[..., None] * (1.0 + _NODES)
     u_e = np.cos(theta) * e[..., 1, None] - np.sin(theta) * e[..., 0, None]
     with np.errstate(divide="ignore", invalid="ignore"):
         r = np.where(np.abs(u_e) > 1e-300, a_e[..., None] / u_e, 0.0)
     kept = 1.0 - np.exp(-(r * r) / (2.0 * sigma_mm * sigma_mm))
-    per_edge = 0.5 * span * (kept * weights).sum(axis=-1)
+    per_edge = 0.5 * span * (kept * _WEIGHTS).sum(axis=-1)
     return np.asarray(np.abs(per_edge.sum(axis=-1)) / (2.0 * math.pi), dtype=np.float64)
-
-
-@functools.cache
-def _gauss_legendre(n: int) -> tuple[FloatArray, FloatArray]:
-    """Nodes and weights of the n-point Gauss–Legendre rule (the same for every sector integral of a plan)."""
-    nodes, weights = np.polynomial.legendre.leggauss(n)
-    nodes.flags.writeable = weights.flags.writeable = False
-    return nodes, weights
 
 
 def lateral_fraction(poly: FloatArray, sigma_mm: float) -> float:
     """The largest fraction of a 2-D Gaussian of spread σ that the aperture covers around any of its points (the
-    lateral build-up ratio of the aperture, Khan et al. 1998): a lattice search refined by the simplex method."""
+    lateral build-up ratio of the aperture, Khan et al. 1998): a lattice search, refined by a compass search."""
     lo, hi = poly.min(axis=0), poly.max(axis=0)
     step = max(float((hi - lo).max()) / 16.0, 0.25)
     gu, gv = np.meshgrid(np.arange(lo[0], hi[0] + step, step), np.arange(lo[1], hi[1] + step, step))
     inside = polygon.contains([poly], gu, gv)
     candidates = np.column_stack([gu[inside], gv[inside]]) if inside.any() else poly.mean(axis=0, keepdims=True)
     values = _sector_integral(poly, candidates, sigma_mm)
-    best = candidates[int(np.argmax(values))]
-    lowest = _simplex_minimum(
-        lambda p: -float(_sector_integral(poly, p[None, :], sigma_mm)[0]),
-        best + np.array([[0, 0], [step, 0], [0, step]]),
-        xatol=0.01,
-        fatol=1e-12,
-    )
-    return max(float(values.max()), -lowest)
-
-
-def _simplex_minimum(f: Callable[[FloatArray], float], simplex: FloatArray, xatol: float, fatol: float) -> float:
-    """The lowest value of ``f`` the Nelder–Mead simplex method finds from ``simplex`` (n + 1 points): SciPy's
-    ``minimize(method="Nelder-Mead")`` step for step (reflection 1, expansion 2, contractions and shrink ½, at
-    most 200 n evaluations), without importing scipy.optimize (a fifth of a second for a command)."""
-    sim = np.array(simplex, dtype=np.float64)
-    n = sim.shape[1]
-    calls = [0]
-
-    def func(x: FloatArray) -> float:
-        if calls[0] >= 200 * n:
-            raise _Exhausted
-        calls[0] += 1
-        return f(np.copy(x))
-
-    fsim = np.array([func(x) for x in sim])
-    for _ in range(1, 200 * n):
-        order = np.argsort(fsim)
-        sim, fsim = np.take(sim, order, 0), np.take(fsim, order, 0)
-        if calls[0] >= 200 * n or (
-            np.max(np.abs(sim[1:] - sim[0])) <= xatol and np.max(np.abs(fsim[0] - fsim[1:])) <= fatol
-        ):
-            break
-        with contextlib.suppress(_Exhausted):  # as SciPy: the step stops where the evaluations run out
-            _simplex_step(func, sim, fsim)
-    order = np.argsort(fsim)
-    return float(fsim[order[0]])
-
-
-class _Exhausted(Exception):
-    """The simplex method's evaluations are spent."""
-
-
-def _simplex_step(func: Callable[[FloatArray], float], sim: FloatArray, fsim: FloatArray) -> None:
-    """One Nelder–Mead step on the sorted simplex, in place."""
-    n = sim.shape[1]
-    xbar = np.add.reduce(sim[:-1], 0) / n
-    xr = 2 * xbar - sim[-1]
-    fxr = func(xr)
-    if fxr < fsim[0]:
-        xe = 3 * xbar - 2 * sim[-1]
-        fxe = func(xe)
-        sim[-1], fsim[-1] = (xe, fxe) if fxe < fxr else (xr, fxr)
-    elif fxr < fsim[-2]:
-        sim[-1], fsim[-1] = xr, fxr
-    else:
-        outside = fxr < fsim[-1]
-        xc = 1.5 * xbar - 0.5 * sim[-1] if outside else 0.5 * xbar + 0.5 * sim[-1]
-        fxc = func(xc)
-        if (fxc <= fxr) if outside else (fxc < fsim[-1]):
-            sim[-1], fsim[-1] = xc, fxc
+    k = int(np.argmax(values))
+    best, value = candidates[k], float(values[k])
+    # the best of the eight neighbours at ``step`` while one is better, else half the step: the fraction is smooth
+    # around its maximum, so this finds it to _REFINE_MM (numpy alone: an optimizer's import costs more)
+    while step > _REFINE_MM:
+        around = best + step * _COMPASS
+        found = _sector_integral(poly, around, sigma_mm)
+        k = int(np.argmax(found))
+        if found[k] > value:
+            best, value = around[k], float(found[k])
         else:
-            for j in range(1, n + 1):
-                sim[j] = sim[0] + 0.5 * (sim[j] - sim[0])
-                fsim[j] = func(sim[j])
+            step /= 2.0
+    return value
+
+
+_REFINE_MM = 1e-3
+_COMPASS = np.array([(du, dv) for du in (-1.0, 0.0, 1.0) for dv in (-1.0, 0.0, 1.0) if du or dv])
 
 
 def equivalent_square_mm(fraction: float, sigma_mm: float) -> float:

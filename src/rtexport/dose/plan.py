@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from threadpoolctl import threadpool_limits
 
 from rtexport.dose.commissioning import X0_WATER_CM
 from rtexport.dose.engine import BeamSetup, DoseEngine, Medium, PencilBeamEngine
@@ -286,6 +287,22 @@ def _per_mu(engine: DoseEngine, medium: Medium, b: Beam, setup: BeamSetup, energ
     return _PerMU(b, d, *_normalization(d, medium.grid, medium.inside, setup))
 
 
+def _beams_per_mu(
+    engine: DoseEngine, medium: Medium, setups: Sequence[tuple[Beam, BeamSetup, EnergyData]]
+) -> list[_PerMU]:
+    """Every beam's dose per MU, in plan order. The beams are independent and numpy lets go of the interpreter in
+    their array work, so cores share them; each beam's matrix products then run on one BLAS thread: BLAS's own
+    threads on top of the beams' would outnumber the cores, and its idle threads spin (on two cores shared with
+    other work, BLAS at its default took more than twice the processor time and wall time of one thread each)."""
+    workers = min(len(setups), os.cpu_count() or 1, _MAX_THREADS)
+    with threadpool_limits(limits=1, user_api="blas"):
+        if workers == 1:
+            return [_per_mu(engine, medium, *one) for one in setups]
+        with ThreadPoolExecutor(workers, thread_name_prefix="beam-dose") as pool:
+            futures = [pool.submit(_per_mu, engine, medium, *one) for one in setups]
+            return [f.result() for f in futures]  # in plan order: the first beam's error is the one raised
+
+
 def _beam_dose(plan: Plan, aimed: AimedPlan, grid: GridGeometry, frame_uid: str, one: _PerMU, mu: float) -> BeamDose:
     """The beam's dose for ``mu`` MU per fraction."""
     gy = (one.dose * np.float32(mu * plan.fractions)).astype(np.float32)
@@ -330,14 +347,7 @@ def compute_plan_dose(
     material = _material(plan, site, ct, contours, aimed, work)
     setups = _setups(plan, machine, aimed)
     medium = material.crop()
-    # the beams are independent and numpy lets go of the interpreter in their array work: cores share them
-    workers = min(len(setups), os.cpu_count() or 1, _MAX_THREADS)
-    if workers > 1:
-        with ThreadPoolExecutor(workers, thread_name_prefix="beam-dose") as pool:
-            futures = [pool.submit(_per_mu, engine, medium, *one) for one in setups]
-            per_mu = [f.result() for f in futures]  # in plan order: the first beam's error is the one raised
-    else:
-        per_mu = [_per_mu(engine, medium, *one) for one in setups]
+    per_mu = _beams_per_mu(engine, medium, setups)
 
     weights = [one.beam.weight if one.beam.weight is not None else 1.0 for one in per_mu]
     total_w = sum(weights)
