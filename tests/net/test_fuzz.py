@@ -20,7 +20,7 @@ _TYPES = st.integers(min_value=0, max_value=255)
 _SETTINGS = settings(max_examples=300, deadline=1000, derandomize=True, database=None)
 
 
-def _decode(pdu_type: int, body: bytes | bytearray) -> pdu.PDU | None:
+def _decode(pdu_type: int, body: bytes | bytearray | memoryview) -> pdu.PDU | None:
     try:
         return pdu.decode(pdu_type, body)
     except PDUError:
