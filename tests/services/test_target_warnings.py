@@ -19,7 +19,8 @@ SHALLOW = "CW-E12"
 
 
 def test_the_demo_plan_reaches_and_covers_its_target(planned: Workspace) -> None:
-    compute_dose(planned, "CW-E1", ACTOR)  # the clinical engine's dose (the session's workspace has the coarse one)
+    """No false warning on a good plan (on the session's coarse dose; the clinical engine's coverage of the demo,
+    V90 >= 98 % and D95 >= 93 %, is held by tests/cli/test_demo.py)."""
     warnings = plan_view(planned, "CW-E1").warnings
     assert not [w for w in warnings if "cannot reach" in w or "D95" in w]
 
