@@ -16,7 +16,7 @@ from tests.conftest import ACTOR, COARSE
 
 PLAN = "CW-E1"
 # The doses here come from the coarse engine: each warning is held to the dose it was given, and the demo's MU
-# (~122 and ~79 per fraction) and maximum lie on the same sides of these levels at any resolution.
+# (about 122 and 80 per fraction) and maximum lie on the same sides of these levels at either resolution.
 
 
 def set_checks(ws: Workspace, **checks: float) -> None:
