@@ -20,7 +20,7 @@ from pydicom.dataset import Dataset
 
 from rtexport.demo.beamdata import demo_site
 from rtexport.demo.phantom import PhantomSpec, write_phantom
-from rtexport.dose import BeamSetup, Medium, PencilBeamEngine
+from rtexport.dose import BeamSetup, Medium
 from rtexport.export.gate import ALL_ITEMS
 from rtexport.model.course import PatientPosition
 from rtexport.model.people import Role
@@ -32,7 +32,7 @@ from rtexport.services.export import FolderDestination, export_plan
 from rtexport.services.plans import load_plan
 from rtexport.services.users import add_user
 from rtexport.workspace import Workspace
-from tests.conftest import ACTOR
+from tests.conftest import ACTOR, COARSE
 from tests.support.dciodvfy import run as dciodvfy
 
 F = npt.NDArray[np.float64]
@@ -216,10 +216,11 @@ isocenter_mm = {iso}
 
 
 class Recorder:
-    """The pencil-beam engine, keeping the setup of every beam it was given."""
+    """The pencil-beam engine, keeping the setup of every beam it was given (coarse: what is compared is where
+    each beam is, not its dose)."""
 
     def __init__(self) -> None:
-        self.engine = PencilBeamEngine()
+        self.engine = COARSE
         self.setups: dict[str, BeamSetup] = {}
 
     def beam_dose(self, medium: Medium, beam: BeamSetup, energy: EnergyData) -> npt.NDArray[np.float32]:

@@ -87,19 +87,26 @@ def test_oconnor_uniform_density_scales_depth(site: Site) -> None:
     assert np.max(np.abs(dl[sel] - expected)) < 0.01
 
 
+@pytest.fixture(scope="module")
+def water_depth_dose_160(site: Site) -> tuple[np.ndarray, np.ndarray]:
+    """The 20 cm field's central-axis dose in 16 cm of water: the slab tests' reference, computed once."""
+    water_med = slab_medium(depth=160.0)
+    bs, e = setup(site, 200.0)
+    return cax(water_med, PencilBeamEngine().relative_dose(water_med, bs, e))
+
+
 @pytest.mark.parametrize(
     ("slab", "cet", "what"),
     [((1.65, 2.19), 1.65, "compact bone 1 cm"), ((0.25, 0.25), 0.25, "lung 2 cm")],
 )
 def test_slab_shifts_isodoses_by_t_times_one_minus_cet(
-    site: Site, slab: tuple[float, float], cet: float, what: str
+    site: Site, water_depth_dose_160: tuple[np.ndarray, np.ndarray], slab: tuple[float, float], cet: float, what: str
 ) -> None:
     t = 10.0 if cet > 1 else 20.0
     y0 = 9.0
-    water_med = slab_medium(depth=160.0)
     slab_med = slab_medium(((y0, y0 + t, *slab),), depth=160.0)
     bs, e = setup(site, 200.0)
-    zw, dw = cax(water_med, PencilBeamEngine().relative_dose(water_med, bs, e))
+    zw, dw = water_depth_dose_160
     zs, ds = cax(slab_med, PencilBeamEngine().relative_dose(slab_med, bs, e))
     shift = depth_at(zs, ds, 0.5) - depth_at(zw, dw, 0.5)
     assert shift == pytest.approx(t * (1 - cet), abs=2.0), what

@@ -19,7 +19,7 @@ from rtexport.services.dose import compute_dose
 from rtexport.services.export import FolderDestination, export_plan
 from rtexport.services.plans import clone_plan, load_plan
 from rtexport.workspace import Workspace
-from tests.conftest import ACTOR, PHYS
+from tests.conftest import ACTOR, COARSE, PHYS
 
 ALL = tuple(Item)
 
@@ -50,7 +50,7 @@ def predecessor(rp: Dataset) -> str | None:
 def new_revision(ws: Workspace, plan_id: str = "CW-E1", fractions: int = 20) -> None:
     text = DEMO_PLAN.replace('id = "CW-E1"', f'id = "{plan_id}"').replace("fractions = 25", f"fractions = {fractions}")
     load_plan(ws, text, "plan.toml", ACTOR)
-    compute_dose(ws, plan_id, ACTOR)
+    compute_dose(ws, plan_id, ACTOR, engine=COARSE)  # what is held here is names and numbers, not dose
     authorize(ws, plan_id, PHYS, ACTOR)
 
 
@@ -66,7 +66,7 @@ def test_each_rt_plan_names_the_one_it_replaces(planned: Workspace, tmp_path: Pa
     approved = rt_plan(planned, "CW-E1", tmp_path / "r2a")
     assert approved.ApprovalStatus == "APPROVED" and predecessor(approved) == rp2.SOPInstanceUID
     clone_plan(planned, "CW-E1", "CW-E2", ACTOR, label="Chestwall 2")
-    compute_dose(planned, "CW-E2", ACTOR)
+    compute_dose(planned, "CW-E2", ACTOR, engine=COARSE)
     authorize(planned, "CW-E2", PHYS, ACTOR)
     assert predecessor(rt_plan(planned, "CW-E2", tmp_path / "c1")) == approved.SOPInstanceUID  # a clone: its source's
 

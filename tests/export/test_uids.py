@@ -11,7 +11,7 @@ from rtexport.services.approval import approve
 from rtexport.services.dose import compute_dose
 from rtexport.services.export import FolderDestination, export_plan
 from rtexport.workspace import Workspace
-from tests.conftest import ACTOR, PHYS, edit_site_toml
+from tests.conftest import ACTOR, COARSE, PHYS, edit_site_toml
 
 ALL = tuple(Item)
 
@@ -25,7 +25,7 @@ def exported(ws: Workspace, folder: Path) -> dict[str, bytes]:
 def test_an_unchanged_revision_dosed_again_keeps_its_uids_and_files(planned: Workspace, tmp_path: Path) -> None:
     before = exported(planned, tmp_path / "out")
     state = planned.plan_state("CW-E1")
-    compute_dose(planned, "CW-E1", ACTOR)
+    compute_dose(planned, "CW-E1", ACTOR, engine=COARSE)  # the engine of the dose before: the same result
     again = planned.plan_state("CW-E1")
     assert again.dose is not None and state.dose is not None and again.dose.computed_at > state.dose.computed_at
     report = export_plan(planned, "CW-E1", ALL, FolderDestination(tmp_path / "out"), ACTOR)
@@ -36,7 +36,7 @@ def test_an_unchanged_revision_dosed_again_keeps_its_uids_and_files(planned: Wor
 
 def test_another_dose_result_gets_new_uids(planned: Workspace, tmp_path: Path) -> None:
     before = exported(planned, tmp_path / "a")
-    compute_dose(planned, "CW-E1", ACTOR, grid_mm=3.0)  # another grid: another result
+    compute_dose(planned, "CW-E1", ACTOR, grid_mm=3.0, engine=COARSE)  # another grid: another result
     after = exported(planned, tmp_path / "b")
     assert {n.split(".", 1)[1] for n in before}.isdisjoint(n.split(".", 1)[1] for n in after)
 

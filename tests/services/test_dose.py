@@ -22,9 +22,9 @@ from rtexport.services.dose import compute_dose
 from rtexport.services.export import FolderDestination, export_plan
 from rtexport.services.plans import load_plan
 from rtexport.workspace import Workspace
-from tests.conftest import ACTOR, PHYS
+from tests.conftest import ACTOR, COARSE, PHYS
 
-COARSE_MM = 5.0  # these tests are about what is stored and refused, not about the dose's resolution
+COARSE_MM = 5.0  # with COARSE: these tests are about what is stored and refused, not about the dose's values
 
 
 def test_approval_while_dose_is_computed_keeps_the_approved_dose(
@@ -47,7 +47,7 @@ def test_approval_while_dose_is_computed_keeps_the_approved_dose(
 
     monkeypatch.setattr(dose_service, "compute_plan_dose", slow_compute)
     with pytest.raises(PlanError, match=r"was approved while its dose was computed; the approved dose stands"):
-        compute_dose(planned, "CW-E1", ACTOR, grid_mm=COARSE_MM)
+        compute_dose(planned, "CW-E1", ACTOR, grid_mm=COARSE_MM, engine=COARSE)
     after = planned.plan_state("CW-E1")
     assert after.approved and after.dose is not None
     assert after.dose.computed_at == before.computed_at
@@ -68,7 +68,7 @@ def test_a_new_revision_while_dose_is_computed_is_not_given_the_old_dose(
 
     monkeypatch.setattr(dose_service, "compute_plan_dose", compute_then_edit)
     with pytest.raises(PlanError, match=r"changed to revision 2 while its dose was computed"):
-        compute_dose(planned, "CW-E1", ACTOR, grid_mm=COARSE_MM)
+        compute_dose(planned, "CW-E1", ACTOR, grid_mm=COARSE_MM, engine=COARSE)
     assert planned.plan_state("CW-E1").dose is None  # revision 2 has no dose
 
 
@@ -100,7 +100,7 @@ def test_implausible_computed_mu_are_told_and_block_approval_and_export(planned:
     for e in data["machines"][0]["energies"]:
         e["calibration_cgy_per_mu"] = 0.1
     planned.site_path.write_text(tomli_w.dumps(data))
-    result = compute_dose(planned, "CW-E1", ACTOR, grid_mm=COARSE_MM)
+    result = compute_dose(planned, "CW-E1", ACTOR, grid_mm=COARSE_MM, engine=COARSE)
     assert any(w.startswith("beam[0].mu: ") and "cannot be approved or exported" in w for w in result.warnings)
     with pytest.raises(PlanError, match=r"cannot be approved\n  - beam\[0\].mu: \d+\.\d MU per fraction \(computed\)"):
         approve(planned, "CW-E1", PHYS, ACTOR)

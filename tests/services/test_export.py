@@ -21,7 +21,7 @@ from rtexport.services.export import ExportReport, FolderDestination, export_pla
 from rtexport.services.plans import load_plan
 from rtexport.services.site import availability
 from rtexport.workspace import Workspace
-from tests.conftest import ACTOR, PHYS
+from tests.conftest import ACTOR, COARSE, PHYS
 from tests.support.dciodvfy import assert_valid
 
 ALL = tuple(Item)
@@ -111,7 +111,7 @@ def test_unapproved_same_revision_gives_same_files_and_a_change_gives_new_uids(
     export_to_folder(planned, "CW-E1", ALL, tmp_path / "b")
     assert files(tmp_path / "a") == files(tmp_path / "b")
     load_plan(planned, DEMO_PLAN.replace("fractions = 25", "fractions = 20"), "plan.toml", ACTOR)
-    compute_dose(planned, "CW-E1", ACTOR)
+    compute_dose(planned, "CW-E1", ACTOR, engine=COARSE)
     authorize(planned, "CW-E1", PHYS, ACTOR)
     export_to_folder(planned, "CW-E1", ALL, tmp_path / "c")
     first, second = set(files(tmp_path / "a")), set(files(tmp_path / "c"))
@@ -139,7 +139,7 @@ def test_unchanged_structure_set_is_exported_as_imported(planned: Workspace, pha
         .replace('id = "CW-E1"', 'id = "PLAIN"')
     )
     load_plan(planned, plain, "plain.toml", ACTOR)
-    compute_dose(planned, "PLAIN", ACTOR)
+    compute_dose(planned, "PLAIN", ACTOR, engine=COARSE)
     authorize(planned, "PLAIN", PHYS, ACTOR)
     export_to_folder(planned, "PLAIN", (Item.RTSTRUCT, Item.RTPLAN), tmp_path / "out")
     (rs_file,) = (tmp_path / "out").glob("RS.*.dcm")
@@ -309,7 +309,7 @@ def test_the_derived_structure_set_switches_character_set_for_text_its_own_canno
     planned: Workspace, tmp_path: Path, beam: str, charset: str
 ) -> None:
     load_plan(planned, DEMO_PLAN.replace('name = "ANT"', f'name = "{beam}"', 1), "plan.toml", ACTOR)
-    compute_dose(planned, "CW-E1", ACTOR)
+    compute_dose(planned, "CW-E1", ACTOR, engine=COARSE)
     authorize(planned, "CW-E1", PHYS, ACTOR)
     export_to_folder(planned, "CW-E1", (Item.RTSTRUCT, Item.RTPLAN), tmp_path / "out")  # dciodvfy checks both
     objs = read_all(tmp_path / "out")
@@ -338,7 +338,7 @@ def test_people_are_named_as_dicom_person_names(planned: Workspace, tmp_path: Pa
     """ReviewerName is the approving physicist's full name, OperatorsName the planner's who loaded the revision,
     both as Family^Given from the user records (never a login)."""
     load_plan(planned, DEMO_PLAN.replace("fractions = 25", "fractions = 20"), "plan.toml", PAT)
-    compute_dose(planned, "CW-E1", PAT)
+    compute_dose(planned, "CW-E1", PAT, engine=COARSE)
     approve(planned, "CW-E1", PHYS, ACTOR, acknowledge_mu_check=True)
     export_to_folder(planned, "CW-E1", (Item.RTPLAN, Item.DOSE_PLAN), tmp_path / "out")
     objs = read_all(tmp_path / "out")

@@ -188,17 +188,15 @@ REFUSED_TEXTS = [
 
 
 @pytest.mark.parametrize("text", ACCEPTED_TEXTS)
-def test_a_plan_file_round_trips_any_text_it_accepts(course_ws: Workspace, text: str) -> None:
-    load_plan(course_ws, DEMO_PLAN, "plan.toml", ACTOR)
-    clone = clone_plan(course_ws, "CW-E1", "CW-E9", ACTOR, label=text)
-    stored = course_ws.plans.last_revision("CW-E9").toml
+def test_a_plan_file_round_trips_any_text_it_accepts(planned: Workspace, text: str) -> None:
+    clone = clone_plan(planned, "CW-E1", "CW-E9", ACTOR, label=text)  # the demo plan, loaded once per session
+    stored = planned.plans.last_revision("CW-E9").toml
     assert parse_plan(stored, "stored") == clone.plan and clone.plan.label == text
-    assert clone_plan(course_ws, "CW-E9", "CW-E10", ACTOR).plan.label == text  # and again, from the stored file
+    assert clone_plan(planned, "CW-E9", "CW-E10", ACTOR).plan.label == text  # and again, from the stored file
 
 
 @pytest.mark.parametrize(("text", "why"), REFUSED_TEXTS)
-def test_a_label_dicom_cannot_hold_is_refused_with_its_key(course_ws: Workspace, text: str, why: str) -> None:
-    load_plan(course_ws, DEMO_PLAN, "plan.toml", ACTOR)
+def test_a_label_dicom_cannot_hold_is_refused_with_its_key(planned: Workspace, text: str, why: str) -> None:
     with pytest.raises(PlanError, match=rf"label: .*{why}"):
-        clone_plan(course_ws, "CW-E1", "CW-E9", ACTOR, label=text)
-    assert "CW-E9" not in course_ws.plans.ids()
+        clone_plan(planned, "CW-E1", "CW-E9", ACTOR, label=text)
+    assert "CW-E9" not in planned.plans.ids()

@@ -17,7 +17,7 @@ from rtexport.services.export import FolderDestination, export_plan
 from rtexport.services.plans import plan_state, plan_states
 from rtexport.services.planview import plan_view
 from rtexport.workspace import Workspace
-from tests.conftest import ACTOR, PHYS, PLANNER, edit_site_toml
+from tests.conftest import ACTOR, COARSE, PHYS, PLANNER, edit_site_toml
 
 PLAN = "CW-E1"
 
@@ -57,7 +57,7 @@ def test_stale_dose_refuses_approval_and_export_until_recomputed(planned: Worksp
     export_plan(planned, PLAN, (Item.CT, Item.RTSTRUCT), FolderDestination(out), ACTOR)
     before = planned.plan_state(PLAN).dose
     assert before is not None
-    after = compute_dose(planned, PLAN, ACTOR)
+    after = compute_dose(planned, PLAN, ACTOR, engine=COARSE)  # the engine of the dose before
     assert plan_state(planned, PLAN).dose_state == "current"
     # 30 % more output per MU: 1/1.3 of the MU
     assert after.dose.beams[0].mu_per_fraction == pytest.approx(before.beams[0].mu_per_fraction / 1.3, rel=1e-3)

@@ -13,12 +13,14 @@ from rtexport.services.dose import compute_dose
 from rtexport.services.plans import load_plan
 from rtexport.services.planview import plan_view
 from rtexport.workspace import Workspace
-from tests.conftest import ACTOR, PHYS
+from tests.conftest import ACTOR, COARSE, PHYS
 
 SHALLOW = "CW-E12"
 
 
 def test_the_demo_plan_reaches_and_covers_its_target(planned: Workspace) -> None:
+    """No false warning on a good plan (on the session's coarse dose; the clinical engine's coverage of the demo,
+    V90 >= 98 % and D95 >= 93 %, is held by tests/cli/test_demo.py)."""
     warnings = plan_view(planned, "CW-E1").warnings
     assert not [w for w in warnings if "cannot reach" in w or "D95" in w]
 
@@ -26,7 +28,7 @@ def test_the_demo_plan_reaches_and_covers_its_target(planned: Workspace) -> None
 def test_12_mev_aimed_at_the_deep_ptv_is_warned_of_and_acknowledged_at_approval(planned: Workspace) -> None:
     text = DEMO_PLAN.replace('id = "CW-E1"', f'id = "{SHALLOW}"').replace("energy_mev = 16", "energy_mev = 12")
     load_plan(planned, text, "plan.toml", ACTOR)
-    result = compute_dose(planned, SHALLOW, ACTOR)
+    result = compute_dose(planned, SHALLOW, ACTOR, engine=COARSE)  # D95 far below 90 % either way
     reach = [w for w in result.warnings if "cannot reach" in w]
     # 1 cm of bolus over a PTV 9-37 mm deep (ANT_OBL's axis crosses ANT's bolus too); 12 MeV's R90 is 39 mm
     assert [w.split(" deep")[0] for w in reach] == [
