@@ -120,6 +120,8 @@ def _quick_file_meta(fp: BinaryIO) -> FileMeta | None:
     while pos + 8 <= len(head):
         group, elem, vr, short = _ELEMENT_HEAD.unpack_from(head, pos)
         if group != 0x0002:
+            if vr in _LONG_VRS and pos + 12 > len(head):
+                return None  # the data set's first element header is cut off: pydicom's reader refuses the file
             fp.seek(start + pos)
             uid = {e: _uid(values.get(e, b"")) for e in (0x0010, 0x0002, 0x0003)}
             return FileMeta(uid[0x0010], uid[0x0002], uid[0x0003], start + pos)
