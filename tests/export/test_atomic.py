@@ -61,7 +61,7 @@ class Child:
 def _kill_before(kill: str) -> None:
     """'NAME:K': this process kills itself (SIGKILL, as kill -9 would) just before the K-th call of NAME."""
     name, k = kill.split(":")
-    owner: Any = {"copy_into": staging, "prove_and_sync": staging, "rename_noreplace": write}.get(name, os)
+    owner: Any = {"copy_into": staging, "make_durable": staging, "rename_noreplace": write}.get(name, os)
     real, calls = getattr(owner, name), [0]
 
     def hooked(*args: Any, **kwargs: Any) -> Any:
@@ -75,7 +75,7 @@ def _kill_before(kill: str) -> None:
 
 def child(items: list[ExportObject], *out: Path, kill: str = "-") -> Child:
     """A process exporting into each of ``out`` in turn; ``kill`` 'NAME:K' kills it (SIGKILL) just before the K-th
-    call of NAME: copy_into (staging a file), prove_and_sync (hashing and syncing one), fsync, link (putting a
+    call of NAME: copy_into (staging a file), make_durable (syncing one), fsync, link (putting a
     file into an existing folder), rename_noreplace (renaming a new folder into place)."""
     r, w = os.pipe()
     pid = os.fork()
@@ -118,11 +118,12 @@ def complete(out: Path, items: list[ExportObject]) -> bool:
 
 N = 12  # files per export: 10 CT, a plan, a dose
 # Kill moments of an export into a new folder, one in each of its phases, and what the folder then shows:
-# staging (copying, hashing and syncing each file), syncing the staging folder, the rename, syncing the parent.
+# staging (copying and hashing each file, then syncing each), syncing the staging folder, the rename, syncing
+# the parent.
 NEW_FOLDER_KILLS = {
     "copy_into:1": "nothing",  # staging folder made, nothing copied
     f"copy_into:{N // 2}": "nothing",  # half the files staged
-    "prove_and_sync:1": "nothing",  # every file copied, none proven or durable
+    "make_durable:1": "nothing",  # every file copied and proven, none durable
     f"fsync:{N // 2}": "nothing",  # half the files durable
     f"fsync:{N + 1}": "nothing",  # the staging folder being made durable
     "rename_noreplace:1": "nothing",  # everything durable, not yet renamed into place

@@ -17,11 +17,11 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
 from rtexport.errors import WriteError
-from rtexport.export.local.files import copy_into, damaged, prove_and_sync, unlink
+from rtexport.export.local.files import copy_into, damaged, make_durable, prove, unlink
 from rtexport.export.local.folder import DIR_FLAGS, describe
 from rtexport.export.objects import ExportObject
 
-STAGING_THREADS = 2  # the kernel copies, hashes and fsyncs two files at once
+STAGING_THREADS = 2  # two files copied and hashed at once, then two fsynced at once
 # Without locks (some network file systems), a staging folder counts as stale once untouched this long.
 STALE_WITHOUT_LOCKS_S = 3600.0
 INSIDE = re.compile(r"^\.rtexport-[A-Za-z0-9_-]+\.part$")  # also the temporary files of earlier versions
@@ -151,18 +151,25 @@ def _in_parallel(todo: Sequence[ExportObject], work: Callable[[ExportObject], ob
             raise
 
 
+def _copy_and_prove(obj: ExportObject, sd: int) -> str | None:
+    copy_into(obj, sd, obj.filename)
+    return prove(obj, sd, obj.filename)
+
+
 def fill(todo: Sequence[ExportObject], sd: int, folder: Path, progress: Callable[[ExportObject], None] | None) -> None:
     """Copy every object into the staging folder under its name, verify it against its stored hash, make it
     durable (each file, then the folder once). Raises :class:`WriteError` or :class:`StoreError`; the caller
     removes the staging folder."""
     try:
-        _in_parallel(todo, lambda obj: copy_into(obj, sd, obj.filename))
-        # Made durable and proven together: while the disk writes a file back, its bytes are hashed from memory.
-        digests = _in_parallel(todo, lambda obj: prove_and_sync(obj, sd, obj.filename))
+        # Each file copied, its writeback started and its bytes hashed back from memory while the disk writes the
+        # files before it; then each made durable, most of it already on disk.
+        digests = _in_parallel(todo, lambda obj: _copy_and_prove(obj, sd))
         for obj, found in zip(todo, digests, strict=True):
             if found != obj.sha256:
                 raise damaged(obj, found if isinstance(found, str) else None)
-            if progress is not None:
+        _in_parallel(todo, lambda obj: make_durable(sd, obj.filename))
+        if progress is not None:
+            for obj in todo:
                 progress(obj)
         os.fsync(sd)
     except _StagingFailed as failed:
