@@ -70,8 +70,7 @@ def query_archive(
     try:
         found = query(ws, server, level, actor_of(user), keys)
     except (InputError, SendError, ConfigError) as e:
-        form_message(request, "query", "error", str(e))
-        return RedirectResponse("/import#query-message", status_code=303)
+        return _refused(request, "query", str(e))
     columns = [(k, COLUMN_NAMES[k]) for k in COLUMNS[level.lower()]]
     return _import_page(request, ws, queried=server, level=level.lower(), asked=keys, found=found, columns=columns)
 
@@ -88,15 +87,19 @@ def retrieve_study(
     try:
         got = retrieve(ws, server, study_uid.strip(), actor_of(user))
     except (InputError, SendError, ConfigError) as e:
-        form_message(request, "query", "error", str(e))
-        return RedirectResponse("/import#query-message", status_code=303)
+        return _refused(request, "query", str(e))
     m = got.move
     text = f"{server} sent {m.completed} instance(s), {m.failed} failed, {m.warning} with a warning"
     if m.ok:
         form_message(request, "import", "ok", f"{text}. The study waits below, under From the DICOM receiver.")
         return RedirectResponse("/import#import-incoming", status_code=303)
-    form_message(request, "query", "error", f"{text}: the retrieve is incomplete; retrieve it again for the rest.")
-    return RedirectResponse("/import#query-message", status_code=303)
+    return _refused(request, "query", f"{text}: the retrieve is incomplete; retrieve it again for the rest.")
+
+
+def _refused(request: Request, form: str, text: str) -> Response:
+    """Back to the import page, the message beside the form that was used (``import`` or ``query``)."""
+    form_message(request, form, "error", text)
+    return RedirectResponse(f"/import#{form}-message", status_code=303)
 
 
 def _imported(request: Request, course_id: str, slices: int, structures: int, skipped: int) -> Response:
@@ -117,8 +120,7 @@ def import_from_folder(
     try:
         result = import_folder(ws, folder, course_id, actor_of(user))
     except (CourseImportError, InputError, ConfigError) as e:
-        form_message(request, "import", "error", str(e))
-        return RedirectResponse("/import#import-message", status_code=303)
+        return _refused(request, "import", str(e))
     c = result.course
     return _imported(request, c.id, len(c.slices), len(c.structures), len(result.skipped))
 
@@ -134,7 +136,6 @@ def import_from_incoming(
     try:
         result = import_incoming(ws, set_id, actor_of(user), course_id.strip() or None)
     except (CourseImportError, InputError, ConfigError) as e:
-        form_message(request, "import", "error", str(e))
-        return RedirectResponse("/import#import-message", status_code=303)
+        return _refused(request, "import", str(e))
     c = result.course
     return _imported(request, c.id, len(c.slices), len(c.structures), len(result.skipped))
