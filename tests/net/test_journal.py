@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from rtexport.errors import WriteError
 from rtexport.export.objects import ExportObject
 from rtexport.workspace import Workspace, journal_format, journal_writeback
 from rtexport.workspace import journal as journal_module
@@ -240,6 +241,28 @@ def test_entries_a_full_disk_kept_from_filing_are_filed_by_the_next_receiver(
     assert again.recover() == 3
     filed = IncomingRepository(workspace.db, workspace.blobs).pending()
     assert sorted(i.sop_instance_uid for i in filed) == sorted(o.sop_instance_uid for o in objects[:3])
+
+
+def test_a_journal_a_full_disk_cannot_hold_is_refused_as_such_and_frees_the_workspace(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A receiver that cannot make its journal says so, naming the folder and the space it needs (not a busy
+    port), and holds nothing: once there is room, the next one starts."""
+    folder = workspace.home / "incoming-test"
+    repo = IncomingRepository(workspace.db, workspace.blobs)
+    real = Journal._make_segment
+
+    def full(self: Journal) -> Path:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Journal, "_make_segment", full)
+    with pytest.raises(WriteError, match=r"journal in .*incoming-test cannot be made ready: No space left on device "
+                                         r"\(it keeps two segments of 8 MB, 16 MB in all\)"):  # fmt: skip
+        Journal(folder, repo, SEGMENT).start()
+    monkeypatch.setattr(Journal, "_make_segment", real)
+    again = Journal(folder, repo, SEGMENT)
+    again.start()
+    again.stop()
 
 
 def test_entries_carry_zlibs_crc32_whichever_implementation_computed_it(

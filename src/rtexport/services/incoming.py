@@ -117,7 +117,8 @@ def run_receiver(
     port: int | None = None,
 ) -> None:
     """Receive until ``stop`` is set (blocking): ``rtexport receive``. ``port`` overrides the configured one.
-    Raises ConfigError, SendError (TLS files) and InputError (the port cannot be had)."""
+    Raises ConfigError, SendError (TLS files), InputError (the port cannot be had) and WriteError (no room for
+    the journal)."""
     with _started(receiver(ws, port=port)) as scp:
         if on_ready is not None:
             on_ready(_listening(scp))

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from rtexport.errors import WriteError
 from rtexport.workspace.incoming import IncomingInstance, IncomingRepository, fsync_dir
 from rtexport.workspace.journal_format import (
     HEAD,
@@ -326,9 +327,15 @@ class Journal:
             with self._lock:
                 self._switch()
             self._spare = self._make_segment()
-        except BaseException:
+        except BaseException as e:
             os.close(self._held)
             self._held = -1
+            if isinstance(e, OSError):  # a full or read-only disk: not the port's fault
+                need = 2 * self.segment_bytes >> 20
+                raise WriteError(
+                    f"the receiver's journal in {self.folder} cannot be made ready: {e.strerror or e} (it keeps two "
+                    f"segments of {self.segment_bytes >> 20} MB, {need} MB in all)"
+                ) from e
             raise
         self.writeback.start()
         self._filer = threading.Thread(target=self._file_loop, name="incoming-filer", daemon=True)
