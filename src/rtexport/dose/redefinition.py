@@ -117,8 +117,15 @@ def _laplacian(eps: FloatArray, inside: npt.NDArray[np.bool_]) -> FloatArray:
 
 
 def _blur(offsets: FloatArray, h: float, sigma: float) -> FloatArray:
-    diff = offsets[:, None] - offsets[None, :]
+    """G[o, i]: the share of a pencil of width h at offsets[i] that a Gaussian of σ ``sigma`` lays on offsets[o].
+    On a lattice of step h it depends on o − i only: the erf runs once per difference."""
     s = math.sqrt(2.0) * max(sigma, 1e-6)
+    n = len(offsets)
+    if n > 1 and np.all(np.abs(np.diff(offsets) - h) <= 1e-9 * h):
+        diff = h * np.arange(1 - n, n, dtype=np.float64)
+        g = 0.5 * (erf((diff + h / 2) / s) - erf((diff - h / 2) / s))
+        return np.asarray(g[np.arange(n)[:, None] - np.arange(n)[None, :] + (n - 1)], dtype=np.float64)
+    diff = offsets[:, None] - offsets[None, :]
     return np.asarray(0.5 * (erf((diff + h / 2) / s) - erf((diff - h / 2) / s)), dtype=np.float64)
 
 
@@ -129,29 +136,38 @@ def _add_blurred(
     src: FloatArray,
     s_iso: FloatArray,
     blurs: dict[int, tuple[FloatArray, FloatArray]],
-    lattice: tuple[FloatArray, FloatArray, float],
+    lattice: tuple[FloatArray, FloatArray, int, int, float],
 ) -> None:
-    """ratio[z] += scale · (src blurred by a Gaussian of σ s_iso[z]) for each target plane z; σ on a geometric
+    """ratio[z] += scale · (src blurred by a Gaussian of σ s_iso[z]) for each target plane z; ``src`` is the
+    pencils' block, at (iu0, iv0) of the output lattice ``lattice`` (uo, vo, iu0, iv0, h). σ on a geometric
     ladder from a third of a cell (finer is no blur on this lattice), neighbouring rungs shared linearly; the
     ladder's matrices are kept in ``blurs`` for the next block."""
-    uo, vo, h = lattice
+    uo, vo, iu0, iv0, h = lattice
+    bu, bv = slice(iu0, iu0 + src.shape[0]), slice(iv0, iv0 + src.shape[1])
     smin = 0.3 * h
     t = np.log(np.maximum(s_iso, smin) / smin) / math.log(_RATIO)
     rung = np.floor(t).astype(np.int64)
     frac = t - rung
-    blurred = {}
-    for r in range(int(rung.min()), int(rung.max()) + 2):
+    low = int(rung.min())
+    blurred = []
+    for r in range(low, int(rung.max()) + 2):
         if r not in blurs:
             sig = smin * _RATIO**r
             blurs[r] = (_blur(uo, h, sig), _blur(vo, h, sig))
         gu, gv = blurs[r]
-        blurred[r] = gu @ src @ gv.T
-    peak = {r: float(np.abs(b).max()) for r, b in blurred.items()}
-    for j, z in enumerate(targets):
-        r, f = int(rung[j]), float(frac[j])
-        if scale[j] * max(peak[r], peak[r + 1]) < _NEGLIGIBLE:
-            continue  # this block changes that plane by less than a tenth of a percent anywhere
-        ratio[z] += scale[j] * ((1.0 - f) * blurred[r] + f * blurred[r + 1])
+        blurred.append(gu[:, bu] @ src @ gv[:, bv].T)  # the rest of the source is zero
+    peak = np.array([float(np.abs(b).max()) for b in blurred])
+    # a block that changes a plane by less than a tenth of a percent anywhere leaves it alone
+    keep = np.nonzero(~(scale * np.maximum(peak[rung - low], peak[rung + 1 - low]) < _NEGLIGIBLE))[0]
+    if keep.size == 0:
+        return
+    part, other = np.empty_like(blurred[0]), np.empty_like(blurred[0])
+    for j in keep:
+        r, f = int(rung[j]) - low, float(frac[j])
+        np.multiply(blurred[r], 1.0 - f, out=part)
+        part += np.multiply(blurred[r + 1], f, out=other)
+        part *= scale[j]
+        ratio[targets[j]] += part
 
 
 def fluence_ratio(
@@ -177,7 +193,6 @@ def fluence_ratio(
     scale = (sad / d) ** 2 / (h * h)  # → per mm² at the plane
     lap = lap * scale[None, None, :]
     ratio = np.zeros((nd, len(uo), len(vo)), dtype=np.float64)
-    nu, nv = lap.shape[:2]
     blurs: dict[int, tuple[FloatArray, FloatArray]] = {}
     for k0 in range(0, nd, block):
         ks = slice(k0, min(k0 + block, nd))
@@ -187,8 +202,6 @@ def fluence_ratio(
         kc = (k0 + min(k0 + block, nd) - 1) / 2.0
         lc = float(np.interp(kc, np.arange(nd), ell))
         a0c, a1c, a2c = (float(np.interp(kc, np.arange(nd), m)) for m in (a0, a1, a2))
-        src = np.zeros((len(uo), len(vo)))
-        src[iu0 : iu0 + nu, iv0 : iv0 + nv] = src_small
         targets = np.nonzero(ell > lc + 0.5 * step)[0]
         if targets.size == 0:
             continue
@@ -198,7 +211,7 @@ def fluence_ratio(
             lz**2 * (a0[targets] - a0c) - 2 * lz * (a1[targets] - a1c) + (a2[targets] - a2c)
         )
         s_iso = np.sqrt(np.maximum(s2, 1e-6)) * sad / d[targets]
-        _add_blurred(ratio, targets, 0.5 * length**2, src, s_iso, blurs, (uo, vo, h))
+        _add_blurred(ratio, targets, 0.5 * length**2, src_small, s_iso, blurs, (uo, vo, iu0, iv0, h))
     return np.maximum(1.0 + ratio, 0.0)
 
 
