@@ -38,15 +38,22 @@ _TISSUE = 0.1  # lateral structure below this share of water's scattering (soft 
 _NEGLIGIBLE = 1e-3  # a block whose first-order change stays below this everywhere is left out
 
 
-def split_lateral(tw: FloatArray, inside: npt.NDArray[np.bool_], cells: float) -> tuple[FloatArray, FloatArray]:
+def split_lateral(
+    tw: FloatArray, inside: npt.NDArray[np.bool_], cells: float, weights: tuple[FloatArray, FloatArray] | None = None
+) -> tuple[FloatArray, FloatArray]:
     """(smooth, sharp) parts of per-plane scattering ``tw`` [u, v, d]: the smooth part is the average over a
-    Gaussian of ``cells`` lattice cells of the pencils inside the patient."""
-    m = inside.astype(np.float64)
-    sig = (cells, cells, 0.0)
-    num = ndimage.gaussian_filter(tw * m, sig, mode="constant", truncate=3.0)
-    den = ndimage.gaussian_filter(m, sig, mode="constant", truncate=3.0)
+    Gaussian of ``cells`` lattice cells of the pencils inside the patient. ``weights``: :func:`_inside_weights`
+    of ``inside`` and ``cells`` when the caller has them."""
+    m, den = _inside_weights(inside, cells) if weights is None else weights
+    num = ndimage.gaussian_filter(tw * m, (cells, cells, 0.0), mode="constant", truncate=3.0)
     smooth = np.where(den > 1e-6, num / np.maximum(den, 1e-6), tw) * m
     return smooth, (tw - smooth) * m
+
+
+def _inside_weights(inside: npt.NDArray[np.bool_], cells: float) -> tuple[FloatArray, FloatArray]:
+    """The patient mask as 0/1 and its Gaussian average over ``cells`` lattice cells per plane."""
+    m = inside.astype(np.float64)
+    return m, ndimage.gaussian_filter(m, (cells, cells, 0.0), mode="constant", truncate=3.0)
 
 
 def sharp_scattering(
@@ -61,31 +68,39 @@ def sharp_scattering(
     """The lateral structure of the scattering [u, v, d] that the redefinition carries: the scattering power
     where the electrons at each point have the mean energy of the pencils that reach it (their effective depth
     averaged over the pencils' spread there), less its average over ``SMOOTH_MM``."""
-    material = split_lateral(t_mat, inside, SMOOTH_MM / h)[1]
+    weights = _inside_weights(inside, SMOOTH_MM / h)
+    material = split_lateral(t_mat, inside, SMOOTH_MM / h, weights)[1]
     material[np.abs(material) < _TISSUE] = 0.0
     if not material.any():
         return np.zeros_like(material)  # laterally uniform (water, slabs): nothing to redefine
     zeff, water = depths
-    m = inside.astype(np.float64)
     a0, a1, a2, el = plane_moments(tw, ell, inside)
     sig = np.sqrt(np.maximum(0.5 * (el * el * a0 - 2 * el * a1 + a2), 0.0))
-    excess = zeff - water  # what the heterogeneities added to the effective depth
+    mixed = _mixed_excess(zeff - water, weights[0], sig, h)
+    t_mixed = scattering_power_water(bb.energy_at(np.minimum(water + mixed, bb.sigma_frozen_mm)))
+    t_water = scattering_power_water(bb.energy_at(np.minimum(water, bb.sigma_frozen_mm)))
+    energy = split_lateral((t_mixed - t_water) * t_mat, inside, SMOOTH_MM / h, weights)[1]
+    return np.asarray(t_mixed * material + energy, dtype=np.float64)
+
+
+def _mixed_excess(excess: FloatArray, m: FloatArray, sig: FloatArray, h: float) -> FloatArray:
+    """The effective depth the heterogeneities added (``excess`` [u, v, d]) averaged over the pencils in the
+    patient (``m``) within each plane's spread ``sig`` (on the ladder; the planes of one rung at once)."""
     mixed = excess.copy()
     ou = np.arange(excess.shape[0], dtype=np.float64) * h
     ov = np.arange(excess.shape[1], dtype=np.float64) * h
-    blurs: dict[int, tuple[FloatArray, FloatArray]] = {}
-    for k in np.nonzero(sig >= 0.3 * h)[0]:
-        r = round(math.log(float(sig[k]) / (0.3 * h)) / math.log(_RATIO))  # the pencils' spread on the ladder
-        if r not in blurs:
-            blurs[r] = (_blur(ou, h, 0.3 * h * _RATIO**r), _blur(ov, h, 0.3 * h * _RATIO**r))
-        gu, gv = blurs[r]
-        den = gu @ m[..., k] @ gv.T
-        num = gu @ (excess[..., k] * m[..., k]) @ gv.T
-        mixed[..., k] = np.where(den > 1e-6, num / np.maximum(den, 1e-6), excess[..., k])
-    t_mixed = scattering_power_water(bb.energy_at(np.minimum(water + mixed, bb.sigma_frozen_mm)))
-    t_water = scattering_power_water(bb.energy_at(np.minimum(water, bb.sigma_frozen_mm)))
-    energy = split_lateral((t_mixed - t_water) * t_mat, inside, SMOOTH_MM / h)[1]
-    return np.asarray(t_mixed * material + energy, dtype=np.float64)
+    planes = np.nonzero(sig >= 0.3 * h)[0]
+    # the pencils' spread on the ladder
+    rungs = np.array([round(math.log(float(sig[k]) / (0.3 * h)) / math.log(_RATIO)) for k in planes], dtype=int)
+    md, xd = np.moveaxis(m, -1, 0), np.moveaxis(excess, -1, 0)
+    for r in np.unique(rungs):
+        sel = planes[rungs == r]
+        gu, gv = _blur(ou, h, 0.3 * h * _RATIO ** int(r)), _blur(ov, h, 0.3 * h * _RATIO ** int(r))
+        mk, xk = md[sel], xd[sel]
+        den = gu @ mk @ gv.T
+        num = gu @ (xk * mk) @ gv.T
+        mixed[..., sel] = np.moveaxis(np.where(den > 1e-6, num / np.maximum(den, 1e-6), xk), 0, -1)
+    return mixed
 
 
 def plane_moments(
@@ -135,32 +150,30 @@ def _add_blurred(
     scale: FloatArray,
     src: FloatArray,
     s_iso: FloatArray,
-    blurs: dict[int, tuple[FloatArray, FloatArray]],
+    ladder: list[FloatArray],
     lattice: tuple[FloatArray, FloatArray, int, int, float],
 ) -> None:
     """ratio[z] += scale · (src blurred by a Gaussian of σ s_iso[z]) for each target plane z; ``src`` is the
     pencils' block, at (iu0, iv0) of the output lattice ``lattice`` (uo, vo, iu0, iv0, h). σ on a geometric
     ladder from a third of a cell (finer is no blur on this lattice), neighbouring rungs shared linearly; the
-    ladder's matrices are kept in ``blurs`` for the next block."""
+    ladder's matrices (u and v, stacked by rung) are kept in ``ladder`` for the next block."""
     uo, vo, iu0, iv0, h = lattice
     bu, bv = slice(iu0, iu0 + src.shape[0]), slice(iv0, iv0 + src.shape[1])
     smin = 0.3 * h
     t = np.log(np.maximum(s_iso, smin) / smin) / math.log(_RATIO)
     rung = np.floor(t).astype(np.int64)
     frac = t - rung
-    low = int(rung.min())
-    blurred = []
-    for r in range(low, int(rung.max()) + 2):
-        if r not in blurs:
-            sig = smin * _RATIO**r
-            blurs[r] = (_blur(uo, h, sig), _blur(vo, h, sig))
-        gu, gv = blurs[r]
-        blurred.append(gu[:, bu] @ src @ gv[:, bv].T)  # the rest of the source is zero
-    peak = np.array([float(np.abs(b).max()) for b in blurred])
+    low, top = int(rung.min()), int(rung.max()) + 2
+    if not ladder or len(ladder[0]) < top:
+        start = len(ladder[0]) if ladder else 0
+        more = [(_blur(uo, h, smin * _RATIO**r), _blur(vo, h, smin * _RATIO**r)) for r in range(start, top)]
+        new = [np.stack([g[i] for g in more]) for i in (0, 1)]
+        ladder[:] = [np.concatenate([ladder[i], new[i]]) for i in (0, 1)] if ladder else new
+    # the rest of the source is zero: only the pencils' block of the matrices counts
+    blurred = ladder[0][low:top, :, bu] @ src @ ladder[1][low:top, :, bv].transpose(0, 2, 1)
+    peak = np.maximum(blurred.max(axis=(1, 2)), -blurred.min(axis=(1, 2)))
     # a block that changes a plane by less than a tenth of a percent anywhere leaves it alone
     keep = np.nonzero(~(scale * np.maximum(peak[rung - low], peak[rung + 1 - low]) < _NEGLIGIBLE))[0]
-    if keep.size == 0:
-        return
     part, other = np.empty_like(blurred[0]), np.empty_like(blurred[0])
     for j in keep:
         r, f = int(rung[j]) - low, float(frac[j])
@@ -168,6 +181,18 @@ def _add_blurred(
         part += np.multiply(blurred[r + 1], f, out=other)
         part *= scale[j]
         ratio[targets[j]] += part
+
+
+def _block_sums(x: FloatArray, block: int) -> FloatArray:
+    """x [u, v, d] summed over each ``block`` planes along d, in order (as each block's own sum), [u, v, blocks]."""
+    nb = -(-x.shape[-1] // block)
+    padded = np.zeros((*x.shape[:-1], nb * block))
+    padded[..., : x.shape[-1]] = x
+    planes = padded.reshape(*x.shape[:-1], nb, block)
+    out = planes[..., 0].copy()
+    for j in range(1, block):
+        out += planes[..., j]
+    return out
 
 
 def fluence_ratio(
@@ -191,12 +216,12 @@ def fluence_ratio(
     block = max(1, round(BLOCK_MM / max(step, 1e-6)))
     lap = _laplacian(0.5 * sharp, inside)  # projected ε: per cell² of the isocenter lattice
     scale = (sad / d) ** 2 / (h * h)  # → per mm² at the plane
-    lap = lap * scale[None, None, :]
+    lap *= scale[None, None, :]
+    sources = _block_sums(lap, block)
     ratio = np.zeros((nd, len(uo), len(vo)), dtype=np.float64)
-    blurs: dict[int, tuple[FloatArray, FloatArray]] = {}
+    ladder: list[FloatArray] = []
     for k0 in range(0, nd, block):
-        ks = slice(k0, min(k0 + block, nd))
-        src_small = lap[:, :, ks].sum(axis=-1)
+        src_small = sources[:, :, k0 // block]
         if 0.5 * float(np.abs(src_small).max()) * float(ell[-1] - ell[k0]) ** 2 < _NEGLIGIBLE:
             continue
         kc = (k0 + min(k0 + block, nd) - 1) / 2.0
@@ -211,8 +236,9 @@ def fluence_ratio(
             lz**2 * (a0[targets] - a0c) - 2 * lz * (a1[targets] - a1c) + (a2[targets] - a2c)
         )
         s_iso = np.sqrt(np.maximum(s2, 1e-6)) * sad / d[targets]
-        _add_blurred(ratio, targets, 0.5 * length**2, src_small, s_iso, blurs, (uo, vo, iu0, iv0, h))
-    return np.maximum(1.0 + ratio, 0.0)
+        _add_blurred(ratio, targets, 0.5 * length**2, src_small, s_iso, ladder, (uo, vo, iu0, iv0, h))
+    ratio += 1.0
+    return np.maximum(ratio, 0.0, out=ratio)
 
 
 def _plane_blur(
