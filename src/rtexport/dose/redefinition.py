@@ -110,8 +110,12 @@ def plane_moments(
     ``tw`` [u, v, d] about the path ``ell`` [u, v, d], and the mean path."""
     m = inside.astype(np.float64)
     n_in = np.maximum(m.sum(axis=(0, 1)), 1.0)
-    a0, a1, a2 = ((np.cumsum(tw * ell**p, axis=-1) * m).sum(axis=(0, 1)) / n_in for p in (0, 1, 2))
-    return a0, a1, a2, np.asarray(ell.mean(axis=(0, 1)), dtype=np.float64)
+    buf = np.empty_like(tw)
+    moments = []
+    for weight in (None, ell, ell * ell):
+        np.cumsum(tw if weight is None else np.multiply(tw, weight, out=buf), axis=-1, out=buf)
+        moments.append(np.multiply(buf, m, out=buf).sum(axis=(0, 1)) / n_in)
+    return moments[0], moments[1], moments[2], np.asarray(ell.mean(axis=(0, 1)), dtype=np.float64)
 
 
 def _laplacian(eps: FloatArray, inside: npt.NDArray[np.bool_]) -> FloatArray:
@@ -158,7 +162,9 @@ def _add_blurred(
     ladder from a third of a cell (finer is no blur on this lattice), neighbouring rungs shared linearly; the
     ladder's matrices (u and v, stacked by rung) are kept in ``ladder`` for the next block."""
     uo, vo, iu0, iv0, h = lattice
-    bu, bv = slice(iu0, iu0 + src.shape[0]), slice(iv0, iv0 + src.shape[1])
+    rows, cols = np.nonzero(src.any(axis=1))[0], np.nonzero(src.any(axis=0))[0]
+    src = src[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]  # the rest of the source is zero
+    bu, bv = slice(iu0 + rows[0], iu0 + rows[-1] + 1), slice(iv0 + cols[0], iv0 + cols[-1] + 1)
     smin = 0.3 * h
     t = np.log(np.maximum(s_iso, smin) / smin) / math.log(_RATIO)
     rung = np.floor(t).astype(np.int64)
