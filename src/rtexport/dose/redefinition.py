@@ -143,8 +143,8 @@ def _laplacian(eps: FloatArray, inside: npt.NDArray[np.bool_]) -> FloatArray:
         b = [slice(None)] * eps.ndim
         a[axis], b[axis] = slice(0, n - 1), slice(1, n)
         ta, tb = tuple(a), tuple(b)
-        both = inside[ta] & inside[tb]
-        diff = np.where(both, eps[tb] - eps[ta], 0.0)
+        diff = np.subtract(eps[tb], eps[ta])
+        diff *= inside[ta] & inside[tb]
         out[ta] += diff
         out[tb] -= diff
     return out
@@ -267,8 +267,7 @@ def _plane_blur(
 ) -> FloatArray:
     """x [u, v, d] blurred in each plane by a Gaussian of σ ``s_iso[d]`` (lattice units of ``h``), the σ on the
     ladder, the planes of one rung at once; [u, v, d] out."""
-    xd = np.moveaxis(x, -1, 0)  # [d, u, v]
-    out = xd.copy()
+    out = np.ascontiguousarray(np.moveaxis(x, -1, 0))  # [d, u, v]
     ou = np.arange(x.shape[0], dtype=np.float64) * h
     ov = np.arange(x.shape[1], dtype=np.float64) * h
     smin = 0.3 * h
@@ -280,7 +279,7 @@ def _plane_blur(
             blurs[r] = (_blur(ou, h, smin * _RATIO**r), _blur(ov, h, smin * _RATIO**r))
         gu, gv = blurs[r]
         sel = np.nonzero(rung == r)[0]
-        out[sel] = gu @ xd[sel] @ gv.T
+        out[sel] = gu @ out[sel] @ gv.T  # the rungs' planes are disjoint: each read before it is written
     return np.moveaxis(out, 0, -1)
 
 
