@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage
+from scipy.special import erf
 
 from rtexport.dose import Medium, PencilBeamEngine
+from rtexport.dose.redefinition import _blur, _lateral_gauss
 from rtexport.model.site import Site
 from tests.dose.media import SURFACE_Y, setup, slab_medium
 
@@ -67,3 +70,26 @@ def test_a_deep_air_cube_lengthens_the_range_behind_it(site: Site) -> None:
 
 def test_water_alone_has_no_shadow(site: Site) -> None:
     assert behind_over_beside(site, slab_medium(half_width=70.0, depth=70.0), 25.0) == pytest.approx(1.0, abs=0.01)
+
+
+def test_the_lateral_average_is_scipys_gaussian_filter() -> None:
+    """The smooth part's average (two banded matrix products) is the Gaussian filter of each plane it replaces,
+    the lattice's edges included (zero beyond them)."""
+    x = np.random.default_rng(7).random((37, 29, 5))
+    x[:, :4] = 0.0  # a patient that does not fill the lattice
+    for cells in (1.3, 4.0, 9.0):
+        want = ndimage.gaussian_filter(x, (cells, cells, 0.0), mode="constant", truncate=3.0)
+        assert np.allclose(_lateral_gauss(x, cells), want, rtol=0.0, atol=1e-14)
+
+
+def test_a_blur_matrix_on_a_lattice_is_the_pencil_integrated_gaussian() -> None:
+    """Built once per offset on a regular lattice, the blur matrix equals the erf of every pair of offsets."""
+    h, sigma = 2.3, 3.1
+    offsets = -41.7 + h * np.arange(23, dtype=np.float64)
+    diff = offsets[:, None] - offsets[None, :]
+    s = np.sqrt(2.0) * sigma
+    want = 0.5 * (erf((diff + h / 2) / s) - erf((diff - h / 2) / s))
+    assert np.allclose(_blur(offsets, h, sigma), want, rtol=0.0, atol=1e-15)
+    uneven = np.array([0.0, 1.0, 3.5, 4.0], dtype=np.float64)
+    d2 = uneven[:, None] - uneven[None, :]
+    assert np.allclose(_blur(uneven, h, sigma), 0.5 * (erf((d2 + h / 2) / s) - erf((d2 - h / 2) / s)), atol=1e-15)

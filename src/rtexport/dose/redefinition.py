@@ -24,7 +24,6 @@ import math
 
 import numpy as np
 import numpy.typing as npt
-from scipy import ndimage
 from scipy.special import erf
 
 from rtexport.dose.commissioning import BroadBeam, scattering_power_water
@@ -38,15 +37,38 @@ _TISSUE = 0.1  # lateral structure below this share of water's scattering (soft 
 _NEGLIGIBLE = 1e-3  # a block whose first-order change stays below this everywhere is left out
 
 
-def split_lateral(tw: FloatArray, inside: npt.NDArray[np.bool_], cells: float) -> tuple[FloatArray, FloatArray]:
+def split_lateral(
+    tw: FloatArray, inside: npt.NDArray[np.bool_], cells: float, weights: tuple[FloatArray, FloatArray] | None = None
+) -> tuple[FloatArray, FloatArray]:
     """(smooth, sharp) parts of per-plane scattering ``tw`` [u, v, d]: the smooth part is the average over a
-    Gaussian of ``cells`` lattice cells of the pencils inside the patient."""
-    m = inside.astype(np.float64)
-    sig = (cells, cells, 0.0)
-    num = ndimage.gaussian_filter(tw * m, sig, mode="constant", truncate=3.0)
-    den = ndimage.gaussian_filter(m, sig, mode="constant", truncate=3.0)
+    Gaussian of ``cells`` lattice cells of the pencils inside the patient. ``weights``: :func:`_inside_weights`
+    of ``inside`` and ``cells`` when the caller has them."""
+    m, den = _inside_weights(inside, cells) if weights is None else weights
+    num = _lateral_gauss(tw * m, cells)
     smooth = np.where(den > 1e-6, num / np.maximum(den, 1e-6), tw) * m
     return smooth, (tw - smooth) * m
+
+
+def _inside_weights(inside: npt.NDArray[np.bool_], cells: float) -> tuple[FloatArray, FloatArray]:
+    """The patient mask as 0/1 and its Gaussian average over ``cells`` lattice cells per plane."""
+    m = inside.astype(np.float64)
+    return m, _lateral_gauss(m, cells)
+
+
+def _lateral_gauss(x: FloatArray, cells: float) -> FloatArray:
+    """x [u, v, d] averaged in each plane over a Gaussian of σ ``cells`` lattice cells, truncated at 3 σ, zero
+    beyond the lattice (as ``ndimage.gaussian_filter`` with σ 0 along d, as two matrix products)."""
+    radius = int(3.0 * cells + 0.5)
+    taps = np.exp(-0.5 / (cells * cells) * np.arange(-radius, radius + 1, dtype=np.float64) ** 2)
+    taps /= taps.sum()
+
+    def band(n: int) -> FloatArray:
+        lag = np.arange(n)[None, :] - np.arange(n)[:, None] + radius
+        return np.where((lag >= 0) & (lag <= 2 * radius), taps[np.clip(lag, 0, 2 * radius)], 0.0)
+
+    nu, nv = x.shape[:2]
+    along_u = (band(nu) @ x.reshape(nu, -1)).reshape(x.shape)
+    return np.asarray(np.matmul(band(nv), along_u), dtype=np.float64)
 
 
 def sharp_scattering(
@@ -61,31 +83,39 @@ def sharp_scattering(
     """The lateral structure of the scattering [u, v, d] that the redefinition carries: the scattering power
     where the electrons at each point have the mean energy of the pencils that reach it (their effective depth
     averaged over the pencils' spread there), less its average over ``SMOOTH_MM``."""
-    material = split_lateral(t_mat, inside, SMOOTH_MM / h)[1]
+    weights = _inside_weights(inside, SMOOTH_MM / h)
+    material = split_lateral(t_mat, inside, SMOOTH_MM / h, weights)[1]
     material[np.abs(material) < _TISSUE] = 0.0
     if not material.any():
         return np.zeros_like(material)  # laterally uniform (water, slabs): nothing to redefine
     zeff, water = depths
-    m = inside.astype(np.float64)
     a0, a1, a2, el = plane_moments(tw, ell, inside)
     sig = np.sqrt(np.maximum(0.5 * (el * el * a0 - 2 * el * a1 + a2), 0.0))
-    excess = zeff - water  # what the heterogeneities added to the effective depth
+    mixed = _mixed_excess(zeff - water, weights[0], sig, h)
+    t_mixed = scattering_power_water(bb.energy_at(np.minimum(water + mixed, bb.sigma_frozen_mm)))
+    t_water = scattering_power_water(bb.energy_at(np.minimum(water, bb.sigma_frozen_mm)))
+    energy = split_lateral((t_mixed - t_water) * t_mat, inside, SMOOTH_MM / h, weights)[1]
+    return np.asarray(t_mixed * material + energy, dtype=np.float64)
+
+
+def _mixed_excess(excess: FloatArray, m: FloatArray, sig: FloatArray, h: float) -> FloatArray:
+    """The effective depth the heterogeneities added (``excess`` [u, v, d]) averaged over the pencils in the
+    patient (``m``) within each plane's spread ``sig`` (on the ladder; the planes of one rung at once)."""
     mixed = excess.copy()
     ou = np.arange(excess.shape[0], dtype=np.float64) * h
     ov = np.arange(excess.shape[1], dtype=np.float64) * h
-    blurs: dict[int, tuple[FloatArray, FloatArray]] = {}
-    for k in np.nonzero(sig >= 0.3 * h)[0]:
-        r = round(math.log(float(sig[k]) / (0.3 * h)) / math.log(_RATIO))  # the pencils' spread on the ladder
-        if r not in blurs:
-            blurs[r] = (_blur(ou, h, 0.3 * h * _RATIO**r), _blur(ov, h, 0.3 * h * _RATIO**r))
-        gu, gv = blurs[r]
-        den = gu @ m[..., k] @ gv.T
-        num = gu @ (excess[..., k] * m[..., k]) @ gv.T
-        mixed[..., k] = np.where(den > 1e-6, num / np.maximum(den, 1e-6), excess[..., k])
-    t_mixed = scattering_power_water(bb.energy_at(np.minimum(water + mixed, bb.sigma_frozen_mm)))
-    t_water = scattering_power_water(bb.energy_at(np.minimum(water, bb.sigma_frozen_mm)))
-    energy = split_lateral((t_mixed - t_water) * t_mat, inside, SMOOTH_MM / h)[1]
-    return np.asarray(t_mixed * material + energy, dtype=np.float64)
+    planes = np.nonzero(sig >= 0.3 * h)[0]
+    # the pencils' spread on the ladder
+    rungs = np.array([round(math.log(float(sig[k]) / (0.3 * h)) / math.log(_RATIO)) for k in planes], dtype=int)
+    md, xd = np.moveaxis(m, -1, 0), np.moveaxis(excess, -1, 0)
+    for r in np.unique(rungs):
+        sel = planes[rungs == r]
+        gu, gv = _blur(ou, h, 0.3 * h * _RATIO ** int(r)), _blur(ov, h, 0.3 * h * _RATIO ** int(r))
+        mk, xk = md[sel], xd[sel]
+        den = gu @ mk @ gv.T
+        num = gu @ (xk * mk) @ gv.T
+        mixed[..., sel] = np.moveaxis(np.where(den > 1e-6, num / np.maximum(den, 1e-6), xk), 0, -1)
+    return mixed
 
 
 def plane_moments(
@@ -95,8 +125,12 @@ def plane_moments(
     ``tw`` [u, v, d] about the path ``ell`` [u, v, d], and the mean path."""
     m = inside.astype(np.float64)
     n_in = np.maximum(m.sum(axis=(0, 1)), 1.0)
-    a0, a1, a2 = ((np.cumsum(tw * ell**p, axis=-1) * m).sum(axis=(0, 1)) / n_in for p in (0, 1, 2))
-    return a0, a1, a2, np.asarray(ell.mean(axis=(0, 1)), dtype=np.float64)
+    buf = np.empty_like(tw)
+    moments = []
+    for weight in (None, ell, ell * ell):
+        np.cumsum(tw if weight is None else np.multiply(tw, weight, out=buf), axis=-1, out=buf)
+        moments.append(np.multiply(buf, m, out=buf).sum(axis=(0, 1)) / n_in)
+    return moments[0], moments[1], moments[2], np.asarray(ell.mean(axis=(0, 1)), dtype=np.float64)
 
 
 def _laplacian(eps: FloatArray, inside: npt.NDArray[np.bool_]) -> FloatArray:
@@ -109,16 +143,23 @@ def _laplacian(eps: FloatArray, inside: npt.NDArray[np.bool_]) -> FloatArray:
         b = [slice(None)] * eps.ndim
         a[axis], b[axis] = slice(0, n - 1), slice(1, n)
         ta, tb = tuple(a), tuple(b)
-        both = inside[ta] & inside[tb]
-        diff = np.where(both, eps[tb] - eps[ta], 0.0)
+        diff = np.subtract(eps[tb], eps[ta])
+        diff *= inside[ta] & inside[tb]
         out[ta] += diff
         out[tb] -= diff
     return out
 
 
 def _blur(offsets: FloatArray, h: float, sigma: float) -> FloatArray:
-    diff = offsets[:, None] - offsets[None, :]
+    """G[o, i]: the share of a pencil of width h at offsets[i] that a Gaussian of σ ``sigma`` lays on offsets[o].
+    On a lattice of step h it depends on o − i only: the erf runs once per difference."""
     s = math.sqrt(2.0) * max(sigma, 1e-6)
+    n = len(offsets)
+    if n > 1 and np.all(np.abs(np.diff(offsets) - h) <= 1e-9 * h):
+        diff = h * np.arange(1 - n, n, dtype=np.float64)
+        g = 0.5 * (erf((diff + h / 2) / s) - erf((diff - h / 2) / s))
+        return np.asarray(g[np.arange(n)[:, None] - np.arange(n)[None, :] + (n - 1)], dtype=np.float64)
+    diff = offsets[:, None] - offsets[None, :]
     return np.asarray(0.5 * (erf((diff + h / 2) / s) - erf((diff - h / 2) / s)), dtype=np.float64)
 
 
@@ -128,30 +169,51 @@ def _add_blurred(
     scale: FloatArray,
     src: FloatArray,
     s_iso: FloatArray,
-    blurs: dict[int, tuple[FloatArray, FloatArray]],
-    lattice: tuple[FloatArray, FloatArray, float],
+    ladder: list[FloatArray],
+    lattice: tuple[FloatArray, FloatArray, int, int, float],
 ) -> None:
-    """ratio[z] += scale · (src blurred by a Gaussian of σ s_iso[z]) for each target plane z; σ on a geometric
+    """ratio[z] += scale · (src blurred by a Gaussian of σ s_iso[z]) for each target plane z; ``src`` is the
+    pencils' block, at (iu0, iv0) of the output lattice ``lattice`` (uo, vo, iu0, iv0, h). σ on a geometric
     ladder from a third of a cell (finer is no blur on this lattice), neighbouring rungs shared linearly; the
-    ladder's matrices are kept in ``blurs`` for the next block."""
-    uo, vo, h = lattice
+    ladder's matrices (u and v, stacked by rung) are kept in ``ladder`` for the next block."""
+    uo, vo, iu0, iv0, h = lattice
+    rows, cols = np.nonzero(src.any(axis=1))[0], np.nonzero(src.any(axis=0))[0]
+    src = src[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]  # the rest of the source is zero
+    bu, bv = slice(iu0 + rows[0], iu0 + rows[-1] + 1), slice(iv0 + cols[0], iv0 + cols[-1] + 1)
     smin = 0.3 * h
     t = np.log(np.maximum(s_iso, smin) / smin) / math.log(_RATIO)
     rung = np.floor(t).astype(np.int64)
     frac = t - rung
-    blurred = {}
-    for r in range(int(rung.min()), int(rung.max()) + 2):
-        if r not in blurs:
-            sig = smin * _RATIO**r
-            blurs[r] = (_blur(uo, h, sig), _blur(vo, h, sig))
-        gu, gv = blurs[r]
-        blurred[r] = gu @ src @ gv.T
-    peak = {r: float(np.abs(b).max()) for r, b in blurred.items()}
-    for j, z in enumerate(targets):
-        r, f = int(rung[j]), float(frac[j])
-        if scale[j] * max(peak[r], peak[r + 1]) < _NEGLIGIBLE:
-            continue  # this block changes that plane by less than a tenth of a percent anywhere
-        ratio[z] += scale[j] * ((1.0 - f) * blurred[r] + f * blurred[r + 1])
+    low, top = int(rung.min()), int(rung.max()) + 2
+    if not ladder or len(ladder[0]) < top:
+        start = len(ladder[0]) if ladder else 0
+        more = [(_blur(uo, h, smin * _RATIO**r), _blur(vo, h, smin * _RATIO**r)) for r in range(start, top)]
+        new = [np.stack([g[i] for g in more]) for i in (0, 1)]
+        ladder[:] = [np.concatenate([ladder[i], new[i]]) for i in (0, 1)] if ladder else new
+    # the rest of the source is zero: only the pencils' block of the matrices counts
+    blurred = ladder[0][low:top, :, bu] @ src @ ladder[1][low:top, :, bv].transpose(0, 2, 1)
+    peak = np.maximum(blurred.max(axis=(1, 2)), -blurred.min(axis=(1, 2)))
+    # a block that changes a plane by less than a tenth of a percent anywhere leaves it alone
+    keep = np.nonzero(~(scale * np.maximum(peak[rung - low], peak[rung + 1 - low]) < _NEGLIGIBLE))[0]
+    part, other = np.empty_like(blurred[0]), np.empty_like(blurred[0])
+    for j in keep:
+        r, f = int(rung[j]) - low, float(frac[j])
+        np.multiply(blurred[r], 1.0 - f, out=part)
+        part += np.multiply(blurred[r + 1], f, out=other)
+        part *= scale[j]
+        ratio[targets[j]] += part
+
+
+def _block_sums(x: FloatArray, block: int) -> FloatArray:
+    """x [u, v, d] summed over each ``block`` planes along d, in order (as each block's own sum), [u, v, blocks]."""
+    nb = -(-x.shape[-1] // block)
+    padded = np.zeros((*x.shape[:-1], nb * block))
+    padded[..., : x.shape[-1]] = x
+    planes = padded.reshape(*x.shape[:-1], nb, block)
+    out = planes[..., 0].copy()
+    for j in range(1, block):
+        out += planes[..., j]
+    return out
 
 
 def fluence_ratio(
@@ -175,20 +237,17 @@ def fluence_ratio(
     block = max(1, round(BLOCK_MM / max(step, 1e-6)))
     lap = _laplacian(0.5 * sharp, inside)  # projected ε: per cell² of the isocenter lattice
     scale = (sad / d) ** 2 / (h * h)  # → per mm² at the plane
-    lap = lap * scale[None, None, :]
+    lap *= scale[None, None, :]
+    sources = _block_sums(lap, block)
     ratio = np.zeros((nd, len(uo), len(vo)), dtype=np.float64)
-    nu, nv = lap.shape[:2]
-    blurs: dict[int, tuple[FloatArray, FloatArray]] = {}
+    ladder: list[FloatArray] = []
     for k0 in range(0, nd, block):
-        ks = slice(k0, min(k0 + block, nd))
-        src_small = lap[:, :, ks].sum(axis=-1)
+        src_small = sources[:, :, k0 // block]
         if 0.5 * float(np.abs(src_small).max()) * float(ell[-1] - ell[k0]) ** 2 < _NEGLIGIBLE:
             continue
         kc = (k0 + min(k0 + block, nd) - 1) / 2.0
         lc = float(np.interp(kc, np.arange(nd), ell))
         a0c, a1c, a2c = (float(np.interp(kc, np.arange(nd), m)) for m in (a0, a1, a2))
-        src = np.zeros((len(uo), len(vo)))
-        src[iu0 : iu0 + nu, iv0 : iv0 + nv] = src_small
         targets = np.nonzero(ell > lc + 0.5 * step)[0]
         if targets.size == 0:
             continue
@@ -198,8 +257,9 @@ def fluence_ratio(
             lz**2 * (a0[targets] - a0c) - 2 * lz * (a1[targets] - a1c) + (a2[targets] - a2c)
         )
         s_iso = np.sqrt(np.maximum(s2, 1e-6)) * sad / d[targets]
-        _add_blurred(ratio, targets, 0.5 * length**2, src, s_iso, blurs, (uo, vo, h))
-    return np.maximum(1.0 + ratio, 0.0)
+        _add_blurred(ratio, targets, 0.5 * length**2, src_small, s_iso, ladder, (uo, vo, iu0, iv0, h))
+    ratio += 1.0
+    return np.maximum(ratio, 0.0, out=ratio)
 
 
 def _plane_blur(
@@ -207,8 +267,7 @@ def _plane_blur(
 ) -> FloatArray:
     """x [u, v, d] blurred in each plane by a Gaussian of σ ``s_iso[d]`` (lattice units of ``h``), the σ on the
     ladder, the planes of one rung at once; [u, v, d] out."""
-    xd = np.moveaxis(x, -1, 0)  # [d, u, v]
-    out = xd.copy()
+    out = np.ascontiguousarray(np.moveaxis(x, -1, 0))  # [d, u, v]
     ou = np.arange(x.shape[0], dtype=np.float64) * h
     ov = np.arange(x.shape[1], dtype=np.float64) * h
     smin = 0.3 * h
@@ -220,7 +279,7 @@ def _plane_blur(
             blurs[r] = (_blur(ou, h, smin * _RATIO**r), _blur(ov, h, smin * _RATIO**r))
         gu, gv = blurs[r]
         sel = np.nonzero(rung == r)[0]
-        out[sel] = gu @ xd[sel] @ gv.T
+        out[sel] = gu @ out[sel] @ gv.T  # the rungs' planes are disjoint: each read before it is written
     return np.moveaxis(out, 0, -1)
 
 
