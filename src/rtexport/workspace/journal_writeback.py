@@ -9,28 +9,12 @@ together. A writer waits for its own fragments (:meth:`Writeback.drain`) before 
 
 from __future__ import annotations
 
-import ctypes
 import os
 import threading
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 
-_SYNC_FILE_RANGE_WRITE = 2
-
-
-def _writeback_starter() -> Callable[[int, int, int], object]:
-    """``sync_file_range(fd, offset, n, WRITE)``: start writing a range to disk without waiting (Linux); a no-op
-    elsewhere."""
-    try:
-        call = ctypes.CDLL(None, use_errno=True).sync_file_range
-    except (OSError, AttributeError):
-        return lambda fd, offset, n: None
-    call.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-    return lambda fd, offset, n: call(fd, offset, n, _SYNC_FILE_RANGE_WRITE)
-
-
-start_writeback = _writeback_starter()
+from rtexport.export.local.files import start_writeback
 
 
 @dataclass

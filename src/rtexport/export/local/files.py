@@ -67,16 +67,16 @@ def _open_source(obj: ExportObject) -> int:
         raise damaged(obj, None) from None
 
 
-def _writeback_starter() -> Callable[[int], object]:
-    """``sync_file_range(fd, 0, 0, WRITE)``: start writing a whole file to disk without waiting (Linux), so the
-    disk works while the next files are copied and hashed and their ``fsync`` finds them written; elsewhere a
-    no-op (the ``fsync`` then does it all)."""
+def _writeback_starter() -> Callable[[int, int, int], object]:
+    """``sync_file_range(fd, offset, n, WRITE)`` (``n`` 0: to the end): start writing a range to disk without
+    waiting (Linux), so the disk works while other work goes on and the ``fsync``/``fdatasync`` that follows finds
+    most of it written; elsewhere a no-op (the sync then does it all)."""
     try:
         call = ctypes.CDLL(None, use_errno=True).sync_file_range
     except (OSError, AttributeError):
-        return lambda fd: None
+        return lambda fd, offset, n: None
     call.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-    return lambda fd: call(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
+    return lambda fd, offset, n: call(fd, offset, n, _SYNC_FILE_RANGE_WRITE)
 
 
 _SYNC_FILE_RANGE_WRITE = 2
@@ -97,7 +97,7 @@ def copy_into(obj: ExportObject, d: int, name: str) -> None:
                 _kernel_copy(src, fd, obj.size)
             finally:
                 os.close(src)
-        start_writeback(fd)
+        start_writeback(fd, 0, 0)  # the disk writes it while the next files are copied and hashed
     finally:
         os.close(fd)
 
