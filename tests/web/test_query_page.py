@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -13,7 +14,8 @@ from fastapi.testclient import TestClient
 from rtexport.demo.phantom import write_phantom
 from rtexport.services.workspaces import open_workspace
 from tests.support.orthanc import Orthanc, free_port
-from tests.web.conftest import PLANNER, SMALL, edit_site, log_in
+from tests.web.conftest import PLANNER, SMALL, edit_site, log_in, pages_of
+from tests.web.test_browser import serving
 
 pytestmark = pytest.mark.integration
 AET = "RTEXPORT"  # the site's local AE title: the archive knows one AE title of ours
@@ -92,3 +94,38 @@ def test_query_refusals_are_shown_beside_the_form(archive: Orthanc, client: Test
     assert re.search(r'id="query-message">cannot query ORTHANC@127\.0\.0\.1:\d+: connection refused', shown)
     # without CSRF nothing is asked of the archive
     assert client.post("/import/query", data={"server": "pacs"}).status_code == 403
+
+
+def test_in_chromium_by_keyboard_a_patient_is_found_retrieved_and_imported(
+    archive: Orthanc, home: Path, chromium: Any
+) -> None:
+    """The dosimetrist's way in a real browser: find the patient (typed, Enter), list the study's series, retrieve
+    it, import it as a course; the course is then offered for a new plan."""
+    from playwright.sync_api import expect
+
+    with serving(home) as url, pages_of(chromium) as browser:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(30_000)
+        page.goto(f"{url}/import")
+        page.fill("input[name=name]", PLANNER[0])
+        page.fill("input[name=password]", PLANNER[1])
+        page.keyboard.press("Enter")
+        block = page.locator("#import-archive")
+        block.get_by_label("Find").select_option("patient")
+        block.get_by_label("Patient ID").fill("RTX*")
+        block.get_by_label("Patient ID").press("Enter")
+        expect(page.locator("#query-results caption")).to_have_text("1 patient match(es) on pacs")
+        page.locator("#query-results button", has_text="Studies").focus()
+        page.keyboard.press("Enter")
+        expect(page.locator("#query-results")).to_contain_text("Electron Phantom")
+        page.locator("#query-results button", has_text="Series").click()
+        expect(page.locator("#query-results caption")).to_have_text("2 series match(es) on pacs")
+        expect(page.locator("#query-results")).to_contain_text("RTSTRUCT")
+        page.get_by_role("button", name="Retrieve this study").click()
+        expect(page.locator("#import-message")).to_contain_text("pacs sent 17 instance(s), 0 failed")
+        incoming = page.locator("#import-incoming")
+        incoming.get_by_label("Course id").fill("C-BR")
+        incoming.get_by_label("Course id").press("Enter")
+        expect(page.locator("h1")).to_contain_text("C-BR")
+    with open_workspace(home) as ws:
+        assert len(ws.course("C-BR").slices) == 16
