@@ -117,7 +117,7 @@ def child_export(home: Path, out: Path, verify: bool = True) -> None:
 
     ws = Workspace.open(home)
     t0 = time.perf_counter()
-    prepare(ws, "BENCH")
+    prepare(ws, "BENCH", Actor.here("benchmark"))
     t1 = time.perf_counter()
     run = begin_export(ws, "BENCH", tuple(Item), FolderDestination(out), Actor.here("benchmark"))
     if not verify:

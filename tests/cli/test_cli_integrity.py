@@ -53,7 +53,7 @@ def test_verify_and_plan_list_name_a_role_changed_with_sql(planned: Workspace) -
     assert r.returncode == 1
     assert "CHANGED: user pat (table users) was changed behind rtexport's back (role is 'physicist'" in r.stdout
     assert "CHANGED: the plan file of plan CW-E1 revision 1 (table revisions)" in r.stdout
-    assert "2 of 5 sealed record(s) were changed outside rtexport" in r.stderr
+    assert "2 of 12 sealed record(s) were changed outside rtexport" in r.stderr
     listing = run_rtexport(home, "plan", "list")
     assert "plan CW-E1: record changed outside rtexport" in listing.stderr
 

@@ -26,7 +26,12 @@ def test_a_hostile_uid_smuggled_into_the_workspace_is_refused_at_export(planned:
     data = json.loads(row["data"])
     good = data["slices"][3]["sop_instance_uid"]
     data["slices"][3]["sop_instance_uid"] = f"{good}/../../../outside/pwned"
-    planned.db.execute("UPDATE courses SET data = ? WHERE id = 'C1'", (json.dumps(data, sort_keys=True),))
+    # As a workspace of a version that checked no UIDs at import holds it: sealed as found when this version opened
+    # it (the seal then says the row is as stored; the name check is what refuses it).
+    with planned.transaction():
+        planned.db.execute("UPDATE courses SET data = ? WHERE id = 'C1'", (json.dumps(data, sort_keys=True),))
+        planned.seals.seal("courses", "C1")
+        planned.audit(ACTOR, "row-seals", "sealed as found", count=1)
     exports = tmp_path / "exports"
     (exports / "out" / f"CT.{good}").mkdir(parents=True)
     (tmp_path / "outside").mkdir()

@@ -79,11 +79,11 @@ def test_objects_are_built_with_the_dose_setup_only_for_its_own_revision(planned
     old = planned.plan_state("CW-E1").revision.token
     load_plan(planned, fixed_mu, "plan.toml", ACTOR)
     empty = AimedPlan(beams=(), bolus={})
-    ignored = prepare(planned, "CW-E1", setup=(old, empty))  # another revision's setup: not used
+    ignored = prepare(planned, "CW-E1", ACTOR, setup=(old, empty))  # another revision's setup: not used
     assert ignored.warning is not None and "compute the dose first" in ignored.warning  # its plan, not its RS
     load_plan(planned, fixed_mu.replace("fractions = 25", "fractions = 20"), "plan.toml", ACTOR)
     current = planned.plan_state("CW-E1").revision.token
-    used = prepare(planned, "CW-E1", setup=(current, empty))  # its own: used
+    used = prepare(planned, "CW-E1", ACTOR, setup=(current, empty))  # its own: used
     assert used.count == 0 and used.warning is not None and "no bolus contours were computed" in used.warning
 
 

@@ -228,7 +228,7 @@ def test_objects_prepared_with_the_dose_are_what_the_export_writes(
     reference = Workspace.open(twin)
     export_to_folder(reference, "CW-E1", ALL, tmp_path / "built-at-export")
     ws = Workspace.open(planned.home)
-    assert prepare(ws, "CW-E1").count == 1 + 1 + 1 + 2  # RS, RP, plan dose, two beam doses
+    assert prepare(ws, "CW-E1", ACTOR).count == 1 + 1 + 1 + 2  # RS, RP, plan dose, two beam doses
     with monkeypatch.context() as m:
         forbid_building(m)
         export_to_folder(ws, "CW-E1", ALL, tmp_path / "prepared")
@@ -247,7 +247,7 @@ def test_nothing_is_prepared_while_export_is_unavailable(planned: Workspace, mon
     site.write_text(text[: text.index("[[ct_curves]]")] + text[text.index("[[materials]]") :])
     assert any("no CT curve" in f for f in availability(planned))
     forbid_building(monkeypatch)
-    assert prepare(planned, "CW-E1").count == 0
+    assert prepare(planned, "CW-E1", ACTOR).count == 0
 
 
 def damage(path: Path, at: int = 400) -> None:

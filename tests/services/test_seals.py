@@ -32,8 +32,9 @@ def _sql(home: Path, statement: str) -> None:
 def test_an_untouched_workspace_is_intact_and_verify_counts_its_records(planned: Workspace) -> None:
     assert planned.plan_state(PLAN).integrity == ()
     report = verify_workspace(planned, ACTOR)
-    # two users, one revision, its dose and its authorization
-    assert report.ok and report.rows_checked == 5 and report.rows_changed == ()
+    # two users, the course, the plan, one revision, its dose, its authorization and the five objects built for
+    # export (structure set, plan, plan dose, two beam doses)
+    assert report.ok and report.rows_checked == 12 and report.rows_changed == ()
 
 
 def test_an_edited_plan_file_is_shown_and_refuses_the_export(planned: Workspace, tmp_path: Path) -> None:
@@ -51,7 +52,7 @@ def test_an_edited_plan_file_is_shown_and_refuses_the_export(planned: Workspace,
         compute_dose(planned, PLAN, ACTOR)
     report = verify_workspace(planned, ACTOR)
     assert not report.ok and report.rows_changed == (finding,)
-    assert "1 of 5 sealed record(s) were changed outside rtexport" in report.summary()
+    assert "1 of 12 sealed record(s) were changed outside rtexport" in report.summary()
 
 
 def test_an_edited_dose_refuses_approval_and_the_export(planned: Workspace, tmp_path: Path) -> None:
@@ -104,10 +105,11 @@ def test_rows_of_a_workspace_made_before_seals_are_sealed_once_as_found(planned:
     planned.close()
     # A user added by an earlier version (no seal), in a workspace that version left (user_version 0).
     _sql(home, "INSERT INTO users (name, role, password_hash, created_at) VALUES ('old', 'planner', 'x', 'then')")
+    _sql(home, "INSERT INTO courses SELECT 'C0', data, imported_at, imported_by FROM courses WHERE id = 'C1'")
     _sql(home, "PRAGMA user_version = 0")
     with Workspace.open(home) as ws:
         entry = ws.audit_log.entries()[-1]
-        assert (entry["action"], entry["outcome"], entry["detail"]["count"]) == ("row-seals", "sealed as found", 1)
+        assert (entry["action"], entry["outcome"], entry["detail"]["count"]) == ("row-seals", "sealed as found", 2)
         assert verify_workspace(ws, ACTOR).ok
     with Workspace.open(home) as ws:  # once: a second open seals nothing more
         assert ws.audit_log.entries()[-1]["action"] == "verify"
@@ -141,3 +143,47 @@ def test_a_seal_index_pointing_at_a_record_that_does_not_seal_the_row_refuses(pl
     _sql(planned.home, "UPDATE seal_index SET audit_id = 1 WHERE row = 'users:pat'")
     with pytest.raises(IntegrityError, match="the seal index of users:pat was changed: audit record 1 does not seal"):
         approve(planned, PLAN, PLANNER, ACTOR)
+
+
+def test_a_course_edited_with_sql_refuses_the_export_and_verify_names_it(planned: Workspace, tmp_path: Path) -> None:
+    """The course row says which stored files are the patient's CT and who the patient is: pointing it at other
+    files (or another name) behind rtexport's back is found like an edited plan."""
+    _sql(planned.home, "UPDATE courses SET data = replace(data, 'Phantom^Electron', 'Mallory^M')")
+    (finding,) = planned.plan_state(PLAN).integrity
+    assert finding.startswith("course C1 (table courses) was changed behind rtexport's back (data changed")
+    out = tmp_path / "out"
+    with pytest.raises(GateError, match=r"course C1 \(table courses\) was changed"):
+        export_plan(planned, PLAN, (Item.CT,), FolderDestination(out), ACTOR)
+    assert not out.exists()
+    assert verify_workspace(planned, ACTOR).rows_changed == (finding,)
+
+
+def test_a_built_object_pointed_at_other_bytes_refuses_the_export(planned: Workspace, tmp_path: Path) -> None:
+    """An object built for export is found by its row: a row made to name another stored file (here the plan's
+    RT Structure Set in place of its RT Plan) would export those bytes; it is refused, naming the object and the
+    digest rtexport kept."""
+    with closing(sqlite3.connect(planned.home / "rtexport.db")) as db:
+        rs, rp = (
+            db.execute("SELECT sha256 FROM built WHERE key LIKE ?", (f"%\x1f{kind}",)).fetchone()[0]
+            for kind in ("RS", "RP")
+        )
+    _sql(planned.home, f"UPDATE built SET sha256 = '{rs}' WHERE sha256 = '{rp}'")
+    (finding,) = planned.plan_state(PLAN).integrity
+    assert finding.startswith("the RT Plan built for export for plan CW-E1 revision 1 (table built) was changed")
+    assert f"sha256 is '{rs}', rtexport wrote '{rp}'" in finding
+    out = tmp_path / "out"
+    with pytest.raises(GateError, match="the RT Plan built for export"):
+        export_plan(planned, PLAN, (Item.RTPLAN,), FolderDestination(out), ACTOR)
+    assert not out.exists()
+
+
+def test_objects_built_are_sealed_in_a_build_record_of_who_built_them(planned: Workspace) -> None:
+    (entry,) = [e for e in planned.audit_log.entries() if e["action"] == "build"]
+    assert (entry["actor"], entry["plan_id"], entry["revision"]) == (ACTOR.name, PLAN, 1)  # who computed the dose
+    assert sorted(entry["detail"]["objects"]) == [
+        "RT Dose (plan)",
+        "RT Dose of beam ANT",
+        "RT Dose of beam ANT_OBL",
+        "RT Plan",
+        "RT Structure Set",
+    ]

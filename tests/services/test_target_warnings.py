@@ -4,6 +4,9 @@ threshold), in `dose`, the plan view (plan show, the page, the report), acknowle
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
+
 import pytest
 
 from rtexport.demo.plan import DEMO_PLAN
@@ -50,3 +53,19 @@ def test_12_mev_aimed_at_the_deep_ptv_is_warned_of_and_acknowledged_at_approval(
     assert signed.state.approved
     (entry,) = [e for e in planned.audit_log.entries(SHALLOW) if e["action"] == "approve" and e["outcome"] == "ok"]
     assert entry["detail"]["warnings_acknowledged"] == [*reach, coverage]
+
+
+def test_a_warning_emptied_from_the_setup_cache_is_still_acknowledged_at_approval(planned: Workspace) -> None:
+    """The plan view keeps its warnings in a cache; approval, a decision, computes them again: a cache row emptied
+    behind rtexport's back cannot let a beam that cannot reach its target be approved unacknowledged."""
+    text = DEMO_PLAN.replace('id = "CW-E1"', f'id = "{SHALLOW}"').replace("energy_mev = 16", "energy_mev = 12")
+    load_plan(planned, text, "plan.toml", ACTOR)
+    warned = [w for w in compute_dose(planned, SHALLOW, ACTOR, engine=COARSE).warnings if "cannot reach" in w]
+    assert len(warned) == 2
+    with closing(sqlite3.connect(planned.home / "rtexport.db")) as db, db:
+        emptied = db.execute("UPDATE setups SET data = '{\"warnings\": []}' WHERE data LIKE '{\"warnings\"%'")
+        assert emptied.rowcount >= 1
+    assert not [w for w in plan_view(planned, SHALLOW).warnings if "cannot reach" in w]  # the view reads the cache
+    with pytest.raises(PlanError, match="approval needs you to acknowledge the plan's warnings") as refused:
+        approve(planned, SHALLOW, PHYS, ACTOR, acknowledge_mu_check=True)
+    assert [w for w in refused.value.problems if "cannot reach" in w] == warned

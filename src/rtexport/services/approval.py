@@ -161,7 +161,7 @@ def approve(
     rev = state.revision.number
     status = site_status(ws)
     site = status.require()
-    targets = plan_target_warnings(ws, site, state)
+    targets = plan_target_warnings(ws, site, state, cached=False)
     signature: Signature | None = None
     with ws.transaction():
         _still_unapproved(ws, plan_id, rev, "approve")
@@ -186,7 +186,7 @@ def approve(
         raise refusal
     if signature is None:  # the row written in this transaction
         raise PlanError(f"plan {plan_id}: the approval just stored cannot be read back")
-    return Signed(ws.plan_state(plan_id), signature, prepare_objects(ws, plan_id, status), check)
+    return Signed(ws.plan_state(plan_id), signature, prepare_objects(ws, plan_id, signer, status), check)
 
 
 def accept_dose(

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from rtexport.errors import RTExportError, StoreError
 from rtexport.export.build import PreparedExport, build_objects, buildable_items
 from rtexport.export.gate import ALL_ITEMS, DOSE_ITEMS, Item, check_export
+from rtexport.model.people import Actor
 from rtexport.model.plan import mu_problems
 from rtexport.model.site import Site
 from rtexport.model.state import PlanState
@@ -21,6 +22,7 @@ from rtexport.services.integrity import stale_reasons
 from rtexport.services.lineage import WorkspaceLineage
 from rtexport.services.site import SiteStatus, site_status
 from rtexport.workspace import Workspace
+from rtexport.workspace.built import built_object
 
 if TYPE_CHECKING:
     from rtexport.geometry.setup import AimedPlan
@@ -51,9 +53,16 @@ def operator_name(ws: Workspace, state: PlanState) -> str:
 
 
 def export_objects(
-    ws: Workspace, site: Site, state: PlanState, items: Collection[Item], *, aimed: AimedPlan | None = None
+    ws: Workspace,
+    site: Site,
+    state: PlanState,
+    items: Collection[Item],
+    actor: Actor,
+    *,
+    aimed: AimedPlan | None = None,
 ) -> PreparedExport:
-    """The objects of ``items`` for ``state``, every one a stored file: those built now are kept first.
+    """The objects of ``items`` for ``state``, every one a stored file: those built now are kept first, their rows
+    sealed in a ``build`` audit record of ``actor`` (whose command built them).
     ``aimed``: the plan's beams as set up already for ``state`` (else set up here when something must be built)."""
     course = ws.course(state.plan.course)
     operator = operator_name(ws, state)
@@ -77,8 +86,10 @@ def export_objects(
         _put_all(ws, [obj.data for obj in prepared.new])
         now = ws.now()
         with ws.transaction():
+            built = {}
             for obj in prepared.new:
-                ws.built.keep(obj.key, obj.data, now)
+                built[built_object(obj.key)[2]] = ws.built.keep(obj.key, obj.data, now)
+            ws.audit(actor, "build", "ok", state.plan.id, state.revision.number, objects=built)
         prepared = build_objects(store, site, state, course, items, operator)
     return prepared
 
@@ -148,18 +159,28 @@ class Prepared:
 
 
 def prepare_objects(
-    ws: Workspace, plan_id: str, status: SiteStatus | None = None, *, setup: tuple[str, AimedPlan] | None = None
+    ws: Workspace,
+    plan_id: str,
+    actor: Actor,
+    status: SiteStatus | None = None,
+    *,
+    setup: tuple[str, AimedPlan] | None = None,
 ) -> str | None:
     """Build and keep every object an export of the plan's current state can hold, so that exporting it later only
     copies files. Called when that state is fixed (after dose, on approval). Builds nothing while the objects
     cannot be built (the export says why). Returns a warning when a build fails (the export will refuse with it).
     ``status``: the site as the use case read it; ``setup``: the beams as set up already for the revision whose
     token is given (ignored if another revision is current by now)."""
-    return prepare(ws, plan_id, status, setup=setup).warning
+    return prepare(ws, plan_id, actor, status, setup=setup).warning
 
 
 def prepare(
-    ws: Workspace, plan_id: str, status: SiteStatus | None = None, *, setup: tuple[str, AimedPlan] | None = None
+    ws: Workspace,
+    plan_id: str,
+    actor: Actor,
+    status: SiteStatus | None = None,
+    *,
+    setup: tuple[str, AimedPlan] | None = None,
 ) -> Prepared:
     state = ws.plan_state(plan_id)
     items = buildable_items(state)
@@ -168,7 +189,7 @@ def prepare(
         return Prepared(0)
     aimed = setup[1] if setup is not None and setup[0] == state.revision.token else None
     try:
-        prepared = export_objects(ws, status.site, state, items, aimed=aimed)
+        prepared = export_objects(ws, status.site, state, items, actor, aimed=aimed)
     except RTExportError as e:
         return Prepared(0, f"the export of {plan_id} cannot be prepared: {e}")
     return Prepared(len(prepared.objects))

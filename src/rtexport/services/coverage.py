@@ -34,15 +34,22 @@ def _key(site: Site, state: PlanState, course: Course) -> str:
 
 
 def target_warnings(
-    ws: Workspace, site: Site, state: PlanState, course: Course, entries: Mapping[str, tuple[float, float, float]]
+    ws: Workspace,
+    site: Site,
+    state: PlanState,
+    course: Course,
+    entries: Mapping[str, tuple[float, float, float]],
+    *,
+    cached: bool = True,
 ) -> list[str]:
     """The warnings about the plan's targets (the structures its beams are aimed at). ``entries``: each beam's
-    surface entry point as set up (a beam without one is not checked for reach)."""
+    surface entry point as set up (a beam without one is not checked for reach). ``cached=False``: computed now,
+    whatever the cache holds (for a decision)."""
     targets = sorted({b.target for b in state.plan.beams if b.target})
     if not targets:
         return []
     key = _key(site, state, course)
-    kept = ws.setups.get(key)
+    kept = ws.setups.get(key) if cached else None
     if kept is not None:
         return [str(w) for w in kept["warnings"]]
     from rtexport.geometry.contours import PlanarStructure
@@ -59,18 +66,20 @@ def target_warnings(
     return warnings
 
 
-def plan_target_warnings(ws: Workspace, site: Site, state: PlanState) -> list[str]:
+def plan_target_warnings(ws: Workspace, site: Site, state: PlanState, *, cached: bool = True) -> list[str]:
     """:func:`target_warnings` of the plan's current state, its beams set up as the export sets them up (none
-    for reach while they cannot be set up)."""
+    for reach while they cannot be set up). ``cached=False``: nothing read from the setup cache (approval: a
+    cache row changed behind rtexport's back must not hide a warning the physicist has to acknowledge)."""
     from rtexport.errors import RTExportError
     from rtexport.services.planview import beam_setups
 
     course = ws.course(state.plan.course)
     try:
-        setups, _ = beam_setups(ws, site, state, course)
+        setups, _ = beam_setups(ws, site, state, course, cached=cached)
     except RTExportError:
         setups = {}
-    return target_warnings(ws, site, state, course, {name: s.entry_mm for name, s in setups.items()})
+    entries = {name: s.entry_mm for name, s in setups.items()}
+    return target_warnings(ws, site, state, course, entries, cached=cached)
 
 
 def _reach(

@@ -98,7 +98,7 @@ def compute_dose(
         )
     if stored is None:  # the row written in this transaction
         raise DoseError(f"plan {plan_id}: the dose just stored cannot be read back; run 'rtexport verify'")
-    warning = prepare_objects(ws, plan_id, status, setup=(rev.token, aimed))
+    warning = prepare_objects(ws, plan_id, actor, status, setup=(rev.token, aimed))
     done = replace(state, dose=stored)
     warnings = [*warnings, *plan_target_warnings(ws, site, done)]
     g = result.plan.geometry

@@ -211,7 +211,7 @@ def _begin(
         ws.audit(actor, action, "refused", plan_id, rev, findings=found, items=chosen, destination=where)
         raise GateError(found)
     try:
-        prepared = export_objects(ws, status.site, state, items)
+        prepared = export_objects(ws, status.site, state, items, actor)
     except RTExportError as e:  # e.g. a stored object that can no longer be read
         ws.audit(actor, action, "failed", plan_id, rev, error=str(e), items=chosen, destination=where)
         raise

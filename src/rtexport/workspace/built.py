@@ -7,6 +7,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from rtexport.workspace.db import Database
+from rtexport.workspace.seals import Seals
 from rtexport.workspace.store import BlobStore
 
 
@@ -19,24 +20,30 @@ class BuiltRTPlan:
     sha256: str
 
 
+def built_object(key: str) -> tuple[str, str, str]:
+    """The plan id, revision and kind ("RT Dose of beam A") of the object built under ``key``: plan id, revision,
+    token, approval status[, dose time], kind[, beam] (export.build)."""
+    parts = key.split("\x1f")
+    if len(parts) >= 6 and parts[-2] == "RD":
+        kind = f"RT Dose of beam {parts[-1]}" if parts[-1] else "RT Dose (plan)"
+    else:
+        kind = {"RS": "RT Structure Set", "RP": "RT Plan"}.get(parts[-1], parts[-1])
+    return parts[0], parts[1] if len(parts) > 1 else "?", kind
+
+
 class BuiltObjects:
     def __init__(self, db: Database, blobs: BlobStore) -> None:
         self._db = db
         self._blobs = blobs
+        self._seals = Seals(db)
 
     def blob_references(self) -> list[tuple[str, str]]:
         """(sha256, what references it) for every object built for export."""
         refs: list[tuple[str, str]] = []
         for row in self._db.all("SELECT key, sha256 FROM built ORDER BY key"):
-            # key: plan id, revision, token, approval status[, dose time], kind[, beam] (export.build)
-            parts = str(row["key"]).split("\x1f")
-            if len(parts) >= 6 and parts[-2] == "RD":
-                kind = f"RT Dose of beam {parts[-1]}" if parts[-1] else "RT Dose (plan)"
-            else:
-                kind = {"RS": "RT Structure Set", "RP": "RT Plan"}.get(parts[-1], parts[-1])
-            refs.append(
-                (str(row["sha256"]), f"plan {parts[0]} revision {parts[1]} ({parts[3]}): {kind} built for export")
-            )
+            plan_id, revision, kind = built_object(str(row["key"]))
+            status = str(row["key"]).split("\x1f")[3]
+            refs.append((str(row["sha256"]), f"plan {plan_id} revision {revision} ({status}): {kind} built for export"))
         return refs
 
     def found(self, keys: Sequence[str]) -> dict[str, str]:
@@ -56,9 +63,11 @@ class BuiltObjects:
         return {str(r["key"]): str(r["sha256"]) for r in rows}
 
     def keep(self, key: str, data: bytes, at: str) -> str:
-        """Store an object built under ``key`` (replacing a row whose file went missing); its digest."""
+        """Store an object built under ``key`` (replacing a row whose file went missing); its digest. Inside a
+        transaction whose audit record seals the row."""
         digest, _ = self._blobs.put(data)
         self._db.execute("INSERT OR REPLACE INTO built VALUES (?,?,?)", (key, digest, at))
+        self._seals.seal("built", key)
         return digest
 
     def rt_plans(self, plan_id: str) -> list[BuiltRTPlan]:

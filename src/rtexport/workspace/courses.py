@@ -8,6 +8,7 @@ from dataclasses import asdict
 from rtexport.errors import PlanError
 from rtexport.model.course import Course, CTGeometry, CTSlice, PatientStudy, Structure, StructureSetRef
 from rtexport.workspace.db import Database
+from rtexport.workspace.seals import Seals
 
 
 def course_to_json(course: Course) -> str:
@@ -39,6 +40,7 @@ def course_from_json(text: str) -> Course:
 class CourseRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._seals = Seals(db)
 
     def exists(self, course_id: str) -> bool:
         return self._db.one("SELECT 1 FROM courses WHERE id = ?", (course_id,)) is not None
@@ -47,6 +49,7 @@ class CourseRepository:
         self._db.execute(
             "INSERT INTO courses VALUES (?,?,?,?)", (course.id, course_to_json(course), course.imported_at, imported_by)
         )
+        self._seals.seal("courses", course.id)
 
     def get(self, course_id: str) -> Course:
         row = self._db.one("SELECT data FROM courses WHERE id = ?", (course_id,))

@@ -28,6 +28,7 @@ class PlanRepository:
 
     def add(self, plan_id: str, course_id: str, created_at: str) -> None:
         self._db.execute("INSERT INTO plans VALUES (?,?,?)", (plan_id, course_id, created_at))
+        self._seals.seal("plans", plan_id)
 
     def last_revision(self, plan_id: str) -> Revision:
         row = self._db.one("SELECT * FROM revisions WHERE plan_id = ? ORDER BY number DESC LIMIT 1", (plan_id,))

@@ -1,6 +1,7 @@
 """Row seals: the rows a decision rests on are hashed like the stored files are.
 
-When rtexport writes a plan revision, a dose record, a user (and role), an approval or an authorization, it hashes
+When rtexport writes a course, a plan, a plan revision, a dose record, a user (and role), an approval, an
+authorization or an object built for export, it hashes
 each column of the row as written and puts those hashes (a *seal*) into the audit record of the same transaction,
 where the audit chain protects them. A row changed, inserted or deleted behind rtexport's back then no longer
 matches its latest seal, and :meth:`Seals.check` names the table, the row and the columns that changed.
@@ -16,12 +17,15 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote, unquote
 
 from rtexport.model.people import Actor
 from rtexport.workspace.audit import record_hash
 from rtexport.workspace.db import Database
 
-SCHEMA_VERSION = 2  # PRAGMA user_version once the rows found are sealed and the seal index is built
+# PRAGMA user_version once the rows found are sealed and the seal index is built (3: courses, plans and built
+# objects sealed too)
+SCHEMA_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -36,14 +40,21 @@ class Sealed:
     what: str = "row"
 
     def describe(self, key: tuple[Any, ...]) -> str:
-        if self.table == "users":
-            return f"user {key[0]} (table users)"
+        if self.table == "built":
+            from rtexport.workspace.built import built_object  # built.py seals its rows: imported when told
+
+            plan_id, revision, what = built_object(str(key[0]))
+            return f"the {what} built for export for plan {plan_id} revision {revision} (table built)"
+        if len(self.key) == 1:
+            return f"{self.what} {key[0]} (table {self.table})"
         return f"{self.what} of plan {key[0]} revision {key[1]} (table {self.table})"
 
 
 TABLES = {
     t.table: t
     for t in (
+        Sealed("courses", ("id",), ("id", "data", "imported_at", "imported_by"), what="course"),
+        Sealed("plans", ("id",), ("id", "course_id", "created_at"), clear=("course_id",), what="plan"),
         Sealed(
             "revisions",
             ("plan_id", "number"),
@@ -56,6 +67,7 @@ TABLES = {
             ("name",),
             ("name", "role", "password_hash", "full_name", "created_at"),
             clear=("role", "full_name"),
+            what="user",
         ),
         Sealed(
             "approvals", ("plan_id", "revision"), ("plan_id", "revision", "reviewer", "at"), ("reviewer",), "approval"
@@ -67,19 +79,21 @@ TABLES = {
             ("user",),
             "export authorization",
         ),
+        Sealed("built", ("key",), ("key", "sha256", "created_at"), clear=("sha256",)),
     )
 }
 
 
 def row_key(table: str, key: tuple[Any, ...]) -> str:
-    """``revisions:P1:2``: plan ids and user names hold no ``:`` (their grammar refuses it)."""
-    return ":".join([table, *(str(k) for k in key)])
+    """``revisions:P1:2``: each part percent-encoded, so a built object's key (times, separators) stays one part;
+    plan ids, course ids and user names are unchanged by it (their grammar allows no such character)."""
+    return ":".join([table, *(quote(str(k), safe="") for k in key)])
 
 
 def _split(row: str) -> tuple[Sealed, tuple[Any, ...]]:
     table, *parts = row.split(":")
     spec = TABLES[table]
-    key = tuple(int(p) if c in ("number", "revision") else p for c, p in zip(spec.key, parts, strict=True))
+    key = tuple(int(p) if c in ("number", "revision") else unquote(p) for c, p in zip(spec.key, parts, strict=True))
     return spec, key
 
 

@@ -181,7 +181,7 @@ class Workspace:
     def plan_integrity(self, plan_id: str, revision: int) -> list[str]:
         """What differs between the rows a decision on this revision rests on and their seals (empty: intact);
         a later revision that was deleted counts too, and so do the users who signed it (their names go into the
-        exported RT Plan)."""
+        exported RT Plan), the plan's course (its files and patient) and the objects built for the revision."""
         keys = [row_key(t, (plan_id, revision)) for t in ("revisions", "doses", "approvals", "authorizations")]
         signers = self.db.all(
             "SELECT reviewer AS name FROM approvals WHERE plan_id = ? AND revision = ? UNION "
@@ -189,7 +189,21 @@ class Workspace:
             (plan_id, revision, plan_id, revision),
         )
         users = [row_key("users", (str(r["name"]),)) for r in signers]
-        return self.seals.check([*keys, row_key("revisions", (plan_id, revision + 1)), *users])
+        course = self.plans.course_of(plan_id)
+        courses = [row_key("courses", (course,))] if course is not None else []
+        prefix = f"{plan_id}\x1f{revision}\x1f"
+        built = self.db.all("SELECT key FROM built WHERE substr(key, 1, length(?)) = ?", (prefix, prefix))
+        objects = [row_key("built", (str(r["key"]),)) for r in built]
+        return self.seals.check(
+            [
+                *keys,
+                row_key("revisions", (plan_id, revision + 1)),
+                *users,
+                row_key("plans", (plan_id,)),
+                *courses,
+                *objects,
+            ]
+        )
 
     def user_integrity(self, name: str) -> list[str]:
         """What differs between the user's row (role, password hash, name) and its seal (empty: intact)."""
