@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 
@@ -173,22 +174,28 @@ def main() -> None:
         bare: list[float] = []
         cp: list[float] = []
         cps: list[float] = []
+
         # Every measurement writes a folder of its own and nothing is deleted until the end: on a file system
         # mounted with `discard`, the fsync after a deletion pays for trimming the freed blocks.
-        for k in range(args.rounds):
+        def after_dose(k: int) -> None:
             # a revision whose dose was just computed: its structure set (with bolus), plan and doses are built
             # (`rtexport dose` and `approve` do it), then exported; the export of a prepared revision only copies
             forget_built(home)
-            os.sync()  # every measurement starts with no dirty pages: fsync on ext4 would flush others' too
+            os.sync()
             r = run_export(home, root / f"after-dose{k}")
             prepared.append(r["prepare"])
             cold.append(r["export"])
-            os.sync()
-            # verified and not, in alternating order (the disk is slower for whichever comes second)
-            for verify in (k % 2 == 0, k % 2 == 1):
-                seconds = run_export(home, root / f"{'again' if verify else 'unverified'}{k}", verify=verify)["export"]
-                (warm if verify else bare).append(seconds)
-                os.sync()
+
+        def again(k: int, verify: bool) -> None:
+            seconds = run_export(home, root / f"{'again' if verify else 'unverified'}{k}", verify=verify)["export"]
+            (warm if verify else bare).append(seconds)
+
+        steps: list[Callable[[int], None]] = [after_dose, lambda k: again(k, True), lambda k: again(k, False)]
+        for k in range(args.rounds):
+            # the three exports in a rotating order (the disk is slower for whichever comes later in a round)
+            for step in steps[k % 3 :] + steps[: k % 3]:
+                os.sync()  # every measurement starts with no dirty pages: fsync on ext4 would flush others' too
+                step(k)
             cp.append(timed(["cp", "-r", str(staging), str(root / f"cp{k}")]))
             os.sync()
             cps.append(timed(["sh", "-c", f"cp -r '{staging}' '{root / f'cps{k}'}' && sync"]))
@@ -207,7 +214,7 @@ def main() -> None:
         median = paired[len(paired) // 2]
         print(
             f"  verification costs {100 * (e / u - 1):+.0f} % (best of each), {100 * (median - 1):+.0f} % (median of"
-            " the rounds' ratios; verified and not alternate which goes first)"
+            " the rounds' ratios; the three exports take turns going first)"
         )
         print(f"  cp -r                    {c:6.2f} s  {mb / c:7.0f} MB/s")
         print(f"  cp -r && sync            {s:6.2f} s  {mb / s:7.0f} MB/s")
