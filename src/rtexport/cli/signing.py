@@ -18,6 +18,7 @@ from rtexport.cli.base import (
     fail,
     password,
     print_json,
+    quiet_collector,
     say,
     show,
     signer,
@@ -41,7 +42,8 @@ def dose(
     home: HomeOpt = None,
 ) -> None:
     """Compute and store dose for PLAN's current revision (one grid per beam, and their sum)."""
-    from rtexport.services.dose import compute_dose
+    with quiet_collector():
+        from rtexport.services.dose import compute_dose
 
     with console(stderr=True).status(f"computing dose for {plan} ..."):
         result = compute_dose(ws(home), plan, actor(), grid_mm)
