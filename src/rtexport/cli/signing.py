@@ -18,7 +18,6 @@ from rtexport.cli.base import (
     fail,
     password,
     print_json,
-    quiet_collector,
     say,
     show,
     signer,
@@ -42,7 +41,7 @@ def dose(
     home: HomeOpt = None,
 ) -> None:
     """Compute and store dose for PLAN's current revision (one grid per beam, and their sum)."""
-    from rtexport.services.dose_worker import dose_worker
+    from rtexport.services.dose_worker import dose_worker, quiet_collector
 
     # forked first: it imports the engine's stack while this process imports its own and reads the plan
     with dose_worker() as worker:

@@ -38,17 +38,29 @@ if TYPE_CHECKING:  # this module is imported before the fork: nothing heavy up f
 CAN_FORK = sys.platform == "linux" and hasattr(os, "fork")
 
 
+@contextmanager
+def quiet_collector() -> Iterator[None]:
+    """Heavy imports (numpy, scipy, pydicom, the models) without the cyclic garbage collector: they make hundreds of
+    thousands of objects and no garbage, and the collector's passes over them took about a tenth of their time.
+    What they made is then frozen out of later passes (and, before a fork, out of the copy's)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if was:
+            gc.enable()
+
+
 def _serve(requests: int, replies: int) -> None:  # pragma: no cover - runs in the worker, whose coverage is lost
     """The worker: import the engine's stack, wait for one request, answer it (nothing on failure), end."""
     payload = b""
     try:
-        gc.disable()  # imports make many objects and no garbage (see rtexport.cli.base.quiet_collector)
-        import rtexport.dose.plan
-        import rtexport.geometry.bolus
-        import rtexport.geometry.rays  # noqa: F401
-
-        gc.freeze()
-        gc.enable()
+        with quiet_collector():
+            import rtexport.dose.plan
+            import rtexport.geometry.bolus
+            import rtexport.geometry.rays  # noqa: F401
         with os.fdopen(requests, "rb") as pipe:
             request = pipe.read()
         if request:
@@ -172,7 +184,15 @@ class DoseWorker:
 
 @contextmanager
 def dose_worker() -> Iterator[DoseWorker | None]:
-    """A worker for one dose (None where none can be started), ended on leaving."""
+    """A worker for one dose (None where none can be started), ended on leaving. What both processes need (numpy,
+    pydantic and the models) is imported first, once: the worker then imports only the engine's stack, while this
+    process imports pydicom and the workspace and reads the plan, about as long."""
+    with quiet_collector():
+        import rtexport.model.course
+        import rtexport.model.dose
+        import rtexport.model.plan
+        import rtexport.model.site
+        import rtexport.model.state  # noqa: F401
     worker = DoseWorker.start()
     try:
         yield worker
