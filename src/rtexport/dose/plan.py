@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
-from contextlib import suppress
 from dataclasses import dataclass
 from functools import partial
 
@@ -20,11 +19,11 @@ import numpy.typing as npt
 from threadpoolctl import threadpool_limits
 
 from rtexport.dose import forked
-from rtexport.dose.commissioning import X0_WATER_CM, broad_beam
+from rtexport.dose.commissioning import X0_WATER_CM
 from rtexport.dose.engine import BeamSetup, DoseEngine, Medium, PencilBeamEngine
 from rtexport.dose.output import cutout_problems
 from rtexport.dose.volume import CTVolume
-from rtexport.errors import DoseError, PlanError, RTExportError
+from rtexport.errors import DoseError, PlanError
 from rtexport.geometry.contours import PlanarStructure, partial_volume, rasterize
 from rtexport.geometry.iec import Point
 from rtexport.geometry.sampling import resample, sample
@@ -304,15 +303,11 @@ def _beams_per_mu(
     products run on one BLAS thread: BLAS's own threads on top of the beams' would outnumber the cores, and its idle
     threads spin (on two cores shared with other work, BLAS at its default took more than twice the processor time
     and wall time of one thread each). A beam whose share failed is computed here, in plan order, so the first
-    beam's error is the one raised. The beams' broad-beam models (a kernel fit takes about 0.2 s per energy) are
-    set up here first, so that every child inherits them and later doses in this process find them."""
+    beam's error is the one raised."""
     workers = min(len(setups), os.cpu_count() or 1, _MAX_THREADS)
     with threadpool_limits(limits=1, user_api="blas"):
         if workers == 1:
             return [_per_mu(engine, medium, *one) for one in setups]
-        for _, setup, energy in setups:  # set up here, once per process: a child's own would be lost with it
-            with suppress(RTExportError):  # raised by the beam's own dose below, in plan order
-                broad_beam(energy, setup.reference_applicator, setup.frame.sad_mm, setup.cutout_distance_mm)
         shares = [list(range(w, len(setups), workers)) for w in range(workers)]
 
         def compute(share: list[int]) -> list[tuple[npt.NDArray[np.float32], Point, float]]:
