@@ -11,14 +11,13 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import partial
 
 import numpy as np
 import numpy.typing as npt
 from threadpoolctl import threadpool_limits
 
-from rtexport.dose import forked
 from rtexport.dose.commissioning import X0_WATER_CM
 from rtexport.dose.engine import BeamSetup, DoseEngine, Medium, PencilBeamEngine
 from rtexport.dose.output import cutout_problems
@@ -279,48 +278,29 @@ class _PerMU:
     gy_per_mu: float
 
 
-def _dose_per_mu(
-    engine: DoseEngine, medium: Medium, b: Beam, setup: BeamSetup, energy: EnergyData
-) -> tuple[npt.NDArray[np.float32], Point, float]:
+def _per_mu(engine: DoseEngine, medium: Medium, b: Beam, setup: BeamSetup, energy: EnergyData) -> _PerMU:
     """One beam's dose per MU from the engine, continued one voxel beyond the medium, and its normalization."""
     d = engine.beam_dose(medium, setup, energy)
     if not np.all(np.isfinite(d)):
         raise DoseError(f"beam {b.name}: the dose engine returned non-finite dose")
     d = _continue_dose(d, medium.inside)
-    return (d, *_normalization(d, medium.grid, medium.inside, setup))
-
-
-def _per_mu(engine: DoseEngine, medium: Medium, b: Beam, setup: BeamSetup, energy: EnergyData) -> _PerMU:
-    return _PerMU(b, *_dose_per_mu(engine, medium, b, setup, energy))
+    return _PerMU(b, d, *_normalization(d, medium.grid, medium.inside, setup))
 
 
 def _beams_per_mu(
     engine: DoseEngine, medium: Medium, setups: Sequence[tuple[Beam, BeamSetup, EnergyData]]
 ) -> list[_PerMU]:
-    """Every beam's dose per MU, in plan order. The beams are independent: they are shared among up to
-    :data:`_MAX_THREADS` forked copies of this process (:mod:`rtexport.dose.forked`; on two threads of one process
-    the interpreter's lock let two beams take about as long as one after the other), and each beam's matrix
-    products run on one BLAS thread: BLAS's own threads on top of the beams' would outnumber the cores, and its idle
-    threads spin (on two cores shared with other work, BLAS at its default took more than twice the processor time
-    and wall time of one thread each). A beam whose share failed is computed here, in plan order, so the first
-    beam's error is the one raised."""
+    """Every beam's dose per MU, in plan order. The beams are independent and numpy lets go of the interpreter in
+    their array work, so cores share them; each beam's matrix products then run on one BLAS thread: BLAS's own
+    threads on top of the beams' would outnumber the cores, and its idle threads spin (on two cores shared with
+    other work, BLAS at its default took more than twice the processor time and wall time of one thread each)."""
     workers = min(len(setups), os.cpu_count() or 1, _MAX_THREADS)
     with threadpool_limits(limits=1, user_api="blas"):
         if workers == 1:
             return [_per_mu(engine, medium, *one) for one in setups]
-        shares = [list(range(w, len(setups), workers)) for w in range(workers)]
-
-        def compute(share: list[int]) -> list[tuple[npt.NDArray[np.float32], Point, float]]:
-            return [_dose_per_mu(engine, medium, *setups[i]) for i in share]
-
-        done: dict[int, tuple[npt.NDArray[np.float32], Point, float]] = {}
-        for share, got in zip(shares, forked.shared([partial(compute, s) for s in shares]), strict=True):
-            if got is not None:
-                done.update(zip(share, got, strict=True))
-        return [
-            _PerMU(b, *(done[i] if i in done else _dose_per_mu(engine, medium, b, setup, energy)))
-            for i, (b, setup, energy) in enumerate(setups)
-        ]
+        with ThreadPoolExecutor(workers, thread_name_prefix="beam-dose") as pool:
+            futures = [pool.submit(_per_mu, engine, medium, *one) for one in setups]
+            return [f.result() for f in futures]  # in plan order: the first beam's error is the one raised
 
 
 def _beam_dose(plan: Plan, aimed: AimedPlan, grid: GridGeometry, frame_uid: str, one: _PerMU, mu: float) -> BeamDose:
