@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+import rtexport.export.build as export_build
 import rtexport.services.dose as dose_service
 import rtexport.services.dose_worker as dose_worker
 from rtexport.services.dose import compute_dose
@@ -39,6 +40,7 @@ def test_the_workers_dose_is_the_dose_computed_here(planned: Workspace, monkeypa
         raise AssertionError("computed in the command's process, not in the worker")
 
     monkeypatch.setattr(dose_service, "_setup_and_dose", not_here)
+    monkeypatch.setattr(export_build, "aim_plan", not_here)  # the objects use the worker's setup: beams set up once
     worker = DoseWorker.start()
     assert worker is not None
     try:
@@ -47,6 +49,7 @@ def test_the_workers_dose_is_the_dose_computed_here(planned: Workspace, monkeypa
         worker.close()
     assert _stored(planned) == computed_here  # the same arrays, so the same kept RS, RP and RD files
     assert (there.max_gy, there.warnings, there.grid_shape) == (here.max_gy, here.warnings, here.grid_shape)
+    assert not any("cannot be prepared" in w for w in there.warnings)
     with pytest.raises(ChildProcessError):
         os.waitpid(worker.pid, os.WNOHANG)  # ended and reaped
 
