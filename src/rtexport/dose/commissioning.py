@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
-from scipy.special import erf
 
 from rtexport.errors import DoseError
 from rtexport.model.site import Applicator, EnergyData
@@ -141,6 +140,8 @@ def water_sigma_mm(beam: BroadBeam, depth_mm: FloatArray, ssd_mm: float, cutout_
 def _fermi_eyges_beam(energy: EnergyData, reference: Applicator, sad_mm: float, cutout_distance_mm: float) -> BroadBeam:
     """Unfold the infinitely broad field from the reference-applicator depth dose:
     D∞(z) = (D_ref(z) − D_x) / (erf(a/√2σ) erf(b/√2σ)), with a, b the half sides projected to the depth."""
+    from scipy.special import erf  # imported where used: the beam-data analysis above needs no scipy
+
     z = np.asarray(energy.pdd.depth_mm, dtype=np.float64)
     d = np.asarray(energy.pdd.dose_pct, dtype=np.float64)
     metrics = pdd_metrics(z, d)

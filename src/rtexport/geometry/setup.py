@@ -27,10 +27,8 @@ import numpy.typing as npt
 
 from rtexport.errors import PlanError
 from rtexport.geometry import polygon
-from rtexport.geometry.bolus import bolus_contours
 from rtexport.geometry.contours import PlanarStructure, structure_centroid
 from rtexport.geometry.iec import BeamFrame, Point, beam_axes, box_corners
-from rtexport.geometry.rays import first_entry, surface_distances
 from rtexport.model.course import Contour, CTGeometry
 from rtexport.model.plan import Beam, Plan, default_cutout
 from rtexport.model.site import Applicator, Site
@@ -156,6 +154,8 @@ def _first_aim(
     external: PlanarStructure,
     contours: Mapping[str, Sequence[Contour]],
 ) -> _Aim:
+    from rtexport.geometry.rays import first_entry  # rays and bolus bring scipy: imported where used
+
     where = f"beam[{index}]"
     machine = site.machine(plan.machine)
     if machine is None:
@@ -195,6 +195,8 @@ def _first_aim(
 
 def _final_frame(aim: _Aim, surfaces: Sequence[PlanarStructure], plan: Plan) -> tuple[BeamFrame, float, FloatArray]:
     """The beam's frame with every bolus in place, its SSD and surface entry point (exact on the contours)."""
+    from rtexport.geometry.rays import first_entry
+
     beam, direction, sad = aim.beam, aim.direction, aim.nominal.sad_mm
     if beam.aimed:
         reach = _reach(surfaces, aim.point)
@@ -236,6 +238,8 @@ def field_surface(
     """Each ray's own source-to-surface distance (mm, along the ray) through beam's-eye-view points (u, v): where
     it first meets any of ``surfaces`` (External, boli); NaN where it meets none. Surfaces are rasterized at
     ``raster_mm`` in-plane, so the distance is good to about half of that."""
+    from rtexport.geometry.rays import surface_distances
+
     x_ct, y_ct, z_ct = ct.axes()
     lo = np.array([float(np.min(u)), float(np.min(v))]) - 5.0
     hi = np.array([float(np.max(u)), float(np.max(v))]) + 5.0
@@ -326,6 +330,8 @@ def _crosses(frame: BeamFrame, cutout: FloatArray, points: FloatArray) -> bool:
 def aim_plan(plan: Plan, site: Site, ct: CTGeometry, contours: Mapping[str, Sequence[Contour]]) -> AimedPlan:
     """Set up every beam of ``plan`` on the course (see the module docstring); raise :class:`PlanError` naming
     each beam's problem with its numbers."""
+    from rtexport.geometry.bolus import bolus_contours
+
     machine = site.machine(plan.machine)
     if machine is None:
         raise PlanError(f"plan {plan.id}: unknown machine {plan.machine!r}")
@@ -391,6 +397,8 @@ def nominal_setup(
     """Beam ``index`` set up quickly, as if only its own bolus were on the skin (taken as its thickness along the
     central axis): its frame, SSD and surface entry point. What the page shows while a beam is edited;
     :func:`aim_plan` gives the exact setup with every bolus built. Raises :class:`PlanError` naming the problem."""
+    from rtexport.geometry.rays import first_entry
+
     machine = site.machine(plan.machine)
     if machine is None:
         raise PlanError(f"plan {plan.id}: unknown machine {plan.machine!r}", [f"machine: unknown {plan.machine!r}"])

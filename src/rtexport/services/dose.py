@@ -7,11 +7,12 @@ can never change afterwards.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
-from rtexport.dose import CTVolume, DoseEngine, compute_plan_dose
 from rtexport.errors import DoseError, PlanError
-from rtexport.geometry.setup import aim_plan, plan_structures
+from rtexport.geometry.setup import plan_structures
 from rtexport.model.people import Actor
 from rtexport.model.plan import mu_problems, plan_problems
 from rtexport.model.state import PlanState, StoredDose
@@ -23,6 +24,18 @@ from rtexport.services.integrity import dose_inputs, require_intact
 from rtexport.services.site import site_status
 from rtexport.workspace import Workspace
 from rtexport.workspace.dicomio import course_contours, load_hu
+
+if TYPE_CHECKING:  # the engine's stack (scipy) is imported where the dose is computed: here or in the worker
+    import numpy as np
+    import numpy.typing as npt
+
+    from rtexport.dose import CTVolume, DoseEngine
+    from rtexport.geometry.setup import AimedPlan
+    from rtexport.model.course import Contour, CTGeometry
+    from rtexport.model.dose import PlanDose
+    from rtexport.model.plan import Plan
+    from rtexport.model.site import Site
+    from rtexport.services.dose_worker import DoseWorker
 
 ENGINE_NAME = "rtexport pencil beam (Hogstrom)"
 
@@ -47,8 +60,12 @@ def compute_dose(
     actor: Actor,
     grid_mm: float | None = None,
     engine: DoseEngine | None = None,
+    *,
+    worker: DoseWorker | None = None,
 ) -> DoseResult:
-    """Compute and store dose for the plan's current revision; then build its export objects."""
+    """Compute and store dose for the plan's current revision; then build its export objects. ``worker``: a
+    :class:`~rtexport.services.dose_worker.DoseWorker` to set the beams up and compute the dose in (with the
+    default engine); where it fails they are computed here."""
     state = ws.plan_state(plan_id)
     rev = state.revision
     if state.approved:
@@ -60,11 +77,16 @@ def compute_dose(
     problems = plan_problems(state.plan, site, course)
     if problems:
         raise PlanError(f"plan {plan_id} does not fit the site or course", problems)
-    volume = CTVolume(course.ct, load_hu(ws.blobs, course))
+    hu = load_hu(ws.blobs, course)
     # the structures the dose reads (External, targets, overrides): the others' contours are not parsed
     contours = course_contours(ws, course, plan_structures(state.plan) | {o.structure for o in state.plan.overrides})
-    aimed = aim_plan(state.plan, site, course.ct, contours)  # once: for the dose and for the objects built after
-    result = compute_plan_dose(state.plan, site, volume, contours, grid_mm, engine, aimed)
+    remote = None
+    if worker is not None and engine is None and worker.submit(state.plan, site, course.ct, hu, contours, grid_mm):
+        # the targets' coverage samples the dose with scipy's sampler: imported while the worker computes
+        import rtexport.geometry.sampling  # noqa: F401
+
+        remote = worker.result()
+    aimed, result = remote or _setup_and_dose(state.plan, site, course.ct, hu, contours, grid_mm, engine)
     if not result.beams:
         raise DoseError(f"plan {plan_id}: no beam dose computed")
     warnings = dose_warnings(site, state.plan, result.plan, result.beams)
@@ -111,3 +133,36 @@ def compute_dose(
         (int(g.shape[0]), int(g.shape[1]), int(g.shape[2])),
         float(g.spacing_mm[0]),
     )
+
+
+def _setup_and_dose(
+    plan: Plan,
+    site: Site,
+    ct: CTGeometry,
+    hu: npt.NDArray[np.float32],
+    contours: Mapping[str, Sequence[Contour]],
+    grid_mm: float | None,
+    engine: DoseEngine | None,
+) -> tuple[AimedPlan, PlanDose]:
+    """The beams set up once (for the dose and for the objects built after) and the plan's dose, here."""
+    from rtexport.dose import CTVolume
+    from rtexport.geometry.setup import aim_plan
+
+    volume = CTVolume(ct, hu)
+    aimed = aim_plan(plan, site, ct, contours)
+    return aimed, compute_plan_dose(plan, site, volume, contours, grid_mm, engine, aimed)
+
+
+def compute_plan_dose(
+    plan: Plan,
+    site: Site,
+    ct: CTVolume,
+    contours: Mapping[str, Sequence[Contour]],
+    grid_mm: float | None = None,
+    engine: DoseEngine | None = None,
+    aimed: AimedPlan | None = None,
+) -> PlanDose:
+    """:func:`rtexport.dose.compute_plan_dose`, its module imported when a dose is computed in this process."""
+    from rtexport.dose import compute_plan_dose as compute
+
+    return compute(plan, site, ct, contours, grid_mm, engine, aimed)
