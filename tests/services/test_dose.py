@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -109,3 +112,12 @@ def test_implausible_computed_mu_are_told_and_block_approval_and_export(planned:
         export_plan(planned, "CW-E1", (Item.RTPLAN,), FolderDestination(tmp_path / "out"), ACTOR)
     assert any("beam[0].mu" in f and "outside the site's usual 20-800 MU" in f for f in refused.value.findings)
     assert not (tmp_path / "out").exists()
+
+
+def test_the_command_line_and_the_dose_service_import_no_scipy_until_a_dose_is_computed() -> None:
+    """The engine's stack (scipy, about a third of a second) is imported by the commands that compute: the others
+    (`plan list`, `plan show`, the page's start) do not wait for it."""
+    code = "import sys, rtexport.cli, rtexport.services.dose; print(sorted(m for m in sys.modules if 'scipy' in m))"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -18,6 +18,7 @@ from rtexport.cli.base import (
     fail,
     password,
     print_json,
+    quiet_collector,
     say,
     show,
     signer,
@@ -41,15 +42,13 @@ def dose(
     home: HomeOpt = None,
 ) -> None:
     """Compute and store dose for PLAN's current revision (one grid per beam, and their sum)."""
-    from rtexport.services.dose_worker import dose_worker, quiet_collector
+    with quiet_collector():
+        from rtexport.services.dose import compute_dose, import_engine
 
-    # forked first: it imports the engine's stack while this process imports its own and reads the plan
-    with dose_worker() as worker:
-        with quiet_collector():
-            from rtexport.services.dose import compute_dose
+        import_engine()
 
-        with console(stderr=True).status(f"computing dose for {plan} ..."):
-            result = compute_dose(ws(home), plan, actor(), grid_mm, worker=worker)
+    with console(stderr=True).status(f"computing dose for {plan} ..."):
+        result = compute_dose(ws(home), plan, actor(), grid_mm)
     t = table("beam", "MU/fx", "dose/fx at norm. point (Gy)", "normalization point (mm)")
     for b in result.dose.beams:
         t.add_row(

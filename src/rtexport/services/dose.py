@@ -25,7 +25,7 @@ from rtexport.services.site import site_status
 from rtexport.workspace import Workspace
 from rtexport.workspace.dicomio import course_contours, load_hu
 
-if TYPE_CHECKING:  # the engine's stack (scipy) is imported where the dose is computed: here or in the worker
+if TYPE_CHECKING:  # the engine's stack (scipy) is imported when a dose is computed, not with this module
     import numpy as np
     import numpy.typing as npt
 
@@ -35,7 +35,6 @@ if TYPE_CHECKING:  # the engine's stack (scipy) is imported where the dose is co
     from rtexport.model.dose import PlanDose
     from rtexport.model.plan import Plan
     from rtexport.model.site import Site
-    from rtexport.services.dose_worker import DoseWorker
 
 ENGINE_NAME = "rtexport pencil beam (Hogstrom)"
 
@@ -60,12 +59,8 @@ def compute_dose(
     actor: Actor,
     grid_mm: float | None = None,
     engine: DoseEngine | None = None,
-    *,
-    worker: DoseWorker | None = None,
 ) -> DoseResult:
-    """Compute and store dose for the plan's current revision; then build its export objects. ``worker``: a
-    :class:`~rtexport.services.dose_worker.DoseWorker` to set the beams up and compute the dose in (with the
-    default engine); where it fails they are computed here."""
+    """Compute and store dose for the plan's current revision; then build its export objects."""
     state = ws.plan_state(plan_id)
     rev = state.revision
     if state.approved:
@@ -80,13 +75,7 @@ def compute_dose(
     hu = load_hu(ws.blobs, course)
     # the structures the dose reads (External, targets, overrides): the others' contours are not parsed
     contours = course_contours(ws, course, plan_structures(state.plan) | {o.structure for o in state.plan.overrides})
-    remote = None
-    if worker is not None and engine is None and worker.submit(state.plan, site, course.ct, hu, contours, grid_mm):
-        # the targets' coverage samples the dose with scipy's sampler: imported while the worker computes
-        import rtexport.geometry.sampling  # noqa: F401
-
-        remote = worker.result()
-    aimed, result = remote or _setup_and_dose(state.plan, site, course.ct, hu, contours, grid_mm, engine)
+    aimed, result = _setup_and_dose(state.plan, site, course.ct, hu, contours, grid_mm, engine)
     if not result.beams:
         raise DoseError(f"plan {plan_id}: no beam dose computed")
     warnings = dose_warnings(site, state.plan, result.plan, result.beams)
@@ -133,6 +122,14 @@ def compute_dose(
         (int(g.shape[0]), int(g.shape[1]), int(g.shape[2])),
         float(g.spacing_mm[0]),
     )
+
+
+def import_engine() -> None:
+    """Import the engine's stack (scipy, the beams' setup) now rather than when the first dose is computed (the
+    command line does it with the garbage collector quiet)."""
+    import rtexport.dose.plan
+    import rtexport.geometry.bolus
+    import rtexport.geometry.rays  # noqa: F401
 
 
 def _setup_and_dose(
