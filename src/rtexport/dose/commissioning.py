@@ -128,7 +128,7 @@ def highland_ratio(depth_mm: FloatArray) -> FloatArray:
     """Highland's multiple-scattering angle over Rossi's for a water thickness (Highland 1975, Nucl Instrum
     Methods 129:497, as the PDG gives it): 13.6 MeV (1 + 0.038 ln(L/X0)) against 21.2 MeV / √2 per projected
     angle, L/X0 held within Highland's range (≥ 10⁻³). Rossi's formula has no single-scattering tail correction
-    and overstates the Gaussian core's width: 0.80–0.84 of it for the 2–6 cm of water an electron crosses."""
+    and overstates the Gaussian core's width: 0.81–0.85 of it for the 2–6 cm of water an electron crosses."""
     x = np.maximum(np.asarray(depth_mm, dtype=np.float64) / (X0_WATER_CM * 10.0), 1e-3)
     return np.asarray(np.minimum(_HIGHLAND_MEV * (1.0 + 0.038 * np.log(x)) / (_ES_MEV / math.sqrt(2.0)), 1.0))
 

@@ -172,7 +172,8 @@ def fit_kernel(
         held = np.maximum.accumulate(np.maximum(start.core_mm**2 - fe2, 0.0))
         extra = np.maximum(np.diff(held, prepend=0.0), _EXTRA_MM2)
         p0 = np.concatenate([np.log(extra), np.log(ratio), np.log(w0 / (1 - w0))])
-    fit = optimize.least_squares(residuals, p0, jac=jacobian, method="lm", max_nfev=200)
+    # ftol 1e-6: the cost stops improving in its sixth digit long before the default 1e-8 is met
+    fit = optimize.least_squares(residuals, p0, jac=jacobian, method="lm", ftol=1e-6, max_nfev=200)
     w, s1, s2 = _unpack(fit.x, n, fe2)
     resid = residuals(fit.x)[: data.size]
     return LateralKernel(z, w, s1, s2, float(100.0 * math.sqrt(float(np.mean(resid**2)))))
