@@ -450,6 +450,12 @@ def _low_energies() -> list[Case]:
     for e, n, depth in ((20.0, 300_000, 12.0), (6.0, 400_000, 5.0)):
         name = f"{e:g} MeV cylinder r 8 cm"
         out.append(Case(name, "irregular surface", curved, e, _sq(10.0), n, depth_cm=depth, cylinder_cm=8.0))
+    # obliquity away from the energy the 12 MeV cases looked at
+    lateral = "lateral scatter at oblique incidence"
+    for e, n, depth in ((6.0, 400_000, 5.0), (20.0, 300_000, 12.0)):
+        for angle in (30.0, 45.0):
+            name = f"{e:g} MeV oblique {angle:g}"
+            out.append(Case(name, "oblique", lateral, e, _sq(10.0), n, tilt_deg=angle, depth_cm=depth))
     return out
 
 

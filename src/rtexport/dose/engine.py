@@ -41,7 +41,7 @@ from rtexport.model.site import Applicator, EnergyData
 
 FloatArray = npt.NDArray[np.float64]
 
-_PENCILS_ACROSS = 16
+_PENCILS_ACROSS = 32
 _HALO_RATIO = 1.15  # the halo's σ ladder: a smooth, low component needs fewer rungs
 _RATIO_FLOOR_MM2 = 0.25  # σ² below (0.5 mm)² is no ratio to scale by: near the surface medium and water agree
 
@@ -165,7 +165,8 @@ class PencilBeamEngine:
         bb = self._broad(beam, energy)
         base = self._lateral(medium.grid)
         dstep = self.depth_mm if self.depth_mm is not None else base / 2.0
-        # at least 16 pencils across a small field: its dose peaks between pencils, where planes are interpolated
+        # at least 32 pencils across a small field: its dose peaks between pencils, where planes are interpolated,
+        # and near the surface (σ under a millimetre) its edge is where the edge pencils' cells put it, within h/2
         h = min(base, polygon.equivalent_square(beam.cutout_mm) / _PENCILS_ACROSS)
         d, clipped = _planes(medium, beam, dstep)
         uc, vc, w = _pencils(beam, h)
