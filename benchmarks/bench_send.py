@@ -11,7 +11,7 @@ pynetdicom is tuned as fairly as we know: TCP_NODELAY on its socket (DCMTK and O
 threads in one process, as a library sender would run them. ``--receiver storescp`` sends to DCMTK
 ``storescp --ignore --fork`` instead, which measures the senders alone.
 
-    python benchmarks/bench_send.py [--rounds 3] [--slices 300] [--associations 2] [--receiver storescp]
+    python benchmarks/bench_send.py [--rounds 3] [--slices 300] [--associations 2 3] [--receiver storescp]
                                     [--no-pynetdicom]
 """
 
