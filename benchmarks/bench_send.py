@@ -11,7 +11,7 @@ pynetdicom is tuned as fairly as we know: TCP_NODELAY on its socket (DCMTK and O
 threads in one process, as a library sender would run them. ``--receiver storescp`` sends to DCMTK
 ``storescp --ignore --fork`` instead, which measures the senders alone.
 
-    python benchmarks/bench_send.py [--rounds 3] [--slices 300] [--associations 2] [--receiver storescp]
+    python benchmarks/bench_send.py [--rounds 3] [--slices 300] [--associations 2 3] [--receiver storescp]
                                     [--no-pynetdicom]
 """
 
@@ -116,6 +116,8 @@ class Runs:
     mb_s: dict[str, list[float]]
     sender_us: dict[str, list[float]]
     receiver_us: dict[str, list[float]]
+    receiver_queued_us: dict[str, list[float]]
+    idle: dict[str, list[float]]
 
 
 def own_cpu() -> float:
@@ -130,22 +132,42 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def process_queued(pid: int) -> float:
+    """Seconds the threads of a running process have spent ready to run but waiting for a core (schedstat)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # a thread that ended meanwhile
+    return total / 1e9
+
+
+def machine_idle() -> tuple[int, int]:
+    """The machine's idle and I/O-wait ticks (no core had work) and all ticks, from /proc/stat."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return ticks[3] + ticks[4], sum(ticks)
+
+
 def rounds(
     n: int,
     senders: dict[str, Sender],
     dest: Destination,
     files: tuple[int, int],
-    receiver: tuple[Callable[[], None], Callable[[], None], Callable[[], float]],
+    receiver: tuple[Callable[[], None], Callable[[], None], Callable[[], float], Callable[[], float]],
 ) -> Runs:
-    """``files``: how many and their bytes; ``receiver``: empty it, check it holds them all, its CPU seconds."""
+    """``files``: how many and their bytes; ``receiver``: empty it, check it holds them all, its CPU seconds, its
+    seconds waiting for a core."""
     count, total = files
-    clear, check, receiver_cpu = receiver
-    runs = Runs({name: [] for name in senders}, {name: [] for name in senders}, {name: [] for name in senders})
+    clear, check, receiver_cpu, receiver_queued = receiver
+    empty: list[dict[str, list[float]]] = [{name: [] for name in senders} for _ in range(5)]
+    runs = Runs(*empty)
     names = list(senders)
     for r in range(n):
         for name in names[r % len(names) :] + names[: r % len(names)]:
             clear()
-            cpu0, theirs0, t0 = own_cpu(), receiver_cpu(), time.perf_counter()
+            cpu0, theirs0, queued0, idle0 = own_cpu(), receiver_cpu(), receiver_queued(), machine_idle()
+            t0 = time.perf_counter()
             try:
                 senders[name](dest)
             except SendFailed as e:
@@ -154,12 +176,16 @@ def rounds(
                 continue
             seconds = time.perf_counter() - t0
             mine, theirs = (own_cpu() - cpu0) / count * 1e6, (receiver_cpu() - theirs0) / count * 1e6
+            queued = (receiver_queued() - queued0) / count * 1e6
+            idle1 = machine_idle()
+            idle = (idle1[0] - idle0[0]) / max(1, idle1[1] - idle0[1])
             check()
-            runs.mb_s[name].append(total / 1e6 / seconds)
-            runs.sender_us[name].append(mine)
-            runs.receiver_us[name].append(theirs)
-            print(f"round {r + 1} {name:<24} {seconds:6.2f} s {total / 1e6 / seconds:7.1f} MB/s   CPU per instance: "
-                  f"sender {mine:5.0f} µs, receiver {theirs:5.0f} µs", flush=True)  # fmt: skip
+            figures = (total / 1e6 / seconds, mine, theirs, queued, idle)
+            for field, value in zip(dataclasses.fields(runs), figures, strict=True):
+                getattr(runs, field.name)[name].append(value)
+            print(f"round {r + 1} {name:<24} {seconds:6.2f} s {total / 1e6 / seconds:7.1f} MB/s   per instance: "
+                  f"sender CPU {mine:5.0f} µs, receiver CPU {theirs:5.0f} µs, waiting for a core {queued:5.0f} µs; "
+                  f"cores idle {idle:4.0%}", flush=True)  # fmt: skip
     return runs
 
 
@@ -198,12 +224,12 @@ def main() -> None:
                 if orthanc.process is None:
                     raise SystemExit("Orthanc did not start")
                 pid = orthanc.process.pid
-                runs = rounds(args.rounds, senders, dest, (len(plain), total),
-                              (orthanc.clear, check, lambda: process_cpu(pid)))  # fmt: skip
+                probes = (orthanc.clear, check, lambda: process_cpu(pid), lambda: process_queued(pid))
+                runs = rounds(args.rounds, senders, dest, (len(plain), total), probes)
         else:
             with StoreSCP(Path(tmp) / "scp-out", fork=True, ignore=True) as scp:
                 dest = Destination(scp.aet, "127.0.0.1", scp.port)
-                nothing = (lambda: None, lambda: None, lambda: 0.0)
+                nothing = (lambda: None, lambda: None, lambda: 0.0, lambda: 0.0)
                 runs = rounds(args.rounds, senders, dest, (len(plain), total), nothing)
     report(runs, args.rounds, sorted({1, *args.associations}), (len(plain), total))
 
@@ -237,13 +263,16 @@ def report(every: Runs, n_rounds: int, associations: list[int], files: tuple[int
             else ""
         )
         print(f"  x{n}: verification costs {cost:+.1%} of throughput (paired){ahead}")
-    print("median per instance (µs): wall (from the median MB/s), CPU of the sender (this process, or storescu)")
-    print("and of the receiver (Orthanc)")
+    print("median per instance (µs): wall (from the median MB/s), CPU of the sender (this process, or storescu),")
+    print("CPU of the receiver (Orthanc) and its threads' time ready but waiting for a core; the share of the run")
+    print("when no core had work (idle or waiting for the disk)")
     count, total = files
     for name in runs:
         sender, receiver = _median(every.sender_us[name]), _median(every.receiver_us[name])
+        queued, idle = _median(every.receiver_queued_us[name]), _median(every.idle[name])
         wall = total / count / medians[name]
-        print(f"  {name:<24} wall {wall:6.0f}  sender {sender:6.0f}  receiver {receiver:6.0f}")
+        print(f"  {name:<24} wall {wall:6.0f}  sender {sender:6.0f}  receiver {receiver:6.0f}  "
+              f"waiting for a core {queued:6.0f}  cores idle {idle:4.0%}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -347,3 +347,16 @@ def test_the_association_request_names_the_product_and_our_maximum_length(object
 
     user = done.result().user_information
     assert (user.implementation_class_uid, user.maximum_length) == (IMPLEMENTATION_CLASS_UID, 65536)
+
+
+def test_a_retried_instance_never_overwrites_the_next_one_read_ahead(objects: list[ExportObject]) -> None:
+    """The first instance (read when its turn came, not ahead) is refused twice for lack of resources while the
+    next one waits, read and checked, in the association's buffers: each goes out with its own bytes."""
+    cts = objects[:-1]
+    busy = cts[0].sop_instance_uid
+    with FakeSCP(statuses={busy: [0xA700, 0xA700]}) as scp:
+        report = send_objects(cts, _dest(scp), CALLING_AE, associations=1, retries=3, backoff=0.01)
+
+        assert report.ok, report.summary()
+        assert scp.received == {o.sop_instance_uid: 3 if o.sop_instance_uid == busy else 1 for o in cts}
+        assert set(scp.stored) == {o.sop_instance_uid for o in cts}

@@ -28,10 +28,11 @@ def test_defaults_and_a_complete_network_configuration_are_accepted() -> None:
         ],
         receiver={"ae_title": "RTX", "port": 11112, "bind": "0.0.0.0", "allowed_ae_titles": ["CT1"],
                   "allowed_hosts": ["10.0.0.0/24"]},
-        send_idle_s=120, send_deadline_s=1800,
+        send_idle_s=120, send_deadline_s=1800, send_associations=2,
     )  # fmt: skip
     parsed, problems = site_problems(site)
     assert problems == [] and parsed is not None
+    assert parsed.dicom.send_associations == 2
     assert parsed.dicom.receiver is not None and parsed.dicom.receiver.max_associations == 8
     assert parsed.dicom.send_idle_s == 120 and demo_site()["dicom"].get("send_idle_s") is None
 
@@ -55,6 +56,7 @@ def test_defaults_and_a_complete_network_configuration_are_accepted() -> None:
         ({"receiver": {"port": 0}}, "dicom.receiver.port: Input should be greater than or equal to 1"),
         ({"send_idle_s": 0}, "dicom.send_idle_s: Input should be greater than 0"),
         ({"send_deadline_s": "long"}, "dicom.send_deadline_s: Input should be a valid number"),
+        ({"send_associations": 0}, "dicom.send_associations: Input should be greater than or equal to 1"),
     ],
 )  # fmt: skip
 def test_each_problem_is_named_with_its_key(change: dict[str, Any], expected: str) -> None:

@@ -14,6 +14,7 @@ from rtexport.export.gate import Item
 from rtexport.model.people import Actor
 from rtexport.net.send import Destination
 from rtexport.services.export import export_plan
+from rtexport.services.incoming import receiver
 from rtexport.workspace import Workspace
 from tests.cli.shell import run_rtexport
 from tests.support.orthanc import Orthanc, free_port
@@ -114,3 +115,21 @@ def test_a_damaged_stored_ct_is_never_stored_and_stops_the_export(planned: Works
     assert not rt & stored  # no plan, structure set or dose of a series the archive does not hold whole
     entry = [e for e in planned.audit_log.entries("CW-E1") if e["action"] == "export-server"][-1]
     assert entry["outcome"] == "incomplete" and victim.sop_instance_uid in entry["detail"]["not_stored"]
+
+
+def test_the_site_sets_how_many_associations_a_send_opens(planned: Workspace) -> None:
+    """An archive that serves one association per caller: with ``dicom.send_associations = 1`` it refuses none;
+    with the default it closes the extra ones, and everything is stored on the association it kept."""
+    site = demo_site()
+    site.pop("uid_root")
+    site["dicom"]["receiver"] = {"ae_title": "RTXRECV", "port": 11112, "max_associations": 1}
+    for associations, refused in ((1, False), (None, True)):
+        site["dicom"].pop("send_associations", None)
+        if associations is not None:
+            site["dicom"]["send_associations"] = associations
+        planned.site_path.write_text(tomli_w.dumps(site))
+        with receiver(planned, port=free_port()) as scp:
+            export = export_plan(planned, "CW-E1", (Item.CT,), Destination("RTXRECV", "127.0.0.1", scp.port), PAT)
+            assert export.sent is not None and export.sent.ok, export.message()
+            assert len(export.sent.results) == 16
+            assert (scp.refused_busy > 0) is refused, (associations, scp.refused_busy)

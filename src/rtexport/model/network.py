@@ -152,6 +152,8 @@ class DicomSettings(_Model):
     # A send to a server ends when nothing was confirmed for send_idle_s seconds, and after send_deadline_s in all.
     send_idle_s: Annotated[Finite, Field(gt=0, le=86400)] = 300.0
     send_deadline_s: Annotated[Finite, Field(gt=0, le=86400)] | None = None
+    # Parallel associations a send opens for CT images (the archive may limit how many a caller may open).
+    send_associations: Annotated[Count, Field(ge=1, le=16)] = 3
     receiver: ReceiverSettings | None = None
     # DICOM dates and times are local: the time zone they are written in; default: the machine's local zone.
     timezone: TimeZoneName | None = None

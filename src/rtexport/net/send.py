@@ -61,8 +61,9 @@ __all__ = [
 
 LOGGER = logging.getLogger(__name__)
 VERIFICATION = commitment.VERIFICATION
-# Parallel associations for CT: two keep a receiver busy on two cores (benchmarks/bench_send.py).
-DEFAULT_ASSOCIATIONS = 2
+# Parallel associations for CT: a receiver's thread waits for its disk between instances, and a third association
+# fills what two leave idle (benchmarks/bench_send.py, docs/benchmarks.md); the site's dicom.send_associations.
+DEFAULT_ASSOCIATIONS = 3
 # Send order by SOP class: images, then what references them (PS3.3: RTSTRUCT → images, RTPLAN → RTSTRUCT,
 # RTDOSE → RTPLAN). Other classes go last.
 _CT, _RS, _RP, _RD = (f"1.2.840.10008.5.1.4.1.1.{n}" for n in ("2", "481.3", "481.5", "481.2"))

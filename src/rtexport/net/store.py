@@ -194,16 +194,20 @@ Ready = Outgoing | Exception | None
 
 def store(
     dimse: Dimse, item: Item[T], ready: Ready = None, meanwhile: Callable[[Dimse], None] | None = None
-) -> tuple[int, str] | str:
-    """Store one object; (status, comment), or a reason why it cannot go on this association. ``ready`` is the
-    object as encoded ahead of time (or what stopped that); ``meanwhile`` runs while the response is awaited.
+) -> tuple[tuple[int, str] | str, Outgoing | None]:
+    """Store one object: ((status, comment), or a reason why it cannot go on this association; the message
+    sent, which a retry on this association sends again). ``ready`` is the object as encoded ahead of time (or
+    what stopped that); ``meanwhile`` runs while the response is awaited.
+
+    A retry must send the message it was given, not encode the object again: the association's two buffers
+    hold this object and the next one, read ahead meanwhile, and a third reading would overwrite that one.
 
     Raises AssociationLost, DamagedInstance, OSError (the association may then be mid-message: abort it)."""
     if isinstance(ready, Exception):
         raise ready
     message: Outgoing | str | None = ready if ready is not None and ready.assoc is dimse.assoc else encode(dimse, item)
     if isinstance(message, str):
-        return message
+        return message, None
     if message is None:
         command = _stream(dimse, item)
     else:
@@ -212,4 +216,4 @@ def store(
     if meanwhile is not None:
         meanwhile(dimse)
     rsp = dimse.await_response(command).command
-    return rsp.status if rsp.status is not None else 0xFFFF, rsp.error_comment
+    return (rsp.status if rsp.status is not None else 0xFFFF, rsp.error_comment), message

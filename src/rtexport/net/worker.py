@@ -106,7 +106,7 @@ def _send_one(
                 raise ConnectFailed(f"not reopened: {run.gave_up}", expired=True) from e
             continue
         try:
-            answer = store(dimse, item, ready, meanwhile)
+            answer, ready = store(dimse, item, ready, meanwhile)  # a retry sends the same message
         except AssociationLost as e:
             ready, lost = None, lost + 1
             if e.expired or lost > run.retries:

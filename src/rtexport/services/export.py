@@ -267,6 +267,7 @@ def _finish(ws: Workspace, run: ExportRun, progress: Progress | None) -> ExportR
                     commit_listen_host=site.dicom.commitment_host,
                     deadline_s=site.dicom.send_deadline_s,
                     idle_s=site.dicom.send_idle_s,
+                    associations=site.dicom.send_associations,
                 )
             )
             report = ExportReport(prepared, destination, sent=sent)
