@@ -58,10 +58,14 @@ def obliquity(
     more = np.subtract(t_rel, s_rel) * inside  # the scattering beyond the stopping, per unit of water's
     more[np.abs(more) < _TISSUE] = 0.0  # soft tissues, CT noise: water
     planes = np.nonzero(more.any(axis=(0, 1)))[0]
-    if planes.size == 0:
+    reach = float(bb.depth_mm[np.nonzero(bb.dinf > 0)[0][-1]])  # the electrons' last depth dose
+    alive = np.nonzero((inside & (zeff < reach)).any(axis=(0, 1)))[0]
+    if planes.size == 0 or alive.size == 0 or planes[0] > alive[-1]:
         return zeff, np.ones_like(zeff)
-    k0, k1 = int(planes[0]), int(planes[-1]) + 1  # ΔA0 changes on these planes, is constant beyond
-    frozen = np.minimum(zeff[..., k0:], bb.sigma_frozen_mm)
+    # ΔA0 changes from k0 to k1 and is constant beyond; nothing is left to deliver dose beyond k2
+    k0, k1, k2 = int(planes[0]), int(planes[-1]) + 1, int(alive[-1]) + 1
+    frozen = np.minimum(zeff[..., k0:k2], bb.sigma_frozen_mm)
+    k1 = min(k1, k2)
     extra = more[..., k0:k1] * dl * scattering_power_water(bb.energy_at(frozen[..., : k1 - k0]))
     z_tab = np.linspace(0.0, float(frozen.max()) + 1.0, 256)
     t_tab = scattering_power_water(bb.energy_at(z_tab))
@@ -77,16 +81,17 @@ def obliquity(
         return out
 
     n = frozen.shape[-1]
-    gain = s_rel[..., k0:] * integral(extra, n) * half_over * dl  # each electron's own track: all of it
+    gain = integral(s_rel[..., k0:k2] * integral(extra, n) * half_over * dl, n)  # each electron's own track
     zeff = zeff.copy()
-    zeff[..., k0:] += integral(gain, n)
+    zeff[..., k0:k2] += gain
+    zeff[..., k2:] += gain[..., -1:]
     # the dose per fluence: lateral structure narrower than SMOOTH_MM carries the longer tracks sideways
     # (fluence_ratio) rather than depositing them where they are; only the smooth part counts here
-    sel = planes - k0
+    sel = planes[planes < k1] - k0
     smooth = np.zeros_like(extra)
-    smooth[..., sel] = split_lateral(extra[..., sel], inside[..., planes], SMOOTH_MM / cells)[0]
+    smooth[..., sel] = split_lateral(extra[..., sel], inside[..., sel + k0], SMOOTH_MM / cells)[0]
     f = np.ones_like(zeff)
-    f[..., k0:] += integral(smooth, n) * half_over
+    f[..., k0:k2] += integral(smooth, n) * half_over
     return np.asarray(zeff, dtype=np.float64), f
 
 
