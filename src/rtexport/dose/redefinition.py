@@ -381,10 +381,15 @@ def range_change(
     a0c, a1c, a2c = (np.interp(kc, plane, m) for m in (a0, a1, a2))
     length = np.maximum(ell - lc, 0.0)
     full2 = 0.5 * (ell**2 * a0 - 2 * ell * a1 + a2) + theta0_2 * ell**2
-    if own is not None:  # the electrons that crossed: their own scattering, not the planes' mean
-        capped = scattering_power_water(bb.energy_at(np.minimum(zeff, bb.sigma_frozen_mm)))
-        tw_own = own[0] * capped / scattering_power_water(bb.energy_at(zeff))
-        a0, a1, a2, _ = plane_moments(tw_own, own[1], np.abs(excess) * weight)
+    crossed = np.abs(excess) * weight
+    if own is not None and crossed.any():  # the electrons that crossed: their own scattering, not the planes'
+        bu, bv = (np.nonzero(crossed.any(axis=axes))[0] for axes in ((1, 2), (0, 2)))
+        box = (slice(bu[0], bu[-1] + 1), slice(bv[0], bv[-1] + 1))  # the pencils that crossed
+        tw_own = own[0][box].copy()
+        deep = zeff[box] > bb.sigma_frozen_mm  # scattering at R90's energy beyond it
+        at_r90 = scattering_power_water(bb.energy_at(np.array([bb.sigma_frozen_mm])))
+        tw_own[deep] *= at_r90 / scattering_power_water(bb.energy_at(zeff[box][deep]))
+        a0, a1, a2, _ = plane_moments(tw_own, own[1][box], crossed[box])
         a0c, a1c, a2c = (np.interp(kc, plane, m) for m in (a0, a1, a2))
     s2 = (0.5 * a0c + theta0_2) * length**2 + 0.5 * (ell**2 * (a0 - a0c) - 2 * ell * (a1 - a1c) + (a2 - a2c))
     to_iso = sad / d
