@@ -71,11 +71,11 @@ EXPECTED = {
     "oblique 45": (95.5, 5.0, True),
     "oblique 60": (96.5, 5.0, True),
     "lung slab 2 cm": (95.0, 7.0, True),
-    "bone slab 1 cm": (88.5, 7.0, True),  # gamma 3%/2mm 88.6 %
-    "air cavity 1 cm": (95.0, 7.0, True),  # 6-7 % too little dose behind the cavity
+    "bone slab 1 cm": (93.5, 3.0, True),  # gamma 3%/2mm 93.7 %
+    "air cavity 1 cm": (95.0, 7.0, True),  # 6.6-6.8 % too little dose behind the cavity (MPPG 5.b: 7 %)
     "bone insert 1 cm": (95.0, 5.0, True),
-    "air cavity 1 cm at 3 cm": (95.0, 7.0, True),  # 2-6 % too little behind it
-    "bone insert 1 cm at 3 cm": (94.5, 9.5, False),  # up to 9 % too much in the fall-off behind it
+    "air cavity 1 cm at 3 cm": (95.0, 2.0, True),  # gamma 3%/2mm 95.5 %
+    "bone insert 1 cm at 3 cm": (94.5, 10.0, False),  # +9.3 % 15 mm behind it, in the fall-off; gamma 94.8 %
     "20 MeV ref 10x10": (95.0, 3.0, True),
     "20 MeV cutout 4x4": (95.0, 3.0, True),
     "20 MeV circle 3 cm": (95.0, 3.0, True),

@@ -4,8 +4,10 @@
 ``PYTHONPATH=<main>/src python -m tests.dose.test_plan_reference tests/dose/data/demo_plan_main.npz``, and
 regenerated so when the redefinition step (rtexport.dose.redefinition) changed the physics next to the demo's lung
 and ribs (at most 2.8 % of the peak, MU +0.8 and −1.7 %), and again when the redefinition carried the range the
-electrons keep through them (at most 1.0 % of the peak, MU −0.02 and −0.09 %). A change meant to alter the physics
-regenerates it and says so; a change meant to be faster must leave it alone.
+electrons keep through them (at most 1.0 % of the peak, MU −0.02 and −0.09 %), and when the ribs' extra
+scattering lengthened the electrons' tracks behind them (redefinition.obliquity) and the range kept followed
+the spread of the electrons that crossed them (at most 1.1 % of the peak, MU 0.00 and −0.003 %). A change meant
+to alter the physics regenerates it and says so; a change meant to be faster must leave it alone.
 """
 
 from __future__ import annotations

@@ -192,7 +192,14 @@ class PencilBeamEngine:
         if rays.sharp.any():  # what lies beside the pencils, from the plane where it lies
             moments = redefinition.plane_moments(rays.scattering, rays.ell, rays.inside)
             kept = redefinition.range_change(
-                bb, rays.zeff, rays.excess, w[..., None] * rays.entered, moments, (d, sad, h), bb.sigma_theta_rad**2
+                bb,
+                rays.zeff,
+                rays.excess,
+                w[..., None] * rays.entered,
+                moments,
+                (d, sad, h),
+                bb.sigma_theta_rad**2,
+                (rays.scattering, rays.ell),
             )
             out[:, iu0 : iu0 + len(uc), iv0 : iv0 + len(vc)] += np.moveaxis(kept, -1, 0).astype(np.float32)
             np.maximum(out, 0.0, out=out)
@@ -283,14 +290,16 @@ def _trace(
     # trapezoid ∫ S_rel dℓ from the first plane
     zeff = dl * (np.cumsum(s_rel, axis=-1) - 0.5 * (s_rel + s_rel[..., :1]))
     entered = zeff > 1e-6
+    # the redefinition sees the material (not the skin's partial volume) where the pencil is in the patient
+    inside = entered & (occ > 0.5)
+    cells = float(uc[1] - uc[0]) if len(uc) > 1 else 1.0
+    # behind bone: longer tracks per unit depth
+    zeff, obliquity = redefinition.obliquity(bb, zeff, (s_rel, t_rel, dl), inside, cells)
 
     # multiple scattering about the geometric path ℓ (from the first plane), frozen beyond R90
     ell = (d - d[0])[None, None, :] * stretch[..., None]
     tw_all = scattering_power_water(bb.energy_at(zeff)) * t_rel * dl
-    # the redefinition sees the material (not the skin's partial volume) where the pencil is in the patient
-    inside = entered & (occ > 0.5)
     t_mat = np.where(inside, t_rel / np.maximum(occ, 0.5), 0.0)
-    cells = float(uc[1] - uc[0]) if len(uc) > 1 else 1.0
     water = dl * (np.cumsum(occ, axis=-1) - 0.5 * (occ + occ[..., :1]))  # the same path all in water
     sharp = redefinition.sharp_scattering(bb, (zeff, water), t_mat, tw_all, ell, inside, cells) * dl
     tw = tw_all - sharp
@@ -312,7 +321,7 @@ def _trace(
     reach = max(1, math.ceil(max(grid.spacing_mm) / dstep))
     in_medium = ndimage.maximum_filter1d(occ > 0, size=2 * reach + 1, axis=-1, mode="constant")
     entered &= in_medium
-    fluence = bb.electron_dose(zeff) * ((fv + zeff) / to_source) ** 2 * entered
+    fluence = bb.electron_dose(zeff) * ((fv + zeff) / to_source) ** 2 * entered * obliquity
     return _Rays(zeff, sig2, air_path, fluence, entered, inside, sharp, tw_all, ell, zeff - water)
 
 

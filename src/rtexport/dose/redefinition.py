@@ -37,6 +37,64 @@ _TISSUE = 0.1  # lateral structure below this share of water's scattering (soft 
 _NEGLIGIBLE = 1e-3  # a block whose first-order change stays below this everywhere is left out
 
 
+def obliquity(
+    bb: BroadBeam,
+    zeff: FloatArray,
+    media: tuple[FloatArray, FloatArray, FloatArray],
+    inside: npt.NDArray[np.bool_],
+    cells: float,
+) -> tuple[FloatArray, FloatArray]:
+    """(effective depth, dose per fluence factor) [u, v, d] for electrons that crossed a medium scattering more
+    (bone) or less than its stopping power says.
+
+    The broad beam's depth dose at effective depth z holds water's angular spread there, A0_w(z) = ∫ T_w du
+    (polar). A medium whose relative scattering power T_rel exceeds its relative stopping power S_rel leaves the
+    electrons with more, ΔA0 = ∫ (T_rel − S_rel) T_w dℓ. Their tracks are longer per unit depth by ⟨sec θ⟩,
+    1 + ½ A0 to first order, so behind it they deposit more dose per unit fluence and lose energy faster with
+    depth, both by f = (1 + ½ (A0_w + ΔA0)) / (1 + ½ A0_w): the dose is multiplied by f and the effective depth
+    gains ∫ S_rel (f − 1) dℓ. Water, water-like bolus, soft tissue and lung (|T_rel − S_rel| below a tenth) give
+    f = 1. Scattering beyond R90 is taken at R90's energy, as for the pencils' σ."""
+    s_rel, t_rel, dl = media
+    more = np.subtract(t_rel, s_rel) * inside  # the scattering beyond the stopping, per unit of water's
+    more[np.abs(more) < _TISSUE] = 0.0  # soft tissues, CT noise: water
+    planes = np.nonzero(more.any(axis=(0, 1)))[0]
+    reach = float(bb.depth_mm[np.nonzero(bb.dinf > 0)[0][-1]])  # the electrons' last depth dose
+    alive = np.nonzero((inside & (zeff < reach)).any(axis=(0, 1)))[0]
+    if planes.size == 0 or alive.size == 0 or planes[0] > alive[-1]:
+        return zeff, np.ones_like(zeff)
+    # ΔA0 changes from k0 to k1 and is constant beyond; nothing is left to deliver dose beyond k2
+    k0, k1, k2 = int(planes[0]), int(planes[-1]) + 1, int(alive[-1]) + 1
+    frozen = np.minimum(zeff[..., k0:k2], bb.sigma_frozen_mm)
+    k1 = min(k1, k2)
+    extra = more[..., k0:k1] * dl * scattering_power_water(bb.energy_at(frozen[..., : k1 - k0]))
+    z_tab = np.linspace(0.0, float(frozen.max()) + 1.0, 256)
+    t_tab = scattering_power_water(bb.energy_at(z_tab))
+    a0_tab = np.concatenate([[0.0], np.cumsum(0.5 * (t_tab[1:] + t_tab[:-1]) * np.diff(z_tab))])
+    half_over = 0.5 / (1.0 + 0.5 * np.interp(frozen, z_tab, a0_tab))
+
+    def integral(x: FloatArray, n: int) -> FloatArray:
+        """Trapezoid from the first plane (as the effective depth) of x on the first of n planes, 0 beyond."""
+        out = np.empty((*x.shape[:-1], n))
+        np.cumsum(x, axis=-1, out=out[..., : x.shape[-1]])
+        out[..., : x.shape[-1]] -= 0.5 * (x + (x[..., :1] if k0 == 0 else 0.0))
+        out[..., x.shape[-1] :] = out[..., x.shape[-1] - 1 : x.shape[-1]] + 0.5 * x[..., -1:]
+        return out
+
+    n = frozen.shape[-1]
+    gain = integral(s_rel[..., k0:k2] * integral(extra, n) * half_over * dl, n)  # each electron's own track
+    zeff = zeff.copy()
+    zeff[..., k0:k2] += gain
+    zeff[..., k2:] += gain[..., -1:]
+    # the dose per fluence: lateral structure narrower than SMOOTH_MM carries the longer tracks sideways
+    # (fluence_ratio) rather than depositing them where they are; only the smooth part counts here
+    sel = planes[planes < k1] - k0
+    smooth = np.zeros_like(extra)
+    smooth[..., sel] = split_lateral(extra[..., sel], inside[..., sel + k0], SMOOTH_MM / cells)[0]
+    f = np.ones_like(zeff)
+    f[..., k0:k2] += integral(smooth, n) * half_over
+    return np.asarray(zeff, dtype=np.float64), f
+
+
 def split_lateral(
     tw: FloatArray, inside: npt.NDArray[np.bool_], cells: float, weights: tuple[FloatArray, FloatArray] | None = None
 ) -> tuple[FloatArray, FloatArray]:
@@ -119,12 +177,13 @@ def _mixed_excess(excess: FloatArray, m: FloatArray, sig: FloatArray, h: float) 
 
 
 def plane_moments(
-    tw: FloatArray, ell: FloatArray, inside: npt.NDArray[np.bool_]
+    tw: FloatArray, ell: FloatArray, inside: npt.NDArray[np.bool_] | FloatArray
 ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
-    """Per plane, the mean over the pencils in the patient of the cumulative moments A0, A1, A2 of the scattering
-    ``tw`` [u, v, d] about the path ``ell`` [u, v, d], and the mean path."""
+    """Per plane, the mean over the pencils in the patient (or weighted by ``inside`` [u, v, d]) of the
+    cumulative moments A0, A1, A2 of the scattering ``tw`` [u, v, d] about the path ``ell`` [u, v, d], and the
+    mean path."""
     m = inside.astype(np.float64)
-    n_in = np.maximum(m.sum(axis=(0, 1)), 1.0)
+    n_in = np.maximum(m.sum(axis=(0, 1)), 1e-12)
     buf = np.empty_like(tw)
     moments = []
     for weight in (None, ell, ell * ell):
@@ -291,6 +350,7 @@ def range_change(
     moments: tuple[FloatArray, FloatArray, FloatArray, FloatArray],
     geometry: tuple[FloatArray, float, float],
     theta0_2: float,
+    own: tuple[FloatArray, FloatArray] | None = None,
 ) -> FloatArray:
     """Dose to add [u, v, d] on the pencils' lattice (relative to the reference field's maximum) so the electrons
     reaching each point carry the range they kept through the heterogeneities they crossed.
@@ -303,6 +363,11 @@ def range_change(
     the change of the depth dose that the heterogeneities' effective depth (``excess``) makes, averaged over the
     pencils around each point within s, less the same averaged within the pencils' whole σ, times the fluence
     there. A laterally uniform change (water, a slab, the skin) averages alike either way and adds nothing.
+    s follows the electrons that crossed the heterogeneities with their own scattering (``own``: each pencil's
+    scattering per plane and path, [u, v, d]; weighted by the effective depth each gained or lost): behind air
+    they carry less angle than the water beside them and keep their range in a narrower column, behind bone
+    more. Their scattering is taken at R90's energy beyond it, as for the pencils' σ. Without ``own``, the
+    planes' mean (``moments``).
     ``weight``: each pencil's share in the medium [u, v, d]; ``moments``, ``geometry`` as :func:`fluence_ratio`.
     """
     d, sad, h = geometry
@@ -315,8 +380,18 @@ def range_change(
     lc = np.interp(kc, plane, ell)
     a0c, a1c, a2c = (np.interp(kc, plane, m) for m in (a0, a1, a2))
     length = np.maximum(ell - lc, 0.0)
-    s2 = (0.5 * a0c + theta0_2) * length**2 + 0.5 * (ell**2 * (a0 - a0c) - 2 * ell * (a1 - a1c) + (a2 - a2c))
     full2 = 0.5 * (ell**2 * a0 - 2 * ell * a1 + a2) + theta0_2 * ell**2
+    crossed = np.abs(excess) * weight
+    if own is not None and crossed.any():  # the electrons that crossed: their own scattering, not the planes'
+        bu, bv = (np.nonzero(crossed.any(axis=axes))[0] for axes in ((1, 2), (0, 2)))
+        box = (slice(bu[0], bu[-1] + 1), slice(bv[0], bv[-1] + 1))  # the pencils that crossed
+        tw_own = own[0][box].copy()
+        deep = zeff[box] > bb.sigma_frozen_mm  # scattering at R90's energy beyond it
+        at_r90 = scattering_power_water(bb.energy_at(np.array([bb.sigma_frozen_mm])))
+        tw_own[deep] *= at_r90 / scattering_power_water(bb.energy_at(zeff[box][deep]))
+        a0, a1, a2, _ = plane_moments(tw_own, own[1][box], crossed[box])
+        a0c, a1c, a2c = (np.interp(kc, plane, m) for m in (a0, a1, a2))
+    s2 = (0.5 * a0c + theta0_2) * length**2 + 0.5 * (ell**2 * (a0 - a0c) - 2 * ell * (a1 - a1c) + (a2 - a2c))
     to_iso = sad / d
     fv = bb.virtual_ssd_mm
     q = weight * ((fv + zeff) / (fv + d - bb.reference_ssd_mm)) ** 2  # fluence, inverse square from the source
