@@ -4,7 +4,7 @@ Prints the export time and its ratio to ``cp -r`` of the same bytes (and to ``cp
 export fsyncs every file), measured in the same run: the export right after the dose was computed (whose
 structure set, plan and doses ``rtexport dose`` built then), the export again, and building plus exporting in one
 go; and the peak memory of building and exporting for 100 and 300 slices, each measured in a fresh process.
-Run: ``python benchmarks/bench_export.py`` (about two minutes).
+Run: ``python benchmarks/bench_export.py`` (about seven minutes: each measurement starts after ``--rest`` seconds).
 """
 
 from __future__ import annotations
@@ -140,6 +140,13 @@ def run_export(home: Path, out: Path, verify: bool = True) -> dict[str, float]:
     return json.loads(r.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
+def warm_up(folder: Path) -> None:
+    """Read every file of ``folder``, so ``cp`` reads it from memory as the export reads the store it just used
+    (the kernel may have reclaimed pages unused for a minute)."""
+    for p in folder.iterdir():
+        p.read_bytes()
+
+
 def timed(cmd: list[str]) -> float:
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True)
@@ -151,6 +158,7 @@ def main() -> None:
     ap.add_argument("--child", nargs=2, metavar=("HOME", "OUT"))
     ap.add_argument("--unverified", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rest", type=float, default=20.0, help="seconds of rest before each measurement (default 20)")
     args = ap.parse_args()
     if args.child:
         child_export(Path(args.child[0]), Path(args.child[1]), verify=not args.unverified)
@@ -190,14 +198,23 @@ def main() -> None:
             seconds = run_export(home, root / f"{'again' if verify else 'unverified'}{k}", verify=verify)["export"]
             (warm if verify else bare).append(seconds)
 
+        def settle() -> None:
+            # Every measurement starts with no dirty pages (fsync on ext4 would flush others' too), and after a
+            # rest: this machine's virtual disk writes several times slower for some seconds after a burst of
+            # writes (a 161 MB `cp -r` took 0.24-0.40 s right after an export, 0.07 s after 20 s of rest).
+            os.sync()
+            time.sleep(args.rest)
+
         steps: list[Callable[[int], None]] = [after_dose, lambda k: again(k, True), lambda k: again(k, False)]
         for k in range(args.rounds):
-            # the three exports in a rotating order (the disk is slower for whichever comes later in a round)
-            for step in steps[k % 3 :] + steps[: k % 3]:
-                os.sync()  # every measurement starts with no dirty pages: fsync on ext4 would flush others' too
+            for step in steps[k % 3 :] + steps[: k % 3]:  # the three exports take turns going first
+                settle()
                 step(k)
+            settle()
+            warm_up(staging)
             cp.append(timed(["cp", "-r", str(staging), str(root / f"cp{k}")]))
-            os.sync()
+            settle()
+            warm_up(staging)
             cps.append(timed(["sh", "-c", f"cp -r '{staging}' '{root / f'cps{k}'}' && sync"]))
         b, f, e, u, c, s = min(prepared), min(cold), min(warm), min(bare), min(cp), min(cps)
         mb = size / 1e6
