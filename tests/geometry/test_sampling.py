@@ -61,7 +61,9 @@ def test_resample_gives_what_the_whole_planes_give_to_the_last_bit(origin: tuple
     trilinear blend of whole CT planes, clamped at their edges, gives the same bits."""
     rng = np.random.default_rng(7)
     vol = rng.normal(0.0, 300.0, (6, 40, 50)).astype(np.float32)
-    xs, ys, zs = np.arange(50) * 0.97 - 3.0, np.arange(40) * 0.97 - 1.0, np.array([0.0, 1.5, 3.0, 4.5, 6.0, 7.5])
+    xs = np.arange(50, dtype=np.float64) * 0.97 - 3.0
+    ys = np.arange(40, dtype=np.float64) * 0.97 - 1.0
+    zs = np.array([0.0, 1.5, 3.0, 4.5, 6.0, 7.5], dtype=np.float64)
     grid = GridGeometry(origin_mm=origin, spacing_mm=(1.3, 1.1, 1.7), shape=(5, 9, 11))
     gx, gy, gz = grid.axes()
     iz = np.interp(gz, zs, np.arange(len(zs), dtype=np.float64))
