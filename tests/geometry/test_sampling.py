@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from rtexport.geometry.sampling import resample, sample
 from rtexport.model.dose import GridGeometry
@@ -48,3 +49,29 @@ def test_resample_onto_a_grid_matches_pointwise_sampling() -> None:
     zz, yy, xx = np.meshgrid(gz, gy, gx, indexing="ij")
     pts = np.stack([xx, yy, zz], axis=-1)
     assert out == pytest.approx(sample(vol, axes, pts, outside="edge").astype(np.float32), abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [(-9.0, -7.0, -2.0), (3.3, 4.1, 1.0), (40.0, 30.0, 2.0), (-100.0, -100.0, 0.5)],
+    ids=["beyond-the-first-edges", "inside", "beyond-the-last-edges", "all-before"],
+)
+def test_resample_gives_what_the_whole_planes_give_to_the_last_bit(origin: tuple[float, float, float]) -> None:
+    """The resampled medium (hence the dose) does not change when only the grid's part of each plane is read: a
+    trilinear blend of whole CT planes, clamped at their edges, gives the same bits."""
+    rng = np.random.default_rng(7)
+    vol = rng.normal(0.0, 300.0, (6, 40, 50)).astype(np.float32)
+    xs = np.arange(50, dtype=np.float64) * 0.97 - 3.0
+    ys = np.arange(40, dtype=np.float64) * 0.97 - 1.0
+    zs = np.array([0.0, 1.5, 3.0, 4.5, 6.0, 7.5], dtype=np.float64)
+    grid = GridGeometry(origin_mm=origin, spacing_mm=(1.3, 1.1, 1.7), shape=(5, 9, 11))
+    gx, gy, gz = grid.axes()
+    iz = np.interp(gz, zs, np.arange(len(zs), dtype=np.float64))
+    yy, xx = np.meshgrid((gy - ys[0]) / (ys[1] - ys[0]), (gx - xs[0]) / (xs[1] - xs[0]), indexing="ij")
+    whole = np.empty(grid.shape, dtype=np.float32)
+    for k, zk in enumerate(iz):
+        k0 = min(int(np.floor(zk)), len(zs) - 1)
+        k1, f = min(k0 + 1, len(zs) - 1), float(zk - k0)
+        plane = (1 - f) * vol[k0] + f * vol[k1]
+        whole[k] = ndimage.map_coordinates(plane, [yy, xx], order=1, mode="nearest", prefilter=False)
+    assert resample(vol, (xs, ys, zs), grid).tobytes() == whole.tobytes()

@@ -244,7 +244,9 @@ def _material(
     if not external.any():
         raise DoseError(f"plan {plan.id}: the External {plan.external!r} encloses no voxel of the CT")
     occupancy = partial_volume(contours[plan.external], work, spacing).astype(np.float32)
-    rho_e, t_rel = _curve(curve, resample(ct.hu, ct.geometry.axes(), work))
+    # air outside the External is zero whatever the CT says there: the curve runs inside it only
+    rho_e, t_rel = np.zeros(work.shape), np.zeros(work.shape)
+    rho_e[external], t_rel[external] = _curve(curve, resample(ct.hu, ct.geometry.axes(), work)[external])
     for i, ov in enumerate(plan.overrides):
         mat = site.material(ov.material)
         if mat is None:
@@ -253,7 +255,6 @@ def _material(
             raise DoseError(f"override[{i}]: structure {ov.structure!r} has no contours")
         m = rasterize(contours[ov.structure], work, spacing) & external
         rho_e[m], t_rel[m] = mat.rel_stopping_power, mat.rel_scattering_power
-    rho_e[~external], t_rel[~external] = 0.0, 0.0
     for b in plan.beams:  # in plan order: where boli overlap, the later one's material holds
         if b.bolus is None:
             continue

@@ -109,13 +109,20 @@ def bolus_contours(
     mask = bolus_mask(box, external.fill(xs, ys, zs), frame, cutout, bolus, ray_step_mm=in_plane_mm)
     out: list[Contour] = []
     for k in np.nonzero(mask.any(axis=(1, 2)))[0]:
-        padded = np.pad(mask[k].astype(np.float64), 1)
+        # traced within the slice's bolus box only: the same contours, their points moved by whole pixels (exact)
+        rows, cols = (np.nonzero(mask[k].any(axis=a))[0] for a in (1, 0))
+        iy, ix = int(rows[0]), int(cols[0])
+        padded = np.pad(mask[k, iy : rows[-1] + 1, ix : cols[-1] + 1].astype(np.float64), 1)
         for traced in find_contours(padded, 0.5):  # type: ignore[no-untyped-call]
             c = polygon.drop_collinear(traced[:-1] if np.allclose(traced[0], traced[-1]) else traced)
             if len(c) < 3:
                 continue
             pts = np.column_stack(
-                [xs[0] + (c[:, 1] - 1) * in_plane_mm, ys[0] + (c[:, 0] - 1) * in_plane_mm, np.full(len(c), zs[k])]
+                [
+                    xs[0] + (c[:, 1] + (ix - 1)) * in_plane_mm,
+                    ys[0] + (c[:, 0] + (iy - 1)) * in_plane_mm,
+                    np.full(len(c), zs[k]),
+                ]
             )
             out.append(Contour(points_mm=np.round(pts, 3), geometric_type="CLOSED_PLANAR"))
     return out

@@ -78,13 +78,27 @@ def resample(
     xs, ys, zs = axes
     gx, gy, gz = grid.axes()
     iz = np.interp(gz, zs, np.arange(len(zs), dtype=np.float64)) if len(zs) > 1 else np.zeros(len(gz))
-    yy, xx = np.meshgrid((gy - ys[0]) / _step(ys), (gx - xs[0]) / _step(xs), indexing="ij")
+    fy, fx = (gy - ys[0]) / _step(ys), (gx - xs[0]) / _step(xs)
+    # only the rows and columns the grid reaches are blended: the coordinates move by whole voxels (exactly), and
+    # the window reaches the volume's edge wherever a coordinate does, so "nearest" clamps as on the whole plane
+    rows, cols = _window(fy, volume.shape[1]), _window(fx, volume.shape[2])
+    yy, xx = np.meshgrid(fy - rows.start, fx - cols.start, indexing="ij")
     out = np.empty(grid.shape, dtype=np.float32)
     last = len(zs) - 1
     for k, zk in enumerate(iz):
         k0 = min(math.floor(zk), last)
         k1 = min(k0 + 1, last)
         f = float(zk - k0)
-        plane = (1 - f) * volume[k0].astype(np.float32) + f * volume[k1].astype(np.float32)
+        plane = (1 - f) * volume[k0, rows, cols].astype(np.float32) + f * volume[k1, rows, cols].astype(np.float32)
         out[k] = ndimage.map_coordinates(plane, [yy, xx], order=1, mode="nearest", prefilter=False)
     return out
+
+
+def _window(index: FloatArray, n: int) -> slice:
+    """The whole-voxel window of an axis of ``n`` voxels that holds every voxel linear interpolation at ``index``
+    reads, and one more on each side."""
+    if len(index) == 0:
+        return slice(0, n)
+    lo = max(math.floor(float(index.min())) - 1, 0)
+    hi = min(math.floor(float(index.max())) + 3, n)
+    return slice(lo, hi) if lo < hi else slice(0, n)
