@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tomli_w
 
-import rtexport.services.dose as dose_service
+import rtexport.dose.plan as dose_plan
 from rtexport.demo.plan import DEMO_PLAN
 from rtexport.dose import compute_plan_dose
 from rtexport.errors import GateError, PlanError
@@ -48,7 +48,7 @@ def test_approval_while_dose_is_computed_keeps_the_approved_dose(
         plan = result.plan
         return PlanDose(result.beams, DoseGrid(plan.geometry, plan.gy * 2, plan.frame_of_reference_uid))
 
-    monkeypatch.setattr(dose_service, "compute_plan_dose", slow_compute)
+    monkeypatch.setattr(dose_plan, "compute_plan_dose", slow_compute)
     with pytest.raises(PlanError, match=r"was approved while its dose was computed; the approved dose stands"):
         compute_dose(planned, "CW-E1", ACTOR, grid_mm=COARSE_MM, engine=COARSE)
     after = planned.plan_state("CW-E1")
@@ -69,7 +69,7 @@ def test_a_new_revision_while_dose_is_computed_is_not_given_the_old_dose(
         other.close()
         return result
 
-    monkeypatch.setattr(dose_service, "compute_plan_dose", compute_then_edit)
+    monkeypatch.setattr(dose_plan, "compute_plan_dose", compute_then_edit)
     with pytest.raises(PlanError, match=r"changed to revision 2 while its dose was computed"):
         compute_dose(planned, "CW-E1", ACTOR, grid_mm=COARSE_MM, engine=COARSE)
     assert planned.plan_state("CW-E1").dose is None  # revision 2 has no dose

@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # the engine's stack (scipy) is imported when a dose is compu
     import numpy as np
     import numpy.typing as npt
 
-    from rtexport.dose import CTVolume, DoseEngine
+    from rtexport.dose import DoseEngine
     from rtexport.geometry.setup import AimedPlan
     from rtexport.model.course import Contour, CTGeometry
     from rtexport.model.dose import PlanDose
@@ -142,24 +142,10 @@ def _setup_and_dose(
     engine: DoseEngine | None,
 ) -> tuple[AimedPlan, PlanDose]:
     """The beams set up once (for the dose and for the objects built after) and the plan's dose, here."""
-    from rtexport.dose import CTVolume
+    from rtexport.dose import plan as dose_plan
+    from rtexport.dose.volume import CTVolume
     from rtexport.geometry.setup import aim_plan
 
     volume = CTVolume(ct, hu)
     aimed = aim_plan(plan, site, ct, contours)
-    return aimed, compute_plan_dose(plan, site, volume, contours, grid_mm, engine, aimed)
-
-
-def compute_plan_dose(
-    plan: Plan,
-    site: Site,
-    ct: CTVolume,
-    contours: Mapping[str, Sequence[Contour]],
-    grid_mm: float | None = None,
-    engine: DoseEngine | None = None,
-    aimed: AimedPlan | None = None,
-) -> PlanDose:
-    """:func:`rtexport.dose.compute_plan_dose`, its module imported when a dose is computed in this process."""
-    from rtexport.dose import compute_plan_dose as compute
-
-    return compute(plan, site, ct, contours, grid_mm, engine, aimed)
+    return aimed, dose_plan.compute_plan_dose(plan, site, volume, contours, grid_mm, engine, aimed)
