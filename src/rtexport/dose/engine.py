@@ -43,10 +43,6 @@ FloatArray = npt.NDArray[np.float64]
 
 _PENCILS_ACROSS = 32
 _HALO_RATIO = 1.15  # the halo's σ ladder: a smooth, low component needs fewer rungs
-# electrons a pencil's Gaussian puts in the air beyond a sloped surface, within this many mm of the patient along
-# the ray, re-enter close by: the pencil keeps them (see _kept_share); only pencils this near their own entry
-REENTRY_MM = 5.0
-NEAR_MM = 20.0
 _RATIO_FLOOR_MM2 = 0.25  # σ² below (0.5 mm)² is no ratio to scale by: near the surface medium and water agree
 
 
@@ -189,12 +185,8 @@ class PencilBeamEngine:
         uo = np.arange(uc[0] - margin, uc[-1] + margin + h / 2, h)
         vo = np.arange(vc[0] - margin, vc[-1] + margin + h / 2, h)
         out = np.zeros((len(d), len(uo), len(vo)), dtype=np.float32)
-        ahead = _ahead_air(rays, (uc, vc), (uo, vo), h)
         for (weight, sigma), ratio in zip(components, (self.sigma_ratio, _HALO_RATIO), strict=False):
-            qc = q * weight
-            if ahead is not None:
-                qc = qc / _kept_share(ahead, qc, sigma, uc, vc, uo, vo, h, ratio, rays.inside, rays.zeff)
-            out += _spread(qc, sigma, uc, vc, uo, vo, h, ratio)
+            out += _spread(q * weight, sigma, uc, vc, uo, vo, h, ratio)
         iu0 = round((uc[0] - uo[0]) / h)
         iv0 = round((vc[0] - vo[0]) / h)
         if rays.sharp.any():  # what lies beside the pencils, from the plane where it lies
@@ -238,7 +230,6 @@ class _Rays:
     scattering: FloatArray  # all of it, per plane (polar angle²)
     ell: FloatArray  # the geometric path from the first plane
     excess: FloatArray  # the effective depth the heterogeneities added (redefinition)
-    ahead: FloatArray  # air (its share of the cell) the ray crosses just before it enters the patient
 
 
 def _planes(medium: Medium, beam: BeamSetup, dstep: float) -> tuple[FloatArray, bool]:
@@ -331,12 +322,7 @@ def _trace(
     in_medium = ndimage.maximum_filter1d(occ > 0, size=2 * reach + 1, axis=-1, mode="constant")
     entered &= in_medium
     fluence = bb.electron_dose(zeff) * ((fv + zeff) / to_source) ** 2 * entered * obliquity
-    # air the electrons cross before they enter the patient a short way on (a sloped surface), not beside it
-    solid = occ > 0.5
-    plane = np.arange(len(d))
-    following = np.flip(np.minimum.accumulate(np.flip(np.where(solid, plane, 2 * len(d)), axis=-1), axis=-1), axis=-1)
-    ahead = np.where((following - plane) * dl < REENTRY_MM, (~solid).astype(np.float64), 0.0)
-    return _Rays(zeff, sig2, air_path, fluence, entered, inside, sharp, tw_all, ell, zeff - water, ahead)
+    return _Rays(zeff, sig2, air_path, fluence, entered, inside, sharp, tw_all, ell, zeff - water)
 
 
 def _ray_index(
@@ -379,61 +365,6 @@ def _components(
         (1.0 - w, np.sqrt(np.maximum(core**2 - air_ref2, 0.0) * ratio2 + air2) * to_iso),
         (w, np.sqrt(np.maximum(halo**2 - air_ref2, 0.0) + air2) * to_iso),
     ]
-
-
-def _ahead_air(
-    rays: _Rays, pencils: tuple[FloatArray, FloatArray], lattice_out: tuple[FloatArray, FloatArray], h: float
-) -> FloatArray | None:
-    """[d, uo, vo]: 1 where a plane's cell is air its ray crosses before it enters the patient, extended beyond
-    the pencils' block by the nearest pencil; None if no plane has such air beside a pencil in the patient."""
-    (uc, vc), (uo, vo) = pencils, lattice_out
-    mixed = (rays.ahead > 0).any(axis=(0, 1)) & rays.inside.any(axis=(0, 1))
-    if not mixed.any():
-        return None
-    iu0 = round((uc[0] - uo[0]) / h)
-    iv0 = round((vc[0] - vo[0]) / h)
-    pad = ((iu0, len(uo) - iu0 - len(uc)), (iv0, len(vo) - iv0 - len(vc)), (0, 0))
-    air = np.pad(rays.ahead, pad, mode="edge")
-    air[..., ~mixed] = 0.0
-    return np.moveaxis(air, -1, 0)
-
-
-def _kept_share(
-    air: FloatArray,
-    q: FloatArray,
-    sigma_iso: FloatArray,
-    uc: FloatArray,
-    vc: FloatArray,
-    uo: FloatArray,
-    vo: FloatArray,
-    h: float,
-    ratio: float,
-    inside: npt.NDArray[np.bool_],
-    zeff: FloatArray,
-) -> FloatArray:
-    """[u, v, d]: the share of each pencil's Gaussian that lands in the patient in its plane (not in ``air``),
-    at least a half; 1 for a pencil not in the patient."""
-    nd = q.shape[-1]
-    lost = np.zeros(q.shape, dtype=np.float64)
-    active = (q > 0) & inside & (zeff < NEAR_MM)
-    planes = np.nonzero(air.reshape(nd, -1).any(axis=1) & active.reshape(-1, nd).any(axis=0))[0]
-    if planes.size == 0:
-        return np.ones_like(q)
-    smin = float(sigma_iso[q > 0].min())
-    t = np.log(np.maximum(sigma_iso, smin) / smin) / math.log(ratio)
-    rung = np.floor(t).astype(np.int64)
-    frac = t - rung
-    for r in range(int(rung[..., planes][active[..., planes]].min()), int(rung[..., planes].max()) + 2):
-        lam = np.where(rung == r, 1.0 - frac, 0.0) + np.where(rung == r - 1, frac, 0.0)
-        sel = planes[(lam[..., planes] * active[..., planes]).reshape(-1, planes.size).any(axis=0)]
-        if sel.size == 0:
-            continue
-        sig_r = smin * ratio**r
-        gu = _kernel(uo, uc, h, sig_r)
-        gv = _kernel(vo, vc, h, sig_r)
-        share = np.moveaxis(gu.T @ air[sel] @ gv, 0, -1)  # [u, v, sel]
-        lost[..., sel] += lam[..., sel] * share
-    return np.where(active, np.maximum(1.0 - lost, 0.5), 1.0)
 
 
 def _spread(
