@@ -80,7 +80,7 @@ def ahead_air(
     pad = ((iu0, len(uo) - iu0 - len(uc)), (iv0, len(vo) - iv0 - len(vc)), (0, 0))
     air = np.pad(air_rays, pad, mode="edge")
     air[..., ~mixed] = 0.0
-    return np.moveaxis(air, -1, 0)
+    return np.ascontiguousarray(np.moveaxis(air, -1, 0))
 
 
 def kept_share(
@@ -101,18 +101,23 @@ def kept_share(
     if planes.size == 0:
         return np.ones_like(keeping)
     smin = max(float(sigma_iso[active].min()), 1e-3)
-    t = np.log(np.maximum(sigma_iso, smin) / smin) / math.log(ratio)
+    # as the engine's spread: σ on a geometric ladder, each rung only for the planes whose pencils reach it
+    t = np.log(np.maximum(np.moveaxis(sigma_iso[..., planes], -1, 0), smin) / smin) / math.log(ratio)
     rung = np.floor(t).astype(np.int64)
     frac = t - rung
-    lit = rung[..., planes][active[..., planes]]
-    for r in range(int(lit.min()), int(lit.max()) + 2):
-        lam = np.where(rung == r, 1.0 - frac, 0.0) + np.where(rung == r - 1, frac, 0.0)
-        sel = planes[(lam[..., planes] * active[..., planes]).reshape(-1, planes.size).any(axis=0)]
-        if sel.size == 0:
+    lit = np.moveaxis(active[..., planes], -1, 0)  # [p, u, v]
+    span_lo = np.where(lit, rung, np.iinfo(np.int64).max).min(axis=(1, 2))
+    span_hi = np.where(lit, rung, -1).max(axis=(1, 2)) + 1
+    lost_p = np.zeros(lit.shape, dtype=np.float64)
+    for r in range(int(span_lo.min()), int(span_hi.max()) + 1):
+        near = np.nonzero((span_lo <= r) & (r <= span_hi))[0]
+        if near.size == 0:
             continue
+        rn, fn = rung[near], frac[near]
+        lam = (np.where(rn == r, 1.0 - fn, 0.0) + np.where(rn == r - 1, fn, 0.0)) * lit[near]
         sig_r = smin * ratio**r
         gu = kernel(uo, uc, h, sig_r)
         gv = kernel(vo, vc, h, sig_r)
-        share = np.moveaxis(gu.T @ air[sel] @ gv, 0, -1)  # [u, v, sel]
-        lost[..., sel] += lam[..., sel] * share
+        lost_p[near] += lam * (gu.T @ air[planes[near]] @ gv)
+    lost[..., planes] = np.moveaxis(lost_p, 0, -1)
     return np.where(active, np.maximum(1.0 - lost * keeping, 0.5), 1.0)
