@@ -11,8 +11,9 @@ Gaussian that stays in the patient (at least a half), so its fluence is conserve
 
 - air whose ray enters the patient within ``REENTRY_MM`` further on (the air just in front of a sloped surface,
   not the air beside the patient, from which electrons do not come back);
-- a surface that slopes by at most ``MAX_SLOPE`` between neighbouring rays (a step's or a bolus's side face
-  sends its electrons across the air to a surface centimetres away: they are the patient's loss there);
+- a surface that slopes by at most ``MAX_SLOPE`` between neighbouring rays, and air not within ``REENTRY_MM`` of
+  a steeper one (a step's or a bolus's side face sends its electrons across the air to a surface centimetres
+  away: they are the patient's loss there);
 - pencils within ``NEAR_MM`` of their own entry, that stay in the patient ``REENTRY_MM`` on (not at an exit
   surface), fully from ``RAMP_MM`` of effective depth on (from none at the entry: the first millimetre under the
   skin then does not depend on where the skin falls within a cell of the fan grid).
@@ -49,8 +50,12 @@ def reentry(
     following = np.flip(np.minimum.accumulate(np.flip(big, axis=-1), axis=-1), axis=-1)  # next plane inside
     entry = following[..., 0] * dstep
     du, dv = np.gradient(entry, cells) if min(entry.shape) > 1 else (np.zeros_like(entry),) * 2
-    gentle = (ndimage.maximum_filter(np.hypot(du, dv), size=3, mode="nearest") <= MAX_SLOPE)[..., None]
-    air = np.where(((following - plane) * dl < REENTRY_MM) & gentle, (~solid).astype(np.float64), 0.0)
+    slope = np.hypot(du, dv)
+    gentle = (ndimage.maximum_filter(slope, size=3, mode="nearest") <= MAX_SLOPE)[..., None]
+    # no air within REENTRY_MM of a side face: its electrons are the face's, not a slope's
+    wide = 2 * math.ceil(REENTRY_MM / cells) + 1
+    clear = (ndimage.maximum_filter(slope, size=wide, mode="nearest") <= MAX_SLOPE)[..., None]
+    air = np.where(((following - plane) * dl < REENTRY_MM) & clear, (~solid).astype(np.float64), 0.0)
     keeps = np.clip(zeff / RAMP_MM, 0.0, 1.0) * (inside & (zeff < NEAR_MM) & _stays(solid, dstep) & gentle)
     return air, keeps
 
