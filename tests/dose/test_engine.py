@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from scipy.special import erf
 
-from rtexport.dose import Medium, PencilBeamEngine
+from rtexport.dose import Medium, PencilBeamEngine, surface
 from rtexport.dose.commissioning import broad_beam, water_sigma_mm
+from rtexport.dose.engine import _kernel
 from rtexport.model.site import Site
 from tests.dose.media import SAD, SURFACE_Y, setup, slab_medium
 
@@ -168,3 +169,40 @@ def test_highland_scattering_is_a_fifth_narrower_than_rossis_in_centimetres_of_w
     r = highland_ratio(np.array([36.08, 20.0, 60.0]))
     assert r[0] == pytest.approx(12.41 / 14.99, rel=2e-3)
     assert 0.80 <= r[1] < r[0] < r[2] <= 0.85
+
+
+# --- a sloped surface (rtexport.dose.surface) -------------------------------------------------------------------
+def _rays_through(entry_mm: np.ndarray, planes: int, dstep: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Occupancy, effective depth and 'in the patient' [u, v, d] of rays entering water at ``entry_mm`` [u, v]."""
+    d = (np.arange(planes) * dstep)[None, None, :]
+    occ = (d >= entry_mm[..., None]).astype(np.float64)
+    zeff = np.maximum(d - entry_mm[..., None], 0.0)
+    return occ, zeff, occ > 0.5
+
+
+def test_a_pencil_keeps_what_falls_in_the_air_in_front_of_a_slope_but_not_beside_a_side_face() -> None:
+    h, dstep, n = 1.0, 0.5, 41
+    u = np.arange(n, dtype=np.float64) * h
+    steps = (dstep, np.full((n, n, 1), dstep), h)
+    slope = np.broadcast_to(u[:, None], (n, n)).astype(np.float64)  # 45°: the entry 1 mm deeper per mm
+    step = np.where(u[:, None] < 20.0, 0.0, 15.0) * np.ones((1, n))  # a 15 mm recess beyond u = 20
+    for entry, keeps_expected in ((slope, True), (step, False)):
+        occ, zeff, inside = _rays_through(entry, 100, dstep)
+        air, keeps = surface.reentry(occ, zeff, inside, steps)
+        k = 24  # the plane 12 mm from the first: the slope's line and the recess's air both cross it
+        # air 3 mm in front of the slope (u = 15) counts; 3 mm above the recess (u = 22, beside the face) does not
+        assert air[15 if keeps_expected else 22, 20, k] == (1.0 if keeps_expected else 0.0)
+        # a pencil at the slope's line, 4 mm into the water (12 mm past its entry), keeps all; beside the face none
+        assert keeps[8 if keeps_expected else 20, 20, k] == (1.0 if keeps_expected else 0.0)
+    # what it keeps: in the plane 22 mm on, the air 0.5-4.5 mm beyond the slope's line (u = 22.5 to 26.5 mm) is
+    # what re-enters within 5 mm; a pencil 5 mm inside (u = 17, σ 3 mm) keeps what its Gaussian puts there
+    occ, zeff, inside = _rays_through(slope, 100, dstep)
+    air, keeps = surface.reentry(occ, zeff, inside, steps)
+    grid = surface.ahead_air(air, inside, (u, u, u, u, h))
+    assert grid is not None
+    share = surface.kept_share(grid, keeps, np.full(occ.shape, 3.0), (u, u, u, u, h), 1.08, _kernel)
+    s = 3.0 * math.sqrt(2.0)
+    in_air = 0.5 * (erf((26.5 - 17.0) / s) - erf((22.5 - 17.0) / s))
+    assert share[17, 20, 44] == pytest.approx(1.0 - in_air, abs=1e-6)
+    assert share[5, 20, 44] == pytest.approx(1.0, abs=1e-6)  # 17 mm inside: nothing in that air
+    assert share[30, 20, 44] == 1.0  # a pencil still in the air keeps nothing: there is nothing to keep

@@ -28,7 +28,7 @@ import numpy.typing as npt
 from scipy import ndimage
 from scipy.special import erf
 
-from rtexport.dose import redefinition
+from rtexport.dose import redefinition, surface
 from rtexport.dose.commissioning import BroadBeam, broad_beam, scattering_power_water, water_sigma_mm
 from rtexport.dose.fan import to_patient
 from rtexport.dose.output import CutoutOutput, cutout_output, lattice, pencil_weights
@@ -185,8 +185,12 @@ class PencilBeamEngine:
         uo = np.arange(uc[0] - margin, uc[-1] + margin + h / 2, h)
         vo = np.arange(vc[0] - margin, vc[-1] + margin + h / 2, h)
         out = np.zeros((len(d), len(uo), len(vo)), dtype=np.float32)
+        ahead = surface.ahead_air(rays.ahead, rays.inside, (uc, vc, uo, vo, h))
         for (weight, sigma), ratio in zip(components, (self.sigma_ratio, _HALO_RATIO), strict=False):
-            out += _spread(q * weight, sigma, uc, vc, uo, vo, h, ratio)
+            qc = q * weight
+            if ahead is not None:
+                qc = qc / surface.kept_share(ahead, rays.keeps * (qc > 0), sigma, (uc, vc, uo, vo, h), ratio, _kernel)
+            out += _spread(qc, sigma, uc, vc, uo, vo, h, ratio)
         iu0 = round((uc[0] - uo[0]) / h)
         iv0 = round((vc[0] - vo[0]) / h)
         if rays.sharp.any():  # what lies beside the pencils, from the plane where it lies
@@ -230,6 +234,8 @@ class _Rays:
     scattering: FloatArray  # all of it, per plane (polar angle²)
     ell: FloatArray  # the geometric path from the first plane
     excess: FloatArray  # the effective depth the heterogeneities added (redefinition)
+    ahead: FloatArray  # 1 in air the ray crosses just before it enters the patient
+    keeps: FloatArray  # how much of what its Gaussian puts in such air the pencil keeps (surface)
 
 
 def _planes(medium: Medium, beam: BeamSetup, dstep: float) -> tuple[FloatArray, bool]:
@@ -322,7 +328,21 @@ def _trace(
     in_medium = ndimage.maximum_filter1d(occ > 0, size=2 * reach + 1, axis=-1, mode="constant")
     entered &= in_medium
     fluence = bb.electron_dose(zeff) * ((fv + zeff) / to_source) ** 2 * entered * obliquity
-    return _Rays(zeff, sig2, air_path, fluence, entered, inside, sharp, tw_all, ell, zeff - water)
+    ahead, keeps = surface.reentry(occ, zeff, inside, (dstep, dl, cells))
+    return _Rays(
+        zeff,
+        sig2,
+        air_path,
+        fluence,
+        entered,
+        inside,
+        sharp,
+        tw_all,
+        ell,
+        zeff - water,
+        ahead,
+        keeps,
+    )
 
 
 def _ray_index(
