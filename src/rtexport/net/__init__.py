@@ -23,7 +23,7 @@ the receiver hands what arrives to a :class:`~rtexport.net.receiver.Sink` that t
 Why our own stack and not pynetdicom for sending: its reactor thread, queues and per-PDU state-machine events
 cost too much when sending stored files on two cores. ``benchmarks/bench_send.py`` measures both in the same run,
 pynetdicom tuned with TCP_NODELAY and chunked data set sends: to Orthanc (quiet, 2026-12-08), pynetdicom reached
-0.52x DCMTK storescu on one association and 0.68x on two, rtexport 1.04x and 1.51x (1.64x on three); sending
+0.52x DCMTK storescu on one association and 0.68x on two, rtexport 1.04x and 1.35-1.51x (1.63x on three); sending
 alone (to ``storescp --ignore``) pynetdicom does about 0.2 GB/s, rtexport 1.2 GB/s (0.7 GB/s hashing what it
 sends). A blocking
 requestor needs none of that machinery: the calling thread owns the socket, the data set goes from the file to the
