@@ -14,7 +14,7 @@ from rtexport.model.state import PlanState, Signature, StoredDose
 from rtexport.mucheck import MUCheck, check_beams
 from rtexport.services.access import Clock
 from rtexport.services.building import prepare_objects
-from rtexport.services.coverage import plan_target_warnings
+from rtexport.services.coverage import fresh_target_warnings
 from rtexport.services.integrity import dose_inputs, require_intact, stale_reasons, with_staleness
 from rtexport.services.site import site_status
 from rtexport.services.users import Credentials, qualified
@@ -161,7 +161,7 @@ def approve(
     rev = state.revision.number
     status = site_status(ws)
     site = status.require()
-    targets = plan_target_warnings(ws, site, state, cached=False)
+    targets, aimed = fresh_target_warnings(ws, site, state)
     signature: Signature | None = None
     with ws.transaction():
         _still_unapproved(ws, plan_id, rev, "approve")
@@ -186,7 +186,8 @@ def approve(
         raise refusal
     if signature is None:  # the row written in this transaction
         raise PlanError(f"plan {plan_id}: the approval just stored cannot be read back")
-    return Signed(ws.plan_state(plan_id), signature, prepare_objects(ws, plan_id, signer, status), check)
+    setup = (state.revision.token, aimed) if aimed is not None else None  # the beams as the warnings saw them
+    return Signed(ws.plan_state(plan_id), signature, prepare_objects(ws, plan_id, signer, status, setup=setup), check)
 
 
 def accept_dose(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,6 +19,9 @@ from rtexport.model.course import Course
 from rtexport.model.site import Site
 from rtexport.model.state import PlanState
 from rtexport.workspace import Workspace
+
+if TYPE_CHECKING:
+    from rtexport.geometry.setup import AimedPlan
 
 VERSION = 1  # of the kept warnings' wording and method
 STEP_MM = 0.5  # along the central axis
@@ -66,20 +70,36 @@ def target_warnings(
     return warnings
 
 
-def plan_target_warnings(ws: Workspace, site: Site, state: PlanState, *, cached: bool = True) -> list[str]:
+def plan_target_warnings(ws: Workspace, site: Site, state: PlanState) -> list[str]:
     """:func:`target_warnings` of the plan's current state, its beams set up as the export sets them up (none
-    for reach while they cannot be set up). ``cached=False``: nothing read from the setup cache (approval: a
-    cache row changed behind rtexport's back must not hide a warning the physicist has to acknowledge)."""
+    for reach while they cannot be set up)."""
     from rtexport.errors import RTExportError
     from rtexport.services.planview import beam_setups
 
     course = ws.course(state.plan.course)
     try:
-        setups, _ = beam_setups(ws, site, state, course, cached=cached)
+        setups, _ = beam_setups(ws, site, state, course)
     except RTExportError:
         setups = {}
-    entries = {name: s.entry_mm for name, s in setups.items()}
-    return target_warnings(ws, site, state, course, entries, cached=cached)
+    return target_warnings(ws, site, state, course, {name: s.entry_mm for name, s in setups.items()})
+
+
+def fresh_target_warnings(ws: Workspace, site: Site, state: PlanState) -> tuple[list[str], AimedPlan | None]:
+    """:func:`plan_target_warnings` for a decision (approval): nothing read from the cache, so a cache row
+    changed behind rtexport's back cannot hide a warning the physicist has to acknowledge. Also returns the beams
+    as set up now (None when they cannot be), for the objects built after the decision."""
+    from rtexport.errors import RTExportError
+    from rtexport.geometry.setup import aim_plan, plan_structures
+    from rtexport.workspace.dicomio import course_contours
+
+    course = ws.course(state.plan.course)
+    aimed: AimedPlan | None
+    try:
+        aimed = aim_plan(state.plan, site, course.ct, course_contours(ws, course, plan_structures(state.plan)))
+    except RTExportError:
+        aimed = None
+    entries = {b.name: b.entry_mm for b in aimed.beams} if aimed is not None else {}
+    return target_warnings(ws, site, state, course, entries, cached=False), aimed
 
 
 def _reach(

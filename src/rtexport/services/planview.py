@@ -164,13 +164,12 @@ def keep_setups(ws: Workspace, site: Site, state: PlanState, course: Course, aim
 
 
 def beam_setups(
-    ws: Workspace, site: Site, state: PlanState, course: Course, *, cached: bool = True
+    ws: Workspace, site: Site, state: PlanState, course: Course
 ) -> tuple[dict[str, BeamSetup], dict[str, str]]:
     """Every beam's setup, and beam → the ROI name of its own bolus; raises :class:`PlanError` when the beams
-    cannot be set up on the course with this site. ``cached=False``: set up now, whatever the setup cache holds
-    (for a decision: the cache is a convenience, not a record)."""
+    cannot be set up on the course with this site."""
     key = _setup_key(site, state, course)
-    found = ws.setups.get(key) if cached else None
+    found = ws.setups.get(key)
     if found is None:
         found = _compute_setups(ws, site, state, course)
         with ws.transaction():
