@@ -36,35 +36,8 @@ def load_hu(store: BlobStore, course: Course) -> npt.NDArray[np.float32]:
         ds = pydicom.dcmread(io.BytesIO(store.verified(s.sha256)))
         slope = float(ds.get("RescaleSlope", 1.0))
         intercept = float(ds.get("RescaleIntercept", 0.0))
-        volume[k] = orientation.canonical_pixels(stored_pixels(ds)).astype(np.float32) * slope + intercept
+        volume[k] = orientation.canonical_pixels(ds.pixel_array).astype(np.float32) * slope + intercept
     return volume
-
-
-_NATIVE_LITTLE_ENDIAN = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"})  # Implicit and Explicit VR
-
-
-def stored_pixels(ds: Dataset) -> npt.NDArray[np.generic]:
-    """One image's stored values [row, column], as pydicom's ``pixel_array`` gives them: read straight from
-    uncompressed little-endian Pixel Data when every allocated bit is stored (pydicom's decoder set-up costs more
-    than the copy for each image of a series), else through pydicom."""
-    bits = ds.get("BitsAllocated")
-    rows, columns = ds.get("Rows"), ds.get("Columns")
-    plain = (
-        ds.file_meta.get("TransferSyntaxUID") in _NATIVE_LITTLE_ENDIAN
-        and ds.get("SamplesPerPixel", 1) == 1
-        and ds.get("NumberOfFrames", 1) in (1, "1")
-        and bits in (8, 16, 32)
-        and ds.get("BitsStored") == bits
-        and ds.get("PixelRepresentation", 0) in (0, 1)
-        and isinstance(rows, int)
-        and isinstance(columns, int)
-    )
-    if plain:
-        dtype = np.dtype(f"<{'i' if ds.get('PixelRepresentation', 0) == 1 else 'u'}{bits // 8}")
-        data = ds.PixelData
-        if isinstance(data, bytes) and len(data) >= rows * columns * dtype.itemsize:
-            return np.frombuffer(data, dtype, count=rows * columns).reshape(rows, columns)
-    return np.asarray(ds.pixel_array)
 
 
 __all__ = ["contours_by_name", "course_contours", "load_hu", "read_dataset"]
