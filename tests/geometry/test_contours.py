@@ -89,17 +89,3 @@ def test_structure_centroid() -> None:
     cs = [Contour(square(10.0, -80.0, 20.0, z)) for z in (-3.0, 0.0, 3.0)]
     assert structure_centroid(cs) == pytest.approx((10.0, -80.0, 0.0))
     assert structure_centroid([Contour(square(0, 0, 1, 0)[:2], "OPEN_PLANAR")]) is None
-
-
-def test_fills_cut_from_a_kept_lattice_are_the_fills_of_the_box_itself() -> None:
-    """Beam setup fills the External once per plane on the whole 1 mm lattice and cuts each field's box from it:
-    every box, a run of the lattice or not (then filled on its own), gives the mask filled on that box."""
-    rings = [ellipse(80.0, 55.0, z) for z in (-5.0, 0.0, 5.0)] + [ellipse(20.0, 10.0, 0.0)]  # a hole mid-way
-    xs, ys = np.arange(-100.0, 100.0 + 1e-6, 1.0), np.arange(-70.0, 70.0 + 1e-6, 1.0)
-    zs = np.array([-6.0, -2.4, 0.0, 2.6, 5.0, 9.0])
-    plain, kept = PlanarStructure(rings, 5.0), PlanarStructure(rings, 5.0)
-    kept.keep_fills_on(xs, ys)
-    boxes = [(xs, ys), (xs[20:151], ys[3:90]), (xs[:1], ys[-1:]), (xs[5:40] + 0.5, ys[10:20]), (xs[::2], ys)]
-    for bx, by in boxes:
-        assert np.array_equal(kept.fill(bx, by, zs), plain.fill(bx, by, zs))
-    assert kept.fill(xs[20:151], ys[3:90], zs).any() and not kept.fill(xs[20:151], ys[3:90], zs).all()

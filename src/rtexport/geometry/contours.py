@@ -8,7 +8,7 @@ The dose engine, the bolus builder, beam aiming and the DVH all use this one rul
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -38,30 +38,6 @@ class PlanarStructure:
         self.polygons: list[list[FloatArray]] = [by_z[float(z)] for z in self.planes]
         spacing = float(np.median(np.diff(self.planes))) if len(self.planes) > 1 else fallback_spacing_mm
         self.half_thickness_mm = 0.5 * spacing + 1e-6
-        self._lattice: tuple[FloatArray, FloatArray] | None = None
-        self._on_lattice: dict[int, BoolArray] = {}
-
-    def keep_fills_on(self, xs: FloatArray, ys: FloatArray) -> None:
-        """Fill each plane once on the whole lattice ``xs`` × ``ys`` (both increasing) and keep it: a later
-        :meth:`fill` on runs of that lattice (a field's box) then cuts its masks from those planes. The even-odd
-        rule decides each point alone, so the cut masks are the ones filled on the box itself."""
-        self._lattice = (np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64))
-        self._on_lattice = {}
-
-    def _filler(self, xs: FloatArray, ys: FloatArray) -> Callable[[int], BoolArray]:
-        """How :meth:`fill` fills plane k on ``xs`` × ``ys``: cut from the kept lattice when they are runs of it."""
-        cut = None if self._lattice is None else (_run(self._lattice[0], xs), _run(self._lattice[1], ys))
-        if cut is None or cut[0] is None or cut[1] is None or self._lattice is None:
-            return lambda k: polygon.fill(self.polygons[k], xs, ys)
-        lx, ly = self._lattice
-        sx, sy = cut[0], cut[1]
-
-        def from_lattice(k: int) -> BoolArray:
-            if k not in self._on_lattice:
-                self._on_lattice[k] = polygon.fill(self.polygons[k], lx, ly)
-            return self._on_lattice[k][sy, sx]
-
-        return from_lattice
 
     @property
     def empty(self) -> bool:
@@ -93,12 +69,11 @@ class PlanarStructure:
         """Mask [z, y, x] sampled at the given axes (x and y increasing)."""
         mask = np.zeros((len(zs), len(ys), len(xs)), dtype=bool)
         filled: dict[int, BoolArray] = {}
-        plane = self._filler(xs, ys)
         for i, k in enumerate(self.plane_index(np.asarray(zs, dtype=np.float64))):
             if k < 0:
                 continue
             if int(k) not in filled:
-                filled[int(k)] = plane(int(k))
+                filled[int(k)] = polygon.fill(self.polygons[int(k)], xs, ys)
             mask[i] = filled[int(k)]
         return mask
 
@@ -126,16 +101,6 @@ class PlanarStructure:
         lo = np.array([*pts.min(axis=0), self.planes[0] - self.half_thickness_mm])
         hi = np.array([*pts.max(axis=0), self.planes[-1] + self.half_thickness_mm])
         return lo, hi
-
-
-def _run(lattice: FloatArray, axis: FloatArray) -> slice | None:
-    """Where ``axis`` is a run of consecutive values of ``lattice`` (the very values), else None."""
-    axis = np.asarray(axis, dtype=np.float64)
-    if len(axis) == 0:
-        return None
-    first = int(np.searchsorted(lattice, axis[0]))
-    run = slice(first, first + len(axis))
-    return run if run.stop <= len(lattice) and np.array_equal(lattice[run], axis) else None
 
 
 def rasterize(contours: Sequence[Contour], grid: GridGeometry, fallback_spacing_mm: float) -> BoolArray:

@@ -227,13 +227,6 @@ def _final_frame(aim: _Aim, surfaces: Sequence[PlanarStructure], plan: Plan) -> 
     return frame, float(ssd), entry
 
 
-def _field_lattice(ct: CTGeometry, raster_mm: float = _FIELD_RASTER_MM) -> tuple[FloatArray, FloatArray]:
-    """The in-plane points surfaces are rasterized on for the field checks and the bolus: ``raster_mm`` apart
-    from the CT's first voxel centre."""
-    x_ct, y_ct, _ = ct.axes()
-    return np.arange(x_ct[0], x_ct[-1] + 1e-6, raster_mm), np.arange(y_ct[0], y_ct[-1] + 1e-6, raster_mm)
-
-
 def field_surface(
     ct: CTGeometry,
     surfaces: Sequence[PlanarStructure],
@@ -247,10 +240,11 @@ def field_surface(
     ``raster_mm`` in-plane, so the distance is good to about half of that."""
     from rtexport.geometry.rays import surface_distances
 
-    z_ct = ct.axes()[2]
+    x_ct, y_ct, z_ct = ct.axes()
     lo = np.array([float(np.min(u)), float(np.min(v))]) - 5.0
     hi = np.array([float(np.max(u)), float(np.max(v))]) + 5.0
-    xs, ys = _field_lattice(ct, raster_mm)
+    xs = np.arange(x_ct[0], x_ct[-1] + 1e-6, raster_mm)
+    ys = np.arange(y_ct[0], y_ct[-1] + 1e-6, raster_mm)
     near, far = frame.depth_range((xs[0], ys[0], z_ct[0]), (xs[-1], ys[-1], z_ct[-1]))
     d_range = (max(near, 1.0), far)
     bmin, bmax = frame.field_box(lo, hi, d_range)
@@ -345,8 +339,6 @@ def aim_plan(plan: Plan, site: Site, ct: CTGeometry, contours: Mapping[str, Sequ
     external = PlanarStructure(contours.get(plan.external, ()), spacing)
     if external.empty:
         raise PlanError(f"plan {plan.id}: the External {plan.external!r} has no closed contour")
-    lattice = _field_lattice(ct)
-    external.keep_fills_on(*lattice)  # the boli and each field's surfaces are filled on runs of this lattice
     problems: list[str] = []
     aims: list[_Aim] = []
     for i, beam in enumerate(plan.beams):
@@ -371,8 +363,6 @@ def aim_plan(plan: Plan, site: Site, ct: CTGeometry, contours: Mapping[str, Sequ
     if problems:
         raise PlanError(f"plan {plan.id}: the beam setup does not fit course {plan.course}", problems)
     boli = {name: PlanarStructure(cs, spacing) for name, cs in bolus.items()}
-    for structure in boli.values():
-        structure.keep_fills_on(*lattice)
     surfaces = [external, *boli.values()]
     points = {name: _bolus_points(s) for name, s in boli.items()}
 
