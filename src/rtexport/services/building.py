@@ -71,12 +71,7 @@ def export_objects(
     prepared = build_objects(store, site, state, course, items, operator, aimed=aimed, lineage=lineage)
     lost = ws.built.kept([obj.key for obj in prepared.new]) if state.approved else {}
     if lost:  # an approved plan's objects are fixed: other bytes under its UIDs would be two contents for one UID
-        kinds = {"RS": "RT Structure Set", "RP": "RT Plan", "RD": "RT Dose"}
-        names = ", ".join(
-            f"{kinds.get(p[-1], kinds.get(p[-2], p[-1]))} (sha256 {lost[k]})"
-            for k in sorted(lost)
-            if (p := k.split("\x1f"))
-        )
+        names = ", ".join(f"{built_object(k)[2]} (sha256 {lost[k]})" for k in sorted(lost))
         raise StoreError(
             f"plan {state.plan.id} revision {state.revision.number} is approved; its stored export object(s) {names} "
             "are missing, never rebuilt for an approved plan (other bytes under its fixed UIDs): restore the store "
