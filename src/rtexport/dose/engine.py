@@ -28,7 +28,7 @@ import numpy.typing as npt
 from scipy import ndimage
 from scipy.special import erf
 
-from rtexport.dose import redefinition, surface
+from rtexport.dose import ladder, redefinition, surface
 from rtexport.dose.commissioning import BroadBeam, broad_beam, scattering_power_water, water_sigma_mm
 from rtexport.dose.fan import to_patient
 from rtexport.dose.output import CutoutOutput, cutout_output, lattice, pencil_weights
@@ -405,28 +405,15 @@ def _spread(
     if not active.any():
         return out
     smin = float(sigma_iso[active].min())
-    t = np.log(np.maximum(sigma_iso, smin) / smin) / math.log(ratio)
-    rung = np.floor(t).astype(np.int64)
-    frac = t - rung
     qd = np.moveaxis(q, -1, 0)  # [d, u, v]
-    rung_d, frac_d = np.moveaxis(rung, -1, 0), np.moveaxis(frac, -1, 0)
     planes = np.nonzero(qd.reshape(nd, -1).any(axis=1))[0]
-    qd, rung_d, frac_d = qd[planes], rung_d[planes], frac_d[planes]
-    # each plane's pencils span a few rungs: a rung looks only at the planes whose span reaches it
+    qd = qd[planes]
     lit = qd > 0
-    span_lo = np.where(lit, rung_d, np.iinfo(np.int64).max).min(axis=(1, 2))
-    span_hi = np.where(lit, rung_d, -1).max(axis=(1, 2)) + 1
-    for r in range(int(span_hi.max()) + 1):
-        near = np.nonzero((span_lo <= r) & (r <= span_hi))[0]
-        if near.size == 0:
-            continue
-        rn, fn = rung_d[near], frac_d[near]
-        lam = np.where(rn == r, 1.0 - fn, 0.0) + np.where(rn == r - 1, fn, 0.0)
+    for near, lam, sig_r in ladder.rungs(np.moveaxis(sigma_iso, -1, 0)[planes], lit, smin, ratio):
         hit = (lam * lit[near]).reshape(near.size, -1).any(axis=1)
         sel, lam = near[hit], lam[hit]
         if sel.size == 0:
             continue
-        sig_r = smin * ratio**r
         gu = _kernel(uo, uc, h, sig_r)
         gv = _kernel(vo, vc, h, sig_r)
         out[planes[sel]] += gu @ (qd[sel] * lam) @ gv.T

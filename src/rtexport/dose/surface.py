@@ -28,6 +28,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
+from rtexport.dose import ladder
+
 FloatArray = npt.NDArray[np.float64]
 Kernel = Callable[[FloatArray, FloatArray, float, float], FloatArray]
 
@@ -106,23 +108,12 @@ def kept_share(
     if planes.size == 0:
         return np.ones_like(keeping)
     smin = max(float(sigma_iso[active].min()), 1e-3)
-    # as the engine's spread: σ on a geometric ladder, each rung only for the planes whose pencils reach it
-    t = np.log(np.maximum(np.moveaxis(sigma_iso[..., planes], -1, 0), smin) / smin) / math.log(ratio)
-    rung = np.floor(t).astype(np.int64)
-    frac = t - rung
     lit = np.moveaxis(active[..., planes], -1, 0)  # [p, u, v]
-    span_lo = np.where(lit, rung, np.iinfo(np.int64).max).min(axis=(1, 2))
-    span_hi = np.where(lit, rung, -1).max(axis=(1, 2)) + 1
     lost_p = np.zeros(lit.shape, dtype=np.float64)
-    for r in range(int(span_lo.min()), int(span_hi.max()) + 1):
-        near = np.nonzero((span_lo <= r) & (r <= span_hi))[0]
-        if near.size == 0:
-            continue
-        rn, fn = rung[near], frac[near]
-        lam = (np.where(rn == r, 1.0 - fn, 0.0) + np.where(rn == r - 1, fn, 0.0)) * lit[near]
-        sig_r = smin * ratio**r
+    # as the engine's spread: σ on its ladder, each rung only for the planes whose pencils reach it
+    for near, lam, sig_r in ladder.rungs(np.moveaxis(sigma_iso[..., planes], -1, 0), lit, smin, ratio):
         gu = kernel(uo, uc, h, sig_r)
         gv = kernel(vo, vc, h, sig_r)
-        lost_p[near] += lam * (gu.T @ air[planes[near]] @ gv)
+        lost_p[near] += lam * lit[near] * (gu.T @ air[planes[near]] @ gv)
     lost[..., planes] = np.moveaxis(lost_p, 0, -1)
     return np.where(active, np.maximum(1.0 - lost * keeping, 0.5), 1.0)
